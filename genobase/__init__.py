@@ -1,0 +1,1 @@
+"""Operator tooling: the ``genobase`` CLI and the native stack it brings up."""

@@ -1,0 +1,237 @@
+"""``genobase``: bring the stack up or down, see what runs, and upload a file end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from genobase import stack
+from shared.settings import Settings, stack_file
+
+HOME = Path(os.environ.get("GENOBASE_HOME", ".genobase"))
+
+
+def _settings() -> Settings:
+    path = stack_file()
+    return Settings(_env_file=path if path.exists() else None)  # type: ignore[call-arg]
+
+
+def _services(settings_env: dict[str, str] | None = None) -> stack.ServiceProcesses:
+    return stack.ServiceProcesses(
+        HOME / "run", {"GENOBASE_STACK_FILE": str(stack_file().resolve()), **(settings_env or {})}
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if os.environ.get("GENOBASE_STACK", "native") == "compose":
+        subprocess.run(["docker", "compose", "-f", "compose.yaml", "up", "-d", "--build"], check=True)
+        print("compose stack up: intake on http://127.0.0.1:8000, MinIO on http://127.0.0.1:9000")
+        return 0
+    path = stack_file()
+    known = stack.read_env_file(path)
+    started = stack.bootstrap()
+    previously = known.get("GENOBASE_STARTED_INFRA", "").split(",")
+    started = sorted({*started, *[n for n in previously if n]})
+    pg_password = known.get("GENOBASE_PG_PASSWORD") or stack.new_secret()
+    stack.ensure_pg_role("genobase", pg_password, "genobase")
+    access = known.get("GENOBASE_S3_ACCESS_KEY") or stack.new_secret(20)
+    secret = known.get("GENOBASE_S3_SECRET_KEY") or stack.new_secret(40)
+    ceph = stack.CephCluster(HOME.resolve() / "ceph", store=args.store)
+    ceph.start(access, secret)
+    values = {
+        **known,
+        "GENOBASE_STACK": "native",
+        "GENOBASE_STARTED_INFRA": ",".join(started),
+        "GENOBASE_PG_PASSWORD": pg_password,
+        "GENOBASE_PG_DSN": f"postgresql://genobase:{pg_password}@127.0.0.1:5432/genobase",
+        "GENOBASE_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+        "GENOBASE_S3_ENDPOINT": ceph.endpoint,
+        "GENOBASE_S3_ACCESS_KEY": access,
+        "GENOBASE_S3_SECRET_KEY": secret,
+        "GENOBASE_CEPH_BASE": str(ceph.base),
+        "GENOBASE_CEPH_STORE": args.store,
+    }
+    stack.write_env_file(path, values)
+    settings = _settings()
+    stack.prepare_pipeline(settings, rgw_push_endpoint="amqp://127.0.0.1:5672")
+    pids = _services().start_all()
+    _wait_healthy(settings)
+    print(f"stack file      {path.resolve()}")
+    print(f"intake (HTTP)   {settings.status_base_url}  (OpenAPI: {settings.status_base_url}/docs)")
+    print(f"S3 (Ceph RGW)   {settings.s3_endpoint}  buckets {settings.uploads_bucket}, {settings.results_bucket}")
+    print("RabbitMQ        amqp://127.0.0.1:5672  exchange genobase.events")
+    print("PostgreSQL      127.0.0.1:5432 database genobase")
+    for name, pid in pids.items():
+        print(f"{name:<15} pid {pid}  log {_services().log_file(name)}")
+    return 0
+
+
+def _wait_healthy(settings: Settings, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{settings.status_base_url}/healthz", timeout=10)
+            if response.status_code == 200:
+                return
+            last = response.text
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise SystemExit(f"intake did not become healthy: {last}")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    known = stack.read_env_file(stack_file())
+    _services().stop_all()
+    base = known.get("GENOBASE_CEPH_BASE")
+    if base:
+        stack.CephCluster(Path(base), store=known.get("GENOBASE_CEPH_STORE", "bluestore")).stop(wipe=args.wipe)
+    started = [n for n in known.get("GENOBASE_STARTED_INFRA", "").split(",") if n]
+    stack.stop_base_services(started)
+    if started:
+        known["GENOBASE_STARTED_INFRA"] = ""
+        stack.write_env_file(stack_file(), known)
+    print("stack stopped" + (f" (also {', '.join(started)})" if started else ""))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    known = stack.read_env_file(stack_file())
+    if not known:
+        print("no stack file: run 'genobase up'")
+        return 1
+    services = _services()
+    ok = True
+    for name in stack.SERVICES:
+        pid = services.pid(name)
+        ok &= pid is not None
+        print(f"{name:<10} {'running, pid ' + str(pid) if pid else 'not running'}")
+    base = known.get("GENOBASE_CEPH_BASE")
+    rgw = bool(base) and stack.CephCluster(Path(base or ".")).running()
+    ok &= rgw
+    print(f"{'ceph-rgw':<10} {'answering on ' + known.get('GENOBASE_S3_ENDPOINT', '') if rgw else 'not answering'}")
+    for name, port in (("postgres", 5432), ("rabbitmq", 5672)):
+        up = stack.port_open(port)
+        ok &= up
+        print(f"{name:<10} {'listening on ' + str(port) if up else 'not listening'}")
+    return 0 if ok else 1
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    settings = _settings()
+    base = args.intake or settings.status_base_url
+    path = Path(args.file)
+    size = path.stat().st_size
+    with httpx.Client(base_url=base, timeout=60) as client:
+        response = client.post(
+            "/uploads",
+            json={"filename": path.name, "size": size, "format": args.format, "alphabet": args.alphabet},
+        )
+        response.raise_for_status()
+        ticket = response.json()
+        print(f"upload {ticket['id']} -> s3://{ticket['bucket']}/{ticket['key']}", file=sys.stderr)
+        with path.open("rb") as body:
+            put = httpx.put(ticket["upload_url"], content=body, headers={"Content-Length": str(size)}, timeout=None)
+        if put.status_code >= 300:
+            print(f"upload failed: HTTP {put.status_code} {put.text}", file=sys.stderr)
+            return 1
+        if not args.wait:
+            print(ticket["status_url"])
+            return 0
+        status = _wait_for(client, f"/uploads/{ticket['id']}", args.timeout)
+    return _report(status, args.output)
+
+
+def _wait_for(client: httpx.Client, url: str, timeout: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while True:
+        status: dict[str, object] = client.get(url).json()
+        progress = status["progress"]
+        assert isinstance(progress, dict)
+        line = f"{status['state']:<11} {100 * progress['fraction']:5.1f}%  records {progress['records_done']}"
+        if line != shown:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+            shown = line
+        if status["state"] in ("done", "failed"):
+            print(file=sys.stderr)
+            return status
+        if time.monotonic() > deadline:
+            print(file=sys.stderr)
+            raise SystemExit(f"timed out after {timeout:.0f} s in state {status['state']}")
+        time.sleep(0.5)
+
+
+def _report(status: dict[str, object], output: str | None) -> int:
+    if status["state"] == "failed":
+        error = status["error"]
+        assert isinstance(error, dict)
+        where = ""
+        if error.get("line") is not None:
+            where = f" at line {error['line']}" + (f", column {error['column']}" if error.get("column") else "")
+        print(f"failed: {error['code']}: {error['message']}{where}", file=sys.stderr)
+        return 1
+    result = status["result"]
+    assert isinstance(result, dict)
+    if output:
+        with httpx.stream("GET", str(result["url"]), timeout=None) as response, open(output, "wb") as out:
+            response.raise_for_status()
+            for data in response.iter_bytes(1024 * 1024):
+                out.write(data)
+        print(f"{result['records']} records, {result['size']} bytes -> {Path(output).resolve()}")
+    else:
+        print(json.dumps({"result_url": result["url"], "records": result["records"]}))
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    settings = _settings()
+    url = f"{settings.status_base_url}/uploads?bucket={quote(args.bucket)}&key={quote(args.key)}"
+    response = httpx.get(url, timeout=30)
+    print(json.dumps(response.json(), indent=2))
+    return 0 if response.status_code == 200 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genobase", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="bring up the stack and the four services (idempotent)")
+    up.add_argument(
+        "--store",
+        choices=["bluestore", "memstore"],
+        default="bluestore",
+        help="Ceph OSD back end: bluestore keeps data on disk, memstore in RAM",
+    )
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop what 'up' started")
+    down.add_argument("--wipe", action="store_true", help="also delete the Ceph cluster's data")
+    down.set_defaults(func=cmd_down)
+    sub.add_parser("status", help="show what runs").set_defaults(func=cmd_status)
+    upload = sub.add_parser("upload", help="register, upload and (with --wait) follow a file")
+    upload.add_argument("file")
+    upload.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
+    upload.add_argument("--output", help="where to write the result JSON (with --wait)")
+    upload.add_argument("--format", choices=["fasta", "csv", "tsv"], help="skip format detection")
+    upload.add_argument("--alphabet", choices=["nucleotide", "protein", "any"], default="nucleotide")
+    upload.add_argument("--timeout", type=float, default=3600)
+    upload.add_argument("--intake", help="intake base URL (default: from the stack file)")
+    upload.set_defaults(func=cmd_upload)
+    lookup = sub.add_parser("lookup", help="status of an object written straight to the bucket")
+    lookup.add_argument("bucket")
+    lookup.add_argument("key")
+    lookup.set_defaults(func=cmd_lookup)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

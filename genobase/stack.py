@@ -1,0 +1,259 @@
+"""The native stack: PostgreSQL, RabbitMQ and Ceph RGW on this machine, and the four services.
+
+Used by ``genobase up``/``down``/``status`` and by the tests' native provider, so both run the very
+same start-up code. Daemons are started detached with pid files, so ``up`` is idempotent and also
+restarts any service that died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from shared.settings import Settings
+
+SERVICES = ("intake", "parser", "persister", "assembler")
+
+
+def script(name: str) -> str:
+    return str(resources.files("genobase.scripts") / name)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bootstrap() -> list[str]:
+    """Install what is missing and start PostgreSQL/RabbitMQ where absent; returns what it started."""
+    out = subprocess.run(["bash", script("bootstrap.sh")], check=True, stdout=subprocess.PIPE, text=True).stdout
+    last = out.strip().splitlines()[-1] if out.strip() else "started="
+    return [name for name in last.removeprefix("started=").split() if name]
+
+
+def stop_base_services(names: list[str]) -> None:
+    if "rabbitmq" in names:
+        subprocess.run(["rabbitmqctl", "stop"], check=False, capture_output=True)
+    if "postgresql" in names:
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop"], check=False)
+
+
+def psql_as_postgres(sql: str) -> str:
+    """Run SQL as the postgres superuser over the local socket (peer auth on Debian)."""
+    cmd = ["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    else:
+        cmd += ["-h", "127.0.0.1", "-U", "postgres"]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def ensure_pg_role(role: str, password: str, database: str | None = None) -> None:
+    """A login role with CREATEDB (the tests create their own databases) and, optionally, its database."""
+    from psycopg import sql
+
+    exists = psql_as_postgres(
+        sql.SQL("SELECT 1 FROM pg_roles WHERE rolname = {}").format(sql.Literal(role)).as_string()
+    ).strip()
+    verb = "ALTER" if exists else "CREATE"
+    statement = sql.SQL("{} ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+        sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
+    )
+    psql_as_postgres(statement.as_string())
+    if (
+        database
+        and not psql_as_postgres(
+            sql.SQL("SELECT 1 FROM pg_database WHERE datname = {}").format(sql.Literal(database)).as_string()
+        ).strip()
+    ):
+        psql_as_postgres(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(role)).as_string()
+        )
+
+
+@dataclass
+class CephCluster:
+    base: Path
+    rgw_port: int = 7480
+    mon_port: int = 3300
+    mon_v1_port: int = 6789
+    store: str = "bluestore"
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "BASE": str(self.base),
+            "RGW_PORT": str(self.rgw_port),
+            "MON_PORT": str(self.mon_port),
+            "MON_V1_PORT": str(self.mon_v1_port),
+            "OSD_STORE": self.store,
+            **extra,
+        }
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.rgw_port}"
+
+    def start(self, access_key: str, secret_key: str) -> None:
+        subprocess.run(
+            ["bash", script("ceph.sh"), "start"],
+            check=True,
+            env=self._env(ACCESS_KEY=access_key, SECRET_KEY=secret_key),
+        )
+
+    def stop(self, wipe: bool = False) -> None:
+        subprocess.run(["bash", script("ceph.sh"), "stop"], check=False, env=self._env(WIPE="1" if wipe else "0"))
+
+    def running(self) -> bool:
+        return subprocess.run(["bash", script("ceph.sh"), "status"], env=self._env()).returncode == 0
+
+
+def new_secret(length: int = 24) -> str:
+    return secrets.token_hex(length // 2)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+# --- services -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ServiceProcesses:
+    """The four services as detached processes, with pid files and logs under ``run_dir``."""
+
+    run_dir: Path
+    env: dict[str, str]
+
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        try:
+            pid = int(self.pid_file(name).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if f"services.{name}.main".encode() not in cmdline:
+            return None
+        try:
+            status = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except OSError:
+            return None
+        return None if status == "Z" else pid
+
+    def start(self, name: str) -> int:
+        """Start ``name`` unless it runs; returns its pid."""
+        existing = self.pid(name)
+        if existing is not None:
+            return existing
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file(name), "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}.main"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+        self.pid_file(name).write_text(str(process.pid))
+        return process.pid
+
+    def start_all(self) -> dict[str, int]:
+        return {name: self.start(name) for name in SERVICES}
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        pid = self.pid(name)
+        if pid is None:
+            self.pid_file(name).unlink(missing_ok=True)
+            return
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid(name) is not None:
+            _reap(pid)
+            time.sleep(0.1)
+        if self.pid(name) is not None:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            _reap(pid)
+        self.pid_file(name).unlink(missing_ok=True)
+
+    def stop_all(self) -> None:
+        for name in SERVICES:
+            self.stop(name)
+
+
+def _reap(pid: int) -> None:
+    """Collect a child that exited (when the caller started it), so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def prepare_pipeline(settings: Settings, rgw_push_endpoint: str | None) -> None:
+    """Everything the services expect to exist: schema, exchanges and queues, buckets, notifications."""
+    from shared import db
+    from shared.broker import connect, declare_topology
+    from shared.notify import wire_rgw
+    from shared.storage import ObjectStore
+
+    with db.connect(settings, autocommit=True) as conn:
+        db.migrate(conn)
+    connection = connect(settings)
+    try:
+        declare_topology(connection.channel(), settings)
+    finally:
+        connection.close()
+    store = ObjectStore(settings)
+    store.ensure_bucket(settings.uploads_bucket)
+    store.ensure_bucket(settings.results_bucket)
+    if rgw_push_endpoint is not None:
+        wire_rgw(
+            settings.s3_endpoint,
+            settings.s3_access_key.get_secret_value(),
+            settings.s3_secret_key.get_secret_value(),
+            settings.uploads_bucket,
+            settings.events_routing_key,
+            rgw_push_endpoint,
+            settings.events_exchange,
+            settings.s3_region,
+        )

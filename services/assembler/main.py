@@ -1,0 +1,28 @@
+"""Entry point ``genobase-assembler``: wires the adapters and consumes the assemble queue."""
+
+from __future__ import annotations
+
+import functools
+
+from services.assembler.handler import AssemblerDeps, give_up, handle_assemble
+from shared.broker import Consumer
+from shared.db import Database
+from shared.logging import configure_logging
+from shared.settings import get_settings
+from shared.storage import ObjectStore
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("assembler", settings.log_level, settings.log_json)
+    deps = AssemblerDeps(settings, Database(settings), Database(settings), ObjectStore(settings))
+    Consumer(
+        settings,
+        "assemble",
+        functools.partial(handle_assemble, deps=deps),
+        functools.partial(give_up, deps=deps),
+    ).run()
+
+
+if __name__ == "__main__":
+    main()

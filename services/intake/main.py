@@ -1,0 +1,19 @@
+"""Entry point ``genobase-intake``: the HTTP service under uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.intake.api import create_app
+from shared.logging import configure_logging
+from shared.settings import get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("intake", settings.log_level, settings.log_json)
+    uvicorn.run(create_app(settings), host=settings.intake_host, port=settings.intake_port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

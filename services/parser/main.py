@@ -1,0 +1,28 @@
+"""Entry point ``genobase-parser``: wires the adapters and consumes the parse queue."""
+
+from __future__ import annotations
+
+import functools
+
+from services.parser.handler import ParserDeps, give_up, handle_notification
+from shared.broker import Consumer, Publisher
+from shared.db import Database
+from shared.logging import configure_logging
+from shared.settings import get_settings
+from shared.storage import ObjectStore
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("parser", settings.log_level, settings.log_json)
+    deps = ParserDeps(settings, Database(settings), ObjectStore(settings), Publisher(settings))
+    Consumer(
+        settings,
+        "parse",
+        functools.partial(handle_notification, deps=deps),
+        functools.partial(give_up, deps=deps),
+    ).run()
+
+
+if __name__ == "__main__":
+    main()

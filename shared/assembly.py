@@ -1,0 +1,90 @@
+"""Writes the result document as a stream of bytes, one record part at a time.
+
+The document keeps the original system's record fields (``line_number``, ``gene_name``,
+``sequence``) and adds Genobase's (``ordinal``, ``id``, ``description``, ``length``, ``md5``,
+``refget``). ``sequence`` comes last in each record so that its parts can be written as they
+arrive from the database: nothing, not even one chromosome, is held whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from shared.db import ResultRow
+
+FLUSH_BYTES = 1024 * 1024
+
+
+def _needs_escaping(data: bytes) -> bool:
+    return b'"' in data or b"\\" in data
+
+
+class ResultDocument:
+    """The result document of one upload; ``records_written`` tells progress while it streams."""
+
+    def __init__(self, provenance: dict[str, Any]) -> None:
+        self._provenance = provenance
+        self.records_written = 0
+
+    def pieces(self, rows: Iterable[ResultRow]) -> Iterator[bytes]:
+        """Yield the document in pieces of about ``FLUSH_BYTES``.
+
+        ``rows`` are the records with their parts in order, as ``iter_result_rows`` gives them.
+        """
+        head = orjson.dumps(self._provenance)
+        pieces: list[bytes] = [head[:-1], b',"records":[']
+        size = 0
+        current = -1
+        for (
+            ordinal,
+            line_number,
+            gene_name,
+            seq_id,
+            description,
+            length,
+            md5,
+            refget,
+            _part,
+            residues,
+        ) in rows:
+            if ordinal != current:
+                if current >= 0:
+                    pieces.append(b'"},\n')
+                else:
+                    pieces.append(b"\n")
+                current = ordinal
+                self.records_written += 1
+                meta = orjson.dumps(
+                    {
+                        "ordinal": ordinal,
+                        "line_number": line_number,
+                        "gene_name": gene_name,
+                        "id": seq_id,
+                        "description": description,
+                        "length": length,
+                        "md5": md5,
+                        "refget": refget,
+                    }
+                )
+                pieces.append(meta[:-1])
+                pieces.append(b',"sequence":"')
+                size += 200
+            if residues:
+                pieces.append(orjson.dumps(residues.decode())[1:-1] if _needs_escaping(residues) else residues)
+                size += len(residues)
+            if size >= FLUSH_BYTES:
+                yield b"".join(pieces)
+                pieces.clear()
+                size = 0
+        if current >= 0:
+            pieces.append(b'"}')
+        pieces.append(b"\n]}\n")
+        yield b"".join(pieces)
+
+
+def assemble_json(provenance: dict[str, Any], rows: Iterable[ResultRow]) -> Iterator[bytes]:
+    """The whole document as a stream of byte pieces (see ``ResultDocument``)."""
+    return ResultDocument(provenance).pieces(rows)

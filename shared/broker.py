@@ -1,0 +1,259 @@
+"""RabbitMQ adapter: topology, a confirming publisher and a consumer that keeps its connection alive.
+
+pika's ``BlockingConnection`` is not thread-safe and sends no heartbeats while a callback runs.
+The consumer therefore runs handlers on one worker thread while the connection's own thread keeps
+pumping I/O, and hands acks back with ``add_callback_threadsafe`` -- the pattern pika documents.
+A message is acknowledged only after its handler returned, i.e. after its work committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pika
+import pika.exceptions
+import structlog
+from pika.adapters.blocking_connection import BlockingChannel
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from shared.messages import Message
+from shared.settings import Settings
+
+STAGES = ("parse", "persist", "assemble")
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+)
+
+log = structlog.get_logger()
+
+
+class PermanentFailure(Exception):
+    """Retrying cannot help (a malformed message): dead-letter it at once."""
+
+
+def connect(settings: Settings, heartbeat: int = 60) -> pika.BlockingConnection:
+    params = pika.URLParameters(settings.amqp_url.get_secret_value())
+    params.heartbeat = heartbeat
+    params.blocked_connection_timeout = 300
+    params.connection_attempts = 1
+    return pika.BlockingConnection(params)
+
+
+def declare_topology(channel: BlockingChannel, settings: Settings) -> None:
+    """Exchanges and queues of the pipeline; idempotent, every process runs it at start."""
+    channel.exchange_declare(settings.events_exchange, exchange_type="topic", durable=True)
+    channel.exchange_declare(settings.pipeline_exchange, exchange_type="direct", durable=True)
+    channel.exchange_declare(settings.dead_letter_exchange, exchange_type="direct", durable=True)
+    for stage in STAGES:
+        name = settings.queue(stage)
+        channel.queue_declare(
+            name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                # The broker itself dead-letters a message that keeps being returned, even one
+                # that kills its consumer before any code of ours can count the attempt.
+                "x-delivery-limit": settings.max_deliveries,
+                "x-dead-letter-exchange": settings.dead_letter_exchange,
+                "x-dead-letter-routing-key": name,
+            },
+        )
+        channel.queue_declare(f"{name}.dead", durable=True)
+        channel.queue_bind(f"{name}.dead", settings.dead_letter_exchange, routing_key=name)
+    channel.queue_bind(settings.queue("parse"), settings.events_exchange, routing_key=settings.events_routing_key)
+    channel.queue_bind(settings.queue("persist"), settings.pipeline_exchange, routing_key="persist")
+    channel.queue_bind(settings.queue("assemble"), settings.pipeline_exchange, routing_key="assemble")
+
+
+class Publisher:
+    """Persistent messages with publisher confirms; reconnects on a lost connection.
+
+    Used from one thread only (pika connections are not thread-safe).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+
+    def _ensure(self) -> BlockingChannel:
+        if self._channel is None or not self._channel.is_open:
+            self.close()
+            # No heartbeats: this connection is only touched between pieces of work, which may be
+            # minutes apart; a dead socket surfaces as an error on the next publish and is retried.
+            self._connection = connect(self._settings, heartbeat=0)
+            self._channel = self._connection.channel()
+            self._channel.confirm_delivery()
+        return self._channel
+
+    @retry(
+        retry=retry_if_exception_type(CONNECTION_ERRORS),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        stop=stop_after_delay(300),
+        reraise=True,
+    )
+    def publish(self, message: Message, exchange: str | None = None, routing_key: str | None = None) -> None:
+        try:
+            channel = self._ensure()
+            channel.basic_publish(
+                exchange=self._settings.pipeline_exchange if exchange is None else exchange,
+                routing_key=routing_key or message.routing_key,
+                body=message.to_bytes(),
+                properties=pika.BasicProperties(
+                    delivery_mode=pika.DeliveryMode.Persistent, content_type="application/json"
+                ),
+                mandatory=True,
+            )
+        except CONNECTION_ERRORS:
+            self._channel = None
+            raise
+
+    def publish_raw(self, exchange: str, routing_key: str, body: bytes) -> None:
+        """Publish bytes as they are (replaying a captured event, for instance)."""
+        channel = self._ensure()
+        channel.basic_publish(
+            exchange=exchange,
+            routing_key=routing_key,
+            body=body,
+            properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+            mandatory=True,
+        )
+
+    def close(self) -> None:
+        if self._connection is not None and self._connection.is_open:
+            with contextlib.suppress(CONNECTION_ERRORS):
+                self._connection.close()
+        self._connection = None
+        self._channel = None
+
+
+Handler = Callable[[bytes], None]
+GiveUp = Callable[[bytes, str], None]
+
+
+class Consumer:
+    """Consumes one queue: one message at a time on a worker thread, ack after the handler returns.
+
+    A handler that raises is retried with backoff by requeueing; on the last allowed delivery
+    ``give_up`` is told why (to fail the upload) and the message goes to the dead-letter queue.
+    """
+
+    def __init__(self, settings: Settings, stage: str, handler: Handler, give_up: GiveUp) -> None:
+        self._settings = settings
+        self._queue = settings.queue(stage)
+        self._handler = handler
+        self._give_up = give_up
+        self._stopping = threading.Event()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{stage}-worker")
+        self._connection: pika.BlockingConnection | None = None
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+                backoff = 0.5
+            except CONNECTION_ERRORS as exc:
+                if self._stopping.is_set():
+                    break
+                log.warning("broker connection lost, reconnecting", queue=self._queue, error=str(exc))
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 15)
+        self._worker.shutdown(wait=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _consume(self) -> None:
+        connection = connect(self._settings)
+        self._connection = connection
+        try:
+            channel = connection.channel()
+            declare_topology(channel, self._settings)
+            channel.basic_qos(prefetch_count=self._settings.prefetch)
+            channel.basic_consume(self._queue, functools.partial(self._on_message, connection))
+            log.info("consuming", queue=self._queue)
+            while not self._stopping.is_set():
+                connection.process_data_events(time_limit=1)
+            channel.cancel()
+        finally:
+            if connection.is_open:
+                with contextlib.suppress(CONNECTION_ERRORS):
+                    connection.close()
+
+    def _on_message(
+        self,
+        connection: pika.BlockingConnection,
+        channel: BlockingChannel,
+        method: Any,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        headers = properties.headers or {}
+        previous = int(headers.get("x-delivery-count", 0))
+        self._worker.submit(self._work, connection, channel, method.delivery_tag, previous, body)
+
+    def _work(
+        self,
+        connection: pika.BlockingConnection,
+        channel: BlockingChannel,
+        tag: int,
+        previous: int,
+        body: bytes,
+    ) -> None:
+        structlog.contextvars.clear_contextvars()
+        try:
+            self._handler(body)
+            outcome = "ack"
+        except PermanentFailure as exc:
+            log.error("rejecting message", queue=self._queue, error=str(exc))
+            self._safe_give_up(body, str(exc))
+            outcome = "dead-letter"
+        except Exception as exc:
+            attempt = previous + 1
+            reason = f"{type(exc).__name__}: {exc}"
+            if attempt >= self._settings.max_deliveries:
+                log.error("giving up on message", queue=self._queue, attempt=attempt, error=reason)
+                self._safe_give_up(body, f"failed {attempt} times: {reason}")
+                outcome = "dead-letter"
+            else:
+                log.warning(
+                    "handler failed, will retry",
+                    queue=self._queue,
+                    attempt=attempt,
+                    error=reason,
+                    exc_info=True,
+                )
+                time.sleep(min(2**attempt, 30))
+                outcome = "requeue"
+        try:
+            connection.add_callback_threadsafe(functools.partial(self._settle, channel, tag, outcome))
+        except CONNECTION_ERRORS:
+            log.warning("connection gone before settling; the broker will redeliver", queue=self._queue)
+
+    def _safe_give_up(self, body: bytes, reason: str) -> None:
+        try:
+            self._give_up(body, reason)
+        except Exception:
+            log.exception("could not record the failure", queue=self._queue)
+
+    @staticmethod
+    def _settle(channel: BlockingChannel, tag: int, outcome: str) -> None:
+        if not channel.is_open:
+            return
+        if outcome == "ack":
+            channel.basic_ack(tag)
+        else:
+            channel.basic_nack(tag, requeue=outcome == "requeue")

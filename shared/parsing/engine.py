@@ -1,0 +1,202 @@
+"""The engine's front door: bytes of one file in any supported form, record events out.
+
+Compression and format are decided from the first bytes of the content, the file name only
+breaks a tie. Nothing here does I/O; the parser service feeds chunks it read from S3.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.parsing.alphabet import Alphabet
+from shared.parsing.delimited import DelimitedParser, find_columns
+from shared.parsing.errors import ParseError
+from shared.parsing.fasta import FastaParser
+from shared.parsing.records import Event
+
+GZIP_MAGIC = b"\x1f\x8b"
+FORMATS = ("fasta", "csv", "tsv")
+_EXTENSIONS = {
+    ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".faa": "fasta", ".ffn": "fasta", ".fas": "fasta",
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_header_bytes: int = 64 * 1024
+    max_row_bytes: int = 64 * 1024 * 1024
+    max_decompressed_bytes: int = 64 * 1024**3
+    max_compression_ratio: int = 1000
+    output_chunk_bytes: int = 8 * 1024 * 1024
+
+
+class FormatParser(Protocol):
+    format: str
+
+    @property
+    def record_count(self) -> int: ...
+
+    def feed(self, chunk: bytes) -> list[Event]: ...
+
+    def finish(self) -> list[Event]: ...
+
+
+def detect_format(head: bytes, filename: str | None = None) -> str:
+    """Name the format of decompressed content from its first bytes (and the name as a fallback)."""
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if text.startswith((b">", b";")):
+        return "fasta"
+    first_line = text.split(b"\n", 1)[0].decode("utf-8", "replace")
+    for delimiter, name in (("\t", "tsv"), (",", "csv")):
+        if delimiter in first_line and find_columns(first_line.split(delimiter)) is not None:
+            return name
+    suffix = _suffix(filename)
+    if suffix in _EXTENSIONS and text:
+        return _EXTENSIONS[suffix]
+    if not head:
+        raise ParseError("empty_file", "the file is empty", 1, 1)
+    raise ParseError(
+        "unsupported_format",
+        "not a supported format: expected FASTA (first line starting with '>') or CSV/TSV with a header "
+        "row naming a name and a sequence column",
+        1,
+        1,
+    )
+
+
+def _suffix(filename: str | None) -> str:
+    if not filename:
+        return ""
+    name = filename.lower().removesuffix(".gz").removesuffix(".bgz")
+    dot = name.rfind(".")
+    return name[dot:] if dot >= 0 else ""
+
+
+def make_parser(fmt: str, alphabet: Alphabet, limits: Limits) -> FormatParser:
+    if fmt == "fasta":
+        return FastaParser(alphabet, max_header_bytes=limits.max_header_bytes)
+    if fmt in ("csv", "tsv"):
+        return DelimitedParser(alphabet, delimiter=b"," if fmt == "csv" else b"\t", max_row_bytes=limits.max_row_bytes)
+    raise ParseError("unsupported_format", f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+class GzipStream:
+    """Multi-member gzip (and so bgzip) decompression with bounded output per step.
+
+    A truncated or corrupt stream is an error, never a silent partial result, and output beyond
+    the ratio or size limit stops a decompression bomb before it fills memory or disk.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._d = zlib.decompressobj(wbits=31)
+        self._member_open = False
+        self._in = 0
+        self._out = 0
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        self._in += len(data)
+        while data:
+            self._member_open = True
+            try:
+                out = self._d.decompress(data, self._limits.output_chunk_bytes)
+            except zlib.error as exc:
+                raise ParseError("corrupt_compression", f"gzip data is corrupt: {exc}") from None
+            if out:
+                self._count(len(out))
+                yield out
+            if self._d.eof:
+                # Next member (multi-member gzip, bgzip blocks); zero padding between members is skipped.
+                self._member_open = False
+                data = self._d.unused_data.lstrip(b"\x00")
+                self._d = zlib.decompressobj(wbits=31)
+            else:
+                data = self._d.unconsumed_tail
+
+    def finish(self) -> None:
+        if self._member_open:
+            raise ParseError("truncated_compression", "gzip stream ends in the middle of a member")
+
+    def _count(self, produced: int) -> None:
+        self._out += produced
+        limits = self._limits
+        if self._out > limits.max_decompressed_bytes or (
+            self._out > 64 * 1024 * 1024 and self._out > self._in * limits.max_compression_ratio
+        ):
+            raise ParseError(
+                "decompression_limit",
+                f"decompressed size exceeds the limit ({limits.max_decompressed_bytes} bytes or "
+                f"{limits.max_compression_ratio}x the compressed size)",
+            )
+
+
+class SequenceStream:
+    """Drives one file through decompression, detection and the format parser."""
+
+    def __init__(
+        self,
+        alphabet: Alphabet,
+        filename: str | None = None,
+        fmt: str | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self._alphabet = alphabet
+        self._filename = filename
+        self._declared = fmt
+        self._limits = limits or Limits()
+        self._gzip: GzipStream | None = None
+        self._parser: FormatParser | None = None
+        self._head = b""
+        self._decided_compression = False
+        self.compressed = False
+
+    @property
+    def format(self) -> str | None:
+        return self._parser.format if self._parser else None
+
+    @property
+    def record_count(self) -> int:
+        return self._parser.record_count if self._parser else 0
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        if not self._decided_compression:
+            self._head += chunk
+            if len(self._head) < 2:
+                return []
+            chunk, self._head = self._head, b""
+            self._decided_compression = True
+            if chunk.startswith(GZIP_MAGIC):
+                self.compressed = True
+                self._gzip = GzipStream(self._limits)
+        if self._gzip is None:
+            return self._parse(chunk)
+        events: list[Event] = []
+        for piece in self._gzip.feed(chunk):
+            events.extend(self._parse(piece))
+        return events
+
+    def finish(self) -> list[Event]:
+        events: list[Event] = []
+        if not self._decided_compression:
+            chunk, self._head = self._head, b""
+            self._decided_compression = True
+            events.extend(self._parse(chunk))
+        if self._gzip is not None:
+            self._gzip.finish()
+        if self._parser is None:
+            detect_format(b"", self._filename)  # raises the right error for an empty file
+        assert self._parser is not None
+        events.extend(self._parser.finish())
+        return events
+
+    def _parse(self, data: bytes) -> list[Event]:
+        if self._parser is None:
+            if not data:
+                return []
+            fmt = self._declared or detect_format(data[:65536], self._filename)
+            self._parser = make_parser(fmt, self._alphabet, self._limits)
+        return self._parser.feed(data)

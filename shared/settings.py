@@ -1,0 +1,81 @@
+"""One settings object for every process, read from the environment and the stack file.
+
+The stack file (``GENOBASE_STACK_FILE``, default ``.genobase/stack.env``) is written by ``genobase up``
+so that the services, the CLI and the tests all find the same endpoints; environment variables win
+over it so that compose, tests and operators can override any single value.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STACK_FILE = Path(".genobase/stack.env")
+MiB = 1024 * 1024
+
+
+def stack_file() -> Path:
+    return Path(os.environ.get("GENOBASE_STACK_FILE", str(DEFAULT_STACK_FILE)))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENOBASE_", extra="ignore")
+
+    # Postgres
+    pg_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/genobase")
+
+    # RabbitMQ
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
+    events_exchange: str = "genobase.events"
+    events_routing_key: str = "genobase-uploads"
+    pipeline_exchange: str = "genobase.pipeline"
+    dead_letter_exchange: str = "genobase.dead"
+    queue_prefix: str = "genobase"
+    max_deliveries: int = 5
+    prefetch: int = 4
+
+    # S3
+    s3_endpoint: str = "http://127.0.0.1:7480"
+    # The endpoint clients outside the network use; presigned URLs sign the Host header.
+    s3_public_endpoint: str | None = None
+    s3_access_key: SecretStr = SecretStr("")
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_region: str = "us-east-1"
+    uploads_bucket: str = "uploads"
+    results_bucket: str = "results"
+    presign_ttl_seconds: int = 900
+
+    # Streaming sizes: each bounds the memory of one stage.
+    read_range_bytes: int = 8 * MiB
+    batch_bytes: int = 4 * MiB
+    part_bytes: int = 1 * MiB
+    result_part_bytes: int = 16 * MiB
+
+    # intake
+    intake_host: str = "127.0.0.1"
+    intake_port: int = 8000
+    public_base_url: str | None = None
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def presign_endpoint(self) -> str:
+        return self.s3_public_endpoint or self.s3_endpoint
+
+    @property
+    def status_base_url(self) -> str:
+        return self.public_base_url or f"http://{self.intake_host}:{self.intake_port}"
+
+    def queue(self, stage: str) -> str:
+        return f"{self.queue_prefix}.{stage}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    path = stack_file()
+    return Settings(_env_file=path if path.exists() else None)  # type: ignore[call-arg]

@@ -1,0 +1,249 @@
+"""S3 adapter: ranged streaming reads, multipart writes, presigned URLs.
+
+boto3 speaks to both MinIO and Ceph RGW. Two settings matter for them: path-style addressing
+(no wildcard DNS in front of either) and checksums only when required (botocore's newer default
+CRC trailers are not understood by older RGW releases).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from shared.settings import Settings
+
+
+class ObjectChanged(Exception):
+    """The object was overwritten while being read: this generation is obsolete."""
+
+
+_TRANSIENT = (BotoCoreError, ConnectionError)
+
+
+def make_client(settings: Settings, endpoint: str | None = None) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint or settings.s3_endpoint,
+        aws_access_key_id=settings.s3_access_key.get_secret_value(),
+        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        region_name=settings.s3_region,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 5, "mode": "standard"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            connect_timeout=10,
+            read_timeout=120,
+            max_pool_connections=16,
+        ),
+    )
+
+
+class ObjectStore:
+    """The operations the pipeline needs, and nothing else."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.client = make_client(settings)
+        # Presigned URLs sign the Host header: sign with the endpoint the client will use.
+        self._presigner = make_client(settings, settings.presign_endpoint)
+
+    def ensure_bucket(self, bucket: str) -> None:
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except ClientError:
+            self.client.create_bucket(Bucket=bucket)
+
+    def head(self, bucket: str, key: str) -> dict[str, Any]:
+        return self.client.head_object(Bucket=bucket, Key=key)  # type: ignore[no-any-return]
+
+    def iter_ranges(
+        self, bucket: str, key: str, size: int, etag: str, range_bytes: int, start: int = 0
+    ) -> Iterator[bytes]:
+        """Yield the object in ``range_bytes`` pieces, one ranged GET each, prefetching the next.
+
+        ``If-Match`` pins every range to the etag of the event: an overwrite in the middle of a
+        read raises ``ObjectChanged`` instead of mixing two generations.
+        """
+        if size <= start:
+            return
+        ranges = [(o, min(o + range_bytes, size) - 1) for o in range(start, size, range_bytes)]
+        pending: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def fetch() -> None:
+            try:
+                for first, last in ranges:
+                    if stop.is_set():
+                        return
+                    data = self._get_range(bucket, key, etag, first, last)
+                    while not stop.is_set():
+                        try:
+                            pending.put(data, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+                pending.put(None)
+            except BaseException as exc:  # handed to the consumer thread
+                pending.put(exc)
+
+        worker = threading.Thread(target=fetch, name="s3-prefetch", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = pending.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            worker.join(timeout=5)
+
+    @retry(
+        retry=retry_if_exception_type(_TRANSIENT),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        stop=stop_after_delay(300),
+        reraise=True,
+    )
+    def _get_range(self, bucket: str, key: str, etag: str, first: int, last: int) -> bytes:
+        try:
+            response = self.client.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", IfMatch=f'"{etag}"'
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "412", "NoSuchKey"):
+                raise ObjectChanged(f"{bucket}/{key} no longer has etag {etag}") from exc
+            raise
+        body = response["Body"]
+        try:
+            return body.read()  # type: ignore[no-any-return]
+        finally:
+            body.close()
+
+    def presign_put(self, bucket: str, key: str, ttl: int) -> str:
+        return self._presigner.generate_presigned_url(  # type: ignore[no-any-return]
+            "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
+        )
+
+    def presign_get(self, bucket: str, key: str, ttl: int) -> str:
+        return self._presigner.generate_presigned_url(  # type: ignore[no-any-return]
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
+        )
+
+    def abort_stale_multipart(self, bucket: str, key: str) -> int:
+        """Abort unfinished multipart uploads of ``key`` left by a crashed writer."""
+        aborted = 0
+        response = self.client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+        for upload in response.get("Uploads", []):
+            if upload["Key"] == key:
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+                aborted += 1
+        return aborted
+
+    def multipart_writer(self, bucket: str, key: str, part_bytes: int, content_type: str) -> MultipartWriter:
+        return MultipartWriter(self.client, bucket, key, part_bytes, content_type)
+
+
+class MultipartWriter:
+    """A file-like sink that uploads fixed-size parts from a background thread.
+
+    At most two parts are in memory (one filling, one uploading), so the writer's footprint is
+    ``2 * part_bytes`` whatever the document size, and producing and uploading overlap. Leaving
+    the ``with`` block by an exception aborts the upload, so no orphan parts are left behind.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, part_bytes: int, content_type: str) -> None:
+        if part_bytes < 5 * 1024 * 1024:
+            raise ValueError("S3 parts must be at least 5 MiB")
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._part_bytes = part_bytes
+        self._content_type = content_type
+        self._buffer = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._upload_id: str | None = None
+        self._thread: threading.Thread | None = None
+        self._submitted = 0
+        self.size = 0
+
+    def __enter__(self) -> MultipartWriter:
+        response = self._client.create_multipart_upload(
+            Bucket=self._bucket, Key=self._key, ContentType=self._content_type
+        )
+        self._upload_id = response["UploadId"]
+        self._thread = threading.Thread(target=self._upload_loop, name="s3-multipart", daemon=True)
+        self._thread.start()
+        return self
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._buffer += data
+        self.size += len(data)
+        while len(self._buffer) >= self._part_bytes:
+            self._submit(bytes(self._buffer[: self._part_bytes]))
+            del self._buffer[: self._part_bytes]
+
+    def _submit(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._submitted += 1
+        self._queue.put((self._submitted, data))
+
+    def _upload_loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            number, data = item
+            if self._error is not None:
+                continue
+            try:
+                response = self._upload_part(number, data)
+                self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+            except BaseException as exc:
+                self._error = exc
+
+    @retry(
+        retry=retry_if_exception_type(_TRANSIENT),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        stop=stop_after_delay(300),
+        reraise=True,
+    )
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        return self._client.upload_part(  # type: ignore[no-any-return]
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=data
+        )
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc is None and (self._buffer or self._submitted == 0):
+                self._submit(bytes(self._buffer))
+                self._buffer.clear()
+        finally:
+            self._queue.put(None)
+            assert self._thread is not None
+            self._thread.join()
+        if exc is None and self._error is None:
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
+            )
+            return
+        self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+        if exc is None and self._error is not None:
+            raise self._error
