@@ -1,0 +1,88 @@
+"""Fixtures shared by all tests. The real stack is started once per run, only when a test needs it."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from genobase import stack
+from shared.settings import Settings
+from tests.stack import StackProvider, _as_kwargs, select_provider
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> Iterator[dict[str, str]]:
+    provider: StackProvider = select_provider()
+    print(f"\nstack provider: {provider.name}", file=sys.stderr)
+    try:
+        env = provider.start()
+        yield env
+    finally:
+        provider.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env: dict[str, str]) -> Settings:
+    return Settings(**_as_kwargs(stack_env))
+
+
+class Pipeline:
+    """The four services running as separate processes against this run's stack."""
+
+    def __init__(self, settings: Settings, processes: stack.ServiceProcesses) -> None:
+        self.settings = settings
+        self.processes = processes
+        self.http = httpx.Client(base_url=settings.status_base_url, timeout=30)
+
+    def wait_for(self, upload_id: str, timeout: float = 120) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status: dict[str, object] = self.http.get(f"/uploads/{upload_id}").raise_for_status().json()
+            if status["state"] in ("done", "failed"):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"upload {upload_id} still {status['state']} after {timeout} s: {status}")
+            time.sleep(0.25)
+
+    def logs(self) -> str:
+        out = []
+        for name in stack.SERVICES:
+            path = self.processes.log_file(name)
+            if path.exists():
+                out.append(f"--- {name} ---\n" + "\n".join(path.read_text().splitlines()[-40:]))
+        return "\n".join(out)
+
+
+@pytest.fixture(scope="session")
+def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    run_dir = tmp_path_factory.mktemp("services")
+    port = stack.free_port()
+    env = {**stack_env, "GENOBASE_INTAKE_PORT": str(port), "GENOBASE_LOG_LEVEL": "DEBUG"}
+    stack_file = run_dir / "stack.env"
+    stack.write_env_file(stack_file, env)
+    settings = Settings(**_as_kwargs(env))
+    processes = stack.ServiceProcesses(run_dir, {"GENOBASE_STACK_FILE": str(stack_file)})
+    processes.start_all()
+    pipe = Pipeline(settings, processes)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if pipe.http.get("/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("intake never became healthy\n" + pipe.logs())
+            time.sleep(0.25)
+        yield pipe
+    finally:
+        processes.stop_all()
+        pipe.http.close()

@@ -1,0 +1,177 @@
+"""End to end: files go into the bucket, JSON comes out, through the services as separate processes."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import pytest
+
+from shared.broker import Publisher
+from shared.settings import Settings
+from shared.storage import ObjectStore
+from tests.conftest import FIXTURES, Pipeline
+from tests.reference import csv_records, fasta_records
+
+pytestmark = pytest.mark.e2e
+SAMPLES = Path(__file__).parents[2] / "samples"
+
+
+def upload_via_intake(pipeline: Pipeline, filename: str, data: bytes, **extra: Any) -> dict[str, Any]:
+    response = pipeline.http.post("/uploads", json={"filename": filename, "size": len(data), **extra})
+    assert response.status_code == 201, response.text
+    ticket: dict[str, Any] = response.json()
+    put = httpx.put(ticket["upload_url"], content=data, timeout=60)
+    assert put.status_code == 200, put.text
+    return ticket
+
+
+def download(status: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.get(status["result"]["url"], timeout=60)
+    response.raise_for_status()
+    doc: dict[str, Any] = orjson.loads(response.content)
+    return doc
+
+
+def assert_same_records(doc: dict[str, Any], expected: list[dict[str, Any]]) -> None:
+    got = doc["records"]
+    assert len(got) == len(expected)
+    for record, want in zip(got, expected, strict=True):
+        assert record == want
+
+
+def generated_fasta(records: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(records):
+        width = rng.choice([50, 60, 61, 80, 1000])
+        length = rng.choice([0, 1, 59, 60, 200, 5000, 150_000])
+        seq = "".join(rng.choice("ACGTNacgtRYKM") for _ in range(length))
+        lines.append(f">rec{i} sample {i} > inside header")
+        lines.extend(seq[j : j + width] for j in range(0, length, width))
+        if i % 7 == 0:
+            lines.append("")
+    return ("\r\n" if seed % 2 else "\n").join(lines).encode() + b"\n"
+
+
+def test_fasta_through_presigned_upload(pipeline: Pipeline) -> None:
+    data = generated_fasta(60, seed=3)
+    ticket = upload_via_intake(pipeline, "genes.fasta", data)
+    assert ticket["key"].endswith("/genes.fasta")
+    status = pipeline.wait_for(ticket["id"])
+    assert status["state"] == "done", pipeline.logs()
+    assert status["progress"]["fraction"] == 1.0
+    assert status["result"]["records"] == 60
+    doc = download(status)
+    assert doc["source"] == {"bucket": ticket["bucket"], "key": ticket["key"], "etag": doc["source"]["etag"]}
+    assert doc["format"] == "fasta"
+    assert doc["record_count"] == 60
+    assert_same_records(doc, fasta_records(data))
+    assert status["result"]["size"] == len(httpx.get(status["result"]["url"]).content)
+
+
+def test_bundled_samples(pipeline: Pipeline) -> None:
+    for name, reference in (("sample.fasta", fasta_records), ("sample.csv", csv_records)):
+        data = (SAMPLES / name).read_bytes()
+        ticket = upload_via_intake(pipeline, name, data)
+        status = pipeline.wait_for(ticket["id"])
+        assert status["state"] == "done", (name, status, pipeline.logs())
+        assert_same_records(download(status), reference(data))
+
+
+def test_csv_with_quotes_and_spaces(pipeline: Pipeline) -> None:
+    data = (
+        b'gene name,sequence\r\n'
+        b'BRCA1,ACGT ACGT acgt\r\n'
+        b'"TP53, tumour protein","NNNN ACGT"\r\n'
+        b'EGFR,' + b"ACGTTGCA " * 5000 + b"\r\n"
+    )
+    ticket = upload_via_intake(pipeline, "export.csv", data)
+    status = pipeline.wait_for(ticket["id"])
+    assert status["state"] == "done", pipeline.logs()
+    doc = download(status)
+    assert doc["format"] == "csv"
+    assert_same_records(doc, csv_records(data))
+    assert doc["records"][1]["gene_name"] == "TP53, tumour protein"
+    assert doc["records"][0]["sequence"] == "ACGTACGTacgt"
+
+
+def test_unregistered_object_written_straight_to_the_bucket(pipeline: Pipeline, settings: Settings) -> None:
+    data = generated_fasta(5, seed=8)
+    key = f"lab uploads/run {uuid.uuid4().hex[:6]}/reads.fa"
+    ObjectStore(settings).client.put_object(Bucket=settings.uploads_bucket, Key=key, Body=data)
+    deadline = time.monotonic() + 60
+    while True:
+        response = pipeline.http.get("/uploads", params={"bucket": settings.uploads_bucket, "key": key})
+        if response.status_code == 200:
+            break
+        assert response.status_code == 404
+        assert time.monotonic() < deadline, "the event never created an upload"
+        time.sleep(0.25)
+    upload = response.json()
+    assert upload["registered"] is False
+    assert upload["filename"] == "reads.fa"
+    status = pipeline.wait_for(upload["id"])
+    assert status["state"] == "done", pipeline.logs()
+    assert status["key"] == key
+    assert_same_records(download(status), fasta_records(data))
+
+
+def rgw_style_event(bucket: str, key: str, size: int, etag: str) -> bytes:
+    body = orjson.loads((FIXTURES / "events" / "rgw-put.json").read_bytes())
+    obj = body["Records"][0]["s3"]["object"]
+    body["Records"][0]["s3"]["bucket"]["name"] = bucket
+    obj.update(key=key, size=size, eTag=etag)
+    return orjson.dumps(body)
+
+
+def test_same_event_twice_gives_one_result(pipeline: Pipeline, settings: Settings) -> None:
+    data = generated_fasta(12, seed=5)
+    ticket = upload_via_intake(pipeline, "twice.fasta", data)
+    first = pipeline.wait_for(ticket["id"])
+    assert first["state"] == "done", pipeline.logs()
+    store = ObjectStore(settings)
+    etag = store.head(ticket["bucket"], ticket["key"])["ETag"].strip('"')
+    publisher = Publisher(settings)
+    event = rgw_style_event(ticket["bucket"], ticket["key"], len(data), etag)
+    publisher.publish_raw(settings.events_exchange, settings.events_routing_key, event)
+    publisher.publish_raw(settings.events_exchange, settings.events_routing_key, event)
+    publisher.close()
+    time.sleep(3)  # give the duplicates time to be (not) processed
+    again = pipeline.wait_for(ticket["id"])
+    assert again["state"] == "done"
+    assert again["generation"] == first["generation"] == 1
+    assert again["result"]["key"] == first["result"]["key"]
+    with psycopg.connect(settings.pg_dsn.get_secret_value()) as conn:
+        rows = conn.execute(
+            "SELECT count(*), count(DISTINCT ordinal) FROM sequence_records WHERE upload_id = %s", (ticket["id"],)
+        ).fetchone()
+    assert rows == (12, 12)
+    listing = store.client.list_objects_v2(Bucket=settings.results_bucket, Prefix=ticket["id"])
+    assert [o["Key"] for o in listing.get("Contents", [])] == [first["result"]["key"]]
+    assert_same_records(download(again), fasta_records(data))
+
+
+def test_invalid_character_fails_with_line_and_column(pipeline: Pipeline) -> None:
+    data = b">ok\nACGT\n>bad one\nACGTN\nACXGT\n"
+    ticket = upload_via_intake(pipeline, "bad.fasta", data)
+    status = pipeline.wait_for(ticket["id"])
+    assert status["state"] == "failed"
+    assert status["error"]["code"] == "invalid_character"
+    assert "'X'" in status["error"]["message"]
+    assert (status["error"]["line"], status["error"]["column"]) == (5, 3)
+    assert status["result"] is None
+
+
+def test_unsupported_content_fails_clearly(pipeline: Pipeline) -> None:
+    ticket = upload_via_intake(pipeline, "notes.txt", b"hello, this is not a sequence file\n")
+    status = pipeline.wait_for(ticket["id"])
+    assert status["state"] == "failed"
+    assert status["error"]["code"] == "unsupported_format"
+    assert "FASTA" in status["error"]["message"]

@@ -1,0 +1,281 @@
+"""Two ways to provide the real stack for integration and end-to-end tests, one set of tests.
+
+* ``containers``: testcontainers starts MinIO, RabbitMQ and Postgres on one Docker network, with
+  MinIO's AMQP target configured by environment to reach RabbitMQ by its alias.
+* ``native``: the project's own scripts (the ones ``genobase up`` runs) bring up PostgreSQL and
+  RabbitMQ where absent and a throwaway Ceph RGW cluster for this run.
+
+``GENOBASE_TEST_STACK=native|containers`` forces one; by default Docker is used when an engine
+answers. Either way the run gets its own database, RabbitMQ vhost, buckets and topic, and removes
+them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import sql
+
+from genobase import stack
+from shared.settings import Settings
+
+MINIO_IMAGE = "minio/minio:RELEASE.2025-09-07T16-13-09Z"
+RABBITMQ_IMAGE = "rabbitmq:3.13-management"
+POSTGRES_IMAGE = "postgres:16-alpine"
+
+
+@dataclass
+class RunResources:
+    """Names owned by one test run."""
+
+    token: str = field(default_factory=lambda: secrets.token_hex(4))
+
+    @property
+    def database(self) -> str:
+        return f"genobase_test_{self.token}"
+
+    @property
+    def vhost(self) -> str:
+        return f"genobase-test-{self.token}"
+
+    @property
+    def uploads_bucket(self) -> str:
+        return f"gbt-{self.token}-uploads"
+
+    @property
+    def results_bucket(self) -> str:
+        return f"gbt-{self.token}-results"
+
+    @property
+    def topic(self) -> str:
+        return f"genobase-test-{self.token}"
+
+
+class StackProvider(Protocol):
+    name: str
+
+    def start(self) -> dict[str, str]:
+        """Bring the stack up; return the GENOBASE_* settings of this run."""
+
+    def stop(self) -> None: ...
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def select_provider() -> StackProvider:
+    choice = os.environ.get("GENOBASE_TEST_STACK", "auto")
+    if choice == "containers" or (choice == "auto" and docker_available()):
+        return ContainersProvider()
+    if choice not in ("auto", "native"):
+        raise ValueError(f"GENOBASE_TEST_STACK must be native, containers or auto, not {choice!r}")
+    return NativeProvider()
+
+
+def _create_database(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _drop_database(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(dsn)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def warm_up_notifications(settings: Settings) -> None:
+    """Wait for one event to travel S3 -> RabbitMQ, then drop it.
+
+    A new persistent RGW topic delivers its first event only after several seconds (measured
+    ~9-12 s); paying that once here keeps the tests' own timings honest.
+    """
+    from shared.broker import connect
+    from shared.storage import ObjectStore
+
+    store = ObjectStore(settings)
+    connection = connect(settings)
+    try:
+        channel = connection.channel()
+        store.client.put_object(Bucket=settings.uploads_bucket, Key="_warmup/probe", Body=b"probe")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            method, _props, body = channel.basic_get(settings.queue("parse"), auto_ack=True)
+            if method is not None and b"_warmup/probe" in body:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("no bucket notification reached RabbitMQ within 90 s")
+        store.client.delete_object(Bucket=settings.uploads_bucket, Key="_warmup/probe")
+    finally:
+        connection.close()
+
+
+class NativeProvider:
+    name = "native"
+
+    def __init__(self) -> None:
+        self.run = RunResources()
+        self._dir = Path(tempfile.mkdtemp(prefix=f"genobase-test-{self.run.token}-"))
+        self._ceph: stack.CephCluster | None = None
+        self._admin_dsn = ""
+
+    def start(self) -> dict[str, str]:
+        stack.bootstrap()
+        run = self.run
+        self._admin_dsn = os.environ.get("GENOBASE_TEST_PG_ADMIN_DSN", "")
+        if not self._admin_dsn:
+            password = stack.new_secret()
+            stack.ensure_pg_role("genobase_test", password)
+            self._admin_dsn = f"postgresql://genobase_test:{password}@127.0.0.1:5432/postgres"
+        _create_database(self._admin_dsn, run.database)
+        subprocess.run(["rabbitmqctl", "add_vhost", run.vhost], check=True, capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "set_permissions", "-p", run.vhost, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
+        access, secret = stack.new_secret(20), stack.new_secret(40)
+        self._ceph = stack.CephCluster(
+            self._dir / "ceph",
+            rgw_port=stack.free_port(),
+            mon_port=stack.free_port(),
+            mon_v1_port=stack.free_port(),
+            store="memstore",
+        )
+        self._ceph.start(access, secret)
+        vhost = urllib.parse.quote(run.vhost, safe="")
+        env = {
+            "GENOBASE_PG_DSN": _with_database(self._admin_dsn, run.database),
+            "GENOBASE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+            "GENOBASE_EVENTS_ROUTING_KEY": run.topic,
+            "GENOBASE_S3_ENDPOINT": self._ceph.endpoint,
+            "GENOBASE_S3_ACCESS_KEY": access,
+            "GENOBASE_S3_SECRET_KEY": secret,
+            "GENOBASE_UPLOADS_BUCKET": run.uploads_bucket,
+            "GENOBASE_RESULTS_BUCKET": run.results_bucket,
+        }
+        settings = Settings(**_as_kwargs(env))
+        stack.prepare_pipeline(settings, rgw_push_endpoint=f"amqp://127.0.0.1:5672/{vhost}")
+        warm_up_notifications(settings)
+        return env
+
+    def stop(self) -> None:
+        if self._ceph is not None:
+            self._ceph.stop(wipe=True)
+        subprocess.run(["rabbitmqctl", "delete_vhost", self.run.vhost], check=False, capture_output=True)
+        if self._admin_dsn:
+            _drop_database(self._admin_dsn, self.run.database)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class ContainersProvider:
+    """MinIO, RabbitMQ and Postgres containers on one network (for machines with Docker)."""
+
+    name = "containers"
+
+    def __init__(self) -> None:
+        self.run = RunResources()
+        self._containers: list[Any] = []
+        self._network: Any = None
+
+    def start(self) -> dict[str, str]:
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.network import Network
+        from testcontainers.core.waiting_utils import wait_for_logs
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        run = self.run
+        password = stack.new_secret()
+        self._network = Network().__enter__()
+        postgres = PostgresContainer(POSTGRES_IMAGE, username="genobase", password=password, dbname=run.database)
+        postgres.with_network(self._network).with_network_aliases("postgres")
+        postgres.start()
+        self._containers.append(postgres)
+        # guest may only log in over loopback, and MinIO reaches RabbitMQ over the network.
+        rabbit = RabbitMqContainer(RABBITMQ_IMAGE, username="genobase", password=password)
+        rabbit.with_network(self._network).with_network_aliases("rabbitmq")
+        rabbit.start()
+        self._containers.append(rabbit)
+        rabbit.exec(["rabbitmqctl", "add_vhost", run.vhost])
+        rabbit.exec(["rabbitmqctl", "set_permissions", "-p", run.vhost, "genobase", ".*", ".*", ".*"])
+        vhost = urllib.parse.quote(run.vhost, safe="")
+        minio_key, minio_secret = stack.new_secret(20), stack.new_secret(40)
+        target = "GENOBASE"
+        minio = (
+            DockerContainer(MINIO_IMAGE)
+            .with_command("server /data")
+            .with_env("MINIO_ROOT_USER", minio_key)
+            .with_env("MINIO_ROOT_PASSWORD", minio_secret)
+            .with_env(f"MINIO_NOTIFY_AMQP_ENABLE_{target}", "on")
+            .with_env(f"MINIO_NOTIFY_AMQP_URL_{target}", f"amqp://genobase:{password}@rabbitmq:5672/{vhost}")
+            .with_env(f"MINIO_NOTIFY_AMQP_EXCHANGE_{target}", "genobase.events")
+            .with_env(f"MINIO_NOTIFY_AMQP_EXCHANGE_TYPE_{target}", "topic")
+            .with_env(f"MINIO_NOTIFY_AMQP_ROUTING_KEY_{target}", run.topic)
+            .with_env(f"MINIO_NOTIFY_AMQP_DURABLE_{target}", "on")
+            .with_env(f"MINIO_NOTIFY_AMQP_DELIVERY_MODE_{target}", "2")
+            .with_env(f"MINIO_NOTIFY_AMQP_PUBLISHING_CONFIRMS_{target}", "on")
+            .with_env(f"MINIO_NOTIFY_AMQP_QUEUE_DIR_{target}", "/data/.events")
+            .with_exposed_ports(9000)
+            .with_network(self._network)
+            .with_network_aliases("minio")
+        )
+        minio.start()
+        self._containers.append(minio)
+        wait_for_logs(minio, "API:", timeout=60)
+        s3 = f"http://{minio.get_container_host_ip()}:{minio.get_exposed_port(9000)}"
+        pg_dsn = (
+            f"postgresql://genobase:{password}@{postgres.get_container_host_ip()}:"
+            f"{postgres.get_exposed_port(5432)}/{run.database}"
+        )
+        amqp = (
+            f"amqp://genobase:{password}@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/{vhost}"
+        )
+        env = {
+            "GENOBASE_PG_DSN": pg_dsn,
+            "GENOBASE_AMQP_URL": amqp,
+            "GENOBASE_EVENTS_ROUTING_KEY": run.topic,
+            "GENOBASE_S3_ENDPOINT": s3,
+            "GENOBASE_S3_ACCESS_KEY": minio_key,
+            "GENOBASE_S3_SECRET_KEY": minio_secret,
+            "GENOBASE_UPLOADS_BUCKET": run.uploads_bucket,
+            "GENOBASE_RESULTS_BUCKET": run.results_bucket,
+        }
+        settings = Settings(**_as_kwargs(env))
+        stack.prepare_pipeline(settings, rgw_push_endpoint=None)
+        from shared.notify import wire_minio
+
+        wire_minio(s3, minio_key, minio_secret, run.uploads_bucket, target)
+        warm_up_notifications(settings)
+        return env
+
+    def stop(self) -> None:
+        for container in reversed(self._containers):
+            container.stop()
+        if self._network is not None:
+            self._network.__exit__(None, None, None)
+
+
+def _as_kwargs(env: dict[str, str]) -> dict[str, Any]:
+    return {k.removeprefix("GENOBASE_").lower(): v for k, v in env.items()}
