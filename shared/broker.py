@@ -27,7 +27,7 @@ from shared.messages import Message
 from shared.settings import Settings
 
 STAGES = ("parse", "persist", "assemble")
-CONNECTION_ERRORS = (
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     pika.exceptions.AMQPConnectionError,
     pika.exceptions.AMQPChannelError,
     pika.exceptions.StreamLostError,
@@ -131,7 +131,7 @@ class Publisher:
 
     def close(self) -> None:
         if self._connection is not None and self._connection.is_open:
-            with contextlib.suppress(CONNECTION_ERRORS):
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 self._connection.close()
         self._connection = None
         self._channel = None
@@ -190,7 +190,7 @@ class Consumer:
             channel.cancel()
         finally:
             if connection.is_open:
-                with contextlib.suppress(CONNECTION_ERRORS):
+                with contextlib.suppress(*CONNECTION_ERRORS):
                     connection.close()
 
     def _on_message(

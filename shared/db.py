@@ -73,7 +73,7 @@ def migrate(conn: Connection) -> list[str]:
             version = file.name.removesuffix(".sql")
             if version in done:
                 continue
-            conn.execute(file.read_text())  # type: ignore[call-overload]
+            conn.execute(file.read_text())  # type: ignore[call-overload, unused-ignore]
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
             applied_now.append(version)
     return applied_now
@@ -417,7 +417,7 @@ def iter_result_rows(conn: Connection, upload_id: uuid.UUID) -> Iterator[ResultR
         ) as copy,
     ):
         copy.set_types(["int8", "int8", "text", "text", "text", "int8", "text", "text", "int4", "bytea"])
-        yield from copy.rows()  # type: ignore[misc]
+        yield from copy.rows()
 
 
 def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation: int, records: int) -> None:

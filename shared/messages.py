@@ -13,14 +13,14 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # bump together with the Literal below and teach consumers the old one
 
 
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     routing_key: ClassVar[str]
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()

@@ -68,9 +68,7 @@ def wire_rgw(
     s3.put_bucket_notification_configuration(
         Bucket=bucket,
         NotificationConfiguration={
-            "TopicConfigurations": [
-                {"Id": f"{topic}-created", "TopicArn": arn, "Events": ["s3:ObjectCreated:*"]}
-            ]
+            "TopicConfigurations": [{"Id": f"{topic}-created", "TopicArn": arn, "Events": ["s3:ObjectCreated:*"]}]
         },
     )
     return arn
@@ -91,7 +89,9 @@ def wire_minio(endpoint: str, access_key: str, secret_key: str, bucket: str, tar
         bucket,
         NotificationConfig(
             queue_config_list=[
-                QueueConfig(f"arn:minio:sqs::{target_id}:amqp", MINIO_CREATION_EVENTS, config_id="genobase-created")
+                QueueConfig(
+                    queue=f"arn:minio:sqs::{target_id}:amqp", events=MINIO_CREATION_EVENTS, config_id="genobase-created"
+                )
             ]
         ),
     )

@@ -249,9 +249,7 @@ class ContainersProvider:
             f"postgresql://genobase:{password}@{postgres.get_container_host_ip()}:"
             f"{postgres.get_exposed_port(5432)}/{run.database}"
         )
-        amqp = (
-            f"amqp://genobase:{password}@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/{vhost}"
-        )
+        amqp = f"amqp://genobase:{password}@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/{vhost}"
         env = {
             "GENOBASE_PG_DSN": pg_dsn,
             "GENOBASE_AMQP_URL": amqp,

@@ -18,6 +18,7 @@ from shared.parsing.fasta import FastaParser
 from shared.parsing.records import Event
 
 GZIP_MAGIC = b"\x1f\x8b"
+DETECT_BYTES = 64 * 1024
 FORMATS = ("fasta", "csv", "tsv")
 _EXTENSIONS = {
     ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".faa": "fasta", ".ffn": "fasta", ".fas": "fasta",
@@ -151,6 +152,7 @@ class SequenceStream:
         self._gzip: GzipStream | None = None
         self._parser: FormatParser | None = None
         self._head = b""
+        self._detect_buffer = b""
         self._decided_compression = False
         self.compressed = False
 
@@ -188,15 +190,23 @@ class SequenceStream:
         if self._gzip is not None:
             self._gzip.finish()
         if self._parser is None:
+            events.extend(self._parse(b"", final=True))
+        if self._parser is None:
             detect_format(b"", self._filename)  # raises the right error for an empty file
         assert self._parser is not None
         events.extend(self._parser.finish())
         return events
 
-    def _parse(self, data: bytes) -> list[Event]:
+    def _parse(self, data: bytes, final: bool = False) -> list[Event]:
         if self._parser is None:
-            if not data:
+            # Detection needs the first whole line (or plenty of bytes), whatever the chunking.
+            self._detect_buffer += data
+            head = self._detect_buffer
+            if not final and b"\n" not in head.lstrip() and len(head) < DETECT_BYTES:
                 return []
-            fmt = self._declared or detect_format(data[:65536], self._filename)
+            if not head:
+                return []
+            fmt = self._declared or detect_format(head[:DETECT_BYTES], self._filename)
             self._parser = make_parser(fmt, self._alphabet, self._limits)
+            data, self._detect_buffer = head, b""
         return self._parser.feed(data)

@@ -87,10 +87,10 @@ def test_bundled_samples(pipeline: Pipeline) -> None:
 
 def test_csv_with_quotes_and_spaces(pipeline: Pipeline) -> None:
     data = (
-        b'gene name,sequence\r\n'
-        b'BRCA1,ACGT ACGT acgt\r\n'
+        b"gene name,sequence\r\n"
+        b"BRCA1,ACGT ACGT acgt\r\n"
         b'"TP53, tumour protein","NNNN ACGT"\r\n'
-        b'EGFR,' + b"ACGTTGCA " * 5000 + b"\r\n"
+        b"EGFR," + b"ACGTTGCA " * 5000 + b"\r\n"
     )
     ticket = upload_via_intake(pipeline, "export.csv", data)
     status = pipeline.wait_for(ticket["id"])

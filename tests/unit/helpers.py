@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared.parsing.alphabet import get_alphabet
+from shared.parsing.engine import Limits, SequenceStream
+from shared.parsing.records import Event, RecordEnd, RecordStart, Residues
+
+
+def collect(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """Fold the event stream back into whole records (fine in tests: the inputs are small)."""
+    records: list[dict[str, Any]] = []
+    for event in events:
+        if isinstance(event, RecordStart):
+            records.append({**event._asdict(), "sequence": b""})
+        elif isinstance(event, Residues):
+            assert records[-1]["ordinal"] == event.ordinal
+            records[-1]["sequence"] += event.data
+        else:
+            assert isinstance(event, RecordEnd)
+            records[-1].update(event._asdict())
+    return records
+
+
+def parse(
+    data: bytes,
+    chunk: int | None = None,
+    filename: str | None = None,
+    alphabet: str = "nucleotide",
+    limits: Limits | None = None,
+    fmt: str | None = None,
+) -> list[dict[str, Any]]:
+    stream = SequenceStream(get_alphabet(alphabet), filename, fmt, limits)
+    size = chunk or max(len(data), 1)
+    events: list[Event] = []
+    for i in range(0, len(data), size):
+        events.extend(stream.feed(data[i : i + size]))
+    events.extend(stream.finish())
+    return collect(events)
+
+
+def parse_split_at(data: bytes, cut: int, **kwargs: Any) -> list[dict[str, Any]]:
+    stream = SequenceStream(get_alphabet(kwargs.get("alphabet", "nucleotide")), kwargs.get("filename"))
+    events = [*stream.feed(data[:cut]), *stream.feed(data[cut:]), *stream.finish()]
+    return collect(events)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from shared.messages import SequenceBatch
+from shared.parsing.alphabet import get_alphabet
+from shared.parsing.batching import Batcher
+from shared.parsing.engine import SequenceStream
+
+UPLOAD = uuid.UUID(int=1)
+
+
+def make_fasta(seed: int) -> bytes:
+    rng = random.Random(seed)
+    out = []
+    for i in range(40):
+        length = rng.choice([0, 3, 100, 2500, 9000])
+        seq = "".join(rng.choice("ACGT") for _ in range(length))
+        out.append(f">r{i}\n" + "\n".join(seq[j : j + 70] for j in range(0, length, 70)))
+    return ("\n".join(out) + "\n").encode()
+
+
+def batches_of(data: bytes, chunk: int, part: int = 1000, batch: int = 4000) -> list[SequenceBatch]:
+    stream = SequenceStream(get_alphabet("nucleotide"))
+    batcher = Batcher(UPLOAD, 1, part, batch)
+    out: list[SequenceBatch] = []
+    offset = 0
+    for i in range(0, len(data), chunk):
+        offset += len(data[i : i + chunk])
+        out += batcher.add(stream.feed(data[i : i + chunk]), offset)
+    out += batcher.add(stream.finish(), offset) + batcher.finish(offset)
+    return out
+
+
+def content(batches: list[SequenceBatch]) -> list[tuple[object, ...]]:
+    return [(b.batch_no, b.parts.model_dump(), b.records.model_dump()) for b in batches]
+
+
+@pytest.mark.parametrize("chunk", [1, 97, 4096, 10**9])
+def test_batches_do_not_depend_on_chunking(chunk: int) -> None:
+    data = make_fasta(1)
+    assert content(batches_of(data, chunk)) == content(batches_of(data, 10**9))
+
+
+def test_parts_and_batches_are_bounded_and_complete() -> None:
+    data = make_fasta(2)
+    batches = batches_of(data, 333)
+    sequences: dict[int, str] = {}
+    expected_part = {}
+    for batch in batches:
+        assert sum(len(r) for r in batch.parts.residues) <= 4000 + 1000
+        for ordinal, part_no, residues in zip(
+            batch.parts.ordinal, batch.parts.part_no, batch.parts.residues, strict=True
+        ):
+            assert len(residues) <= 1000
+            assert part_no == expected_part.get(ordinal, 0)
+            expected_part[ordinal] = part_no + 1
+            sequences[ordinal] = sequences.get(ordinal, "") + residues
+    records = [r for b in batches for r in zip(b.records.ordinal, b.records.length, b.records.part_count, strict=True)]
+    assert [r[0] for r in records] == list(range(40))
+    for ordinal, length, part_count in records:
+        assert len(sequences.get(ordinal, "")) == length
+        assert expected_part.get(ordinal, 0) == part_count
+    # every batch survives the wire format
+    for batch in batches:
+        assert SequenceBatch.model_validate_json(batch.to_bytes()) == batch

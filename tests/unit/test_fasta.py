@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.parsing.errors import ParseError
+from tests.unit.helpers import parse, parse_split_at
+
+QUIRKS = (
+    b";a comment before everything\n"
+    b"\n"
+    b">chr1 Homo sapiens > not a new record\r\n"
+    b"ACGTacgtNN\r\n"
+    b"ac\r\n"
+    b"\r\n"
+    b">empty\n"
+    b">seq3\n"
+    b";comment inside\n"
+    b"RYKM\n"
+    b"  ACGT  \n"
+    b">last"
+)
+
+
+def test_records_fields_and_positions() -> None:
+    records = parse(QUIRKS)
+    assert [r["gene_name"] for r in records] == ["chr1 Homo sapiens > not a new record", "empty", "seq3", "last"]
+    assert [r["line_number"] for r in records] == [3, 7, 8, 12]
+    assert records[0]["seq_id"] == "chr1"
+    assert records[0]["description"] == "Homo sapiens > not a new record"
+    assert records[0]["sequence"] == b"ACGTacgtNNac"  # soft-masking kept, CRLF and blanks gone
+    assert records[1]["sequence"] == b"" and records[1]["length"] == 0
+    assert records[2]["sequence"] == b"RYKMACGT"
+    assert records[3]["sequence"] == b"" and records[3]["ordinal"] == 3
+
+
+def test_refget_and_md5_of_the_design_example() -> None:
+    (record,) = parse(b">x\nAC\ngt\n")
+    assert record["md5"] == "f1f8f4bf413b16ad135722aa4591043e"
+    assert record["refget"] == "SQ.aKF498dAxcJAqme6QYQ7EZ07-fiw8Kw2"
+
+
+def test_gaps_are_kept_in_the_sequence_but_not_in_checksums() -> None:
+    (record,) = parse(b">x\nAC-G.T\n")
+    assert record["sequence"] == b"AC-G.T"
+    assert record["length"] == 6
+    assert record["md5"] == "f1f8f4bf413b16ad135722aa4591043e"
+
+
+@pytest.mark.parametrize("cut", range(1, len(QUIRKS)))
+def test_a_chunk_boundary_anywhere_changes_nothing(cut: int) -> None:
+    assert parse_split_at(QUIRKS, cut) == parse(QUIRKS)
+
+
+def test_one_byte_chunks() -> None:
+    assert parse(QUIRKS, chunk=1) == parse(QUIRKS)
+
+
+def test_invalid_character_position() -> None:
+    data = b">a\nACGT\nACGTACGTXA\n"
+    with pytest.raises(ParseError) as err:
+        parse(data)
+    assert (err.value.code, err.value.line, err.value.column) == ("invalid_character", 3, 9)
+    assert "'X'" in err.value.message
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8])
+def test_invalid_character_position_across_chunks(chunk: int) -> None:
+    with pytest.raises(ParseError) as err:
+        parse(b">a\r\nAC\r\nGGGGGG1G\r\n", chunk=chunk)
+    assert (err.value.line, err.value.column) == (3, 7)
+
+
+def test_text_before_the_first_header() -> None:
+    with pytest.raises(ParseError) as err:
+        parse(b"\n  \nACGT\n>a\nAC\n", filename="x.fasta")
+    assert (err.value.code, err.value.line, err.value.column) == ("missing_header", 3, 1)
+
+
+def test_header_length_limit() -> None:
+    from shared.parsing.engine import Limits
+
+    with pytest.raises(ParseError) as err:
+        parse(b">" + b"x" * 100 + b"\nAC\n", chunk=7, limits=Limits(max_header_bytes=50))
+    assert err.value.code == "header_too_long" and err.value.line == 1
+
+
+def test_header_must_be_utf8() -> None:
+    with pytest.raises(ParseError) as err:
+        parse(b">ok\nAC\n>bad\xff\nAC\n")
+    assert (err.value.code, err.value.line) == ("invalid_header_encoding", 3)
+
+
+def test_long_single_line_sequence_is_streamed_in_pieces() -> None:
+    from shared.parsing.alphabet import get_alphabet
+    from shared.parsing.engine import SequenceStream
+    from shared.parsing.records import Residues
+
+    stream = SequenceStream(get_alphabet("nucleotide"))
+    biggest = 0
+    for i in range(100):
+        chunk = (b">big\n" if i == 0 else b"") + b"ACGT" * 25_000
+        biggest = max([biggest] + [len(e.data) for e in stream.feed(chunk) if isinstance(e, Residues)])
+    stream.finish()
+    assert biggest <= 100_000  # never more than one chunk's worth at a time

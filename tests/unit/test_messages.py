@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from shared.messages import (
+    AssembleRequested,
+    ParseCompleted,
+    RecordColumns,
+    SequenceBatch,
+    SequenceParts,
+    decode_persist_message,
+)
+
+UID = uuid.UUID(int=7)
+
+
+def batch() -> SequenceBatch:
+    return SequenceBatch(
+        upload_id=UID,
+        generation=2,
+        batch_no=3,
+        source_offset=100,
+        parts=SequenceParts(ordinal=[0, 1], part_no=[0, 0], residues=["ACGT", "GG"]),
+        records=RecordColumns(
+            ordinal=[0], line_number=[1], gene_name=["a x"], seq_id=["a"], description=["x"], length=[4],
+            part_count=[1], md5=["m"], refget=["r"],
+        ),
+    )  # fmt: skip
+
+
+def test_round_trip_and_discrimination() -> None:
+    original = batch()
+    assert decode_persist_message(original.to_bytes()) == original
+    done = ParseCompleted(upload_id=UID, generation=2, batch_count=4, record_count=9, source_bytes=10, format="fasta")
+    assert decode_persist_message(done.to_bytes()) == done
+    assert AssembleRequested.model_validate_json(AssembleRequested(upload_id=UID, generation=1).to_bytes())
+
+
+def test_columns_must_have_equal_lengths() -> None:
+    with pytest.raises(ValidationError):
+        SequenceParts(ordinal=[0, 1], part_no=[0], residues=["A", "C"])
+
+
+def test_unknown_schema_version_is_rejected() -> None:
+    body = batch().to_bytes().replace(b'"schema_version":1', b'"schema_version":2')
+    with pytest.raises(ValidationError):
+        decode_persist_message(body)
+
+
+def test_unknown_fields_are_rejected() -> None:
+    body = AssembleRequested(upload_id=UID, generation=1).to_bytes()[:-1] + b',"extra":1}'
+    with pytest.raises(ValidationError):
+        AssembleRequested.model_validate_json(body)
