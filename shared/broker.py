@@ -21,7 +21,7 @@ import pika
 import pika.exceptions
 import structlog
 from pika.adapters.blocking_connection import BlockingChannel
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared.messages import Message
 from shared.settings import Settings
@@ -35,6 +35,12 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 log = structlog.get_logger()
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Lost connections are worth another try; a refused or unroutable message is not."""
+    unroutable = (pika.exceptions.UnroutableError, pika.exceptions.NackError)
+    return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, unroutable)
 
 
 class PermanentFailure(Exception):
@@ -97,7 +103,7 @@ class Publisher:
         return self._channel
 
     @retry(
-        retry=retry_if_exception_type(CONNECTION_ERRORS),
+        retry=retry_if_exception(_retryable),
         wait=wait_exponential(multiplier=0.5, max=10),
         stop=stop_after_delay(300),
         reraise=True,
@@ -114,8 +120,9 @@ class Publisher:
                 ),
                 mandatory=True,
             )
-        except CONNECTION_ERRORS:
-            self._channel = None
+        except CONNECTION_ERRORS as exc:
+            if _retryable(exc):
+                self._channel = None
             raise
 
     def publish_raw(self, exchange: str, routing_key: str, body: bytes) -> None:
@@ -158,8 +165,13 @@ class Consumer:
         self._connection: pika.BlockingConnection | None = None
 
     def run(self) -> None:
+        """Serve until SIGTERM/SIGINT; the message in hand is finished and settled first."""
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
+        self.serve()
+
+    def serve(self) -> None:
+        """Consume, reconnecting with backoff whenever the broker goes away, until ``stop``."""
         backoff = 0.5
         while not self._stopping.is_set():
             try:

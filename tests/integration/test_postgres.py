@@ -1,0 +1,118 @@
+"""The Postgres adapter against the run's real database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared import db
+from shared.messages import ObjectCreated, ParseCompleted, RecordColumns, SequenceBatch, SequenceParts
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def conn(settings: Settings) -> Iterator[db.Connection]:
+    with db.connect(settings, autocommit=True) as connection:
+        db.migrate(connection)
+        yield connection
+
+
+def event(key: str, etag: str = "e1", when: datetime | None = None) -> ObjectCreated:
+    return ObjectCreated(
+        bucket="itest-bucket", key=key, size=10, etag=etag, sequencer="01", event_time=when or datetime.now(UTC)
+    )
+
+
+def batch(upload: db.Upload, batch_no: int, ordinals: list[int]) -> SequenceBatch:
+    n = len(ordinals)
+    return SequenceBatch(
+        upload_id=upload.id,
+        generation=upload.generation,
+        batch_no=batch_no,
+        source_offset=5 * (batch_no + 1),
+        parts=SequenceParts(ordinal=ordinals, part_no=[0] * n, residues=["ACGT"] * n),
+        records=RecordColumns(
+            ordinal=ordinals, line_number=[o * 2 + 1 for o in ordinals], gene_name=[f"g{o} d" for o in ordinals],
+            seq_id=[f"g{o}" for o in ordinals], description=["d"] * n, length=[4] * n, part_count=[1] * n,
+            md5=["m"] * n, refget=["r"] * n,
+        ),
+    )  # fmt: skip
+
+
+def test_migrations_are_idempotent(conn: db.Connection) -> None:
+    assert db.migrate(conn) == []
+    versions = [r["version"] for r in conn.execute("SELECT version FROM schema_migrations")]
+    assert versions == ["0001_initial"]
+
+
+def test_claims_tell_new_duplicate_stale_and_overwritten(conn: db.Connection) -> None:
+    key = f"claims/{uuid.uuid4()}.fa"
+    now = datetime.now(UTC)
+    first = db.claim_object(conn, event(key, "e1", now))
+    assert first.action is db.ClaimAction.PARSE
+    assert first.upload.registered is False and first.upload.generation == 1
+    # a redelivery while still queued/parsing must be parsed (the first parser may have died)
+    assert db.claim_object(conn, event(key, "e1", now)).action is db.ClaimAction.PARSE
+    conn.execute("UPDATE uploads SET state = 'done' WHERE id = %s", (first.upload.id,))
+    assert db.claim_object(conn, event(key, "e1", now)).action is db.ClaimAction.DUPLICATE
+    assert db.claim_object(conn, event(key, "e0", now - timedelta(hours=1))).action is db.ClaimAction.STALE
+    newer = db.claim_object(conn, event(key, "e2", now + timedelta(seconds=1)))
+    assert newer.action is db.ClaimAction.PARSE
+    assert (newer.upload.id, newer.upload.generation, newer.upload.state) == (first.upload.id, 2, db.State.QUEUED)
+
+
+def test_batches_are_stored_exactly_once_and_complete_the_upload(conn: db.Connection) -> None:
+    upload = db.claim_object(conn, event(f"batches/{uuid.uuid4()}.fa")).upload
+    assert db.start_parsing(conn, upload.id, upload.generation)
+    first = db.store_batch(conn, batch(upload, 0, [0, 1]))
+    assert first == db.PersistOutcome(True, False)
+    assert db.store_batch(conn, batch(upload, 0, [0, 1])) == db.PersistOutcome(False, False)  # replay
+    done = ParseCompleted(
+        upload_id=upload.id, generation=1, batch_count=2, record_count=3, source_bytes=10, format="fasta"
+    )
+    assert db.record_parse_completed(conn, done) == db.PersistOutcome(True, False)
+    assert db.store_batch(conn, batch(upload, 1, [2])) == db.PersistOutcome(True, True)
+    assert db.store_batch(conn, batch(upload, 1, [2])) == db.PersistOutcome(False, True)  # replay re-announces
+    current = db.get_upload(conn, upload.id)
+    assert current is not None
+    assert (current.state, current.records_done, current.batches_done, current.bytes_done) == (
+        db.State.ASSEMBLING, 3, 2, 10
+    )  # fmt: skip
+    rows = list(db.iter_result_rows(conn, upload.id))
+    assert [(r[0], r[8], r[9]) for r in rows] == [(0, 0, b"ACGT"), (1, 0, b"ACGT"), (2, 0, b"ACGT")]
+
+
+def test_batches_of_a_replaced_generation_are_ignored(conn: db.Connection) -> None:
+    key = f"generations/{uuid.uuid4()}.fa"
+    old = db.claim_object(conn, event(key, "e1")).upload
+    new = db.claim_object(conn, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
+    assert db.store_batch(conn, batch(old, 0, [0])).stored is False
+    assert db.store_batch(conn, batch(new, 0, [0])).stored is True
+
+
+def test_failure_keeps_the_reason_and_drops_the_rows(conn: db.Connection) -> None:
+    upload = db.claim_object(conn, event(f"fail/{uuid.uuid4()}.fa")).upload
+    db.store_batch(conn, batch(upload, 0, [0, 1]))
+    assert db.fail_upload(conn, upload.id, upload.generation, "invalid_character", "bad 'X'", 5, 3)
+    failed = db.get_upload(conn, upload.id)
+    assert failed is not None
+    assert (failed.state, failed.error_code, failed.error_line, failed.error_column) == (
+        db.State.FAILED, "invalid_character", 5, 3
+    )  # fmt: skip
+    assert list(db.iter_result_rows(conn, upload.id)) == []
+    assert db.store_batch(conn, batch(upload, 1, [2])).stored is False
+
+
+def test_one_worker_per_generation(settings: Settings, conn: db.Connection) -> None:
+    upload_id = uuid.uuid4()
+    with db.connect(settings, autocommit=True) as other:
+        assert db.try_lock_generation(conn, upload_id, "parse")
+        assert not db.try_lock_generation(other, upload_id, "parse")
+        assert db.try_lock_generation(other, upload_id, "assemble")
+        db.unlock_generation(conn, upload_id, "parse")
+        assert db.try_lock_generation(other, upload_id, "parse")

@@ -1,0 +1,123 @@
+"""The RabbitMQ adapter against the run's real broker, on a topology of its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pika
+import pytest
+
+from shared.broker import Consumer, PermanentFailure, Publisher, connect, declare_topology
+from shared.messages import AssembleRequested
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def isolated(settings: Settings) -> Iterator[Settings]:
+    """Same broker and vhost, but exchanges and queues no service consumes from."""
+    token = uuid.uuid4().hex[:8]
+    own = settings.model_copy(
+        update={
+            "queue_prefix": f"itest-{token}",
+            "events_exchange": f"itest-{token}.events",
+            "pipeline_exchange": f"itest-{token}.pipeline",
+            "dead_letter_exchange": f"itest-{token}.dead",
+            "max_deliveries": 2,
+        }
+    )
+    connection = connect(own)
+    declare_topology(connection.channel(), own)
+    connection.close()
+    yield own
+    connection = connect(own)
+    channel = connection.channel()
+    for stage in ("parse", "persist", "assemble"):
+        channel.queue_delete(own.queue(stage))
+        channel.queue_delete(own.queue(stage) + ".dead")
+    for exchange in (own.events_exchange, own.pipeline_exchange, own.dead_letter_exchange):
+        channel.exchange_delete(exchange)
+    connection.close()
+
+
+def _depth(settings: Settings, queue: str) -> int:
+    connection = connect(settings)
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def _run(consumer: Consumer) -> threading.Thread:
+    thread = threading.Thread(target=consumer.serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait(predicate: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+def test_publish_confirmed_consume_and_ack(isolated: Settings) -> None:
+    seen: list[bytes] = []
+    consumer = Consumer(isolated, "assemble", seen.append, lambda body, reason: None)
+    publisher = Publisher(isolated)
+    message = AssembleRequested(upload_id=uuid.uuid4(), generation=1)
+    publisher.publish(message)
+    thread = _run(consumer)
+    _wait(lambda: seen)
+    consumer.stop()
+    thread.join(10)
+    assert AssembleRequested.model_validate_json(seen[0]) == message
+    assert _depth(isolated, isolated.queue("assemble")) == 0  # acknowledged, not requeued
+    publisher.close()
+
+
+def test_unroutable_message_is_an_error(isolated: Settings) -> None:
+    publisher = Publisher(isolated)
+    with pytest.raises(pika.exceptions.UnroutableError):
+        publisher.publish(AssembleRequested(upload_id=uuid.uuid4(), generation=1), routing_key="nowhere")
+    publisher.close()
+
+
+def test_failing_message_is_retried_then_dead_lettered(isolated: Settings) -> None:
+    attempts: list[bytes] = []
+    gave_up: list[str] = []
+
+    def handler(body: bytes) -> None:
+        attempts.append(body)
+        raise RuntimeError("database on fire")
+
+    consumer = Consumer(isolated, "persist", handler, lambda body, reason: gave_up.append(reason))
+    Publisher(isolated).publish_raw(isolated.pipeline_exchange, "persist", b'{"kind": "whatever"}')
+    thread = _run(consumer)
+    _wait(lambda: gave_up, timeout=60)
+    consumer.stop()
+    thread.join(10)
+    assert len(attempts) == isolated.max_deliveries
+    assert "database on fire" in gave_up[0]
+    _wait(lambda: _depth(isolated, isolated.queue("persist") + ".dead") == 1)
+    assert _depth(isolated, isolated.queue("persist")) == 0
+
+
+def test_permanent_failure_is_dead_lettered_at_once(isolated: Settings) -> None:
+    attempts: list[bytes] = []
+
+    def handler(body: bytes) -> None:
+        attempts.append(body)
+        raise PermanentFailure("not a message")
+
+    consumer = Consumer(isolated, "parse", handler, lambda body, reason: None)
+    Publisher(isolated).publish_raw(isolated.events_exchange, isolated.events_routing_key, b"garbage")
+    thread = _run(consumer)
+    _wait(lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1)
+    consumer.stop()
+    thread.join(10)
+    assert len(attempts) == 1
