@@ -32,9 +32,7 @@ def _services(settings_env: dict[str, str] | None = None) -> stack.ServiceProces
 
 def cmd_up(args: argparse.Namespace) -> int:
     if os.environ.get("GENOBASE_STACK", "native") == "compose":
-        subprocess.run(["docker", "compose", "-f", "compose.yaml", "up", "-d", "--build"], check=True)
-        print("compose stack up: intake on http://127.0.0.1:8000, MinIO on http://127.0.0.1:9000")
-        return 0
+        return _compose_up()
     path = stack_file()
     known = stack.read_env_file(path)
     started = stack.bootstrap()
@@ -74,6 +72,40 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compose() -> list[str]:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose", "-f", "compose.yaml"]
+    return ["docker-compose", "-f", "compose.yaml"]
+
+
+def _compose_up() -> int:
+    """The Docker stack: secrets generated once into .env, endpoints into the stack file."""
+    env_file = Path(".env")
+    secrets = stack.read_env_file(env_file)
+    for name, length in (
+        ("GENOBASE_PG_PASSWORD", 24),
+        ("GENOBASE_RABBITMQ_PASSWORD", 24),
+        ("GENOBASE_S3_ACCESS_KEY", 20),
+        ("GENOBASE_S3_SECRET_KEY", 40),
+    ):
+        secrets.setdefault(name, stack.new_secret(length))
+    stack.write_env_file(env_file, secrets)
+    subprocess.run([*_compose(), "up", "-d", "--build"], check=True)
+    stack.write_env_file(
+        stack_file(),
+        {
+            "GENOBASE_STACK": "compose",
+            "GENOBASE_S3_ENDPOINT": "http://localhost:9000",
+            "GENOBASE_S3_ACCESS_KEY": secrets["GENOBASE_S3_ACCESS_KEY"],
+            "GENOBASE_S3_SECRET_KEY": secrets["GENOBASE_S3_SECRET_KEY"],
+            "GENOBASE_PUBLIC_BASE_URL": "http://localhost:8000",
+        },
+    )
+    _wait_healthy(_settings(), timeout=180)
+    print("compose stack up: intake http://localhost:8000 (OpenAPI /docs), MinIO http://localhost:9000")
+    return 0
+
+
 def _wait_healthy(settings: Settings, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     last = ""
@@ -91,6 +123,9 @@ def _wait_healthy(settings: Settings, timeout: float = 60) -> None:
 
 def cmd_down(args: argparse.Namespace) -> int:
     known = stack.read_env_file(stack_file())
+    if known.get("GENOBASE_STACK") == "compose":
+        subprocess.run([*_compose(), "down", *(["--volumes"] if args.wipe else [])], check=True)
+        return 0
     _services().stop_all()
     base = known.get("GENOBASE_CEPH_BASE")
     if base:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import queue
 import signal
 import threading
 import time
@@ -102,22 +103,26 @@ class Publisher:
             self._channel.confirm_delivery()
         return self._channel
 
+    def publish(self, message: Message, exchange: str | None = None, routing_key: str | None = None) -> None:
+        self.publish_body(routing_key or message.routing_key, message.to_bytes(), exchange)
+
     @retry(
         retry=retry_if_exception(_retryable),
         wait=wait_exponential(multiplier=0.5, max=10),
         stop=stop_after_delay(300),
         reraise=True,
     )
-    def publish(self, message: Message, exchange: str | None = None, routing_key: str | None = None) -> None:
+    def publish_body(
+        self, routing_key: str, body: bytes, exchange: str | None = None, content_type: str | None = "application/json"
+    ) -> None:
+        """Publish an encoded message, persistent, and wait for the broker's confirm."""
         try:
             channel = self._ensure()
             channel.basic_publish(
                 exchange=self._settings.pipeline_exchange if exchange is None else exchange,
-                routing_key=routing_key or message.routing_key,
-                body=message.to_bytes(),
-                properties=pika.BasicProperties(
-                    delivery_mode=pika.DeliveryMode.Persistent, content_type="application/json"
-                ),
+                routing_key=routing_key,
+                body=body,
+                properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent, content_type=content_type),
                 mandatory=True,
             )
         except CONNECTION_ERRORS as exc:
@@ -126,15 +131,8 @@ class Publisher:
             raise
 
     def publish_raw(self, exchange: str, routing_key: str, body: bytes) -> None:
-        """Publish bytes as they are (replaying a captured event, for instance)."""
-        channel = self._ensure()
-        channel.basic_publish(
-            exchange=exchange,
-            routing_key=routing_key,
-            body=body,
-            properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
-            mandatory=True,
-        )
+        """Publish bytes as they are, with no content type (replaying a captured event, for instance)."""
+        self.publish_body(routing_key, body, exchange, content_type=None)
 
     def close(self) -> None:
         if self._connection is not None and self._connection.is_open:
@@ -142,6 +140,53 @@ class Publisher:
                 self._connection.close()
         self._connection = None
         self._channel = None
+
+
+class PipelinedPublisher:
+    """Publishes from a thread of its own so that the caller keeps working while confirms arrive.
+
+    Waiting for each confirm in line would idle the parser for the broker's fsync of every batch;
+    here at most ``depth`` messages wait in memory, order is kept (one thread, FIFO), and
+    ``flush`` returns only when every message is confirmed -- or raises the first failure.
+    """
+
+    def __init__(self, settings: Settings, depth: int = 1) -> None:
+        self._settings = settings
+        self._publisher = Publisher(settings)
+        # Encoded bodies wait here, not models: a batch's bytes are a fraction of its Python objects.
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._publisher.publish_body(*item)
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def publish(self, message: Message) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((message.routing_key, message.to_bytes()))
+
+    def flush(self) -> None:
+        self._queue.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        self._publisher.close()
 
 
 Handler = Callable[[bytes], None]

@@ -120,6 +120,10 @@ class Upload:
     result_records: int | None
     created_at: datetime
     updated_at: datetime
+    parsing_started_at: datetime | None = None
+    parsed_at: datetime | None = None
+    assembly_started_at: datetime | None = None
+    finished_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Upload:
@@ -215,6 +219,7 @@ def claim_object(conn: Connection, event: ObjectCreated) -> Claim:
             "batches_done = 0, batches_total = NULL, records_assembled = 0, duplicate_names = NULL, "
             "format = NULL, error_code = NULL, error_message = NULL, error_line = NULL, error_column = NULL, "
             "result_bucket = NULL, result_key = NULL, result_size = NULL, result_records = NULL, "
+            "parsing_started_at = NULL, parsed_at = NULL, assembly_started_at = NULL, finished_at = NULL, "
             "updated_at = now() WHERE id = %s RETURNING *",
             (event.etag, event.sequencer, event.event_time, event.size, upload.id),
         ).fetchone()
@@ -248,7 +253,7 @@ def unlock_generation(conn: Connection, upload_id: uuid.UUID, stage: str) -> Non
 def start_parsing(conn: Connection, upload_id: uuid.UUID, generation: int) -> bool:
     with conn.transaction():
         row = conn.execute(
-            "UPDATE uploads SET state = 'parsing', updated_at = now() "
+            "UPDATE uploads SET state = 'parsing', parsing_started_at = clock_timestamp(), updated_at = now() "
             "WHERE id = %s AND generation = %s AND state IN ('queued', 'parsing') RETURNING id",
             (upload_id, generation),
         ).fetchone()
@@ -273,7 +278,7 @@ def fail_upload(
     with conn.transaction():
         row = conn.execute(
             "UPDATE uploads SET state = 'failed', error_code = %s, error_message = %s, error_line = %s, "
-            "error_column = %s, updated_at = now() "
+            "error_column = %s, finished_at = clock_timestamp(), updated_at = now() "
             "WHERE id = %s AND (%s::int IS NULL OR generation = %s) AND state <> 'done' RETURNING id",
             (code, message, line, column, upload_id, generation, generation),
         ).fetchone()
@@ -340,10 +345,12 @@ def _copy_batch(conn: Connection, batch: SequenceBatch) -> None:
         if len(r):
             with cur.copy(
                 "COPY sequence_records (upload_id, ordinal, line_number, gene_name, seq_id, description, "
-                "length, part_count, md5, refget) FROM STDIN (FORMAT BINARY)"
+                "length, part_count, md5, refget, residues) FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(["uuid", "int8", "int8", "text", "text", "text", "int8", "int4", "text", "text"])
-                for row in zip(
+                copy.set_types(
+                    ["uuid", "int8", "int8", "text", "text", "text", "int8", "int4", "text", "text", "bytea"]
+                )
+                for *row, residues in zip(
                     r.ordinal,
                     r.line_number,
                     r.gene_name,
@@ -353,9 +360,10 @@ def _copy_batch(conn: Connection, batch: SequenceBatch) -> None:
                     r.part_count,
                     r.md5,
                     r.refget,
+                    r.residues,
                     strict=True,
                 ):
-                    copy.write_row((uid, *row))
+                    copy.write_row((uid, *row, None if residues is None else residues.encode("ascii")))
 
 
 def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOutcome:
@@ -365,6 +373,7 @@ def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOut
             return PersistOutcome(False, False)
         row = conn.execute(
             "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = %s, format = %s, "
+            "parsed_at = clock_timestamp(), "
             "state = CASE WHEN state IN ('queued', 'parsing') THEN 'persisting' ELSE state END, "
             "updated_at = now() WHERE id = %s RETURNING *",
             (done.batch_count, done.record_count, done.source_bytes, done.format, done.upload_id),
@@ -386,7 +395,8 @@ def _mark_assembling(conn: Connection, row: dict[str, Any]) -> None:
         (row["id"],),
     ).fetchone()
     conn.execute(
-        "UPDATE uploads SET state = 'assembling', duplicate_names = %s, updated_at = now() WHERE id = %s",
+        "UPDATE uploads SET state = 'assembling', duplicate_names = %s, assembly_started_at = clock_timestamp(), "
+        "updated_at = now() WHERE id = %s",
         (duplicates["n"] if duplicates else 0, row["id"]),
     )
 
@@ -403,21 +413,57 @@ def assembling_upload(conn: Connection, upload_id: uuid.UUID, generation: int) -
 
 ResultRow = tuple[int, int, str, str, str, int, str, str, int | None, bytes | None]
 
+# Reading a whole upload back must be two plain index scans in key order, streamed: never a sort
+# (which would buffer or spill the whole upload), a JIT compile or parallel workers on two cores.
+_STREAMING_READ = (
+    "SET enable_sort = off",
+    "SET enable_bitmapscan = off",
+    "SET jit = off",
+    "SET max_parallel_workers_per_gather = 0",
+)
 
-def iter_result_rows(conn: Connection, upload_id: uuid.UUID) -> Iterator[ResultRow]:
-    """Every record with its parts, in order, streamed by ``COPY TO``: one part in memory at a time."""
+
+def iter_result_rows(records_conn: Connection, parts_conn: Connection, upload_id: uuid.UUID) -> Iterator[ResultRow]:
+    """Every record with its sequence, in order: one part in memory at a time.
+
+    A short record yields one row with its inline residues; a long one a row per part. Records
+    and parts are streamed by two ``COPY TO`` on two connections, each in primary-key order, and
+    merged here using each record's ``part_count``.
+    """
+    for conn in (records_conn, parts_conn):
+        for statement in _STREAMING_READ:
+            conn.execute(statement)
     with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY (SELECT r.ordinal, r.line_number, r.gene_name, r.seq_id, r.description, r.length, r.md5, "
-            "r.refget, p.part_no, p.residues FROM sequence_records r LEFT JOIN sequence_parts p "
-            "ON p.upload_id = r.upload_id AND p.ordinal = r.ordinal WHERE r.upload_id = %s "
-            "ORDER BY r.ordinal, p.part_no) TO STDOUT (FORMAT BINARY)",
+        records_conn.cursor() as rcur,
+        rcur.copy(
+            "COPY (SELECT ordinal, line_number, gene_name, seq_id, description, length, md5, refget, part_count, "
+            "residues FROM sequence_records WHERE upload_id = %s ORDER BY upload_id, ordinal) "
+            "TO STDOUT (FORMAT BINARY)",
             (upload_id,),
-        ) as copy,
+        ) as records,
+        parts_conn.cursor() as pcur,
+        pcur.copy(
+            "COPY (SELECT ordinal, part_no, residues FROM sequence_parts WHERE upload_id = %s "
+            "ORDER BY upload_id, ordinal, part_no) TO STDOUT (FORMAT BINARY)",
+            (upload_id,),
+        ) as parts,
     ):
-        copy.set_types(["int8", "int8", "text", "text", "text", "int8", "text", "text", "int4", "bytea"])
-        yield from copy.rows()
+        records.set_types(["int8", "int8", "text", "text", "text", "int8", "text", "text", "int4", "bytea"])
+        parts.set_types(["int8", "int4", "bytea"])
+        part_rows = parts.rows()
+        for ordinal, line, gene_name, seq_id, description, length, md5, refget, part_count, inline in records.rows():
+            if part_count == 0:
+                yield (ordinal, line, gene_name, seq_id, description, length, md5, refget, 0, inline)
+                continue
+            for expected in range(part_count):
+                part_ordinal, part_no, residues = next(part_rows)
+                if part_ordinal != ordinal or part_no != expected:
+                    raise RuntimeError(
+                        f"stored parts out of step: record {ordinal} part {expected}, got {part_ordinal}/{part_no}"
+                    )
+                yield (ordinal, line, gene_name, seq_id, description, length, md5, refget, part_no, residues)
+        if next(part_rows, None) is not None:
+            raise RuntimeError("stored parts left over after the last record")
 
 
 def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation: int, records: int) -> None:
@@ -434,7 +480,7 @@ def finish_assembly(
     with conn.transaction():
         row = conn.execute(
             "UPDATE uploads SET state = 'done', result_bucket = %s, result_key = %s, result_size = %s, "
-            "result_records = %s, records_assembled = %s, updated_at = now() "
+            "result_records = %s, records_assembled = %s, finished_at = clock_timestamp(), updated_at = now() "
             "WHERE id = %s AND generation = %s AND state = 'assembling' RETURNING id",
             (bucket, key, size, records, records, upload_id, generation),
         ).fetchone()

@@ -23,7 +23,8 @@ class Message(BaseModel):
     schema_version: Literal[1] = 1
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        # Straight to bytes: model_dump_json() would build a str first, a second copy of a batch.
+        return type(self).__pydantic_serializer__.to_json(self)
 
 
 class ObjectCreated(BaseModel):
@@ -60,7 +61,8 @@ class _Columns(BaseModel):
 
 
 class SequenceParts(_Columns):
-    """Ordered slices of records' residues (case kept, whitespace removed), at most ``part_bytes`` each."""
+    """Ordered slices of long records' residues (case kept, whitespace removed), ``part_bytes`` each
+    but the last."""
 
     ordinal: list[int]
     part_no: list[int]
@@ -79,6 +81,8 @@ class RecordColumns(_Columns):
     part_count: list[int]
     md5: list[str]
     refget: list[str]
+    # The whole sequence of a record shorter than one part; None when it travels as parts.
+    residues: list[str | None]
 
 
 class SequenceBatch(Message):

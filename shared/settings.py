@@ -50,10 +50,10 @@ class Settings(BaseSettings):
     presign_ttl_seconds: int = 900
 
     # Streaming sizes: each bounds the memory of one stage.
-    read_range_bytes: int = 8 * MiB
+    read_range_bytes: int = 4 * MiB
     batch_bytes: int = 4 * MiB
     part_bytes: int = 1 * MiB
-    result_part_bytes: int = 16 * MiB
+    result_part_bytes: int = 8 * MiB
 
     # intake
     intake_host: str = "127.0.0.1"

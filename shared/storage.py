@@ -77,7 +77,7 @@ class ObjectStore:
         if size <= start:
             return
         ranges = [(o, min(o + range_bytes, size) - 1) for o in range(start, size, range_bytes)]
-        pending: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=2)
+        pending: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=1)
         stop = threading.Event()
 
         def fetch() -> None:
@@ -159,12 +159,14 @@ class ObjectStore:
 class MultipartWriter:
     """A file-like sink that uploads fixed-size parts from a background thread.
 
-    At most two parts are in memory (one filling, one uploading), so the writer's footprint is
-    ``2 * part_bytes`` whatever the document size, and producing and uploading overlap. Leaving
+    At most ``uploaders + 2`` parts are in memory (one filling, one queued, one per uploader), so
+    the footprint is bounded whatever the document size, and producing and uploading overlap. Leaving
     the ``with`` block by an exception aborts the upload, so no orphan parts are left behind.
     """
 
-    def __init__(self, client: Any, bucket: str, key: str, part_bytes: int, content_type: str) -> None:
+    def __init__(
+        self, client: Any, bucket: str, key: str, part_bytes: int, content_type: str, uploaders: int = 2
+    ) -> None:
         if part_bytes < 5 * 1024 * 1024:
             raise ValueError("S3 parts must be at least 5 MiB")
         self._client = client
@@ -172,12 +174,14 @@ class MultipartWriter:
         self._key = key
         self._part_bytes = part_bytes
         self._content_type = content_type
-        self._buffer = bytearray()
+        self._pieces: list[bytes] = []
+        self._buffered = 0
         self._parts: list[dict[str, Any]] = []
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._upload_id: str | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._uploaders = uploaders
         self._submitted = 0
         self.size = 0
 
@@ -186,16 +190,24 @@ class MultipartWriter:
             Bucket=self._bucket, Key=self._key, ContentType=self._content_type
         )
         self._upload_id = response["UploadId"]
-        self._thread = threading.Thread(target=self._upload_loop, name="s3-multipart", daemon=True)
-        self._thread.start()
+        for number in range(self._uploaders):
+            thread = threading.Thread(target=self._upload_loop, name=f"s3-multipart-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._buffer += data
+    def write(self, data: bytes) -> None:
+        self._pieces.append(data)
+        self._buffered += len(data)
         self.size += len(data)
-        while len(self._buffer) >= self._part_bytes:
-            self._submit(bytes(self._buffer[: self._part_bytes]))
-            del self._buffer[: self._part_bytes]
+        if self._buffered >= self._part_bytes:
+            joined = b"".join(self._pieces)
+            cut = len(joined) - len(joined) % self._part_bytes
+            for offset in range(0, cut, self._part_bytes):
+                self._submit(joined[offset : offset + self._part_bytes])
+            rest = joined[cut:]
+            self._pieces = [rest] if rest else []
+            self._buffered = len(rest)
 
     def _submit(self, data: bytes) -> None:
         if self._error is not None:
@@ -229,13 +241,14 @@ class MultipartWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if exc is None and (self._buffer or self._submitted == 0):
-                self._submit(bytes(self._buffer))
-                self._buffer.clear()
+            if exc is None and (self._buffered or self._submitted == 0):
+                self._submit(b"".join(self._pieces))
+                self._pieces = []
         finally:
-            self._queue.put(None)
-            assert self._thread is not None
-            self._thread.join()
+            for _ in self._threads:
+                self._queue.put(None)
+            for thread in self._threads:
+                thread.join()
         if exc is None and self._error is None:
             self._client.complete_multipart_upload(
                 Bucket=self._bucket,

@@ -7,7 +7,8 @@
 #   ceph.sh status  exit 0 when radosgw answers
 #
 # Settings (environment): BASE, RGW_PORT (7480), MON_PORT (3300), MON_V1_PORT (6789),
-# OSD_STORE=bluestore|memstore (bluestore: data on a sparse file, kept across restarts; memstore:
+# OSD_STORE=bluestore|memstore (bluestore: data on a sparse file of BLUESTORE_BLOCK_SIZE, default
+# 64 GiB, kept across restarts; deleted objects free space inside it but never shrink it; memstore:
 # RAM only, for throwaway test clusters), ACCESS_KEY/SECRET_KEY of the S3 user to create.
 # Derived from the recipe measured on these machines (../shared/reference/ceph-rgw/start-rgw.sh).
 set -euo pipefail
@@ -19,7 +20,7 @@ MON_PORT=${MON_PORT:-3300}
 MON_V1_PORT=${MON_V1_PORT:-6789}
 OSD_STORE=${OSD_STORE:-bluestore}
 MEMSTORE_BYTES=${MEMSTORE_BYTES:-$((4*1024*1024*1024))}
-BLUESTORE_BLOCK_SIZE=${BLUESTORE_BLOCK_SIZE:-$((20*1024*1024*1024))}
+BLUESTORE_BLOCK_SIZE=${BLUESTORE_BLOCK_SIZE:-$((64*1024*1024*1024))}
 BLUESTORE_CACHE_SIZE=${BLUESTORE_CACHE_SIZE:-$((128*1024*1024))}
 export CEPH_CONF=$BASE/ceph.conf
 

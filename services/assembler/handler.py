@@ -26,8 +26,9 @@ PROGRESS_EVERY_SECONDS = 1.0
 @dataclass
 class AssemblerDeps:
     settings: Settings
-    database: db.Database  # rows stream over this one
-    progress_db: db.Database  # progress updates, while the other is busy with COPY
+    database: db.Database  # records stream over this one
+    parts_db: db.Database  # and parts over this one, at the same time
+    progress_db: db.Database  # progress updates, while the other two are busy with COPY
     store: ObjectStore
 
 
@@ -76,7 +77,7 @@ def assemble_upload(upload: db.Upload, deps: AssemblerDeps) -> None:
     started = time.monotonic()
     last_progress = started
     with deps.store.multipart_writer(bucket, key, settings.result_part_bytes, "application/json") as out:
-        for piece in document.pieces(db.iter_result_rows(deps.database.conn, upload.id)):
+        for piece in document.pieces(db.iter_result_rows(deps.database.conn, deps.parts_db.conn, upload.id)):
             out.write(piece)
             now = time.monotonic()
             if now - last_progress >= PROGRESS_EVERY_SECONDS:

@@ -15,7 +15,7 @@ from shared.storage import ObjectStore
 def main() -> None:
     settings = get_settings()
     configure_logging("assembler", settings.log_level, settings.log_json)
-    deps = AssemblerDeps(settings, Database(settings), Database(settings), ObjectStore(settings))
+    deps = AssemblerDeps(settings, Database(settings), Database(settings), Database(settings), ObjectStore(settings))
     Consumer(
         settings,
         "assemble",

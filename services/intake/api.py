@@ -67,6 +67,15 @@ class UploadResult(BaseModel):
     records: int
 
 
+class StageTimes(BaseModel):
+    """When the stages of the current generation started and ended (UTC)."""
+
+    parsing_started_at: datetime | None
+    parsed_at: datetime | None
+    assembly_started_at: datetime | None
+    finished_at: datetime | None
+
+
 class UploadStatus(BaseModel):
     id: uuid.UUID
     bucket: str
@@ -80,6 +89,7 @@ class UploadStatus(BaseModel):
     duplicate_names: int | None
     error: UploadError | None
     result: UploadResult | None
+    times: StageTimes
     created_at: datetime
     updated_at: datetime
 
@@ -165,6 +175,12 @@ def to_status(upload: db.Upload, services: Services) -> UploadStatus:
         duplicate_names=upload.duplicate_names,
         error=error,
         result=result,
+        times=StageTimes(
+            parsing_started_at=upload.parsing_started_at,
+            parsed_at=upload.parsed_at,
+            assembly_started_at=upload.assembly_started_at,
+            finished_at=upload.finished_at,
+        ),
         created_at=upload.created_at,
         updated_at=upload.updated_at,
     )

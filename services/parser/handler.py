@@ -13,7 +13,7 @@ import structlog
 from pydantic import ValidationError
 
 from shared import db
-from shared.broker import PermanentFailure, Publisher
+from shared.broker import PermanentFailure, PipelinedPublisher
 from shared.events import MalformedEvent, normalise_event
 from shared.messages import ObjectCreated, ParseCompleted
 from shared.parsing.alphabet import get_alphabet
@@ -31,7 +31,7 @@ class ParserDeps:
     settings: Settings
     database: db.Database
     store: ObjectStore
-    publisher: Publisher
+    publisher: PipelinedPublisher
 
 
 def handle_notification(body: bytes, deps: ParserDeps) -> None:
@@ -83,10 +83,12 @@ def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
         for batch in tail:
             deps.publisher.publish(batch)
     except ParseError as exc:
+        deps.publisher.flush()  # batches already sent are dropped by the persister: the generation failed
         log.info("input rejected", code=exc.code, error=exc.message, line=exc.line, column=exc.column)
         db.fail_upload(deps.database.conn, upload.id, upload.generation, exc.code, exc.message, exc.line, exc.column)
         return
     except ObjectChanged as exc:
+        deps.publisher.flush()
         log.info("object overwritten while reading; the newer event takes over", error=str(exc))
         return
     assert stream.format is not None
@@ -100,6 +102,7 @@ def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
             format=stream.format + (".gz" if stream.compressed else ""),
         )
     )
+    deps.publisher.flush()  # every batch confirmed before the notification is acknowledged
     log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from services.parser.handler import ParserDeps, give_up, handle_notification
-from shared.broker import Consumer, Publisher
+from shared.broker import Consumer, PipelinedPublisher
 from shared.db import Database
 from shared.logging import configure_logging
 from shared.settings import get_settings
@@ -15,7 +15,7 @@ from shared.storage import ObjectStore
 def main() -> None:
     settings = get_settings()
     configure_logging("parser", settings.log_level, settings.log_json)
-    deps = ParserDeps(settings, Database(settings), ObjectStore(settings), Publisher(settings))
+    deps = ParserDeps(settings, Database(settings), ObjectStore(settings), PipelinedPublisher(settings))
     Consumer(
         settings,
         "parse",

@@ -57,6 +57,10 @@ CREATE TABLE sequence_records (
     part_count   integer NOT NULL,
     md5          text NOT NULL,
     refget       text NOT NULL,
+    -- A sequence shorter than one part is kept here, in the record's own row; a longer one is
+    -- split into part_count ordered rows of sequence_parts. Most records of a typical file are
+    -- short: one row and one index entry each instead of two.
+    residues     bytea,
     PRIMARY KEY (upload_id, ordinal)
 );
 
@@ -71,3 +75,4 @@ CREATE TABLE sequence_parts (
 -- Residues compress poorly with pglz and pglz caps COPY at ~40 MB/s on these machines
 -- (perf-envelope.md); stored out of line and uncompressed, loading runs at ~130 MB/s.
 ALTER TABLE sequence_parts ALTER COLUMN residues SET STORAGE EXTERNAL;
+ALTER TABLE sequence_records ALTER COLUMN residues SET STORAGE EXTERNAL;

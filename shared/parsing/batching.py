@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 
 from shared.messages import RecordColumns, SequenceBatch, SequenceParts
-from shared.parsing.records import Event, RecordEnd, RecordStart, Residues
+from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
 
 
 class Batcher:
@@ -21,7 +21,7 @@ class Batcher:
         generation: int,
         part_bytes: int,
         batch_bytes: int,
-        max_batch_records: int = 50_000,
+        max_batch_records: int = 10_000,
     ) -> None:
         self._upload_id = upload_id
         self._generation = generation
@@ -40,14 +40,16 @@ class Batcher:
         self._p_ordinal: list[int] = []
         self._p_part_no: list[int] = []
         self._p_residues: list[str] = []
-        self._r: dict[str, list[int] | list[str]] = {name: [] for name in RecordColumns.model_fields}
+        self._r: dict[str, list[int] | list[str] | list[str | None]] = {name: [] for name in RecordColumns.model_fields}
         self._bytes = 0
 
     def add(self, events: Iterable[Event], source_offset: int) -> list[SequenceBatch]:
         """Take events; return the batches they completed (``source_offset`` marks their progress)."""
         done: list[SequenceBatch] = []
         for event in events:
-            if type(event) is Residues:
+            if type(event) is WholeRecord:
+                self._whole(event, done, source_offset)
+            elif type(event) is Residues:
                 self._pieces.append(event.data)
                 self._pending += len(event.data)
                 if self._pending >= self._part_bytes:
@@ -88,10 +90,14 @@ class Batcher:
     def _end_record(self, end: RecordEnd, done: list[SequenceBatch], source_offset: int) -> None:
         start = self._start
         assert start is not None and start.ordinal == end.ordinal
-        if self._pending:
+        inline: str | None = None
+        if self._part_no == 0:  # shorter than one part: the record row carries it
+            inline = b"".join(self._pieces).decode("ascii")
+            self._bytes += self._pending
+        elif self._pending:
             self._emit_part(b"".join(self._pieces))
-            self._pieces = []
-            self._pending = 0
+        self._pieces = []
+        self._pending = 0
         r = self._r
         r["ordinal"].append(start.ordinal)  # type: ignore[arg-type]
         r["line_number"].append(start.line_number)  # type: ignore[arg-type]
@@ -102,8 +108,37 @@ class Batcher:
         r["part_count"].append(self._part_no)  # type: ignore[arg-type]
         r["md5"].append(end.md5)  # type: ignore[arg-type]
         r["refget"].append(end.refget)  # type: ignore[arg-type]
+        r["residues"].append(inline)  # type: ignore[arg-type]
         self.record_count += 1
         self._start = None
+        if self._bytes >= self._batch_bytes or len(r["ordinal"]) >= self._max_records:
+            done.append(self._close(source_offset))
+
+    def _whole(self, record: WholeRecord, done: list[SequenceBatch], source_offset: int) -> None:
+        data = record.data
+        if len(data) >= self._part_bytes:  # rare: a long record that still fitted in one chunk
+            self._start = RecordStart(
+                record.ordinal, record.line_number, record.gene_name, record.seq_id, record.description
+            )
+            self._part_no = 0
+            self._pieces.append(data)
+            self._pending = len(data)
+            self._emit_full_parts(done, source_offset)
+            self._end_record(RecordEnd(record.ordinal, len(data), record.md5, record.refget), done, source_offset)
+            return
+        self._bytes += len(data)
+        r = self._r
+        r["ordinal"].append(record.ordinal)  # type: ignore[arg-type]
+        r["line_number"].append(record.line_number)  # type: ignore[arg-type]
+        r["gene_name"].append(record.gene_name)  # type: ignore[arg-type]
+        r["seq_id"].append(record.seq_id)  # type: ignore[arg-type]
+        r["description"].append(record.description)  # type: ignore[arg-type]
+        r["length"].append(len(data))  # type: ignore[arg-type]
+        r["part_count"].append(0)  # type: ignore[arg-type]
+        r["md5"].append(record.md5)  # type: ignore[arg-type]
+        r["refget"].append(record.refget)  # type: ignore[arg-type]
+        r["residues"].append(data.decode("ascii"))  # type: ignore[arg-type]
+        self.record_count += 1
         if self._bytes >= self._batch_bytes or len(r["ordinal"]) >= self._max_records:
             done.append(self._close(source_offset))
 

@@ -186,9 +186,7 @@ class DelimitedParser:
             name = name[1:-1]
         if not name:
             raise ParseError("missing_name", "row has an empty name", line, 1)
-        self._rec.start(name, line)
-        self._rec.add(seq, line, column)
-        self._rec.end()
+        self._rec.whole(name, line, seq, line, column)
 
     def _start_stream(self) -> None:
         """Begin streaming an over-long row whose sequence is its last, unquoted column."""

@@ -54,6 +54,10 @@ class FastaParser:
             if self._column == 1:
                 first = chunk[pos]
                 if first == _GT:
+                    # Fast path: whole records (header and sequence lines) inside this chunk.
+                    pos = self._whole_records(chunk, pos, next_comment)
+                    if pos >= n or chunk[pos] != _GT:
+                        continue
                     self._header = bytearray()
                     self._header_line = self._line
                     pos += 1
@@ -91,6 +95,29 @@ class FastaParser:
             raise ParseError("no_records", "no FASTA record found (a record starts with '>')", self._line, 1)
         self._rec.end()
         return self._drain()
+
+    def _whole_records(self, chunk: bytes, pos: int, next_comment: int) -> int:
+        """Consume complete records from ``pos`` (a '>' at a line start); return where it stopped."""
+        find = chunk.find
+        whole = self._rec.whole
+        line = self._line
+        max_header = self._max_header
+        if 0 <= next_comment < pos:
+            next_comment = find(b"\n;", pos)
+        limit = next_comment if next_comment >= 0 else len(chunk)
+        while True:
+            nl = find(b"\n", pos)
+            if nl < 0 or nl - pos > max_header:
+                break
+            nxt = find(b"\n>", nl, limit)
+            if nxt < 0:
+                break
+            block = chunk[nl + 1 : nxt + 1]
+            whole(chunk[pos + 1 : nl].rstrip(b"\r"), line, block, line + 1)
+            line += 1 + block.count(b"\n")
+            pos = nxt + 1
+        self._line = line
+        return pos
 
     def _drain(self) -> list[Event]:
         events = self._out[:]

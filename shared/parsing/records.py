@@ -6,8 +6,8 @@ and ``RecordEnd`` closes it with length and checksums. A consumer never needs a 
 
 from __future__ import annotations
 
-import base64
 import hashlib
+from binascii import b2a_base64
 from typing import NamedTuple
 
 from shared.parsing.alphabet import Alphabet
@@ -36,24 +36,54 @@ class RecordEnd(NamedTuple):
     refget: str
 
 
-Event = RecordStart | Residues | RecordEnd
+class WholeRecord(NamedTuple):
+    """A record that fitted in one chunk: start, residues and end in one event (the common case)."""
+
+    ordinal: int
+    line_number: int
+    gene_name: str
+    seq_id: str
+    description: str
+    data: bytes
+    md5: str
+    refget: str
+
+
+Event = RecordStart | Residues | RecordEnd | WholeRecord
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+# Builds a WholeRecord without NamedTuple's Python-level __new__ (a hot path: one per short record).
+_new_whole = tuple.__new__
 
 
 def refget_digest(sha512_digest: bytes) -> str:
-    return "SQ." + base64.urlsafe_b64encode(sha512_digest[:24]).decode("ascii")
+    return "SQ." + b2a_base64(sha512_digest[:24], newline=False).translate(_URLSAFE).decode("ascii")
+
+
+def split_header(header: bytes, line: int) -> tuple[str, str, str]:
+    """``gene_name`` (the whole header), ``seq_id`` (its first word) and ``description`` (the rest)."""
+    try:
+        gene_name = header.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError("invalid_header_encoding", "header is not valid UTF-8", line, exc.start + 2) from None
+    parts = gene_name.split(None, 1)
+    return gene_name, parts[0] if parts else "", parts[1].strip() if len(parts) > 1 else ""
 
 
 class RecordBuilder:
     """Checks, counts and hashes residues as they stream past, and emits the record events.
 
     Shared by every format so that validation, checksums and error positions behave the same.
+    Each piece of raw text costs a newline removal, one ``bytes.translate`` validation pass, an
+    upper-casing for the checksum input and the two hashes (see ``_clean``).
     """
 
-    __slots__ = ("_allowed", "_length", "_md5", "_non_letters", "_ordinal", "_out", "_sha", "open")
+    __slots__ = ("_allowed", "_length", "_letters", "_md5", "_non_letters", "_ordinal", "_out", "_sha", "open")
 
     def __init__(self, alphabet: Alphabet, out: list[Event]) -> None:
         self._allowed = alphabet.allowed
         self._non_letters = alphabet.non_letters
+        self._letters = bytes(c for c in alphabet.allowed if c not in alphabet.non_letters)
         self._out = out
         self._ordinal = -1
         self._length = 0
@@ -65,17 +95,56 @@ class RecordBuilder:
     def record_count(self) -> int:
         return self._ordinal + 1
 
-    def start(self, header: bytes, line: int) -> None:
+    def whole(self, header: bytes, line: int, raw: bytes, raw_line: int, raw_column: int = 1) -> None:
+        """A complete record: its header (at ``line``) and all its sequence text (at ``raw_line``).
+
+        The hot path for files of many short records, hence written flat.
+        """
         if self.open:
             self.end()
         try:
             gene_name = header.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ParseError("invalid_header_encoding", "header is not valid UTF-8", line, exc.start + 2) from None
-        gene_name = gene_name.rstrip("\r\n")
-        parts = gene_name.split(None, 1)
-        seq_id = parts[0] if parts else ""
-        description = parts[1].strip() if len(parts) > 1 else ""
+        except UnicodeDecodeError:
+            split_header(header, line)  # raises with the position
+            raise
+        words = gene_name.split(None, 1)
+        data, norm = self._clean(raw, raw_line, raw_column)
+        self._ordinal += 1
+        self._out.append(
+            _new_whole(
+                WholeRecord,
+                (
+                    self._ordinal,
+                    line,
+                    gene_name,
+                    words[0] if words else "",
+                    words[1].strip() if len(words) > 1 else "",
+                    data,
+                    hashlib.md5(norm, usedforsecurity=False).hexdigest(),
+                    "SQ." + b2a_base64(hashlib.sha512(norm).digest()[:24], newline=False).translate(_URLSAFE).decode(),
+                ),
+            )
+        )
+
+    def _clean(self, raw: bytes, line: int, column: int) -> tuple[bytes, bytes]:
+        """Residues (whitespace removed, case kept) and the checksum input (upper-cased, letters only).
+
+        Common case first: after removing plain newlines (memchr speed), one ``translate`` against
+        the alphabet's letters proves there is nothing else to remove; only when something is left
+        do the slower passes run (other whitespace, gaps, or an invalid character to locate).
+        """
+        data = raw.replace(b"\n", b"")
+        if not data.translate(None, self._letters):
+            return data, data.upper()
+        data = data.translate(None, WHITESPACE)
+        if data.translate(None, self._allowed):
+            raise self._invalid(raw, line, column)
+        return data, data.upper().translate(None, self._non_letters)
+
+    def start(self, header: bytes, line: int) -> None:
+        if self.open:
+            self.end()
+        gene_name, seq_id, description = split_header(header, line)
         self._ordinal += 1
         self._length = 0
         self._md5 = hashlib.md5(usedforsecurity=False)
@@ -85,15 +154,10 @@ class RecordBuilder:
 
     def add(self, raw: bytes, line: int, column: int) -> None:
         """Take raw sequence text (may span lines) that starts at ``line``/``column`` (1-based)."""
-        data = raw.translate(None, WHITESPACE)
+        data, norm = self._clean(raw, line, column)
         if not data:
             return
-        if data.translate(None, self._allowed):
-            raise self._invalid(raw, line, column)
         self._length += len(data)
-        norm = data.upper()
-        if self._non_letters:
-            norm = norm.translate(None, self._non_letters)
         self._md5.update(norm)
         self._sha.update(norm)
         self._out.append(Residues(self._ordinal, data))
@@ -108,7 +172,7 @@ class RecordBuilder:
 
     def _invalid(self, raw: bytes, line: int, column: int) -> ParseError:
         allowed = set(self._allowed) | set(WHITESPACE)
-        for _index, byte in enumerate(raw):
+        for byte in raw:
             if byte == 0x0A:
                 line += 1
                 column = 1

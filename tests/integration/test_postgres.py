@@ -29,25 +29,30 @@ def event(key: str, etag: str = "e1", when: datetime | None = None) -> ObjectCre
 
 
 def batch(upload: db.Upload, batch_no: int, ordinals: list[int]) -> SequenceBatch:
+    """Even ordinals are short records (residues inline), odd ones long records of two parts."""
     n = len(ordinals)
+    long = [o for o in ordinals if o % 2]
     return SequenceBatch(
         upload_id=upload.id,
         generation=upload.generation,
         batch_no=batch_no,
         source_offset=5 * (batch_no + 1),
-        parts=SequenceParts(ordinal=ordinals, part_no=[0] * n, residues=["ACGT"] * n),
+        parts=SequenceParts(
+            ordinal=[o for o in long for _ in (0, 1)], part_no=[0, 1] * len(long), residues=["AC", "GT"] * len(long)
+        ),
         records=RecordColumns(
             ordinal=ordinals, line_number=[o * 2 + 1 for o in ordinals], gene_name=[f"g{o} d" for o in ordinals],
-            seq_id=[f"g{o}" for o in ordinals], description=["d"] * n, length=[4] * n, part_count=[1] * n,
-            md5=["m"] * n, refget=["r"] * n,
+            seq_id=[f"g{o}" for o in ordinals], description=["d"] * n, length=[4] * n,
+            part_count=[2 if o % 2 else 0 for o in ordinals], md5=["m"] * n, refget=["r"] * n,
+            residues=[None if o % 2 else "ACGT" for o in ordinals],
         ),
     )  # fmt: skip
 
 
 def test_migrations_are_idempotent(conn: db.Connection) -> None:
     assert db.migrate(conn) == []
-    versions = [r["version"] for r in conn.execute("SELECT version FROM schema_migrations")]
-    assert versions == ["0001_initial"]
+    versions = [r["version"] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == ["0001_initial", "0002_stage_times"]
 
 
 def test_claims_tell_new_duplicate_stale_and_overwritten(conn: db.Connection) -> None:
@@ -66,7 +71,7 @@ def test_claims_tell_new_duplicate_stale_and_overwritten(conn: db.Connection) ->
     assert (newer.upload.id, newer.upload.generation, newer.upload.state) == (first.upload.id, 2, db.State.QUEUED)
 
 
-def test_batches_are_stored_exactly_once_and_complete_the_upload(conn: db.Connection) -> None:
+def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Settings, conn: db.Connection) -> None:
     upload = db.claim_object(conn, event(f"batches/{uuid.uuid4()}.fa")).upload
     assert db.start_parsing(conn, upload.id, upload.generation)
     first = db.store_batch(conn, batch(upload, 0, [0, 1]))
@@ -83,8 +88,9 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(conn: db.Connec
     assert (current.state, current.records_done, current.batches_done, current.bytes_done) == (
         db.State.ASSEMBLING, 3, 2, 10
     )  # fmt: skip
-    rows = list(db.iter_result_rows(conn, upload.id))
-    assert [(r[0], r[8], r[9]) for r in rows] == [(0, 0, b"ACGT"), (1, 0, b"ACGT"), (2, 0, b"ACGT")]
+    with db.connect(settings, autocommit=True) as parts_conn:
+        rows = list(db.iter_result_rows(conn, parts_conn, upload.id))
+    assert [(r[0], r[8], r[9]) for r in rows] == [(0, 0, b"ACGT"), (1, 0, b"AC"), (1, 1, b"GT"), (2, 0, b"ACGT")]
 
 
 def test_batches_of_a_replaced_generation_are_ignored(conn: db.Connection) -> None:
@@ -95,7 +101,7 @@ def test_batches_of_a_replaced_generation_are_ignored(conn: db.Connection) -> No
     assert db.store_batch(conn, batch(new, 0, [0])).stored is True
 
 
-def test_failure_keeps_the_reason_and_drops_the_rows(conn: db.Connection) -> None:
+def test_failure_keeps_the_reason_and_drops_the_rows(settings: Settings, conn: db.Connection) -> None:
     upload = db.claim_object(conn, event(f"fail/{uuid.uuid4()}.fa")).upload
     db.store_batch(conn, batch(upload, 0, [0, 1]))
     assert db.fail_upload(conn, upload.id, upload.generation, "invalid_character", "bad 'X'", 5, 3)
@@ -104,7 +110,8 @@ def test_failure_keeps_the_reason_and_drops_the_rows(conn: db.Connection) -> Non
     assert (failed.state, failed.error_code, failed.error_line, failed.error_column) == (
         db.State.FAILED, "invalid_character", 5, 3
     )  # fmt: skip
-    assert list(db.iter_result_rows(conn, upload.id)) == []
+    with db.connect(settings, autocommit=True) as parts_conn:
+        assert list(db.iter_result_rows(conn, parts_conn, upload.id)) == []
     assert db.store_batch(conn, batch(upload, 1, [2])).stored is False
 
 

@@ -5,14 +5,19 @@ from typing import Any
 
 from shared.parsing.alphabet import get_alphabet
 from shared.parsing.engine import Limits, SequenceStream
-from shared.parsing.records import Event, RecordEnd, RecordStart, Residues
+from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
 
 
 def collect(events: Iterable[Event]) -> list[dict[str, Any]]:
     """Fold the event stream back into whole records (fine in tests: the inputs are small)."""
     records: list[dict[str, Any]] = []
     for event in events:
-        if isinstance(event, RecordStart):
+        if isinstance(event, WholeRecord):
+            fields = event._asdict()
+            fields["sequence"] = fields.pop("data")
+            fields["length"] = len(event.data)
+            records.append(fields)
+        elif isinstance(event, RecordStart):
             records.append({**event._asdict(), "sequence": b""})
         elif isinstance(event, Residues):
             assert records[-1]["ordinal"] == event.ordinal

@@ -59,11 +59,18 @@ def test_parts_and_batches_are_bounded_and_complete() -> None:
             assert part_no == expected_part.get(ordinal, 0)
             expected_part[ordinal] = part_no + 1
             sequences[ordinal] = sequences.get(ordinal, "") + residues
-    records = [r for b in batches for r in zip(b.records.ordinal, b.records.length, b.records.part_count, strict=True)]
+    records = [
+        r
+        for b in batches
+        for r in zip(b.records.ordinal, b.records.length, b.records.part_count, b.records.residues, strict=True)
+    ]
     assert [r[0] for r in records] == list(range(40))
-    for ordinal, length, part_count in records:
-        assert len(sequences.get(ordinal, "")) == length
+    for ordinal, length, part_count, inline in records:
         assert expected_part.get(ordinal, 0) == part_count
+        if length < 1000:  # shorter than a part: inline, no parts
+            assert part_count == 0 and inline is not None and len(inline) == length
+        else:
+            assert inline is None and len(sequences[ordinal]) == length
     # every batch survives the wire format
     for batch in batches:
         assert SequenceBatch.model_validate_json(batch.to_bytes()) == batch
