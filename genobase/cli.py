@@ -50,7 +50,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "GENOBASE_STARTED_INFRA": ",".join(started),
         "GENOBASE_PG_PASSWORD": pg_password,
         "GENOBASE_PG_DSN": f"postgresql://genobase:{pg_password}@127.0.0.1:5432/genobase",
-        "GENOBASE_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+        "GENOBASE_AMQP_URL": "amqp://127.0.0.1:5672/%2F",
         "GENOBASE_S3_ENDPOINT": ceph.endpoint,
         "GENOBASE_S3_ACCESS_KEY": access,
         "GENOBASE_S3_SECRET_KEY": secret,

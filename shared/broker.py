@@ -228,7 +228,8 @@ class Consumer:
                 log.warning("broker connection lost, reconnecting", queue=self._queue, error=str(exc))
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 15)
-        self._worker.shutdown(wait=True)
+        # Messages still waiting for the worker go back to the broker with the connection.
+        self._worker.shutdown(wait=True, cancel_futures=True)
 
     def stop(self) -> None:
         self._stopping.set()

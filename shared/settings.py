@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     pg_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/genobase")
 
     # RabbitMQ
-    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
+    amqp_url: SecretStr = SecretStr("amqp://127.0.0.1:5672/%2F")  # no user: the broker default (guest, loopback only)
     events_exchange: str = "genobase.events"
     events_routing_key: str = "genobase-uploads"
     pipeline_exchange: str = "genobase.pipeline"

@@ -167,7 +167,7 @@ class NativeProvider:
         vhost = urllib.parse.quote(run.vhost, safe="")
         env = {
             "GENOBASE_PG_DSN": _with_database(self._admin_dsn, run.database),
-            "GENOBASE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+            "GENOBASE_AMQP_URL": f"amqp://127.0.0.1:5672/{vhost}",
             "GENOBASE_EVENTS_ROUTING_KEY": run.topic,
             "GENOBASE_S3_ENDPOINT": self._ceph.endpoint,
             "GENOBASE_S3_ACCESS_KEY": access,
