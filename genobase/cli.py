@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("file")
     upload.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
     upload.add_argument("--output", help="where to write the result JSON (with --wait)")
-    upload.add_argument("--format", choices=["fasta", "csv", "tsv"], help="skip format detection")
+    upload.add_argument("--format", choices=["fasta", "fastq", "csv", "tsv"], help="skip format detection")
     upload.add_argument("--alphabet", choices=["nucleotide", "protein", "any"], default="nucleotide")
     upload.add_argument("--timeout", type=float, default=3600)
     upload.add_argument("--intake", help="intake base URL (default: from the stack file)")

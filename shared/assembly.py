@@ -22,6 +22,13 @@ def _needs_escaping(data: bytes) -> bool:
     return b'"' in data or b"\\" in data
 
 
+def _close_record(quality: bytes | None) -> bytes:
+    """End the streamed ``sequence`` string; a FASTQ record's ``quality`` follows it."""
+    if quality is None:
+        return b'"}'
+    return b'","quality":' + orjson.dumps(quality.decode("ascii")) + b"}"
+
+
 class ResultDocument:
     """The result document of one upload; ``records_written`` tells progress while it streams."""
 
@@ -38,6 +45,7 @@ class ResultDocument:
         pieces: list[bytes] = [head[:-1], b',"records":[']
         size = 0
         current = -1
+        quality: bytes | None = None
         for (
             ordinal,
             line_number,
@@ -47,14 +55,17 @@ class ResultDocument:
             length,
             md5,
             refget,
+            qual,
             _part,
             residues,
         ) in rows:
             if ordinal != current:
                 if current >= 0:
-                    pieces.append(b'"},\n')
+                    pieces.append(_close_record(quality))
+                    pieces.append(b",\n")
                 else:
                     pieces.append(b"\n")
+                quality = qual
                 current = ordinal
                 self.records_written += 1
                 meta = orjson.dumps(
@@ -80,7 +91,7 @@ class ResultDocument:
                 pieces.clear()
                 size = 0
         if current >= 0:
-            pieces.append(b'"}')
+            pieces.append(_close_record(quality))
         pieces.append(b"\n]}\n")
         yield b"".join(pieces)
 

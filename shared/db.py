@@ -345,12 +345,12 @@ def _copy_batch(conn: Connection, batch: SequenceBatch) -> None:
         if len(r):
             with cur.copy(
                 "COPY sequence_records (upload_id, ordinal, line_number, gene_name, seq_id, description, "
-                "length, part_count, md5, refget, residues) FROM STDIN (FORMAT BINARY)"
+                "length, part_count, md5, refget, residues, quality) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(
-                    ["uuid", "int8", "int8", "text", "text", "text", "int8", "int4", "text", "text", "bytea"]
+                    ["uuid", "int8", "int8", "text", "text", "text", "int8", "int4", "text", "text", "bytea", "bytea"]
                 )
-                for *row, residues in zip(
+                for *row, residues, quality in zip(
                     r.ordinal,
                     r.line_number,
                     r.gene_name,
@@ -361,9 +361,17 @@ def _copy_batch(conn: Connection, batch: SequenceBatch) -> None:
                     r.md5,
                     r.refget,
                     r.residues,
+                    r.quality,
                     strict=True,
                 ):
-                    copy.write_row((uid, *row, None if residues is None else residues.encode("ascii")))
+                    copy.write_row(
+                        (
+                            uid,
+                            *row,
+                            None if residues is None else residues.encode("ascii"),
+                            None if quality is None else quality.encode("ascii"),
+                        )
+                    )
 
 
 def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOutcome:
@@ -411,7 +419,7 @@ def assembling_upload(conn: Connection, upload_id: uuid.UUID, generation: int) -
     return Upload.from_row(row) if row else None
 
 
-ResultRow = tuple[int, int, str, str, str, int, str, str, int | None, bytes | None]
+ResultRow = tuple[int, int, str, str, str, int, str, str, bytes | None, int | None, bytes | None]
 
 # Reading a whole upload back must be two plain index scans in key order, streamed: never a sort
 # (which would buffer or spill the whole upload), a JIT compile or parallel workers on two cores.
@@ -437,7 +445,7 @@ def iter_result_rows(records_conn: Connection, parts_conn: Connection, upload_id
         records_conn.cursor() as rcur,
         rcur.copy(
             "COPY (SELECT ordinal, line_number, gene_name, seq_id, description, length, md5, refget, part_count, "
-            "residues FROM sequence_records WHERE upload_id = %s ORDER BY upload_id, ordinal) "
+            "residues, quality FROM sequence_records WHERE upload_id = %s ORDER BY upload_id, ordinal) "
             "TO STDOUT (FORMAT BINARY)",
             (upload_id,),
         ) as records,
@@ -448,12 +456,24 @@ def iter_result_rows(records_conn: Connection, parts_conn: Connection, upload_id
             (upload_id,),
         ) as parts,
     ):
-        records.set_types(["int8", "int8", "text", "text", "text", "int8", "text", "text", "int4", "bytea"])
+        records.set_types(["int8", "int8", "text", "text", "text", "int8", "text", "text", "int4", "bytea", "bytea"])
         parts.set_types(["int8", "int4", "bytea"])
         part_rows = parts.rows()
-        for ordinal, line, gene_name, seq_id, description, length, md5, refget, part_count, inline in records.rows():
+        for (
+            ordinal,
+            line,
+            gene_name,
+            seq_id,
+            description,
+            length,
+            md5,
+            refget,
+            part_count,
+            inline,
+            quality,
+        ) in records.rows():
             if part_count == 0:
-                yield (ordinal, line, gene_name, seq_id, description, length, md5, refget, 0, inline)
+                yield (ordinal, line, gene_name, seq_id, description, length, md5, refget, quality, 0, inline)
                 continue
             for expected in range(part_count):
                 part_ordinal, part_no, residues = next(part_rows)
@@ -461,7 +481,7 @@ def iter_result_rows(records_conn: Connection, parts_conn: Connection, upload_id
                     raise RuntimeError(
                         f"stored parts out of step: record {ordinal} part {expected}, got {part_ordinal}/{part_no}"
                     )
-                yield (ordinal, line, gene_name, seq_id, description, length, md5, refget, part_no, residues)
+                yield (ordinal, line, gene_name, seq_id, description, length, md5, refget, None, part_no, residues)
         if next(part_rows, None) is not None:
             raise RuntimeError("stored parts left over after the last record")
 

@@ -83,6 +83,8 @@ class RecordColumns(_Columns):
     refget: list[str]
     # The whole sequence of a record shorter than one part; None when it travels as parts.
     residues: list[str | None]
+    # FASTQ qualities (always inline: a read must fit in one part); None for other formats.
+    quality: list[str | None]
 
 
 class SequenceBatch(Message):

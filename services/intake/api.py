@@ -26,7 +26,7 @@ from shared.storage import ObjectStore
 class UploadRequest(BaseModel):
     filename: str = Field(min_length=1, max_length=255, examples=["sample.fasta"])
     size: int | None = Field(default=None, ge=0, description="expected size in bytes, for progress")
-    format: Literal["fasta", "csv", "tsv"] | None = Field(
+    format: Literal["fasta", "fastq", "csv", "tsv"] | None = Field(
         default=None, description="skip content detection and parse as this format"
     )
     alphabet: AlphabetName = AlphabetName.NUCLEOTIDE

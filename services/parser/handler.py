@@ -18,7 +18,7 @@ from shared.events import MalformedEvent, normalise_event
 from shared.messages import ObjectCreated, ParseCompleted
 from shared.parsing.alphabet import get_alphabet
 from shared.parsing.batching import Batcher
-from shared.parsing.engine import SequenceStream
+from shared.parsing.engine import Limits, SequenceStream
 from shared.parsing.errors import ParseError
 from shared.settings import Settings
 from shared.storage import ObjectChanged, ObjectStore
@@ -69,7 +69,9 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
 
 def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
     settings = deps.settings
-    stream = SequenceStream(get_alphabet(upload.alphabet), upload.filename, upload.declared_format)
+    # A FASTQ read is stored whole with its quality, so it must fit in one part.
+    limits = Limits(max_read_bytes=settings.part_bytes - 1)
+    stream = SequenceStream(get_alphabet(upload.alphabet), upload.filename, upload.declared_format, limits)
     batcher = Batcher(upload.id, upload.generation, settings.part_bytes, settings.batch_bytes)
     size = event.size or int(deps.store.head(event.bucket, event.key)["ContentLength"])
     offset = 0

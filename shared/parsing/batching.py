@@ -109,6 +109,7 @@ class Batcher:
         r["md5"].append(end.md5)  # type: ignore[arg-type]
         r["refget"].append(end.refget)  # type: ignore[arg-type]
         r["residues"].append(inline)  # type: ignore[arg-type]
+        r["quality"].append(None)  # type: ignore[arg-type]
         self.record_count += 1
         self._start = None
         if self._bytes >= self._batch_bytes or len(r["ordinal"]) >= self._max_records:
@@ -116,6 +117,8 @@ class Batcher:
 
     def _whole(self, record: WholeRecord, done: list[SequenceBatch], source_offset: int) -> None:
         data = record.data
+        if record.quality is not None and len(data) >= self._part_bytes:
+            raise ValueError("a FASTQ read must be shorter than one part (Limits.max_read_bytes)")
         if len(data) >= self._part_bytes:  # rare: a long record that still fitted in one chunk
             self._start = RecordStart(
                 record.ordinal, record.line_number, record.gene_name, record.seq_id, record.description
@@ -138,6 +141,8 @@ class Batcher:
         r["md5"].append(record.md5)  # type: ignore[arg-type]
         r["refget"].append(record.refget)  # type: ignore[arg-type]
         r["residues"].append(data.decode("ascii"))  # type: ignore[arg-type]
+        r["quality"].append(None if record.quality is None else record.quality.decode("ascii"))  # type: ignore[arg-type]
+        self._bytes += len(record.quality or b"")
         self.record_count += 1
         if self._bytes >= self._batch_bytes or len(r["ordinal"]) >= self._max_records:
             done.append(self._close(source_offset))

@@ -15,13 +15,15 @@ from shared.parsing.alphabet import Alphabet
 from shared.parsing.delimited import DelimitedParser, find_columns
 from shared.parsing.errors import ParseError
 from shared.parsing.fasta import FastaParser
+from shared.parsing.fastq import FastqParser
 from shared.parsing.records import Event
 
 GZIP_MAGIC = b"\x1f\x8b"
 DETECT_BYTES = 64 * 1024
-FORMATS = ("fasta", "csv", "tsv")
+FORMATS = ("fasta", "fastq", "csv", "tsv")
 _EXTENSIONS = {
     ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".faa": "fasta", ".ffn": "fasta", ".fas": "fasta",
+    ".fastq": "fastq", ".fq": "fastq",
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
 }  # fmt: skip
 
@@ -30,6 +32,9 @@ _EXTENSIONS = {
 class Limits:
     max_header_bytes: int = 64 * 1024
     max_row_bytes: int = 64 * 1024 * 1024
+    max_line_bytes: int = 64 * 1024 * 1024
+    # FASTQ reads are kept whole with their quality, so they must fit in one stored part.
+    max_read_bytes: int = 1024 * 1024 - 1
     max_decompressed_bytes: int = 64 * 1024**3
     max_compression_ratio: int = 1000
     output_chunk_bytes: int = 8 * 1024 * 1024
@@ -51,6 +56,8 @@ def detect_format(head: bytes, filename: str | None = None) -> str:
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if text.startswith((b">", b";")):
         return "fasta"
+    if text.startswith(b"@"):
+        return "fastq"
     first_line = text.split(b"\n", 1)[0].decode("utf-8", "replace")
     for delimiter, name in (("\t", "tsv"), (",", "csv")):
         if delimiter in first_line and find_columns(first_line.split(delimiter)) is not None:
@@ -62,8 +69,8 @@ def detect_format(head: bytes, filename: str | None = None) -> str:
         raise ParseError("empty_file", "the file is empty", 1, 1)
     raise ParseError(
         "unsupported_format",
-        "not a supported format: expected FASTA (first line starting with '>') or CSV/TSV with a header "
-        "row naming a name and a sequence column",
+        "not a supported format: expected FASTA (first line starting with '>'), FASTQ (starting with '@') "
+        "or CSV/TSV with a header row naming a name and a sequence column",
         1,
         1,
     )
@@ -80,6 +87,8 @@ def _suffix(filename: str | None) -> str:
 def make_parser(fmt: str, alphabet: Alphabet, limits: Limits) -> FormatParser:
     if fmt == "fasta":
         return FastaParser(alphabet, max_header_bytes=limits.max_header_bytes)
+    if fmt == "fastq":
+        return FastqParser(alphabet, limits.max_line_bytes, limits.max_read_bytes)
     if fmt in ("csv", "tsv"):
         return DelimitedParser(alphabet, delimiter=b"," if fmt == "csv" else b"\t", max_row_bytes=limits.max_row_bytes)
     raise ParseError("unsupported_format", f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -47,6 +47,7 @@ class WholeRecord(NamedTuple):
     data: bytes
     md5: str
     refget: str
+    quality: bytes | None = None  # FASTQ only, as long as ``data``
 
 
 Event = RecordStart | Residues | RecordEnd | WholeRecord
@@ -95,7 +96,9 @@ class RecordBuilder:
     def record_count(self) -> int:
         return self._ordinal + 1
 
-    def whole(self, header: bytes, line: int, raw: bytes, raw_line: int, raw_column: int = 1) -> None:
+    def whole(
+        self, header: bytes, line: int, raw: bytes, raw_line: int, raw_column: int = 1, quality: bytes | None = None
+    ) -> None:
         """A complete record: its header (at ``line``) and all its sequence text (at ``raw_line``).
 
         The hot path for files of many short records, hence written flat.
@@ -122,6 +125,7 @@ class RecordBuilder:
                     data,
                     hashlib.md5(norm, usedforsecurity=False).hexdigest(),
                     "SQ." + b2a_base64(hashlib.sha512(norm).digest()[:24], newline=False).translate(_URLSAFE).decode(),
+                    quality,
                 ),
             )
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 import time
 import uuid
@@ -17,7 +18,7 @@ from shared.broker import Publisher
 from shared.settings import Settings
 from shared.storage import ObjectStore
 from tests.conftest import FIXTURES, Pipeline
-from tests.reference import csv_records, fasta_records
+from tests.reference import csv_records, fasta_records, fastq_records
 
 pytestmark = pytest.mark.e2e
 SAMPLES = Path(__file__).parents[2] / "samples"
@@ -100,6 +101,39 @@ def test_csv_with_quotes_and_spaces(pipeline: Pipeline) -> None:
     assert_same_records(doc, csv_records(data))
     assert doc["records"][1]["gene_name"] == "TP53, tumour protein"
     assert doc["records"][0]["sequence"] == "ACGTACGTacgt"
+
+
+def generated_fastq(reads: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    out = []
+    for i in range(reads):
+        n = rng.choice([0, 36, 150, 151, 5000])
+        seq = "".join(rng.choice("ACGTN") for _ in range(n))
+        qual = "".join(rng.choice('!#+5@I~\\"') for _ in range(n))
+        out.append(f"@read{i}/1 lane=3\n{seq}\n+\n{qual}\n")
+    return "".join(out).encode()
+
+
+@pytest.mark.parametrize(
+    ("filename", "make", "reference", "fmt"),
+    [
+        ("reads.fastq", lambda: generated_fastq(40, 1), fastq_records, "fastq"),
+        ("reads.fq.gz", lambda: gzip.compress(generated_fastq(30, 2)), lambda d: fastq_records(gzip.decompress(d)),
+         "fastq.gz"),
+        ("genes.fasta", lambda: gzip.compress(generated_fasta(20, 4)), lambda d: fasta_records(gzip.decompress(d)),
+         "fasta.gz"),
+        ("table.tsv", lambda: b"name\tsequence\na b\tACGT\nc\tGG TT\n", lambda d: csv_records(d, "\t"), "tsv"),
+    ],
+)  # fmt: skip
+def test_each_format_end_to_end(pipeline: Pipeline, filename: str, make: Any, reference: Any, fmt: str) -> None:
+    data = make()
+    ticket = upload_via_intake(pipeline, filename, data)
+    status = pipeline.wait_for(ticket["id"])
+    assert status["state"] == "done", (status, pipeline.logs())
+    assert status["format"] == fmt
+    doc = download(status)
+    assert doc["format"] == fmt
+    assert_same_records(doc, reference(data))
 
 
 def test_unregistered_object_written_straight_to_the_bucket(pipeline: Pipeline, settings: Settings) -> None:

@@ -15,6 +15,8 @@ def collect(events: Iterable[Event]) -> list[dict[str, Any]]:
         if isinstance(event, WholeRecord):
             fields = event._asdict()
             fields["sequence"] = fields.pop("data")
+            if fields["quality"] is None:
+                del fields["quality"]
             fields["length"] = len(event.data)
             records.append(fields)
         elif isinstance(event, RecordStart):

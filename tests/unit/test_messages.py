@@ -26,7 +26,7 @@ def batch() -> SequenceBatch:
         parts=SequenceParts(ordinal=[0, 1], part_no=[0, 0], residues=["ACGT", "GG"]),
         records=RecordColumns(
             ordinal=[0], line_number=[1], gene_name=["a x"], seq_id=["a"], description=["x"], length=[4],
-            part_count=[0], md5=["m"], refget=["r"], residues=["ACGT"],
+            part_count=[0], md5=["m"], refget=["r"], residues=["ACGT"], quality=[None],
         ),
     )  # fmt: skip
 

@@ -1,0 +1,147 @@
+"""Streaming FASTQ: four-line and multi-line records, qualities kept.
+
+Lines are read one at a time (only a partial last line is carried between chunks, bounded by
+``max_line_bytes``). Multi-line quality is read by length, not by its first character, so
+quality lines that begin with ``@`` or ``+`` are handled. A read is emitted whole with its
+quality; reads longer than ``max_read_bytes`` are refused with a clear error rather than held.
+"""
+
+from __future__ import annotations
+
+from shared.parsing.alphabet import Alphabet
+from shared.parsing.errors import ParseError
+from shared.parsing.records import Event, RecordBuilder
+
+_QUALITY = bytes(range(0x21, 0x7F))
+_HEADER, _SEQUENCE, _QUALITY_LINES = 0, 1, 2
+
+
+class FastqParser:
+    format = "fastq"
+
+    def __init__(self, alphabet: Alphabet, max_line_bytes: int, max_read_bytes: int) -> None:
+        self._out: list[Event] = []
+        self._rec = RecordBuilder(alphabet, self._out)
+        self._max_line = max_line_bytes
+        self._max_read = max_read_bytes
+        self._tail = b""
+        self._line = 1  # number of the next line to be read
+        self._state = _HEADER
+        self._title = b""
+        self._title_line = 0
+        self._seq: list[bytes] = []
+        self._seq_len = 0
+        self._qual: list[bytes] = []
+        self._qual_len = 0
+        self._bytes = 0
+
+    @property
+    def record_count(self) -> int:
+        return self._rec.record_count
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._bytes += len(chunk)
+        data = self._tail + chunk if self._tail else chunk
+        pos = 0
+        find = data.find
+        on_line = self._on_line
+        while True:
+            nl = find(b"\n", pos)
+            if nl < 0:
+                break
+            on_line(data[pos : nl - 1] if nl > pos and data[nl - 1] == 0x0D else data[pos:nl])
+            self._line += 1
+            pos = nl + 1
+        self._tail = data[pos:]
+        if len(self._tail) > self._max_line:
+            raise ParseError("line_too_long", f"line longer than {self._max_line} bytes", self._line, 1)
+        return self._drain()
+
+    def finish(self) -> list[Event]:
+        if self._bytes == 0:
+            raise ParseError("empty_file", "the file is empty", 1, 1)
+        if self._tail:
+            tail, self._tail = self._tail, b""
+            self._on_line(tail.removesuffix(b"\r"))
+            self._line += 1
+        if self._state != _HEADER:
+            raise ParseError(
+                "truncated_record",
+                f"the file ends inside the record that starts at line {self._title_line}",
+                self._line - 1,
+                None,
+            )
+        if self._rec.record_count == 0:
+            raise ParseError("no_records", "no FASTQ record found (a record starts with '@')", 1, 1)
+        return self._drain()
+
+    def _drain(self) -> list[Event]:
+        events = self._out[:]
+        self._out.clear()
+        return events
+
+    def _on_line(self, line: bytes) -> None:
+        state = self._state
+        if state == _HEADER:
+            if not line.strip():
+                return  # blank lines between records
+            if line[0] != 0x40:  # '@'
+                raise ParseError("missing_header", "expected a FASTQ header starting with '@'", self._line, 1)
+            self._title = line[1:]
+            self._title_line = self._line
+            self._seq = []
+            self._seq_len = 0
+            self._state = _SEQUENCE
+        elif state == _SEQUENCE:
+            if line[:1] == b"+":
+                title = line[1:]
+                if title and title != self._title:
+                    raise ParseError(
+                        "plus_title_mismatch", "the '+' line repeats a different title than the '@' line", self._line, 2
+                    )
+                self._qual = []
+                self._qual_len = 0
+                self._state = _QUALITY_LINES
+                if self._seq_len == 0:
+                    self._emit()
+                return
+            self._check_no_space(line, "sequence")
+            self._seq.append(line)
+            self._seq_len += len(line)
+            if self._seq_len > self._max_read:
+                raise ParseError("read_too_long", f"read longer than {self._max_read} bases", self._title_line, None)
+        else:
+            self._check_no_space(line, "quality")
+            if line.translate(None, _QUALITY):
+                bad = next(i for i, b in enumerate(line) if b not in _QUALITY)
+                raise ParseError(
+                    "invalid_quality", f"quality character 0x{line[bad]:02x} outside '!'..'~'", self._line, bad + 1
+                )
+            self._qual.append(line)
+            self._qual_len += len(line)
+            if self._qual_len >= self._seq_len:
+                if self._qual_len > self._seq_len:
+                    raise ParseError(
+                        "quality_length",
+                        f"quality is {self._qual_len} characters, the sequence {self._seq_len}",
+                        self._line,
+                        None,
+                    )
+                self._emit()
+
+    def _check_no_space(self, line: bytes, what: str) -> None:
+        for space in (b" ", b"\t"):
+            at = line.find(space)
+            if at >= 0:
+                raise ParseError("whitespace_in_" + what, f"whitespace inside a {what} line", self._line, at + 1)
+
+    def _emit(self) -> None:
+        self._rec.whole(
+            self._title,
+            self._title_line,
+            b"\n".join(self._seq),
+            self._title_line + 1,
+            1,
+            quality=b"".join(self._qual),
+        )
+        self._state = _HEADER

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.parsing.engine import Limits
+from shared.parsing.errors import ParseError
+from tests.unit.helpers import parse, parse_split_at
+
+# Four-line and multi-line records, CRLF, quality lines starting with '@' and '+', a '+' line that
+# repeats the title, a zero-length read, blank lines between records, no trailing newline.
+QUIRKS = b"@r1 first read\nACGTN\n+\n@@+II\n@r2\r\nACG\r\nTTA\r\n+r2\r\n+@I\r\nIII\r\n\n@empty\n\n+\n\n@last\nGG\n+\n!~"
+
+
+def test_records_with_qualities() -> None:
+    records = parse(QUIRKS)
+    assert [r["gene_name"] for r in records] == ["r1 first read", "r2", "empty", "last"]
+    assert [r["sequence"] for r in records] == [b"ACGTN", b"ACGTTA", b"", b"GG"]
+    assert [r["quality"] for r in records] == [b"@@+II", b"+@IIII", b"", b"!~"]
+    assert [r["line_number"] for r in records] == [1, 5, 12, 16]
+
+
+@pytest.mark.parametrize("cut", range(1, len(QUIRKS)))
+def test_a_chunk_boundary_anywhere_changes_nothing(cut: int) -> None:
+    assert parse_split_at(QUIRKS, cut) == parse(QUIRKS)
+
+
+def test_gzip_fastq() -> None:
+    assert parse(gzip.compress(QUIRKS), chunk=7, filename="reads.fastq.gz") == parse(QUIRKS)
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "line"),
+    [
+        (b"@r\nACGT\n+\nIII\n", "truncated_record", 4),
+        (b"@r\nACGT\n+\nIIIII\n", "quality_length", 4),
+        (b"@r\nACGT\n", "truncated_record", 2),
+        (b"@r\nACGT\n+\n", "truncated_record", 3),
+        (b"@r\nACGT\n+other\nIIII\n", "plus_title_mismatch", 3),
+        (b"@r\nAC GT\n+\nIIIII\n", "whitespace_in_sequence", 2),
+        (b"@r\nACGT\n+\nII\x7fI\n", "invalid_quality", 4),
+        (b"@r\nACXT\n+\nIIII\n", "invalid_character", 2),
+        (b"@r\nACGT\n+\nIIII\nnot a header\n", "missing_header", 5),
+    ],
+)
+def test_errors(data: bytes, code: str, line: int) -> None:
+    with pytest.raises(ParseError) as err:
+        parse(data)
+    assert (err.value.code, err.value.line) == (code, line)
+
+
+def test_long_reads_are_refused_not_held() -> None:
+    with pytest.raises(ParseError) as err:
+        parse(b"@r\n" + b"A" * 100 + b"\n+\n" + b"I" * 100 + b"\n", limits=Limits(max_read_bytes=50))
+    assert err.value.code == "read_too_long"
+
+
+def _fastq(reads: list[tuple[str, str]], width: int, crlf: bool) -> bytes:
+    out = []
+    for i, (seq, qual) in enumerate(reads):
+        out.append(f"@read{i}")
+        out.extend([seq[j : j + width] for j in range(0, len(seq), width)] or [""])
+        out.append("+")
+        out.extend([qual[j : j + width] for j in range(0, len(qual), width)] or [""])
+    return ("\r\n" if crlf else "\n").join(out).encode() + b"\n"
+
+
+reads = st.lists(
+    st.integers(min_value=0, max_value=40).flatmap(
+        lambda n: st.tuples(
+            st.text(alphabet="ACGTN", min_size=n, max_size=n),
+            st.text(alphabet="!#+5@I~", min_size=n, max_size=n),
+        )
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(reads=reads, width=st.integers(min_value=1, max_value=50), crlf=st.booleans(), chunk=st.integers(1, 64))
+def test_generated_files_parse_back_whatever_the_chunking(
+    reads: list[tuple[str, str]], width: int, crlf: bool, chunk: int
+) -> None:
+    records = parse(_fastq(reads, width, crlf), chunk=chunk)
+    assert [(r["sequence"].decode(), r["quality"].decode()) for r in records] == reads
