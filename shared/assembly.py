@@ -56,6 +56,7 @@ class ResultDocument:
             md5,
             refget,
             qual,
+            attributes,
             _part,
             residues,
         ) in rows:
@@ -68,18 +69,19 @@ class ResultDocument:
                 quality = qual
                 current = ordinal
                 self.records_written += 1
-                meta = orjson.dumps(
-                    {
-                        "ordinal": ordinal,
-                        "line_number": line_number,
-                        "gene_name": gene_name,
-                        "id": seq_id,
-                        "description": description,
-                        "length": length,
-                        "md5": md5,
-                        "refget": refget,
-                    }
-                )
+                fields = {
+                    "ordinal": ordinal,
+                    "line_number": line_number,
+                    "gene_name": gene_name,
+                    "id": seq_id,
+                    "description": description,
+                    "length": length,
+                    "md5": md5,
+                    "refget": refget,
+                }
+                if attributes is not None:
+                    fields["attributes"] = attributes
+                meta = orjson.dumps(fields)
                 pieces.append(meta[:-1])
                 pieces.append(b',"sequence":"')
                 size += 200

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 __all__ = ["dict_row"]
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -124,6 +125,7 @@ class Upload:
     parsed_at: datetime | None = None
     assembly_started_at: datetime | None = None
     finished_at: datetime | None = None
+    empty_sequences: int | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Upload:
@@ -217,7 +219,8 @@ def claim_object(conn: Connection, event: ObjectCreated) -> Claim:
             "UPDATE uploads SET state = 'queued', generation = generation + 1, etag = %s, sequencer = %s, "
             "event_time = %s, bytes_total = %s, bytes_done = 0, records_done = 0, records_total = NULL, "
             "batches_done = 0, batches_total = NULL, records_assembled = 0, duplicate_names = NULL, "
-            "format = NULL, error_code = NULL, error_message = NULL, error_line = NULL, error_column = NULL, "
+            "empty_sequences = NULL, format = NULL, error_code = NULL, error_message = NULL, error_line = NULL, "
+            "error_column = NULL, "
             "result_bucket = NULL, result_key = NULL, result_size = NULL, result_records = NULL, "
             "parsing_started_at = NULL, parsed_at = NULL, assembly_started_at = NULL, finished_at = NULL, "
             "updated_at = now() WHERE id = %s RETURNING *",
@@ -345,12 +348,26 @@ def _copy_batch(conn: Connection, batch: SequenceBatch) -> None:
         if len(r):
             with cur.copy(
                 "COPY sequence_records (upload_id, ordinal, line_number, gene_name, seq_id, description, "
-                "length, part_count, md5, refget, residues, quality) FROM STDIN (FORMAT BINARY)"
+                "length, part_count, md5, refget, residues, quality, attributes) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(
-                    ["uuid", "int8", "int8", "text", "text", "text", "int8", "int4", "text", "text", "bytea", "bytea"]
+                    [
+                        "uuid",
+                        "int8",
+                        "int8",
+                        "text",
+                        "text",
+                        "text",
+                        "int8",
+                        "int4",
+                        "text",
+                        "text",
+                        "bytea",
+                        "bytea",
+                        "jsonb",
+                    ]
                 )
-                for *row, residues, quality in zip(
+                for *row, residues, quality, attributes in zip(
                     r.ordinal,
                     r.line_number,
                     r.gene_name,
@@ -362,6 +379,7 @@ def _copy_batch(conn: Connection, batch: SequenceBatch) -> None:
                     r.refget,
                     r.residues,
                     r.quality,
+                    r.attributes,
                     strict=True,
                 ):
                     copy.write_row(
@@ -370,6 +388,7 @@ def _copy_batch(conn: Connection, batch: SequenceBatch) -> None:
                             *row,
                             None if residues is None else residues.encode("ascii"),
                             None if quality is None else quality.encode("ascii"),
+                            None if attributes is None else Jsonb(attributes),
                         )
                     )
 
@@ -398,14 +417,16 @@ def _complete(row: dict[str, Any]) -> bool:
 
 
 def _mark_assembling(conn: Connection, row: dict[str, Any]) -> None:
-    duplicates = conn.execute(
-        "SELECT count(*) - count(DISTINCT seq_id) AS n FROM sequence_records WHERE upload_id = %s",
+    counts = conn.execute(
+        "SELECT count(*) - count(DISTINCT seq_id) AS duplicates, count(*) FILTER (WHERE length = 0) AS empty "
+        "FROM sequence_records WHERE upload_id = %s",
         (row["id"],),
     ).fetchone()
+    assert counts is not None
     conn.execute(
-        "UPDATE uploads SET state = 'assembling', duplicate_names = %s, assembly_started_at = clock_timestamp(), "
-        "updated_at = now() WHERE id = %s",
-        (duplicates["n"] if duplicates else 0, row["id"]),
+        "UPDATE uploads SET state = 'assembling', duplicate_names = %s, empty_sequences = %s, "
+        "assembly_started_at = clock_timestamp(), updated_at = now() WHERE id = %s",
+        (counts["duplicates"], counts["empty"], row["id"]),
     )
 
 
@@ -419,7 +440,9 @@ def assembling_upload(conn: Connection, upload_id: uuid.UUID, generation: int) -
     return Upload.from_row(row) if row else None
 
 
-ResultRow = tuple[int, int, str, str, str, int, str, str, bytes | None, int | None, bytes | None]
+# ordinal, line_number, gene_name, seq_id, description, length, md5, refget, quality, attributes,
+# part_no, residues
+ResultRow = tuple[int, int, str, str, str, int, str, str, bytes | None, dict[str, str] | None, int, bytes | None]
 
 # Reading a whole upload back must be two plain index scans in key order, streamed: never a sort
 # (which would buffer or spill the whole upload), a JIT compile or parallel workers on two cores.
@@ -445,7 +468,7 @@ def iter_result_rows(records_conn: Connection, parts_conn: Connection, upload_id
         records_conn.cursor() as rcur,
         rcur.copy(
             "COPY (SELECT ordinal, line_number, gene_name, seq_id, description, length, md5, refget, part_count, "
-            "residues, quality FROM sequence_records WHERE upload_id = %s ORDER BY upload_id, ordinal) "
+            "residues, quality, attributes FROM sequence_records WHERE upload_id = %s ORDER BY upload_id, ordinal) "
             "TO STDOUT (FORMAT BINARY)",
             (upload_id,),
         ) as records,
@@ -456,32 +479,25 @@ def iter_result_rows(records_conn: Connection, parts_conn: Connection, upload_id
             (upload_id,),
         ) as parts,
     ):
-        records.set_types(["int8", "int8", "text", "text", "text", "int8", "text", "text", "int4", "bytea", "bytea"])
+        records.set_types(
+            ["int8", "int8", "text", "text", "text", "int8", "text", "text", "int4", "bytea", "bytea", "jsonb"]
+        )
         parts.set_types(["int8", "int4", "bytea"])
         part_rows = parts.rows()
-        for (
-            ordinal,
-            line,
-            gene_name,
-            seq_id,
-            description,
-            length,
-            md5,
-            refget,
-            part_count,
-            inline,
-            quality,
-        ) in records.rows():
-            if part_count == 0:
-                yield (ordinal, line, gene_name, seq_id, description, length, md5, refget, quality, 0, inline)
+        for row in records.rows():
+            *head, parts_n, inline, quality, attributes = row
+            ordinal = head[0]
+            meta = (*head, quality, attributes)
+            if parts_n == 0:
+                yield (*meta, 0, inline)
                 continue
-            for expected in range(part_count):
+            for expected in range(parts_n):
                 part_ordinal, part_no, residues = next(part_rows)
                 if part_ordinal != ordinal or part_no != expected:
                     raise RuntimeError(
                         f"stored parts out of step: record {ordinal} part {expected}, got {part_ordinal}/{part_no}"
                     )
-                yield (ordinal, line, gene_name, seq_id, description, length, md5, refget, None, part_no, residues)
+                yield (*meta, part_no, residues)
         if next(part_rows, None) is not None:
             raise RuntimeError("stored parts left over after the last record")
 

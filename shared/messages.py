@@ -85,6 +85,8 @@ class RecordColumns(_Columns):
     residues: list[str | None]
     # FASTQ qualities (always inline: a read must fit in one part); None for other formats.
     quality: list[str | None]
+    # Extra CSV/TSV columns by header name; None for other formats.
+    attributes: list[dict[str, str] | None]
 
 
 class SequenceBatch(Message):

@@ -64,10 +64,14 @@ def fastq_records(data: bytes) -> list[dict[str, Any]]:
 def csv_records(data: bytes, delimiter: str = ",") -> list[dict[str, Any]]:
     text = data.decode()
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    next(reader)
+    header = next(reader)
     records = []
     for row in reader:
         if not row:
             continue
-        records.append(_record(len(records), reader.line_num, row[0].strip(), "".join(row[1].split())))
+        start = reader.line_num - row[1].count("\n")  # a quoted field may span lines
+        record = _record(len(records), start, row[0].strip(), "".join(row[1].split()))
+        if len(header) > 2:
+            record["attributes"] = {h.strip(): v.strip() for h, v in zip(header[2:], row[2:], strict=True)}
+        records.append(record)
     return records

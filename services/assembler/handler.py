@@ -72,6 +72,7 @@ def assemble_upload(upload: db.Upload, deps: AssemblerDeps) -> None:
             "format": upload.format,
             "record_count": upload.records_total,
             "duplicate_names": upload.duplicate_names,
+            "empty_sequences": upload.empty_sequences,
         }
     )
     started = time.monotonic()

@@ -87,6 +87,7 @@ class UploadStatus(BaseModel):
     format: str | None
     progress: Progress
     duplicate_names: int | None
+    empty_sequences: int | None
     error: UploadError | None
     result: UploadResult | None
     times: StageTimes
@@ -173,6 +174,7 @@ def to_status(upload: db.Upload, services: Services) -> UploadStatus:
             fraction=progress_fraction(upload),
         ),
         duplicate_names=upload.duplicate_names,
+        empty_sequences=upload.empty_sequences,
         error=error,
         result=result,
         times=StageTimes(

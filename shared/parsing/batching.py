@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from shared.messages import RecordColumns, SequenceBatch, SequenceParts
 from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
@@ -40,7 +41,8 @@ class Batcher:
         self._p_ordinal: list[int] = []
         self._p_part_no: list[int] = []
         self._p_residues: list[str] = []
-        self._r: dict[str, list[int] | list[str] | list[str | None]] = {name: [] for name in RecordColumns.model_fields}
+        # One list per RecordColumns field; element types are checked when the consumer validates.
+        self._r: dict[str, list[Any]] = {name: [] for name in RecordColumns.model_fields}
         self._bytes = 0
 
     def add(self, events: Iterable[Event], source_offset: int) -> list[SequenceBatch]:
@@ -99,17 +101,18 @@ class Batcher:
         self._pieces = []
         self._pending = 0
         r = self._r
-        r["ordinal"].append(start.ordinal)  # type: ignore[arg-type]
-        r["line_number"].append(start.line_number)  # type: ignore[arg-type]
-        r["gene_name"].append(start.gene_name)  # type: ignore[arg-type]
-        r["seq_id"].append(start.seq_id)  # type: ignore[arg-type]
-        r["description"].append(start.description)  # type: ignore[arg-type]
-        r["length"].append(end.length)  # type: ignore[arg-type]
-        r["part_count"].append(self._part_no)  # type: ignore[arg-type]
-        r["md5"].append(end.md5)  # type: ignore[arg-type]
-        r["refget"].append(end.refget)  # type: ignore[arg-type]
-        r["residues"].append(inline)  # type: ignore[arg-type]
-        r["quality"].append(None)  # type: ignore[arg-type]
+        r["ordinal"].append(start.ordinal)
+        r["line_number"].append(start.line_number)
+        r["gene_name"].append(start.gene_name)
+        r["seq_id"].append(start.seq_id)
+        r["description"].append(start.description)
+        r["length"].append(end.length)
+        r["part_count"].append(self._part_no)
+        r["md5"].append(end.md5)
+        r["refget"].append(end.refget)
+        r["residues"].append(inline)
+        r["quality"].append(None)
+        r["attributes"].append(start.attributes)
         self.record_count += 1
         self._start = None
         if self._bytes >= self._batch_bytes or len(r["ordinal"]) >= self._max_records:
@@ -121,7 +124,12 @@ class Batcher:
             raise ValueError("a FASTQ read must be shorter than one part (Limits.max_read_bytes)")
         if len(data) >= self._part_bytes:  # rare: a long record that still fitted in one chunk
             self._start = RecordStart(
-                record.ordinal, record.line_number, record.gene_name, record.seq_id, record.description
+                record.ordinal,
+                record.line_number,
+                record.gene_name,
+                record.seq_id,
+                record.description,
+                record.attributes,
             )
             self._part_no = 0
             self._pieces.append(data)
@@ -131,17 +139,18 @@ class Batcher:
             return
         self._bytes += len(data)
         r = self._r
-        r["ordinal"].append(record.ordinal)  # type: ignore[arg-type]
-        r["line_number"].append(record.line_number)  # type: ignore[arg-type]
-        r["gene_name"].append(record.gene_name)  # type: ignore[arg-type]
-        r["seq_id"].append(record.seq_id)  # type: ignore[arg-type]
-        r["description"].append(record.description)  # type: ignore[arg-type]
-        r["length"].append(len(data))  # type: ignore[arg-type]
-        r["part_count"].append(0)  # type: ignore[arg-type]
-        r["md5"].append(record.md5)  # type: ignore[arg-type]
-        r["refget"].append(record.refget)  # type: ignore[arg-type]
-        r["residues"].append(data.decode("ascii"))  # type: ignore[arg-type]
-        r["quality"].append(None if record.quality is None else record.quality.decode("ascii"))  # type: ignore[arg-type]
+        r["ordinal"].append(record.ordinal)
+        r["line_number"].append(record.line_number)
+        r["gene_name"].append(record.gene_name)
+        r["seq_id"].append(record.seq_id)
+        r["description"].append(record.description)
+        r["length"].append(len(data))
+        r["part_count"].append(0)
+        r["md5"].append(record.md5)
+        r["refget"].append(record.refget)
+        r["residues"].append(data.decode("ascii"))
+        r["quality"].append(None if record.quality is None else record.quality.decode("ascii"))
+        r["attributes"].append(record.attributes)
         self._bytes += len(record.quality or b"")
         self.record_count += 1
         if self._bytes >= self._batch_bytes or len(r["ordinal"]) >= self._max_records:

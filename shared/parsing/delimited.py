@@ -43,11 +43,13 @@ class DelimitedParser:
         delimiter: bytes = b",",
         max_row_bytes: int = 64 * 1024 * 1024,
         stream_threshold: int = 4 * 1024 * 1024,
+        max_records: int = 1 << 62,
     ) -> None:
         self.format = "csv" if delimiter == b"," else "tsv"
         self._delim = delimiter
         self._out: list[Event] = []
-        self._rec = RecordBuilder(alphabet, self._out)
+        self._rec = RecordBuilder(alphabet, self._out, max_records)
+        self._extra: list[tuple[int, str]] = []  # (index, name) of columns kept as attributes
         self._max_row = max_row_bytes
         self._stream_threshold = stream_threshold
         self._tail = b""
@@ -133,7 +135,13 @@ class DelimitedParser:
                         1,
                     )
                 column = 1 + sum(len(f) + 1 for f in fields[: self._seq_col])
-                self._record(fields[self._name_col], fields[self._seq_col], self._line, column)
+                attributes = None
+                if self._extra:
+                    try:
+                        attributes = {name: fields[i].decode("utf-8").strip() for i, name in self._extra}
+                    except UnicodeDecodeError:
+                        raise ParseError("invalid_encoding", "row is not valid UTF-8", self._line, 1) from None
+                self._record(fields[self._name_col], fields[self._seq_col], self._line, column, attributes)
             self._line += 1
             pos = nl + 1
         return pos
@@ -165,7 +173,8 @@ class DelimitedParser:
             )
         seq = fields[self._seq_col]
         column = max(text.find(seq), 0) + 1 if seq else 1
-        self._record(fields[self._name_col].encode(), seq.encode(), line, column)
+        attributes = {name: fields[i].strip() for i, name in self._extra} if self._extra else None
+        self._record(fields[self._name_col].encode(), seq.encode(), line, column, attributes)
 
     def _header_row(self, fields: list[str]) -> None:
         cols = find_columns(fields)
@@ -179,14 +188,17 @@ class DelimitedParser:
             )
         self._ncols = len(fields)
         self._name_col, self._seq_col = cols
+        self._extra = [(i, f.strip().strip('"').lstrip("\ufeff")) for i, f in enumerate(fields) if i not in cols]
 
-    def _record(self, name: bytes, seq: bytes, line: int, column: int) -> None:
+    def _record(
+        self, name: bytes, seq: bytes, line: int, column: int, attributes: dict[str, str] | None = None
+    ) -> None:
         name = name.strip()
         if name.startswith(_QUOTE) and name.endswith(_QUOTE) and len(name) >= 2:
             name = name[1:-1]
         if not name:
             raise ParseError("missing_name", "row has an empty name", line, 1)
-        self._rec.whole(name, line, seq, line, column)
+        self._rec.whole(name, line, seq, line, column, attributes=attributes)
 
     def _start_stream(self) -> None:
         """Begin streaming an over-long row whose sequence is its last, unquoted column."""
@@ -199,7 +211,10 @@ class DelimitedParser:
         name = fields[self._name_col].strip()
         if not name:
             raise ParseError("missing_name", "row has an empty name", self._line, 1)
-        self._rec.start(name, self._line)
+        attributes = None
+        if self._extra:
+            attributes = {n: fields[i].decode("utf-8", "replace").strip() for i, n in self._extra}
+        self._rec.start(name, self._line, attributes)
         self._stream_line = self._line
         self._stream_column = column
         self._streaming = True

@@ -35,6 +35,7 @@ class Limits:
     max_line_bytes: int = 64 * 1024 * 1024
     # FASTQ reads are kept whole with their quality, so they must fit in one stored part.
     max_read_bytes: int = 1024 * 1024 - 1
+    max_records: int = 1_000_000_000
     max_decompressed_bytes: int = 64 * 1024**3
     max_compression_ratio: int = 1000
     output_chunk_bytes: int = 8 * 1024 * 1024
@@ -86,11 +87,16 @@ def _suffix(filename: str | None) -> str:
 
 def make_parser(fmt: str, alphabet: Alphabet, limits: Limits) -> FormatParser:
     if fmt == "fasta":
-        return FastaParser(alphabet, max_header_bytes=limits.max_header_bytes)
+        return FastaParser(alphabet, max_header_bytes=limits.max_header_bytes, max_records=limits.max_records)
     if fmt == "fastq":
-        return FastqParser(alphabet, limits.max_line_bytes, limits.max_read_bytes)
+        return FastqParser(alphabet, limits.max_line_bytes, limits.max_read_bytes, limits.max_records)
     if fmt in ("csv", "tsv"):
-        return DelimitedParser(alphabet, delimiter=b"," if fmt == "csv" else b"\t", max_row_bytes=limits.max_row_bytes)
+        return DelimitedParser(
+            alphabet,
+            delimiter=b"," if fmt == "csv" else b"\t",
+            max_row_bytes=limits.max_row_bytes,
+            max_records=limits.max_records,
+        )
     raise ParseError("unsupported_format", f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 

@@ -19,9 +19,9 @@ _BLANK = b" \t\r\v\f"
 class FastaParser:
     format = "fasta"
 
-    def __init__(self, alphabet: Alphabet, max_header_bytes: int = 64 * 1024) -> None:
+    def __init__(self, alphabet: Alphabet, max_header_bytes: int = 64 * 1024, max_records: int = 1 << 62) -> None:
         self._out: list[Event] = []
-        self._rec = RecordBuilder(alphabet, self._out)
+        self._rec = RecordBuilder(alphabet, self._out, max_records)
         self._max_header = max_header_bytes
         self._line = 1  # line of the next unread byte
         self._column = 1  # column of the next unread byte

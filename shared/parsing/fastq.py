@@ -19,9 +19,11 @@ _HEADER, _SEQUENCE, _QUALITY_LINES = 0, 1, 2
 class FastqParser:
     format = "fastq"
 
-    def __init__(self, alphabet: Alphabet, max_line_bytes: int, max_read_bytes: int) -> None:
+    def __init__(
+        self, alphabet: Alphabet, max_line_bytes: int, max_read_bytes: int, max_records: int = 1 << 62
+    ) -> None:
         self._out: list[Event] = []
-        self._rec = RecordBuilder(alphabet, self._out)
+        self._rec = RecordBuilder(alphabet, self._out, max_records)
         self._max_line = max_line_bytes
         self._max_read = max_read_bytes
         self._tail = b""
@@ -46,6 +48,8 @@ class FastqParser:
         find = data.find
         on_line = self._on_line
         while True:
+            if self._state == _HEADER and data.startswith(b"@", pos):
+                pos = self._four_line_records(data, pos)
             nl = find(b"\n", pos)
             if nl < 0:
                 break
@@ -74,6 +78,44 @@ class FastqParser:
         if self._rec.record_count == 0:
             raise ParseError("no_records", "no FASTQ record found (a record starts with '@')", 1, 1)
         return self._drain()
+
+    def _four_line_records(self, data: bytes, pos: int) -> int:
+        """Fast path: consume well-formed four-line records from ``pos``; return where it stopped.
+
+        Anything unusual (multi-line, a mismatch, an error) stops it, and the line-by-line path
+        takes over and reports the problem with its position.
+        """
+        find = data.find
+        whole = self._rec.whole
+        line = self._line
+        max_read = self._max_read
+        while data.startswith(b"@", pos):
+            n1 = find(b"\n", pos)
+            n2 = find(b"\n", n1 + 1) if n1 >= 0 else -1
+            if n2 < 0 or data[n2 + 1 : n2 + 2] != b"+":
+                break
+            n3 = find(b"\n", n2 + 1)
+            n4 = find(b"\n", n3 + 1) if n3 >= 0 else -1
+            if n4 < 0:
+                break
+            title = data[pos + 1 : n1].removesuffix(b"\r")
+            seq = data[n1 + 1 : n2].removesuffix(b"\r")
+            plus = data[n2 + 2 : n3].removesuffix(b"\r")
+            qual = data[n3 + 1 : n4].removesuffix(b"\r")
+            if (
+                len(seq) != len(qual)
+                or len(seq) > max_read
+                or (plus and plus != title)
+                or b" " in seq
+                or b"\t" in seq
+                or qual.translate(None, _QUALITY)
+            ):
+                break
+            whole(title, line, seq, line + 1, 1, quality=qual)
+            line += 4
+            pos = n4 + 1
+        self._line = line
+        return pos
 
     def _drain(self) -> list[Event]:
         events = self._out[:]

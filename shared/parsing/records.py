@@ -22,6 +22,7 @@ class RecordStart(NamedTuple):
     gene_name: str
     seq_id: str
     description: str
+    attributes: dict[str, str] | None = None  # extra CSV/TSV columns
 
 
 class Residues(NamedTuple):
@@ -48,6 +49,7 @@ class WholeRecord(NamedTuple):
     md5: str
     refget: str
     quality: bytes | None = None  # FASTQ only, as long as ``data``
+    attributes: dict[str, str] | None = None  # extra CSV/TSV columns
 
 
 Event = RecordStart | Residues | RecordEnd | WholeRecord
@@ -79,9 +81,12 @@ class RecordBuilder:
     upper-casing for the checksum input and the two hashes (see ``_clean``).
     """
 
-    __slots__ = ("_allowed", "_length", "_letters", "_md5", "_non_letters", "_ordinal", "_out", "_sha", "open")
+    __slots__ = (
+        "_allowed", "_length", "_letters", "_max_records", "_md5", "_non_letters", "_ordinal", "_out", "_sha", "open"
+    )  # fmt: skip
 
-    def __init__(self, alphabet: Alphabet, out: list[Event]) -> None:
+    def __init__(self, alphabet: Alphabet, out: list[Event], max_records: int = 1 << 62) -> None:
+        self._max_records = max_records
         self._allowed = alphabet.allowed
         self._non_letters = alphabet.non_letters
         self._letters = bytes(c for c in alphabet.allowed if c not in alphabet.non_letters)
@@ -97,7 +102,14 @@ class RecordBuilder:
         return self._ordinal + 1
 
     def whole(
-        self, header: bytes, line: int, raw: bytes, raw_line: int, raw_column: int = 1, quality: bytes | None = None
+        self,
+        header: bytes,
+        line: int,
+        raw: bytes,
+        raw_line: int,
+        raw_column: int = 1,
+        quality: bytes | None = None,
+        attributes: dict[str, str] | None = None,
     ) -> None:
         """A complete record: its header (at ``line``) and all its sequence text (at ``raw_line``).
 
@@ -112,7 +124,7 @@ class RecordBuilder:
             raise
         words = gene_name.split(None, 1)
         data, norm = self._clean(raw, raw_line, raw_column)
-        self._ordinal += 1
+        self._count(line)
         self._out.append(
             _new_whole(
                 WholeRecord,
@@ -126,6 +138,7 @@ class RecordBuilder:
                     hashlib.md5(norm, usedforsecurity=False).hexdigest(),
                     "SQ." + b2a_base64(hashlib.sha512(norm).digest()[:24], newline=False).translate(_URLSAFE).decode(),
                     quality,
+                    attributes,
                 ),
             )
         )
@@ -145,16 +158,21 @@ class RecordBuilder:
             raise self._invalid(raw, line, column)
         return data, data.upper().translate(None, self._non_letters)
 
-    def start(self, header: bytes, line: int) -> None:
+    def start(self, header: bytes, line: int, attributes: dict[str, str] | None = None) -> None:
         if self.open:
             self.end()
         gene_name, seq_id, description = split_header(header, line)
-        self._ordinal += 1
+        self._count(line)
         self._length = 0
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha = hashlib.sha512()
         self.open = True
-        self._out.append(RecordStart(self._ordinal, line, gene_name, seq_id, description))
+        self._out.append(RecordStart(self._ordinal, line, gene_name, seq_id, description, attributes))
+
+    def _count(self, line: int) -> None:
+        if self._ordinal + 1 >= self._max_records:
+            raise ParseError("too_many_records", f"more than {self._max_records} records", line, 1)
+        self._ordinal += 1
 
     def add(self, raw: bytes, line: int, column: int) -> None:
         """Take raw sequence text (may span lines) that starts at ``line``/``column`` (1-based)."""

@@ -88,10 +88,10 @@ def test_bundled_samples(pipeline: Pipeline) -> None:
 
 def test_csv_with_quotes_and_spaces(pipeline: Pipeline) -> None:
     data = (
-        b"gene name,sequence\r\n"
-        b"BRCA1,ACGT ACGT acgt\r\n"
-        b'"TP53, tumour protein","NNNN ACGT"\r\n'
-        b"EGFR," + b"ACGTTGCA " * 5000 + b"\r\n"
+        b"gene name,sequence,organism\r\n"
+        b"BRCA1,ACGT ACGT acgt,human\r\n"
+        b'"TP53, tumour protein","NNNN ACGT","Mus musculus"\r\n'
+        b"EGFR," + b"ACGTTGCA " * 5000 + b",rat\r\n"
     )
     ticket = upload_via_intake(pipeline, "export.csv", data)
     status = pipeline.wait_for(ticket["id"])
@@ -101,6 +101,7 @@ def test_csv_with_quotes_and_spaces(pipeline: Pipeline) -> None:
     assert_same_records(doc, csv_records(data))
     assert doc["records"][1]["gene_name"] == "TP53, tumour protein"
     assert doc["records"][0]["sequence"] == "ACGTACGTacgt"
+    assert doc["records"][1]["attributes"] == {"organism": "Mus musculus"}
 
 
 def generated_fastq(reads: int, seed: int) -> bytes:

@@ -45,6 +45,7 @@ def batch(upload: db.Upload, batch_no: int, ordinals: list[int]) -> SequenceBatc
             seq_id=[f"g{o}" for o in ordinals], description=["d"] * n, length=[4] * n,
             part_count=[2 if o % 2 else 0 for o in ordinals], md5=["m"] * n, refget=["r"] * n,
             residues=[None if o % 2 else "ACGT" for o in ordinals], quality=[None] * n,
+            attributes=[{"n": str(o)} if o == 0 else None for o in ordinals],
         ),
     )  # fmt: skip
 
@@ -52,7 +53,7 @@ def batch(upload: db.Upload, batch_no: int, ordinals: list[int]) -> SequenceBatc
 def test_migrations_are_idempotent(conn: db.Connection) -> None:
     assert db.migrate(conn) == []
     versions = [r["version"] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-    assert versions == ["0001_initial", "0002_stage_times", "0003_fastq_quality"]
+    assert versions == ["0001_initial", "0002_stage_times", "0003_fastq_quality", "0004_attributes_and_counts"]
 
 
 def test_claims_tell_new_duplicate_stale_and_overwritten(conn: db.Connection) -> None:
@@ -90,7 +91,8 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
     )  # fmt: skip
     with db.connect(settings, autocommit=True) as parts_conn:
         rows = list(db.iter_result_rows(conn, parts_conn, upload.id))
-    assert [(r[0], r[9], r[10]) for r in rows] == [(0, 0, b"ACGT"), (1, 0, b"AC"), (1, 1, b"GT"), (2, 0, b"ACGT")]
+    assert rows[0][9] == {"n": "0"} and rows[1][9] is None
+    assert [(r[0], r[10], r[11]) for r in rows] == [(0, 0, b"ACGT"), (1, 0, b"AC"), (1, 1, b"GT"), (2, 0, b"ACGT")]
 
 
 def test_batches_of_a_replaced_generation_are_ignored(conn: db.Connection) -> None:

@@ -12,12 +12,12 @@ from shared.db import State, Upload
 
 def test_document_is_valid_json_and_streams_parts() -> None:
     rows = [
-        (0, 1, 'quote "x"', "quote", '"x"', 4, "m0", "r0", None, 0, b"ACGT"),
-        (1, 3, "empty", "empty", "", 0, "m1", "r1", None, 0, b""),
-        (2, 4, "big", "big", "", 2_000_000, "m2", "r2", None, 0, b"A" * 1_000_000),
-        (2, 4, "big", "big", "", 2_000_000, "m2", "r2", None, 1, b"C" * 1_000_000),
-        (3, 9, "any", "any", "", 3, "m3", "r3", None, 0, b'a"\\'),
-        (4, 10, "read", "read", "", 2, "m4", "r4", b'I"', 0, b"AC"),
+        (0, 1, 'quote "x"', "quote", '"x"', 4, "m0", "r0", None, {"organism": "human"}, 0, b"ACGT"),
+        (1, 3, "empty", "empty", "", 0, "m1", "r1", None, None, 0, b""),
+        (2, 4, "big", "big", "", 2_000_000, "m2", "r2", None, None, 0, b"A" * 1_000_000),
+        (2, 4, "big", "big", "", 2_000_000, "m2", "r2", None, None, 1, b"C" * 1_000_000),
+        (3, 9, "any", "any", "", 3, "m3", "r3", None, None, 0, b'a"\\'),
+        (4, 10, "read", "read", "", 2, "m4", "r4", b'I"', None, 0, b"AC"),
     ]
     pieces = list(assemble_json({"upload_id": "u", "record_count": 4}, rows))
     assert len(pieces) > 1  # streamed, not built whole
@@ -26,10 +26,13 @@ def test_document_is_valid_json_and_streams_parts() -> None:
     assert [r["sequence"][:4] for r in doc["records"]] == ["ACGT", "", "AAAA", 'a"\\', "AC"]
     assert doc["records"][4]["quality"] == 'I"'
     assert "quality" not in doc["records"][0]
+    assert doc["records"][0]["attributes"] == {"organism": "human"}
+    assert "attributes" not in doc["records"][1]
     assert doc["records"][2]["sequence"] == "A" * 1_000_000 + "C" * 1_000_000
     assert doc["records"][0]["gene_name"] == 'quote "x"'
     assert list(doc["records"][0]) == [
-        "ordinal", "line_number", "gene_name", "id", "description", "length", "md5", "refget", "sequence"
+        "ordinal", "line_number", "gene_name", "id", "description", "length", "md5", "refget", "attributes",
+        "sequence",
     ]  # fmt: skip
 
 

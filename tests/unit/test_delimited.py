@@ -18,6 +18,7 @@ CSV = (
 
 def test_rows_become_records() -> None:
     records = parse(CSV)
+    assert [r["attributes"] for r in records] == [{"organism": o} for o in ("human", "human", "mouse", "rat")]
     assert [r["gene_name"] for r in records] == ["BRCA1", "TP53, p53", 'say "hi"', "last"]
     assert [r["line_number"] for r in records] == [2, 3, 6, 7]
     assert [r["sequence"] for r in records] == [b"ACGTacgt", b"ACGT", b"NNNN", b"A"]

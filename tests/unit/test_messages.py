@@ -27,6 +27,7 @@ def batch() -> SequenceBatch:
         records=RecordColumns(
             ordinal=[0], line_number=[1], gene_name=["a x"], seq_id=["a"], description=["x"], length=[4],
             part_count=[0], md5=["m"], refget=["r"], residues=["ACGT"], quality=[None],
+            attributes=[{"organism": "human"}],
         ),
     )  # fmt: skip
 

@@ -1,0 +1,132 @@
+"""Parsing engine against Biopython, one process per run, on the benchmark files.
+
+For each input (the ~1 GiB FASTA of bench/generate.py, its CSV and FASTQ siblings, and gzip
+versions) it prints MB/s of sequence and peak RSS for:
+
+* ``engine``: the project's engine as the parser service runs it (detection, decompression,
+  validation against the alphabet, MD5 and refget of every record);
+* ``biopython``: Biopython's ``SimpleFastaParser`` / ``FastqGeneralIterator`` alone (no checks);
+* ``biopython+checks``: the same plus the work the engine does per record (validation, MD5,
+  refget), for a like-for-like figure.
+
+Not a test: it asserts nothing. ``python -m bench.parse [--small N] [--big N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.generate import generate
+
+ALLOWED = b"ACGTURYKMSWBDHVNacgturykmswbdhvn-."
+CHUNK = 4 * 1024 * 1024
+
+
+def siblings(fasta: Path) -> dict[str, Path]:
+    """CSV and FASTQ versions of the FASTA (same records) and gzip versions of all, made once."""
+    out = {"fasta": fasta, "csv": fasta.with_suffix(".csv"), "fastq": fasta.with_suffix(".fastq")}
+    if not out["csv"].exists() or not out["fastq"].exists():
+        from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+        with fasta.open() as src, out["csv"].open("w") as csv_out, out["fastq"].open("w") as fq_out:
+            csv_out.write("name,sequence\n")
+            for title, seq in SimpleFastaParser(src):
+                csv_out.write(f"{title.split()[0]},{seq}\n")
+                if len(seq) < 1_000_000:  # reads, not chromosomes
+                    fq_out.write(f"@{title}\n{seq}\n+\n{'I' * len(seq)}\n")
+    for name in list(out):
+        gz = out[name].with_name(out[name].name + ".gz")
+        if not gz.exists():
+            with out[name].open("rb") as src, gzip.open(gz, "wb", compresslevel=1) as dst:
+                while block := src.read(CHUNK):
+                    dst.write(block)
+        out[name + ".gz"] = gz
+    return out
+
+
+def run_engine(path: Path) -> int:
+    from shared.parsing.alphabet import get_alphabet
+    from shared.parsing.engine import SequenceStream
+    from shared.parsing.records import Residues, WholeRecord
+
+    stream = SequenceStream(get_alphabet("nucleotide"), path.name)
+    bases = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            for event in stream.feed(chunk):
+                if type(event) is WholeRecord or type(event) is Residues:
+                    bases += len(event.data)
+    for event in stream.finish():
+        if type(event) is WholeRecord or type(event) is Residues:
+            bases += len(event.data)
+    return bases
+
+
+def run_biopython(path: Path, checks: bool) -> int:
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+    from Bio.SeqIO.QualityIO import FastqGeneralIterator
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    fastq = ".fastq" in path.name
+    bases = 0
+    with opener(path, "rt") as handle:  # type: ignore[operator]
+        records = FastqGeneralIterator(handle) if fastq else SimpleFastaParser(handle)
+        for record in records:
+            seq = record[1].encode()
+            if checks:
+                if seq.translate(None, ALLOWED):
+                    raise ValueError("invalid character")
+                norm = seq.upper()
+                hashlib.md5(norm).hexdigest()
+                hashlib.sha512(norm).digest()
+            bases += len(seq)
+    return bases
+
+
+def child(kind: str, path: Path) -> None:
+    started = time.perf_counter()
+    bases = run_engine(path) if kind == "engine" else run_biopython(path, checks=kind == "biopython+checks")
+    seconds = time.perf_counter() - started
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's peak.
+    status = Path("/proc/self/status").read_text()
+    peak = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+    print(json.dumps({"bases": bases, "seconds": seconds, "peak_mib": peak}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--file", type=Path, default=Path("/tmp/genobase-bench/bench-1g.fasta"))
+    parser.add_argument("--small", type=int, default=1_000_000)
+    parser.add_argument("--big", type=int, default=20)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return
+    files = siblings(generate(args.file, big=args.big, small=args.small))
+    print(f"{'input':<12} {'reader':<18} {'MB/s':>8} {'peak RSS':>10} {'engine ratio':>13}")
+    for name, path in files.items():
+        kinds = ["engine", "biopython", "biopython+checks"] if not name.startswith("csv") else ["engine"]
+        speed: dict[str, float] = {}
+        for kind in kinds:
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.parse", "--child", kind, str(path)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            result = json.loads(out)
+            speed[kind] = result["bases"] / 1e6 / result["seconds"]
+            ratio = f"{speed['engine'] / speed[kind]:.2f}x" if kind != "engine" else ""
+            print(f"{name:<12} {kind:<18} {speed[kind]:8.0f} {result['peak_mib']:8.0f} MiB {ratio:>13}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
