@@ -7,6 +7,7 @@ input fails the upload with the engine's code and position; it is never retried.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import structlog
@@ -93,6 +94,12 @@ def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
         deps.publisher.flush()
         log.info("object overwritten while reading; the newer event takes over", error=str(exc))
         return
+    except BaseException:
+        # Let what was already handed over go out (the persister dedups a retry's batches), and keep
+        # a publishing error of this attempt from surfacing in the next upload's.
+        with contextlib.suppress(Exception):
+            deps.publisher.flush()
+        raise
     assert stream.format is not None
     deps.publisher.publish(
         ParseCompleted(
