@@ -8,7 +8,7 @@ arrive from the database: nothing, not even one chromosome, is held whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -32,15 +32,19 @@ def _close_record(quality: bytes | None) -> bytes:
 class ResultDocument:
     """The result document of one upload; ``records_written`` tells progress while it streams."""
 
-    def __init__(self, provenance: dict[str, Any]) -> None:
+    def __init__(self, provenance: dict[str, Any], escape_residues: bool = True) -> None:
         self._provenance = provenance
+        # Nucleotide and protein residues never contain '"' or '\\': no need to look for them.
+        self._escape = escape_residues
         self.records_written = 0
 
-    def pieces(self, rows: Iterable[ResultRow]) -> Iterator[bytes]:
+    def pieces(self, rows: Iterable[ResultRow], trailer: Callable[[], dict[str, Any]] | None = None) -> Iterator[bytes]:
         """Yield the document in pieces of about ``FLUSH_BYTES``.
 
-        ``rows`` are the records with their parts in order, as ``iter_result_rows`` gives them.
+        ``rows`` are the records with their parts in order, as ``iter_result_rows`` gives them;
+        ``trailer`` gives fields known only once the records are written, placed after them.
         """
+        escape = self._escape
         head = orjson.dumps(self._provenance)
         pieces: list[bytes] = [head[:-1], b',"records":[']
         size = 0
@@ -86,7 +90,9 @@ class ResultDocument:
                 pieces.append(b',"sequence":"')
                 size += 200
             if residues:
-                pieces.append(orjson.dumps(residues.decode())[1:-1] if _needs_escaping(residues) else residues)
+                pieces.append(
+                    orjson.dumps(residues.decode())[1:-1] if escape and _needs_escaping(residues) else residues
+                )
                 size += len(residues)
             if size >= FLUSH_BYTES:
                 yield b"".join(pieces)
@@ -94,7 +100,10 @@ class ResultDocument:
                 size = 0
         if current >= 0:
             pieces.append(_close_record(quality))
-        pieces.append(b"\n]}\n")
+        pieces.append(b"\n]")
+        if trailer is not None:
+            pieces.append(b"," + orjson.dumps(trailer())[1:-1])
+        pieces.append(b"}\n")
         yield b"".join(pieces)
 
 

@@ -417,16 +417,10 @@ def _complete(row: dict[str, Any]) -> bool:
 
 
 def _mark_assembling(conn: Connection, row: dict[str, Any]) -> None:
-    counts = conn.execute(
-        "SELECT count(*) - count(DISTINCT seq_id) AS duplicates, count(*) FILTER (WHERE length = 0) AS empty "
-        "FROM sequence_records WHERE upload_id = %s",
-        (row["id"],),
-    ).fetchone()
-    assert counts is not None
     conn.execute(
-        "UPDATE uploads SET state = 'assembling', duplicate_names = %s, empty_sequences = %s, "
-        "assembly_started_at = clock_timestamp(), updated_at = now() WHERE id = %s",
-        (counts["duplicates"], counts["empty"], row["id"]),
+        "UPDATE uploads SET state = 'assembling', assembly_started_at = clock_timestamp(), updated_at = now() "
+        "WHERE id = %s",
+        (row["id"],),
     )
 
 
@@ -502,6 +496,20 @@ def iter_result_rows(records_conn: Connection, parts_conn: Connection, upload_id
             raise RuntimeError("stored parts left over after the last record")
 
 
+def name_counts(conn: Connection, upload_id: uuid.UUID) -> tuple[int, int]:
+    """Duplicate names (kept, and reported) and empty sequences of an upload's stored records.
+
+    A sort of every name: the assembler runs it beside its streaming, off the critical path.
+    """
+    row = conn.execute(
+        "SELECT count(*) - count(DISTINCT seq_id) AS duplicates, count(*) FILTER (WHERE length = 0) AS empty "
+        "FROM sequence_records WHERE upload_id = %s",
+        (upload_id,),
+    ).fetchone()
+    assert row is not None
+    return int(row["duplicates"]), int(row["empty"])
+
+
 def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation: int, records: int) -> None:
     with conn.transaction():
         conn.execute(
@@ -511,14 +519,22 @@ def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation:
 
 
 def finish_assembly(
-    conn: Connection, upload_id: uuid.UUID, generation: int, bucket: str, key: str, size: int, records: int
+    conn: Connection,
+    upload_id: uuid.UUID,
+    generation: int,
+    bucket: str,
+    key: str,
+    size: int,
+    records: int,
+    counts: tuple[int, int],
 ) -> bool:
     with conn.transaction():
         row = conn.execute(
             "UPDATE uploads SET state = 'done', result_bucket = %s, result_key = %s, result_size = %s, "
-            "result_records = %s, records_assembled = %s, finished_at = clock_timestamp(), updated_at = now() "
+            "result_records = %s, records_assembled = %s, duplicate_names = %s, empty_sequences = %s, "
+            "finished_at = clock_timestamp(), updated_at = now() "
             "WHERE id = %s AND generation = %s AND state = 'assembling' RETURNING id",
-            (bucket, key, size, records, records, upload_id, generation),
+            (bucket, key, size, records, records, *counts, upload_id, generation),
         ).fetchone()
     return row is not None
 

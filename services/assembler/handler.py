@@ -7,6 +7,8 @@ holds it. A crashed writer's unfinished multipart upload is aborted before a new
 from __future__ import annotations
 
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
@@ -71,14 +73,23 @@ def assemble_upload(upload: db.Upload, deps: AssemblerDeps) -> None:
             "filename": upload.filename,
             "format": upload.format,
             "record_count": upload.records_total,
-            "duplicate_names": upload.duplicate_names,
-            "empty_sequences": upload.empty_sequences,
-        }
+        },
+        escape_residues=upload.alphabet == "any",
     )
     started = time.monotonic()
     last_progress = started
+    # Counting duplicate names sorts every name: done beside the streaming, not before it.
+    counting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-counts")
+    counts = counting.submit(_name_counts, deps.settings, upload.id)
+    counting.shutdown(wait=False)
+
+    def trailer() -> dict[str, int]:
+        duplicates, empty = counts.result()
+        return {"duplicate_names": duplicates, "empty_sequences": empty}
+
+    rows = db.iter_result_rows(deps.database.conn, deps.parts_db.conn, upload.id)
     with deps.store.multipart_writer(bucket, key, settings.result_part_bytes, "application/json") as out:
-        for piece in document.pieces(db.iter_result_rows(deps.database.conn, deps.parts_db.conn, upload.id)):
+        for piece in document.pieces(rows, trailer):
             out.write(piece)
             now = time.monotonic()
             if now - last_progress >= PROGRESS_EVERY_SECONDS:
@@ -89,7 +100,14 @@ def assemble_upload(upload: db.Upload, deps: AssemblerDeps) -> None:
     if document.records_written != upload.records_total:
         raise RuntimeError(f"wrote {document.records_written} records, expected {upload.records_total}")
     db.finish_assembly(
-        deps.database.conn, upload.id, upload.generation, bucket, key, out.size, document.records_written
+        deps.database.conn,
+        upload.id,
+        upload.generation,
+        bucket,
+        key,
+        out.size,
+        document.records_written,
+        counts.result(),
     )
     log.info(
         "result written",
@@ -98,6 +116,11 @@ def assemble_upload(upload: db.Upload, deps: AssemblerDeps) -> None:
         records=document.records_written,
         seconds=round(time.monotonic() - started, 2),
     )
+
+
+def _name_counts(settings: Settings, upload_id: uuid.UUID) -> tuple[int, int]:
+    with db.connect(settings, autocommit=True) as conn:
+        return db.name_counts(conn, upload_id)
 
 
 def give_up(body: bytes, reason: str, deps: AssemblerDeps) -> None:

@@ -73,7 +73,11 @@ def test_fasta_through_presigned_upload(pipeline: Pipeline) -> None:
     assert doc["source"] == {"bucket": ticket["bucket"], "key": ticket["key"], "etag": doc["source"]["etag"]}
     assert doc["format"] == "fasta"
     assert doc["record_count"] == 60
-    assert_same_records(doc, fasta_records(data))
+    expected = fasta_records(data)
+    assert_same_records(doc, expected)
+    empty = sum(1 for r in expected if r["length"] == 0)
+    assert doc["empty_sequences"] == status["empty_sequences"] == empty
+    assert doc["duplicate_names"] == status["duplicate_names"] == 0
     assert status["result"]["size"] == len(httpx.get(status["result"]["url"]).content)
 
 
@@ -83,7 +87,10 @@ def test_bundled_samples(pipeline: Pipeline) -> None:
         ticket = upload_via_intake(pipeline, name, data)
         status = pipeline.wait_for(ticket["id"])
         assert status["state"] == "done", (name, status, pipeline.logs())
-        assert_same_records(download(status), reference(data))
+        doc = download(status)
+        assert_same_records(doc, reference(data))
+        if name == "sample.fasta":  # BRCA1 twice: kept, and reported
+            assert status["duplicate_names"] == doc["duplicate_names"] == 1
 
 
 def test_csv_with_quotes_and_spaces(pipeline: Pipeline) -> None:
