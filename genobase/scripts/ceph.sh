@@ -36,9 +36,11 @@ stop() {
     [ -e "$f" ] || continue
     pid=$(cat "$f")
     if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid"
+      [ "$name" = rgw.a ] && touch "$BASE/run/rgw.stopping"
+      # each daemon leads its own process group (setsid): signal the group, supervisor included
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
       for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+      kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; }
       log "stopped $name (pid $pid)"
     fi
     rm -f "$f"
@@ -72,7 +74,16 @@ start_daemons() {
   done
   ceph_ osd dump | grep -q '^osd.0 up' || { echo "osd.0 did not come up" >&2; return 1; }
   log "osd.0 up ($OSD_STORE)"
-  setsid radosgw -f -n client.rgw.a </dev/null >>"$BASE/log/rgw.a.out" 2>&1 &
+  rm -f "$BASE/run/rgw.stopping"
+  # radosgw (Pacific 16.2.15) has been seen to segfault in a messenger thread under load: a small
+  # supervisor restarts it; its data lives in the OSD, so nothing is lost but the requests in flight.
+  setsid bash -c 'while :; do
+      radosgw -f -n client.rgw.a
+      rc=$?
+      [ -e "$0/run/rgw.stopping" ] && exit 0
+      echo "radosgw exited with status $rc; restarting" >&2
+      sleep 0.5
+    done' "$BASE" </dev/null >>"$BASE/log/rgw.a.out" 2>&1 &
   echo $! > "$BASE/pids/rgw.a.pid"
   for _ in $(seq 1 480); do
     rgw_answers && break

@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import psycopg
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from shared.broker import Publisher
 from shared.settings import Settings
 from shared.storage import ObjectStore
+from tests import http
 from tests.conftest import FIXTURES, Pipeline
 from tests.reference import csv_records, fasta_records, fastq_records
 
@@ -28,13 +28,13 @@ def upload_via_intake(pipeline: Pipeline, filename: str, data: bytes, **extra: A
     response = pipeline.http.post("/uploads", json={"filename": filename, "size": len(data), **extra})
     assert response.status_code == 201, response.text
     ticket: dict[str, Any] = response.json()
-    put = httpx.put(ticket["upload_url"], content=data, timeout=60)
+    put = http.put(ticket["upload_url"], content=data)
     assert put.status_code == 200, put.text
     return ticket
 
 
 def download(status: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.get(status["result"]["url"], timeout=60)
+    response = http.get(status["result"]["url"])
     response.raise_for_status()
     doc: dict[str, Any] = orjson.loads(response.content)
     return doc
@@ -78,7 +78,7 @@ def test_fasta_through_presigned_upload(pipeline: Pipeline) -> None:
     empty = sum(1 for r in expected if r["length"] == 0)
     assert doc["empty_sequences"] == status["empty_sequences"] == empty
     assert doc["duplicate_names"] == status["duplicate_names"] == 0
-    assert status["result"]["size"] == len(httpx.get(status["result"]["url"]).content)
+    assert status["result"]["size"] == len(http.get(status["result"]["url"]).content)
 
 
 def test_bundled_samples(pipeline: Pipeline) -> None:

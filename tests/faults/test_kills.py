@@ -12,13 +12,13 @@ import signal
 import time
 from typing import Any
 
-import httpx
 import orjson
 import psycopg
 import pytest
 
 from shared.settings import Settings
 from shared.storage import ObjectStore
+from tests import http
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import download, upload_via_intake
 from tests.reference import fasta_records
@@ -108,7 +108,7 @@ def test_overwritten_object_is_a_new_generation(pipeline: Pipeline, settings: Se
     second = many_records(1, seed=12)
     ticket = upload_via_intake(pipeline, "overwrite.fasta", first)
     assert pipeline.wait_for(ticket["id"])["state"] == "done"
-    put = httpx.put(ObjectStore(settings).presign_put(ticket["bucket"], ticket["key"], 60), content=second, timeout=60)
+    put = http.put(ObjectStore(settings).presign_put(ticket["bucket"], ticket["key"], 60), content=second)
     assert put.status_code == 200
     deadline = time.monotonic() + 60
     while (status := pipeline.http.get(f"/uploads/{ticket['id']}").json())["generation"] < 2:

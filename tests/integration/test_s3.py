@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import uuid
 
-import httpx
 import pytest
 
 from shared.settings import Settings
 from shared.storage import ObjectChanged, ObjectStore
+from tests import http
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024
@@ -80,8 +80,8 @@ def test_stale_multipart_uploads_are_aborted(store: ObjectStore, settings: Setti
 def test_presigned_put_is_scoped_to_one_key(store: ObjectStore, settings: Settings) -> None:
     key = _key()
     url = store.presign_put(settings.results_bucket, key, 60)
-    assert httpx.put(url, content=b">a\nAC\n").status_code == 200
+    assert http.put(url, content=b">a\nAC\n").status_code == 200
     other = url.replace(key, key + "x")
-    assert httpx.put(other, content=b"nope").status_code == 403
+    assert http.put(other, content=b"nope").status_code == 403
     get = store.presign_get(settings.results_bucket, key, 60)
-    assert httpx.get(get).content == b">a\nAC\n"
+    assert http.get(get).content == b">a\nAC\n"
