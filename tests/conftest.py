@@ -41,7 +41,8 @@ class Pipeline:
         self.processes = processes
         self.http = httpx.Client(base_url=settings.status_base_url, timeout=30)
 
-    def wait_for(self, upload_id: str, timeout: float = 120) -> dict[str, object]:
+    def wait_for(self, upload_id: str, timeout: float = 240) -> dict[str, object]:
+        """Poll until done or failed. Generous: RGW persistent topics sometimes hold an event ~90 s."""
         deadline = time.monotonic() + timeout
         while True:
             status: dict[str, object] = self.http.get(f"/uploads/{upload_id}").raise_for_status().json()
