@@ -14,14 +14,9 @@ from urllib.parse import quote
 import httpx
 
 from genobase import stack
-from shared.settings import Settings, stack_file
+from shared.settings import Settings, load_settings, stack_file
 
 HOME = Path(os.environ.get("GENOBASE_HOME", ".genobase"))
-
-
-def _settings() -> Settings:
-    path = stack_file()
-    return Settings(_env_file=path if path.exists() else None)  # type: ignore[call-arg]
 
 
 def _services(settings_env: dict[str, str] | None = None) -> stack.ServiceProcesses:
@@ -58,7 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "GENOBASE_CEPH_STORE": args.store,
     }
     stack.write_env_file(path, values)
-    settings = _settings()
+    settings = load_settings()
     stack.prepare_pipeline(settings, rgw_push_endpoint="amqp://127.0.0.1:5672")
     pids = _services().start_all()
     _wait_healthy(settings)
@@ -101,7 +96,7 @@ def _compose_up() -> int:
             "GENOBASE_PUBLIC_BASE_URL": "http://localhost:8000",
         },
     )
-    _wait_healthy(_settings(), timeout=180)
+    _wait_healthy(load_settings(), timeout=180)
     print("compose stack up: intake http://localhost:8000 (OpenAPI /docs), MinIO http://localhost:9000")
     return 0
 
@@ -162,7 +157,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = load_settings()
     base = args.intake or settings.status_base_url
     path = Path(args.file)
     size = path.stat().st_size
@@ -229,7 +224,7 @@ def _report(status: dict[str, object], output: str | None) -> int:
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = load_settings()
     url = f"{settings.status_base_url}/uploads?bucket={quote(args.bucket)}&key={quote(args.key)}"
     response = httpx.get(url, timeout=30)
     print(json.dumps(response.json(), indent=2))

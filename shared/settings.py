@@ -75,7 +75,13 @@ class Settings(BaseSettings):
         return f"{self.queue_prefix}.{stage}"
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def load_settings() -> Settings:
+    """Read the environment and the stack file now (the CLI does, after writing the file)."""
     path = stack_file()
     return Settings(_env_file=path if path.exists() else None)  # type: ignore[call-arg]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once at start-up."""
+    return load_settings()

@@ -26,6 +26,13 @@ class ObjectChanged(Exception):
 
 
 _TRANSIENT = (BotoCoreError, ConnectionError)
+# S3 calls that move data ride out a restarting or briefly unreachable store.
+_s3_retry = retry(
+    retry=retry_if_exception_type(_TRANSIENT),
+    wait=wait_exponential(multiplier=0.5, max=10),
+    stop=stop_after_delay(300),
+    reraise=True,
+)
 
 
 def make_client(settings: Settings, endpoint: str | None = None) -> Any:
@@ -110,12 +117,7 @@ class ObjectStore:
             stop.set()
             worker.join(timeout=5)
 
-    @retry(
-        retry=retry_if_exception_type(_TRANSIENT),
-        wait=wait_exponential(multiplier=0.5, max=10),
-        stop=stop_after_delay(300),
-        reraise=True,
-    )
+    @_s3_retry
     def _get_range(self, bucket: str, key: str, etag: str, first: int, last: int) -> bytes:
         try:
             response = self.client.get_object(
@@ -226,12 +228,7 @@ class MultipartWriter:
             except BaseException as exc:
                 self._error = exc
 
-    @retry(
-        retry=retry_if_exception_type(_TRANSIENT),
-        wait=wait_exponential(multiplier=0.5, max=10),
-        stop=stop_after_delay(300),
-        reraise=True,
-    )
+    @_s3_retry
     def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
         return self._client.upload_part(  # type: ignore[no-any-return]
             Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=data
