@@ -231,6 +231,21 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     return 0 if response.status_code == 200 else 1
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from genobase import dead_letters
+
+    settings = load_settings()
+    if args.replay:
+        taken, restarted = dead_letters.replay(settings)
+        print(f"{taken} dead letter(s) taken; restarted uploads: {', '.join(map(str, restarted)) or 'none'}")
+        return 0
+    letters = dead_letters.show(settings)
+    for letter, uploads in letters:
+        print(f"{letter.stage:<9} uploads {', '.join(map(str, uploads)) or '?'}  ({letter.reason})")
+    print(f"{len(letters)} dead letter(s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genobase", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -259,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     lookup.add_argument("bucket")
     lookup.add_argument("key")
     lookup.set_defaults(func=cmd_lookup)
+    dead = sub.add_parser("dead-letters", help="list dead-lettered messages, or replay their uploads")
+    dead.add_argument("--replay", action="store_true", help="process the failed uploads again from their objects")
+    dead.set_defaults(func=cmd_dead_letters)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pika
@@ -187,6 +188,56 @@ class PipelinedPublisher:
         self._queue.put(None)
         self._thread.join(timeout=30)
         self._publisher.close()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    stage: str
+    body: bytes
+    reason: str
+
+
+def _death_reason(properties: pika.BasicProperties) -> str:
+    headers = properties.headers or {}
+    deaths = headers.get("x-death") or []
+    if deaths:
+        first = deaths[0]
+        return f"{first.get('reason', '?')} after {first.get('count', '?')} time(s) from {first.get('queue', '?')}"
+    return str(headers.get("x-first-death-reason", "unknown"))
+
+
+def list_dead_letters(settings: Settings, stage: str, limit: int = 1000) -> list[DeadLetter]:
+    """Read a stage's dead-letter queue without removing anything (messages are returned on close)."""
+    connection = connect(settings)
+    try:
+        channel = connection.channel()
+        found = []
+        for _ in range(limit):
+            method, properties, body = channel.basic_get(f"{settings.queue(stage)}.dead", auto_ack=False)
+            if method is None:
+                break
+            found.append(DeadLetter(stage, body, _death_reason(properties)))
+        return found
+    finally:
+        connection.close()
+
+
+def take_dead_letters(settings: Settings, stage: str, handle: Callable[[DeadLetter], None], limit: int = 1000) -> int:
+    """Hand each dead letter of a stage to ``handle``; remove it only once ``handle`` returned."""
+    connection = connect(settings)
+    taken = 0
+    try:
+        channel = connection.channel()
+        for _ in range(limit):
+            method, properties, body = channel.basic_get(f"{settings.queue(stage)}.dead", auto_ack=False)
+            if method is None:
+                break
+            handle(DeadLetter(stage, body, _death_reason(properties)))
+            channel.basic_ack(method.delivery_tag)
+            taken += 1
+        return taken
+    finally:
+        connection.close()
 
 
 Handler = Callable[[bytes], None]

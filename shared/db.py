@@ -241,6 +241,18 @@ def _delete_rows(conn: Connection, upload_id: uuid.UUID) -> None:
     conn.execute("DELETE FROM upload_batches WHERE upload_id = %s", (upload_id,))
 
 
+def requeue_failed(conn: Connection, upload_id: uuid.UUID) -> Upload | None:
+    """Make a failed upload parseable again (same generation; its rows went when it failed)."""
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE uploads SET state = 'queued', error_code = NULL, error_message = NULL, error_line = NULL, "
+            "error_column = NULL, finished_at = NULL, updated_at = now() "
+            "WHERE id = %s AND state = 'failed' AND etag IS NOT NULL RETURNING *",
+            (upload_id,),
+        ).fetchone()
+    return Upload.from_row(row) if row else None
+
+
 def try_lock_generation(conn: Connection, upload_id: uuid.UUID, stage: str) -> bool:
     """Session advisory lock: one worker per upload and stage; released if the worker dies."""
     row = conn.execute(

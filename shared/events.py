@@ -11,9 +11,9 @@ matter (measured and documented in the design brief):
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import orjson
 
@@ -62,6 +62,20 @@ def _record_to_created(record: Any) -> ObjectCreated | None:
         sequencer=obj.get("sequencer") or None,
         event_time=_parse_time(record.get("eventTime")),
     )
+
+
+def replay_event(bucket: str, key: str, size: int, etag: str) -> bytes:
+    """A notification for an object that already exists, to process it again (``dead-letters replay``).
+
+    Written in the S3 event format with the key URL-encoded, as AWS and MinIO send it.
+    """
+    record = {
+        "eventSource": "genobase:replay",
+        "eventName": "ObjectCreated:Put",
+        "eventTime": datetime.now(UTC).isoformat(),
+        "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key, safe=""), "size": size, "eTag": etag}},
+    }
+    return orjson.dumps({"Records": [record]})
 
 
 def _parse_time(value: Any) -> datetime | None:

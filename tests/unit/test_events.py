@@ -62,3 +62,11 @@ def test_quoted_etag_is_unquoted() -> None:
 def test_malformed(body: bytes) -> None:
     with pytest.raises(MalformedEvent):
         normalise_event(body)
+
+
+def test_replay_event_round_trips_awkward_keys() -> None:
+    from shared.events import replay_event
+
+    key = "lab runs/a+b ü/x%20y.fa"
+    (event,) = normalise_event(replay_event("bucket", key, 12, "etag1"))
+    assert (event.bucket, event.key, event.size, event.etag) == ("bucket", key, 12, "etag1")

@@ -1,0 +1,50 @@
+"""Dead-lettered messages can be listed, and replaying them processes their uploads again."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from genobase import dead_letters
+from shared import db
+from shared.broker import Publisher, list_dead_letters
+from shared.settings import Settings
+from shared.storage import ObjectStore
+from tests.conftest import Pipeline
+from tests.e2e.test_pipeline import assert_same_records, download, rgw_style_event, upload_via_intake
+from tests.reference import fasta_records
+
+pytestmark = pytest.mark.e2e
+
+
+def test_dead_letter_is_listed_and_replayed(pipeline: Pipeline, settings: Settings) -> None:
+    data = b">a poisoned once\nACGT\n>b\nGGCCNN\n"
+    ticket = upload_via_intake(pipeline, "poison.fasta", data)
+    assert pipeline.wait_for(ticket["id"])["state"] == "done"
+    # What a poison message leaves behind: its upload failed with the reason, the message dead-lettered.
+    etag = ObjectStore(settings).head(ticket["bucket"], ticket["key"])["ETag"].strip('"')
+    with db.connect(settings, autocommit=True) as conn:
+        upload = db.get_upload(conn, ticket["id"])
+        assert upload is not None
+        conn.execute("UPDATE uploads SET state = 'parsing' WHERE id = %s", (upload.id,))
+        assert db.fail_upload(conn, upload.id, upload.generation, "processing_failed", "failed 5 times: boom")
+    publisher = Publisher(settings)
+    publisher.publish_raw(
+        "", settings.queue("parse") + ".dead", rgw_style_event(ticket["bucket"], ticket["key"], len(data), etag)
+    )
+    publisher.close()
+    assert pipeline.wait_for(ticket["id"])["error"]["code"] == "processing_failed"
+
+    listed = dead_letters.show(settings)
+    assert [(letter.stage, [str(u) for u in uploads]) for letter, uploads in listed] == [("parse", [ticket["id"]])]
+
+    taken, restarted = dead_letters.replay(settings)
+    assert (taken, [str(u) for u in restarted]) == (1, [ticket["id"]])
+    assert list_dead_letters(settings, "parse") == []
+    status = pipeline.wait_for(ticket["id"])
+    assert status["state"] == "done", (status, pipeline.logs())
+    assert status["error"] is None
+    assert_same_records(download(status), fasta_records(data))
+    with psycopg.connect(settings.pg_dsn.get_secret_value()) as conn:
+        rows = conn.execute("SELECT count(*) FROM sequence_records WHERE upload_id = %s", (ticket["id"],)).fetchone()
+    assert rows == (2,)
