@@ -100,23 +100,23 @@ class Batcher:
             self._emit_part(b"".join(self._pieces))
         self._pieces = []
         self._pending = 0
-        r = self._r
-        r["ordinal"].append(start.ordinal)
-        r["line_number"].append(start.line_number)
-        r["gene_name"].append(start.gene_name)
-        r["seq_id"].append(start.seq_id)
-        r["description"].append(start.description)
-        r["length"].append(end.length)
-        r["part_count"].append(self._part_no)
-        r["md5"].append(end.md5)
-        r["refget"].append(end.refget)
-        r["residues"].append(inline)
-        r["quality"].append(None)
-        r["attributes"].append(start.attributes)
-        self.record_count += 1
+        self._append_record(
+            done,
+            source_offset,
+            start.ordinal,
+            start.line_number,
+            start.gene_name,
+            start.seq_id,
+            start.description,
+            end.length,
+            self._part_no,
+            end.md5,
+            end.refget,
+            inline,
+            None,
+            start.attributes,
+        )
         self._start = None
-        if self._bytes >= self._batch_bytes or len(r["ordinal"]) >= self._max_records:
-            done.append(self._close(source_offset))
 
     def _whole(self, record: WholeRecord, done: list[SequenceBatch], source_offset: int) -> None:
         data = record.data
@@ -137,21 +137,55 @@ class Batcher:
             self._emit_full_parts(done, source_offset)
             self._end_record(RecordEnd(record.ordinal, len(data), record.md5, record.refget), done, source_offset)
             return
-        self._bytes += len(data)
+        self._bytes += len(data) + len(record.quality or b"")
+        self._append_record(
+            done,
+            source_offset,
+            record.ordinal,
+            record.line_number,
+            record.gene_name,
+            record.seq_id,
+            record.description,
+            len(data),
+            0,
+            record.md5,
+            record.refget,
+            data.decode("ascii"),
+            None if record.quality is None else record.quality.decode("ascii"),
+            record.attributes,
+        )
+
+    def _append_record(
+        self,
+        done: list[SequenceBatch],
+        source_offset: int,
+        ordinal: int,
+        line_number: int,
+        gene_name: str,
+        seq_id: str,
+        description: str,
+        length: int,
+        part_count: int,
+        md5: str,
+        refget: str,
+        residues: str | None,
+        quality: str | None,
+        attributes: dict[str, str] | None,
+    ) -> None:
+        """One row of RecordColumns; closes the batch when it is full. (Hot: one call per record.)"""
         r = self._r
-        r["ordinal"].append(record.ordinal)
-        r["line_number"].append(record.line_number)
-        r["gene_name"].append(record.gene_name)
-        r["seq_id"].append(record.seq_id)
-        r["description"].append(record.description)
-        r["length"].append(len(data))
-        r["part_count"].append(0)
-        r["md5"].append(record.md5)
-        r["refget"].append(record.refget)
-        r["residues"].append(data.decode("ascii"))
-        r["quality"].append(None if record.quality is None else record.quality.decode("ascii"))
-        r["attributes"].append(record.attributes)
-        self._bytes += len(record.quality or b"")
+        r["ordinal"].append(ordinal)
+        r["line_number"].append(line_number)
+        r["gene_name"].append(gene_name)
+        r["seq_id"].append(seq_id)
+        r["description"].append(description)
+        r["length"].append(length)
+        r["part_count"].append(part_count)
+        r["md5"].append(md5)
+        r["refget"].append(refget)
+        r["residues"].append(residues)
+        r["quality"].append(quality)
+        r["attributes"].append(attributes)
         self.record_count += 1
         if self._bytes >= self._batch_bytes or len(r["ordinal"]) >= self._max_records:
             done.append(self._close(source_offset))

@@ -13,7 +13,7 @@ import io
 
 from shared.parsing.alphabet import Alphabet
 from shared.parsing.errors import ParseError
-from shared.parsing.records import Event, RecordBuilder
+from shared.parsing.records import Event, ParserBase
 
 NAME_COLUMNS = frozenset(
     {"name", "gene name", "genename", "gene", "id", "identifier", "sequence name", "seq name", "header"}
@@ -36,7 +36,7 @@ def find_columns(header: list[str]) -> tuple[int, int] | None:
     return name, seq
 
 
-class DelimitedParser:
+class DelimitedParser(ParserBase):
     def __init__(
         self,
         alphabet: Alphabet,
@@ -47,8 +47,7 @@ class DelimitedParser:
     ) -> None:
         self.format = "csv" if delimiter == b"," else "tsv"
         self._delim = delimiter
-        self._out: list[Event] = []
-        self._rec = RecordBuilder(alphabet, self._out, max_records)
+        super().__init__(alphabet, max_records)
         self._extra: list[tuple[int, str]] = []  # (index, name) of columns kept as attributes
         self._max_row = max_row_bytes
         self._stream_threshold = stream_threshold
@@ -60,11 +59,6 @@ class DelimitedParser:
         self._streaming = False  # inside the last (sequence) field of an over-long row
         self._stream_line = 0
         self._stream_column = 0
-        self._bytes = 0
-
-    @property
-    def record_count(self) -> int:
-        return self._rec.record_count
 
     def feed(self, chunk: bytes) -> list[Event]:
         self._bytes += len(chunk)
@@ -93,11 +87,6 @@ class DelimitedParser:
         if self._ncols == 0:
             raise ParseError("missing_header", "no header row naming the name and sequence columns", 1, 1)
         return self._drain()
-
-    def _drain(self) -> list[Event]:
-        events = self._out[:]
-        self._out.clear()
-        return events
 
     def _rows(self, data: bytes, final: bool) -> int:
         pos = 0

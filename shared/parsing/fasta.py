@@ -9,30 +9,24 @@ from __future__ import annotations
 
 from shared.parsing.alphabet import Alphabet
 from shared.parsing.errors import ParseError
-from shared.parsing.records import Event, RecordBuilder
+from shared.parsing.records import Event, ParserBase
 
 _GT = 0x3E
 _SEMI = 0x3B
 _BLANK = b" \t\r\v\f"
 
 
-class FastaParser:
+class FastaParser(ParserBase):
     format = "fasta"
 
     def __init__(self, alphabet: Alphabet, max_header_bytes: int = 64 * 1024, max_records: int = 1 << 62) -> None:
-        self._out: list[Event] = []
-        self._rec = RecordBuilder(alphabet, self._out, max_records)
+        super().__init__(alphabet, max_records)
         self._max_header = max_header_bytes
         self._line = 1  # line of the next unread byte
         self._column = 1  # column of the next unread byte
         self._header: bytearray | None = None  # header line still being read
         self._header_line = 0
         self._in_comment = False
-        self._bytes = 0
-
-    @property
-    def record_count(self) -> int:
-        return self._rec.record_count
 
     def feed(self, chunk: bytes) -> list[Event]:
         self._bytes += len(chunk)
@@ -118,11 +112,6 @@ class FastaParser:
             pos = nxt + 1
         self._line = line
         return pos
-
-    def _drain(self) -> list[Event]:
-        events = self._out[:]
-        self._out.clear()
-        return events
 
     def _newline_at(self, nl: int) -> int:
         self._line += 1

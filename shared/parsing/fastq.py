@@ -10,20 +10,19 @@ from __future__ import annotations
 
 from shared.parsing.alphabet import Alphabet
 from shared.parsing.errors import ParseError
-from shared.parsing.records import Event, RecordBuilder
+from shared.parsing.records import Event, ParserBase
 
 _QUALITY = bytes(range(0x21, 0x7F))
 _HEADER, _SEQUENCE, _QUALITY_LINES = 0, 1, 2
 
 
-class FastqParser:
+class FastqParser(ParserBase):
     format = "fastq"
 
     def __init__(
         self, alphabet: Alphabet, max_line_bytes: int, max_read_bytes: int, max_records: int = 1 << 62
     ) -> None:
-        self._out: list[Event] = []
-        self._rec = RecordBuilder(alphabet, self._out, max_records)
+        super().__init__(alphabet, max_records)
         self._max_line = max_line_bytes
         self._max_read = max_read_bytes
         self._tail = b""
@@ -35,11 +34,6 @@ class FastqParser:
         self._seq_len = 0
         self._qual: list[bytes] = []
         self._qual_len = 0
-        self._bytes = 0
-
-    @property
-    def record_count(self) -> int:
-        return self._rec.record_count
 
     def feed(self, chunk: bytes) -> list[Event]:
         self._bytes += len(chunk)
@@ -116,11 +110,6 @@ class FastqParser:
             pos = n4 + 1
         self._line = line
         return pos
-
-    def _drain(self) -> list[Event]:
-        events = self._out[:]
-        self._out.clear()
-        return events
 
     def _on_line(self, line: bytes) -> None:
         state = self._state

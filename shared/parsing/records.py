@@ -204,3 +204,23 @@ class RecordBuilder:
                 return ParseError("invalid_character", f"invalid character {shown!r} in sequence", line, column)
             column += 1
         raise AssertionError("invalid byte not found")  # pragma: no cover
+
+
+class ParserBase:
+    """What every format parser shares: the record builder and the events it collects per feed."""
+
+    format: str
+
+    def __init__(self, alphabet: Alphabet, max_records: int) -> None:
+        self._out: list[Event] = []
+        self._rec = RecordBuilder(alphabet, self._out, max_records)
+        self._bytes = 0  # fed so far, to tell an empty file
+
+    @property
+    def record_count(self) -> int:
+        return self._rec.record_count
+
+    def _drain(self) -> list[Event]:
+        events = self._out[:]
+        self._out.clear()
+        return events
