@@ -249,7 +249,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genobase", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="bring up the stack and the four services (idempotent)")
+    up = sub.add_parser("up", help="bring up the stack and the services (idempotent)")
     up.add_argument(
         "--store",
         choices=["bluestore", "memstore"],

@@ -1,4 +1,4 @@
-"""The native stack: PostgreSQL, RabbitMQ and Ceph RGW on this machine, and the four services.
+"""The native stack: PostgreSQL, RabbitMQ and Ceph RGW on this machine, and the pipeline services.
 
 Used by ``genobase up``/``down``/``status`` and by the tests' native provider, so both run the very
 same start-up code. Daemons are started detached with pid files, so ``up`` is idempotent and also
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import signal
 import socket
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from shared.settings import Settings
 
-SERVICES = ("intake", "parser", "persister", "assembler")
+SERVICES = ("intake", "parser", "persister", "assembler", "watchdog")
 
 
 def script(name: str) -> str:
@@ -35,9 +36,23 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nobody listens on, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) comes from the ephemeral range, where any outgoing
+    connection may take it before our server binds it; the range below is left to listeners.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randint(max(1024, low - 12000), low - 1)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
 
 
 def bootstrap() -> list[str]:
@@ -95,10 +110,12 @@ class CephCluster:
     mon_port: int = 3300
     mon_v1_port: int = 6789
     store: str = "bluestore"
+    memstore_bytes: int = 4 * 1024**3  # memstore only: RAM is taken as objects are written
 
     def _env(self, **extra: str) -> dict[str, str]:
         return {
             **os.environ,
+            "MEMSTORE_BYTES": str(self.memstore_bytes),
             "BASE": str(self.base),
             "RGW_PORT": str(self.rgw_port),
             "MON_PORT": str(self.mon_port),
@@ -153,7 +170,7 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
 
 @dataclass
 class ServiceProcesses:
-    """The four services as detached processes, with pid files and logs under ``run_dir``."""
+    """The pipeline services as detached processes, with pid files and logs under ``run_dir``."""
 
     run_dir: Path
     env: dict[str, str]

@@ -8,9 +8,9 @@ counters stay exact.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from importlib import resources
 from typing import Any
@@ -37,6 +37,8 @@ class State(StrEnum):
 
 
 TERMINAL = frozenset({State.DONE, State.FAILED})
+# States in which some stage owes the upload work (awaiting_upload waits for the user instead).
+LIVE = frozenset({State.QUEUED, State.PARSING, State.PERSISTING, State.ASSEMBLING})
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -126,6 +128,12 @@ class Upload:
     assembly_started_at: datetime | None = None
     finished_at: datetime | None = None
     empty_sequences: int | None = None
+    pickups: int = 0
+    picked_up_at: datetime | None = None
+
+    def stalled(self, now: datetime, after: timedelta) -> bool:
+        """A live stage that has not moved for ``after`` (the watchdog will issue its message again)."""
+        return self.state in LIVE and now - self.updated_at > after
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Upload:
@@ -223,7 +231,7 @@ def claim_object(conn: Connection, event: ObjectCreated) -> Claim:
             "error_column = NULL, "
             "result_bucket = NULL, result_key = NULL, result_size = NULL, result_records = NULL, "
             "parsing_started_at = NULL, parsed_at = NULL, assembly_started_at = NULL, finished_at = NULL, "
-            "updated_at = now() WHERE id = %s RETURNING *",
+            "pickups = 0, picked_up_at = NULL, updated_at = now() WHERE id = %s RETURNING *",
             (event.etag, event.sequencer, event.event_time, event.size, upload.id),
         ).fetchone()
         assert row is not None
@@ -251,6 +259,40 @@ def requeue_failed(conn: Connection, upload_id: uuid.UUID) -> Upload | None:
             (upload_id,),
         ).fetchone()
     return Upload.from_row(row) if row else None
+
+
+def pick_up_stalled(
+    conn: Connection, after: timedelta, reissue: Callable[[Upload], None], limit: int = 100
+) -> list[Upload]:
+    """Issue the stage message of every upload that made no progress for ``after``, once per period.
+
+    A stalled upload is one whose message was lost or whose worker died holding it; the consumers
+    are idempotent, so issuing the message again is safe even when the stage was merely slow.
+    ``reissue`` runs under the row lock, before the pick-up is recorded: a failed publish leaves
+    the upload to the next sweep. An upload stuck in ``persisting`` lost a batch: it goes back to
+    ``parsing`` so that the re-parse is accepted (the persister skips the batches it has).
+    """
+    picked = []
+    with conn.transaction():
+        rows = conn.execute(
+            f"{_SELECT} WHERE state IN ('queued', 'parsing', 'persisting', 'assembling') "
+            "AND updated_at < now() - %s AND (picked_up_at IS NULL OR picked_up_at < now() - %s) "
+            "ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (after, after, limit),
+        ).fetchall()
+        for row in rows:
+            upload = Upload.from_row(row)
+            if upload.etag is None:
+                continue
+            reissue(upload)
+            updated = conn.execute(
+                "UPDATE uploads SET pickups = pickups + 1, picked_up_at = now(), "
+                "state = CASE WHEN state = 'persisting' THEN 'parsing' ELSE state END WHERE id = %s RETURNING *",
+                (upload.id,),
+            ).fetchone()
+            assert updated is not None
+            picked.append(Upload.from_row(updated))
+    return picked
 
 
 def try_lock_generation(conn: Connection, upload_id: uuid.UUID, stage: str) -> bool:
@@ -460,7 +502,9 @@ _STREAMING_READ = (
 )
 
 
-def iter_result_rows(records_conn: Connection, parts_conn: Connection, upload_id: uuid.UUID) -> Iterator[ResultRow]:
+def iter_result_rows(
+    records_conn: Connection, parts_conn: Connection, upload_id: uuid.UUID
+) -> Generator[ResultRow, None, None]:
     """Every record with its sequence, in order: one part in memory at a time.
 
     A short record yields one row with its inline residues; a long one a row per part. Records

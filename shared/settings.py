@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     uploads_bucket: str = "uploads"
     results_bucket: str = "results"
     presign_ttl_seconds: int = 900
+    s3_connect_timeout_seconds: float = 10
+    # A ranged GET or part upload that hears nothing for this long is retried (tenacity, backoff).
+    s3_read_timeout_seconds: float = 60
 
     # Streaming sizes: each bounds the memory of one stage.
     read_range_bytes: int = 4 * MiB
@@ -59,6 +62,11 @@ class Settings(BaseSettings):
     intake_host: str = "127.0.0.1"
     intake_port: int = 8000
     public_base_url: str | None = None
+
+    # watchdog: an upload whose stage made no progress for this long is reported as stalled and
+    # its stage's message issued again (consumers are idempotent, so a false alarm costs nothing).
+    stall_after_seconds: float = 300
+    watchdog_interval_seconds: float = 15
 
     log_level: str = "INFO"
     log_json: bool = True

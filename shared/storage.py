@@ -48,8 +48,8 @@ def make_client(settings: Settings, endpoint: str | None = None) -> Any:
             retries={"max_attempts": 5, "mode": "standard"},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            connect_timeout=10,
-            read_timeout=120,
+            connect_timeout=settings.s3_connect_timeout_seconds,
+            read_timeout=settings.s3_read_timeout_seconds,
             max_pool_connections=16,
         ),
     )

@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,17 +16,22 @@ from shared.settings import Settings
 from tests.stack import StackProvider, _as_kwargs, select_provider
 
 FIXTURES = Path(__file__).parent / "fixtures"
+STALL_AFTER_SECONDS = 20
 
 
 @pytest.fixture(scope="session")
-def stack_env() -> Iterator[dict[str, str]]:
+def stack_provider() -> Iterator[StackProvider]:
     provider: StackProvider = select_provider()
     print(f"\nstack provider: {provider.name}", file=sys.stderr)
     try:
-        env = provider.start()
-        yield env
+        yield provider
     finally:
         provider.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(stack_provider: StackProvider) -> dict[str, str]:
+    return stack_provider.start()
 
 
 @pytest.fixture(scope="session")
@@ -34,18 +40,35 @@ def settings(stack_env: dict[str, str]) -> Settings:
 
 
 class Pipeline:
-    """The four services running as separate processes against this run's stack."""
+    """The pipeline services (intake, parser, persister, assembler, watchdog) as processes on this run's stack."""
 
     def __init__(self, settings: Settings, processes: stack.ServiceProcesses) -> None:
         self.settings = settings
         self.processes = processes
         self.http = httpx.Client(base_url=settings.status_base_url, timeout=30)
 
-    def wait_for(self, upload_id: str, timeout: float = 240) -> dict[str, object]:
+    def status(self, upload_id: str) -> dict[str, Any]:
+        """The upload's status; rides out the intake's own seconds without Postgres (outage tests)."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = self.http.get(f"/uploads/{upload_id}")
+                if response.status_code < 500:
+                    response.raise_for_status()
+                    status: dict[str, Any] = response.json()
+                    return status
+                problem = f"HTTP {response.status_code}: {response.text}"
+            except httpx.TransportError as exc:
+                problem = repr(exc)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"status of {upload_id} unavailable for 60 s: {problem}")
+            time.sleep(0.5)
+
+    def wait_for(self, upload_id: str, timeout: float = 240) -> dict[str, Any]:
         """Poll until done or failed. Generous: RGW persistent topics sometimes hold an event ~90 s."""
         deadline = time.monotonic() + timeout
         while True:
-            status: dict[str, object] = self.http.get(f"/uploads/{upload_id}").raise_for_status().json()
+            status = self.status(upload_id)
             if status["state"] in ("done", "failed"):
                 return status
             if time.monotonic() > deadline:
@@ -65,7 +88,15 @@ class Pipeline:
 def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     run_dir = tmp_path_factory.mktemp("services")
     port = stack.free_port()
-    env = {**stack_env, "GENOBASE_INTAKE_PORT": str(port), "GENOBASE_LOG_LEVEL": "DEBUG"}
+    env = {
+        **stack_env,
+        "GENOBASE_INTAKE_PORT": str(port),
+        "GENOBASE_LOG_LEVEL": "DEBUG",
+        # Short enough for the outage and stall tests to see retries and pick-ups within seconds.
+        "GENOBASE_S3_READ_TIMEOUT_SECONDS": "10",
+        "GENOBASE_STALL_AFTER_SECONDS": str(STALL_AFTER_SECONDS),
+        "GENOBASE_WATCHDOG_INTERVAL_SECONDS": "1",
+    }
     stack_file = run_dir / "stack.env"
     stack.write_env_file(stack_file, env)
     settings = Settings(**_as_kwargs(env))

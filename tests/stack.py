@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -68,6 +69,21 @@ class StackProvider(Protocol):
         """Bring the stack up; return the GENOBASE_* settings of this run."""
 
     def stop(self) -> None: ...
+
+    # Faults the tests inject into the infrastructure (tests/faults/test_outages.py).
+
+    def stop_broker(self) -> None:
+        """Stop RabbitMQ's application: every connection drops, nothing is accepted until started."""
+
+    def start_broker(self) -> None: ...
+
+    def restart_database(self) -> str:
+        """Restart Postgres (or drop every session where a real restart is impossible); says which."""
+
+    def freeze_object_store(self) -> None:
+        """Make the S3 endpoint stop answering: connections hang, nothing is served, nothing fails fast."""
+
+    def thaw_object_store(self) -> None: ...
 
 
 def docker_available() -> bool:
@@ -131,6 +147,44 @@ def warm_up_notifications(settings: Settings) -> None:
         connection.close()
 
 
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def _local_cluster(dsn: str) -> tuple[str, str] | None:
+    """The Debian PostgreSQL cluster (version, name) serving ``dsn`` on this machine, if any."""
+    port = urllib.parse.urlsplit(dsn).port or 5432
+    if shutil.which("pg_lsclusters") is None:
+        return None
+    out = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == str(port) and fields[3] == "online":
+            return fields[0], fields[1]
+    return None
+
+
+def _terminate_sessions(admin_dsn: str, database: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+
+
+def _wait_for_database(admin_dsn: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(admin_dsn, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class NativeProvider:
     name = "native"
 
@@ -162,6 +216,7 @@ class NativeProvider:
             mon_port=stack.free_port(),
             mon_v1_port=stack.free_port(),
             store="memstore",
+            memstore_bytes=8 * 1024**3,  # room for the 2 GiB one-line file of the bad-input tests
         )
         self._ceph.start(access, secret)
         vhost = urllib.parse.quote(run.vhost, safe="")
@@ -179,6 +234,41 @@ class NativeProvider:
         stack.prepare_pipeline(settings, rgw_push_endpoint=f"amqp://127.0.0.1:5672/{vhost}")
         warm_up_notifications(settings)
         return env
+
+    def stop_broker(self) -> None:
+        _rabbitmqctl("stop_app")
+
+    def start_broker(self) -> None:
+        _rabbitmqctl("start_app")
+        _rabbitmqctl("await_startup")
+
+    def restart_database(self) -> str:
+        cluster = _local_cluster(self._admin_dsn)
+        if cluster is not None and os.geteuid() == 0:
+            subprocess.run(["pg_ctlcluster", *cluster, "restart", "-m", "fast"], check=True, timeout=120)
+            kind = "restart"
+        else:
+            _terminate_sessions(self._admin_dsn, self.run.database)
+            kind = "sessions terminated"
+        _wait_for_database(self._admin_dsn)
+        return kind
+
+    def _rgw_pids(self) -> list[int]:
+        """radosgw of this run's cluster: the child of its supervisor loop (see ceph.sh)."""
+        assert self._ceph is not None
+        supervisor = (self._ceph.base / "pids" / "rgw.a.pid").read_text().strip()
+        out = subprocess.run(["pgrep", "-P", supervisor, "-x", "radosgw"], capture_output=True, text=True).stdout
+        pids = [int(p) for p in out.split()]
+        assert pids, "radosgw of this run is not running"
+        return pids
+
+    def freeze_object_store(self) -> None:
+        for pid in self._rgw_pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw_object_store(self) -> None:
+        for pid in self._rgw_pids():
+            os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self._ceph is not None:
@@ -198,6 +288,7 @@ class ContainersProvider:
         self.run = RunResources()
         self._containers: list[Any] = []
         self._network: Any = None
+        self._pg_dsn = ""
 
     def start(self) -> dict[str, str]:
         from testcontainers.core.container import DockerContainer
@@ -249,6 +340,7 @@ class ContainersProvider:
             f"postgresql://genobase:{password}@{postgres.get_container_host_ip()}:"
             f"{postgres.get_exposed_port(5432)}/{run.database}"
         )
+        self._pg_dsn = pg_dsn
         amqp = f"amqp://genobase:{password}@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/{vhost}"
         env = {
             "GENOBASE_PG_DSN": pg_dsn,
@@ -267,6 +359,28 @@ class ContainersProvider:
         wire_minio(s3, minio_key, minio_secret, run.uploads_bucket, target)
         warm_up_notifications(settings)
         return env
+
+    def _container(self, index: int) -> Any:
+        return self._containers[index]
+
+    def stop_broker(self) -> None:
+        self._container(1).exec(["rabbitmqctl", "stop_app"])
+
+    def start_broker(self) -> None:
+        self._container(1).exec(["rabbitmqctl", "start_app"])
+        self._container(1).exec(["rabbitmqctl", "await_startup"])
+
+    def restart_database(self) -> str:
+        # Postgres is PID 1 of its container: restarting it would end the container and move its
+        # port. Dropping every session is what the services see of a restart.
+        _terminate_sessions(self._pg_dsn, self.run.database)
+        return "sessions terminated"
+
+    def freeze_object_store(self) -> None:
+        self._container(2).get_wrapped_container().pause()
+
+    def thaw_object_store(self) -> None:
+        self._container(2).get_wrapped_container().unpause()
 
     def stop(self) -> None:
         for container in reversed(self._containers):

@@ -6,6 +6,7 @@ holds it. A crashed writer's unfinished multipart upload is aborted before a new
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,14 @@ class AssemblerDeps:
     progress_db: db.Database  # progress updates, while the other two are busy with COPY
     store: ObjectStore
 
+    def reset_connections(self) -> None:
+        """After a failure a connection may be left inside a half-read COPY: start again on new ones.
+
+        Closing also ends the session that holds the generation's advisory lock.
+        """
+        for database in (self.database, self.parts_db, self.progress_db):
+            database.close()
+
 
 def handle_assemble(body: bytes, deps: AssemblerDeps) -> None:
     try:
@@ -40,6 +49,14 @@ def handle_assemble(body: bytes, deps: AssemblerDeps) -> None:
     except ValidationError as exc:
         raise PermanentFailure(f"invalid assemble message: {exc}") from exc
     structlog.contextvars.bind_contextvars(upload_id=str(request.upload_id), generation=request.generation)
+    try:
+        _assemble_if_due(request, deps)
+    except BaseException:
+        deps.reset_connections()
+        raise
+
+
+def _assemble_if_due(request: AssembleRequested, deps: AssemblerDeps) -> None:
     conn = deps.database.conn
     upload = db.assembling_upload(conn, request.upload_id, request.generation)
     if upload is None:
@@ -48,11 +65,8 @@ def handle_assemble(body: bytes, deps: AssemblerDeps) -> None:
     if not db.try_lock_generation(conn, upload.id, "assemble"):
         log.info("generation already being assembled elsewhere")
         return
-    try:
-        assemble_upload(upload, deps)
-    finally:
-        if not conn.closed and not conn.broken:
-            db.unlock_generation(conn, upload.id, "assemble")
+    assemble_upload(upload, deps)
+    db.unlock_generation(conn, upload.id, "assemble")
 
 
 def result_key(upload: db.Upload) -> str:
@@ -88,15 +102,21 @@ def assemble_upload(upload: db.Upload, deps: AssemblerDeps) -> None:
         return {"duplicate_names": duplicates, "empty_sequences": empty}
 
     rows = db.iter_result_rows(deps.database.conn, deps.parts_db.conn, upload.id)
-    with deps.store.multipart_writer(bucket, key, settings.result_part_bytes, "application/json") as out:
-        for piece in document.pieces(rows, trailer):
-            out.write(piece)
-            now = time.monotonic()
-            if now - last_progress >= PROGRESS_EVERY_SECONDS:
-                db.record_assembly_progress(
-                    deps.progress_db.conn, upload.id, upload.generation, document.records_written
-                )
-                last_progress = now
+    try:
+        with deps.store.multipart_writer(bucket, key, settings.result_part_bytes, "application/json") as out:
+            for piece in document.pieces(rows, trailer):
+                out.write(piece)
+                now = time.monotonic()
+                if now - last_progress >= PROGRESS_EVERY_SECONDS:
+                    db.record_assembly_progress(
+                        deps.progress_db.conn, upload.id, upload.generation, document.records_written
+                    )
+                    last_progress = now
+    except BaseException:
+        deps.reset_connections()
+        with contextlib.suppress(Exception):
+            rows.close()  # its COPY contexts end on closed connections: nothing left to drain
+        raise
     if document.records_written != upload.records_total:
         raise RuntimeError(f"wrote {document.records_written} records, expected {upload.records_total}")
     db.finish_assembly(

@@ -76,6 +76,15 @@ class StageTimes(BaseModel):
     finished_at: datetime | None
 
 
+class Stall(BaseModel):
+    """Whether the current stage has stopped moving, and how often the watchdog re-issued its work."""
+
+    stalled: bool = Field(description="no progress for longer than the configured stall time")
+    idle_seconds: float = Field(description="seconds since the upload last made progress")
+    pickups: int = Field(description="times the watchdog issued the stage's message again")
+    last_pickup_at: datetime | None
+
+
 class UploadStatus(BaseModel):
     id: uuid.UUID
     bucket: str
@@ -91,6 +100,7 @@ class UploadStatus(BaseModel):
     error: UploadError | None
     result: UploadResult | None
     times: StageTimes
+    stall: Stall
     created_at: datetime
     updated_at: datetime
 
@@ -137,6 +147,7 @@ router = APIRouter()
 
 
 def to_status(upload: db.Upload, services: Services) -> UploadStatus:
+    now = datetime.now(UTC)
     error = None
     if upload.state is db.State.FAILED:
         error = UploadError(
@@ -182,6 +193,14 @@ def to_status(upload: db.Upload, services: Services) -> UploadStatus:
             parsed_at=upload.parsed_at,
             assembly_started_at=upload.assembly_started_at,
             finished_at=upload.finished_at,
+        ),
+        stall=Stall(
+            stalled=upload.stalled(now, timedelta(seconds=services.settings.stall_after_seconds)),
+            idle_seconds=round(max((now - upload.updated_at).total_seconds(), 0.0), 1)
+            if upload.state in db.LIVE
+            else 0.0,
+            pickups=upload.pickups,
+            last_pickup_at=upload.picked_up_at,
         ),
         created_at=upload.created_at,
         updated_at=upload.updated_at,
@@ -270,6 +289,8 @@ def create_app(settings: Settings) -> FastAPI:
         min_size=1,
         max_size=8,
         kwargs={"autocommit": True, "row_factory": db.dict_row},
+        # A connection broken by a Postgres restart is replaced before a request gets it.
+        check=ConnectionPool.check_connection,
         open=False,
     )
     from collections.abc import AsyncIterator

@@ -31,12 +31,16 @@ def handle_persist(body: bytes, deps: PersisterDeps) -> None:
     except ValidationError as exc:
         raise PermanentFailure(f"invalid persist message: {exc}") from exc
     structlog.contextvars.bind_contextvars(upload_id=str(message.upload_id), generation=message.generation)
-    if isinstance(message, SequenceBatch):
-        outcome = db.store_batch(deps.database.conn, message)
-        log.debug("batch", batch_no=message.batch_no, stored=outcome.stored, records=len(message.records))
-    else:
-        outcome = db.record_parse_completed(deps.database.conn, message)
-        log.info("parse completed", batches=message.batch_count, records=message.record_count)
+    try:
+        if isinstance(message, SequenceBatch):
+            outcome = db.store_batch(deps.database.conn, message)
+            log.debug("batch", batch_no=message.batch_no, stored=outcome.stored, records=len(message.records))
+        else:
+            outcome = db.record_parse_completed(deps.database.conn, message)
+            log.info("parse completed", batches=message.batch_count, records=message.record_count)
+    except BaseException:
+        deps.database.close()  # the retry starts on a fresh session, whatever state a failed COPY left
+        raise
     if outcome.ready_to_assemble:
         deps.publisher.publish(AssembleRequested(upload_id=message.upload_id, generation=message.generation))
         log.info("all batches stored; assembly requested")

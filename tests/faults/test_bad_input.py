@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from genobase import stack
+from shared.settings import Settings
+from shared.storage import ObjectStore
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import upload_via_intake
+from tests.faults.conftest import FaultLedger
 
 pytestmark = pytest.mark.e2e
 
@@ -35,10 +39,11 @@ CORPUS: list[tuple[str, bytes, str, tuple[int, int] | None]] = [
 
 @pytest.mark.parametrize(("filename", "data", "code", "where"), CORPUS, ids=[c[0] for c in CORPUS])
 def test_bad_input_fails_clearly(
-    pipeline: Pipeline, filename: str, data: bytes, code: str, where: tuple[int, int] | None
+    pipeline: Pipeline, ledger: FaultLedger, filename: str, data: bytes, code: str, where: tuple[int, int] | None
 ) -> None:
     before = {name: pipeline.processes.pid(name) for name in stack.SERVICES}
-    ticket = upload_via_intake(pipeline, filename, data)
+    ticket = ledger.upload(pipeline, filename, data, "failed")
+    ledger.inject("bad input")
     status: dict[str, Any] = pipeline.wait_for(ticket["id"])
     assert status["state"] == "failed", status
     assert status["error"]["code"] == code, status["error"]
@@ -46,20 +51,55 @@ def test_bad_input_fails_clearly(
     if where is not None:
         assert (status["error"]["line"], status["error"]["column"]) == where
     assert {name: pipeline.processes.pid(name) for name in stack.SERVICES} == before  # nobody crashed
+    ledger.survive("bad input")
 
 
-def test_gzip_bomb_is_stopped(pipeline: Pipeline) -> None:
+def test_gzip_bomb_is_stopped(pipeline: Pipeline, ledger: FaultLedger) -> None:
     # 256 MiB of one letter compresses ~1000:1; the ratio limit stops it long before it is inflated.
     bomb = gzip.compress(b">a\n" + b"A" * (256 * 1024 * 1024), compresslevel=9)
-    ticket = upload_via_intake(pipeline, "bomb.fasta.gz", bomb)
+    ticket = ledger.upload(pipeline, "bomb.fasta.gz", bomb, "failed")
+    ledger.inject("bad input")
     status = pipeline.wait_for(ticket["id"])
     assert status["state"] == "failed"
     assert status["error"]["code"] == "decompression_limit"
+    ledger.survive("bad input")
+
+
+def test_one_line_of_two_gigabytes_fails_at_its_start(
+    pipeline: Pipeline, settings: Settings, ledger: FaultLedger
+) -> None:
+    """A 2 GiB file without a newline: the parser buffers a header only up to its limit."""
+    size = 2 * 1024**3
+    block = b"A" * (8 * 1024 * 1024)
+
+    def body() -> Iterator[bytes]:
+        yield b">"
+        left = size - 1
+        while left:
+            yield block[: min(left, len(block))]
+            left -= min(left, len(block))
+
+    before = {name: pipeline.processes.pid(name) for name in stack.SERVICES}
+    response = pipeline.http.post("/uploads", json={"filename": "one-line.fasta", "size": size})
+    ticket = response.raise_for_status().json()
+    ledger.attempt(ticket["id"], "failed")
+    ledger.inject("bad input")
+    put = httpx.put(ticket["upload_url"], content=body(), headers={"Content-Length": str(size)}, timeout=600)
+    assert put.status_code == 200, put.text
+    try:
+        status = pipeline.wait_for(ticket["id"], timeout=300)
+        assert status["state"] == "failed", status
+        assert status["error"]["code"] == "header_too_long"
+        assert status["error"]["line"] == 1
+        assert {name: pipeline.processes.pid(name) for name in stack.SERVICES} == before
+    finally:
+        ObjectStore(settings).client.delete_object(Bucket=ticket["bucket"], Key=ticket["key"])  # 2 GiB of RAM
+    ledger.survive("bad input")
 
 
 @pytest.mark.parametrize("filename", ["my reads ü.fa", "../../etc/passwd.fa", "a b/c d.fasta"])
-def test_awkward_file_names_are_processed(pipeline: Pipeline, filename: str) -> None:
-    ticket = upload_via_intake(pipeline, filename, FASTA)
+def test_awkward_file_names_are_processed(pipeline: Pipeline, ledger: FaultLedger, filename: str) -> None:
+    ticket = ledger.upload(pipeline, filename, FASTA, "done", 100)
     assert "/../" not in ticket["key"] and ticket["key"].count("/") == 1
     status = pipeline.wait_for(ticket["id"])
     assert status["state"] == "done", status

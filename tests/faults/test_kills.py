@@ -20,7 +20,8 @@ from shared.settings import Settings
 from shared.storage import ObjectStore
 from tests import http
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import download, upload_via_intake
+from tests.e2e.test_pipeline import download
+from tests.faults.conftest import FaultLedger
 from tests.reference import fasta_records
 
 pytestmark = pytest.mark.e2e
@@ -50,10 +51,15 @@ def fingerprint(records: list[dict[str, Any]]) -> str:
     return digest.hexdigest()
 
 
+def record_count(data: bytes) -> int:
+    """Records of a ``many_records`` file (its headers hold no other ``>``)."""
+    return data.count(b">")
+
+
 def wait_until(pipeline: Pipeline, upload_id: str, predicate: Any, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        status: dict[str, Any] = pipeline.http.get(f"/uploads/{upload_id}").json()
+        status = pipeline.status(upload_id)
         if predicate(status):
             return status
         assert status["state"] not in ("done", "failed"), f"finished before the fault could be injected: {status}"
@@ -92,27 +98,32 @@ def assert_exact_result(pipeline: Pipeline, settings: Settings, upload_id: str, 
     ],
 )
 def test_service_killed_mid_upload_finishes_identically(
-    pipeline: Pipeline, settings: Settings, service: str, point: Any
+    pipeline: Pipeline, settings: Settings, ledger: FaultLedger, service: str, point: Any
 ) -> None:
-    data = many_records(60, seed=hash(service) % 1000)
-    ticket = upload_via_intake(pipeline, f"kill-{service}.fasta", data)
+    data = many_records(60, seed=sum(service.encode()))
+    ticket = ledger.upload(pipeline, f"kill-{service}.fasta", data, "done", record_count(data))
     wait_until(pipeline, ticket["id"], point)
+    fault = f"{service} SIGKILLed mid-upload, restarted"
+    ledger.inject(fault)
     kill_and_restart(pipeline, service)
     assert_exact_result(pipeline, settings, ticket["id"], data)
     uploads = ObjectStore(settings).client.list_multipart_uploads(Bucket=settings.results_bucket, Prefix=ticket["id"])
     assert uploads.get("Uploads", []) == []  # no orphaned multipart upload
+    ledger.survive(fault)
 
 
-def test_overwritten_object_is_a_new_generation(pipeline: Pipeline, settings: Settings) -> None:
+def test_overwritten_object_is_a_new_generation(pipeline: Pipeline, settings: Settings, ledger: FaultLedger) -> None:
     first = many_records(1, seed=11)
     second = many_records(1, seed=12)
-    ticket = upload_via_intake(pipeline, "overwrite.fasta", first)
+    ticket = ledger.upload(pipeline, "overwrite.fasta", first, "done", record_count(second))
     assert pipeline.wait_for(ticket["id"])["state"] == "done"
+    ledger.inject("object overwritten (new generation)")
     put = http.put(ObjectStore(settings).presign_put(ticket["bucket"], ticket["key"], 60), content=second)
     assert put.status_code == 200
     deadline = time.monotonic() + 180  # RGW persistent topics occasionally hold an event back for a minute
-    while (status := pipeline.http.get(f"/uploads/{ticket['id']}").json())["generation"] < 2:
+    while (status := pipeline.status(ticket["id"]))["generation"] < 2:
         assert time.monotonic() < deadline, (status, pipeline.logs())
         time.sleep(0.1)
     assert_exact_result(pipeline, settings, ticket["id"], second)
-    assert pipeline.http.get(f"/uploads/{ticket['id']}").json()["generation"] == 2
+    assert pipeline.status(ticket["id"])["generation"] == 2
+    ledger.survive("object overwritten (new generation)")

@@ -53,7 +53,13 @@ def batch(upload: db.Upload, batch_no: int, ordinals: list[int]) -> SequenceBatc
 def test_migrations_are_idempotent(conn: db.Connection) -> None:
     assert db.migrate(conn) == []
     versions = [r["version"] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
-    assert versions == ["0001_initial", "0002_stage_times", "0003_fastq_quality", "0004_attributes_and_counts"]
+    assert versions == [
+        "0001_initial",
+        "0002_stage_times",
+        "0003_fastq_quality",
+        "0004_attributes_and_counts",
+        "0005_stalls",
+    ]
 
 
 def test_claims_tell_new_duplicate_stale_and_overwritten(conn: db.Connection) -> None:
@@ -125,3 +131,37 @@ def test_one_worker_per_generation(settings: Settings, conn: db.Connection) -> N
         assert db.try_lock_generation(other, upload_id, "assemble")
         db.unlock_generation(conn, upload_id, "parse")
         assert db.try_lock_generation(other, upload_id, "parse")
+
+
+def test_stalled_uploads_are_picked_up_once_per_period(conn: db.Connection) -> None:
+    ids = [db.claim_object(conn, event(f"stall/{uuid.uuid4()}.fa")).upload.id for _ in range(3)]
+    for upload_id, state in zip(ids[:2], ("persisting", "assembling"), strict=True):
+        conn.execute(
+            "UPDATE uploads SET state = %s, updated_at = now() - interval '2 hours' WHERE id = %s", (state, upload_id)
+        )
+    # ids[2] is queued and was touched just now: not stalled.
+    hour = timedelta(hours=1)
+    assert db.get_upload(conn, ids[0]).stalled(datetime.now(UTC), hour)  # type: ignore[union-attr]
+    assert not db.get_upload(conn, ids[2]).stalled(datetime.now(UTC), hour)  # type: ignore[union-attr]
+
+    reissued: list[tuple[uuid.UUID, db.State]] = []
+    picked = db.pick_up_stalled(conn, hour, lambda u: reissued.append((u.id, u.state)))
+    mine = {u.id: u for u in picked if u.id in ids}
+    assert sorted(r for r in reissued if r[0] in ids) == sorted(
+        [(ids[0], db.State.PERSISTING), (ids[1], db.State.ASSEMBLING)]
+    )
+    # A lost batch: the upload goes back to parsing so that the re-parse is accepted.
+    assert (mine[ids[0]].state, mine[ids[0]].pickups) == (db.State.PARSING, 1)
+    assert (mine[ids[1]].state, mine[ids[1]].pickups) == (db.State.ASSEMBLING, 1)
+    # Not again within the same period.
+    assert [u for u in db.pick_up_stalled(conn, hour, lambda u: None) if u.id in ids] == []
+
+    # A reissue that fails (broker away) records nothing: the next sweep tries again.
+    conn.execute("UPDATE uploads SET picked_up_at = now() - interval '2 hours' WHERE id = %s", (ids[1],))
+
+    def broker_away(upload: db.Upload) -> None:
+        raise ConnectionError("broker away")
+
+    with pytest.raises(ConnectionError):
+        db.pick_up_stalled(conn, hour, broker_away)
+    assert db.get_upload(conn, ids[1]).pickups == 1  # type: ignore[union-attr]

@@ -1,0 +1,41 @@
+"""Entry point ``genobase-watchdog``: wires the adapters and sweeps for stalled uploads periodically."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import structlog
+
+from services.watchdog.handler import WatchdogDeps, sweep
+from shared.broker import Publisher
+from shared.db import Database
+from shared.logging import configure_logging
+from shared.settings import get_settings
+
+log = structlog.get_logger()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("watchdog", settings.log_level, settings.log_json)
+    deps = WatchdogDeps(settings, Database(settings), Publisher(settings))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    log.info("watching", stall_after=settings.stall_after_seconds, interval=settings.watchdog_interval_seconds)
+    while not stopping.is_set():
+        try:
+            sweep(deps)
+        except Exception:
+            # Postgres or RabbitMQ away: the adapters reconnect on the next pass.
+            log.exception("sweep failed; retrying at the next interval")
+            deps.database.close()
+            deps.publisher.close()
+        stopping.wait(settings.watchdog_interval_seconds)
+    deps.publisher.close()
+    deps.database.close()
+
+
+if __name__ == "__main__":
+    main()
