@@ -1,11 +1,16 @@
-# One image for the four services, the migration step and the notification set-up.
+# One image for the services, the migration step and the notification set-up.
 FROM python:3.11-slim
 WORKDIR /app
+# A compiler and OpenSSL's headers build the parsing engine's C loops (shared/parsing/_native.c);
+# they are removed again once the package is installed.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY genobase ./genobase
 COPY infra ./infra
-RUN pip install --no-cache-dir . && useradd --system genobase
+RUN pip install --no-cache-dir . && useradd --system genobase \
+    && apt-get purge -y --auto-remove gcc libc6-dev libssl-dev
 USER genobase
 ENV PYTHONUNBUFFERED=1

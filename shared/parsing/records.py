@@ -10,8 +10,13 @@ import hashlib
 from binascii import b2a_base64
 from typing import NamedTuple
 
+from shared.parsing import native
 from shared.parsing.alphabet import Alphabet
 from shared.parsing.errors import ParseError
+from shared.parsing.workers import HashInBackground
+
+# Below this, the Python calls are as quick as the C one.
+NATIVE_CLEAN_MIN_BYTES = 4096
 
 WHITESPACE = b" \t\r\n\v\f"
 
@@ -54,13 +59,13 @@ class WholeRecord(NamedTuple):
 
 Event = RecordStart | Residues | RecordEnd | WholeRecord
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
+URLSAFE = bytes.maketrans(b"+/", b"-_")
 # Builds a WholeRecord without NamedTuple's Python-level __new__ (a hot path: one per short record).
-_new_whole = tuple.__new__
+new_whole = tuple.__new__
 
 
 def refget_digest(sha512_digest: bytes) -> str:
-    return "SQ." + b2a_base64(sha512_digest[:24], newline=False).translate(_URLSAFE).decode("ascii")
+    return "SQ." + b2a_base64(sha512_digest[:24], newline=False).translate(URLSAFE).decode("ascii")
 
 
 def split_header(header: bytes, line: int) -> tuple[str, str, str]:
@@ -82,7 +87,22 @@ class RecordBuilder:
     """
 
     __slots__ = (
-        "_allowed", "_length", "_letters", "_max_records", "_md5", "_non_letters", "_ordinal", "_out", "_sha", "open"
+        "_allowed",
+        "_length",
+        "_letters",
+        "_max_records",
+        "_md5",
+        "_non_letters",
+        "_ordinal",
+        "_out",
+        "_scratch",
+        "_sha",
+        "_turn",
+        "letter_table",
+        "letters",
+        "md5_seed",
+        "open",
+        "sha512_seed",
     )  # fmt: skip
 
     def __init__(self, alphabet: Alphabet, out: list[Event], max_records: int = 1 << 62) -> None:
@@ -93,13 +113,36 @@ class RecordBuilder:
         self._out = out
         self._ordinal = -1
         self._length = 0
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._sha = hashlib.sha512()
+        self._md5 = HashInBackground(hashlib.md5(usedforsecurity=False))
+        self._sha = HashInBackground(hashlib.sha512())
         self.open = False
+        # For a format's own fast path (FASTA's run of whole records): the letters whose text needs
+        # no cleaning, and empty hashes to copy (cheaper than a constructor with keywords).
+        self.letters = self._letters
+        self.letter_table = bytes(1 if c in self._letters else 0 for c in range(256))
+        self._scratch = [bytearray() for _ in range(HashInBackground.DEPTH + 1)]
+        self._turn = 0
+        self.md5_seed = hashlib.md5(usedforsecurity=False)
+        self.sha512_seed = hashlib.sha512()
 
     @property
     def record_count(self) -> int:
         return self._ordinal + 1
+
+    @property
+    def last_ordinal(self) -> int:
+        """The ordinal of the last record begun (-1 before the first)."""
+        return self._ordinal
+
+    def take_over(self) -> tuple[int, int]:
+        """For a fast path that numbers records itself: close any open record and hand over
+        (last ordinal, highest ordinal allowed); ``hand_back`` returns the numbering."""
+        if self.open:
+            self.end()
+        return self._ordinal, self._max_records - 1
+
+    def hand_back(self, last_ordinal: int) -> None:
+        self._ordinal = last_ordinal
 
     def whole(
         self,
@@ -121,7 +164,7 @@ class RecordBuilder:
         data, norm = self._clean(raw, raw_line, raw_column)
         self._count(line)
         self._out.append(
-            _new_whole(
+            new_whole(
                 WholeRecord,
                 (
                     self._ordinal,
@@ -138,13 +181,18 @@ class RecordBuilder:
             )
         )
 
-    def _clean(self, raw: bytes, line: int, column: int) -> tuple[bytes, bytes]:
+    def _clean(self, raw: bytes, line: int, column: int, native_first: bool = True) -> tuple[bytes, bytes]:
         """Residues (whitespace removed, case kept) and the checksum input (upper-cased, letters only).
 
         Common case first: after removing plain newlines (memchr speed), one ``translate`` against
         the alphabet's letters proves there is nothing else to remove; only when something is left
         do the slower passes run (other whitespace, gaps, or an invalid character to locate).
         """
+        accelerator = native.accelerator
+        if native_first and accelerator is not None and len(raw) >= NATIVE_CLEAN_MIN_BYTES:
+            cleaned: tuple[bytes, bytes] | None = accelerator.clean(raw, self.letter_table)
+            if cleaned is not None:
+                return cleaned
         data = raw.replace(b"\n", b"")
         if not data.translate(None, self._letters):
             return data, data.upper()
@@ -159,8 +207,8 @@ class RecordBuilder:
         gene_name, seq_id, description = split_header(header, line)
         self._count(line)
         self._length = 0
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._sha = hashlib.sha512()
+        self._md5 = HashInBackground(hashlib.md5(usedforsecurity=False))
+        self._sha = HashInBackground(hashlib.sha512())
         self.open = True
         self._out.append(RecordStart(self._ordinal, line, gene_name, seq_id, description, attributes))
 
@@ -169,11 +217,33 @@ class RecordBuilder:
             raise ParseError("too_many_records", f"more than {self._max_records} records", line, 1)
         self._ordinal += 1
 
-    def add(self, raw: bytes, line: int, column: int) -> None:
-        """Take raw sequence text (may span lines) that starts at ``line``/``column`` (1-based)."""
-        data, norm = self._clean(raw, line, column)
-        if not data:
-            return
+    def add(self, raw: bytes | memoryview, line: int, column: int) -> int:
+        """Take raw sequence text (may span lines) that starts at ``line``/``column`` (1-based).
+
+        Returns the number of newlines in it (the caller's line count).
+        """
+        accelerator = native.accelerator
+        if accelerator is not None and len(raw) >= NATIVE_CLEAN_MIN_BYTES:
+            # The checksum input goes to reusable buffers taken in turn, one more than the pieces
+            # a HashInBackground may have pending: the one taken now was last read by a hash that
+            # had to finish before the previous piece could be handed over.
+            scratch = self._scratch[self._turn]
+            if len(scratch) < len(raw):
+                scratch = self._scratch[self._turn] = bytearray(len(raw))
+            plain: tuple[bytes, int] | None = accelerator.clean_into(raw, self.letter_table, scratch)
+            if plain is not None:
+                self._turn = (self._turn + 1) % len(self._scratch)
+                data, newlines = plain
+                if data:
+                    self._hash_piece(data, memoryview(scratch)[: len(data)])
+                return newlines
+        text = bytes(raw)
+        data, norm = self._clean(text, line, column, native_first=False)
+        if data:
+            self._hash_piece(data, norm)
+        return text.count(b"\n")
+
+    def _hash_piece(self, data: bytes, norm: bytes | memoryview) -> None:
         self._length += len(data)
         self._md5.update(norm)
         self._sha.update(norm)
@@ -184,7 +254,9 @@ class RecordBuilder:
             return
         self.open = False
         self._out.append(
-            RecordEnd(self._ordinal, self._length, self._md5.hexdigest(), refget_digest(self._sha.digest()))
+            RecordEnd(
+                self._ordinal, self._length, self._md5.result().hexdigest(), refget_digest(self._sha.result().digest())
+            )
         )
 
     def _invalid(self, raw: bytes, line: int, column: int) -> ParseError:

@@ -102,3 +102,92 @@ def test_long_single_line_sequence_is_streamed_in_pieces() -> None:
         biggest = max([biggest] + [len(e.data) for e in stream.feed(chunk) if isinstance(e, Residues)])
     stream.finish()
     assert biggest <= 100_000  # never more than one chunk's worth at a time
+
+
+def test_checksums_of_records_hashed_on_worker_threads() -> None:
+    """Pieces above the hand-over size are hashed on the engine's threads: same digests, in order."""
+    import base64
+    import gzip
+    import hashlib
+    import random
+
+    from shared.parsing.alphabet import get_alphabet
+    from shared.parsing.engine import SequenceStream
+    from shared.parsing.records import RecordEnd
+
+    rng = random.Random(7)
+    seqs = [bytes(rng.choice(b"ACGTNacgtn") for _ in range(n)) for n in (3_000_000, 10, 700_000)]
+    text = b"".join(
+        b">r%d\n%s\n" % (i, b"\n".join(s[j : j + 70] for j in range(0, len(s), 70))) for i, s in enumerate(seqs)
+    )
+    for data, chunk in ((text, 1 << 20), (gzip.compress(text, compresslevel=1), 100_000)):
+        stream = SequenceStream(get_alphabet("nucleotide"), "big.fa")
+        events = [e for i in range(0, len(data), chunk) for e in stream.feed(data[i : i + chunk])] + stream.finish()
+        ends = {e.ordinal: e for e in events if isinstance(e, RecordEnd)}
+        for i in (0, 2):
+            norm = seqs[i].upper()
+            sha = base64.urlsafe_b64encode(hashlib.sha512(norm).digest()[:24]).decode()
+            assert (ends[i].length, ends[i].md5, ends[i].refget) == (
+                len(norm),
+                hashlib.md5(norm).hexdigest(),
+                "SQ." + sha,
+            )
+
+
+def _events_of(data: bytes, chunk: int) -> list[object]:
+    from shared.parsing.alphabet import get_alphabet
+    from shared.parsing.engine import SequenceStream
+
+    stream = SequenceStream(get_alphabet("nucleotide"), "x.fa")
+    return [e for i in range(0, len(data), chunk) for e in stream.feed(data[i : i + chunk])] + stream.finish()
+
+
+def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C loops (shared/parsing/_native.c) against the pure-Python ones, on every kind of record."""
+    import random
+
+    from shared.parsing import native
+
+    if native.accelerator is None:
+        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    rng = random.Random(3)
+    headers = [
+        b"r%d plain",
+        b"r%d  two  spaces ",
+        b"r%d caf\xc3\xa9 utf8",
+        b"r%d crlf\r",
+        b"r%d > inside",
+        b" r%d",
+        b"",
+    ]
+    bodies = [b"ACGT", b"acgtn\nACGTN", b"AC-GT.N", b"ACGT \tACGT", b"", b"A" * 70_000, b"ACGU\r\nRYKM\r"]
+    parts = []
+    for i in range(400):
+        parts.append(b">" + (rng.choice(headers).replace(b"%d", str(i).encode()) if i % 9 else b"r%d" % i) + b"\n")
+        body = rng.choice(bodies)
+        parts.append(body + b"\n" if body else b"")
+        if i % 37 == 0:
+            parts.append(b"; a comment\n\n")
+    data = b"".join(parts)
+    for chunk in (7, 4096, 65_536, 1 << 22):
+        accelerated = _events_of(data, chunk)
+        with monkeypatch.context() as m:
+            m.setattr(native, "accelerator", None)
+            assert _events_of(data, chunk) == accelerated
+
+
+@pytest.mark.parametrize("bad", [b">a\nACGT\n>b\nACXT\n>c\nA\n", b">a\nAC\n>b\xff\nAC\n>c\nA\n"])
+def test_native_and_python_paths_report_the_same_error(monkeypatch: pytest.MonkeyPatch, bad: bytes) -> None:
+    from shared.parsing import native
+    from shared.parsing.errors import ParseError
+
+    with pytest.raises(ParseError) as accelerated:
+        _events_of(bad, 1 << 20)
+    monkeypatch.setattr(native, "accelerator", None)
+    with pytest.raises(ParseError) as python:
+        _events_of(bad, 1 << 20)
+    assert (accelerated.value.code, accelerated.value.line, accelerated.value.column) == (
+        python.value.code,
+        python.value.line,
+        python.value.column,
+    )

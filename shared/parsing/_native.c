@@ -1,0 +1,439 @@
+/*
+ * The engine's hot loops in C: a run of complete short FASTA records inside one chunk
+ * (``whole_records``), and cleaning a large piece of sequence text of any format (``clean``).
+ *
+ * shared/parsing/fasta.py does the same in Python (and is used where this module is not built);
+ * both must give identical events. A record is handled here only in the plain case -- an ASCII
+ * header without CR, sequence text of the alphabet's letters and newlines only, under the record
+ * limit. Anything else stops the run at that record, and Python handles it (cleaning CR, gaps and
+ * other whitespace, or raising the error with its line and column).
+ *
+ * For each record it strips newlines, upper-cases the checksum input, computes MD5 and the GA4GH
+ * refget identifier (SHA-512, first 24 bytes, base64url, "SQ." prefix) with libcrypto, splits the
+ * header like str.split(None, 1), and appends a WholeRecord to the caller's event list.
+ */
+#define PY_SSIZE_T_CLEAN
+/* OpenSSL 3 deprecates the low-level digest calls, but through EVP every record would pay for a
+   provider context; for ~200-byte inputs that doubles the cost. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <Python.h>
+#include <pthread.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <string.h>
+#include <openssl/md5.h>
+#include <openssl/sha.h>
+
+static const char HEX[] = "0123456789abcdef";
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* What str.isspace() says of an ASCII byte (str.split and str.strip use it). */
+static inline int is_space(unsigned char c)
+{
+    return c == ' ' || (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x1f);
+}
+
+static PyObject *ascii_str(const unsigned char *s, Py_ssize_t n)
+{
+    PyObject *out = PyUnicode_New(n, 127);
+    if (out != NULL && n > 0)
+        memcpy(PyUnicode_1BYTE_DATA(out), s, (size_t)n);
+    return out;
+}
+
+static int digests(const unsigned char *data, size_t n, unsigned char *md5, unsigned char *sha)
+{
+    MD5_CTX m;
+    SHA512_CTX s;
+    return MD5_Init(&m) && MD5_Update(&m, data, n) && MD5_Final(md5, &m) && SHA512_Init(&s) &&
+           SHA512_Update(&s, data, n) && SHA512_Final(sha, &s);
+}
+
+/* One record of a run: where it is, and what the worker threads made of it. */
+typedef struct {
+    Py_ssize_t pos, nl, nxt;  /* its '>', the end of its header line, the '\n' before the next '>' */
+    Py_ssize_t offset;        /* of its cleaned text in the scratch buffers */
+    Py_ssize_t n, newlines;
+    int plain;
+    unsigned char md5[16], sha[64];
+} Span;
+
+typedef struct {
+    const unsigned char *buf, *table;
+    unsigned char *data, *norm;
+    Span *spans;
+    Py_ssize_t first, last;
+} Work;
+
+/* Clean and hash spans[first:last]: no Python objects, so it runs without the GIL. */
+static void *clean_and_hash(void *arg)
+{
+    Work *w = arg;
+    for (Py_ssize_t k = w->first; k < w->last; k++) {
+        Span *sp = &w->spans[k];
+        const unsigned char *block = w->buf + sp->nl + 1;
+        Py_ssize_t blen = sp->nxt - sp->nl;
+        unsigned char *d = w->data + sp->offset, *u = w->norm + sp->offset;
+        Py_ssize_t n = 0, newlines = 0;
+        sp->plain = 1;
+        for (Py_ssize_t i = 0; i < blen; i++) {
+            unsigned char c = block[i];
+            if (c == '\n') {
+                newlines++;
+                continue;
+            }
+            if (!w->table[c]) {
+                sp->plain = 0;
+                break;
+            }
+            d[n] = c;
+            u[n] = (c >= 'a' && c <= 'z') ? (unsigned char)(c - 32) : c;
+            n++;
+        }
+        sp->n = n;
+        sp->newlines = newlines;
+        if (sp->plain && !digests(u, (size_t)n, sp->md5, sp->sha))
+            sp->plain = 0; /* Python redoes it and reports what is wrong */
+    }
+    return NULL;
+}
+
+static PyObject *record_of(const unsigned char *buf, const Span *sp, const unsigned char *data,
+                           long long ordinal, long long line, PyObject *record_type)
+{
+    const unsigned char *header = buf + sp->pos + 1;
+    Py_ssize_t hlen = sp->nl - sp->pos - 1;
+    /* The header, split like str.split(None, 1) with the rest stripped. */
+    Py_ssize_t s = 0;
+    while (s < hlen && is_space(header[s]))
+        s++;
+    Py_ssize_t e = s;
+    while (e < hlen && !is_space(header[e]))
+        e++;
+    Py_ssize_t r = e;
+    while (r < hlen && is_space(header[r]))
+        r++;
+    Py_ssize_t end = hlen;
+    while (end > r && is_space(header[end - 1]))
+        end--;
+
+    PyObject *items[10] = {NULL};
+    items[0] = PyLong_FromLongLong(ordinal);
+    items[1] = PyLong_FromLongLong(line);
+    items[2] = ascii_str(header, hlen);
+    items[3] = ascii_str(header + s, e - s);
+    items[4] = ascii_str(header + r, end - r);
+    items[5] = PyBytes_FromStringAndSize((const char *)data + sp->offset, sp->n);
+    items[6] = PyUnicode_New(32, 127);
+    items[7] = PyUnicode_New(35, 127);
+    items[8] = Py_NewRef(Py_None);
+    items[9] = Py_NewRef(Py_None);
+    PyObject *record = NULL;
+    int complete = 1;
+    for (int i = 0; i < 10; i++)
+        if (items[i] == NULL)
+            complete = 0;
+    if (complete) {
+        Py_UCS1 *h = PyUnicode_1BYTE_DATA(items[6]);
+        for (int i = 0; i < 16; i++) {
+            h[2 * i] = (Py_UCS1)HEX[sp->md5[i] >> 4];
+            h[2 * i + 1] = (Py_UCS1)HEX[sp->md5[i] & 15];
+        }
+        Py_UCS1 *g = PyUnicode_1BYTE_DATA(items[7]);
+        g[0] = 'S';
+        g[1] = 'Q';
+        g[2] = '.';
+        for (int i = 0, o = 3; i < 24; i += 3, o += 4) { /* 24 bytes: no padding */
+            unsigned v = ((unsigned)sp->sha[i] << 16) | ((unsigned)sp->sha[i + 1] << 8) | sp->sha[i + 2];
+            g[o] = (Py_UCS1)B64URL[(v >> 18) & 63];
+            g[o + 1] = (Py_UCS1)B64URL[(v >> 12) & 63];
+            g[o + 2] = (Py_UCS1)B64URL[(v >> 6) & 63];
+            g[o + 3] = (Py_UCS1)B64URL[v & 63];
+        }
+        record = ((PyTypeObject *)record_type)->tp_alloc((PyTypeObject *)record_type, 10);
+    }
+    if (record == NULL) {
+        for (int i = 0; i < 10; i++)
+            Py_XDECREF(items[i]);
+        return NULL;
+    }
+    for (int i = 0; i < 10; i++)
+        PyTuple_SET_ITEM(record, i, items[i]); /* steals */
+    /* Only ints, strings, bytes and None inside: it can never be part of a cycle, so the cyclic
+       collector need not walk the hundreds of thousands of these a large file makes. */
+    PyObject_GC_UnTrack(record);
+    return record;
+}
+
+/* Records per round: scan (GIL held), clean and hash (two threads, GIL released), build objects. */
+#define ROUND 4096
+
+/* Scratch space, kept per thread between calls: fresh memory for every chunk would cost a page
+   fault per 4 KiB. Bounded by the largest chunk a thread has parsed. */
+static __thread Span *tls_spans;
+static __thread unsigned char *tls_data, *tls_norm;
+static __thread Py_ssize_t tls_size;
+/* Below this many records a second thread is not worth starting. */
+#define PARALLEL_MIN 64
+
+/*
+ * whole_records(chunk, pos, limit, line, ordinal, max_ordinal, max_header, letters, out, record_type)
+ *     -> (pos, line, ordinal)
+ *
+ * chunk[pos] is a '>' at a line start. Consumes whole records while the next '>' at a line start is
+ * found before ``limit``; ``letters`` is a 256-byte table (non-zero: a letter of the alphabet).
+ * Returns where it stopped, the line number there and the last ordinal used.
+ */
+static PyObject *whole_records(PyObject *self, PyObject *args)
+{
+    Py_buffer chunk, letters;
+    Py_ssize_t pos, limit, max_header;
+    long long line, ordinal, max_ordinal;
+    PyObject *out, *record_type;
+    if (!PyArg_ParseTuple(args, "y*nnLLLny*O!O", &chunk, &pos, &limit, &line, &ordinal, &max_ordinal, &max_header,
+                          &letters, &PyList_Type, &out, &record_type))
+        return NULL;
+    PyObject *result = NULL;
+    if (letters.len != 256 || !PyType_Check(record_type) ||
+        !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "letters must be 256 bytes and record_type a tuple type");
+        goto done;
+    }
+    if (tls_spans == NULL && (tls_spans = PyMem_RawMalloc(sizeof(Span) * ROUND)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Span *spans = tls_spans;
+    const unsigned char *buf = chunk.buf;
+    if (limit > chunk.len)
+        limit = chunk.len;
+
+    for (;;) {
+        /* Scan: the spans of up to ROUND records with a plain header. */
+        Py_ssize_t count = 0, text = 0, at = pos;
+        while (count < ROUND && ordinal + count < max_ordinal && at < limit) {
+            const unsigned char *nlp = memchr(buf + at, '\n', (size_t)(chunk.len - at));
+            if (nlp == NULL)
+                break;
+            Py_ssize_t nl = nlp - buf;
+            if (nl - at > max_header || limit - nl < 2)
+                break;
+            /* The next '>' at a line start: memchr for '>' (rare in headers, absent from sequences). */
+            Py_ssize_t nxt = -1;
+            for (Py_ssize_t from = nl + 1; from < limit;) {
+                const unsigned char *gt = memchr(buf + from, '>', (size_t)(limit - from));
+                if (gt == NULL)
+                    break;
+                if (gt[-1] == '\n') {
+                    nxt = gt - 1 - buf;
+                    break;
+                }
+                from = gt - buf + 1;
+            }
+            if (nxt < 0)
+                break;
+            const unsigned char *header = buf + at + 1;
+            Py_ssize_t hlen = nl - at - 1;
+            if (hlen > 0 && header[hlen - 1] == '\r')
+                break;
+            int ascii = 1;
+            for (Py_ssize_t i = 0; i < hlen; i++)
+                if (header[i] & 0x80) {
+                    ascii = 0;
+                    break;
+                }
+            if (!ascii)
+                break;
+            spans[count] = (Span){.pos = at, .nl = nl, .nxt = nxt, .offset = text};
+            text += nxt - nl;
+            count++;
+            at = nxt + 1;
+        }
+        if (count == 0)
+            break;
+        if (text > tls_size) {
+            PyMem_RawFree(tls_data);
+            PyMem_RawFree(tls_norm);
+            tls_data = PyMem_RawMalloc((size_t)text);
+            tls_norm = PyMem_RawMalloc((size_t)text);
+            tls_size = (tls_data && tls_norm) ? text : 0;
+            if (tls_size == 0) {
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+        unsigned char *data = tls_data, *norm = tls_norm;
+
+        /* Clean and hash: two threads, the GIL released. */
+        Work halves[2] = {
+            {buf, letters.buf, data, norm, spans, 0, count / 2},
+            {buf, letters.buf, data, norm, spans, count / 2, count},
+        };
+        pthread_t helper;
+        int threaded = 0;
+        Py_BEGIN_ALLOW_THREADS
+        if (count >= PARALLEL_MIN)
+            threaded = pthread_create(&helper, NULL, clean_and_hash, &halves[1]) == 0;
+        if (!threaded)
+            halves[0].last = count;
+        clean_and_hash(&halves[0]);
+        if (threaded)
+            pthread_join(helper, NULL);
+        Py_END_ALLOW_THREADS
+
+        /* Build the events, up to the first record that is not plain. */
+        Py_ssize_t k = 0;
+        for (; k < count && spans[k].plain; k++) {
+            PyObject *record = record_of(buf, &spans[k], data, ordinal + 1, line, record_type);
+            if (record == NULL)
+                goto done;
+            int appended = PyList_Append(out, record);
+            Py_DECREF(record);
+            if (appended < 0)
+                goto done;
+            ordinal++;
+            line += 1 + spans[k].newlines;
+            pos = spans[k].nxt + 1;
+        }
+        if (k < count || count < ROUND)
+            break; /* stopped at a record Python must handle, or at the end of the run */
+    }
+    result = Py_BuildValue("nLL", pos, line, ordinal);
+done:
+    PyBuffer_Release(&chunk);
+    PyBuffer_Release(&letters);
+    return result;
+}
+
+/* Newlines out, letters checked, upper-cased copy into ``u``; n = bytes kept. 0 if not plain. */
+static int clean_text(const unsigned char *in, Py_ssize_t len, const unsigned char *table, unsigned char *d,
+                      unsigned char *u, Py_ssize_t *kept, Py_ssize_t *newlines)
+{
+    /* Line by line: memchr finds the newlines, and each line is copied, checked and upper-cased
+       without a branch per byte. */
+    const unsigned char *p = in, *stop = in + len;
+    Py_ssize_t n = 0, lines = 0;
+    unsigned bad = 0;
+    while (p < stop) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(stop - p));
+        Py_ssize_t run = (nl ? nl : stop) - p;
+        unsigned char *dd = d + n, *uu = u + n;
+        memcpy(dd, p, (size_t)run);
+        for (Py_ssize_t i = 0; i < run; i++) {
+            unsigned char c = p[i];
+            bad |= !table[c];
+            uu[i] = (unsigned char)(c - (((unsigned char)(c - 'a') < 26u) << 5));
+        }
+        n += run;
+        if (bad || nl == NULL)
+            break;
+        lines++;
+        p = nl + 1;
+    }
+    *kept = n;
+    *newlines = lines;
+    return !bad;
+}
+
+/*
+ * clean(raw, letters) -> (residues, checksum_input) | None
+ * clean_into(raw, letters, checksum_buffer) -> (residues, newlines) | None
+ *
+ * Sequence text of any size in one pass: newlines removed, every other byte checked against the
+ * 256-byte ``letters`` table, the checksum input upper-cased (``clean_into`` writes it to the
+ * start of a reusable bytearray at least as long as ``raw``, sparing a fresh allocation per
+ * piece). None when anything but letters and newlines is present: the caller's slower path removes
+ * other whitespace and gaps or reports the invalid character with its position.
+ */
+static PyObject *clean_impl(PyObject *args, int into)
+{
+    Py_buffer raw, letters, target = {0};
+    int ok = into ? PyArg_ParseTuple(args, "y*y*w*", &raw, &letters, &target) : PyArg_ParseTuple(args, "y*y*", &raw, &letters);
+    if (!ok)
+        return NULL;
+    PyObject *result = NULL, *data = NULL, *norm = NULL;
+    if (letters.len != 256 || (into && target.len < raw.len)) {
+        PyErr_SetString(PyExc_ValueError, "letters must be 256 bytes and the buffer as long as the text");
+        goto done;
+    }
+    data = PyBytes_FromStringAndSize(NULL, raw.len);
+    if (data == NULL)
+        goto done;
+    unsigned char *u;
+    if (into) {
+        u = target.buf;
+    } else {
+        norm = PyBytes_FromStringAndSize(NULL, raw.len);
+        if (norm == NULL)
+            goto done;
+        u = (unsigned char *)PyBytes_AS_STRING(norm);
+    }
+    Py_ssize_t n = 0, newlines = 0;
+    int plain;
+    Py_BEGIN_ALLOW_THREADS
+    plain = clean_text(raw.buf, raw.len, letters.buf, (unsigned char *)PyBytes_AS_STRING(data), u, &n, &newlines);
+    Py_END_ALLOW_THREADS
+    if (!plain) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (_PyBytes_Resize(&data, n) < 0)
+        goto done;
+    if (into) {
+        result = Py_BuildValue("On", data, newlines);
+    } else {
+        if (_PyBytes_Resize(&norm, n) < 0)
+            goto done;
+        result = PyTuple_Pack(2, data, norm);
+    }
+done:
+    Py_XDECREF(data);
+    Py_XDECREF(norm);
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&letters);
+    if (into && target.obj != NULL)
+        PyBuffer_Release(&target);
+    return result;
+}
+
+static PyObject *clean(PyObject *self, PyObject *args)
+{
+    return clean_impl(args, 0);
+}
+
+static PyObject *clean_into(PyObject *self, PyObject *args)
+{
+    return clean_impl(args, 1);
+}
+
+/*
+ * share_malloc_arena() -> None
+ *
+ * glibc gives every thread that allocates its own malloc arena, and an arena keeps the pages of
+ * the large buffers freed into it; with the engine's worker threads inflating and hashing
+ * megabyte pieces, that alone added ~50 MiB to the parser's peak RSS. Called once, before the
+ * workers start: from then on new threads share the main arena.
+ */
+static PyObject *share_malloc_arena(PyObject *self, PyObject *unused)
+{
+#ifdef __GLIBC__
+    mallopt(M_ARENA_MAX, 1);
+#endif
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"share_malloc_arena", share_malloc_arena, METH_NOARGS, "Let threads started from now on share malloc's main arena."},
+    {"clean", clean, METH_VARARGS, "Strip newlines, check letters and upper-case a piece of sequence text."},
+    {"clean_into", clean_into, METH_VARARGS, "clean, with the upper-cased text written to a reusable buffer."},
+    {"whole_records", whole_records, METH_VARARGS, "Consume a run of plain whole FASTA records from a chunk."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    return PyModule_Create(&module);
+}
