@@ -52,7 +52,10 @@ static int digests(const unsigned char *data, size_t n, unsigned char *md5, unsi
 
 /* One record of a run: where it is, and what the worker threads made of it. */
 typedef struct {
-    Py_ssize_t pos, nl, nxt;  /* its '>', the end of its header line, the '\n' before the next '>' */
+    Py_ssize_t pos, nl, nxt;  /* its '>' ('@'), the end of its header line, the end of its sequence
+                                 text: FASTA, the '\n' before the next '>'; FASTQ, the byte before
+                                 the sequence line's '\n' */
+    Py_ssize_t qpos, qlen;    /* FASTQ: its quality line (qlen -1: no quality) */
     Py_ssize_t offset;        /* of its cleaned text in the scratch buffers */
     Py_ssize_t n, newlines;
     int plain;
@@ -127,7 +130,7 @@ static PyObject *record_of(const unsigned char *buf, const Span *sp, const unsig
     items[5] = PyBytes_FromStringAndSize((const char *)data + sp->offset, sp->n);
     items[6] = PyUnicode_New(32, 127);
     items[7] = PyUnicode_New(35, 127);
-    items[8] = Py_NewRef(Py_None);
+    items[8] = sp->qlen < 0 ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize((const char *)buf + sp->qpos, sp->qlen);
     items[9] = Py_NewRef(Py_None);
     PyObject *record = NULL;
     int complete = 1;
@@ -176,6 +179,155 @@ static __thread unsigned char *tls_data, *tls_norm;
 static __thread Py_ssize_t tls_size;
 /* Below this many records a second thread is not worth starting. */
 #define PARALLEL_MIN 64
+
+/*
+ * Clean and hash spans[0:count] (two threads, the GIL released), then append their events up to the
+ * first record that is not plain. Advances ordinal, line (1 + newlines of each FASTA record; 4
+ * per FASTQ record, lines_per_record 0) and pos. Returns how many were emitted, -1 on error.
+ */
+static Py_ssize_t emit_round(const unsigned char *buf, const unsigned char *table, Span *spans, Py_ssize_t count,
+                             Py_ssize_t text, long long *ordinal, long long *line, Py_ssize_t *pos, int fasta,
+                             PyObject *out, PyObject *record_type)
+{
+    if (text > tls_size) {
+        PyMem_RawFree(tls_data);
+        PyMem_RawFree(tls_norm);
+        tls_data = PyMem_RawMalloc((size_t)(text ? text : 1));
+        tls_norm = PyMem_RawMalloc((size_t)(text ? text : 1));
+        tls_size = (tls_data && tls_norm) ? text : 0;
+        if (tls_data == NULL || tls_norm == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    Work halves[2] = {
+        {buf, table, tls_data, tls_norm, spans, 0, count / 2},
+        {buf, table, tls_data, tls_norm, spans, count / 2, count},
+    };
+    pthread_t helper;
+    int threaded = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (count >= PARALLEL_MIN)
+        threaded = pthread_create(&helper, NULL, clean_and_hash, &halves[1]) == 0;
+    if (!threaded)
+        halves[0].last = count;
+    clean_and_hash(&halves[0]);
+    if (threaded)
+        pthread_join(helper, NULL);
+    Py_END_ALLOW_THREADS
+
+    Py_ssize_t k = 0;
+    for (; k < count && spans[k].plain; k++) {
+        PyObject *record = record_of(buf, &spans[k], tls_data, *ordinal + 1, *line, record_type);
+        if (record == NULL)
+            return -1;
+        int appended = PyList_Append(out, record);
+        Py_DECREF(record);
+        if (appended < 0)
+            return -1;
+        *ordinal += 1;
+        if (fasta) {
+            *line += 1 + spans[k].newlines;
+            *pos = spans[k].nxt + 1;
+        } else {
+            *line += 4;
+            *pos = spans[k].qpos + spans[k].qlen + 1;
+        }
+    }
+    return k;
+}
+
+static int ascii_only(const unsigned char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (s[i] & 0x80)
+            return 0;
+    return 1;
+}
+
+/*
+ * fastq_records(data, pos, line, ordinal, max_ordinal, max_read, letters, out, record_type)
+ *     -> (pos, line, ordinal)
+ *
+ * data[pos] is an '@' at a line start. Consumes plain four-line records: an ASCII title without
+ * CR, a sequence line of the alphabet's letters, a '+' line empty or repeating the title, a
+ * quality line of the same length in '!'..'~', each ending in '\n'. Anything else stops the run
+ * at that record for Python's line-by-line path, which handles it or reports its error.
+ */
+static PyObject *fastq_records(PyObject *self, PyObject *args)
+{
+    Py_buffer chunk, letters;
+    Py_ssize_t pos, max_read;
+    long long line, ordinal, max_ordinal;
+    PyObject *out, *record_type;
+    if (!PyArg_ParseTuple(args, "y*nLLLny*O!O", &chunk, &pos, &line, &ordinal, &max_ordinal, &max_read, &letters,
+                          &PyList_Type, &out, &record_type))
+        return NULL;
+    PyObject *result = NULL;
+    if (letters.len != 256 || !PyType_Check(record_type) ||
+        !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "letters must be 256 bytes and record_type a tuple type");
+        goto done;
+    }
+    if (tls_spans == NULL && (tls_spans = PyMem_RawMalloc(sizeof(Span) * ROUND)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Span *spans = tls_spans;
+    const unsigned char *buf = chunk.buf;
+    Py_ssize_t size = chunk.len;
+    for (;;) {
+        Py_ssize_t count = 0, text = 0, at = pos;
+        while (count < ROUND && ordinal + count < max_ordinal && at < size && buf[at] == '@') {
+            const unsigned char *e1 = memchr(buf + at, '\n', (size_t)(size - at));
+            if (e1 == NULL)
+                break;
+            Py_ssize_t n1 = e1 - buf;
+            const unsigned char *e2 = memchr(buf + n1 + 1, '\n', (size_t)(size - n1 - 1));
+            if (e2 == NULL)
+                break;
+            Py_ssize_t n2 = e2 - buf;
+            if (n2 + 1 >= size || buf[n2 + 1] != '+')
+                break;
+            const unsigned char *e3 = memchr(buf + n2 + 1, '\n', (size_t)(size - n2 - 1));
+            if (e3 == NULL)
+                break;
+            Py_ssize_t n3 = e3 - buf;
+            const unsigned char *e4 = memchr(buf + n3 + 1, '\n', (size_t)(size - n3 - 1));
+            if (e4 == NULL)
+                break;
+            Py_ssize_t n4 = e4 - buf;
+            const unsigned char *title = buf + at + 1, *plus = buf + n2 + 2, *qual = buf + n3 + 1;
+            Py_ssize_t tlen = n1 - at - 1, slen = n2 - n1 - 1, plen = n3 - n2 - 2, qlen = n4 - n3 - 1;
+            if (slen != qlen || slen > max_read || (tlen > 0 && title[tlen - 1] == '\r') ||
+                (qlen > 0 && qual[qlen - 1] == '\r') || !ascii_only(title, tlen) ||
+                (plen > 0 && (plen != tlen || memcmp(plus, title, (size_t)tlen) != 0)))
+                break;
+            int printable = 1;
+            for (Py_ssize_t i = 0; i < qlen; i++)
+                printable &= (qual[i] >= 0x21 && qual[i] <= 0x7e);
+            if (!printable)
+                break;
+            /* The sequence is cleaned as FASTA text ending just before its newline. */
+            spans[count] = (Span){.pos = at, .nl = n1, .nxt = n2 - 1, .qpos = n3 + 1, .qlen = qlen, .offset = text};
+            text += slen;
+            count++;
+            at = n4 + 1;
+        }
+        if (count == 0)
+            break;
+        Py_ssize_t k = emit_round(buf, letters.buf, spans, count, text, &ordinal, &line, &pos, 0, out, record_type);
+        if (k < 0)
+            goto done;
+        if (k < count || count < ROUND)
+            break;
+    }
+    result = Py_BuildValue("nLL", pos, line, ordinal);
+done:
+    PyBuffer_Release(&chunk);
+    PyBuffer_Release(&letters);
+    return result;
+}
 
 /*
  * whole_records(chunk, pos, limit, line, ordinal, max_ordinal, max_header, letters, out, record_type)
@@ -245,57 +397,16 @@ static PyObject *whole_records(PyObject *self, PyObject *args)
                 }
             if (!ascii)
                 break;
-            spans[count] = (Span){.pos = at, .nl = nl, .nxt = nxt, .offset = text};
+            spans[count] = (Span){.pos = at, .nl = nl, .nxt = nxt, .qlen = -1, .offset = text};
             text += nxt - nl;
             count++;
             at = nxt + 1;
         }
         if (count == 0)
             break;
-        if (text > tls_size) {
-            PyMem_RawFree(tls_data);
-            PyMem_RawFree(tls_norm);
-            tls_data = PyMem_RawMalloc((size_t)text);
-            tls_norm = PyMem_RawMalloc((size_t)text);
-            tls_size = (tls_data && tls_norm) ? text : 0;
-            if (tls_size == 0) {
-                PyErr_NoMemory();
-                goto done;
-            }
-        }
-        unsigned char *data = tls_data, *norm = tls_norm;
-
-        /* Clean and hash: two threads, the GIL released. */
-        Work halves[2] = {
-            {buf, letters.buf, data, norm, spans, 0, count / 2},
-            {buf, letters.buf, data, norm, spans, count / 2, count},
-        };
-        pthread_t helper;
-        int threaded = 0;
-        Py_BEGIN_ALLOW_THREADS
-        if (count >= PARALLEL_MIN)
-            threaded = pthread_create(&helper, NULL, clean_and_hash, &halves[1]) == 0;
-        if (!threaded)
-            halves[0].last = count;
-        clean_and_hash(&halves[0]);
-        if (threaded)
-            pthread_join(helper, NULL);
-        Py_END_ALLOW_THREADS
-
-        /* Build the events, up to the first record that is not plain. */
-        Py_ssize_t k = 0;
-        for (; k < count && spans[k].plain; k++) {
-            PyObject *record = record_of(buf, &spans[k], data, ordinal + 1, line, record_type);
-            if (record == NULL)
-                goto done;
-            int appended = PyList_Append(out, record);
-            Py_DECREF(record);
-            if (appended < 0)
-                goto done;
-            ordinal++;
-            line += 1 + spans[k].newlines;
-            pos = spans[k].nxt + 1;
-        }
+        Py_ssize_t k = emit_round(buf, letters.buf, spans, count, text, &ordinal, &line, &pos, 1, out, record_type);
+        if (k < 0)
+            goto done;
         if (k < count || count < ROUND)
             break; /* stopped at a record Python must handle, or at the end of the run */
     }
@@ -425,6 +536,7 @@ static PyObject *share_malloc_arena(PyObject *self, PyObject *unused)
 
 static PyMethodDef methods[] = {
     {"share_malloc_arena", share_malloc_arena, METH_NOARGS, "Let threads started from now on share malloc's main arena."},
+    {"fastq_records", fastq_records, METH_VARARGS, "Consume a run of plain four-line FASTQ records."},
     {"clean", clean, METH_VARARGS, "Strip newlines, check letters and upper-case a piece of sequence text."},
     {"clean_into", clean_into, METH_VARARGS, "clean, with the upper-cased text written to a reusable buffer."},
     {"whole_records", whole_records, METH_VARARGS, "Consume a run of plain whole FASTA records from a chunk."},

@@ -1,3 +1,5 @@
+from typing import Any
+
 def whole_records(
     chunk: bytes,
     pos: int,
@@ -7,10 +9,22 @@ def whole_records(
     max_ordinal: int,
     max_header: int,
     letters: bytes,
-    out: list[object],
-    record_type: type[tuple[object, ...]],
+    out: list[Any],
+    record_type: type[tuple[Any, ...]],
     /,
 ) -> tuple[int, int, int]: ...
 def clean(raw: bytes, letters: bytes, /) -> tuple[bytes, bytes] | None: ...
 def clean_into(raw: bytes | memoryview, letters: bytes, checksum_buffer: bytearray, /) -> tuple[bytes, int] | None: ...
 def share_malloc_arena() -> None: ...
+def fastq_records(
+    data: bytes,
+    pos: int,
+    line: int,
+    ordinal: int,
+    max_ordinal: int,
+    max_read: int,
+    letters: bytes,
+    out: list[Any],
+    record_type: type[tuple[Any, ...]],
+    /,
+) -> tuple[int, int, int]: ...

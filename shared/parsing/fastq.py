@@ -8,9 +8,10 @@ quality; reads longer than ``max_read_bytes`` are refused with a clear error rat
 
 from __future__ import annotations
 
+from shared.parsing import native
 from shared.parsing.alphabet import Alphabet
 from shared.parsing.errors import ParseError
-from shared.parsing.records import Event, ParserBase
+from shared.parsing.records import Event, ParserBase, WholeRecord
 
 _QUALITY = bytes(range(0x21, 0x7F))
 _HEADER, _SEQUENCE, _QUALITY_LINES = 0, 1, 2
@@ -80,10 +81,22 @@ class FastqParser(ParserBase):
         takes over and reports the problem with its position.
         """
         find = data.find
-        whole = self._rec.whole
+        rec = self._rec
+        whole = rec.whole
         line = self._line
         max_read = self._max_read
-        while data.startswith(b"@", pos):
+        accelerator = native.accelerator
+        while True:
+            if accelerator is not None:
+                # C takes the plain records (shared/parsing/_native.c); the code below takes the
+                # one it stopped at, if it can.
+                ordinal, max_ordinal = rec.take_over()
+                pos, line, ordinal = accelerator.fastq_records(
+                    data, pos, line, ordinal, max_ordinal, max_read, rec.letter_table, self._out, WholeRecord
+                )
+                rec.hand_back(ordinal)
+            if not data.startswith(b"@", pos):
+                break
             n1 = find(b"\n", pos)
             n2 = find(b"\n", n1 + 1) if n1 >= 0 else -1
             if n2 < 0 or data[n2 + 1 : n2 + 2] != b"+":

@@ -87,3 +87,43 @@ def test_generated_files_parse_back_whatever_the_chunking(
 ) -> None:
     records = parse(_fastq(reads, width, crlf), chunk=chunk)
     assert [(r["sequence"].decode(), r["quality"].decode()) for r in records] == reads
+
+
+def _fastq_events(data: bytes, chunk: int) -> list[object]:
+    from shared.parsing.alphabet import get_alphabet
+    from shared.parsing.engine import SequenceStream
+
+    stream = SequenceStream(get_alphabet("nucleotide"), "x.fq")
+    return [e for i in range(0, len(data), chunk) for e in stream.feed(data[i : i + chunk])] + stream.finish()
+
+
+def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C loop for four-line records (shared/parsing/_native.c) against the Python one."""
+    import random
+
+    from shared.parsing import native
+
+    if native.accelerator is None:
+        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    rng = random.Random(5)
+    parts = []
+    for i in range(500):
+        kind = i % 7
+        seq = "".join(rng.choice("ACGTNacgt") for _ in range(rng.choice([0, 1, 50, 151])))
+        qual = "".join(rng.choice("!#+@I~") for _ in seq)
+        title = f"r{i} lane {i % 3}" if kind != 5 else f"r{i} café"
+        plus = title if kind == 2 else ""
+        if kind == 3 and seq:  # multi-line
+            parts.append(f"@{title}\n{seq[:20]}\n{seq[20:]}\n+\n{qual[:20]}\n{qual[20:]}\n")
+        elif kind == 4:
+            parts.append(f"@{title}\r\n{seq}\r\n+\r\n{qual}\r\n")
+        elif kind == 6 and seq:
+            parts.append(f"@{title}\n{seq[:3]}-{seq[3:]}\n+\n{qual[:3]}I{qual[3:]}\n")
+        else:
+            parts.append(f"@{title}\n{seq}\n+{plus}\n{qual}\n")
+    data = "".join(parts).encode()
+    for chunk in (5, 4096, 1 << 22):
+        accelerated = _fastq_events(data, chunk)
+        with monkeypatch.context() as m:
+            m.setattr(native, "accelerator", None)
+            assert _fastq_events(data, chunk) == accelerated
