@@ -50,6 +50,130 @@ static int digests(const unsigned char *data, size_t n, unsigned char *md5, unsi
            SHA512_Update(&s, data, n) && SHA512_Final(sha, &s);
 }
 
+/* Check and upper-case one line (no newline inside) the plain way; returns non-zero if bad. */
+static unsigned scalar_line(const unsigned char *p, Py_ssize_t run, const unsigned char *table, unsigned char *uu)
+{
+    unsigned bad = 0;
+    for (Py_ssize_t i = 0; i < run; i++) {
+        unsigned char c = p[i];
+        bad |= !table[c];
+        uu[i] = (unsigned char)(c - (((unsigned char)(c - 'a') < 26u) << 5));
+    }
+    return bad;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* The alphabet's letters as two 16-entry nibble tables (byte c is a letter iff
+   lo[c & 15] & hi[c >> 4] != 0), so that sixteen bytes are checked with two shuffles. */
+typedef struct {
+    unsigned char lo[16], hi[16];
+    int usable;
+} NibbleSet;
+
+static void nibble_set(const unsigned char *table, NibbleSet *ns)
+{
+    unsigned short seen[8];
+    int classes = 0;
+    memset(ns, 0, sizeof(*ns));
+    for (int h = 0; h < 16; h++) {
+        unsigned short pattern = 0;
+        for (int l = 0; l < 16; l++)
+            if (table[h * 16 + l])
+                pattern |= (unsigned short)(1u << l);
+        if (pattern == 0)
+            continue;
+        int k = 0;
+        while (k < classes && seen[k] != pattern)
+            k++;
+        if (k == classes) {
+            if (classes == 8)
+                return; /* not expressible: the scalar loop is used */
+            seen[classes++] = pattern;
+        }
+        ns->hi[h] |= (unsigned char)(1u << k);
+        for (int l = 0; l < 16; l++)
+            if (pattern & (1u << l))
+                ns->lo[l] |= (unsigned char)(1u << k);
+    }
+    ns->usable = 1;
+}
+
+__attribute__((target("ssse3"))) static unsigned simd_line(const unsigned char *p, Py_ssize_t run,
+                                                             const NibbleSet *ns, const unsigned char *table,
+                                                             unsigned char *uu)
+{
+    const __m128i lo_t = _mm_loadu_si128((const __m128i *)ns->lo);
+    const __m128i hi_t = _mm_loadu_si128((const __m128i *)ns->hi);
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    const __m128i shift = _mm_set1_epi8((char)(0x80 - 'a')); /* 'a'..'z' -> -128..-103 */
+    const __m128i limit = _mm_set1_epi8((char)(-128 + 26));
+    const __m128i case_bit = _mm_set1_epi8(0x20);
+    __m128i bad = _mm_setzero_si128();
+    Py_ssize_t i = 0;
+    for (; i + 16 <= run; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i lo = _mm_and_si128(v, low4);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
+        __m128i hit = _mm_and_si128(_mm_shuffle_epi8(lo_t, lo), _mm_shuffle_epi8(hi_t, hi));
+        bad = _mm_or_si128(bad, _mm_cmpeq_epi8(hit, _mm_setzero_si128()));
+        __m128i lower = _mm_cmplt_epi8(_mm_add_epi8(v, shift), limit);
+        _mm_storeu_si128((__m128i *)(uu + i), _mm_sub_epi8(v, _mm_and_si128(lower, case_bit)));
+    }
+    return (unsigned)_mm_movemask_epi8(bad) | scalar_line(p + i, run - i, table, uu + i);
+}
+#endif
+
+/* How text is checked: the letter table, and its nibble form where the CPU can use it. */
+typedef struct {
+    const unsigned char *table;
+#if defined(__x86_64__) && defined(__GNUC__)
+    NibbleSet ns;
+    int simd;
+#endif
+} Cleaner;
+
+static void cleaner_init(Cleaner *c, const unsigned char *table)
+{
+    c->table = table;
+#if defined(__x86_64__) && defined(__GNUC__)
+    nibble_set(table, &c->ns);
+    c->simd = c->ns.usable && __builtin_cpu_supports("ssse3");
+#endif
+}
+
+/* Newlines out, letters checked, upper-cased copy into ``u``; n = bytes kept. 0 if not plain. */
+static int clean_text(const unsigned char *in, Py_ssize_t len, const Cleaner *cleaner, unsigned char *d,
+                      unsigned char *u, Py_ssize_t *kept, Py_ssize_t *newlines)
+{
+    const unsigned char *table = cleaner->table;
+    /* Line by line: memchr finds the newlines, each line is copied, then checked and upper-cased
+       sixteen bytes at a time where the CPU can, one at a time (without branches) elsewhere. */
+    const unsigned char *p = in, *stop = in + len;
+    Py_ssize_t n = 0, lines = 0;
+    unsigned bad = 0;
+    while (p < stop) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(stop - p));
+        Py_ssize_t run = (nl ? nl : stop) - p;
+        memcpy(d + n, p, (size_t)run);
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (cleaner->simd)
+            bad |= simd_line(p, run, &cleaner->ns, table, u + n);
+        else
+#endif
+            bad |= scalar_line(p, run, table, u + n);
+        n += run;
+        if (bad || nl == NULL)
+            break;
+        lines++;
+        p = nl + 1;
+    }
+    *kept = n;
+    *newlines = lines;
+    return !bad;
+}
+
 /* One record of a run: where it is, and what the worker threads made of it. */
 typedef struct {
     Py_ssize_t pos, nl, nxt;  /* its '>' ('@'), the end of its header line, the end of its sequence
@@ -63,7 +187,8 @@ typedef struct {
 } Span;
 
 typedef struct {
-    const unsigned char *buf, *table;
+    const unsigned char *buf;
+    const Cleaner *cleaner;
     unsigned char *data, *norm;
     Span *spans;
     Py_ssize_t first, last;
@@ -75,27 +200,9 @@ static void *clean_and_hash(void *arg)
     Work *w = arg;
     for (Py_ssize_t k = w->first; k < w->last; k++) {
         Span *sp = &w->spans[k];
-        const unsigned char *block = w->buf + sp->nl + 1;
-        Py_ssize_t blen = sp->nxt - sp->nl;
         unsigned char *d = w->data + sp->offset, *u = w->norm + sp->offset;
-        Py_ssize_t n = 0, newlines = 0;
-        sp->plain = 1;
-        for (Py_ssize_t i = 0; i < blen; i++) {
-            unsigned char c = block[i];
-            if (c == '\n') {
-                newlines++;
-                continue;
-            }
-            if (!w->table[c]) {
-                sp->plain = 0;
-                break;
-            }
-            d[n] = c;
-            u[n] = (c >= 'a' && c <= 'z') ? (unsigned char)(c - 32) : c;
-            n++;
-        }
-        sp->n = n;
-        sp->newlines = newlines;
+        sp->plain = clean_text(w->buf + sp->nl + 1, sp->nxt - sp->nl, w->cleaner, d, u, &sp->n, &sp->newlines);
+        Py_ssize_t n = sp->n;
         if (sp->plain && !digests(u, (size_t)n, sp->md5, sp->sha))
             sp->plain = 0; /* Python redoes it and reports what is wrong */
     }
@@ -200,9 +307,11 @@ static Py_ssize_t emit_round(const unsigned char *buf, const unsigned char *tabl
             return -1;
         }
     }
+    Cleaner cleaner;
+    cleaner_init(&cleaner, table);
     Work halves[2] = {
-        {buf, table, tls_data, tls_norm, spans, 0, count / 2},
-        {buf, table, tls_data, tls_norm, spans, count / 2, count},
+        {buf, &cleaner, tls_data, tls_norm, spans, 0, count / 2},
+        {buf, &cleaner, tls_data, tls_norm, spans, count / 2, count},
     };
     pthread_t helper;
     int threaded = 0;
@@ -418,35 +527,6 @@ done:
 }
 
 /* Newlines out, letters checked, upper-cased copy into ``u``; n = bytes kept. 0 if not plain. */
-static int clean_text(const unsigned char *in, Py_ssize_t len, const unsigned char *table, unsigned char *d,
-                      unsigned char *u, Py_ssize_t *kept, Py_ssize_t *newlines)
-{
-    /* Line by line: memchr finds the newlines, and each line is copied, checked and upper-cased
-       without a branch per byte. */
-    const unsigned char *p = in, *stop = in + len;
-    Py_ssize_t n = 0, lines = 0;
-    unsigned bad = 0;
-    while (p < stop) {
-        const unsigned char *nl = memchr(p, '\n', (size_t)(stop - p));
-        Py_ssize_t run = (nl ? nl : stop) - p;
-        unsigned char *dd = d + n, *uu = u + n;
-        memcpy(dd, p, (size_t)run);
-        for (Py_ssize_t i = 0; i < run; i++) {
-            unsigned char c = p[i];
-            bad |= !table[c];
-            uu[i] = (unsigned char)(c - (((unsigned char)(c - 'a') < 26u) << 5));
-        }
-        n += run;
-        if (bad || nl == NULL)
-            break;
-        lines++;
-        p = nl + 1;
-    }
-    *kept = n;
-    *newlines = lines;
-    return !bad;
-}
-
 /*
  * clean(raw, letters) -> (residues, checksum_input) | None
  * clean_into(raw, letters, checksum_buffer) -> (residues, newlines) | None
@@ -483,7 +563,9 @@ static PyObject *clean_impl(PyObject *args, int into)
     Py_ssize_t n = 0, newlines = 0;
     int plain;
     Py_BEGIN_ALLOW_THREADS
-    plain = clean_text(raw.buf, raw.len, letters.buf, (unsigned char *)PyBytes_AS_STRING(data), u, &n, &newlines);
+    Cleaner cleaner;
+    cleaner_init(&cleaner, letters.buf);
+    plain = clean_text(raw.buf, raw.len, &cleaner, (unsigned char *)PyBytes_AS_STRING(data), u, &n, &newlines);
     Py_END_ALLOW_THREADS
     if (!plain) {
         result = Py_NewRef(Py_None);

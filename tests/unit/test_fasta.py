@@ -191,3 +191,32 @@ def test_native_and_python_paths_report_the_same_error(monkeypatch: pytest.Monke
         python.value.line,
         python.value.column,
     )
+
+
+@pytest.mark.parametrize("alphabet", ["nucleotide", "protein", "any"])
+def test_native_cleaning_accepts_exactly_the_alphabets_letters(alphabet: str) -> None:
+    """Every byte value, inside a sixteen-byte block and in a line's tail, against the alphabet."""
+    from shared.parsing import native
+    from shared.parsing.alphabet import get_alphabet
+    from shared.parsing.records import RecordBuilder
+
+    if native.accelerator is None:
+        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    builder = RecordBuilder(get_alphabet(alphabet), [])
+    letters = builder.letters
+    scratch = bytearray(100)
+    for byte in range(256):
+        if byte == 0x0A:
+            continue
+        for at in (17, 38):
+            line = bytearray(b"a" * 40)
+            line[at] = byte
+            text = bytes(line) + b"\n" + bytes(line)
+            cleaned = native.accelerator.clean_into(text, builder.letter_table, scratch)
+            if byte in letters:
+                assert cleaned is not None, (alphabet, byte, at)
+                data, newlines = cleaned
+                assert (data, newlines) == (text.replace(b"\n", b""), 1)
+                assert bytes(scratch[: len(data)]) == data.upper()
+            else:
+                assert cleaned is None, (alphabet, byte, at)
