@@ -8,11 +8,13 @@ from services.parser.handler import ParserDeps, give_up, handle_notification
 from shared.broker import Consumer, PipelinedPublisher
 from shared.db import Database
 from shared.logging import configure_logging
+from shared.parsing.native import share_malloc_arena
 from shared.settings import get_settings
 from shared.storage import ObjectStore
 
 
 def main() -> None:
+    share_malloc_arena()  # before any thread: the prefetch, publisher and engine threads share one
     settings = get_settings()
     configure_logging("parser", settings.log_level, settings.log_json)
     deps = ParserDeps(settings, Database(settings), ObjectStore(settings), PipelinedPublisher(settings))

@@ -24,8 +24,7 @@ def pool() -> ThreadPoolExecutor:
     if _pool is None:
         with _lock:
             if _pool is None:
-                if native.accelerator is not None:
-                    native.accelerator.share_malloc_arena()
+                native.share_malloc_arena()
                 _pool = ThreadPoolExecutor(max_workers=5, thread_name_prefix="engine")
     return _pool
 
