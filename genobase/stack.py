@@ -198,8 +198,8 @@ class ServiceProcesses:
             return None
         return None if status == "Z" else pid
 
-    def start(self, name: str) -> int:
-        """Start ``name`` unless it runs; returns its pid."""
+    def start(self, name: str, extra_env: dict[str, str] | None = None) -> int:
+        """Start ``name`` unless it runs; returns its pid. ``extra_env`` is for this process only."""
         existing = self.pid(name)
         if existing is not None:
             return existing
@@ -210,7 +210,7 @@ class ServiceProcesses:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env={**os.environ, **self.env},
+                env={**os.environ, **self.env, **(extra_env or {})},
                 start_new_session=True,
             )
         self.pid_file(name).write_text(str(process.pid))

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from shared import db
 from shared.assembly import ResultDocument
 from shared.broker import PermanentFailure
+from shared.failpoints import failpoint
 from shared.messages import AssembleRequested
 from shared.settings import Settings
 from shared.storage import ObjectStore
@@ -112,6 +113,7 @@ def assemble_upload(upload: db.Upload, deps: AssemblerDeps) -> None:
                         deps.progress_db.conn, upload.id, upload.generation, document.records_written
                     )
                     last_progress = now
+                    failpoint("assembler.mid_upload")  # parts uploaded, the multipart upload open
     except BaseException:
         deps.reset_connections()
         with contextlib.suppress(Exception):

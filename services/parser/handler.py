@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from shared import db
 from shared.broker import PermanentFailure, PipelinedPublisher
 from shared.events import MalformedEvent, normalise_event
+from shared.failpoints import failpoint
 from shared.messages import ObjectCreated, ParseCompleted
 from shared.parsing.alphabet import get_alphabet
 from shared.parsing.batching import Batcher
@@ -82,6 +83,7 @@ def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
             offset += len(chunk)
             for batch in batcher.add(stream.feed(chunk), offset):
                 deps.publisher.publish(batch)
+                failpoint("parser.after_batch")  # batches out, the file half read
         tail = batcher.add(stream.finish(), offset) + batcher.finish(offset)
         for batch in tail:
             deps.publisher.publish(batch)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from shared import db
 from shared.broker import PermanentFailure, Publisher
+from shared.failpoints import failpoint
 from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch, decode_persist_message
 
 log = structlog.get_logger()
@@ -35,6 +36,8 @@ def handle_persist(body: bytes, deps: PersisterDeps) -> None:
         if isinstance(message, SequenceBatch):
             outcome = db.store_batch(deps.database.conn, message)
             log.debug("batch", batch_no=message.batch_no, stored=outcome.stored, records=len(message.records))
+            if outcome.stored:
+                failpoint("persister.after_commit")  # committed, not yet acknowledged
         else:
             outcome = db.record_parse_completed(deps.database.conn, message)
             log.info("parse completed", batches=message.batch_count, records=message.record_count)

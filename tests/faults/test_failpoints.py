@@ -1,0 +1,52 @@
+"""Crashes at precise points (shared/failpoints.py): the service SIGKILLs itself there.
+
+Killing from outside hits "somewhere in the middle"; these hit the moments that matter most for
+exactly-once: the persister between a commit and its ack, the parser with part of a file's
+batches published, the assembler with parts of its multipart upload written. The service is then
+started again as ``genobase up`` would, and the result must be identical to an undisturbed run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.settings import Settings
+from shared.storage import ObjectStore
+from tests.conftest import Pipeline
+from tests.faults.conftest import FaultLedger
+from tests.faults.test_kills import assert_exact_result, many_records, record_count
+
+
+@pytest.mark.parametrize(
+    ("service", "point", "fault"),
+    [
+        ("parser", "parser.after_batch:8", "parser crashed after publishing batch 8"),
+        ("persister", "persister.after_commit:5", "persister crashed between commit and ack"),
+        ("assembler", "assembler.mid_upload:1", "assembler crashed mid multipart upload"),
+    ],
+    ids=["parser", "persister", "assembler"],
+)
+@pytest.mark.e2e
+def test_crash_at_a_precise_point_changes_nothing(
+    pipeline: Pipeline, settings: Settings, ledger: FaultLedger, service: str, point: str, fault: str
+) -> None:
+    pipeline.processes.stop(service)
+    pipeline.processes.start(service, extra_env={"GENOBASE_FAILPOINT": point})
+    try:
+        data = many_records(60, seed=sum(point.encode()))
+        ticket = ledger.upload(pipeline, f"failpoint-{service}.fasta", data, "done", record_count(data))
+        ledger.inject(fault)
+        deadline = time.monotonic() + 240
+        while pipeline.processes.pid(service) is not None:
+            status = pipeline.status(ticket["id"])
+            assert status["state"] != "done", f"finished without reaching {point}: {status}"
+            assert time.monotonic() < deadline, f"{service} never reached {point}: {status}"
+            time.sleep(0.1)
+    finally:
+        pipeline.processes.start(service)  # what `genobase up` does for a service that is not running
+    assert_exact_result(pipeline, settings, ticket["id"], data)
+    uploads = ObjectStore(settings).client.list_multipart_uploads(Bucket=settings.results_bucket, Prefix=ticket["id"])
+    assert uploads.get("Uploads", []) == []
+    ledger.survive(fault)
