@@ -73,6 +73,16 @@ class ObjectStore:
     def head(self, bucket: str, key: str) -> dict[str, Any]:
         return self.client.head_object(Bucket=bucket, Key=key)  # type: ignore[no-any-return]
 
+    @_s3_retry
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
     def iter_ranges(
         self, bucket: str, key: str, size: int, etag: str, range_bytes: int, start: int = 0
     ) -> Iterator[bytes]:

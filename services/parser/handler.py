@@ -94,7 +94,18 @@ def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
         return
     except ObjectChanged as exc:
         deps.publisher.flush()
-        log.info("object overwritten while reading; the newer event takes over", error=str(exc))
+        if deps.store.exists(event.bucket, event.key):
+            log.info("object overwritten while reading; the newer event takes over", error=str(exc))
+        else:
+            # Nothing will ever take over: say so, instead of leaving the upload parsing forever.
+            log.info("object deleted before it could be read", error=str(exc))
+            db.fail_upload(
+                deps.database.conn,
+                upload.id,
+                upload.generation,
+                "object_deleted",
+                f"s3://{event.bucket}/{event.key} was deleted before it could be read",
+            )
         return
     except BaseException:
         # Let what was already handed over go out (the persister dedups a retry's batches), and keep

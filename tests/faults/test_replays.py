@@ -49,3 +49,25 @@ def test_duplicate_and_late_notifications_give_one_result(
     assert rows == (record_count(data),)
     for kind in ("notification delivered twice", "notification delivered twice", "notification replayed an hour later"):
         ledger.survive(kind)
+
+
+def test_notification_for_a_deleted_object_fails_the_upload(
+    pipeline: Pipeline, settings: Settings, ledger: FaultLedger
+) -> None:
+    """A newer generation whose object is gone by the time it is read: failed, not parsing forever."""
+    data = many_records(1, seed=42)
+    ticket = ledger.upload(pipeline, "deleted.fasta", data, "failed")
+    assert pipeline.wait_for(ticket["id"])["state"] == "done"
+    ObjectStore(settings).client.delete_object(Bucket=ticket["bucket"], Key=ticket["key"])
+    event = orjson.loads(rgw_style_event(ticket["bucket"], ticket["key"], len(data), "0123456789abcdef"))
+    event["Records"][0]["eventTime"] = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    publisher = Publisher(settings)
+    publisher.publish_raw(settings.events_exchange, settings.events_routing_key, orjson.dumps(event))
+    publisher.close()
+    ledger.inject("notification for a deleted object")
+    deadline = time.monotonic() + 60
+    while (status := pipeline.status(ticket["id"]))["generation"] < 2 or status["state"] != "failed":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    assert status["error"]["code"] == "object_deleted", status["error"]
+    ledger.survive("notification for a deleted object")
