@@ -30,6 +30,24 @@ def collect(events: Iterable[Event]) -> list[dict[str, Any]]:
     return records
 
 
+def events_of(
+    data: bytes,
+    chunk: int | None = None,
+    filename: str | None = None,
+    alphabet: str = "nucleotide",
+    limits: Limits | None = None,
+    fmt: str | None = None,
+) -> list[Event]:
+    """The engine's events for ``data`` fed in pieces of ``chunk`` bytes (all at once by default)."""
+    stream = SequenceStream(get_alphabet(alphabet), filename, fmt, limits)
+    size = chunk or max(len(data), 1)
+    events: list[Event] = []
+    for i in range(0, len(data), size):
+        events.extend(stream.feed(data[i : i + size]))
+    events.extend(stream.finish())
+    return events
+
+
 def parse(
     data: bytes,
     chunk: int | None = None,
@@ -38,13 +56,7 @@ def parse(
     limits: Limits | None = None,
     fmt: str | None = None,
 ) -> list[dict[str, Any]]:
-    stream = SequenceStream(get_alphabet(alphabet), filename, fmt, limits)
-    size = chunk or max(len(data), 1)
-    events: list[Event] = []
-    for i in range(0, len(data), size):
-        events.extend(stream.feed(data[i : i + size]))
-    events.extend(stream.finish())
-    return collect(events)
+    return collect(events_of(data, chunk, filename, alphabet, limits, fmt))
 
 
 def parse_split_at(data: bytes, cut: int, **kwargs: Any) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shared.parsing.errors import ParseError
-from tests.unit.helpers import parse, parse_split_at
+from tests.unit.helpers import events_of, parse, parse_split_at
 
 QUIRKS = (
     b";a comment before everything\n"
@@ -111,8 +111,6 @@ def test_checksums_of_records_hashed_on_worker_threads() -> None:
     import hashlib
     import random
 
-    from shared.parsing.alphabet import get_alphabet
-    from shared.parsing.engine import SequenceStream
     from shared.parsing.records import RecordEnd
 
     rng = random.Random(7)
@@ -121,9 +119,7 @@ def test_checksums_of_records_hashed_on_worker_threads() -> None:
         b">r%d\n%s\n" % (i, b"\n".join(s[j : j + 70] for j in range(0, len(s), 70))) for i, s in enumerate(seqs)
     )
     for data, chunk in ((text, 1 << 20), (gzip.compress(text, compresslevel=1), 100_000)):
-        stream = SequenceStream(get_alphabet("nucleotide"), "big.fa")
-        events = [e for i in range(0, len(data), chunk) for e in stream.feed(data[i : i + chunk])] + stream.finish()
-        ends = {e.ordinal: e for e in events if isinstance(e, RecordEnd)}
+        ends = {e.ordinal: e for e in events_of(data, chunk, "big.fa") if isinstance(e, RecordEnd)}
         for i in (0, 2):
             norm = seqs[i].upper()
             sha = base64.urlsafe_b64encode(hashlib.sha512(norm).digest()[:24]).decode()
@@ -132,14 +128,6 @@ def test_checksums_of_records_hashed_on_worker_threads() -> None:
                 hashlib.md5(norm).hexdigest(),
                 "SQ." + sha,
             )
-
-
-def _events_of(data: bytes, chunk: int) -> list[object]:
-    from shared.parsing.alphabet import get_alphabet
-    from shared.parsing.engine import SequenceStream
-
-    stream = SequenceStream(get_alphabet("nucleotide"), "x.fa")
-    return [e for i in range(0, len(data), chunk) for e in stream.feed(data[i : i + chunk])] + stream.finish()
 
 
 def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,10 +158,10 @@ def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.Monkey
             parts.append(b"; a comment\n\n")
     data = b"".join(parts)
     for chunk in (7, 4096, 65_536, 1 << 22):
-        accelerated = _events_of(data, chunk)
+        accelerated = events_of(data, chunk, "x.fa")
         with monkeypatch.context() as m:
             m.setattr(native, "accelerator", None)
-            assert _events_of(data, chunk) == accelerated
+            assert events_of(data, chunk, "x.fa") == accelerated
 
 
 @pytest.mark.parametrize("bad", [b">a\nACGT\n>b\nACXT\n>c\nA\n", b">a\nAC\n>b\xff\nAC\n>c\nA\n"])
@@ -182,10 +170,10 @@ def test_native_and_python_paths_report_the_same_error(monkeypatch: pytest.Monke
     from shared.parsing.errors import ParseError
 
     with pytest.raises(ParseError) as accelerated:
-        _events_of(bad, 1 << 20)
+        events_of(bad, 1 << 20, "x.fa")
     monkeypatch.setattr(native, "accelerator", None)
     with pytest.raises(ParseError) as python:
-        _events_of(bad, 1 << 20)
+        events_of(bad, 1 << 20, "x.fa")
     assert (accelerated.value.code, accelerated.value.line, accelerated.value.column) == (
         python.value.code,
         python.value.line,

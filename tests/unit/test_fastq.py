@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from shared.parsing.engine import Limits
 from shared.parsing.errors import ParseError
-from tests.unit.helpers import parse, parse_split_at
+from tests.unit.helpers import events_of, parse, parse_split_at
 
 # Four-line and multi-line records, CRLF, quality lines starting with '@' and '+', a '+' line that
 # repeats the title, a zero-length read, blank lines between records, no trailing newline.
@@ -89,14 +89,6 @@ def test_generated_files_parse_back_whatever_the_chunking(
     assert [(r["sequence"].decode(), r["quality"].decode()) for r in records] == reads
 
 
-def _fastq_events(data: bytes, chunk: int) -> list[object]:
-    from shared.parsing.alphabet import get_alphabet
-    from shared.parsing.engine import SequenceStream
-
-    stream = SequenceStream(get_alphabet("nucleotide"), "x.fq")
-    return [e for i in range(0, len(data), chunk) for e in stream.feed(data[i : i + chunk])] + stream.finish()
-
-
 def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.MonkeyPatch) -> None:
     """The C loop for four-line records (shared/parsing/_native.c) against the Python one."""
     import random
@@ -123,7 +115,7 @@ def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.Monkey
             parts.append(f"@{title}\n{seq}\n+{plus}\n{qual}\n")
     data = "".join(parts).encode()
     for chunk in (5, 4096, 1 << 22):
-        accelerated = _fastq_events(data, chunk)
+        accelerated = events_of(data, chunk, "x.fq")
         with monkeypatch.context() as m:
             m.setattr(native, "accelerator", None)
-            assert _fastq_events(data, chunk) == accelerated
+            assert events_of(data, chunk, "x.fq") == accelerated
