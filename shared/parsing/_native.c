@@ -289,8 +289,8 @@ static __thread Py_ssize_t tls_size;
 
 /*
  * Clean and hash spans[0:count] (two threads, the GIL released), then append their events up to the
- * first record that is not plain. Advances ordinal, line (1 + newlines of each FASTA record; 4
- * per FASTQ record, lines_per_record 0) and pos. Returns how many were emitted, -1 on error.
+ * first record that is not plain. Advances ordinal, line (1 + newlines of each FASTA record, 4 per
+ * FASTQ record) and pos. Returns how many were emitted, -1 on error.
  */
 static Py_ssize_t emit_round(const unsigned char *buf, const unsigned char *table, Span *spans, Py_ssize_t count,
                              Py_ssize_t text, long long *ordinal, long long *line, Py_ssize_t *pos, int fasta,
@@ -346,6 +346,19 @@ static Py_ssize_t emit_round(const unsigned char *buf, const unsigned char *tabl
     return k;
 }
 
+/* Checks the arguments every run shares and returns this thread's span array (NULL: error set). */
+static Span *run_spans(const Py_buffer *letters, PyObject *record_type)
+{
+    if (letters->len != 256 || !PyType_Check(record_type) ||
+        !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "letters must be 256 bytes and record_type a tuple type");
+        return NULL;
+    }
+    if (tls_spans == NULL && (tls_spans = PyMem_RawMalloc(sizeof(Span) * ROUND)) == NULL)
+        PyErr_NoMemory();
+    return tls_spans;
+}
+
 static int ascii_only(const unsigned char *s, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++)
@@ -373,16 +386,9 @@ static PyObject *fastq_records(PyObject *self, PyObject *args)
                           &PyList_Type, &out, &record_type))
         return NULL;
     PyObject *result = NULL;
-    if (letters.len != 256 || !PyType_Check(record_type) ||
-        !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "letters must be 256 bytes and record_type a tuple type");
+    Span *spans = run_spans(&letters, record_type);
+    if (spans == NULL)
         goto done;
-    }
-    if (tls_spans == NULL && (tls_spans = PyMem_RawMalloc(sizeof(Span) * ROUND)) == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    Span *spans = tls_spans;
     const unsigned char *buf = chunk.buf;
     Py_ssize_t size = chunk.len;
     for (;;) {
@@ -456,16 +462,9 @@ static PyObject *whole_records(PyObject *self, PyObject *args)
                           &letters, &PyList_Type, &out, &record_type))
         return NULL;
     PyObject *result = NULL;
-    if (letters.len != 256 || !PyType_Check(record_type) ||
-        !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "letters must be 256 bytes and record_type a tuple type");
+    Span *spans = run_spans(&letters, record_type);
+    if (spans == NULL)
         goto done;
-    }
-    if (tls_spans == NULL && (tls_spans = PyMem_RawMalloc(sizeof(Span) * ROUND)) == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    Span *spans = tls_spans;
     const unsigned char *buf = chunk.buf;
     if (limit > chunk.len)
         limit = chunk.len;
@@ -496,15 +495,7 @@ static PyObject *whole_records(PyObject *self, PyObject *args)
                 break;
             const unsigned char *header = buf + at + 1;
             Py_ssize_t hlen = nl - at - 1;
-            if (hlen > 0 && header[hlen - 1] == '\r')
-                break;
-            int ascii = 1;
-            for (Py_ssize_t i = 0; i < hlen; i++)
-                if (header[i] & 0x80) {
-                    ascii = 0;
-                    break;
-                }
-            if (!ascii)
+            if ((hlen > 0 && header[hlen - 1] == '\r') || !ascii_only(header, hlen))
                 break;
             spans[count] = (Span){.pos = at, .nl = nl, .nxt = nxt, .qlen = -1, .offset = text};
             text += nxt - nl;
@@ -526,7 +517,6 @@ done:
     return result;
 }
 
-/* Newlines out, letters checked, upper-cased copy into ``u``; n = bytes kept. 0 if not plain. */
 /*
  * clean(raw, letters) -> (residues, checksum_input) | None
  * clean_into(raw, letters, checksum_buffer) -> (residues, newlines) | None
