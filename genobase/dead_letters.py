@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from shared import db
 from shared.broker import STAGES, DeadLetter, Publisher, list_dead_letters, take_dead_letters
-from shared.events import MalformedEvent, normalise_event, replay_event
+from shared.events import MalformedEvent, normalise_event
 from shared.messages import AssembleRequested, decode_persist_message
 from shared.settings import Settings
 
@@ -48,8 +48,7 @@ def replay(settings: Settings) -> tuple[int, list[uuid.UUID]]:
                 upload = db.requeue_failed(conn, upload_id)
                 if upload is None or upload.etag is None:
                     continue  # not failed (any more): nothing to redo
-                event = replay_event(upload.bucket, upload.key, upload.bytes_total or 0, upload.etag)
-                publisher.publish_raw(settings.events_exchange, settings.events_routing_key, event)
+                publisher.publish_object_created(upload.bucket, upload.key, upload.bytes_total or 0, upload.etag)
                 restarted.append(upload_id)
 
         try:

@@ -25,6 +25,7 @@ import structlog
 from pika.adapters.blocking_connection import BlockingChannel
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
+from shared.events import replay_event
 from shared.messages import Message
 from shared.settings import Settings
 
@@ -134,6 +135,11 @@ class Publisher:
     def publish_raw(self, exchange: str, routing_key: str, body: bytes) -> None:
         """Publish bytes as they are, with no content type (replaying a captured event, for instance)."""
         self.publish_body(routing_key, body, exchange, content_type=None)
+
+    def publish_object_created(self, bucket: str, key: str, size: int, etag: str) -> None:
+        """A fresh notification for an object already stored, so that the parser reads it again."""
+        settings = self._settings
+        self.publish_raw(settings.events_exchange, settings.events_routing_key, replay_event(bucket, key, size, etag))
 
     def close(self) -> None:
         if self._connection is not None and self._connection.is_open:

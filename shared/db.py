@@ -131,9 +131,13 @@ class Upload:
     pickups: int = 0
     picked_up_at: datetime | None = None
 
+    def idle(self, now: datetime) -> timedelta:
+        """How long a live stage has not moved (zero once the upload waits for nobody but the user)."""
+        return max(now - self.updated_at, timedelta(0)) if self.state in LIVE else timedelta(0)
+
     def stalled(self, now: datetime, after: timedelta) -> bool:
         """A live stage that has not moved for ``after`` (the watchdog will issue its message again)."""
-        return self.state in LIVE and now - self.updated_at > after
+        return self.idle(now) > after
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Upload:

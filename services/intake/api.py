@@ -196,9 +196,7 @@ def to_status(upload: db.Upload, services: Services) -> UploadStatus:
         ),
         stall=Stall(
             stalled=upload.stalled(now, timedelta(seconds=services.settings.stall_after_seconds)),
-            idle_seconds=round(max((now - upload.updated_at).total_seconds(), 0.0), 1)
-            if upload.state in db.LIVE
-            else 0.0,
+            idle_seconds=round(upload.idle(now).total_seconds(), 1),
             pickups=upload.pickups,
             last_pickup_at=upload.picked_up_at,
         ),

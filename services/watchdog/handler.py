@@ -16,7 +16,6 @@ import structlog
 
 from shared import db
 from shared.broker import Publisher
-from shared.events import replay_event
 from shared.messages import AssembleRequested
 from shared.settings import Settings
 
@@ -32,17 +31,16 @@ class WatchdogDeps:
 
 def sweep(deps: WatchdogDeps) -> list[db.Upload]:
     """One pass: re-issue the message of every stalled upload; returns the uploads picked up."""
-    settings = deps.settings
 
     def reissue(upload: db.Upload) -> None:
         if upload.state is db.State.ASSEMBLING:
             deps.publisher.publish(AssembleRequested(upload_id=upload.id, generation=upload.generation))
         else:  # queued, parsing or persisting: the parser reads the object again
             assert upload.etag is not None
-            event = replay_event(upload.bucket, upload.key, upload.bytes_total or 0, upload.etag)
-            deps.publisher.publish_raw(settings.events_exchange, settings.events_routing_key, event)
+            deps.publisher.publish_object_created(upload.bucket, upload.key, upload.bytes_total or 0, upload.etag)
 
-    picked = db.pick_up_stalled(deps.database.conn, timedelta(seconds=settings.stall_after_seconds), reissue)
+    after = timedelta(seconds=deps.settings.stall_after_seconds)
+    picked = db.pick_up_stalled(deps.database.conn, after, reissue)
     for upload in picked:
         log.warning(
             "stalled upload picked up",
