@@ -47,6 +47,10 @@ class Pipeline:
         self.processes = processes
         self.http = httpx.Client(base_url=settings.status_base_url, timeout=30)
 
+    def pids(self) -> dict[str, int | None]:
+        """Each service's pid: unchanged across a test means no service crashed or was restarted."""
+        return {name: self.processes.pid(name) for name in stack.SERVICES}
+
     def status(self, upload_id: str) -> dict[str, Any]:
         """The upload's status; rides out the intake's own seconds without Postgres (outage tests)."""
         deadline = time.monotonic() + 60

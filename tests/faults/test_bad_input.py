@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from genobase import stack
 from shared.settings import Settings
 from shared.storage import ObjectStore
 from tests.conftest import Pipeline
@@ -44,7 +43,7 @@ CORPUS: list[tuple[str, bytes, str, tuple[int, int] | None]] = [
 def test_bad_input_fails_clearly(
     pipeline: Pipeline, ledger: FaultLedger, filename: str, data: bytes, code: str, where: tuple[int, int] | None
 ) -> None:
-    before = {name: pipeline.processes.pid(name) for name in stack.SERVICES}
+    before = pipeline.pids()
     ticket = ledger.upload(pipeline, filename, data, "failed")
     ledger.inject("bad input")
     status: dict[str, Any] = pipeline.wait_for(ticket["id"])
@@ -53,7 +52,7 @@ def test_bad_input_fails_clearly(
     assert status["error"]["message"]
     if where is not None:
         assert (status["error"]["line"], status["error"]["column"]) == where
-    assert {name: pipeline.processes.pid(name) for name in stack.SERVICES} == before  # nobody crashed
+    assert pipeline.pids() == before  # nobody crashed
     ledger.survive("bad input")
 
 
@@ -82,7 +81,7 @@ def test_one_line_of_two_gigabytes_fails_at_its_start(
             yield block[: min(left, len(block))]
             left -= min(left, len(block))
 
-    before = {name: pipeline.processes.pid(name) for name in stack.SERVICES}
+    before = pipeline.pids()
     response = pipeline.http.post("/uploads", json={"filename": "one-line.fasta", "size": size})
     ticket = response.raise_for_status().json()
     ledger.attempt(ticket["id"], "failed")
@@ -94,7 +93,7 @@ def test_one_line_of_two_gigabytes_fails_at_its_start(
         assert status["state"] == "failed", status
         assert status["error"]["code"] == "header_too_long"
         assert status["error"]["line"] == 1
-        assert {name: pipeline.processes.pid(name) for name in stack.SERVICES} == before
+        assert pipeline.pids() == before
     finally:
         ObjectStore(settings).client.delete_object(Bucket=ticket["bucket"], Key=ticket["key"])  # 2 GiB of RAM
     ledger.survive("bad input")

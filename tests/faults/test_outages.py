@@ -13,7 +13,6 @@ import time
 import psycopg
 import pytest
 
-from genobase import stack
 from shared.settings import Settings
 from tests.conftest import Pipeline
 from tests.faults.conftest import FaultLedger
@@ -21,10 +20,6 @@ from tests.faults.test_kills import assert_exact_result, many_records, record_co
 from tests.stack import StackProvider
 
 pytestmark = pytest.mark.e2e
-
-
-def pids(pipeline: Pipeline) -> dict[str, int | None]:
-    return {name: pipeline.processes.pid(name) for name in stack.SERVICES}
 
 
 def parsing_with_progress(status: dict[str, object]) -> bool:
@@ -44,7 +39,7 @@ def upload_and_wait_for_parsing(pipeline: Pipeline, ledger: FaultLedger, name: s
 def test_broker_restarted_while_batches_are_in_flight(
     pipeline: Pipeline, settings: Settings, stack_provider: StackProvider, ledger: FaultLedger
 ) -> None:
-    before = pids(pipeline)
+    before = pipeline.pids()
     data, upload_id = upload_and_wait_for_parsing(pipeline, ledger, "broker-restart.fasta", 21)
     ledger.inject("RabbitMQ stopped mid-upload, started 10 s later")
     stack_provider.stop_broker()
@@ -61,7 +56,7 @@ def test_broker_restarted_while_batches_are_in_flight(
     ledger.survive("RabbitMQ stopped mid-upload, started 10 s later")
     assert_exact_result(pipeline, settings, late_ticket["id"], late)
     ledger.survive("file uploaded while RabbitMQ was down")
-    assert pids(pipeline) == before  # reconnected, not restarted
+    assert pipeline.pids() == before  # reconnected, not restarted
 
 
 def copy_running(settings: Settings) -> bool:
@@ -76,7 +71,7 @@ def copy_running(settings: Settings) -> bool:
 def test_postgres_restarted_during_copy(
     pipeline: Pipeline, settings: Settings, stack_provider: StackProvider, ledger: FaultLedger
 ) -> None:
-    before = pids(pipeline)
+    before = pipeline.pids()
     data, upload_id = upload_and_wait_for_parsing(pipeline, ledger, "postgres-restart.fasta", 23)
     deadline = time.monotonic() + 60
     while not copy_running(settings):
@@ -86,13 +81,13 @@ def test_postgres_restarted_during_copy(
     ledger.inject(fault)
     assert_exact_result(pipeline, settings, upload_id, data)
     ledger.survive(fault)
-    assert pids(pipeline) == before
+    assert pipeline.pids() == before
 
 
 def test_object_store_unreachable_for_30_s_during_ranged_reads(
     pipeline: Pipeline, settings: Settings, stack_provider: StackProvider, ledger: FaultLedger
 ) -> None:
-    before = pids(pipeline)
+    before = pipeline.pids()
     data, upload_id = upload_and_wait_for_parsing(pipeline, ledger, "s3-outage.fasta", 24)
     fault = "S3 endpoint unresponsive for 30 s mid-read"
     ledger.inject(fault)
@@ -107,4 +102,4 @@ def test_object_store_unreachable_for_30_s_during_ranged_reads(
     assert during["progress"]["bytes_done"] < len(data), during
     assert_exact_result(pipeline, settings, upload_id, data)
     ledger.survive(fault)
-    assert pids(pipeline) == before
+    assert pipeline.pids() == before
