@@ -8,6 +8,7 @@ before the upload through /proc/PID/clear_refs). Not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import time
 from datetime import datetime
@@ -34,11 +35,32 @@ def _reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
+def records_digest(store: ObjectStore, bucket: str, key: str) -> str:
+    """SHA-256 of the result document's bytes from its records array on (the head names the upload).
+
+    Two versions of the code that write the same records, field for field and in the same order,
+    give the same digest for the same input.
+    """
+    digest = hashlib.sha256()
+    started = False
+    for piece in store.client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(8 * 1024 * 1024):
+        if not started:
+            at = piece.find(b'"records":[')
+            if at < 0:
+                continue
+            piece, started = piece[at:], True
+        digest.update(piece)
+    return digest.hexdigest()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--file", type=Path, default=Path("/tmp/genobase-bench/bench-1g.fasta"))
     parser.add_argument("--small", type=int, default=1_000_000)
     parser.add_argument("--big", type=int, default=20)
+    parser.add_argument(
+        "--digest", action="store_true", help="print a SHA-256 of the result's records (compare two versions)"
+    )
     args = parser.parse_args()
     args.file.parent.mkdir(parents=True, exist_ok=True)
     t = time.monotonic()
@@ -89,6 +111,8 @@ def main() -> None:
         print(f"  {label:<50} {(times[end] - times[start]).total_seconds():6.1f} s")
     for name, peak in peaks.items():
         print(f"  peak RSS {name:<10} {peak:7.1f} MiB")
+    if args.digest:
+        print(f"records digest  {records_digest(store, settings.results_bucket, status['result']['key'])}")
     # Leave no gigabytes behind: repeated runs would otherwise fill the OSD.
     store.client.delete_object(Bucket=ticket["bucket"], Key=ticket["key"])
     store.client.delete_object(Bucket=settings.results_bucket, Key=status["result"]["key"])

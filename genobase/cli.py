@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from genobase import stack
+from genobase import compose, stack
 from shared.settings import Settings, load_settings, stack_file
 
 HOME = Path(os.environ.get("GENOBASE_HOME", ".genobase"))
@@ -75,29 +75,14 @@ def _compose() -> list[str]:
 
 def _compose_up() -> int:
     """The Docker stack: secrets generated once into .env, endpoints into the stack file."""
-    env_file = Path(".env")
-    secrets = stack.read_env_file(env_file)
-    for name, length in (
-        ("GENOBASE_PG_PASSWORD", 24),
-        ("GENOBASE_RABBITMQ_PASSWORD", 24),
-        ("GENOBASE_S3_ACCESS_KEY", 20),
-        ("GENOBASE_S3_SECRET_KEY", 40),
-    ):
-        secrets.setdefault(name, stack.new_secret(length))
-    stack.write_env_file(env_file, secrets)
+    env_path = Path(".env")
+    env = compose.env_file(stack.read_env_file(env_path), stack.new_secret)
+    stack.write_env_file(env_path, env)
     subprocess.run([*_compose(), "up", "-d", "--build"], check=True)
-    stack.write_env_file(
-        stack_file(),
-        {
-            "GENOBASE_STACK": "compose",
-            "GENOBASE_S3_ENDPOINT": "http://localhost:9000",
-            "GENOBASE_S3_ACCESS_KEY": secrets["GENOBASE_S3_ACCESS_KEY"],
-            "GENOBASE_S3_SECRET_KEY": secrets["GENOBASE_S3_SECRET_KEY"],
-            "GENOBASE_PUBLIC_BASE_URL": "http://localhost:8000",
-        },
-    )
-    _wait_healthy(load_settings(), timeout=180)
-    print("compose stack up: intake http://localhost:8000 (OpenAPI /docs), MinIO http://localhost:9000")
+    stack.write_env_file(stack_file(), compose.stack_file(env))
+    settings = load_settings()
+    _wait_healthy(settings, timeout=180)
+    print(f"compose stack up: intake {settings.status_base_url} (OpenAPI /docs), MinIO {settings.s3_endpoint}")
     return 0
 
 
@@ -139,6 +124,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not known:
         print("no stack file: run 'genobase up'")
         return 1
+    if known.get("GENOBASE_STACK") == "compose":
+        return _compose_status()
     services = _services()
     ok = True
     for name in stack.SERVICES:
@@ -154,6 +141,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         ok &= up
         print(f"{name:<10} {'listening on ' + str(port) if up else 'not listening'}")
     return 0 if ok else 1
+
+
+def _compose_status() -> int:
+    """The containers as compose reports them, then whether the intake answers its health check."""
+    listing = subprocess.run([*_compose(), "ps"], check=False)
+    settings = load_settings()
+    try:
+        health = httpx.get(f"{settings.status_base_url}/healthz", timeout=10)
+        print(f"intake     {settings.status_base_url}: {health.json()}")
+        healthy = health.status_code == 200
+    except httpx.HTTPError as exc:
+        print(f"intake     {settings.status_base_url}: not answering ({exc})")
+        healthy = False
+    return 0 if listing.returncode == 0 and healthy else 1
 
 
 def cmd_upload(args: argparse.Namespace) -> int:

@@ -4,55 +4,64 @@ Replaying a dead letter means processing its upload again from its object: the f
 set back to ``queued`` (its rows went when it failed) and a fresh object-created notification is
 published for the parser. Whatever stage the message died in, the upload restarts from the top,
 which is the one way to get a consistent result; the dead letter is removed once that is done.
+Bodies are decoded by the same stage decoders the consumers use (``shared/stages.py``).
 """
 
 from __future__ import annotations
 
 import uuid
 
-from pydantic import ValidationError
-
-from shared import db
-from shared.broker import STAGES, DeadLetter, Publisher, list_dead_letters, take_dead_letters
-from shared.events import MalformedEvent, normalise_event
-from shared.messages import AssembleRequested, decode_persist_message
+from shared.broker import DeadLetter, Publisher, list_dead_letters, take_dead_letters
+from shared.events import replay_event
+from shared.postgres.connection import Database
+from shared.postgres.uploads import PostgresUploads
 from shared.settings import Settings
+from shared.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, InvalidMessage
+
+_DECODERS = {PARSE.name: PARSE.decode, PERSIST.name: PERSIST.decode, ASSEMBLE.name: ASSEMBLE.decode}
 
 
-def upload_ids(letter: DeadLetter, conn: db.Connection) -> list[uuid.UUID]:
-    """The uploads a dead-lettered message belongs to (none for a message that never parsed)."""
+def upload_ids(letter: DeadLetter, uploads: PostgresUploads) -> list[uuid.UUID]:
+    """The uploads a dead-lettered message belongs to (none for a message that never decoded)."""
     try:
-        if letter.stage == "parse":
-            found = (db.find_upload(conn, e.bucket, e.key) for e in normalise_event(letter.body))
-            return [u.id for u in found if u is not None]
-        if letter.stage == "persist":
-            return [decode_persist_message(letter.body).upload_id]
-        return [AssembleRequested.model_validate_json(letter.body).upload_id]
-    except (MalformedEvent, ValidationError):
+        message = _DECODERS[letter.stage](letter.body)
+    except InvalidMessage:
         return []
+    if isinstance(message, list):  # a bucket notification: its objects' uploads
+        found = (uploads.find(event.bucket, event.key) for event in message)
+        return [upload.id for upload in found if upload is not None]
+    return [message.upload_id]
 
 
 def show(settings: Settings) -> list[tuple[DeadLetter, list[uuid.UUID]]]:
-    with db.connect(settings, autocommit=True) as conn:
-        return [(letter, upload_ids(letter, conn)) for stage in STAGES for letter in list_dead_letters(settings, stage)]
+    uploads = PostgresUploads(Database(settings))
+    try:
+        return [
+            (letter, upload_ids(letter, uploads))
+            for stage in STAGE_NAMES
+            for letter in list_dead_letters(settings, stage)
+        ]
+    finally:
+        uploads.reset()
 
 
 def replay(settings: Settings) -> tuple[int, list[uuid.UUID]]:
     """Replay every dead letter; returns how many were taken and which uploads were restarted."""
     restarted: list[uuid.UUID] = []
     publisher = Publisher(settings)
-    with db.connect(settings, autocommit=True) as conn:
+    uploads = PostgresUploads(Database(settings))
 
-        def restart(letter: DeadLetter) -> None:
-            for upload_id in upload_ids(letter, conn):
-                upload = db.requeue_failed(conn, upload_id)
-                if upload is None or upload.etag is None:
-                    continue  # not failed (any more): nothing to redo
-                publisher.publish_object_created(upload.bucket, upload.key, upload.bytes_total or 0, upload.etag)
-                restarted.append(upload_id)
+    def restart(letter: DeadLetter) -> None:
+        for upload_id in upload_ids(letter, uploads):
+            upload = uploads.requeue_failed(upload_id)
+            if upload is None:
+                continue  # not failed (any more): nothing to redo
+            publisher.publish_event(replay_event(upload))
+            restarted.append(upload_id)
 
-        try:
-            taken = sum(take_dead_letters(settings, stage, restart) for stage in STAGES)
-        finally:
-            publisher.close()
+    try:
+        taken = sum(take_dead_letters(settings, stage, restart) for stage in STAGE_NAMES)
+    finally:
+        publisher.close()
+        uploads.reset()
     return taken, restarted

@@ -160,8 +160,10 @@ def read_env_file(path: Path) -> dict[str, str]:
 def write_env_file(path: Path, values: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    tmp.chmod(0o600)
+    tmp.unlink(missing_ok=True)
+    # Created owner-only from its first byte: it holds every password of the stack.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write("".join(f"{k}={v}\n" for k, v in values.items()))
     tmp.replace(path)
 
 
@@ -248,13 +250,14 @@ def _reap(pid: int) -> None:
 
 def prepare_pipeline(settings: Settings, rgw_push_endpoint: str | None) -> None:
     """Everything the services expect to exist: schema, exchanges and queues, buckets, notifications."""
-    from shared import db
     from shared.broker import connect, declare_topology
     from shared.notify import wire_rgw
+    from shared.postgres.connection import connect as pg_connect
+    from shared.postgres.migrate import migrate
     from shared.storage import ObjectStore
 
-    with db.connect(settings, autocommit=True) as conn:
-        db.migrate(conn)
+    with pg_connect(settings, autocommit=True) as conn:
+        migrate(conn)
     connection = connect(settings)
     try:
         declare_topology(connection.channel(), settings)

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# The test command: on a fresh Debian machine with Python 3.11 it installs what is missing
-# (apt packages for the native stack, a virtualenv with the project), then runs every test.
-# Lint and type checks run first. The tests start their own stack (native or testcontainers) and remove it afterwards.
+# The test command. Where a Docker engine answers (or GENOBASE_TEST_STACK=containers), it installs
+# the Python environment only and the tests run their servers in containers; otherwise, on Debian
+# with Python 3.11 as root, it installs what the native stack needs (apt packages, Ceph) first.
+# Lint and type checks run first. The tests start their own stack and remove it afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${GENOBASE_TEST_STACK:-}" ] || [ "$GENOBASE_TEST_STACK" = auto ]; then
+  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    GENOBASE_TEST_STACK=containers
+  else
+    GENOBASE_TEST_STACK=native
+  fi
+fi
+export GENOBASE_TEST_STACK
+echo "test stack: $GENOBASE_TEST_STACK" >&2
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pika
 import pika.exceptions
@@ -25,11 +25,11 @@ import structlog
 from pika.adapters.blocking_connection import BlockingChannel
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
-from shared.events import replay_event
 from shared.messages import Message
 from shared.settings import Settings
+from shared.stages import STAGE_NAMES, InvalidMessage, PermanentFailure, Stage
 
-STAGES = ("parse", "persist", "assemble")
+M = TypeVar("M")
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     pika.exceptions.AMQPConnectionError,
     pika.exceptions.AMQPChannelError,
@@ -46,10 +46,6 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, unroutable)
 
 
-class PermanentFailure(Exception):
-    """Retrying cannot help (a malformed message): dead-letter it at once."""
-
-
 def connect(settings: Settings, heartbeat: int = 60) -> pika.BlockingConnection:
     params = pika.URLParameters(settings.amqp_url.get_secret_value())
     params.heartbeat = heartbeat
@@ -63,7 +59,7 @@ def declare_topology(channel: BlockingChannel, settings: Settings) -> None:
     channel.exchange_declare(settings.events_exchange, exchange_type="topic", durable=True)
     channel.exchange_declare(settings.pipeline_exchange, exchange_type="direct", durable=True)
     channel.exchange_declare(settings.dead_letter_exchange, exchange_type="direct", durable=True)
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         name = settings.queue(stage)
         channel.queue_declare(
             name,
@@ -136,10 +132,9 @@ class Publisher:
         """Publish bytes as they are, with no content type (replaying a captured event, for instance)."""
         self.publish_body(routing_key, body, exchange, content_type=None)
 
-    def publish_object_created(self, bucket: str, key: str, size: int, etag: str) -> None:
-        """A fresh notification for an object already stored, so that the parser reads it again."""
-        settings = self._settings
-        self.publish_raw(settings.events_exchange, settings.events_routing_key, replay_event(bucket, key, size, etag))
+    def publish_event(self, body: bytes) -> None:
+        """A bucket notification onto the events exchange, where the object store sends its own."""
+        self.publish_raw(self._settings.events_exchange, self._settings.events_routing_key, body)
 
     def close(self) -> None:
         if self._connection is not None and self._connection.is_open:
@@ -246,24 +241,28 @@ def take_dead_letters(settings: Settings, stage: str, handle: Callable[[DeadLett
         connection.close()
 
 
-Handler = Callable[[bytes], None]
-GiveUp = Callable[[bytes, str], None]
-
-
-class Consumer:
+class Consumer(Generic[M]):
     """Consumes one queue: one message at a time on a worker thread, ack after the handler returns.
 
-    A handler that raises is retried with backoff by requeueing; on the last allowed delivery
+    The body is decoded once, by the stage's decoder; one that does not decode is dead-lettered at
+    once. A handler that raises is retried with backoff by requeueing; on the last allowed delivery
     ``give_up`` is told why (to fail the upload) and the message goes to the dead-letter queue.
     """
 
-    def __init__(self, settings: Settings, stage: str, handler: Handler, give_up: GiveUp) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        stage: Stage[M],
+        handler: Callable[[M], None],
+        give_up: Callable[[M, str], None],
+    ) -> None:
         self._settings = settings
-        self._queue = settings.queue(stage)
+        self._stage = stage
+        self._queue = settings.queue(stage.name)
         self._handler = handler
         self._give_up = give_up
         self._stopping = threading.Event()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{stage}-worker")
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{stage.name}-worker")
         self._connection: pika.BlockingConnection | None = None
 
     def run(self) -> None:
@@ -329,19 +328,32 @@ class Consumer:
         body: bytes,
     ) -> None:
         structlog.contextvars.clear_contextvars()
+        outcome = self._handle(body, previous)
         try:
-            self._handler(body)
+            connection.add_callback_threadsafe(functools.partial(self._settle, channel, tag, outcome))
+        except CONNECTION_ERRORS:
+            log.warning("connection gone before settling; the broker will redeliver", queue=self._queue)
+
+    def _handle(self, body: bytes, previous: int) -> str:
+        """Decode and handle one body; returns how to settle it: ack, requeue or dead-letter."""
+        try:
+            message = self._stage.decode(body)
+        except InvalidMessage as exc:
+            log.error("rejecting message that does not decode", queue=self._queue, error=str(exc))
+            return "dead-letter"
+        try:
+            self._handler(message)
             outcome = "ack"
         except PermanentFailure as exc:
             log.error("rejecting message", queue=self._queue, error=str(exc))
-            self._safe_give_up(body, str(exc))
+            self._safe_give_up(message, str(exc))
             outcome = "dead-letter"
         except Exception as exc:
             attempt = previous + 1
             reason = f"{type(exc).__name__}: {exc}"
             if attempt >= self._settings.max_deliveries:
                 log.error("giving up on message", queue=self._queue, attempt=attempt, error=reason)
-                self._safe_give_up(body, f"failed {attempt} times: {reason}")
+                self._safe_give_up(message, f"failed {attempt} times: {reason}")
                 outcome = "dead-letter"
             else:
                 log.warning(
@@ -353,14 +365,11 @@ class Consumer:
                 )
                 time.sleep(min(2**attempt, 30))
                 outcome = "requeue"
-        try:
-            connection.add_callback_threadsafe(functools.partial(self._settle, channel, tag, outcome))
-        except CONNECTION_ERRORS:
-            log.warning("connection gone before settling; the broker will redeliver", queue=self._queue)
+        return outcome
 
-    def _safe_give_up(self, body: bytes, reason: str) -> None:
+    def _safe_give_up(self, message: M, reason: str) -> None:
         try:
-            self._give_up(body, reason)
+            self._give_up(message, reason)
         except Exception:
             log.exception("could not record the failure", queue=self._queue)
 

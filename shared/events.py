@@ -17,7 +17,7 @@ from urllib.parse import quote_plus, unquote_plus
 
 import orjson
 
-from shared.messages import ObjectCreated
+from shared.uploads import ObjectCreated, Upload
 
 CREATION_EVENTS = frozenset({"Put", "Post", "Copy", "CompleteMultipartUpload"})
 
@@ -64,11 +64,15 @@ def _record_to_created(record: Any) -> ObjectCreated | None:
     )
 
 
-def replay_event(bucket: str, key: str, size: int, etag: str) -> bytes:
-    """A notification for an object that already exists, to process it again (``dead-letters replay``).
+def replay_event(upload: Upload) -> bytes:
+    """A notification for an upload's object as it is known, to process it again.
 
-    Written in the S3 event format with the key URL-encoded, as AWS and MinIO send it.
+    The watchdog and ``genobase dead-letters --replay`` send it. Written in the S3 event format with
+    the key URL-encoded, as AWS and MinIO send it.
     """
+    if upload.etag is None:
+        raise ValueError(f"upload {upload.id} has no object yet")
+    bucket, key, size, etag = upload.bucket, upload.key, upload.bytes_total or 0, upload.etag
     record = {
         "eventSource": "genobase:replay",
         "eventName": "ObjectCreated:Put",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -18,11 +18,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from shared.ports import ObjectChanged
 from shared.settings import Settings
 
-
-class ObjectChanged(Exception):
-    """The object was overwritten while being read: this generation is obsolete."""
+__all__ = ["ObjectChanged", "ObjectStore", "make_client"]
 
 
 _TRANSIENT = (BotoCoreError, ConnectionError)
@@ -33,6 +32,11 @@ _s3_retry = retry(
     stop=stop_after_delay(300),
     reraise=True,
 )
+
+
+def uploads_of_key(pages: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The multipart uploads of exactly ``key`` among the pages of a ``ListMultipartUploads``."""
+    return [upload for page in pages for upload in page.get("Uploads", []) if upload["Key"] == key]
 
 
 def make_client(settings: Settings, endpoint: str | None = None) -> Any:
@@ -72,6 +76,10 @@ class ObjectStore:
 
     def head(self, bucket: str, key: str) -> dict[str, Any]:
         return self.client.head_object(Bucket=bucket, Key=key)  # type: ignore[no-any-return]
+
+    @_s3_retry
+    def size(self, bucket: str, key: str) -> int:
+        return int(self.head(bucket, key)["ContentLength"])
 
     @_s3_retry
     def exists(self, bucket: str, key: str) -> bool:
@@ -154,15 +162,22 @@ class ObjectStore:
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
         )
 
+    def multipart_uploads(self, bucket: str, key: str) -> list[dict[str, Any]]:
+        """The unfinished multipart uploads of exactly ``key``, on MinIO and RGW alike.
+
+        The stores read ``Prefix`` differently: RGW as a prefix, MinIO as an exact key ("we do not
+        support prefix based listing"). Asking with the key itself and keeping exact matches means
+        the same on both; a prefix that is not a whole key would find nothing on MinIO.
+        """
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key)
+        return uploads_of_key(pages, key)
+
     def abort_stale_multipart(self, bucket: str, key: str) -> int:
         """Abort unfinished multipart uploads of ``key`` left by a crashed writer."""
-        aborted = 0
-        response = self.client.list_multipart_uploads(Bucket=bucket, Prefix=key)
-        for upload in response.get("Uploads", []):
-            if upload["Key"] == key:
-                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
-                aborted += 1
-        return aborted
+        stale = self.multipart_uploads(bucket, key)
+        for upload in stale:
+            self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+        return len(stale)
 
     def multipart_writer(self, bucket: str, key: str, part_bytes: int, content_type: str) -> MultipartWriter:
         return MultipartWriter(self.client, bucket, key, part_bytes, content_type)

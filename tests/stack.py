@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -27,10 +28,10 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import sql
 
-from genobase import stack
+from genobase import compose, stack
 from shared.settings import Settings
 
-MINIO_IMAGE = "minio/minio:RELEASE.2025-09-07T16-13-09Z"
+MINIO_IMAGE = os.environ.get("GENOBASE_MINIO_IMAGE", compose.DEFAULT_MINIO_IMAGE)
 RABBITMQ_IMAGE = "rabbitmq:3.13-management"
 POSTGRES_IMAGE = "postgres:16-alpine"
 
@@ -291,59 +292,25 @@ class ContainersProvider:
         self._pg_dsn = ""
 
     def start(self) -> dict[str, str]:
-        from testcontainers.core.container import DockerContainer
         from testcontainers.core.network import Network
-        from testcontainers.core.waiting_utils import wait_for_logs
-        from testcontainers.postgres import PostgresContainer
-        from testcontainers.rabbitmq import RabbitMqContainer
 
         run = self.run
         password = stack.new_secret()
         self._network = Network().__enter__()
-        postgres = PostgresContainer(POSTGRES_IMAGE, username="genobase", password=password, dbname=run.database)
-        postgres.with_network(self._network).with_network_aliases("postgres")
-        postgres.start()
-        self._containers.append(postgres)
-        # guest may only log in over loopback, and MinIO reaches RabbitMQ over the network.
-        rabbit = RabbitMqContainer(RABBITMQ_IMAGE, username="genobase", password=password)
-        rabbit.with_network(self._network).with_network_aliases("rabbitmq")
-        rabbit.start()
-        self._containers.append(rabbit)
-        rabbit.exec(["rabbitmqctl", "add_vhost", run.vhost])
-        rabbit.exec(["rabbitmqctl", "set_permissions", "-p", run.vhost, "genobase", ".*", ".*", ".*"])
+        postgres = self._start_postgres(password)
+        rabbit = self._start_rabbitmq(password)
         vhost = urllib.parse.quote(run.vhost, safe="")
         minio_key, minio_secret = stack.new_secret(20), stack.new_secret(40)
         target = "GENOBASE"
-        minio = (
-            DockerContainer(MINIO_IMAGE)
-            .with_command("server /data")
-            .with_env("MINIO_ROOT_USER", minio_key)
-            .with_env("MINIO_ROOT_PASSWORD", minio_secret)
-            .with_env(f"MINIO_NOTIFY_AMQP_ENABLE_{target}", "on")
-            .with_env(f"MINIO_NOTIFY_AMQP_URL_{target}", f"amqp://genobase:{password}@rabbitmq:5672/{vhost}")
-            .with_env(f"MINIO_NOTIFY_AMQP_EXCHANGE_{target}", "genobase.events")
-            .with_env(f"MINIO_NOTIFY_AMQP_EXCHANGE_TYPE_{target}", "topic")
-            .with_env(f"MINIO_NOTIFY_AMQP_ROUTING_KEY_{target}", run.topic)
-            .with_env(f"MINIO_NOTIFY_AMQP_DURABLE_{target}", "on")
-            .with_env(f"MINIO_NOTIFY_AMQP_DELIVERY_MODE_{target}", "2")
-            .with_env(f"MINIO_NOTIFY_AMQP_PUBLISHING_CONFIRMS_{target}", "on")
-            .with_env(f"MINIO_NOTIFY_AMQP_QUEUE_DIR_{target}", "/data/.events")
-            .with_exposed_ports(9000)
-            .with_network(self._network)
-            .with_network_aliases("minio")
-        )
-        minio.start()
-        self._containers.append(minio)
-        wait_for_logs(minio, "API:", timeout=60)
+        minio = self._start_minio(minio_key, minio_secret, target, f"amqp://genobase:{password}@rabbitmq:5672/{vhost}")
         s3 = f"http://{minio.get_container_host_ip()}:{minio.get_exposed_port(9000)}"
-        pg_dsn = (
+        self._pg_dsn = (
             f"postgresql://genobase:{password}@{postgres.get_container_host_ip()}:"
             f"{postgres.get_exposed_port(5432)}/{run.database}"
         )
-        self._pg_dsn = pg_dsn
         amqp = f"amqp://genobase:{password}@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/{vhost}"
         env = {
-            "GENOBASE_PG_DSN": pg_dsn,
+            "GENOBASE_PG_DSN": self._pg_dsn,
             "GENOBASE_AMQP_URL": amqp,
             "GENOBASE_EVENTS_ROUTING_KEY": run.topic,
             "GENOBASE_S3_ENDPOINT": s3,
@@ -359,6 +326,55 @@ class ContainersProvider:
         wire_minio(s3, minio_key, minio_secret, run.uploads_bucket, target)
         warm_up_notifications(settings)
         return env
+
+    def _started(self, container: Any) -> Any:
+        """Start ``container``; it is listed for ``stop`` first, so one that fails half way is removed too."""
+        self._containers.append(container)
+        container.start()
+        return container
+
+    def _start_postgres(self, password: str) -> Any:
+        from testcontainers.community.postgres import PostgresContainer
+
+        postgres = PostgresContainer(POSTGRES_IMAGE, username="genobase", password=password, dbname=self.run.database)
+        postgres.with_network(self._network).with_network_aliases("postgres")
+        return self._started(postgres)
+
+    def _start_rabbitmq(self, password: str) -> Any:
+        from testcontainers.community.rabbitmq import RabbitMqContainer
+
+        # guest may only log in over loopback, and MinIO reaches RabbitMQ over the network.
+        rabbit = RabbitMqContainer(RABBITMQ_IMAGE, username="genobase", password=password)
+        rabbit.with_network(self._network).with_network_aliases("rabbitmq")
+        self._started(rabbit)
+        rabbit.exec(["rabbitmqctl", "add_vhost", self.run.vhost])
+        rabbit.exec(["rabbitmqctl", "set_permissions", "-p", self.run.vhost, "genobase", ".*", ".*", ".*"])
+        return rabbit
+
+    def _start_minio(self, key: str, secret: str, target: str, amqp_url: str) -> Any:
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+        minio = (
+            DockerContainer(MINIO_IMAGE)
+            .with_command("server /data")
+            .with_env("MINIO_ROOT_USER", key)
+            .with_env("MINIO_ROOT_PASSWORD", secret)
+            .with_env(f"MINIO_NOTIFY_AMQP_ENABLE_{target}", "on")
+            .with_env(f"MINIO_NOTIFY_AMQP_URL_{target}", amqp_url)
+            .with_env(f"MINIO_NOTIFY_AMQP_EXCHANGE_{target}", "genobase.events")
+            .with_env(f"MINIO_NOTIFY_AMQP_EXCHANGE_TYPE_{target}", "topic")
+            .with_env(f"MINIO_NOTIFY_AMQP_ROUTING_KEY_{target}", self.run.topic)
+            .with_env(f"MINIO_NOTIFY_AMQP_DURABLE_{target}", "on")
+            .with_env(f"MINIO_NOTIFY_AMQP_DELIVERY_MODE_{target}", "2")
+            .with_env(f"MINIO_NOTIFY_AMQP_PUBLISHING_CONFIRMS_{target}", "on")
+            .with_env(f"MINIO_NOTIFY_AMQP_QUEUE_DIR_{target}", "/data/.events")
+            .with_exposed_ports(9000)
+            .with_network(self._network)
+            .with_network_aliases("minio")
+            .waiting_for(LogMessageWaitStrategy("API:").with_startup_timeout(60))
+        )
+        return self._started(minio)
 
     def _container(self, index: int) -> Any:
         return self._containers[index]
@@ -383,10 +399,21 @@ class ContainersProvider:
         self._container(2).get_wrapped_container().unpause()
 
     def stop(self) -> None:
+        """Remove every container that was started, even half way, then the network.
+
+        Each step may fail (a container that never started, a network still in use): report it and
+        go on, so that the first error -- the one the run stopped on -- stays the one reported.
+        """
         for container in reversed(self._containers):
-            container.stop()
+            try:
+                container.stop()
+            except Exception as exc:
+                print(f"could not remove container {container}: {exc!r}", file=sys.stderr)
         if self._network is not None:
-            self._network.__exit__(None, None, None)
+            try:
+                self._network.__exit__(None, None, None)
+            except Exception as exc:
+                print(f"could not remove the test network: {exc!r}", file=sys.stderr)
 
 
 def _as_kwargs(env: dict[str, str]) -> dict[str, Any]:

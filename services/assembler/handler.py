@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
-from shared import db
-from shared.assembly import ResultDocument
-from shared.broker import PermanentFailure
+from services.assembler.document import ResultDocument
 from shared.failpoints import failpoint
+from shared.logging import bind_upload, carry_context
 from shared.messages import AssembleRequested
+from shared.ports import AssemblyUploads, ResultWriter
 from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.uploads import Failure, NameCounts, PipelineErrorCode, ResultLocation, Upload, result_key
 
 log = structlog.get_logger()
 PROGRESS_EVERY_SECONDS = 1.0
@@ -30,125 +30,113 @@ PROGRESS_EVERY_SECONDS = 1.0
 @dataclass
 class AssemblerDeps:
     settings: Settings
-    database: db.Database  # records stream over this one
-    parts_db: db.Database  # and parts over this one, at the same time
-    progress_db: db.Database  # progress updates, while the other two are busy with COPY
-    store: ObjectStore
-
-    def reset_connections(self) -> None:
-        """After a failure a connection may be left inside a half-read COPY: start again on new ones.
-
-        Closing also ends the session that holds the generation's advisory lock.
-        """
-        for database in (self.database, self.parts_db, self.progress_db):
-            database.close()
+    uploads: AssemblyUploads
+    store: ResultWriter
 
 
-def handle_assemble(body: bytes, deps: AssemblerDeps) -> None:
+def handle_assemble(request: AssembleRequested, deps: AssemblerDeps) -> None:
+    bind_upload(request.upload_id, request.generation)
     try:
-        request = AssembleRequested.model_validate_json(body)
-    except ValidationError as exc:
-        raise PermanentFailure(f"invalid assemble message: {exc}") from exc
-    structlog.contextvars.bind_contextvars(upload_id=str(request.upload_id), generation=request.generation)
-    try:
-        _assemble_if_due(request, deps)
+        upload = deps.uploads.assembling(request.upload_id, request.generation)
+        if upload is None:
+            log.info("nothing to assemble (already done, failed or replaced)")
+            return
+        with deps.uploads.generation_lock(upload.id, "assemble") as locked:
+            if not locked:
+                log.info("generation already being assembled elsewhere")
+                return
+            assemble_upload(upload, deps)
     except BaseException:
-        deps.reset_connections()
+        # A session may be left inside a half-read COPY; closing also ends the generation lock.
+        deps.uploads.reset()
         raise
 
 
-def _assemble_if_due(request: AssembleRequested, deps: AssemblerDeps) -> None:
-    conn = deps.database.conn
-    upload = db.assembling_upload(conn, request.upload_id, request.generation)
-    if upload is None:
-        log.info("nothing to assemble (already done, failed or replaced)")
-        return
-    if not db.try_lock_generation(conn, upload.id, "assemble"):
-        log.info("generation already being assembled elsewhere")
-        return
-    assemble_upload(upload, deps)
-    db.unlock_generation(conn, upload.id, "assemble")
+def provenance(upload: Upload) -> dict[str, Any]:
+    """The document's head: which upload, generation and object it was made from."""
+    return {
+        "upload_id": str(upload.id),
+        "generation": upload.generation,
+        "source": {"bucket": upload.bucket, "key": upload.key, "etag": upload.etag},
+        "filename": upload.filename,
+        "format": upload.format,
+        "record_count": upload.records_total,
+    }
 
 
-def result_key(upload: db.Upload) -> str:
-    return f"{upload.id}/generation-{upload.generation}.json"
-
-
-def assemble_upload(upload: db.Upload, deps: AssemblerDeps) -> None:
-    settings = deps.settings
-    bucket, key = settings.results_bucket, result_key(upload)
+def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
+    bucket, key = deps.settings.results_bucket, result_key(upload)
     aborted = deps.store.abort_stale_multipart(bucket, key)
     if aborted:
         log.info("aborted unfinished multipart uploads of an earlier attempt", count=aborted)
-    document = ResultDocument(
-        {
-            "upload_id": str(upload.id),
-            "generation": upload.generation,
-            "source": {"bucket": upload.bucket, "key": upload.key, "etag": upload.etag},
-            "filename": upload.filename,
-            "format": upload.format,
-            "record_count": upload.records_total,
-        },
-        escape_residues=upload.alphabet == "any",
-    )
+    document = ResultDocument(provenance(upload), escape_residues=upload.alphabet == "any")
     started = time.monotonic()
-    last_progress = started
-    # Counting duplicate names sorts every name: done beside the streaming, not before it.
-    counting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-counts")
-    counts = counting.submit(_name_counts, deps.settings, upload.id)
-    counting.shutdown(wait=False)
-
-    def trailer() -> dict[str, int]:
-        duplicates, empty = counts.result()
-        return {"duplicate_names": duplicates, "empty_sequences": empty}
-
-    rows = db.iter_result_rows(deps.database.conn, deps.parts_db.conn, upload.id)
-    try:
-        with deps.store.multipart_writer(bucket, key, settings.result_part_bytes, "application/json") as out:
-            for piece in document.pieces(rows, trailer):
-                out.write(piece)
-                now = time.monotonic()
-                if now - last_progress >= PROGRESS_EVERY_SECONDS:
-                    db.record_assembly_progress(
-                        deps.progress_db.conn, upload.id, upload.generation, document.records_written
-                    )
-                    last_progress = now
-                    failpoint("assembler.mid_upload")  # parts uploaded, the multipart upload open
-    except BaseException:
-        deps.reset_connections()
-        with contextlib.suppress(Exception):
-            rows.close()  # its COPY contexts end on closed connections: nothing left to drain
-        raise
+    counts = _count_names_aside(upload, deps)
+    size = _write(upload, document, bucket, key, counts, deps)
     if document.records_written != upload.records_total:
         raise RuntimeError(f"wrote {document.records_written} records, expected {upload.records_total}")
-    db.finish_assembly(
-        deps.database.conn,
-        upload.id,
-        upload.generation,
-        bucket,
-        key,
-        out.size,
-        document.records_written,
-        counts.result(),
-    )
+    result = ResultLocation(bucket, key, size, document.records_written)
+    deps.uploads.finish_assembly(upload.id, upload.generation, result, counts.result())
     log.info(
         "result written",
         key=key,
-        bytes=out.size,
+        bytes=size,
         records=document.records_written,
         seconds=round(time.monotonic() - started, 2),
     )
 
 
-def _name_counts(settings: Settings, upload_id: uuid.UUID) -> tuple[int, int]:
-    with db.connect(settings, autocommit=True) as conn:
-        return db.name_counts(conn, upload_id)
+def _count_names_aside(upload: Upload, deps: AssemblerDeps) -> Future[NameCounts]:
+    """Counting duplicate names sorts every name: done beside the streaming, not before it."""
+    counting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-counts")
+    counts = counting.submit(carry_context(deps.uploads.name_counts), upload.id)
+    counting.shutdown(wait=False)
+    return counts
 
 
-def give_up(body: bytes, reason: str, deps: AssemblerDeps) -> None:
+def _write(
+    upload: Upload, document: ResultDocument, bucket: str, key: str, counts: Future[NameCounts], deps: AssemblerDeps
+) -> int:
+    """Stream the rows through the document into a multipart upload; returns the document's size."""
+
+    def trailer() -> dict[str, int]:
+        found = counts.result()
+        return {"duplicate_names": found.duplicate_names, "empty_sequences": found.empty_sequences}
+
+    progress = _Progress(
+        lambda: deps.uploads.record_assembly_progress(upload.id, upload.generation, document.records_written)
+    )
+    rows = deps.uploads.result_pieces(upload.id)
     try:
-        request = AssembleRequested.model_validate_json(body)
-    except ValidationError:
-        log.error("malformed assemble message dead-lettered", reason=reason)
-        return
-    db.fail_upload(deps.database.conn, request.upload_id, request.generation, "assemble_failed", reason)
+        with deps.store.multipart_writer(bucket, key, deps.settings.result_part_bytes, "application/json") as out:
+            for piece in document.pieces(rows, trailer):
+                out.write(piece)
+                if progress.due():
+                    failpoint("assembler.mid_upload")  # parts uploaded, the multipart upload open
+        return out.size
+    except BaseException:
+        deps.uploads.reset()
+        with contextlib.suppress(Exception):
+            rows.close()  # its COPY contexts end on closed sessions: nothing left to drain
+        raise
+
+
+class _Progress:
+    """Records progress at most once per ``PROGRESS_EVERY_SECONDS``."""
+
+    def __init__(self, record: Callable[[], None]) -> None:
+        self._record = record
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < PROGRESS_EVERY_SECONDS:
+            return False
+        self._record()
+        self._last = now
+        return True
+
+
+def give_up(request: AssembleRequested, reason: str, deps: AssemblerDeps) -> None:
+    bind_upload(request.upload_id, request.generation)
+    deps.uploads.fail(request.upload_id, request.generation, Failure(PipelineErrorCode.ASSEMBLE_FAILED, reason))

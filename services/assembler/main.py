@@ -6,19 +6,21 @@ import functools
 
 from services.assembler.handler import AssemblerDeps, give_up, handle_assemble
 from shared.broker import Consumer
-from shared.db import Database
 from shared.logging import configure_logging
+from shared.postgres.connection import Database
+from shared.postgres.uploads import PostgresUploads
 from shared.settings import get_settings
+from shared.stages import ASSEMBLE
 from shared.storage import ObjectStore
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging("assembler", settings.log_level, settings.log_json)
-    deps = AssemblerDeps(settings, Database(settings), Database(settings), Database(settings), ObjectStore(settings))
+    deps = AssemblerDeps(settings, PostgresUploads(Database(settings)), ObjectStore(settings))
     Consumer(
         settings,
-        "assemble",
+        ASSEMBLE,
         functools.partial(handle_assemble, deps=deps),
         functools.partial(give_up, deps=deps),
     ).run()

@@ -16,11 +16,13 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
-from shared import db
 from shared.broker import connect as amqp_connect
 from shared.parsing.alphabet import AlphabetName
+from shared.postgres import uploads as queries
+from shared.postgres.connection import dict_row, ping
 from shared.settings import Settings
 from shared.storage import ObjectStore
+from shared.uploads import ERROR_CODES, ErrorCode, State, Upload
 
 
 class UploadRequest(BaseModel):
@@ -52,7 +54,7 @@ class Progress(BaseModel):
 
 
 class UploadError(BaseModel):
-    code: str
+    code: ErrorCode = Field(description=f"why the upload failed; one of: {', '.join(ERROR_CODES)}")
     message: str
     line: int | None
     column: int | None
@@ -91,7 +93,7 @@ class UploadStatus(BaseModel):
     key: str
     filename: str
     registered: bool
-    state: db.State
+    state: State
     generation: int
     format: str | None
     progress: Progress
@@ -121,12 +123,12 @@ def object_key(upload_id: uuid.UUID, filename: str) -> str:
     return f"{upload_id}/{name}"
 
 
-def progress_fraction(upload: db.Upload) -> float:
+def progress_fraction(upload: Upload) -> float:
     """Parsing and loading are the first 80 %, writing the result the last 20 %."""
-    if upload.state is db.State.DONE:
+    if upload.state is State.DONE:
         return 1.0
     loaded = upload.bytes_done / upload.bytes_total if upload.bytes_total else 0.0
-    if upload.state is db.State.ASSEMBLING and upload.records_total:
+    if upload.state is State.ASSEMBLING and upload.records_total:
         return 0.8 + 0.2 * min(upload.records_assembled / upload.records_total, 1.0)
     return round(0.8 * min(loaded, 1.0), 4)
 
@@ -146,18 +148,14 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 router = APIRouter()
 
 
-def to_status(upload: db.Upload, services: Services) -> UploadStatus:
+def to_status(upload: Upload, services: Services) -> UploadStatus:
     now = datetime.now(UTC)
+    failure = upload.failure
     error = None
-    if upload.state is db.State.FAILED:
-        error = UploadError(
-            code=upload.error_code or "failed",
-            message=upload.error_message or "",
-            line=upload.error_line,
-            column=upload.error_column,
-        )
+    if failure is not None:
+        error = UploadError(code=failure.code, message=failure.message, line=failure.line, column=failure.column)
     result = None
-    if upload.state is db.State.DONE and upload.result_bucket and upload.result_key:
+    if upload.state is State.DONE and upload.result_bucket and upload.result_key:
         ttl = services.settings.presign_ttl_seconds
         result = UploadResult(
             url=services.store.presign_get(upload.result_bucket, upload.result_key, ttl),
@@ -212,7 +210,7 @@ def create_upload(body: UploadRequest, services: ServicesDep) -> UploadTicket:
     upload_id = uuid.uuid4()
     key = object_key(upload_id, body.filename)
     with services.pool.connection() as conn:
-        db.register_upload(
+        queries.register_upload(
             conn,
             upload_id,
             settings.uploads_bucket,
@@ -236,7 +234,7 @@ def create_upload(body: UploadRequest, services: ServicesDep) -> UploadTicket:
 @router.get("/uploads/{upload_id}", response_model=UploadStatus)
 def upload_status(upload_id: uuid.UUID, services: ServicesDep) -> UploadStatus:
     with services.pool.connection() as conn:
-        upload = db.get_upload(conn, upload_id)
+        upload = queries.get_upload(conn, upload_id)
     if upload is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
     return to_status(upload, services)
@@ -246,7 +244,7 @@ def upload_status(upload_id: uuid.UUID, services: ServicesDep) -> UploadStatus:
 def find_upload(services: ServicesDep, bucket: Annotated[str, Query()], key: Annotated[str, Query()]) -> UploadStatus:
     """Look an upload up by its object, e.g. one written straight to the bucket without registering."""
     with services.pool.connection() as conn:
-        upload = db.find_upload(conn, bucket, key)
+        upload = queries.find_upload(conn, bucket, key)
     if upload is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload for s3://{bucket}/{key}")
     return to_status(upload, services)
@@ -257,7 +255,7 @@ def healthz(services: ServicesDep) -> Any:
     checks: dict[str, str] = {}
     try:
         with services.pool.connection(timeout=5) as conn:
-            db.ping(conn)
+            ping(conn)
         checks["postgres"] = "ok"
     except Exception as exc:
         checks["postgres"] = f"error: {exc}"
@@ -286,7 +284,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.pg_dsn.get_secret_value(),
         min_size=1,
         max_size=8,
-        kwargs={"autocommit": True, "row_factory": db.dict_row},
+        kwargs={"autocommit": True, "row_factory": dict_row},
         # A connection broken by a Postgres restart is replaced before a request gets it.
         check=ConnectionPool.check_connection,
         open=False,

@@ -11,19 +11,17 @@ import contextlib
 from dataclasses import dataclass
 
 import structlog
-from pydantic import ValidationError
 
-from shared import db
-from shared.broker import PermanentFailure, PipelinedPublisher
-from shared.events import MalformedEvent, normalise_event
+from services.parser.batching import Batcher
 from shared.failpoints import failpoint
-from shared.messages import ObjectCreated, ParseCompleted
+from shared.logging import bind_upload
+from shared.messages import ParseCompleted
 from shared.parsing.alphabet import get_alphabet
-from shared.parsing.batching import Batcher
 from shared.parsing.engine import Limits, SequenceStream
 from shared.parsing.errors import ParseError
+from shared.ports import ObjectChanged, ObjectReader, ParseUploads, PipelinedPublisher
 from shared.settings import Settings
-from shared.storage import ObjectChanged, ObjectStore
+from shared.uploads import ClaimAction, Failure, ObjectCreated, PipelineErrorCode, Upload
 
 log = structlog.get_logger()
 
@@ -31,51 +29,43 @@ log = structlog.get_logger()
 @dataclass
 class ParserDeps:
     settings: Settings
-    database: db.Database
-    store: ObjectStore
+    uploads: ParseUploads
+    store: ObjectReader
     publisher: PipelinedPublisher
 
 
-def handle_notification(body: bytes, deps: ParserDeps) -> None:
-    try:
-        created = normalise_event(body)
-    except (MalformedEvent, ValidationError) as exc:
-        raise PermanentFailure(str(exc)) from exc
-    if not created:
+def handle_notification(events: list[ObjectCreated], deps: ParserDeps) -> None:
+    if not events:
         log.info("ignoring event without object creation")
-    for event in created:
+    for event in events:
         parse_object(event, deps)
 
 
 def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
-    conn = deps.database.conn
-    claim = db.claim_object(conn, event)
+    claim = deps.uploads.claim(event)
     upload = claim.upload
-    structlog.contextvars.bind_contextvars(upload_id=str(upload.id), generation=upload.generation)
-    if claim.action is not db.ClaimAction.PARSE:
+    bind_upload(upload.id, upload.generation)
+    if claim.action is not ClaimAction.PARSE:
         log.info("event needs no work", action=claim.action.value, bucket=event.bucket, key=event.key)
         return
-    if not db.try_lock_generation(conn, upload.id, "parse"):
-        # Another parser holds this generation; its own unacked message covers a crash.
-        log.info("generation already being parsed elsewhere")
-        return
-    try:
-        if not db.start_parsing(conn, upload.id, upload.generation):
+    with deps.uploads.generation_lock(upload.id, "parse") as locked:
+        if not locked:
+            # Another parser holds this generation; its own unacked message covers a crash.
+            log.info("generation already being parsed elsewhere")
+            return
+        if not deps.uploads.start_parsing(upload.id, upload.generation):
             log.info("generation no longer parseable", state=upload.state.value)
             return
         _parse(event, upload, deps)
-    finally:
-        if not conn.closed and not conn.broken:
-            db.unlock_generation(conn, upload.id, "parse")
 
 
-def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
+def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
     settings = deps.settings
     # A FASTQ read is stored whole with its quality, so it must fit in one part.
     limits = Limits(max_read_bytes=settings.part_bytes - 1)
     stream = SequenceStream(get_alphabet(upload.alphabet), upload.filename, upload.declared_format, limits)
     batcher = Batcher(upload.id, upload.generation, settings.part_bytes, settings.batch_bytes)
-    size = event.size or int(deps.store.head(event.bucket, event.key)["ContentLength"])
+    size = event.size or deps.store.size(event.bucket, event.key)
     offset = 0
     log.info("parsing", bucket=event.bucket, key=event.key, size=size)
     try:
@@ -89,8 +79,8 @@ def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
             deps.publisher.publish(batch)
     except ParseError as exc:
         deps.publisher.flush()  # batches already sent are dropped by the persister: the generation failed
-        log.info("input rejected", code=exc.code, error=exc.message, line=exc.line, column=exc.column)
-        db.fail_upload(deps.database.conn, upload.id, upload.generation, exc.code, exc.message, exc.line, exc.column)
+        log.info("input rejected", code=exc.code.value, error=exc.message, line=exc.line, column=exc.column)
+        deps.uploads.fail(upload.id, upload.generation, Failure(exc.code, exc.message, exc.line, exc.column))
         return
     except ObjectChanged as exc:
         deps.publisher.flush()
@@ -99,13 +89,8 @@ def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
         else:
             # Nothing will ever take over: say so, instead of leaving the upload parsing forever.
             log.info("object deleted before it could be read", error=str(exc))
-            db.fail_upload(
-                deps.database.conn,
-                upload.id,
-                upload.generation,
-                "object_deleted",
-                f"s3://{event.bucket}/{event.key} was deleted before it could be read",
-            )
+            message = f"s3://{event.bucket}/{event.key} was deleted before it could be read"
+            deps.uploads.fail(upload.id, upload.generation, Failure(PipelineErrorCode.OBJECT_DELETED, message))
         return
     except BaseException:
         # Let what was already handed over go out (the persister dedups a retry's batches), and keep
@@ -128,15 +113,10 @@ def _parse(event: ObjectCreated, upload: db.Upload, deps: ParserDeps) -> None:
     log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset)
 
 
-def give_up(body: bytes, reason: str, deps: ParserDeps) -> None:
+def give_up(events: list[ObjectCreated], reason: str, deps: ParserDeps) -> None:
     """The notification is going to the dead-letter queue: fail its upload(s) with the reason."""
-    try:
-        created = normalise_event(body)
-    except (MalformedEvent, ValidationError):
-        log.error("malformed notification dead-lettered", reason=reason)
-        return
-    conn = deps.database.conn
-    for event in created:
-        upload = db.find_upload(conn, event.bucket, event.key)
+    for event in events:
+        upload = deps.uploads.find(event.bucket, event.key)
         if upload is not None and upload.etag == event.etag:
-            db.fail_upload(conn, upload.id, upload.generation, "processing_failed", reason)
+            bind_upload(upload.id, upload.generation)
+            deps.uploads.fail(upload.id, upload.generation, Failure(PipelineErrorCode.PROCESSING_FAILED, reason))

@@ -6,10 +6,12 @@ import functools
 
 from services.parser.handler import ParserDeps, give_up, handle_notification
 from shared.broker import Consumer, PipelinedPublisher
-from shared.db import Database
 from shared.logging import configure_logging
 from shared.parsing.native import share_malloc_arena
+from shared.postgres.connection import Database
+from shared.postgres.uploads import PostgresUploads
 from shared.settings import get_settings
+from shared.stages import PARSE
 from shared.storage import ObjectStore
 
 
@@ -17,10 +19,12 @@ def main() -> None:
     share_malloc_arena()  # before any thread: the prefetch, publisher and engine threads share one
     settings = get_settings()
     configure_logging("parser", settings.log_level, settings.log_json)
-    deps = ParserDeps(settings, Database(settings), ObjectStore(settings), PipelinedPublisher(settings))
+    deps = ParserDeps(
+        settings, PostgresUploads(Database(settings)), ObjectStore(settings), PipelinedPublisher(settings)
+    )
     Consumer(
         settings,
-        "parse",
+        PARSE,
         functools.partial(handle_notification, deps=deps),
         functools.partial(give_up, deps=deps),
     ).run()

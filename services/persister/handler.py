@@ -10,49 +10,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
-from pydantic import ValidationError
 
-from shared import db
-from shared.broker import PermanentFailure, Publisher
 from shared.failpoints import failpoint
-from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch, decode_persist_message
+from shared.logging import bind_upload
+from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
+from shared.ports import PersistUploads, Publisher
+from shared.uploads import Failure, PipelineErrorCode
 
 log = structlog.get_logger()
 
 
 @dataclass
 class PersisterDeps:
-    database: db.Database
+    uploads: PersistUploads
     publisher: Publisher
 
 
-def handle_persist(body: bytes, deps: PersisterDeps) -> None:
-    try:
-        message = decode_persist_message(body)
-    except ValidationError as exc:
-        raise PermanentFailure(f"invalid persist message: {exc}") from exc
-    structlog.contextvars.bind_contextvars(upload_id=str(message.upload_id), generation=message.generation)
+def handle_persist(message: SequenceBatch | ParseCompleted, deps: PersisterDeps) -> None:
+    bind_upload(message.upload_id, message.generation)
     try:
         if isinstance(message, SequenceBatch):
-            outcome = db.store_batch(deps.database.conn, message)
+            outcome = deps.uploads.store_batch(message)
             log.debug("batch", batch_no=message.batch_no, stored=outcome.stored, records=len(message.records))
             if outcome.stored:
                 failpoint("persister.after_commit")  # committed, not yet acknowledged
         else:
-            outcome = db.record_parse_completed(deps.database.conn, message)
+            outcome = deps.uploads.record_parse_completed(message)
             log.info("parse completed", batches=message.batch_count, records=message.record_count)
     except BaseException:
-        deps.database.close()  # the retry starts on a fresh session, whatever state a failed COPY left
+        deps.uploads.reset()  # the retry starts on a fresh session, whatever state a failed COPY left
         raise
     if outcome.ready_to_assemble:
         deps.publisher.publish(AssembleRequested(upload_id=message.upload_id, generation=message.generation))
         log.info("all batches stored; assembly requested")
 
 
-def give_up(body: bytes, reason: str, deps: PersisterDeps) -> None:
-    try:
-        message: SequenceBatch | ParseCompleted = decode_persist_message(body)
-    except ValidationError:
-        log.error("malformed persist message dead-lettered", reason=reason)
-        return
-    db.fail_upload(deps.database.conn, message.upload_id, message.generation, "persist_failed", reason)
+def give_up(message: SequenceBatch | ParseCompleted, reason: str, deps: PersisterDeps) -> None:
+    bind_upload(message.upload_id, message.generation)
+    deps.uploads.fail(message.upload_id, message.generation, Failure(PipelineErrorCode.PERSIST_FAILED, reason))

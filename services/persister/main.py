@@ -6,18 +6,20 @@ import functools
 
 from services.persister.handler import PersisterDeps, give_up, handle_persist
 from shared.broker import Consumer, Publisher
-from shared.db import Database
 from shared.logging import configure_logging
+from shared.postgres.connection import Database
+from shared.postgres.uploads import PostgresUploads
 from shared.settings import get_settings
+from shared.stages import PERSIST
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging("persister", settings.log_level, settings.log_json)
-    deps = PersisterDeps(Database(settings), Publisher(settings))
+    deps = PersisterDeps(PostgresUploads(Database(settings)), Publisher(settings))
     Consumer(
         settings,
-        "persist",
+        PERSIST,
         functools.partial(handle_persist, deps=deps),
         functools.partial(give_up, deps=deps),
     ).run()

@@ -14,10 +14,11 @@ from datetime import timedelta
 
 import structlog
 
-from shared import db
-from shared.broker import Publisher
+from shared.events import replay_event
 from shared.messages import AssembleRequested
+from shared.ports import EventPublisher, SweepUploads
 from shared.settings import Settings
+from shared.uploads import State, Upload
 
 log = structlog.get_logger()
 
@@ -25,22 +26,22 @@ log = structlog.get_logger()
 @dataclass
 class WatchdogDeps:
     settings: Settings
-    database: db.Database
-    publisher: Publisher
+    uploads: SweepUploads
+    publisher: EventPublisher
 
 
-def sweep(deps: WatchdogDeps) -> list[db.Upload]:
+def reissue(upload: Upload, publisher: EventPublisher) -> None:
+    """Send the message that the upload's current stage waits for."""
+    if upload.state is State.ASSEMBLING:
+        publisher.publish(AssembleRequested(upload_id=upload.id, generation=upload.generation))
+    else:  # queued, parsing or persisting: the parser reads the object again
+        publisher.publish_event(replay_event(upload))
+
+
+def sweep(deps: WatchdogDeps) -> list[Upload]:
     """One pass: re-issue the message of every stalled upload; returns the uploads picked up."""
-
-    def reissue(upload: db.Upload) -> None:
-        if upload.state is db.State.ASSEMBLING:
-            deps.publisher.publish(AssembleRequested(upload_id=upload.id, generation=upload.generation))
-        else:  # queued, parsing or persisting: the parser reads the object again
-            assert upload.etag is not None
-            deps.publisher.publish_object_created(upload.bucket, upload.key, upload.bytes_total or 0, upload.etag)
-
     after = timedelta(seconds=deps.settings.stall_after_seconds)
-    picked = db.pick_up_stalled(deps.database.conn, after, reissue)
+    picked = deps.uploads.pick_up_stalled(after, lambda upload: reissue(upload, deps.publisher))
     for upload in picked:
         log.warning(
             "stalled upload picked up",

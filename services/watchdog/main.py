@@ -9,8 +9,9 @@ import structlog
 
 from services.watchdog.handler import WatchdogDeps, sweep
 from shared.broker import Publisher
-from shared.db import Database
 from shared.logging import configure_logging
+from shared.postgres.connection import Database
+from shared.postgres.uploads import PostgresUploads
 from shared.settings import get_settings
 
 log = structlog.get_logger()
@@ -19,7 +20,9 @@ log = structlog.get_logger()
 def main() -> None:
     settings = get_settings()
     configure_logging("watchdog", settings.log_level, settings.log_json)
-    deps = WatchdogDeps(settings, Database(settings), Publisher(settings))
+    uploads = PostgresUploads(Database(settings))
+    publisher = Publisher(settings)
+    deps = WatchdogDeps(settings, uploads, publisher)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -30,11 +33,11 @@ def main() -> None:
         except Exception:
             # Postgres or RabbitMQ away: the adapters reconnect on the next pass.
             log.exception("sweep failed; retrying at the next interval")
-            deps.database.close()
-            deps.publisher.close()
+            uploads.reset()
+            publisher.close()
         stopping.wait(settings.watchdog_interval_seconds)
-    deps.publisher.close()
-    deps.database.close()
+    publisher.close()
+    uploads.reset()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 /*
- * The engine's hot loops in C: a run of complete short FASTA records inside one chunk
- * (``whole_records``), and cleaning a large piece of sequence text of any format (``clean``).
+ * The engine's three hot loops in C: a run of complete short FASTA records inside one chunk
+ * (``whole_records``), a run of plain four-line FASTQ records (``fastq_records``), and cleaning a
+ * large piece of sequence text of any format (``clean``, ``clean_into``).
  *
- * shared/parsing/fasta.py does the same in Python (and is used where this module is not built);
- * both must give identical events. A record is handled here only in the plain case -- an ASCII
+ * shared/parsing/fasta.py and fastq.py do the same in Python (and are used where this module is
+ * not built); both must give identical events. A record is handled here only in the plain case -- an ASCII
  * header without CR, sequence text of the alphabet's letters and newlines only, under the record
  * limit. Anything else stops the run at that record, and Python handles it (cleaning CR, gaps and
  * other whitespace, or raising the error with its line and column).

@@ -12,7 +12,7 @@ import csv
 import io
 
 from shared.parsing.alphabet import Alphabet
-from shared.parsing.errors import ParseError
+from shared.parsing.errors import ParseError, ParseErrorCode
 from shared.parsing.records import Event, ParserBase
 
 NAME_COLUMNS = frozenset(
@@ -72,12 +72,12 @@ class DelimitedParser(ParserBase):
         if len(self._tail) > self._stream_threshold:
             self._start_stream()
         if len(self._tail) > self._max_row:
-            raise ParseError("row_too_long", f"row longer than {self._max_row} bytes", self._line, 1)
+            raise ParseError(ParseErrorCode.ROW_TOO_LONG, f"row longer than {self._max_row} bytes", self._line, 1)
         return self._drain()
 
     def finish(self) -> list[Event]:
         if self._bytes == 0:
-            raise ParseError("empty_file", "the file is empty", 1, 1)
+            raise ParseError(ParseErrorCode.EMPTY_FILE, "the file is empty", 1, 1)
         if self._streaming:
             self._streaming = False
             self._rec.end()
@@ -85,7 +85,7 @@ class DelimitedParser(ParserBase):
             data, self._tail = self._tail, b""
             self._rows(data + b"\n", final=True)
         if self._ncols == 0:
-            raise ParseError("missing_header", "no header row naming the name and sequence columns", 1, 1)
+            raise ParseError(ParseErrorCode.MISSING_HEADER, "no header row naming the name and sequence columns", 1, 1)
         return self._drain()
 
     def _rows(self, data: bytes, final: bool) -> int:
@@ -103,7 +103,9 @@ class DelimitedParser(ParserBase):
                 end = self._quoted_row_end(data, pos)
                 if end < 0:
                     if final:
-                        raise ParseError("unterminated_quote", "a quoted field is never closed", self._line, 1)
+                        raise ParseError(
+                            ParseErrorCode.UNTERMINATED_QUOTE, "a quoted field is never closed", self._line, 1
+                        )
                     break
                 self._quoted_row(data[pos:end], self._line)
                 self._line += data.count(b"\n", pos, end + 1)
@@ -118,7 +120,7 @@ class DelimitedParser(ParserBase):
                 fields = line.split(delim)
                 if len(fields) != self._ncols:
                     raise ParseError(
-                        "wrong_field_count",
+                        ParseErrorCode.WRONG_FIELD_COUNT,
                         f"row has {len(fields)} fields, the header has {self._ncols}",
                         self._line,
                         1,
@@ -129,7 +131,9 @@ class DelimitedParser(ParserBase):
                     try:
                         attributes = {name: fields[i].decode("utf-8").strip() for i, name in self._extra}
                     except UnicodeDecodeError:
-                        raise ParseError("invalid_encoding", "row is not valid UTF-8", self._line, 1) from None
+                        raise ParseError(
+                            ParseErrorCode.INVALID_ENCODING, "row is not valid UTF-8", self._line, 1
+                        ) from None
                 self._record(fields[self._name_col], fields[self._seq_col], self._line, column, attributes)
             self._line += 1
             pos = nl + 1
@@ -148,7 +152,7 @@ class DelimitedParser(ParserBase):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ParseError("invalid_encoding", "row is not valid UTF-8", line, exc.start + 1) from None
+            raise ParseError(ParseErrorCode.INVALID_ENCODING, "row is not valid UTF-8", line, exc.start + 1) from None
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=self._delim.decode(), strict=True))
         if not rows:
             return
@@ -158,7 +162,7 @@ class DelimitedParser(ParserBase):
             return
         if len(fields) != self._ncols:
             raise ParseError(
-                "wrong_field_count", f"row has {len(fields)} fields, the header has {self._ncols}", line, 1
+                ParseErrorCode.WRONG_FIELD_COUNT, f"row has {len(fields)} fields, the header has {self._ncols}", line, 1
             )
         seq = fields[self._seq_col]
         column = max(text.find(seq), 0) + 1 if seq else 1
@@ -169,7 +173,7 @@ class DelimitedParser(ParserBase):
         cols = find_columns(fields)
         if cols is None:
             raise ParseError(
-                "missing_column",
+                ParseErrorCode.MISSING_COLUMN,
                 "the header row must name a name column (e.g. 'name') and a 'sequence' column; "
                 f"found {[f.strip() for f in fields]}",
                 self._line,
@@ -186,7 +190,7 @@ class DelimitedParser(ParserBase):
         if name.startswith(_QUOTE) and name.endswith(_QUOTE) and len(name) >= 2:
             name = name[1:-1]
         if not name:
-            raise ParseError("missing_name", "row has an empty name", line, 1)
+            raise ParseError(ParseErrorCode.MISSING_NAME, "row has an empty name", line, 1)
         self._rec.whole(name, line, seq, line, column, attributes=attributes)
 
     def _start_stream(self) -> None:
@@ -199,7 +203,7 @@ class DelimitedParser(ParserBase):
         column = 1 + sum(len(f) + 1 for f in fields[:-1])
         name = fields[self._name_col].strip()
         if not name:
-            raise ParseError("missing_name", "row has an empty name", self._line, 1)
+            raise ParseError(ParseErrorCode.MISSING_NAME, "row has an empty name", self._line, 1)
         attributes = None
         if self._extra:
             attributes = {n: fields[i].decode("utf-8", "replace").strip() for i, n in self._extra}
@@ -215,7 +219,9 @@ class DelimitedParser(ParserBase):
         nl = chunk.find(b"\n")
         piece = chunk if nl < 0 else chunk[:nl]
         if self._delim in piece:
-            raise ParseError("wrong_field_count", f"row has more than {self._ncols} fields", self._stream_line, 1)
+            raise ParseError(
+                ParseErrorCode.WRONG_FIELD_COUNT, f"row has more than {self._ncols} fields", self._stream_line, 1
+            )
         self._rec.add(piece, self._stream_line, self._stream_column)
         self._stream_column += len(piece)
         if nl < 0:

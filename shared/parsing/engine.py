@@ -13,7 +13,7 @@ from typing import Protocol
 
 from shared.parsing.alphabet import Alphabet
 from shared.parsing.delimited import DelimitedParser, find_columns
-from shared.parsing.errors import ParseError
+from shared.parsing.errors import ParseError, ParseErrorCode
 from shared.parsing.fasta import FastaParser
 from shared.parsing.fastq import FastqParser
 from shared.parsing.records import Event
@@ -68,9 +68,9 @@ def detect_format(head: bytes, filename: str | None = None) -> str:
     if suffix in _EXTENSIONS and text:
         return _EXTENSIONS[suffix]
     if not head:
-        raise ParseError("empty_file", "the file is empty", 1, 1)
+        raise ParseError(ParseErrorCode.EMPTY_FILE, "the file is empty", 1, 1)
     raise ParseError(
-        "unsupported_format",
+        ParseErrorCode.UNSUPPORTED_FORMAT,
         "not a supported format: expected FASTA (first line starting with '>'), FASTQ (starting with '@') "
         "or CSV/TSV with a header row naming a name and a sequence column",
         1,
@@ -98,7 +98,7 @@ def make_parser(fmt: str, alphabet: Alphabet, limits: Limits) -> FormatParser:
             max_row_bytes=limits.max_row_bytes,
             max_records=limits.max_records,
         )
-    raise ParseError("unsupported_format", f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    raise ParseError(ParseErrorCode.UNSUPPORTED_FORMAT, f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
 class GzipStream:
@@ -134,7 +134,7 @@ class GzipStream:
             try:
                 out = self._d.decompress(data, self._limits.output_chunk_bytes)
             except zlib.error as exc:
-                raise ParseError("corrupt_compression", f"gzip data is corrupt: {exc}") from None
+                raise ParseError(ParseErrorCode.CORRUPT_COMPRESSION, f"gzip data is corrupt: {exc}") from None
             if out:
                 self._count(len(out))
                 yield out
@@ -148,7 +148,7 @@ class GzipStream:
 
     def finish(self) -> None:
         if self._member_open:
-            raise ParseError("truncated_compression", "gzip stream ends in the middle of a member")
+            raise ParseError(ParseErrorCode.TRUNCATED_COMPRESSION, "gzip stream ends in the middle of a member")
 
     def _count(self, produced: int) -> None:
         self._out += produced
@@ -157,7 +157,7 @@ class GzipStream:
             self._out > 64 * 1024 * 1024 and self._out > self._in * limits.max_compression_ratio
         ):
             raise ParseError(
-                "decompression_limit",
+                ParseErrorCode.DECOMPRESSION_LIMIT,
                 f"decompressed size exceeds the limit ({limits.max_decompressed_bytes} bytes or "
                 f"{limits.max_compression_ratio}x the compressed size)",
             )

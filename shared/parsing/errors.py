@@ -1,12 +1,49 @@
-"""The one error type of the parsing engine: what is wrong, and where in the source."""
+"""The one error type of the parsing engine: what is wrong, and where in the source.
+
+``ParseErrorCode`` is every code the engine can fail an input with, defined here once; the
+domain's ``ErrorCode`` (``shared/uploads.py``) adds the pipeline's own codes to these, and the
+API documents both from there. The engine itself depends on nothing outside this package.
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ParseErrorCode(StrEnum):
+    """Why an input was refused. Stable strings: they are stored, shown to users and tested."""
+
+    EMPTY_FILE = "empty_file"
+    NO_RECORDS = "no_records"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    CORRUPT_COMPRESSION = "corrupt_compression"
+    TRUNCATED_COMPRESSION = "truncated_compression"
+    DECOMPRESSION_LIMIT = "decompression_limit"
+    INVALID_CHARACTER = "invalid_character"
+    INVALID_ENCODING = "invalid_encoding"
+    INVALID_HEADER_ENCODING = "invalid_header_encoding"
+    MISSING_HEADER = "missing_header"
+    HEADER_TOO_LONG = "header_too_long"
+    LINE_TOO_LONG = "line_too_long"
+    ROW_TOO_LONG = "row_too_long"
+    READ_TOO_LONG = "read_too_long"
+    TOO_MANY_RECORDS = "too_many_records"
+    TRUNCATED_RECORD = "truncated_record"
+    PLUS_TITLE_MISMATCH = "plus_title_mismatch"
+    INVALID_QUALITY = "invalid_quality"
+    QUALITY_LENGTH = "quality_length"
+    WHITESPACE_IN_SEQUENCE = "whitespace_in_sequence"
+    WHITESPACE_IN_QUALITY = "whitespace_in_quality"
+    MISSING_COLUMN = "missing_column"
+    MISSING_NAME = "missing_name"
+    WRONG_FIELD_COUNT = "wrong_field_count"
+    UNTERMINATED_QUOTE = "unterminated_quote"
 
 
 class ParseError(Exception):
     """Bad input. The upload fails with this code and position; retrying cannot help."""
 
-    def __init__(self, code: str, message: str, line: int | None = None, column: int | None = None) -> None:
+    def __init__(self, code: ParseErrorCode, message: str, line: int | None = None, column: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

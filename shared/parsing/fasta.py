@@ -11,7 +11,7 @@ from binascii import b2a_base64
 
 from shared.parsing import native
 from shared.parsing.alphabet import Alphabet
-from shared.parsing.errors import ParseError
+from shared.parsing.errors import ParseError, ParseErrorCode
 from shared.parsing.records import URLSAFE, Event, ParserBase, WholeRecord, new_whole
 
 _GT = 0x3E
@@ -99,9 +99,11 @@ class FastaParser(ParserBase):
         if self._header is not None:
             self._start_record()
         if self._bytes == 0:
-            raise ParseError("empty_file", "the file is empty", 1, 1)
+            raise ParseError(ParseErrorCode.EMPTY_FILE, "the file is empty", 1, 1)
         if not self._rec.open and self._rec.record_count == 0:
-            raise ParseError("no_records", "no FASTA record found (a record starts with '>')", self._line, 1)
+            raise ParseError(
+                ParseErrorCode.NO_RECORDS, "no FASTA record found (a record starts with '>')", self._line, 1
+            )
         self._rec.end()
         return self._drain()
 
@@ -196,7 +198,7 @@ class FastaParser(ParserBase):
         self._header += chunk[pos:stop]
         if len(self._header) > self._max_header:
             raise ParseError(
-                "header_too_long",
+                ParseErrorCode.HEADER_TOO_LONG,
                 f"header longer than {self._max_header} bytes",
                 self._header_line,
                 self._max_header + 2,
@@ -220,7 +222,9 @@ class FastaParser(ParserBase):
         stripped = text.lstrip(_BLANK)
         if stripped:
             column = self._column + len(text) - len(stripped)
-            raise ParseError("missing_header", "text before the first FASTA header ('>' expected)", self._line, column)
+            raise ParseError(
+                ParseErrorCode.MISSING_HEADER, "text before the first FASTA header ('>' expected)", self._line, column
+            )
         if nl < 0:
             self._column += len(text)
             return len(chunk)

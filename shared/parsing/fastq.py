@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shared.parsing import native
 from shared.parsing.alphabet import Alphabet
-from shared.parsing.errors import ParseError
+from shared.parsing.errors import ParseError, ParseErrorCode
 from shared.parsing.records import Event, ParserBase, WholeRecord
 
 _QUALITY = bytes(range(0x21, 0x7F))
@@ -53,25 +53,25 @@ class FastqParser(ParserBase):
             pos = nl + 1
         self._tail = data[pos:]
         if len(self._tail) > self._max_line:
-            raise ParseError("line_too_long", f"line longer than {self._max_line} bytes", self._line, 1)
+            raise ParseError(ParseErrorCode.LINE_TOO_LONG, f"line longer than {self._max_line} bytes", self._line, 1)
         return self._drain()
 
     def finish(self) -> list[Event]:
         if self._bytes == 0:
-            raise ParseError("empty_file", "the file is empty", 1, 1)
+            raise ParseError(ParseErrorCode.EMPTY_FILE, "the file is empty", 1, 1)
         if self._tail:
             tail, self._tail = self._tail, b""
             self._on_line(tail.removesuffix(b"\r"))
             self._line += 1
         if self._state != _HEADER:
             raise ParseError(
-                "truncated_record",
+                ParseErrorCode.TRUNCATED_RECORD,
                 f"the file ends inside the record that starts at line {self._title_line}",
                 self._line - 1,
                 None,
             )
         if self._rec.record_count == 0:
-            raise ParseError("no_records", "no FASTQ record found (a record starts with '@')", 1, 1)
+            raise ParseError(ParseErrorCode.NO_RECORDS, "no FASTQ record found (a record starts with '@')", 1, 1)
         return self._drain()
 
     def _four_line_records(self, data: bytes, pos: int) -> int:
@@ -130,7 +130,9 @@ class FastqParser(ParserBase):
             if not line.strip():
                 return  # blank lines between records
             if line[0] != 0x40:  # '@'
-                raise ParseError("missing_header", "expected a FASTQ header starting with '@'", self._line, 1)
+                raise ParseError(
+                    ParseErrorCode.MISSING_HEADER, "expected a FASTQ header starting with '@'", self._line, 1
+                )
             self._title = line[1:]
             self._title_line = self._line
             self._seq = []
@@ -141,7 +143,10 @@ class FastqParser(ParserBase):
                 title = line[1:]
                 if title and title != self._title:
                     raise ParseError(
-                        "plus_title_mismatch", "the '+' line repeats a different title than the '@' line", self._line, 2
+                        ParseErrorCode.PLUS_TITLE_MISMATCH,
+                        "the '+' line repeats a different title than the '@' line",
+                        self._line,
+                        2,
                     )
                 self._qual = []
                 self._qual_len = 0
@@ -153,20 +158,25 @@ class FastqParser(ParserBase):
             self._seq.append(line)
             self._seq_len += len(line)
             if self._seq_len > self._max_read:
-                raise ParseError("read_too_long", f"read longer than {self._max_read} bases", self._title_line, None)
+                raise ParseError(
+                    ParseErrorCode.READ_TOO_LONG, f"read longer than {self._max_read} bases", self._title_line, None
+                )
         else:
             self._check_no_space(line, "quality")
             if line.translate(None, _QUALITY):
                 bad = next(i for i, b in enumerate(line) if b not in _QUALITY)
                 raise ParseError(
-                    "invalid_quality", f"quality character 0x{line[bad]:02x} outside '!'..'~'", self._line, bad + 1
+                    ParseErrorCode.INVALID_QUALITY,
+                    f"quality character 0x{line[bad]:02x} outside '!'..'~'",
+                    self._line,
+                    bad + 1,
                 )
             self._qual.append(line)
             self._qual_len += len(line)
             if self._qual_len >= self._seq_len:
                 if self._qual_len > self._seq_len:
                     raise ParseError(
-                        "quality_length",
+                        ParseErrorCode.QUALITY_LENGTH,
                         f"quality is {self._qual_len} characters, the sequence {self._seq_len}",
                         self._line,
                         None,
@@ -177,7 +187,9 @@ class FastqParser(ParserBase):
         for space in (b" ", b"\t"):
             at = line.find(space)
             if at >= 0:
-                raise ParseError("whitespace_in_" + what, f"whitespace inside a {what} line", self._line, at + 1)
+                raise ParseError(
+                    ParseErrorCode(f"whitespace_in_{what}"), f"whitespace inside a {what} line", self._line, at + 1
+                )
 
     def _emit(self) -> None:
         self._rec.whole(

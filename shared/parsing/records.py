@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from shared.parsing import native
 from shared.parsing.alphabet import Alphabet
-from shared.parsing.errors import ParseError
+from shared.parsing.errors import ParseError, ParseErrorCode
 from shared.parsing.workers import HashInBackground
 
 # Below this, the Python calls are as quick as the C one.
@@ -73,7 +73,9 @@ def split_header(header: bytes, line: int) -> tuple[str, str, str]:
     try:
         gene_name = header.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ParseError("invalid_header_encoding", "header is not valid UTF-8", line, exc.start + 2) from None
+        raise ParseError(
+            ParseErrorCode.INVALID_HEADER_ENCODING, "header is not valid UTF-8", line, exc.start + 2
+        ) from None
     parts = gene_name.split(None, 1)
     return gene_name, parts[0] if parts else "", parts[1].strip() if len(parts) > 1 else ""
 
@@ -214,7 +216,7 @@ class RecordBuilder:
 
     def _count(self, line: int) -> None:
         if self._ordinal + 1 >= self._max_records:
-            raise ParseError("too_many_records", f"more than {self._max_records} records", line, 1)
+            raise ParseError(ParseErrorCode.TOO_MANY_RECORDS, f"more than {self._max_records} records", line, 1)
         self._ordinal += 1
 
     def add(self, raw: bytes | memoryview, line: int, column: int) -> int:
@@ -268,7 +270,9 @@ class RecordBuilder:
                 continue
             if byte not in allowed:
                 shown = chr(byte) if 0x20 < byte < 0x7F else f"0x{byte:02x}"
-                return ParseError("invalid_character", f"invalid character {shown!r} in sequence", line, column)
+                return ParseError(
+                    ParseErrorCode.INVALID_CHARACTER, f"invalid character {shown!r} in sequence", line, column
+                )
             column += 1
         raise AssertionError("invalid byte not found")  # pragma: no cover
 

@@ -8,10 +8,12 @@ import psycopg
 import pytest
 
 from genobase import dead_letters
-from shared import db
 from shared.broker import Publisher, list_dead_letters, take_dead_letters
+from shared.postgres import uploads as db
+from shared.postgres.connection import connect
 from shared.settings import Settings
 from shared.storage import ObjectStore
+from shared.uploads import Failure, PipelineErrorCode
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import assert_same_records, download, rgw_style_event
 from tests.faults.conftest import FaultLedger
@@ -26,11 +28,12 @@ def test_dead_letter_is_listed_and_replayed(pipeline: Pipeline, settings: Settin
     assert pipeline.wait_for(ticket["id"])["state"] == "done"
     # What a poison message leaves behind: its upload failed with the reason, the message dead-lettered.
     etag = ObjectStore(settings).head(ticket["bucket"], ticket["key"])["ETag"].strip('"')
-    with db.connect(settings, autocommit=True) as conn:
+    with connect(settings, autocommit=True) as conn:
         upload = db.get_upload(conn, ticket["id"])
         assert upload is not None
         conn.execute("UPDATE uploads SET state = 'parsing' WHERE id = %s", (upload.id,))
-        assert db.fail_upload(conn, upload.id, upload.generation, "processing_failed", "failed 5 times: boom")
+        failure = Failure(PipelineErrorCode.PROCESSING_FAILED, "failed 5 times: boom")
+        assert db.fail_upload(conn, upload.id, upload.generation, failure)
     publisher = Publisher(settings)
     publisher.publish_raw(
         "", settings.queue("parse") + ".dead", rgw_style_event(ticket["bucket"], ticket["key"], len(data), etag)

@@ -13,10 +13,9 @@ import time
 import pytest
 
 from shared.settings import Settings
-from shared.storage import ObjectStore
 from tests.conftest import Pipeline
 from tests.faults.conftest import FaultLedger
-from tests.faults.test_kills import assert_exact_result, many_records, record_count
+from tests.faults.test_kills import assert_exact_result, assert_no_orphaned_multipart, many_records, record_count
 
 
 @pytest.mark.parametrize(
@@ -47,6 +46,5 @@ def test_crash_at_a_precise_point_changes_nothing(
     finally:
         pipeline.processes.start(service)  # what `genobase up` does for a service that is not running
     assert_exact_result(pipeline, settings, ticket["id"], data)
-    uploads = ObjectStore(settings).client.list_multipart_uploads(Bucket=settings.results_bucket, Prefix=ticket["id"])
-    assert uploads.get("Uploads", []) == []
+    assert_no_orphaned_multipart(pipeline, settings, ticket["id"])
     ledger.survive(fault)

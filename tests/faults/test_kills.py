@@ -89,6 +89,12 @@ def assert_exact_result(pipeline: Pipeline, settings: Settings, upload_id: str, 
     assert counts == (len(expected), len(expected))
 
 
+def assert_no_orphaned_multipart(pipeline: Pipeline, settings: Settings, upload_id: str) -> None:
+    """No unfinished multipart upload of the upload's result key is left (listed by exact key)."""
+    key = pipeline.status(upload_id)["result"]["key"]
+    assert ObjectStore(settings).multipart_uploads(settings.results_bucket, key) == []
+
+
 @pytest.mark.parametrize(
     ("service", "point"),
     [
@@ -107,8 +113,7 @@ def test_service_killed_mid_upload_finishes_identically(
     ledger.inject(fault)
     kill_and_restart(pipeline, service)
     assert_exact_result(pipeline, settings, ticket["id"], data)
-    uploads = ObjectStore(settings).client.list_multipart_uploads(Bucket=settings.results_bucket, Prefix=ticket["id"])
-    assert uploads.get("Uploads", []) == []  # no orphaned multipart upload
+    assert_no_orphaned_multipart(pipeline, settings, ticket["id"])  # no orphaned multipart upload
     ledger.survive(fault)
 
 

@@ -63,7 +63,7 @@ def copy_running(settings: Settings) -> bool:
     with psycopg.connect(settings.pg_dsn.get_secret_value(), autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
-            "AND query LIKE 'COPY sequence_% FROM STDIN%'"
+            "AND query ~ '^COPY \"?sequence_(records|parts)\"? .* FROM STDIN'"
         ).fetchone()
     return bool(row and row[0])
 

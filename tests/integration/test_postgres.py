@@ -8,17 +8,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared import db
-from shared.messages import ObjectCreated, ParseCompleted, RecordColumns, SequenceBatch, SequenceParts
+from shared.messages import ParseCompleted, SequenceBatch
+from shared.postgres import uploads as db
+from shared.postgres.connection import Connection, connect
+from shared.postgres.migrate import migrate
+from shared.postgres.sequences import iter_result_pieces
+from shared.record_schema import RECORD, Part
 from shared.settings import Settings
+from shared.uploads import ClaimAction, Failure, ObjectCreated, ParseErrorCode, PersistOutcome, State, Upload
+from tests.builders import record, sequence_batch
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def conn(settings: Settings) -> Iterator[db.Connection]:
-    with db.connect(settings, autocommit=True) as connection:
-        db.migrate(connection)
+def conn(settings: Settings) -> Iterator[Connection]:
+    with connect(settings, autocommit=True) as connection:
+        migrate(connection)
         yield connection
 
 
@@ -28,30 +34,22 @@ def event(key: str, etag: str = "e1", when: datetime | None = None) -> ObjectCre
     )
 
 
-def batch(upload: db.Upload, batch_no: int, ordinals: list[int]) -> SequenceBatch:
+def batch(upload: Upload, batch_no: int, ordinals: list[int]) -> SequenceBatch:
     """Even ordinals are short records (residues inline), odd ones long records of two parts."""
-    n = len(ordinals)
-    long = [o for o in ordinals if o % 2]
-    return SequenceBatch(
-        upload_id=upload.id,
-        generation=upload.generation,
-        batch_no=batch_no,
-        source_offset=5 * (batch_no + 1),
-        parts=SequenceParts(
-            ordinal=[o for o in long for _ in (0, 1)], part_no=[0, 1] * len(long), residues=["AC", "GT"] * len(long)
-        ),
-        records=RecordColumns(
-            ordinal=ordinals, line_number=[o * 2 + 1 for o in ordinals], gene_name=[f"g{o} d" for o in ordinals],
-            seq_id=[f"g{o}" for o in ordinals], description=["d"] * n, length=[4] * n,
-            part_count=[2 if o % 2 else 0 for o in ordinals], md5=["m"] * n, refget=["r"] * n,
-            residues=[None if o % 2 else "ACGT" for o in ordinals], quality=[None] * n,
-            attributes=[{"n": str(o)} if o == 0 else None for o in ordinals],
-        ),
-    )  # fmt: skip
+    records = [
+        record(
+            o, line_number=o * 2 + 1, gene_name=f"g{o} d", seq_id=f"g{o}", description="d", length=4,
+            part_count=2 if o % 2 else 0, residues=None if o % 2 else "ACGT",
+            attributes={"n": str(o)} if o == 0 else None,
+        )
+        for o in ordinals
+    ]  # fmt: skip
+    parts = [Part(ordinal=o, part_no=n, residues=r) for o in ordinals if o % 2 for n, r in enumerate(("AC", "GT"))]
+    return sequence_batch(upload.id, upload.generation, batch_no, records, parts, source_offset=5 * (batch_no + 1))
 
 
-def test_migrations_are_idempotent(conn: db.Connection) -> None:
-    assert db.migrate(conn) == []
+def test_migrations_are_idempotent(conn: Connection) -> None:
+    assert migrate(conn) == []
     versions = [r["version"] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == [
         "0001_initial",
@@ -62,46 +60,49 @@ def test_migrations_are_idempotent(conn: db.Connection) -> None:
     ]
 
 
-def test_claims_tell_new_duplicate_stale_and_overwritten(conn: db.Connection) -> None:
+def test_claims_tell_new_duplicate_stale_and_overwritten(conn: Connection) -> None:
     key = f"claims/{uuid.uuid4()}.fa"
     now = datetime.now(UTC)
     first = db.claim_object(conn, event(key, "e1", now))
-    assert first.action is db.ClaimAction.PARSE
+    assert first.action is ClaimAction.PARSE
     assert first.upload.registered is False and first.upload.generation == 1
     # a redelivery while still queued/parsing must be parsed (the first parser may have died)
-    assert db.claim_object(conn, event(key, "e1", now)).action is db.ClaimAction.PARSE
+    assert db.claim_object(conn, event(key, "e1", now)).action is ClaimAction.PARSE
     conn.execute("UPDATE uploads SET state = 'done' WHERE id = %s", (first.upload.id,))
-    assert db.claim_object(conn, event(key, "e1", now)).action is db.ClaimAction.DUPLICATE
-    assert db.claim_object(conn, event(key, "e0", now - timedelta(hours=1))).action is db.ClaimAction.STALE
+    assert db.claim_object(conn, event(key, "e1", now)).action is ClaimAction.DUPLICATE
+    assert db.claim_object(conn, event(key, "e0", now - timedelta(hours=1))).action is ClaimAction.STALE
     newer = db.claim_object(conn, event(key, "e2", now + timedelta(seconds=1)))
-    assert newer.action is db.ClaimAction.PARSE
-    assert (newer.upload.id, newer.upload.generation, newer.upload.state) == (first.upload.id, 2, db.State.QUEUED)
+    assert newer.action is ClaimAction.PARSE
+    assert (newer.upload.id, newer.upload.generation, newer.upload.state) == (first.upload.id, 2, State.QUEUED)
 
 
-def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Settings, conn: db.Connection) -> None:
+def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Settings, conn: Connection) -> None:
     upload = db.claim_object(conn, event(f"batches/{uuid.uuid4()}.fa")).upload
     assert db.start_parsing(conn, upload.id, upload.generation)
     first = db.store_batch(conn, batch(upload, 0, [0, 1]))
-    assert first == db.PersistOutcome(True, False)
-    assert db.store_batch(conn, batch(upload, 0, [0, 1])) == db.PersistOutcome(False, False)  # replay
+    assert first == PersistOutcome(True, False)
+    assert db.store_batch(conn, batch(upload, 0, [0, 1])) == PersistOutcome(False, False)  # replay
     done = ParseCompleted(
         upload_id=upload.id, generation=1, batch_count=2, record_count=3, source_bytes=10, format="fasta"
     )
-    assert db.record_parse_completed(conn, done) == db.PersistOutcome(True, False)
-    assert db.store_batch(conn, batch(upload, 1, [2])) == db.PersistOutcome(True, True)
-    assert db.store_batch(conn, batch(upload, 1, [2])) == db.PersistOutcome(False, True)  # replay re-announces
+    assert db.record_parse_completed(conn, done) == PersistOutcome(True, False)
+    assert db.store_batch(conn, batch(upload, 1, [2])) == PersistOutcome(True, True)
+    assert db.store_batch(conn, batch(upload, 1, [2])) == PersistOutcome(False, True)  # replay re-announces
     current = db.get_upload(conn, upload.id)
     assert current is not None
     assert (current.state, current.records_done, current.batches_done, current.bytes_done) == (
-        db.State.ASSEMBLING, 3, 2, 10
+        State.ASSEMBLING, 3, 2, 10
     )  # fmt: skip
-    with db.connect(settings, autocommit=True) as parts_conn:
-        rows = list(db.iter_result_rows(conn, parts_conn, upload.id))
-    assert rows[0][9] == {"n": "0"} and rows[1][9] is None
-    assert [(r[0], r[10], r[11]) for r in rows] == [(0, 0, b"ACGT"), (1, 0, b"AC"), (1, 1, b"GT"), (2, 0, b"ACGT")]
+    with connect(settings, autocommit=True) as parts_conn:
+        rows = list(iter_result_pieces(conn, parts_conn, upload.id))
+    assert rows[0].record.attributes == {"n": "0"} and rows[1].record.attributes is None
+    assert [(r.record.ordinal, r.part_no, r.residues) for r in rows] == [
+        (0, 0, b"ACGT"), (1, 0, b"AC"), (1, 1, b"GT"), (2, 0, b"ACGT")
+    ]  # fmt: skip
+    assert rows[0].record == next(batch(upload, 0, [0]).records.rows())._replace(residues=None)
 
 
-def test_batches_of_a_replaced_generation_are_ignored(conn: db.Connection) -> None:
+def test_batches_of_a_replaced_generation_are_ignored(conn: Connection) -> None:
     key = f"generations/{uuid.uuid4()}.fa"
     old = db.claim_object(conn, event(key, "e1")).upload
     new = db.claim_object(conn, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
@@ -109,23 +110,25 @@ def test_batches_of_a_replaced_generation_are_ignored(conn: db.Connection) -> No
     assert db.store_batch(conn, batch(new, 0, [0])).stored is True
 
 
-def test_failure_keeps_the_reason_and_drops_the_rows(settings: Settings, conn: db.Connection) -> None:
+def test_failure_keeps_the_reason_and_drops_the_rows(settings: Settings, conn: Connection) -> None:
     upload = db.claim_object(conn, event(f"fail/{uuid.uuid4()}.fa")).upload
     db.store_batch(conn, batch(upload, 0, [0, 1]))
-    assert db.fail_upload(conn, upload.id, upload.generation, "invalid_character", "bad 'X'", 5, 3)
+    assert db.fail_upload(
+        conn, upload.id, upload.generation, Failure(ParseErrorCode.INVALID_CHARACTER, "bad 'X'", 5, 3)
+    )
     failed = db.get_upload(conn, upload.id)
     assert failed is not None
     assert (failed.state, failed.error_code, failed.error_line, failed.error_column) == (
-        db.State.FAILED, "invalid_character", 5, 3
+        State.FAILED, "invalid_character", 5, 3
     )  # fmt: skip
-    with db.connect(settings, autocommit=True) as parts_conn:
-        assert list(db.iter_result_rows(conn, parts_conn, upload.id)) == []
+    with connect(settings, autocommit=True) as parts_conn:
+        assert list(iter_result_pieces(conn, parts_conn, upload.id)) == []
     assert db.store_batch(conn, batch(upload, 1, [2])).stored is False
 
 
-def test_one_worker_per_generation(settings: Settings, conn: db.Connection) -> None:
+def test_one_worker_per_generation(settings: Settings, conn: Connection) -> None:
     upload_id = uuid.uuid4()
-    with db.connect(settings, autocommit=True) as other:
+    with connect(settings, autocommit=True) as other:
         assert db.try_lock_generation(conn, upload_id, "parse")
         assert not db.try_lock_generation(other, upload_id, "parse")
         assert db.try_lock_generation(other, upload_id, "assemble")
@@ -133,7 +136,7 @@ def test_one_worker_per_generation(settings: Settings, conn: db.Connection) -> N
         assert db.try_lock_generation(other, upload_id, "parse")
 
 
-def test_stalled_uploads_are_picked_up_once_per_period(conn: db.Connection) -> None:
+def test_stalled_uploads_are_picked_up_once_per_period(conn: Connection) -> None:
     ids = [db.claim_object(conn, event(f"stall/{uuid.uuid4()}.fa")).upload.id for _ in range(3)]
     for upload_id, state in zip(ids[:2], ("persisting", "assembling"), strict=True):
         conn.execute(
@@ -144,24 +147,50 @@ def test_stalled_uploads_are_picked_up_once_per_period(conn: db.Connection) -> N
     assert db.get_upload(conn, ids[0]).stalled(datetime.now(UTC), hour)  # type: ignore[union-attr]
     assert not db.get_upload(conn, ids[2]).stalled(datetime.now(UTC), hour)  # type: ignore[union-attr]
 
-    reissued: list[tuple[uuid.UUID, db.State]] = []
+    reissued: list[tuple[uuid.UUID, State]] = []
     picked = db.pick_up_stalled(conn, hour, lambda u: reissued.append((u.id, u.state)))
     mine = {u.id: u for u in picked if u.id in ids}
     assert sorted(r for r in reissued if r[0] in ids) == sorted(
-        [(ids[0], db.State.PERSISTING), (ids[1], db.State.ASSEMBLING)]
+        [(ids[0], State.PERSISTING), (ids[1], State.ASSEMBLING)]
     )
     # A lost batch: the upload goes back to parsing so that the re-parse is accepted.
-    assert (mine[ids[0]].state, mine[ids[0]].pickups) == (db.State.PARSING, 1)
-    assert (mine[ids[1]].state, mine[ids[1]].pickups) == (db.State.ASSEMBLING, 1)
+    assert (mine[ids[0]].state, mine[ids[0]].pickups) == (State.PARSING, 1)
+    assert (mine[ids[1]].state, mine[ids[1]].pickups) == (State.ASSEMBLING, 1)
     # Not again within the same period.
     assert [u for u in db.pick_up_stalled(conn, hour, lambda u: None) if u.id in ids] == []
 
     # A reissue that fails (broker away) records nothing: the next sweep tries again.
     conn.execute("UPDATE uploads SET picked_up_at = now() - interval '2 hours' WHERE id = %s", (ids[1],))
 
-    def broker_away(upload: db.Upload) -> None:
+    def broker_away(upload: Upload) -> None:
         raise ConnectionError("broker away")
 
     with pytest.raises(ConnectionError):
         db.pick_up_stalled(conn, hour, broker_away)
     assert db.get_upload(conn, ids[1]).pickups == 1  # type: ignore[union-attr]
+
+
+def test_stored_columns_are_the_record_definition(conn: Connection) -> None:
+    """The table holds exactly Record's fields with Record's types: a drift fails here, not in a COPY."""
+    rows = conn.execute(
+        "SELECT column_name, udt_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = 'sequence_records' AND column_name <> 'upload_id' "
+        "ORDER BY ordinal_position"
+    ).fetchall()
+    assert {r["column_name"]: r["udt_name"] for r in rows} == dict(zip(RECORD.fields, RECORD.sql_types, strict=True))
+
+
+def test_a_new_generation_resets_every_per_generation_field(conn: Connection) -> None:
+    key = f"reset/{uuid.uuid4()}.fa"
+    first = db.claim_object(conn, event(key, "e1")).upload
+    db.store_batch(conn, batch(first, 0, [0, 1]))
+    db.fail_upload(conn, first.id, first.generation, Failure(ParseErrorCode.EMPTY_FILE, "x", 1, 1))
+    conn.execute("UPDATE uploads SET pickups = 3, picked_up_at = now(), format = 'fasta' WHERE id = %s", (first.id,))
+    second = db.claim_object(conn, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
+    fresh = Upload(
+        id=second.id, bucket=second.bucket, key=key, filename=second.filename, registered=False,
+        declared_format=None, alphabet="nucleotide", state=State.QUEUED, generation=2, etag="e2",
+        created_at=second.created_at, updated_at=second.updated_at, sequencer=second.sequencer,
+        event_time=second.event_time, bytes_total=10,
+    )  # fmt: skip
+    assert second == fresh

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from shared.broker import Consumer, PermanentFailure, Publisher, connect, declare_topology
-from shared.messages import AssembleRequested
+from shared.broker import Consumer, Publisher, connect, declare_topology
+from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
 from shared.settings import Settings
+from shared.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, PermanentFailure
+from shared.uploads import ObjectCreated
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +38,7 @@ def isolated(settings: Settings) -> Iterator[Settings]:
     yield own
     connection = connect(own)
     channel = connection.channel()
-    for stage in ("parse", "persist", "assemble"):
+    for stage in STAGE_NAMES:
         channel.queue_delete(own.queue(stage))
         channel.queue_delete(own.queue(stage) + ".dead")
     for exchange in (own.events_exchange, own.pipeline_exchange, own.dead_letter_exchange):
@@ -66,8 +68,8 @@ def _wait(predicate: object, timeout: float = 30) -> None:
 
 
 def test_publish_confirmed_consume_and_ack(isolated: Settings) -> None:
-    seen: list[bytes] = []
-    consumer = Consumer(isolated, "assemble", seen.append, lambda body, reason: None)
+    seen: list[AssembleRequested] = []
+    consumer = Consumer(isolated, ASSEMBLE, seen.append, lambda message, reason: None)
     publisher = Publisher(isolated)
     message = AssembleRequested(upload_id=uuid.uuid4(), generation=1)
     publisher.publish(message)
@@ -75,7 +77,7 @@ def test_publish_confirmed_consume_and_ack(isolated: Settings) -> None:
     _wait(lambda: seen)
     consumer.stop()
     thread.join(10)
-    assert AssembleRequested.model_validate_json(seen[0]) == message
+    assert seen == [message]  # decoded once, by the stage, before the handler saw it
     assert _depth(isolated, isolated.queue("assemble")) == 0  # acknowledged, not requeued
     publisher.close()
 
@@ -88,36 +90,52 @@ def test_unroutable_message_is_an_error(isolated: Settings) -> None:
 
 
 def test_failing_message_is_retried_then_dead_lettered(isolated: Settings) -> None:
-    attempts: list[bytes] = []
+    attempts: list[SequenceBatch | ParseCompleted] = []
     gave_up: list[str] = []
+    done = ParseCompleted(
+        upload_id=uuid.uuid4(), generation=1, batch_count=0, record_count=0, source_bytes=0, format="x"
+    )
 
-    def handler(body: bytes) -> None:
-        attempts.append(body)
+    def handler(message: SequenceBatch | ParseCompleted) -> None:
+        attempts.append(message)
         raise RuntimeError("database on fire")
 
-    consumer = Consumer(isolated, "persist", handler, lambda body, reason: gave_up.append(reason))
-    Publisher(isolated).publish_raw(isolated.pipeline_exchange, "persist", b'{"kind": "whatever"}')
+    consumer = Consumer(isolated, PERSIST, handler, lambda message, reason: gave_up.append(reason))
+    Publisher(isolated).publish(done)
     thread = _run(consumer)
     _wait(lambda: gave_up, timeout=60)
     consumer.stop()
     thread.join(10)
-    assert len(attempts) == isolated.max_deliveries
+    assert attempts == [done] * isolated.max_deliveries
     assert "database on fire" in gave_up[0]
     _wait(lambda: _depth(isolated, isolated.queue("persist") + ".dead") == 1)
     assert _depth(isolated, isolated.queue("persist")) == 0
 
 
 def test_permanent_failure_is_dead_lettered_at_once(isolated: Settings) -> None:
-    attempts: list[bytes] = []
+    attempts: list[list[ObjectCreated]] = []
+    gave_up: list[str] = []
 
-    def handler(body: bytes) -> None:
-        attempts.append(body)
-        raise PermanentFailure("not a message")
+    def handler(events: list[ObjectCreated]) -> None:
+        attempts.append(events)
+        raise PermanentFailure("cannot be helped")
 
-    consumer = Consumer(isolated, "parse", handler, lambda body, reason: None)
+    consumer = Consumer(isolated, PARSE, handler, lambda events, reason: gave_up.append(reason))
+    Publisher(isolated).publish_raw(isolated.events_exchange, isolated.events_routing_key, b'{"Records": []}')
+    thread = _run(consumer)
+    _wait(lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1)
+    consumer.stop()
+    thread.join(10)
+    assert attempts == [[]] and gave_up == ["cannot be helped"]
+
+
+def test_body_that_does_not_decode_is_dead_lettered_without_reaching_the_handler(isolated: Settings) -> None:
+    attempts: list[list[ObjectCreated]] = []
+    gave_up: list[str] = []
+    consumer = Consumer(isolated, PARSE, attempts.append, lambda events, reason: gave_up.append(reason))
     Publisher(isolated).publish_raw(isolated.events_exchange, isolated.events_routing_key, b"garbage")
     thread = _run(consumer)
     _wait(lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1)
     consumer.stop()
     thread.join(10)
-    assert len(attempts) == 1
+    assert attempts == [] and gave_up == []

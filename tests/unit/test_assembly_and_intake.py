@@ -1,25 +1,39 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import orjson
 
+from services.assembler.document import ResultDocument
 from services.intake.api import object_key, progress_fraction
-from shared.assembly import assemble_json
-from shared.db import State, Upload
+from shared.record_schema import Record, ResultPiece
+from shared.uploads import State
+from tests.builders import record
+from tests.unit.fakes import make_upload
+
+
+def document(rows: list[ResultPiece], provenance: dict[str, object] | None = None) -> list[bytes]:
+    return list(ResultDocument(provenance or {"record_count": 0}).pieces(rows))
+
+
+def piece(r: Record, part_no: int, residues: bytes) -> ResultPiece:
+    return ResultPiece(r, part_no, residues)
 
 
 def test_document_is_valid_json_and_streams_parts() -> None:
+    quoted = record(0, line_number=1, gene_name='quote "x"', seq_id="quote", description='"x"', length=4,
+                    attributes={"organism": "human"})  # fmt: skip
+    big = record(2, line_number=4, gene_name="big", seq_id="big", length=2_000_000, part_count=2)
+    read = record(4, line_number=10, gene_name="read", seq_id="read", length=2, quality='I"')
     rows = [
-        (0, 1, 'quote "x"', "quote", '"x"', 4, "m0", "r0", None, {"organism": "human"}, 0, b"ACGT"),
-        (1, 3, "empty", "empty", "", 0, "m1", "r1", None, None, 0, b""),
-        (2, 4, "big", "big", "", 2_000_000, "m2", "r2", None, None, 0, b"A" * 1_000_000),
-        (2, 4, "big", "big", "", 2_000_000, "m2", "r2", None, None, 1, b"C" * 1_000_000),
-        (3, 9, "any", "any", "", 3, "m3", "r3", None, None, 0, b'a"\\'),
-        (4, 10, "read", "read", "", 2, "m4", "r4", b'I"', None, 0, b"AC"),
+        piece(quoted, 0, b"ACGT"),
+        piece(record(1, line_number=3, gene_name="empty", seq_id="empty"), 0, b""),
+        piece(big, 0, b"A" * 1_000_000),
+        piece(big, 1, b"C" * 1_000_000),
+        piece(record(3, line_number=9, gene_name="any", seq_id="any", length=3), 0, b'a"\\'),
+        piece(read, 0, b"AC"),
     ]
-    pieces = list(assemble_json({"upload_id": "u", "record_count": 4}, rows))
+    pieces = document(rows, {"upload_id": "u", "record_count": 4})
     assert len(pieces) > 1  # streamed, not built whole
     doc = orjson.loads(b"".join(pieces))
     assert doc["record_count"] == 4
@@ -34,10 +48,18 @@ def test_document_is_valid_json_and_streams_parts() -> None:
         "ordinal", "line_number", "gene_name", "id", "description", "length", "md5", "refget", "attributes",
         "sequence",
     ]  # fmt: skip
+    assert list(doc["records"][4])[-2:] == ["sequence", "quality"]
 
 
 def test_empty_document() -> None:
-    assert orjson.loads(b"".join(assemble_json({"record_count": 0}, []))) == {"record_count": 0, "records": []}
+    assert orjson.loads(b"".join(document([]))) == {"record_count": 0, "records": []}
+
+
+def test_document_flushes_by_the_bytes_of_the_headers_too() -> None:
+    """Many short records with long headers: the pieces stay near the flush size (issue: 200 bytes per record)."""
+    rows = [piece(record(i, gene_name="h" * 5000, seq_id=f"r{i}", length=1), 0, b"A") for i in range(2000)]
+    sizes = [len(p) for p in document(rows)]
+    assert len(sizes) > 5 and max(sizes) < 1024 * 1024 + 20_000
 
 
 def test_object_key_keeps_only_the_name() -> None:
@@ -48,22 +70,8 @@ def test_object_key_keeps_only_the_name() -> None:
     assert object_key(uid, "a\x00b\n.fa") == f"{uid}/ab.fa"
 
 
-def _upload(**changes: object) -> Upload:
-    now = datetime.now(UTC)
-    values: dict[str, object] = dict(
-        id=uuid.UUID(int=1), bucket="b", key="k", filename="f", registered=True, declared_format=None,
-        alphabet="nucleotide", state=State.PARSING, generation=1, etag="e", format=None, bytes_total=1000,
-        bytes_done=500, records_done=0, records_total=None, batches_done=0, batches_total=None,
-        records_assembled=0, duplicate_names=None, error_code=None, error_message=None, error_line=None,
-        error_column=None, result_bucket=None, result_key=None, result_size=None, result_records=None,
-        created_at=now, updated_at=now,
-    )  # fmt: skip
-    values.update(changes)
-    return Upload(**values)  # type: ignore[arg-type]
-
-
 def test_progress_fraction() -> None:
-    assert progress_fraction(_upload()) == 0.4
-    assert progress_fraction(_upload(state=State.ASSEMBLING, records_total=10, records_assembled=5)) == 0.9
-    assert progress_fraction(_upload(state=State.DONE)) == 1.0
-    assert progress_fraction(_upload(bytes_total=None)) == 0.0
+    assert progress_fraction(make_upload()) == 0.4
+    assert progress_fraction(make_upload(state=State.ASSEMBLING, records_total=10, records_assembled=5)) == 0.9
+    assert progress_fraction(make_upload(state=State.DONE)) == 1.0
+    assert progress_fraction(make_upload(bytes_total=None)) == 0.0

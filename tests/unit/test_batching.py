@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
+from services.parser.batching import Batcher
 from shared.messages import SequenceBatch
 from shared.parsing.alphabet import get_alphabet
-from shared.parsing.batching import Batcher
 from shared.parsing.engine import SequenceStream
 
 UPLOAD = uuid.UUID(int=1)
@@ -51,21 +51,15 @@ def test_parts_and_batches_are_bounded_and_complete() -> None:
     sequences: dict[int, str] = {}
     expected_part = {}
     for batch in batches:
-        assert sum(len(r) for r in batch.parts.residues) <= 4000 + 1000
-        for ordinal, part_no, residues in zip(
-            batch.parts.ordinal, batch.parts.part_no, batch.parts.residues, strict=True
-        ):
+        assert sum(len(p.residues) for p in batch.parts.rows()) <= 4000 + 1000
+        for ordinal, part_no, residues in batch.parts.rows():
             assert len(residues) <= 1000
             assert part_no == expected_part.get(ordinal, 0)
             expected_part[ordinal] = part_no + 1
             sequences[ordinal] = sequences.get(ordinal, "") + residues
-    records = [
-        r
-        for b in batches
-        for r in zip(b.records.ordinal, b.records.length, b.records.part_count, b.records.residues, strict=True)
-    ]
-    assert [r[0] for r in records] == list(range(40))
-    for ordinal, length, part_count, inline in records:
+    records = [r for b in batches for r in b.records.rows()]
+    assert [r.ordinal for r in records] == list(range(40))
+    for ordinal, length, part_count, inline in ((r.ordinal, r.length, r.part_count, r.residues) for r in records):
         assert expected_part.get(ordinal, 0) == part_count
         if length < 1000:  # shorter than a part: inline, no parts
             assert part_count == 0 and inline is not None and len(inline) == length

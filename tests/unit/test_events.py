@@ -66,7 +66,8 @@ def test_malformed(body: bytes) -> None:
 
 def test_replay_event_round_trips_awkward_keys() -> None:
     from shared.events import replay_event
+    from tests.unit.fakes import make_upload
 
     key = "lab runs/a+b ü/x%20y.fa"
-    (event,) = normalise_event(replay_event("bucket", key, 12, "etag1"))
+    (event,) = normalise_event(replay_event(make_upload(bucket="bucket", key=key, bytes_total=12, etag="etag1")))
     assert (event.bucket, event.key, event.size, event.etag) == ("bucket", key, 12, "etag1")

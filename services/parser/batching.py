@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
 
 from shared.messages import RecordColumns, SequenceBatch, SequenceParts
 from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
+from shared.record_schema import Part, Record
 
 
 class Batcher:
@@ -38,11 +38,8 @@ class Batcher:
         self._new_columns()
 
     def _new_columns(self) -> None:
-        self._p_ordinal: list[int] = []
-        self._p_part_no: list[int] = []
-        self._p_residues: list[str] = []
-        # One list per RecordColumns field; element types are checked when the consumer validates.
-        self._r: dict[str, list[Any]] = {name: [] for name in RecordColumns.model_fields}
+        self._parts: list[Part] = []
+        self._records: list[Record] = []
         self._bytes = 0
 
     def add(self, events: Iterable[Event], source_offset: int) -> list[SequenceBatch]:
@@ -65,7 +62,7 @@ class Batcher:
         return done
 
     def finish(self, source_offset: int) -> list[SequenceBatch]:
-        if self._r["ordinal"] or self._p_ordinal:
+        if self._records or self._parts:
             return [self._close(source_offset)]
         return []
 
@@ -83,9 +80,7 @@ class Batcher:
 
     def _emit_part(self, data: bytes) -> None:
         assert self._start is not None
-        self._p_ordinal.append(self._start.ordinal)
-        self._p_part_no.append(self._part_no)
-        self._p_residues.append(data.decode("ascii"))
+        self._parts.append(Part(ordinal=self._start.ordinal, part_no=self._part_no, residues=data.decode("ascii")))
         self._part_no += 1
         self._bytes += len(data)
 
@@ -100,23 +95,22 @@ class Batcher:
             self._emit_part(b"".join(self._pieces))
         self._pieces = []
         self._pending = 0
-        self._append_record(
-            done,
-            source_offset,
-            start.ordinal,
-            start.line_number,
-            start.gene_name,
-            start.seq_id,
-            start.description,
-            end.length,
-            self._part_no,
-            end.md5,
-            end.refget,
-            inline,
-            None,
-            start.attributes,
+        record = Record(
+            ordinal=start.ordinal,
+            line_number=start.line_number,
+            gene_name=start.gene_name,
+            seq_id=start.seq_id,
+            description=start.description,
+            length=end.length,
+            part_count=self._part_no,
+            md5=end.md5,
+            refget=end.refget,
+            attributes=start.attributes,
+            residues=inline,
+            quality=None,
         )
         self._start = None
+        self._append(record, done, source_offset)
 
     def _whole(self, record: WholeRecord, done: list[SequenceBatch], source_offset: int) -> None:
         data = record.data
@@ -138,56 +132,27 @@ class Batcher:
             self._end_record(RecordEnd(record.ordinal, len(data), record.md5, record.refget), done, source_offset)
             return
         self._bytes += len(data) + len(record.quality or b"")
-        self._append_record(
-            done,
-            source_offset,
-            record.ordinal,
-            record.line_number,
-            record.gene_name,
-            record.seq_id,
-            record.description,
-            len(data),
-            0,
-            record.md5,
-            record.refget,
-            data.decode("ascii"),
-            None if record.quality is None else record.quality.decode("ascii"),
-            record.attributes,
+        row = Record(
+            ordinal=record.ordinal,
+            line_number=record.line_number,
+            gene_name=record.gene_name,
+            seq_id=record.seq_id,
+            description=record.description,
+            length=len(data),
+            part_count=0,
+            md5=record.md5,
+            refget=record.refget,
+            attributes=record.attributes,
+            residues=data.decode("ascii"),
+            quality=None if record.quality is None else record.quality.decode("ascii"),
         )
+        self._append(row, done, source_offset)
 
-    def _append_record(
-        self,
-        done: list[SequenceBatch],
-        source_offset: int,
-        ordinal: int,
-        line_number: int,
-        gene_name: str,
-        seq_id: str,
-        description: str,
-        length: int,
-        part_count: int,
-        md5: str,
-        refget: str,
-        residues: str | None,
-        quality: str | None,
-        attributes: dict[str, str] | None,
-    ) -> None:
-        """One row of RecordColumns; closes the batch when it is full. (Hot: one call per record.)"""
-        r = self._r
-        r["ordinal"].append(ordinal)
-        r["line_number"].append(line_number)
-        r["gene_name"].append(gene_name)
-        r["seq_id"].append(seq_id)
-        r["description"].append(description)
-        r["length"].append(length)
-        r["part_count"].append(part_count)
-        r["md5"].append(md5)
-        r["refget"].append(refget)
-        r["residues"].append(residues)
-        r["quality"].append(quality)
-        r["attributes"].append(attributes)
+    def _append(self, record: Record, done: list[SequenceBatch], source_offset: int) -> None:
+        """One more record; closes the batch when it is full. (Hot: one call per record.)"""
+        self._records.append(record)
         self.record_count += 1
-        if self._bytes >= self._batch_bytes or len(r["ordinal"]) >= self._max_records:
+        if self._bytes >= self._batch_bytes or len(self._records) >= self._max_records:
             done.append(self._close(source_offset))
 
     def _close(self, source_offset: int) -> SequenceBatch:
@@ -198,10 +163,8 @@ class Batcher:
             generation=self._generation,
             batch_no=self.batch_count,
             source_offset=source_offset,
-            parts=SequenceParts.model_construct(
-                ordinal=self._p_ordinal, part_no=self._p_part_no, residues=self._p_residues
-            ),
-            records=RecordColumns.model_construct(**self._r),  # type: ignore[arg-type]
+            parts=SequenceParts.from_rows(self._parts),
+            records=RecordColumns.from_rows(self._records),
             kind="sequence_batch",
             schema_version=1,
         )

@@ -1,0 +1,126 @@
+"""What each handler needs from the outside world, as narrow interfaces (``typing.Protocol``).
+
+The handlers in ``services/*/handler.py`` depend on these, never on an adapter: the services'
+``main.py`` wire in the real ones (``shared/postgres``, ``shared/storage``, ``shared/broker``),
+and the unit tests (``tests/unit/fakes.py``) wire in-memory ones that keep the same rules.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from typing import Protocol
+
+from shared.messages import Message, ParseCompleted, SequenceBatch
+from shared.record_schema import ResultPiece
+from shared.uploads import Claim, Failure, NameCounts, ObjectCreated, PersistOutcome, ResultLocation, Upload
+
+# --- the upload store, one interface per stage -------------------------------------------------
+
+
+class Failing(Protocol):
+    def fail(self, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
+        """Fail that generation (no-op when it was replaced or is done); True if it was failed now."""
+        ...
+
+
+class ParseUploads(Failing, Protocol):
+    def claim(self, event: ObjectCreated) -> Claim: ...
+
+    def find(self, bucket: str, key: str) -> Upload | None: ...
+
+    def generation_lock(self, upload_id: uuid.UUID, stage: str) -> AbstractContextManager[bool]:
+        """One worker per upload and stage: yields False when another holds it."""
+        ...
+
+    def start_parsing(self, upload_id: uuid.UUID, generation: int) -> bool: ...
+
+
+class PersistUploads(Failing, Protocol):
+    def store_batch(self, batch: SequenceBatch) -> PersistOutcome: ...
+
+    def record_parse_completed(self, done: ParseCompleted) -> PersistOutcome: ...
+
+    def reset(self) -> None:
+        """Drop the sessions after a failure: the retry starts clean."""
+        ...
+
+
+class AssemblyUploads(Failing, Protocol):
+    def assembling(self, upload_id: uuid.UUID, generation: int) -> Upload | None: ...
+
+    def generation_lock(self, upload_id: uuid.UUID, stage: str) -> AbstractContextManager[bool]: ...
+
+    def result_pieces(self, upload_id: uuid.UUID) -> Generator[ResultPiece, None, None]:
+        """The generation's records and parts in order, streamed (``close`` ends the stream early)."""
+        ...
+
+    def name_counts(self, upload_id: uuid.UUID) -> NameCounts:
+        """Safe to call from another thread while ``result_pieces`` streams."""
+        ...
+
+    def record_assembly_progress(self, upload_id: uuid.UUID, generation: int, records: int) -> None: ...
+
+    def finish_assembly(
+        self, upload_id: uuid.UUID, generation: int, result: ResultLocation, counts: NameCounts
+    ) -> bool: ...
+
+    def reset(self) -> None: ...
+
+
+class SweepUploads(Protocol):
+    def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]: ...
+
+
+# --- the object store ---------------------------------------------------------------------------
+
+
+class ObjectChanged(Exception):
+    """The object was overwritten (or deleted) while being read: this generation is obsolete."""
+
+
+class ObjectReader(Protocol):
+    def size(self, bucket: str, key: str) -> int: ...
+
+    def iter_ranges(self, bucket: str, key: str, size: int, etag: str, range_bytes: int) -> Iterator[bytes]:
+        """The object in order, every range pinned to ``etag`` (``ObjectChanged`` if it was replaced)."""
+        ...
+
+    def exists(self, bucket: str, key: str) -> bool: ...
+
+
+class ResultUpload(Protocol):
+    size: int
+
+    def write(self, data: bytes) -> None: ...
+
+
+class ResultWriter(Protocol):
+    def abort_stale_multipart(self, bucket: str, key: str) -> int: ...
+
+    def multipart_writer(
+        self, bucket: str, key: str, part_bytes: int, content_type: str
+    ) -> AbstractContextManager[ResultUpload]: ...
+
+
+# --- the broker -----------------------------------------------------------------------------------
+
+
+class Publisher(Protocol):
+    def publish(self, message: Message) -> None:
+        """Persistent, confirmed by the broker before it returns (or before ``flush`` returns)."""
+        ...
+
+
+class PipelinedPublisher(Publisher, Protocol):
+    def flush(self) -> None:
+        """Return once every published message is confirmed; raise the first failure."""
+        ...
+
+
+class EventPublisher(Publisher, Protocol):
+    def publish_event(self, body: bytes) -> None:
+        """A bucket notification body onto the events exchange, as the object store would send it."""
+        ...

@@ -1,0 +1,53 @@
+"""Postgres sessions: one connection per worker thread, retried while the server is away."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from shared.settings import Settings
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+__all__ = ["Connection", "Database", "connect", "dict_row", "ping"]
+
+
+@retry(
+    retry=retry_if_exception_type(psycopg.OperationalError),
+    wait=wait_exponential(multiplier=0.5, max=10),
+    stop=stop_after_delay(120),
+    reraise=True,
+)
+def connect(settings: Settings, autocommit: bool = False) -> Connection:
+    return psycopg.connect(settings.pg_dsn.get_secret_value(), autocommit=autocommit, row_factory=dict_row)
+
+
+def ping(conn: Connection) -> None:
+    conn.execute("SELECT 1")
+
+
+class Database:
+    """One connection for one worker thread, replaced when Postgres dropped it (restart, failover)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = connect(self.settings, autocommit=True)
+        return self._conn
+
+    @property
+    def usable(self) -> bool:
+        """The current session can still take a statement (a crashed one must not be used to clean up)."""
+        return self._conn is not None and not self._conn.closed and not self._conn.broken
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,148 @@
+"""Records and parts in and out of Postgres by binary ``COPY``, one bounded batch or part at a time.
+
+The column and type lists come from ``shared/record_schema.py``. Text kept as ``bytea`` (residues,
+qualities: ASCII the parser validated) is encoded on the way in and decoded on the way out, except
+the residues read back, which stay bytes all the way into the result document.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from shared.messages import SequenceBatch
+from shared.postgres.connection import Connection
+from shared.record_schema import PART, RECORD, Record, ResultPiece, Schema
+from shared.uploads import NameCounts
+
+
+def _ascii(value: str | None) -> bytes | None:
+    return None if value is None else value.encode("ascii")
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+def _from_ascii(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("ascii")
+
+
+# How a value of each stored type is written by COPY, and read back (identity where absent).
+_ENCODERS: dict[str, Callable[[Any], Any]] = {"bytea": _ascii, "jsonb": _jsonb}
+_DECODERS: dict[str, Callable[[Any], Any]] = {"bytea": _from_ascii}
+
+
+def _converters(schema: Schema, table: dict[str, Callable[[Any], Any]]) -> list[tuple[int, Callable[[Any], Any]]]:
+    return [
+        (i, table[schema.columns[name].sql])
+        for i, name in enumerate(schema.fields)
+        if schema.columns[name].sql in table
+    ]
+
+
+def _column_list(schema: Schema) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(name) for name in schema.fields)
+
+
+# Read back: qualities are decoded, the inline residues are handed on as bytes (see ResultPiece).
+_RESIDUES = RECORD.fields.index("residues")
+_PART_COUNT = RECORD.fields.index("part_count")
+_RECORD_DECODERS = [(i, f) for i, f in _converters(RECORD, _DECODERS) if i != _RESIDUES]
+
+
+def _copy_in(conn: Connection, table: str, schema: Schema, upload_id: uuid.UUID, rows: Sequence[Sequence[Any]]) -> None:
+    encoders = _converters(schema, _ENCODERS)
+    statement = sql.SQL("COPY {} (upload_id, {}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), _column_list(schema)
+    )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.set_types(["uuid", *schema.sql_types])
+        for row in rows:
+            values = [upload_id, *row]
+            for i, encode in encoders:
+                values[i + 1] = encode(values[i + 1])
+            copy.write_row(values)
+
+
+def copy_batch(conn: Connection, batch: SequenceBatch) -> None:
+    if len(batch.parts):
+        _copy_in(conn, "sequence_parts", PART, batch.upload_id, list(batch.parts.rows()))
+    if len(batch.records):
+        _copy_in(conn, "sequence_records", RECORD, batch.upload_id, list(batch.records.rows()))
+
+
+# Reading a whole upload back must be two plain index scans in key order, streamed: never a sort
+# (which would buffer or spill the whole upload), a JIT compile or parallel workers on two cores.
+_STREAMING_READ = (
+    "SET enable_sort = off",
+    "SET enable_bitmapscan = off",
+    "SET jit = off",
+    "SET max_parallel_workers_per_gather = 0",
+)
+
+
+def iter_result_pieces(
+    records_conn: Connection, parts_conn: Connection, upload_id: uuid.UUID
+) -> Generator[ResultPiece, None, None]:
+    """Every record with its sequence, in order: one part in memory at a time.
+
+    Records and parts are streamed by two ``COPY TO`` on two connections, each in primary-key
+    order, and merged here using each record's ``part_count``.
+    """
+    for conn in (records_conn, parts_conn):
+        for statement in _STREAMING_READ:
+            conn.execute(statement)
+    records_query = sql.SQL(
+        "COPY (SELECT {} FROM sequence_records WHERE upload_id = {} ORDER BY upload_id, ordinal) "
+        "TO STDOUT (FORMAT BINARY)"
+    ).format(_column_list(RECORD), sql.Literal(upload_id))
+    parts_query = sql.SQL(
+        "COPY (SELECT {} FROM sequence_parts WHERE upload_id = {} ORDER BY upload_id, ordinal, part_no) "
+        "TO STDOUT (FORMAT BINARY)"
+    ).format(_column_list(PART), sql.Literal(upload_id))
+    with (
+        records_conn.cursor() as rcur,
+        rcur.copy(records_query) as records,
+        parts_conn.cursor() as pcur,
+        pcur.copy(parts_query) as parts,
+    ):
+        records.set_types(list(RECORD.sql_types))
+        parts.set_types(list(PART.sql_types))
+        part_rows = parts.rows()
+        for row in records.rows():
+            values = list(row)
+            inline: bytes | None = values[_RESIDUES]
+            values[_RESIDUES] = None
+            for i, decode in _RECORD_DECODERS:
+                values[i] = decode(values[i])
+            record = Record._make(values)
+            parts_n = values[_PART_COUNT]
+            if parts_n == 0:
+                yield ResultPiece(record, 0, inline)
+                continue
+            for expected in range(parts_n):
+                part_ordinal, part_no, residues = next(part_rows)
+                if part_ordinal != record.ordinal or part_no != expected:
+                    raise RuntimeError(
+                        f"stored parts out of step: record {record.ordinal} part {expected}, "
+                        f"got {part_ordinal}/{part_no}"
+                    )
+                yield ResultPiece(record, part_no, residues)
+        if next(part_rows, None) is not None:
+            raise RuntimeError("stored parts left over after the last record")
+
+
+def name_counts(conn: Connection, upload_id: uuid.UUID) -> NameCounts:
+    """Duplicate names and empty sequences of an upload's stored records (a sort of every name)."""
+    row = conn.execute(
+        "SELECT count(*) - count(DISTINCT seq_id) AS duplicates, count(*) FILTER (WHERE length = 0) AS empty "
+        "FROM sequence_records WHERE upload_id = %s",
+        (upload_id,),
+    ).fetchone()
+    assert row is not None
+    return NameCounts(int(row["duplicates"]), int(row["empty"]))

@@ -1,0 +1,443 @@
+"""The upload state machine on Postgres: every query of every stage, all parameterised.
+
+Every state change of an upload happens under a row lock on its ``uploads`` row, so concurrent
+consumers (duplicate events, redeliveries, several persisters) serialise per upload and the
+counters stay exact. The states each query accepts and sets come from the transitions in
+``shared/uploads.py``; the decision of what an event means is ``decide_claim``'s, made under the lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from psycopg import sql
+
+from shared.messages import ParseCompleted, SequenceBatch
+from shared.postgres import sequences
+from shared.postgres.connection import Connection, Database, connect
+from shared.record_schema import ResultPiece
+from shared.uploads import (
+    FAIL,
+    FINISH,
+    FINISH_PARSING,
+    GENERATION_RESET,
+    NEW_GENERATION,
+    PICK_UP_STALLED,
+    RECORD_ASSEMBLY_PROGRESS,
+    REQUEUE,
+    RETRY_LOST_BATCH,
+    START_ASSEMBLY,
+    START_PARSING,
+    STORE_BATCH,
+    Claim,
+    ClaimAction,
+    ClaimDecision,
+    Failure,
+    NameCounts,
+    ObjectCreated,
+    PersistOutcome,
+    ResultLocation,
+    State,
+    Transition,
+    Upload,
+    decide_claim,
+)
+
+_SELECT = "SELECT * FROM uploads"
+
+
+def _sources(transition: Transition) -> list[str]:
+    return sorted(state.value for state in transition.sources)
+
+
+def _target(transition: Transition) -> str:
+    assert transition.target is not None
+    return transition.target.value
+
+
+def _failure_columns(failure: Failure | None) -> dict[str, Any]:
+    return {
+        "error_code": None if failure is None else failure.code.value,
+        "error_message": None if failure is None else failure.message,
+        "error_line": None if failure is None else failure.line,
+        "error_column": None if failure is None else failure.column,
+    }
+
+
+def _assignments(values: dict[str, Any]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in values)
+
+
+def register_upload(
+    conn: Connection,
+    upload_id: uuid.UUID,
+    bucket: str,
+    key: str,
+    filename: str,
+    declared_format: str | None,
+    alphabet: str,
+    size: int | None,
+) -> Upload:
+    row = conn.execute(
+        "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total) "
+        "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s) RETURNING *",
+        (upload_id, bucket, key, filename, declared_format, alphabet, State.AWAITING_UPLOAD.value, size),
+    ).fetchone()
+    assert row is not None
+    return Upload.from_row(row)
+
+
+def get_upload(conn: Connection, upload_id: uuid.UUID) -> Upload | None:
+    row = conn.execute(f"{_SELECT} WHERE id = %s", (upload_id,)).fetchone()
+    return Upload.from_row(row) if row else None
+
+
+def find_upload(conn: Connection, bucket: str, key: str) -> Upload | None:
+    row = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = %s", (bucket, key)).fetchone()
+    return Upload.from_row(row) if row else None
+
+
+def claim_object(conn: Connection, event: ObjectCreated) -> Claim:
+    """Apply what an object-created event means (``decide_claim``) under the key's row lock.
+
+    Creates the upload of an object nobody registered; starts a new generation (dropping the old
+    generation's rows) when the key was overwritten; recognises duplicate and stale events.
+    """
+    with conn.transaction():
+        row = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = %s FOR UPDATE", (event.bucket, event.key)).fetchone()
+        current = Upload.from_row(row) if row else None
+        decision = decide_claim(current, event)
+        if decision is ClaimDecision.CREATE:
+            row = conn.execute(
+                "INSERT INTO uploads (id, bucket, key, filename, registered, state, generation, etag, "
+                "sequencer, event_time, bytes_total) VALUES (%s, %s, %s, %s, false, %s, 1, %s, %s, %s, %s) "
+                "ON CONFLICT (bucket, key) DO NOTHING RETURNING *",
+                (
+                    uuid.uuid4(),
+                    event.bucket,
+                    event.key,
+                    event.key.rsplit("/", 1)[-1],
+                    _target(NEW_GENERATION),
+                    event.etag,
+                    event.sequencer,
+                    event.event_time,
+                    event.size,
+                ),
+            ).fetchone()
+            if row is None:  # lost a race with a concurrent claim: decide again under its lock
+                return claim_object(conn, event)
+            return Claim(ClaimAction.PARSE, Upload.from_row(row))
+        assert current is not None
+        if decision is not ClaimDecision.NEW_GENERATION:
+            return Claim(decision.action, current)
+        _delete_rows(conn, current.id)
+        values = {
+            **GENERATION_RESET,
+            "state": _target(NEW_GENERATION),
+            "etag": event.etag,
+            "sequencer": event.sequencer,
+            "event_time": event.event_time,
+            "bytes_total": event.size,
+        }
+        row = conn.execute(
+            sql.SQL(
+                "UPDATE uploads SET {}, generation = generation + 1, updated_at = now() WHERE id = %(id)s RETURNING *"
+            ).format(_assignments(values)),
+            {**values, "id": current.id},
+        ).fetchone()
+        assert row is not None
+        return Claim(ClaimAction.PARSE, Upload.from_row(row))
+
+
+def _delete_rows(conn: Connection, upload_id: uuid.UUID) -> None:
+    conn.execute("DELETE FROM sequence_parts WHERE upload_id = %s", (upload_id,))
+    conn.execute("DELETE FROM sequence_records WHERE upload_id = %s", (upload_id,))
+    conn.execute("DELETE FROM upload_batches WHERE upload_id = %s", (upload_id,))
+
+
+def requeue_failed(conn: Connection, upload_id: uuid.UUID) -> Upload | None:
+    """Make a failed upload parseable again (same generation; its rows went when it failed)."""
+    values = {**_failure_columns(None), "finished_at": None, "state": _target(REQUEUE)}
+    with conn.transaction():
+        row = conn.execute(
+            sql.SQL(
+                "UPDATE uploads SET {}, updated_at = now() "
+                "WHERE id = %(id)s AND state = ANY(%(sources)s) AND etag IS NOT NULL RETURNING *"
+            ).format(_assignments(values)),
+            {**values, "id": upload_id, "sources": _sources(REQUEUE)},
+        ).fetchone()
+    return Upload.from_row(row) if row else None
+
+
+def pick_up_stalled(
+    conn: Connection, after: timedelta, reissue: Callable[[Upload], None], limit: int = 100
+) -> list[Upload]:
+    """Issue the stage message of every upload that made no progress for ``after``, once per period.
+
+    A stalled upload is one whose message was lost or whose worker died holding it; the consumers
+    are idempotent, so issuing the message again is safe even when the stage was merely slow.
+    ``reissue`` runs under the row lock, before the pick-up is recorded: a failed publish leaves
+    the upload to the next sweep. An upload stuck in ``persisting`` lost a batch: it goes back to
+    ``parsing`` so that the re-parse is accepted (the persister skips the batches it has).
+    """
+    picked = []
+    with conn.transaction():
+        rows = conn.execute(
+            f"{_SELECT} WHERE state = ANY(%s) AND etag IS NOT NULL "
+            "AND updated_at < now() - %s AND (picked_up_at IS NULL OR picked_up_at < now() - %s) "
+            "ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (_sources(PICK_UP_STALLED), after, after, limit),
+        ).fetchall()
+        for row in rows:
+            upload = Upload.from_row(row)
+            reissue(upload)
+            updated = conn.execute(
+                "UPDATE uploads SET pickups = pickups + 1, picked_up_at = now(), "
+                "state = CASE WHEN state = ANY(%s) THEN %s ELSE state END WHERE id = %s RETURNING *",
+                (_sources(RETRY_LOST_BATCH), _target(RETRY_LOST_BATCH), upload.id),
+            ).fetchone()
+            assert updated is not None
+            picked.append(Upload.from_row(updated))
+    return picked
+
+
+def try_lock_generation(conn: Connection, upload_id: uuid.UUID, stage: str) -> bool:
+    """Session advisory lock: one worker per upload and stage; released if the worker dies."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS ok", (f"{stage}:{upload_id}",)
+    ).fetchone()
+    return bool(row and row["ok"])
+
+
+def unlock_generation(conn: Connection, upload_id: uuid.UUID, stage: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (f"{stage}:{upload_id}",))
+
+
+def start_parsing(conn: Connection, upload_id: uuid.UUID, generation: int) -> bool:
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE uploads SET state = %s, parsing_started_at = clock_timestamp(), updated_at = now() "
+            "WHERE id = %s AND generation = %s AND state = ANY(%s) RETURNING id",
+            (_target(START_PARSING), upload_id, generation, _sources(START_PARSING)),
+        ).fetchone()
+    return row is not None
+
+
+def fail_upload(conn: Connection, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
+    """Mark a generation failed and drop its rows; a no-op for a generation already replaced or done."""
+    values = {**_failure_columns(failure), "state": _target(FAIL)}
+    with conn.transaction():
+        row = conn.execute(
+            sql.SQL(
+                "UPDATE uploads SET {}, finished_at = clock_timestamp(), updated_at = now() "
+                "WHERE id = %(id)s AND (%(generation)s::int IS NULL OR generation = %(generation)s) "
+                "AND state = ANY(%(sources)s) RETURNING id"
+            ).format(_assignments(values)),
+            {**values, "id": upload_id, "generation": generation, "sources": _sources(FAIL)},
+        ).fetchone()
+        if row is not None:
+            _delete_rows(conn, upload_id)
+    return row is not None
+
+
+# --- persister --------------------------------------------------------------------------------
+
+
+def _lock_live(conn: Connection, upload_id: uuid.UUID, generation: int) -> Upload | None:
+    row = conn.execute(
+        f"{_SELECT} WHERE id = %s AND generation = %s AND state = ANY(%s) FOR UPDATE",
+        (upload_id, generation, _sources(STORE_BATCH)),
+    ).fetchone()
+    return Upload.from_row(row) if row else None
+
+
+def store_batch(conn: Connection, batch: SequenceBatch) -> PersistOutcome:
+    """COPY one batch in, exactly once: the batch number is inserted in the same transaction."""
+    with conn.transaction():
+        upload = _lock_live(conn, batch.upload_id, batch.generation)
+        if upload is None:
+            return PersistOutcome(False, False)
+        fresh = conn.execute(
+            "INSERT INTO upload_batches (upload_id, generation, batch_no) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING RETURNING batch_no",
+            (batch.upload_id, batch.generation, batch.batch_no),
+        ).fetchone()
+        if fresh is None:
+            return PersistOutcome(False, upload.complete)
+        sequences.copy_batch(conn, batch)
+        row = conn.execute(
+            "UPDATE uploads SET batches_done = batches_done + 1, records_done = records_done + %s, "
+            "bytes_done = GREATEST(bytes_done, %s), updated_at = now() WHERE id = %s RETURNING *",
+            (len(batch.records), batch.source_offset, batch.upload_id),
+        ).fetchone()
+        return _assemble_if_complete(conn, row)
+
+
+def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOutcome:
+    with conn.transaction():
+        upload = _lock_live(conn, done.upload_id, done.generation)
+        if upload is None:
+            return PersistOutcome(False, False)
+        row = conn.execute(
+            "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = %s, format = %s, "
+            "parsed_at = clock_timestamp(), state = CASE WHEN state = ANY(%s) THEN %s ELSE state END, "
+            "updated_at = now() WHERE id = %s RETURNING *",
+            (
+                done.batch_count,
+                done.record_count,
+                done.source_bytes,
+                done.format,
+                _sources(FINISH_PARSING),
+                _target(FINISH_PARSING),
+                done.upload_id,
+            ),
+        ).fetchone()
+        return _assemble_if_complete(conn, row)
+
+
+def _assemble_if_complete(conn: Connection, row: dict[str, Any] | None) -> PersistOutcome:
+    """After progress was stored (under the row lock): start the assembly once every batch is in."""
+    assert row is not None
+    upload = Upload.from_row(row)
+    if upload.complete:
+        START_ASSEMBLY.apply(upload.state)  # the caller locked a live upload: this cannot refuse
+        conn.execute(
+            "UPDATE uploads SET state = %s, assembly_started_at = clock_timestamp(), updated_at = now() WHERE id = %s",
+            (_target(START_ASSEMBLY), upload.id),
+        )
+    return PersistOutcome(True, upload.complete)
+
+
+# --- assembler --------------------------------------------------------------------------------
+
+
+def assembling_upload(conn: Connection, upload_id: uuid.UUID, generation: int) -> Upload | None:
+    row = conn.execute(
+        f"{_SELECT} WHERE id = %s AND generation = %s AND state = ANY(%s)",
+        (upload_id, generation, _sources(FINISH)),
+    ).fetchone()
+    return Upload.from_row(row) if row else None
+
+
+def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation: int, records: int) -> None:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE uploads SET records_assembled = %s, updated_at = now() "
+            "WHERE id = %s AND generation = %s AND state = ANY(%s)",
+            (records, upload_id, generation, _sources(RECORD_ASSEMBLY_PROGRESS)),
+        )
+
+
+def finish_assembly(
+    conn: Connection, upload_id: uuid.UUID, generation: int, result: ResultLocation, counts: NameCounts
+) -> bool:
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE uploads SET state = %s, result_bucket = %s, result_key = %s, result_size = %s, "
+            "result_records = %s, records_assembled = %s, duplicate_names = %s, empty_sequences = %s, "
+            "finished_at = clock_timestamp(), updated_at = now() "
+            "WHERE id = %s AND generation = %s AND state = ANY(%s) RETURNING id",
+            (
+                _target(FINISH),
+                result.bucket,
+                result.key,
+                result.size,
+                result.records,
+                result.records,
+                counts.duplicate_names,
+                counts.empty_sequences,
+                upload_id,
+                generation,
+                _sources(FINISH),
+            ),
+        ).fetchone()
+    return row is not None
+
+
+# --- the store the services use ---------------------------------------------------------------
+
+
+class PostgresUploads:
+    """The upload store of one worker thread, on its own Postgres sessions.
+
+    Implements the narrow interfaces of ``shared/ports.py`` for every handler. Most work runs on
+    one session; the assembler's read-back streams records and parts over two more at the same
+    time, and its progress updates over a fourth, while the first two are busy with ``COPY``.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        settings = database.settings
+        self._parts = Database(settings)
+        self._progress = Database(settings)
+
+    def reset(self) -> None:
+        """After a failure a session may be left inside a half-read COPY: start again on new ones.
+
+        Closing also ends the session that holds a generation's advisory lock.
+        """
+        for database in (self._db, self._parts, self._progress):
+            database.close()
+
+    def claim(self, event: ObjectCreated) -> Claim:
+        return claim_object(self._db.conn, event)
+
+    def find(self, bucket: str, key: str) -> Upload | None:
+        return find_upload(self._db.conn, bucket, key)
+
+    def get(self, upload_id: uuid.UUID) -> Upload | None:
+        return get_upload(self._db.conn, upload_id)
+
+    @contextmanager
+    def generation_lock(self, upload_id: uuid.UUID, stage: str) -> Iterator[bool]:
+        """Holds the stage's advisory lock on the upload while the block runs; yields False if taken."""
+        conn = self._db.conn
+        if not try_lock_generation(conn, upload_id, stage):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            if self._db.usable:  # a broken session released its locks when it ended
+                unlock_generation(self._db.conn, upload_id, stage)
+
+    def start_parsing(self, upload_id: uuid.UUID, generation: int) -> bool:
+        return start_parsing(self._db.conn, upload_id, generation)
+
+    def fail(self, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
+        return fail_upload(self._db.conn, upload_id, generation, failure)
+
+    def requeue_failed(self, upload_id: uuid.UUID) -> Upload | None:
+        return requeue_failed(self._db.conn, upload_id)
+
+    def store_batch(self, batch: SequenceBatch) -> PersistOutcome:
+        return store_batch(self._db.conn, batch)
+
+    def record_parse_completed(self, done: ParseCompleted) -> PersistOutcome:
+        return record_parse_completed(self._db.conn, done)
+
+    def assembling(self, upload_id: uuid.UUID, generation: int) -> Upload | None:
+        return assembling_upload(self._db.conn, upload_id, generation)
+
+    def result_pieces(self, upload_id: uuid.UUID) -> Generator[ResultPiece, None, None]:
+        return sequences.iter_result_pieces(self._db.conn, self._parts.conn, upload_id)
+
+    def name_counts(self, upload_id: uuid.UUID) -> NameCounts:
+        """On a session of its own: the assembler runs it on another thread beside its streaming."""
+        with connect(self._db.settings, autocommit=True) as conn:
+            return sequences.name_counts(conn, upload_id)
+
+    def record_assembly_progress(self, upload_id: uuid.UUID, generation: int, records: int) -> None:
+        record_assembly_progress(self._progress.conn, upload_id, generation, records)
+
+    def finish_assembly(
+        self, upload_id: uuid.UUID, generation: int, result: ResultLocation, counts: NameCounts
+    ) -> bool:
+        return finish_assembly(self._db.conn, upload_id, generation, result, counts)
+
+    def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]:
+        return pick_up_stalled(self._db.conn, after, reissue)

@@ -1,0 +1,62 @@
+"""The pipeline's three queues and how each one's messages are decoded, in one place.
+
+The consumer (``shared/broker.py``) decodes a body once with its stage's decoder and hands the
+handler, and ``give_up``, the typed message; a body that does not decode is an ``InvalidMessage``
+and goes to the dead-letter queue at once. ``genobase dead-letters`` decodes with the same stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from shared.events import MalformedEvent, normalise_event
+from shared.messages import AssembleRequested, ParseCompleted, PersistMessage, SequenceBatch
+from shared.uploads import ObjectCreated
+
+M = TypeVar("M")
+
+# An invalid body's reason is logged and kept with the dead letter: bounded, whatever the body.
+MAX_REASON_CHARS = 1000
+
+
+class PermanentFailure(Exception):
+    """Retrying cannot help: the consumer dead-letters the message at once (after ``give_up``)."""
+
+
+class InvalidMessage(PermanentFailure, ValueError):
+    """The body is not a message of its queue: dead-letter it at once (there is nothing to give up)."""
+
+
+@dataclass(frozen=True)
+class Stage(Generic[M]):
+    name: str  # the queue is ``<prefix>.<name>``
+    decode: Callable[[bytes], M]
+
+
+def _notification(body: bytes) -> list[ObjectCreated]:
+    try:
+        return normalise_event(body)
+    except (MalformedEvent, ValidationError) as exc:
+        raise InvalidMessage(f"invalid bucket notification: {exc}"[:MAX_REASON_CHARS]) from exc
+
+
+def _decoder(adapter: TypeAdapter[M], what: str) -> Callable[[bytes], M]:
+    def decode(body: bytes) -> M:
+        try:
+            return adapter.validate_json(body)
+        except ValidationError as exc:
+            raise InvalidMessage(f"invalid {what} message: {exc}"[:MAX_REASON_CHARS]) from exc
+
+    return decode
+
+
+PARSE: Stage[list[ObjectCreated]] = Stage("parse", _notification)
+PERSIST: Stage[SequenceBatch | ParseCompleted] = Stage(
+    "persist", _decoder(TypeAdapter[SequenceBatch | ParseCompleted](PersistMessage), "persist")
+)
+ASSEMBLE: Stage[AssembleRequested] = Stage("assemble", _decoder(TypeAdapter(AssembleRequested), "assemble"))
+STAGE_NAMES: tuple[str, ...] = (PARSE.name, PERSIST.name, ASSEMBLE.name)

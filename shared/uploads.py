@@ -1,0 +1,305 @@
+"""The upload, as the pipeline understands it: states, the moves between them, claims and failures.
+
+This is the domain model. It does no I/O and knows no SQL: the Postgres adapter
+(``shared/postgres/``) takes its state sets from the ``Transition`` constants below and its column
+lists from ``Upload``'s fields, and the handlers' unit tests run the same rules against fakes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.parsing.errors import ParseErrorCode
+
+
+class State(StrEnum):
+    AWAITING_UPLOAD = "awaiting_upload"  # registered, the user has not written the object yet
+    QUEUED = "queued"  # the object exists; the parser owes it a read
+    PARSING = "parsing"
+    PERSISTING = "persisting"  # every batch published; some not committed yet
+    ASSEMBLING = "assembling"  # every batch committed; the result document is being written
+    DONE = "done"
+    FAILED = "failed"
+
+
+ALL_STATES = frozenset(State)
+TERMINAL = frozenset({State.DONE, State.FAILED})
+# States in which some stage owes the upload work (awaiting_upload waits for the user instead).
+LIVE = frozenset({State.QUEUED, State.PARSING, State.PERSISTING, State.ASSEMBLING})
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A named move of the state machine: from any of ``sources`` to ``target``.
+
+    ``target`` None keeps the state (a counter moves, the stage goes on). The adapter applies a
+    transition with ``WHERE state = ANY(sources)``, so a message for an upload in any other state
+    changes nothing: that is what makes a late or repeated message harmless.
+    """
+
+    name: str
+    sources: frozenset[State]
+    target: State | None
+
+    def allows(self, state: State) -> bool:
+        return state in self.sources
+
+    def apply(self, state: State) -> State:
+        """The state after this move from ``state`` (which it must allow)."""
+        if state not in self.sources:
+            raise ValueError(f"{self.name} does not apply to an upload in state {state}")
+        return self.target or state
+
+
+# An object event with a new etag: a new generation from whatever the upload was doing.
+NEW_GENERATION = Transition("new_generation", ALL_STATES, State.QUEUED)
+START_PARSING = Transition("start_parsing", frozenset({State.QUEUED, State.PARSING}), State.PARSING)
+# A batch committed (or the parse's end recorded): the upload must still be live.
+STORE_BATCH = Transition("store_batch", LIVE, None)
+FINISH_PARSING = Transition("finish_parsing", frozenset({State.QUEUED, State.PARSING}), State.PERSISTING)
+# The last batch committed: assembly may start (again, on a replay: the assembler ignores repeats).
+START_ASSEMBLY = Transition("start_assembly", LIVE, State.ASSEMBLING)
+RECORD_ASSEMBLY_PROGRESS = Transition("record_assembly_progress", frozenset({State.ASSEMBLING}), None)
+FINISH = Transition("finish", frozenset({State.ASSEMBLING}), State.DONE)
+# A failure is recorded once: the first reason stands (a finished upload cannot fail any more).
+FAIL = Transition("fail", ALL_STATES - TERMINAL, State.FAILED)
+# ``genobase dead-letters --replay``: the same generation once more, from its object.
+REQUEUE = Transition("requeue", frozenset({State.FAILED}), State.QUEUED)
+# The watchdog re-issues a live stage's message; a stalled ``persisting`` lost a batch, so the
+# re-parse must be accepted again (the persister skips the batches it has).
+PICK_UP_STALLED = Transition("pick_up_stalled", LIVE, None)
+RETRY_LOST_BATCH = Transition("retry_lost_batch", frozenset({State.PERSISTING}), State.PARSING)
+
+TRANSITIONS: tuple[Transition, ...] = (
+    NEW_GENERATION,
+    START_PARSING,
+    STORE_BATCH,
+    FINISH_PARSING,
+    START_ASSEMBLY,
+    RECORD_ASSEMBLY_PROGRESS,
+    FINISH,
+    FAIL,
+    REQUEUE,
+    PICK_UP_STALLED,
+    RETRY_LOST_BATCH,
+)
+
+
+def next_states(state: State) -> frozenset[State]:
+    """Every state an upload in ``state`` can move to (the state diagram, derived from the moves)."""
+    return frozenset(t.target or state for t in TRANSITIONS if t.allows(state))
+
+
+class PipelineErrorCode(StrEnum):
+    """Failures that are not the input's fault (the engine's are ``ParseErrorCode``)."""
+
+    OBJECT_DELETED = "object_deleted"
+    PROCESSING_FAILED = "processing_failed"  # the parse stage's message was dead-lettered
+    PERSIST_FAILED = "persist_failed"
+    ASSEMBLE_FAILED = "assemble_failed"
+
+
+# Every code an upload can fail with: the engine's and the pipeline's, each defined once.
+ErrorCode = ParseErrorCode | PipelineErrorCode
+ERROR_CODES: tuple[str, ...] = tuple(c.value for c in (*ParseErrorCode, *PipelineErrorCode))
+
+
+def error_code(value: str) -> ErrorCode:
+    """The code of a stored failure."""
+    try:
+        return ParseErrorCode(value)
+    except ValueError:
+        return PipelineErrorCode(value)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a generation failed, and where in the input when the input is at fault."""
+
+    code: ErrorCode
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+
+class ObjectCreated(BaseModel):
+    """A new object in a bucket, whichever object store announced it (``shared/events.py``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    sequencer: str | None = None
+    event_time: datetime | None = None
+
+
+# Marks the fields of ``Upload`` that belong to one generation: a new generation resets each to
+# its default (the adapter builds its reset from this, so a new field cannot be forgotten there).
+_PER_GENERATION = "per_generation"
+
+
+def _per_generation(default: Any = None) -> Any:
+    return field(default=default, metadata={_PER_GENERATION: True})
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One object key and what the pipeline did with its current generation.
+
+    The fields are the ``uploads`` table's columns; ``from_row`` takes a row by column name.
+    """
+
+    id: uuid.UUID
+    bucket: str
+    key: str
+    filename: str
+    registered: bool
+    declared_format: str | None
+    alphabet: str
+    state: State
+    generation: int
+    etag: str | None
+    created_at: datetime
+    updated_at: datetime
+    sequencer: str | None = None
+    event_time: datetime | None = None
+    bytes_total: int | None = None
+    # --- one generation's work: reset when the object is replaced
+    format: str | None = _per_generation()
+    bytes_done: int = _per_generation(0)
+    records_done: int = _per_generation(0)
+    records_total: int | None = _per_generation()
+    batches_done: int = _per_generation(0)
+    batches_total: int | None = _per_generation()
+    records_assembled: int = _per_generation(0)
+    duplicate_names: int | None = _per_generation()
+    empty_sequences: int | None = _per_generation()
+    error_code: str | None = _per_generation()
+    error_message: str | None = _per_generation()
+    error_line: int | None = _per_generation()
+    error_column: int | None = _per_generation()
+    result_bucket: str | None = _per_generation()
+    result_key: str | None = _per_generation()
+    result_size: int | None = _per_generation()
+    result_records: int | None = _per_generation()
+    parsing_started_at: datetime | None = _per_generation()
+    parsed_at: datetime | None = _per_generation()
+    assembly_started_at: datetime | None = _per_generation()
+    finished_at: datetime | None = _per_generation()
+    pickups: int = _per_generation(0)
+    picked_up_at: datetime | None = _per_generation()
+
+    def idle(self, now: datetime) -> timedelta:
+        """How long a live stage has not moved (zero once the upload waits for nobody but the user)."""
+        return max(now - self.updated_at, timedelta(0)) if self.state in LIVE else timedelta(0)
+
+    def stalled(self, now: datetime, after: timedelta) -> bool:
+        """A live stage that has not moved for ``after`` (the watchdog will issue its message again)."""
+        return self.idle(now) > after
+
+    @property
+    def failure(self) -> Failure | None:
+        if self.state is not State.FAILED:
+            return None
+        return Failure(
+            error_code(self.error_code or PipelineErrorCode.PROCESSING_FAILED),
+            self.error_message or "",
+            self.error_line,
+            self.error_column,
+        )
+
+    @property
+    def complete(self) -> bool:
+        """Every batch of the generation is committed (the parse's end says how many there are)."""
+        return self.batches_total is not None and self.batches_done >= self.batches_total
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Upload:
+        values = {k: v for k, v in row.items() if k in UPLOAD_FIELDS}
+        values["state"] = State(values["state"])
+        return cls(**values)
+
+
+UPLOAD_FIELDS = frozenset(f.name for f in fields(Upload))
+# Each per-generation field with the value a new generation starts from.
+GENERATION_RESET: Mapping[str, Any] = {f.name: f.default for f in fields(Upload) if f.metadata.get(_PER_GENERATION)}
+
+
+class ClaimAction(StrEnum):
+    PARSE = "parse"  # a new generation (or a redelivery of one not yet parsed): parse it
+    DUPLICATE = "duplicate"  # this etag was already taken further: nothing to do
+    STALE = "stale"  # an older object than the one already known: nothing to do
+
+
+class ClaimDecision(StrEnum):
+    """What an object-created event means for the upload of its key; each maps to a ``ClaimAction``."""
+
+    CREATE = "create"  # nobody registered the key: a new upload, generation 1
+    NEW_GENERATION = "new_generation"  # a new etag on a known key (or the registered upload's first)
+    RESUME = "resume"  # the same etag, not parsed yet (a redelivery, a watchdog re-issue)
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+    @property
+    def action(self) -> ClaimAction:
+        if self is ClaimDecision.DUPLICATE:
+            return ClaimAction.DUPLICATE
+        if self is ClaimDecision.STALE:
+            return ClaimAction.STALE
+        return ClaimAction.PARSE
+
+
+def decide_claim(upload: Upload | None, event: ObjectCreated) -> ClaimDecision:
+    """Decide what an event means, keyed on bucket + key + etag, from the upload as it is now."""
+    if upload is None:
+        return ClaimDecision.CREATE
+    if upload.etag == event.etag:
+        return ClaimDecision.RESUME if START_PARSING.allows(upload.state) else ClaimDecision.DUPLICATE
+    if upload.etag is not None and _is_older(event, upload):
+        return ClaimDecision.STALE
+    return ClaimDecision.NEW_GENERATION
+
+
+def _is_older(event: ObjectCreated, upload: Upload) -> bool:
+    return event.event_time is not None and upload.event_time is not None and event.event_time < upload.event_time
+
+
+@dataclass(frozen=True)
+class Claim:
+    action: ClaimAction
+    upload: Upload
+
+
+@dataclass(frozen=True)
+class PersistOutcome:
+    stored: bool  # False: a replay of a committed batch, or a batch of a dead generation
+    ready_to_assemble: bool
+
+
+@dataclass(frozen=True)
+class NameCounts:
+    """Duplicate names (kept, and reported) and empty sequences of a generation's records."""
+
+    duplicate_names: int
+    empty_sequences: int
+
+
+@dataclass(frozen=True)
+class ResultLocation:
+    bucket: str
+    key: str
+    size: int
+    records: int
+
+
+def result_key(upload: Upload) -> str:
+    return f"{upload.id}/generation-{upload.generation}.json"

@@ -1,0 +1,46 @@
+"""Test data built by field name from the one record definition (``shared/record_schema.py``)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from shared.messages import RecordColumns, SequenceBatch, SequenceParts
+from shared.record_schema import Part, Record
+
+_DEFAULTS: dict[str, Any] = {
+    "line_number": 1,
+    "gene_name": "",
+    "seq_id": "",
+    "description": "",
+    "length": 0,
+    "part_count": 0,
+    "md5": "m",
+    "refget": "r",
+    "attributes": None,
+    "residues": None,
+    "quality": None,
+}
+
+
+def record(ordinal: int, **fields: Any) -> Record:
+    """A record with every field not given set to a plain default."""
+    return Record(**{**_DEFAULTS, "ordinal": ordinal, **fields})
+
+
+def sequence_batch(
+    upload_id: uuid.UUID,
+    generation: int,
+    batch_no: int,
+    records: list[Record],
+    parts: list[Part] | None = None,
+    source_offset: int = 0,
+) -> SequenceBatch:
+    return SequenceBatch(
+        upload_id=upload_id,
+        generation=generation,
+        batch_no=batch_no,
+        source_offset=source_offset,
+        parts=SequenceParts.from_rows(parts or []),
+        records=RecordColumns.from_rows(records),
+    )

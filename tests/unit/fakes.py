@@ -1,0 +1,326 @@
+"""In-memory stand-ins for the ports in ``shared/ports.py``, for the handlers' unit tests.
+
+``FakeUploads`` keeps the domain's rules (``decide_claim`` and the transitions of
+``shared/uploads.py``) the way the Postgres adapter does, without SQL; the integration tests run
+the adapter itself against the real server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.messages import Message, ParseCompleted, SequenceBatch
+from shared.ports import ObjectChanged
+from shared.record_schema import Part, Record, ResultPiece
+from shared.uploads import (
+    FAIL,
+    FINISH,
+    FINISH_PARSING,
+    GENERATION_RESET,
+    NEW_GENERATION,
+    PICK_UP_STALLED,
+    RECORD_ASSEMBLY_PROGRESS,
+    RETRY_LOST_BATCH,
+    START_ASSEMBLY,
+    START_PARSING,
+    STORE_BATCH,
+    Claim,
+    ClaimDecision,
+    Failure,
+    NameCounts,
+    ObjectCreated,
+    PersistOutcome,
+    ResultLocation,
+    State,
+    Upload,
+    decide_claim,
+)
+
+
+def make_upload(**changes: Any) -> Upload:
+    now = datetime.now(UTC)
+    values: dict[str, Any] = dict(
+        id=uuid.UUID(int=1), bucket="b", key="k", filename="f", registered=True, declared_format=None,
+        alphabet="nucleotide", state=State.PARSING, generation=1, etag="e", created_at=now, updated_at=now,
+        bytes_total=1000, bytes_done=500,
+    )  # fmt: skip
+    values.update(changes)
+    return Upload(**values)
+
+
+class FakeUploads:
+    """The upload store in a dict: one upload per key, its records, parts and committed batch numbers."""
+
+    def __init__(self) -> None:
+        self.uploads: dict[uuid.UUID, Upload] = {}
+        self.records: dict[uuid.UUID, list[Record]] = {}
+        self.parts: dict[uuid.UUID, list[Part]] = {}
+        self.batches: dict[uuid.UUID, set[tuple[int, int]]] = {}
+        self.locked: set[tuple[uuid.UUID, str]] = set()
+        self.resets = 0
+        self.fail_on_store: BaseException | None = None
+
+    # --- helpers for tests
+    def add(self, upload: Upload) -> Upload:
+        self.uploads[upload.id] = upload
+        return upload
+
+    def _set(self, upload: Upload, **changes: Any) -> Upload:
+        updated = dataclasses.replace(upload, updated_at=datetime.now(UTC), **changes)
+        self.uploads[upload.id] = updated
+        return updated
+
+    def _drop_rows(self, upload_id: uuid.UUID) -> None:
+        self.records.pop(upload_id, None)
+        self.parts.pop(upload_id, None)
+        self.batches.pop(upload_id, None)
+
+    def _live(self, upload_id: uuid.UUID, generation: int) -> Upload | None:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload.generation != generation or not STORE_BATCH.allows(upload.state):
+            return None
+        return upload
+
+    # --- ParseUploads
+    def claim(self, event: ObjectCreated) -> Claim:
+        current = self.find(event.bucket, event.key)
+        decision = decide_claim(current, event)
+        event_fields = dict(etag=event.etag, sequencer=event.sequencer, event_time=event.event_time)
+        if decision is ClaimDecision.CREATE:
+            now = datetime.now(UTC)
+            created = make_upload(
+                id=uuid.uuid4(), bucket=event.bucket, key=event.key, filename=event.key.rsplit("/", 1)[-1],
+                registered=False, state=NEW_GENERATION.target, generation=1, created_at=now, updated_at=now,
+                bytes_total=event.size, bytes_done=0, **event_fields,
+            )  # fmt: skip
+            return Claim(decision.action, self.add(created))
+        assert current is not None
+        if decision is not ClaimDecision.NEW_GENERATION:
+            return Claim(decision.action, current)
+        self._drop_rows(current.id)
+        fresh = self._set(
+            current, **GENERATION_RESET, state=NEW_GENERATION.apply(current.state),
+            generation=current.generation + 1, bytes_total=event.size, **event_fields,
+        )  # fmt: skip
+        return Claim(decision.action, fresh)
+
+    def find(self, bucket: str, key: str) -> Upload | None:
+        return next((u for u in self.uploads.values() if (u.bucket, u.key) == (bucket, key)), None)
+
+    @contextmanager
+    def generation_lock(self, upload_id: uuid.UUID, stage: str) -> Iterator[bool]:
+        if (upload_id, stage) in self.locked:
+            yield False
+            return
+        self.locked.add((upload_id, stage))
+        try:
+            yield True
+        finally:
+            self.locked.discard((upload_id, stage))
+
+    def start_parsing(self, upload_id: uuid.UUID, generation: int) -> bool:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload.generation != generation or not START_PARSING.allows(upload.state):
+            return False
+        self._set(upload, state=START_PARSING.apply(upload.state), parsing_started_at=datetime.now(UTC))
+        return True
+
+    def fail(self, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
+        upload = self.uploads.get(upload_id)
+        if upload is None or generation not in (None, upload.generation) or not FAIL.allows(upload.state):
+            return False
+        self._set(
+            upload, state=FAIL.apply(upload.state), error_code=failure.code.value, error_message=failure.message,
+            error_line=failure.line, error_column=failure.column, finished_at=datetime.now(UTC),
+        )  # fmt: skip
+        self._drop_rows(upload_id)
+        return True
+
+    # --- PersistUploads
+    def store_batch(self, batch: SequenceBatch) -> PersistOutcome:
+        if self.fail_on_store is not None:
+            raise self.fail_on_store
+        upload = self._live(batch.upload_id, batch.generation)
+        if upload is None:
+            return PersistOutcome(False, False)
+        done = self.batches.setdefault(upload.id, set())
+        if (batch.generation, batch.batch_no) in done:
+            return PersistOutcome(False, upload.complete)
+        done.add((batch.generation, batch.batch_no))
+        self.records.setdefault(upload.id, []).extend(batch.records.rows())
+        self.parts.setdefault(upload.id, []).extend(batch.parts.rows())
+        upload = self._set(
+            upload, batches_done=upload.batches_done + 1, records_done=upload.records_done + len(batch.records),
+            bytes_done=max(upload.bytes_done, batch.source_offset),
+        )  # fmt: skip
+        return PersistOutcome(True, self._assemble_if_complete(upload))
+
+    def record_parse_completed(self, done: ParseCompleted) -> PersistOutcome:
+        upload = self._live(done.upload_id, done.generation)
+        if upload is None:
+            return PersistOutcome(False, False)
+        state = FINISH_PARSING.apply(upload.state) if FINISH_PARSING.allows(upload.state) else upload.state
+        upload = self._set(
+            upload, batches_total=done.batch_count, records_total=done.record_count, bytes_done=done.source_bytes,
+            format=done.format, parsed_at=datetime.now(UTC), state=state,
+        )  # fmt: skip
+        return PersistOutcome(True, self._assemble_if_complete(upload))
+
+    def _assemble_if_complete(self, upload: Upload) -> bool:
+        if upload.complete:
+            self._set(upload, state=START_ASSEMBLY.apply(upload.state), assembly_started_at=datetime.now(UTC))
+        return upload.complete
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.locked.clear()  # closing the sessions ends their advisory locks
+
+    # --- AssemblyUploads
+    def assembling(self, upload_id: uuid.UUID, generation: int) -> Upload | None:
+        upload = self.uploads.get(upload_id)
+        ok = upload is not None and upload.generation == generation and FINISH.allows(upload.state)
+        return upload if ok else None
+
+    def result_pieces(self, upload_id: uuid.UUID) -> Generator[ResultPiece, None, None]:
+        parts = sorted(self.parts.get(upload_id, []))
+        for record in sorted(self.records.get(upload_id, [])):
+            stored = record._replace(residues=None)
+            if record.part_count == 0:
+                yield ResultPiece(stored, 0, None if record.residues is None else record.residues.encode())
+                continue
+            for part in (p for p in parts if p.ordinal == record.ordinal):
+                yield ResultPiece(stored, part.part_no, part.residues.encode())
+
+    def name_counts(self, upload_id: uuid.UUID) -> NameCounts:
+        records = self.records.get(upload_id, [])
+        return NameCounts(len(records) - len({r.seq_id for r in records}), sum(1 for r in records if r.length == 0))
+
+    def record_assembly_progress(self, upload_id: uuid.UUID, generation: int, records: int) -> None:
+        upload = self.uploads[upload_id]
+        if upload.generation == generation and RECORD_ASSEMBLY_PROGRESS.allows(upload.state):
+            self._set(upload, records_assembled=records)
+
+    def finish_assembly(
+        self, upload_id: uuid.UUID, generation: int, result: ResultLocation, counts: NameCounts
+    ) -> bool:
+        upload = self.assembling(upload_id, generation)
+        if upload is None:
+            return False
+        self._set(
+            upload, state=FINISH.apply(upload.state), result_bucket=result.bucket, result_key=result.key,
+            result_size=result.size, result_records=result.records, records_assembled=result.records,
+            duplicate_names=counts.duplicate_names, empty_sequences=counts.empty_sequences,
+            finished_at=datetime.now(UTC),
+        )  # fmt: skip
+        return True
+
+    # --- SweepUploads
+    def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]:
+        now = datetime.now(UTC)
+        picked = []
+        for upload in list(self.uploads.values()):
+            due = upload.picked_up_at is None or upload.picked_up_at < now - after
+            if PICK_UP_STALLED.allows(upload.state) and upload.etag and upload.updated_at < now - after and due:
+                reissue(upload)
+                state = RETRY_LOST_BATCH.apply(upload.state) if RETRY_LOST_BATCH.allows(upload.state) else upload.state
+                updated = dataclasses.replace(upload, pickups=upload.pickups + 1, picked_up_at=now, state=state)
+                self.uploads[upload.id] = updated
+                picked.append(updated)
+        return picked
+
+
+class FakeObjects:
+    """Objects by bucket and key, each with an etag; ``on_read`` runs before each range is returned."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.on_read: Callable[[int], None] | None = None
+
+    def put(self, bucket: str, key: str, data: bytes, etag: str) -> ObjectCreated:
+        self.objects[(bucket, key)] = (data, etag)
+        return ObjectCreated(bucket=bucket, key=key, size=len(data), etag=etag, event_time=datetime.now(UTC))
+
+    def size(self, bucket: str, key: str) -> int:
+        return len(self.objects[(bucket, key)][0])
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return (bucket, key) in self.objects
+
+    def iter_ranges(self, bucket: str, key: str, size: int, etag: str, range_bytes: int) -> Iterator[bytes]:
+        for number, first in enumerate(range(0, size, range_bytes)):
+            if self.on_read is not None:
+                self.on_read(number)
+            data, current = self.objects.get((bucket, key), (b"", None))
+            if current != etag:
+                raise ObjectChanged(f"{bucket}/{key} no longer has etag {etag}")
+            yield data[first : first + range_bytes]
+
+
+class _Upload:
+    def __init__(self, sink: FakeResults, key: tuple[str, str]) -> None:
+        self._sink = sink
+        self._key = key
+        self._pieces: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._sink.fail_after is not None and self.size + len(data) > self._sink.fail_after:
+            raise ConnectionError("store went away")
+        self._pieces.append(data)
+        self.size += len(data)
+
+
+class FakeResults:
+    """Result documents written by 'multipart upload': kept only if the block ends without an error."""
+
+    def __init__(self) -> None:
+        self.documents: dict[tuple[str, str], bytes] = {}
+        self.open: set[tuple[str, str]] = set()
+        self.aborted = 0
+        self.fail_after: int | None = None
+
+    def abort_stale_multipart(self, bucket: str, key: str) -> int:
+        found = int((bucket, key) in self.open)
+        self.open.discard((bucket, key))
+        self.aborted += found
+        return found
+
+    @contextmanager
+    def multipart_writer(self, bucket: str, key: str, part_bytes: int, content_type: str) -> Iterator[_Upload]:
+        upload = _Upload(self, (bucket, key))
+        self.open.add((bucket, key))
+        try:
+            yield upload
+        except BaseException:
+            self.open.discard((bucket, key))  # the real writer aborts its multipart upload
+            raise
+        self.open.discard((bucket, key))
+        self.documents[(bucket, key)] = b"".join(upload._pieces)
+
+
+class FakePublisher:
+    """Messages and notifications as published; ``fail_with`` makes the next publish raise."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.events: list[bytes] = []
+        self.flushes = 0
+        self.fail_with: BaseException | None = None
+
+    def publish(self, message: Message) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.messages.append(message)
+
+    def publish_event(self, body: bytes) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.events.append(body)
+
+    def flush(self) -> None:
+        self.flushes += 1

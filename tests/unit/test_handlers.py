@@ -1,0 +1,315 @@
+"""Every branch of every service handler, against the in-memory fakes of ``tests/unit/fakes.py``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from services.assembler.handler import AssemblerDeps, handle_assemble
+from services.assembler.handler import give_up as give_up_assembly
+from services.parser.handler import ParserDeps, handle_notification
+from services.parser.handler import give_up as give_up_parse
+from services.persister.handler import PersisterDeps, handle_persist
+from services.persister.handler import give_up as give_up_persist
+from services.watchdog.handler import WatchdogDeps, sweep
+from shared.events import normalise_event
+from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
+from shared.record_schema import Part
+from shared.settings import Settings
+from shared.uploads import ParseErrorCode, PipelineErrorCode, State, Upload, result_key
+from tests.builders import record, sequence_batch
+from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads, make_upload
+
+SETTINGS = Settings(read_range_bytes=64, part_bytes=1024, batch_bytes=4096, result_part_bytes=5 * 1024 * 1024)
+FASTA = b">a first\nACGT\n>b\nGGCC\n>a again\n\n>long\n" + b"ACGT" * 3000 + b"\n"
+
+
+@pytest.fixture
+def uploads() -> FakeUploads:
+    return FakeUploads()
+
+
+@pytest.fixture
+def objects() -> FakeObjects:
+    return FakeObjects()
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+@pytest.fixture
+def parser(uploads: FakeUploads, objects: FakeObjects, publisher: FakePublisher) -> ParserDeps:
+    return ParserDeps(SETTINGS, uploads, objects, publisher)
+
+
+def only(uploads: FakeUploads) -> Upload:
+    (upload,) = uploads.uploads.values()
+    return upload
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+
+def test_parser_publishes_numbered_batches_then_the_end(parser: ParserDeps, objects: FakeObjects) -> None:
+    handle_notification([objects.put("up", "x/a.fa", FASTA, "e1")], parser)
+    publisher, upload = parser.publisher, only(parser.uploads)  # type: ignore[attr-defined]
+    *batches, done = publisher.messages
+    assert all(isinstance(b, SequenceBatch) for b in batches) and isinstance(done, ParseCompleted)
+    assert [b.batch_no for b in batches] == list(range(len(batches))) and len(batches) > 1
+    assert (done.record_count, done.batch_count, done.source_bytes, done.format) == (
+        4,
+        len(batches),
+        len(FASTA),
+        "fasta",
+    )
+    assert upload.state is State.PARSING and upload.parsing_started_at is not None
+    assert publisher.flushes == 1 and not parser.uploads.locked  # type: ignore[attr-defined]
+
+
+def test_parser_ignores_a_notification_without_objects(parser: ParserDeps) -> None:
+    handle_notification([], parser)
+    assert parser.publisher.messages == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("state", [State.PERSISTING, State.DONE, State.FAILED])
+def test_parser_does_nothing_for_a_duplicate(parser: ParserDeps, objects: FakeObjects, state: State) -> None:
+    event = objects.put("up", "a.fa", FASTA, "e1")
+    uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
+    uploads.claim(event)
+    uploads._set(only(uploads), state=state)
+    handle_notification([event], parser)
+    assert parser.publisher.messages == [] and only(uploads).state is state  # type: ignore[attr-defined]
+
+
+def test_parser_does_nothing_for_a_stale_event(parser: ParserDeps, objects: FakeObjects) -> None:
+    event = objects.put("up", "a.fa", FASTA, "e2")
+    parser.uploads.claim(event)
+    older = event.model_copy(update={"etag": "e1", "event_time": event.event_time - timedelta(hours=1)})  # type: ignore[operator]
+    handle_notification([older], parser)
+    upload = only(parser.uploads)  # type: ignore[arg-type]
+    assert (upload.etag, upload.generation, parser.publisher.messages) == ("e2", 1, [])  # type: ignore[attr-defined]
+
+
+def test_parser_leaves_a_generation_locked_by_another_parser(parser: ParserDeps, objects: FakeObjects) -> None:
+    event = objects.put("up", "a.fa", FASTA, "e1")
+    upload = parser.uploads.claim(event).upload
+    parser.uploads.locked.add((upload.id, "parse"))  # type: ignore[attr-defined]
+    handle_notification([event], parser)
+    assert parser.publisher.messages == [] and only(parser.uploads).state is State.QUEUED  # type: ignore[attr-defined, arg-type]
+
+
+def test_parser_stops_when_the_generation_moved_on_before_it_started(
+    parser: ParserDeps, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parser.uploads, "start_parsing", lambda upload_id, generation: False)
+    handle_notification([objects.put("up", "a.fa", FASTA, "e1")], parser)
+    assert parser.publisher.messages == []  # type: ignore[attr-defined]
+
+
+def test_parser_fails_bad_input_with_code_and_position(parser: ParserDeps, objects: FakeObjects) -> None:
+    handle_notification([objects.put("up", "a.fa", b">a\nACGT\nAC!T\n", "e1")], parser)
+    failure = only(parser.uploads).failure  # type: ignore[arg-type]
+    assert failure is not None
+    assert (failure.code, failure.line, failure.column) == (ParseErrorCode.INVALID_CHARACTER, 3, 3)
+    assert parser.publisher.flushes == 1  # type: ignore[attr-defined]
+
+
+def test_parser_leaves_an_overwritten_object_to_the_newer_event(parser: ParserDeps, objects: FakeObjects) -> None:
+    event = objects.put("up", "a.fa", FASTA, "e1")
+    objects.on_read = lambda number: number == 2 and objects.put("up", "a.fa", b">z\nA\n", "e2") and None
+    handle_notification([event], parser)
+    upload = only(parser.uploads)  # type: ignore[arg-type]
+    assert upload.state is State.PARSING and upload.failure is None
+    assert not any(isinstance(m, ParseCompleted) for m in parser.publisher.messages)  # type: ignore[attr-defined]
+
+
+def test_parser_fails_an_object_deleted_while_reading(parser: ParserDeps, objects: FakeObjects) -> None:
+    event = objects.put("up", "a.fa", FASTA, "e1")
+    objects.on_read = lambda number: number == 1 and objects.objects.clear()
+    handle_notification([event], parser)
+    failure = only(parser.uploads).failure  # type: ignore[arg-type]
+    assert failure is not None and failure.code is PipelineErrorCode.OBJECT_DELETED
+
+
+def test_parser_flushes_and_raises_on_an_unexpected_error(parser: ParserDeps, objects: FakeObjects) -> None:
+    event = objects.put("up", "a.fa", FASTA, "e1")
+
+    def broken(number: int) -> None:
+        if number == 3:
+            raise ConnectionError("store away")
+
+    objects.on_read = broken
+    with pytest.raises(ConnectionError):
+        handle_notification([event], parser)
+    assert parser.publisher.flushes == 1 and not parser.uploads.locked  # type: ignore[attr-defined]
+    assert only(parser.uploads).state is State.PARSING  # type: ignore[arg-type]  # a retry resumes it
+
+
+def test_parser_give_up_fails_only_the_generation_of_the_event(parser: ParserDeps, objects: FakeObjects) -> None:
+    event = objects.put("up", "a.fa", FASTA, "e1")
+    parser.uploads.claim(event)
+    give_up_parse([event.model_copy(update={"etag": "other"})], "boom", parser)
+    assert only(parser.uploads).failure is None  # type: ignore[arg-type]
+    give_up_parse([event, objects.put("up", "unknown.fa", b"", "e9")], "failed 5 times: boom", parser)
+    failure = only(parser.uploads).failure  # type: ignore[arg-type]
+    assert failure is not None and (failure.code, failure.message) == (
+        PipelineErrorCode.PROCESSING_FAILED, "failed 5 times: boom"
+    )  # fmt: skip
+
+
+# --- persister ------------------------------------------------------------------------------------
+
+
+def persisting(uploads: FakeUploads) -> Upload:
+    return uploads.add(make_upload(id=uuid.uuid4(), state=State.PARSING, bytes_done=0))
+
+
+def test_persister_stores_each_batch_once_and_requests_assembly_at_the_end(uploads: FakeUploads) -> None:
+    publisher = FakePublisher()
+    deps = PersisterDeps(uploads, publisher)
+    upload = persisting(uploads)
+    first = sequence_batch(upload.id, 1, 0, [record(0, residues="AC", length=2)], source_offset=10)
+    handle_persist(first, deps)
+    handle_persist(first, deps)  # a redelivery
+    assert len(uploads.records[upload.id]) == 1 and publisher.messages == []
+    done = ParseCompleted(
+        upload_id=upload.id, generation=1, batch_count=2, record_count=2, source_bytes=20, format="fasta"
+    )
+    handle_persist(done, deps)
+    assert uploads.uploads[upload.id].state is State.PERSISTING and publisher.messages == []
+    handle_persist(sequence_batch(upload.id, 1, 1, [record(1)]), deps)
+    assert uploads.uploads[upload.id].state is State.ASSEMBLING
+    assert publisher.messages == [AssembleRequested(upload_id=upload.id, generation=1)]
+    handle_persist(first, deps)  # a replay after the end announces again: the assembler ignores repeats
+    assert len(publisher.messages) == 2 and len(uploads.records[upload.id]) == 2
+
+
+def test_persister_ignores_batches_of_a_replaced_generation(uploads: FakeUploads) -> None:
+    deps = PersisterDeps(uploads, FakePublisher())
+    upload = persisting(uploads)
+    handle_persist(sequence_batch(upload.id, 0, 0, [record(0)]), deps)
+    assert upload.id not in uploads.records
+
+
+def test_persister_drops_its_sessions_when_a_store_fails(uploads: FakeUploads) -> None:
+    deps = PersisterDeps(uploads, FakePublisher())
+    upload = persisting(uploads)
+    uploads.fail_on_store = OSError("server closed the connection")
+    with pytest.raises(OSError):
+        handle_persist(sequence_batch(upload.id, 1, 0, [record(0)]), deps)
+    assert uploads.resets == 1
+
+
+def test_persister_give_up_fails_the_generation(uploads: FakeUploads) -> None:
+    upload = persisting(uploads)
+    uploads.records[upload.id] = [record(0)]
+    done = ParseCompleted(upload_id=upload.id, generation=1, batch_count=1, record_count=1, source_bytes=1, format="x")
+    give_up_persist(done, "failed 5 times", PersisterDeps(uploads, FakePublisher()))
+    failure = uploads.uploads[upload.id].failure
+    assert failure is not None and failure.code is PipelineErrorCode.PERSIST_FAILED
+    assert upload.id not in uploads.records  # a failed generation keeps no rows
+
+
+# --- assembler ------------------------------------------------------------------------------------
+
+
+def assembling(uploads: FakeUploads, records: int = 3) -> Upload:
+    upload = uploads.add(make_upload(id=uuid.uuid4(), state=State.ASSEMBLING, records_total=records, format="fasta"))
+    uploads.records[upload.id] = [
+        record(0, seq_id="a", length=4, residues="ACGT", attributes={"k": "v"}),
+        record(1, seq_id="a", length=0, residues=""),
+        record(2, seq_id="c", length=6, part_count=2, quality=None),
+    ]
+    uploads.parts[upload.id] = [Part(2, 0, "ACG"), Part(2, 1, "TTT")]
+    return upload
+
+
+def test_assembler_writes_the_document_and_finishes(uploads: FakeUploads) -> None:
+    results = FakeResults()
+    upload = assembling(uploads)
+    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    document = orjson.loads(results.documents[(SETTINGS.results_bucket, result_key(upload))])
+    assert [r["sequence"] for r in document["records"]] == ["ACGT", "", "ACGTTT"]
+    assert document["records"][0]["attributes"] == {"k": "v"} and "attributes" not in document["records"][1]
+    assert (document["duplicate_names"], document["empty_sequences"]) == (1, 1)
+    done = uploads.uploads[upload.id]
+    assert (done.state, done.result_records, done.duplicate_names) == (State.DONE, 3, 1)
+    assert done.result_size == len(results.documents[(SETTINGS.results_bucket, result_key(upload))])
+
+
+@pytest.mark.parametrize("state", [State.DONE, State.FAILED, State.PERSISTING])
+def test_assembler_ignores_an_upload_not_assembling(uploads: FakeUploads, state: State) -> None:
+    results = FakeResults()
+    upload = uploads.add(make_upload(state=state))
+    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    assert results.documents == {} and uploads.uploads[upload.id].state is state
+
+
+def test_assembler_leaves_a_generation_locked_by_another(uploads: FakeUploads) -> None:
+    results = FakeResults()
+    upload = assembling(uploads)
+    uploads.locked.add((upload.id, "assemble"))
+    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    assert results.documents == {} and uploads.uploads[upload.id].state is State.ASSEMBLING
+
+
+def test_assembler_aborts_a_crashed_attempt_and_refuses_a_short_document(uploads: FakeUploads) -> None:
+    results = FakeResults()
+    upload = assembling(uploads, records=4)  # one record fewer stored than the parse counted
+    results.open.add((SETTINGS.results_bucket, result_key(upload)))
+    with pytest.raises(RuntimeError, match="wrote 3 records, expected 4"):
+        handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    assert results.aborted == 1 and uploads.resets == 1 and uploads.uploads[upload.id].state is State.ASSEMBLING
+
+
+def test_assembler_drops_its_sessions_and_the_upload_when_writing_fails(uploads: FakeUploads) -> None:
+    results = FakeResults()
+    results.fail_after = 10
+    upload = assembling(uploads)
+    with pytest.raises(ConnectionError):
+        handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    assert results.documents == {} and results.open == set() and uploads.resets >= 1
+    assert not uploads.locked
+
+
+def test_assembler_give_up_fails_the_generation(uploads: FakeUploads) -> None:
+    upload = assembling(uploads)
+    give_up_assembly(
+        AssembleRequested(upload_id=upload.id, generation=1), "no", AssemblerDeps(SETTINGS, uploads, FakeResults())
+    )
+    failure = uploads.uploads[upload.id].failure
+    assert failure is not None and failure.code is PipelineErrorCode.ASSEMBLE_FAILED
+
+
+# --- watchdog -------------------------------------------------------------------------------------
+
+
+def test_watchdog_reissues_each_stalled_stage_once_per_period(uploads: FakeUploads) -> None:
+    publisher = FakePublisher()
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    parsing = uploads.add(make_upload(id=uuid.uuid4(), key="p.fa", state=State.PERSISTING, updated_at=long_ago))
+    stuck = uploads.add(make_upload(id=uuid.uuid4(), state=State.ASSEMBLING, updated_at=long_ago, generation=3))
+    uploads.add(make_upload(id=uuid.uuid4(), state=State.PARSING))  # moving: not stalled
+    uploads.add(make_upload(id=uuid.uuid4(), state=State.DONE, updated_at=long_ago))  # finished: never
+    deps = WatchdogDeps(Settings(stall_after_seconds=60), uploads, publisher)
+    picked = sweep(deps)
+    assert {u.id for u in picked} == {parsing.id, stuck.id}
+    assert publisher.messages == [AssembleRequested(upload_id=stuck.id, generation=3)]
+    (event,) = normalise_event(publisher.events[0])
+    assert (event.key, event.etag) == ("p.fa", "e")
+    assert uploads.uploads[parsing.id].state is State.PARSING  # a lost batch: the re-parse is accepted
+    assert sweep(deps) == []  # not again within the period
+
+
+def test_watchdog_records_nothing_when_the_broker_is_away(uploads: FakeUploads) -> None:
+    publisher = FakePublisher()
+    publisher.fail_with = ConnectionError("broker away")
+    upload = uploads.add(make_upload(state=State.QUEUED, updated_at=datetime.now(UTC) - timedelta(hours=1)))
+    with pytest.raises(ConnectionError):
+        sweep(WatchdogDeps(Settings(stall_after_seconds=60), uploads, publisher))
+    assert uploads.uploads[upload.id].pickups == 0
