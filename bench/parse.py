@@ -10,8 +10,13 @@ versions) it prints MB/s of sequence and peak RSS for:
   refget), for a like-for-like figure.
 
 Each reader runs ``--repeat`` times (3), interleaved with the others; the fastest run is reported
-and the highest peak RSS. Not a test: it asserts nothing.
-``python -m bench.parse [--small N] [--big N] [--repeat N]``.
+and the highest peak RSS.
+
+Then the hostile families (inputs built to make a parser superlinear or hold memory), each at
+three sizes, through the engine: MB/s of input and peak RSS. A linear engine keeps its MB/s as the
+size grows; a superlinear one collapses (the old CSV quote scan fell ~4x per doubling).
+Not a test: it asserts nothing.
+``python -m bench.parse [--small N] [--big N] [--repeat N] [--only ordinary|hostile]``.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import itertools
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.generate import generate
@@ -51,6 +58,67 @@ def siblings(fasta: Path) -> dict[str, Path]:
                     dst.write(block)
         out[name + ".gz"] = gz
     return out
+
+
+MiB = 1024 * 1024
+# family -> (writes the input at a scale of ``n`` MiB into a file; its name tells the format)
+HOSTILE: dict[str, tuple[str, Callable[[int], Iterator[bytes]]]] = {
+    "csv open quote, newlines (gz)": (
+        "quote.csv.gz",
+        lambda n: iter([gzip.compress(b'name,sequence\n"' + b"\n" * (n * MiB), 6)]),
+    ),
+    "csv quoted multi-line rows": (
+        "multiline.csv",
+        lambda n: itertools.chain([b"name,sequence,note\n"], itertools.repeat(b'a,ACGT,"x\ny\nz"\n' * 4096, n * 14)),
+    ),
+    "csv escaped quotes in cells": (
+        "quotes.csv",
+        lambda n: itertools.chain(
+            [b"name,sequence,note\n"], itertools.repeat(b'a,ACGT,"' + b'""' * 2000 + b'"\n', n * 260)
+        ),
+    ),
+    "fasta 60 KB headers": ("headers.fasta", lambda n: itertools.repeat(b">" + b"h" * 60_000 + b"\nACGT\n", n * 17)),
+    "fastq 60 KB titles": (
+        "titles.fastq",
+        lambda n: itertools.repeat(b"@" + b"t" * 60_000 + b"\nACGT\n+\nIIII\n", n * 17),
+    ),
+}
+HOSTILE_SCALES = (16, 64, 256)
+
+
+def hostile_files(folder: Path) -> dict[str, list[tuple[int, Path]]]:
+    """Each hostile family written at each scale (made once)."""
+    out: dict[str, list[tuple[int, Path]]] = {}
+    for family, (name, make) in HOSTILE.items():
+        for scale in HOSTILE_SCALES:
+            path = folder / f"hostile-{scale}-{name}"
+            if not path.exists():
+                with path.open("wb") as f:
+                    for block in make(scale):
+                        f.write(block)
+            out.setdefault(family, []).append((scale, path))
+    return out
+
+
+def run_engine_input(path: Path) -> int:
+    """The engine over a file whatever its outcome; returns the bytes read (hostile inputs may fail)."""
+    from shared.parsing.alphabet import get_alphabet
+    from shared.parsing.engine import SequenceStream
+    from shared.parsing.errors import ParseError
+
+    stream = SequenceStream(get_alphabet("nucleotide"), path.name)
+    read = 0
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                read += len(chunk)
+                for _ in stream.feed(chunk):
+                    pass
+        for _ in stream.finish():
+            pass
+    except ParseError:
+        pass
+    return path.stat().st_size
 
 
 def run_engine(path: Path) -> int:
@@ -94,7 +162,10 @@ def run_biopython(path: Path, checks: bool) -> int:
 
 def child(kind: str, path: Path) -> None:
     started = time.perf_counter()
-    bases = run_engine(path) if kind == "engine" else run_biopython(path, checks=kind == "biopython+checks")
+    if kind == "engine-input":
+        bases = run_engine_input(path)
+    else:
+        bases = run_engine(path) if kind == "engine" else run_biopython(path, checks=kind == "biopython+checks")
     seconds = time.perf_counter() - started
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's peak.
     status = Path("/proc/self/status").read_text()
@@ -110,11 +181,40 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each reader, interleaved; the fastest is reported"
     )
+    parser.add_argument("--only", choices=["ordinary", "hostile"], help="run one of the two tables")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]))
         return
+    if args.only != "hostile":
+        ordinary(args)
+    if args.only != "ordinary":
+        hostile(args.file.parent, args.repeat)
+
+
+def _child_run(kind: str, path: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.parse", "--child", kind, str(path)], check=True, capture_output=True, text=True
+    ).stdout
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+def hostile(folder: Path, repeat: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\n{'hostile family':<32} " + " ".join(f"{f'{s} MiB: MB/s, RSS':>20}" for s in HOSTILE_SCALES))
+    for family, sized in hostile_files(folder).items():
+        cells = []
+        for _scale, path in sized:
+            runs = [_child_run("engine-input", path) for _ in range(repeat)]
+            best = min(runs, key=lambda r: r["seconds"])
+            peak = max(r["peak_mib"] for r in runs)
+            cells.append(f"{best['bases'] / 1e6 / best['seconds']:8.0f} {peak:6.0f} MiB")
+        print(f"{family:<32} " + " ".join(f"{c:>20}" for c in cells), flush=True)
+
+
+def ordinary(args: argparse.Namespace) -> None:
     files = siblings(generate(args.file, big=args.big, small=args.small))
     print(f"{'input':<12} {'reader':<18} {'MB/s':>8} {'peak RSS':>10} {'engine ratio':>13}")
     for name, path in files.items():
@@ -123,13 +223,7 @@ def main() -> None:
         # Interleaved, so that a noisy minute on a shared machine hits every reader alike.
         for _ in range(args.repeat):
             for kind in kinds:
-                out = subprocess.run(
-                    [sys.executable, "-m", "bench.parse", "--child", kind, str(path)],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout
-                runs[kind].append(json.loads(out))
+                runs[kind].append(_child_run(kind, path))
         speed: dict[str, float] = {}
         for kind in kinds:
             best = min(runs[kind], key=lambda r: r["seconds"])

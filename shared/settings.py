@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     part_bytes: int = 1 * MiB
     result_part_bytes: int = 8 * MiB
 
+    # Input limits (README "Limits"): each refuses an input with its own error code.
+    max_header_bytes: int = 64 * 1024  # FASTA header: header_too_long
+    max_title_bytes: int = 64 * 1024  # FASTQ title: title_too_long
+    max_field_bytes: int = 64 * 1024  # CSV/TSV name, attribute, column name: field_too_long
+    max_attributes_bytes: int = 1 * MiB  # CSV/TSV extra columns of one row together: attributes_too_long
+    max_row_bytes: int = 64 * MiB  # CSV/TSV row that cannot be streamed: row_too_long
+    max_line_bytes: int = 64 * MiB  # FASTQ line: line_too_long (reads are bounded by part_bytes)
+    max_records: int = 1_000_000_000  # too_many_records
+    max_decompressed_bytes: int = 64 * 1024**3  # decompression_limit
+    max_compression_ratio: int = 1000  # decompression_limit
+    # A parse that reads no new range and publishes no batch for this long fails with parse_stalled
+    # (a last line of defence: e.g. a small gzip that inflates to endless empty lines).
+    parse_stall_seconds: float = 120
+
     # intake
     intake_host: str = "127.0.0.1"
     intake_port: int = 8000

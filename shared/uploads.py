@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.parsing.errors import ParseErrorCode
+from shared.parsing.errors import ParseErrorCode, bounded
 
 
 class State(StrEnum):
@@ -101,6 +101,7 @@ class PipelineErrorCode(StrEnum):
     """Failures that are not the input's fault (the engine's are ``ParseErrorCode``)."""
 
     OBJECT_DELETED = "object_deleted"
+    PARSE_STALLED = "parse_stalled"  # the parse made no progress for GENOBASE_PARSE_STALL_SECONDS
     PROCESSING_FAILED = "processing_failed"  # the parse stage's message was dead-lettered
     PERSIST_FAILED = "persist_failed"
     ASSEMBLE_FAILED = "assemble_failed"
@@ -121,12 +122,18 @@ def error_code(value: str) -> ErrorCode:
 
 @dataclass(frozen=True)
 class Failure:
-    """Why a generation failed, and where in the input when the input is at fault."""
+    """Why a generation failed, and where in the input when the input is at fault.
+
+    The message is stored and served on every status poll: it is cut to 1 KiB whatever made it.
+    """
 
     code: ErrorCode
     message: str
     line: int | None = None
     column: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", bounded(self.message))
 
 
 class ObjectCreated(BaseModel):

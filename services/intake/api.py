@@ -7,14 +7,17 @@ so an upload made with any S3 client is processed the same way.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pika
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.broker import connect as amqp_connect
 from shared.parsing.alphabet import AlphabetName
@@ -24,14 +27,39 @@ from shared.settings import Settings
 from shared.storage import ObjectStore
 from shared.uploads import ERROR_CODES, ErrorCode, State, Upload
 
+# S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
+# ``<upload id>/<name>``, so the name keeps well inside the rest (room is left for an owner prefix).
+MAX_KEY_BYTES = 1024
+MAX_FILENAME_BYTES = 512
+MAX_OBJECT_BYTES = 5 * 1024**4
+# A registration is a few hundred bytes of JSON: anything much larger is refused unread.
+MAX_REQUEST_BYTES = 64 * 1024
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class UploadRequest(BaseModel):
-    filename: str = Field(min_length=1, max_length=255, examples=["sample.fasta"])
-    size: int | None = Field(default=None, ge=0, description="expected size in bytes, for progress")
+    filename: str = Field(
+        min_length=1,
+        max_length=255,
+        examples=["sample.fasta"],
+        description=f"at most 255 characters and {MAX_FILENAME_BYTES} bytes of UTF-8, no control characters",
+    )
+    size: int | None = Field(
+        default=None, ge=0, le=MAX_OBJECT_BYTES, description="expected size in bytes (at most 5 TiB), for progress"
+    )
     format: Literal["fasta", "fastq", "csv", "tsv"] | None = Field(
         default=None, description="skip content detection and parse as this format"
     )
     alphabet: AlphabetName = AlphabetName.NUCLEOTIDE
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_name(cls, filename: str) -> str:
+        if _UNSAFE.search(filename):
+            raise ValueError("a file name may not contain control characters")
+        if len(filename.encode("utf-8")) > MAX_FILENAME_BYTES:
+            raise ValueError(f"a file name may be at most {MAX_FILENAME_BYTES} bytes of UTF-8")
+        return filename
 
 
 class UploadTicket(BaseModel):
@@ -112,9 +140,6 @@ class Health(BaseModel):
     checks: dict[str, str]
 
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def object_key(upload_id: uuid.UUID, filename: str) -> str:
     """One key per upload, under its id; the name keeps only its last path component."""
     name = _UNSAFE.sub("", filename.replace("\\", "/")).rsplit("/", 1)[-1].strip()
@@ -133,11 +158,42 @@ def progress_fraction(upload: Upload) -> float:
     return round(0.8 * min(loaded, 1.0), 4)
 
 
+class BrokerProbe:
+    """One AMQP connection kept for health checks, opened again only when it was lost.
+
+    A new connection per ``/healthz`` call costs the broker a login each time; pika connections
+    are not thread-safe, and routes run on a thread pool, hence the lock. No heartbeats: it is
+    only touched by checks, and a dead socket shows as an error on the next one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._connection: pika.BlockingConnection | None = None
+
+    def ping(self) -> None:
+        with self._lock:
+            try:
+                if self._connection is None or not self._connection.is_open:
+                    self._connection = amqp_connect(self._settings, heartbeat=0)
+                self._connection.process_data_events(time_limit=0)
+            except BaseException:
+                self._connection = None
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._connection.is_open:
+                self._connection.close()
+            self._connection = None
+
+
 class Services:
     def __init__(self, settings: Settings, pool: ConnectionPool[Any], store: ObjectStore) -> None:
         self.settings = settings
         self.pool = pool
         self.store = store
+        self.broker = BrokerProbe(settings)
 
 
 def get_services(request: Request) -> Services:
@@ -260,8 +316,7 @@ def healthz(services: ServicesDep) -> Any:
     except Exception as exc:
         checks["postgres"] = f"error: {exc}"
     try:
-        connection = amqp_connect(services.settings)
-        connection.close()
+        services.broker.ping()
         checks["rabbitmq"] = "ok"
     except (pika.exceptions.AMQPError, OSError) as exc:
         checks["rabbitmq"] = f"error: {exc!r}"
@@ -274,8 +329,6 @@ def healthz(services: ServicesDep) -> Any:
     body = Health(status="ok" if healthy else "degraded", checks=checks)
     if healthy:
         return body
-    from fastapi.responses import JSONResponse
-
     return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
@@ -298,6 +351,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            app.state.services.broker.close()
             pool.close()
 
     app = FastAPI(
@@ -307,5 +361,56 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = Services(settings, pool, ObjectStore(settings))
+    app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)
     app.include_router(router)
     return app
+
+
+class BodyLimit:
+    """Refuses a request body over ``max_bytes`` with 413, by its Content-Length or as it streams in.
+
+    The body (small by design) is read here first and handed on whole, so that an oversized one is
+    never parsed and the refusal does not depend on how the route reads it.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self._max):
+            await _too_large(self._max)(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self._app(scope, receive, send)  # the client went away: let the app see it
+                return
+            body += message.get("body", b"")
+            if len(body) > self._max:
+                await _too_large(self._max)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self._app(scope, replay, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": {"code": "request_too_large", "message": f"request bodies are limited to {limit} bytes"}},
+        status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+    )

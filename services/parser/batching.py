@@ -3,16 +3,33 @@
 Batch and part boundaries depend only on the parsed content, never on how the bytes were
 chunked on the way in. A re-parse after a crash therefore produces the very same numbered
 batches, and the persister can recognise the ones it already committed.
+
+A batch counts every byte it will carry: residues, qualities, names and attributes, plus a fixed
+allowance per record for its checksums and numbers. It closes once it reaches ``batch_bytes``, so
+it is at most ``batch_bytes`` plus one record, and the engine's limits bound one record (a part of
+residues, a read's quality, a header or title, the attributes of one row).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from shared.messages import RecordColumns, SequenceBatch, SequenceParts
 from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
 from shared.record_schema import Part, Record
+
+# JSON for a record's md5, refget, ordinal, line, length, part count and field names.
+RECORD_OVERHEAD_BYTES = 200
+
+
+def metadata_bytes(gene_name: str, attributes: dict[str, str] | None) -> int:
+    """What a record's names and attributes add to a batch (the header travels as gene_name and
+    again split into seq_id and description)."""
+    size = 2 * len(gene_name) + RECORD_OVERHEAD_BYTES
+    if attributes:
+        size += sum(len(k) + len(v) + 6 for k, v in attributes.items())
+    return size
 
 
 class Batcher:
@@ -42,8 +59,12 @@ class Batcher:
         self._records: list[Record] = []
         self._bytes = 0
 
-    def add(self, events: Iterable[Event], source_offset: int) -> list[SequenceBatch]:
-        """Take events; return the batches they completed (``source_offset`` marks their progress)."""
+    def add(self, events: Iterable[Event], source_offset: int) -> Iterator[SequenceBatch]:
+        """Take events; yield each batch as soon as it is complete (``source_offset`` marks progress).
+
+        Lazy both ways: events are taken only as the caller asks for batches, so one step holds
+        at most one batch, whatever the input's compression ratio.
+        """
         done: list[SequenceBatch] = []
         for event in events:
             if type(event) is WholeRecord:
@@ -59,7 +80,9 @@ class Batcher:
             else:
                 assert type(event) is RecordEnd
                 self._end_record(event, done, source_offset)
-        return done
+            if done:
+                yield from done
+                done.clear()
 
     def finish(self, source_offset: int) -> list[SequenceBatch]:
         if self._records or self._parts:
@@ -95,6 +118,7 @@ class Batcher:
             self._emit_part(b"".join(self._pieces))
         self._pieces = []
         self._pending = 0
+        self._bytes += metadata_bytes(start.gene_name, start.attributes)
         record = Record(
             ordinal=start.ordinal,
             line_number=start.line_number,
@@ -131,7 +155,7 @@ class Batcher:
             self._emit_full_parts(done, source_offset)
             self._end_record(RecordEnd(record.ordinal, len(data), record.md5, record.refget), done, source_offset)
             return
-        self._bytes += len(data) + len(record.quality or b"")
+        self._bytes += len(data) + len(record.quality or b"") + metadata_bytes(record.gene_name, record.attributes)
         row = Record(
             ordinal=record.ordinal,
             line_number=record.line_number,

@@ -8,6 +8,8 @@ input fails the upload with the engine's code and position; it is never retried.
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -15,7 +17,7 @@ import structlog
 from services.parser.batching import Batcher
 from shared.failpoints import failpoint
 from shared.logging import bind_upload
-from shared.messages import ParseCompleted
+from shared.messages import ParseCompleted, SequenceBatch
 from shared.parsing.alphabet import get_alphabet
 from shared.parsing.engine import Limits, SequenceStream
 from shared.parsing.errors import ParseError
@@ -59,28 +61,84 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
         _parse(event, upload, deps)
 
 
+def parse_limits(settings: Settings) -> Limits:
+    """The engine's limits from the settings (README "Limits")."""
+    return Limits(
+        max_header_bytes=settings.max_header_bytes,
+        max_title_bytes=settings.max_title_bytes,
+        max_field_bytes=settings.max_field_bytes,
+        max_attributes_bytes=settings.max_attributes_bytes,
+        max_row_bytes=settings.max_row_bytes,
+        max_line_bytes=settings.max_line_bytes,
+        # A FASTQ read is stored whole with its quality, so it must fit in one part.
+        max_read_bytes=settings.part_bytes - 1,
+        max_records=settings.max_records,
+        max_decompressed_bytes=settings.max_decompressed_bytes,
+        max_compression_ratio=settings.max_compression_ratio,
+    )
+
+
+class ParseStalled(Exception):
+    """The parse read no new range and published no batch for the configured time."""
+
+
+class ProgressBudget:
+    """The last line of defence against an input that holds a parser without getting anywhere.
+
+    Progress is a range read or a batch published; ``check`` runs between the engine's bounded
+    pieces, so a piece never runs long (the engine is linear) and the gap between checks is short.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._last = clock()
+
+    def progress(self) -> None:
+        self._last = self._clock()
+
+    def check(self) -> None:
+        idle = self._clock() - self._last
+        if idle > self._seconds:
+            raise ParseStalled(f"no progress for {idle:.0f} s (limit {self._seconds:.0f} s)")
+
+
 def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
     settings = deps.settings
-    # A FASTQ read is stored whole with its quality, so it must fit in one part.
-    limits = Limits(max_read_bytes=settings.part_bytes - 1)
-    stream = SequenceStream(get_alphabet(upload.alphabet), upload.filename, upload.declared_format, limits)
+    stream = SequenceStream(
+        get_alphabet(upload.alphabet), upload.filename, upload.declared_format, parse_limits(settings)
+    )
     batcher = Batcher(upload.id, upload.generation, settings.part_bytes, settings.batch_bytes)
+    budget = ProgressBudget(settings.parse_stall_seconds)
     size = event.size or deps.store.size(event.bucket, event.key)
     offset = 0
     log.info("parsing", bucket=event.bucket, key=event.key, size=size)
+
+    def publish(batches: Iterable[SequenceBatch]) -> None:
+        for batch in batches:
+            deps.publisher.publish(batch)
+            budget.progress()
+            failpoint("parser.after_batch")  # batches out, the file half read
+
     try:
         for chunk in deps.store.iter_ranges(event.bucket, event.key, size, event.etag, settings.read_range_bytes):
             offset += len(chunk)
-            for batch in batcher.add(stream.feed(chunk), offset):
-                deps.publisher.publish(batch)
-                failpoint("parser.after_batch")  # batches out, the file half read
-        tail = batcher.add(stream.finish(), offset) + batcher.finish(offset)
-        for batch in tail:
-            deps.publisher.publish(batch)
+            budget.progress()
+            for events in stream.pieces(chunk):  # one bounded piece of content at a time
+                budget.check()
+                publish(batcher.add(events, offset))
+        publish(batcher.add(stream.finish(), offset))
+        publish(batcher.finish(offset))
     except ParseError as exc:
         deps.publisher.flush()  # batches already sent are dropped by the persister: the generation failed
         log.info("input rejected", code=exc.code.value, error=exc.message, line=exc.line, column=exc.column)
         deps.uploads.fail(upload.id, upload.generation, Failure(exc.code, exc.message, exc.line, exc.column))
+        return
+    except ParseStalled as exc:
+        deps.publisher.flush()
+        log.warning("parse stalled", error=str(exc))
+        failure = Failure(PipelineErrorCode.PARSE_STALLED, f"the parse made no progress: {exc}")
+        deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except ObjectChanged as exc:
         deps.publisher.flush()

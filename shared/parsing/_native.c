@@ -360,31 +360,34 @@ static Span *run_spans(const Py_buffer *letters, PyObject *record_type)
     return tls_spans;
 }
 
-static int ascii_only(const unsigned char *s, Py_ssize_t n)
+/* Printable ASCII or TAB: a header or title C may take as it is. Anything else (non-ASCII, or a
+   control character, which Python reports as invalid_character with its column) goes to Python. */
+static int plain_text(const unsigned char *s, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++)
-        if (s[i] & 0x80)
+        if ((s[i] < 0x20 && s[i] != '\t') || s[i] >= 0x7f)
             return 0;
     return 1;
 }
 
 /*
- * fastq_records(data, pos, line, ordinal, max_ordinal, max_read, letters, out, record_type)
+ * fastq_records(data, pos, line, ordinal, max_ordinal, max_read, max_title, letters, out, record_type)
  *     -> (pos, line, ordinal)
  *
- * data[pos] is an '@' at a line start. Consumes plain four-line records: an ASCII title without
- * CR, a sequence line of the alphabet's letters, a '+' line empty or repeating the title, a
+ * data[pos] is an '@' at a line start. Consumes plain four-line records: a printable ASCII title
+ * (TAB allowed) of at most max_title bytes, a sequence line of the alphabet's letters, a '+' line
+ * empty or repeating the title, a
  * quality line of the same length in '!'..'~', each ending in '\n'. Anything else stops the run
  * at that record for Python's line-by-line path, which handles it or reports its error.
  */
 static PyObject *fastq_records(PyObject *self, PyObject *args)
 {
     Py_buffer chunk, letters;
-    Py_ssize_t pos, max_read;
+    Py_ssize_t pos, max_read, max_title;
     long long line, ordinal, max_ordinal;
     PyObject *out, *record_type;
-    if (!PyArg_ParseTuple(args, "y*nLLLny*O!O", &chunk, &pos, &line, &ordinal, &max_ordinal, &max_read, &letters,
-                          &PyList_Type, &out, &record_type))
+    if (!PyArg_ParseTuple(args, "y*nLLLnny*O!O", &chunk, &pos, &line, &ordinal, &max_ordinal, &max_read, &max_title,
+                          &letters, &PyList_Type, &out, &record_type))
         return NULL;
     PyObject *result = NULL;
     Span *spans = run_spans(&letters, record_type);
@@ -415,8 +418,8 @@ static PyObject *fastq_records(PyObject *self, PyObject *args)
             Py_ssize_t n4 = e4 - buf;
             const unsigned char *title = buf + at + 1, *plus = buf + n2 + 2, *qual = buf + n3 + 1;
             Py_ssize_t tlen = n1 - at - 1, slen = n2 - n1 - 1, plen = n3 - n2 - 2, qlen = n4 - n3 - 1;
-            if (slen != qlen || slen > max_read || (tlen > 0 && title[tlen - 1] == '\r') ||
-                (qlen > 0 && qual[qlen - 1] == '\r') || !ascii_only(title, tlen) ||
+            if (slen != qlen || slen > max_read || tlen > max_title || (tlen > 0 && title[tlen - 1] == '\r') ||
+                (qlen > 0 && qual[qlen - 1] == '\r') || !plain_text(title, tlen) ||
                 (plen > 0 && (plen != tlen || memcmp(plus, title, (size_t)tlen) != 0)))
                 break;
             int printable = 1;
@@ -496,7 +499,7 @@ static PyObject *whole_records(PyObject *self, PyObject *args)
                 break;
             const unsigned char *header = buf + at + 1;
             Py_ssize_t hlen = nl - at - 1;
-            if ((hlen > 0 && header[hlen - 1] == '\r') || !ascii_only(header, hlen))
+            if ((hlen > 0 && header[hlen - 1] == '\r') || !plain_text(header, hlen))
                 break;
             spans[count] = (Span){.pos = at, .nl = nl, .nxt = nxt, .qlen = -1, .offset = text};
             text += nxt - nl;

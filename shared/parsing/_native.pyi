@@ -23,6 +23,7 @@ def fastq_records(
     ordinal: int,
     max_ordinal: int,
     max_read: int,
+    max_title: int,
     letters: bytes,
     out: list[Any],
     record_type: type[tuple[Any, ...]],

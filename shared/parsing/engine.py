@@ -31,9 +31,18 @@ _EXTENSIONS = {
 
 @dataclass(frozen=True)
 class Limits:
-    max_header_bytes: int = 64 * 1024
-    max_row_bytes: int = 64 * 1024 * 1024
-    max_line_bytes: int = 64 * 1024 * 1024
+    """Every bound the engine enforces, each failing with its own code (README: "Limits").
+
+    Names, titles and cells are bounded so that a record's metadata stays small beside a batch;
+    sequences are never bounded (they stream), FASTQ reads are (stored whole with their quality).
+    """
+
+    max_header_bytes: int = 64 * 1024  # FASTA header: header_too_long
+    max_title_bytes: int = 64 * 1024  # FASTQ title: title_too_long
+    max_field_bytes: int = 64 * 1024  # CSV/TSV name, attribute or column name: field_too_long
+    max_attributes_bytes: int = 1024 * 1024  # CSV/TSV extra columns of one row together: attributes_too_long
+    max_row_bytes: int = 64 * 1024 * 1024  # CSV/TSV row not streamable: row_too_long
+    max_line_bytes: int = 64 * 1024 * 1024  # FASTQ line: line_too_long
     # FASTQ reads are kept whole with their quality, so they must fit in one stored part.
     max_read_bytes: int = 1024 * 1024 - 1
     max_records: int = 1_000_000_000
@@ -90,13 +99,17 @@ def make_parser(fmt: str, alphabet: Alphabet, limits: Limits) -> FormatParser:
     if fmt == "fasta":
         return FastaParser(alphabet, max_header_bytes=limits.max_header_bytes, max_records=limits.max_records)
     if fmt == "fastq":
-        return FastqParser(alphabet, limits.max_line_bytes, limits.max_read_bytes, limits.max_records)
+        return FastqParser(
+            alphabet, limits.max_line_bytes, limits.max_read_bytes, limits.max_records, limits.max_title_bytes
+        )
     if fmt in ("csv", "tsv"):
         return DelimitedParser(
             alphabet,
             delimiter=b"," if fmt == "csv" else b"\t",
             max_row_bytes=limits.max_row_bytes,
             max_records=limits.max_records,
+            max_field_bytes=limits.max_field_bytes,
+            max_attributes_bytes=limits.max_attributes_bytes,
         )
     raise ParseError(ParseErrorCode.UNSUPPORTED_FORMAT, f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
@@ -128,23 +141,26 @@ class GzipStream:
             yield piece
 
     def _inflate(self, data: bytes) -> Iterator[bytes]:
-        self._in += len(data)
         while data:
             self._member_open = True
             try:
                 out = self._d.decompress(data, self._limits.output_chunk_bytes)
             except zlib.error as exc:
                 raise ParseError(ParseErrorCode.CORRUPT_COMPRESSION, f"gzip data is corrupt: {exc}") from None
-            if out:
-                self._count(len(out))
-                yield out
             if self._d.eof:
                 # Next member (multi-member gzip, bgzip blocks); zero padding between members is skipped.
                 self._member_open = False
-                data = self._d.unused_data.lstrip(b"\x00")
+                rest = self._d.unused_data
                 self._d = zlib.decompressobj(wbits=31)
             else:
-                data = self._d.unconsumed_tail
+                rest = self._d.unconsumed_tail
+            # The ratio guard counts what was inflated so far, not the whole chunk: a bomb at the
+            # start of a large read is caught before the rest of the read can hide it.
+            self._in += len(data) - len(rest)
+            if out:
+                self._count(len(out))
+                yield out
+            data = rest.lstrip(b"\x00") if not self._member_open else rest
 
     def finish(self) -> None:
         if self._member_open:
@@ -192,22 +208,32 @@ class SequenceStream:
     def record_count(self) -> int:
         return self._parser.record_count if self._parser else 0
 
-    def feed(self, chunk: bytes) -> list[Event]:
+    def feed(self, chunk: bytes) -> Iterator[Event]:
+        """The events of ``chunk``, produced a piece at a time as they are iterated (see ``pieces``)."""
+        for events in self.pieces(chunk):
+            yield from events
+
+    def pieces(self, chunk: bytes) -> Iterator[list[Event]]:
+        """The events of ``chunk``, one list per piece of at most ``output_chunk_bytes`` of content.
+
+        A small compressed chunk can inflate to gigabytes: parsing one bounded piece at a time, and
+        only when the caller asks for the next, keeps the memory of one step bounded whatever the
+        ratio (a piece may hold no events). The caller may check its time budget between pieces.
+        """
         if not self._decided_compression:
             self._head += chunk
             if len(self._head) < 2:
-                return []
+                return
             chunk, self._head = self._head, b""
             self._decided_compression = True
             if chunk.startswith(GZIP_MAGIC):
                 self.compressed = True
                 self._gzip = GzipStream(self._limits)
         if self._gzip is None:
-            return self._parse(chunk)
-        events: list[Event] = []
+            yield self._parse(chunk)
+            return
         for piece in self._gzip.feed(chunk):
-            events.extend(self._parse(piece))
-        return events
+            yield self._parse(piece)
 
     def finish(self) -> list[Event]:
         events: list[Event] = []

@@ -24,6 +24,9 @@ class ParseErrorCode(StrEnum):
     INVALID_HEADER_ENCODING = "invalid_header_encoding"
     MISSING_HEADER = "missing_header"
     HEADER_TOO_LONG = "header_too_long"
+    TITLE_TOO_LONG = "title_too_long"
+    FIELD_TOO_LONG = "field_too_long"
+    ATTRIBUTES_TOO_LONG = "attributes_too_long"
     LINE_TOO_LONG = "line_too_long"
     ROW_TOO_LONG = "row_too_long"
     READ_TOO_LONG = "read_too_long"
@@ -38,12 +41,26 @@ class ParseErrorCode(StrEnum):
     MISSING_NAME = "missing_name"
     WRONG_FIELD_COUNT = "wrong_field_count"
     UNTERMINATED_QUOTE = "unterminated_quote"
+    INVALID_QUOTING = "invalid_quoting"
+
+
+# A message is stored and shown on every status poll: it quotes the input in excerpts at most.
+MAX_MESSAGE_BYTES = 1024
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """``message`` cut to at most ``limit`` bytes of UTF-8, marked with an ellipsis when cut."""
+    data = message.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return message
+    return data[: limit - 3].decode("utf-8", "ignore") + "\u2026"
 
 
 class ParseError(Exception):
     """Bad input. The upload fails with this code and position; retrying cannot help."""
 
     def __init__(self, code: ParseErrorCode, message: str, line: int | None = None, column: int | None = None) -> None:
+        message = bounded(message)
         super().__init__(message)
         self.code = code
         self.message = message

@@ -21,11 +21,19 @@ class FastqParser(ParserBase):
     format = "fastq"
 
     def __init__(
-        self, alphabet: Alphabet, max_line_bytes: int, max_read_bytes: int, max_records: int = 1 << 62
+        self,
+        alphabet: Alphabet,
+        max_line_bytes: int,
+        max_read_bytes: int,
+        max_records: int = 1 << 62,
+        max_title_bytes: int = 64 * 1024,
     ) -> None:
         super().__init__(alphabet, max_records)
-        self._max_line = max_line_bytes
+        # No line can be longer than a read or a title (plus '@' or '+' and CR): an unfinished line
+        # waits in the buffer at most that long, so re-searching it per chunk stays linear.
+        self._max_line = min(max_line_bytes, max(max_read_bytes, max_title_bytes) + 2)
         self._max_read = max_read_bytes
+        self._max_title = max_title_bytes
         self._tail = b""
         self._line = 1  # number of the next line to be read
         self._state = _HEADER
@@ -85,6 +93,7 @@ class FastqParser(ParserBase):
         whole = rec.whole
         line = self._line
         max_read = self._max_read
+        max_title = self._max_title
         accelerator = native.accelerator
         while True:
             if accelerator is not None:
@@ -92,7 +101,7 @@ class FastqParser(ParserBase):
                 # one it stopped at, if it can.
                 ordinal, max_ordinal = rec.take_over()
                 pos, line, ordinal = accelerator.fastq_records(
-                    data, pos, line, ordinal, max_ordinal, max_read, rec.letter_table, self._out, WholeRecord
+                    data, pos, line, ordinal, max_ordinal, max_read, max_title, rec.letter_table, self._out, WholeRecord
                 )
                 rec.hand_back(ordinal)
             if not data.startswith(b"@", pos):
@@ -112,6 +121,7 @@ class FastqParser(ParserBase):
             if (
                 len(seq) != len(qual)
                 or len(seq) > max_read
+                or len(title) > max_title
                 or (plus and plus != title)
                 or b" " in seq
                 or b"\t" in seq
@@ -132,6 +142,13 @@ class FastqParser(ParserBase):
             if line[0] != 0x40:  # '@'
                 raise ParseError(
                     ParseErrorCode.MISSING_HEADER, "expected a FASTQ header starting with '@'", self._line, 1
+                )
+            if len(line) - 1 > self._max_title:
+                raise ParseError(
+                    ParseErrorCode.TITLE_TOO_LONG,
+                    f"title longer than {self._max_title} bytes",
+                    self._line,
+                    self._max_title + 2,
                 )
             self._title = line[1:]
             self._title_line = self._line

@@ -7,6 +7,7 @@ and ``RecordEnd`` closes it with length and checksums. A consumer never needs a 
 from __future__ import annotations
 
 import hashlib
+import re
 from binascii import b2a_base64
 from typing import NamedTuple
 
@@ -68,13 +69,32 @@ def refget_digest(sha512_digest: bytes) -> str:
     return "SQ." + b2a_base64(sha512_digest[:24], newline=False).translate(URLSAFE).decode("ascii")
 
 
-def split_header(header: bytes, line: int) -> tuple[str, str, str]:
-    """``gene_name`` (the whole header), ``seq_id`` (its first word) and ``description`` (the rest)."""
+# Control characters other than TAB may not appear in a name: they break every consumer of it
+# (a NUL cannot even be stored in a Postgres text column).
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def split_header(header: bytes, line: int, column: int | None = 2) -> tuple[str, str, str]:
+    """``gene_name`` (the whole header), ``seq_id`` (its first word) and ``description`` (the rest).
+
+    ``column`` is where the header starts in its line (after '>' or '@'), for error positions.
+    """
+    control = _CONTROL.search(header)
+    if control is not None:
+        raise ParseError(
+            ParseErrorCode.INVALID_CHARACTER,
+            f"control character 0x{header[control.start()]:02x} in a name",
+            line,
+            None if column is None else column + control.start(),
+        )
     try:
         gene_name = header.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ParseError(
-            ParseErrorCode.INVALID_HEADER_ENCODING, "header is not valid UTF-8", line, exc.start + 2
+            ParseErrorCode.INVALID_HEADER_ENCODING,
+            "header is not valid UTF-8",
+            line,
+            None if column is None else column + exc.start,
         ) from None
     parts = gene_name.split(None, 1)
     return gene_name, parts[0] if parts else "", parts[1].strip() if len(parts) > 1 else ""

@@ -34,6 +34,7 @@ class FaultLedger:
     injected: Counter[str] = field(default_factory=Counter)
     survived: Counter[str] = field(default_factory=Counter)
     figures: dict[str, int] = field(default_factory=dict)
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)  # during the hostile cases
 
     def upload(self, pipeline: Pipeline, filename: str, data: bytes, expect: str, records: int | None = None) -> Any:
         ticket = upload_via_intake(pipeline, filename, data)
@@ -97,3 +98,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     write(f"{'fault':<50} {'injected':>8} {'survived':>8}")
     for kind in sorted(LEDGER.injected):
         write(f"{kind:<50} {LEDGER.injected[kind]:>8} {LEDGER.survived[kind]:>8}")
+    if LEDGER.peak_rss_mib:
+        write("")
+        write(
+            "peak RSS during the hostile cases (MiB): "
+            + ", ".join(f"{n} {v:.0f}" for n, v in LEDGER.peak_rss_mib.items())
+        )

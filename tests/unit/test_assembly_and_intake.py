@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import orjson
+import pytest
+from fastapi.testclient import TestClient
 
 from services.assembler.document import ResultDocument
-from services.intake.api import object_key, progress_fraction
+from services.intake.api import MAX_REQUEST_BYTES, UploadRequest, create_app, object_key, progress_fraction
 from shared.record_schema import Record, ResultPiece
+from shared.settings import Settings
 from shared.uploads import State
 from tests.builders import record
 from tests.unit.fakes import make_upload
@@ -75,3 +79,45 @@ def test_progress_fraction() -> None:
     assert progress_fraction(make_upload(state=State.ASSEMBLING, records_total=10, records_assembled=5)) == 0.9
     assert progress_fraction(make_upload(state=State.DONE)) == 1.0
     assert progress_fraction(make_upload(bytes_total=None)) == 0.0
+
+
+@pytest.fixture(scope="module")
+def intake() -> TestClient:
+    """The routes without their servers: validation and limits answer before any of them is needed."""
+    return TestClient(create_app(Settings()))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"filename": "a\x00b.fa"},  # NUL: Postgres cannot store it, S3 keys should not hold it
+        {"filename": "line\nbreak.fa"},
+        {"filename": "\U0001f600" * 200},  # 200 characters but 800 bytes: past the key budget
+        {"filename": "x.fa", "size": -1},
+        {"filename": "x.fa", "size": 2**63},  # past Postgres's bigint: was a 500
+        {"filename": "x.fa", "size": 6 * 1024**4},  # past S3's 5 TiB
+        {"filename": ""},
+    ],
+)
+def test_impossible_registrations_are_422(intake: TestClient, body: dict[str, object]) -> None:
+    response = intake.post("/uploads", json=body)
+    assert response.status_code == 422, response.text
+
+
+def test_long_names_within_the_byte_budget_are_accepted() -> None:
+    assert UploadRequest(filename="ü" * 255).filename == "ü" * 255  # 255 characters, 510 bytes
+
+
+def test_request_bodies_are_capped(intake: TestClient) -> None:
+    big = {"filename": "x.fa", "padding": "x" * (MAX_REQUEST_BYTES + 1)}
+    response = intake.post("/uploads", json=big)
+    assert response.status_code == 413 and response.json()["detail"]["code"] == "request_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams in
+        yield b'{"filename": "x.fa", "padding": "'
+        for _ in range(100):
+            yield b"x" * 1024
+        yield b'"}'
+
+    streamed = intake.post("/uploads", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413

@@ -10,7 +10,7 @@ import pytest
 
 from services.assembler.handler import AssemblerDeps, handle_assemble
 from services.assembler.handler import give_up as give_up_assembly
-from services.parser.handler import ParserDeps, handle_notification
+from services.parser.handler import ParserDeps, ParseStalled, ProgressBudget, handle_notification
 from services.parser.handler import give_up as give_up_parse
 from services.persister.handler import PersisterDeps, handle_persist
 from services.persister.handler import give_up as give_up_persist
@@ -148,6 +148,29 @@ def test_parser_flushes_and_raises_on_an_unexpected_error(parser: ParserDeps, ob
         handle_notification([event], parser)
     assert parser.publisher.flushes == 1 and not parser.uploads.locked  # type: ignore[attr-defined]
     assert only(parser.uploads).state is State.PARSING  # type: ignore[arg-type]  # a retry resumes it
+
+
+def test_parser_fails_a_parse_that_makes_no_progress(
+    uploads: FakeUploads, objects: FakeObjects, publisher: FakePublisher
+) -> None:
+    deps = ParserDeps(SETTINGS.model_copy(update={"parse_stall_seconds": -1}), uploads, objects, publisher)
+    handle_notification([objects.put("up", "a.fa", FASTA, "e1")], deps)
+    failure = only(uploads).failure
+    assert failure is not None and failure.code is PipelineErrorCode.PARSE_STALLED
+    assert publisher.flushes == 1
+
+
+def test_progress_budget_counts_from_the_last_progress() -> None:
+    now = [0.0]
+    budget = ProgressBudget(10, clock=lambda: now[0])
+    now[0] = 9
+    budget.check()
+    budget.progress()
+    now[0] = 18
+    budget.check()  # 9 s since the last progress
+    now[0] = 20
+    with pytest.raises(ParseStalled):
+        budget.check()
 
 
 def test_parser_give_up_fails_only_the_generation_of_the_event(parser: ParserDeps, objects: FakeObjects) -> None:
