@@ -27,7 +27,8 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponenti
 
 from shared.messages import Message
 from shared.settings import Settings
-from shared.stages import STAGE_NAMES, InvalidMessage, PermanentFailure, Stage
+from shared.stages import STAGE_NAMES, GiveUp, InvalidMessage, PermanentFailure, Stage
+from shared.uploads import new_error_id
 
 M = TypeVar("M")
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -254,7 +255,7 @@ class Consumer(Generic[M]):
         settings: Settings,
         stage: Stage[M],
         handler: Callable[[M], None],
-        give_up: Callable[[M, str], None],
+        give_up: Callable[[M, GiveUp], None],
     ) -> None:
         self._settings = settings
         self._stage = stage
@@ -345,15 +346,20 @@ class Consumer(Generic[M]):
             self._handler(message)
             outcome = "ack"
         except PermanentFailure as exc:
-            log.error("rejecting message", queue=self._queue, error=str(exc))
-            self._safe_give_up(message, str(exc))
+            error_id = new_error_id()
+            log.error("rejecting message", queue=self._queue, error=str(exc), error_id=error_id)
+            self._safe_give_up(message, GiveUp(f"the {self._stage.name} stage cannot process it", error_id))
             outcome = "dead-letter"
         except Exception as exc:
             attempt = previous + 1
             reason = f"{type(exc).__name__}: {exc}"
             if attempt >= self._settings.max_deliveries:
-                log.error("giving up on message", queue=self._queue, attempt=attempt, error=reason)
-                self._safe_give_up(message, f"failed {attempt} times: {reason}")
+                # The detail (exception text, maybe an address or a query) goes to the log only;
+                # the upload shows a safe reason and the id to find it here.
+                error_id = new_error_id()
+                log.error("giving up on message", queue=self._queue, attempt=attempt, error=reason, error_id=error_id)
+                safe = f"the {self._stage.name} stage failed {attempt} times; see the {self._stage.name} log"
+                self._safe_give_up(message, GiveUp(safe, error_id))
                 outcome = "dead-letter"
             else:
                 log.warning(
@@ -367,9 +373,9 @@ class Consumer(Generic[M]):
                 outcome = "requeue"
         return outcome
 
-    def _safe_give_up(self, message: M, reason: str) -> None:
+    def _safe_give_up(self, message: M, why: GiveUp) -> None:
         try:
-            self._give_up(message, reason)
+            self._give_up(message, why)
         except Exception:
             log.exception("could not record the failure", queue=self._queue)
 

@@ -84,6 +84,10 @@ class ObjectChanged(Exception):
 class ObjectReader(Protocol):
     def size(self, bucket: str, key: str) -> int: ...
 
+    def etag(self, bucket: str, key: str) -> str | None:
+        """The object's current etag (unquoted), or None when there is no such object."""
+        ...
+
     def iter_ranges(self, bucket: str, key: str, size: int, etag: str, range_bytes: int) -> Iterator[bytes]:
         """The object in order, every range pinned to ``etag`` (``ObjectChanged`` if it was replaced)."""
         ...

@@ -32,6 +32,14 @@ class InvalidMessage(PermanentFailure, ValueError):
 
 
 @dataclass(frozen=True)
+class GiveUp:
+    """Why a message is being dead-lettered, safe to show a user; its detail is logged under ``error_id``."""
+
+    reason: str
+    error_id: str
+
+
+@dataclass(frozen=True)
 class Stage(Generic[M]):
     name: str  # the queue is ``<prefix>.<name>``
     decode: Callable[[bytes], M]

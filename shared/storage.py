@@ -82,6 +82,16 @@ class ObjectStore:
         return int(self.head(bucket, key)["ContentLength"])
 
     @_s3_retry
+    def etag(self, bucket: str, key: str) -> str | None:
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return str(head["ETag"]).strip('"')
+
+    @_s3_retry
     def exists(self, bucket: str, key: str) -> bool:
         try:
             self.client.head_object(Bucket=bucket, Key=key)

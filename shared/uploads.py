@@ -120,17 +120,24 @@ def error_code(value: str) -> ErrorCode:
         return PipelineErrorCode(value)
 
 
+def new_error_id() -> str:
+    """A short id that ties a failure shown to a user to the log lines with its detail."""
+    return uuid.uuid4().hex[:16]
+
+
 @dataclass(frozen=True)
 class Failure:
     """Why a generation failed, and where in the input when the input is at fault.
 
-    The message is stored and served on every status poll: it is cut to 1 KiB whatever made it.
+    The message is stored and served on every status poll: it is safe to show (never an
+    exception's raw text) and cut to 1 KiB whatever made it; the detail is logged under ``error_id``.
     """
 
     code: ErrorCode
     message: str
     line: int | None = None
     column: int | None = None
+    error_id: str = field(default_factory=new_error_id)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", bounded(self.message))
@@ -194,6 +201,7 @@ class Upload:
     error_message: str | None = _per_generation()
     error_line: int | None = _per_generation()
     error_column: int | None = _per_generation()
+    error_id: str | None = _per_generation()
     result_bucket: str | None = _per_generation()
     result_key: str | None = _per_generation()
     result_size: int | None = _per_generation()
@@ -222,6 +230,7 @@ class Upload:
             self.error_message or "",
             self.error_line,
             self.error_column,
+            self.error_id or "",
         )
 
     @property
@@ -274,6 +283,27 @@ def decide_claim(upload: Upload | None, event: ObjectCreated) -> ClaimDecision:
     if upload.etag is not None and _is_older(event, upload):
         return ClaimDecision.STALE
     return ClaimDecision.NEW_GENERATION
+
+
+# How far ahead of our clock an event's time may be. Beyond it the event is dated by its arrival:
+# a forged or skewed time far in the future would otherwise make every later genuine event stale.
+EVENT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def trusted_event_time(event: ObjectCreated, now: datetime) -> ObjectCreated:
+    """The event, with an event time from too far in the future replaced by ``now``."""
+    if event.event_time is not None and event.event_time > now + EVENT_CLOCK_SKEW:
+        return event.model_copy(update={"event_time": now})
+    return event
+
+
+def needs_object_check(decision: ClaimDecision) -> bool:
+    """Whether the store must first confirm the event's object: anything that creates a generation.
+
+    A new generation deletes the previous one's rows and result, so it starts only for an object
+    the store shows with the event's etag; a forged or outdated event then changes nothing.
+    """
+    return decision in (ClaimDecision.CREATE, ClaimDecision.NEW_GENERATION)
 
 
 def _is_older(event: ObjectCreated, upload: Upload) -> bool:

@@ -21,6 +21,7 @@ from shared.logging import bind_upload, carry_context
 from shared.messages import AssembleRequested
 from shared.ports import AssemblyUploads, ResultWriter
 from shared.settings import Settings
+from shared.stages import GiveUp
 from shared.uploads import Failure, NameCounts, PipelineErrorCode, ResultLocation, Upload, result_key
 
 log = structlog.get_logger()
@@ -137,6 +138,10 @@ class _Progress:
         return True
 
 
-def give_up(request: AssembleRequested, reason: str, deps: AssemblerDeps) -> None:
+def give_up(request: AssembleRequested, why: GiveUp, deps: AssemblerDeps) -> None:
     bind_upload(request.upload_id, request.generation)
-    deps.uploads.fail(request.upload_id, request.generation, Failure(PipelineErrorCode.ASSEMBLE_FAILED, reason))
+    deps.uploads.fail(
+        request.upload_id,
+        request.generation,
+        Failure(PipelineErrorCode.ASSEMBLE_FAILED, why.reason, error_id=why.error_id),
+    )

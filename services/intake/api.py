@@ -86,6 +86,7 @@ class UploadError(BaseModel):
     message: str
     line: int | None
     column: int | None
+    error_id: str | None = Field(description="quote it to an operator: the service's log has the detail under it")
 
 
 class UploadResult(BaseModel):
@@ -209,7 +210,13 @@ def to_status(upload: Upload, services: Services) -> UploadStatus:
     failure = upload.failure
     error = None
     if failure is not None:
-        error = UploadError(code=failure.code, message=failure.message, line=failure.line, column=failure.column)
+        error = UploadError(
+            code=failure.code,
+            message=failure.message,
+            line=failure.line,
+            column=failure.column,
+            error_id=failure.error_id or None,
+        )
     result = None
     if upload.state is State.DONE and upload.result_bucket and upload.result_key:
         ttl = services.settings.presign_ttl_seconds

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 
@@ -23,9 +25,21 @@ from shared.parsing.engine import Limits, SequenceStream
 from shared.parsing.errors import ParseError
 from shared.ports import ObjectChanged, ObjectReader, ParseUploads, PipelinedPublisher
 from shared.settings import Settings
-from shared.uploads import ClaimAction, Failure, ObjectCreated, PipelineErrorCode, Upload
+from shared.stages import GiveUp
+from shared.uploads import (
+    ClaimAction,
+    Failure,
+    ObjectCreated,
+    PipelineErrorCode,
+    Upload,
+    decide_claim,
+    needs_object_check,
+    trusted_event_time,
+)
 
 log = structlog.get_logger()
+# Events acknowledged without any effect, by why (logged with each one).
+IGNORED: Counter[str] = Counter()
 
 
 @dataclass
@@ -44,6 +58,25 @@ def handle_notification(events: list[ObjectCreated], deps: ParserDeps) -> None:
 
 
 def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
+    if event.bucket != deps.settings.uploads_bucket:
+        IGNORED["other bucket"] += 1
+        log.warning("event for another bucket ignored", bucket=event.bucket, key=event.key, ignored=dict(IGNORED))
+        return
+    event = trusted_event_time(event, datetime.now(UTC))
+    decision = decide_claim(deps.uploads.find(event.bucket, event.key), event)
+    if needs_object_check(decision):
+        stored = deps.store.etag(event.bucket, event.key)
+        if stored != event.etag:
+            IGNORED["etag not in the store"] += 1
+            log.warning(
+                "event for an object the store does not show ignored",
+                bucket=event.bucket,
+                key=event.key,
+                etag=event.etag,
+                stored_etag=stored,
+                ignored=dict(IGNORED),
+            )
+            return
     claim = deps.uploads.claim(event)
     upload = claim.upload
     bind_upload(upload.id, upload.generation)
@@ -131,13 +164,21 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
         publish(batcher.finish(offset))
     except ParseError as exc:
         deps.publisher.flush()  # batches already sent are dropped by the persister: the generation failed
-        log.info("input rejected", code=exc.code.value, error=exc.message, line=exc.line, column=exc.column)
-        deps.uploads.fail(upload.id, upload.generation, Failure(exc.code, exc.message, exc.line, exc.column))
+        failure = Failure(exc.code, exc.message, exc.line, exc.column)
+        log.info(
+            "input rejected",
+            code=exc.code.value,
+            error=exc.message,
+            line=exc.line,
+            column=exc.column,
+            error_id=failure.error_id,
+        )
+        deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except ParseStalled as exc:
         deps.publisher.flush()
-        log.warning("parse stalled", error=str(exc))
         failure = Failure(PipelineErrorCode.PARSE_STALLED, f"the parse made no progress: {exc}")
+        log.warning("parse stalled", error=str(exc), error_id=failure.error_id)
         deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except ObjectChanged as exc:
@@ -146,9 +187,9 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
             log.info("object overwritten while reading; the newer event takes over", error=str(exc))
         else:
             # Nothing will ever take over: say so, instead of leaving the upload parsing forever.
-            log.info("object deleted before it could be read", error=str(exc))
-            message = f"s3://{event.bucket}/{event.key} was deleted before it could be read"
-            deps.uploads.fail(upload.id, upload.generation, Failure(PipelineErrorCode.OBJECT_DELETED, message))
+            failure = Failure(PipelineErrorCode.OBJECT_DELETED, "the object was deleted before it could be read")
+            log.info("object deleted before it could be read", error=str(exc), error_id=failure.error_id)
+            deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except BaseException:
         # Let what was already handed over go out (the persister dedups a retry's batches), and keep
@@ -171,10 +212,14 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
     log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset)
 
 
-def give_up(events: list[ObjectCreated], reason: str, deps: ParserDeps) -> None:
+def give_up(events: list[ObjectCreated], why: GiveUp, deps: ParserDeps) -> None:
     """The notification is going to the dead-letter queue: fail its upload(s) with the reason."""
     for event in events:
         upload = deps.uploads.find(event.bucket, event.key)
         if upload is not None and upload.etag == event.etag:
             bind_upload(upload.id, upload.generation)
-            deps.uploads.fail(upload.id, upload.generation, Failure(PipelineErrorCode.PROCESSING_FAILED, reason))
+            deps.uploads.fail(
+                upload.id,
+                upload.generation,
+                Failure(PipelineErrorCode.PROCESSING_FAILED, why.reason, error_id=why.error_id),
+            )

@@ -15,6 +15,7 @@ from shared.failpoints import failpoint
 from shared.logging import bind_upload
 from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
 from shared.ports import PersistUploads, Publisher
+from shared.stages import GiveUp
 from shared.uploads import Failure, PipelineErrorCode
 
 log = structlog.get_logger()
@@ -45,6 +46,10 @@ def handle_persist(message: SequenceBatch | ParseCompleted, deps: PersisterDeps)
         log.info("all batches stored; assembly requested")
 
 
-def give_up(message: SequenceBatch | ParseCompleted, reason: str, deps: PersisterDeps) -> None:
+def give_up(message: SequenceBatch | ParseCompleted, why: GiveUp, deps: PersisterDeps) -> None:
     bind_upload(message.upload_id, message.generation)
-    deps.uploads.fail(message.upload_id, message.generation, Failure(PipelineErrorCode.PERSIST_FAILED, reason))
+    deps.uploads.fail(
+        message.upload_id,
+        message.generation,
+        Failure(PipelineErrorCode.PERSIST_FAILED, why.reason, error_id=why.error_id),
+    )

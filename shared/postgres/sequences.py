@@ -8,7 +8,7 @@ the residues read back, which stay bytes all the way into the result document.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -52,10 +52,12 @@ def _column_list(schema: Schema) -> sql.Composed:
 # Read back: qualities are decoded, the inline residues are handed on as bytes (see ResultPiece).
 _RESIDUES = RECORD.fields.index("residues")
 _PART_COUNT = RECORD.fields.index("part_count")
-_RECORD_DECODERS = [(i, f) for i, f in _converters(RECORD, _DECODERS) if i != _RESIDUES]
+_ASCII_COLUMNS = tuple(i for i, _ in _converters(RECORD, _DECODERS) if i != _RESIDUES)
+# Hot (once per row): tuple.__new__ builds the NamedTuples without their Python-level __new__.
+_new_tuple = tuple.__new__
 
 
-def _copy_in(conn: Connection, table: str, schema: Schema, upload_id: uuid.UUID, rows: Sequence[Sequence[Any]]) -> None:
+def _copy_in(conn: Connection, table: str, schema: Schema, upload_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> None:
     encoders = _converters(schema, _ENCODERS)
     statement = sql.SQL("COPY {} (upload_id, {}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), _column_list(schema)
@@ -70,10 +72,17 @@ def _copy_in(conn: Connection, table: str, schema: Schema, upload_id: uuid.UUID,
 
 
 def copy_batch(conn: Connection, batch: SequenceBatch) -> None:
+    # Rows straight from the columns, in the schema's order (no NamedTuple per row on this path).
     if len(batch.parts):
-        _copy_in(conn, "sequence_parts", PART, batch.upload_id, list(batch.parts.rows()))
+        _copy_in(conn, "sequence_parts", PART, batch.upload_id, zip(*map(batch.parts.column, PART.fields), strict=True))
     if len(batch.records):
-        _copy_in(conn, "sequence_records", RECORD, batch.upload_id, list(batch.records.rows()))
+        _copy_in(
+            conn,
+            "sequence_records",
+            RECORD,
+            batch.upload_id,
+            zip(*map(batch.records.column, RECORD.fields), strict=True),
+        )
 
 
 # Reading a whole upload back must be two plain index scans in key order, streamed: never a sort
@@ -118,12 +127,13 @@ def iter_result_pieces(
             values = list(row)
             inline: bytes | None = values[_RESIDUES]
             values[_RESIDUES] = None
-            for i, decode in _RECORD_DECODERS:
-                values[i] = decode(values[i])
-            record = Record._make(values)
+            for i in _ASCII_COLUMNS:
+                if values[i] is not None:
+                    values[i] = values[i].decode("ascii")
+            record: Record = _new_tuple(Record, values)
             parts_n = values[_PART_COUNT]
             if parts_n == 0:
-                yield ResultPiece(record, 0, inline)
+                yield _new_tuple(ResultPiece, (record, 0, inline))
                 continue
             for expected in range(parts_n):
                 part_ordinal, part_no, residues = next(part_rows)
@@ -132,7 +142,7 @@ def iter_result_pieces(
                         f"stored parts out of step: record {record.ordinal} part {expected}, "
                         f"got {part_ordinal}/{part_no}"
                     )
-                yield ResultPiece(record, part_no, residues)
+                yield _new_tuple(ResultPiece, (record, part_no, residues))
         if next(part_rows, None) is not None:
             raise RuntimeError("stored parts left over after the last record")
 

@@ -65,6 +65,7 @@ def _failure_columns(failure: Failure | None) -> dict[str, Any]:
         "error_message": None if failure is None else failure.message,
         "error_line": None if failure is None else failure.line,
         "error_column": None if failure is None else failure.column,
+        "error_id": None if failure is None else failure.error_id,
     }
 
 

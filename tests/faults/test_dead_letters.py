@@ -13,7 +13,8 @@ from shared.postgres import uploads as db
 from shared.postgres.connection import connect
 from shared.settings import Settings
 from shared.storage import ObjectStore
-from shared.uploads import Failure, PipelineErrorCode
+from shared.uploads import Failure, ObjectCreated, PipelineErrorCode
+from tests.builders import record, sequence_batch
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import assert_same_records, download, rgw_style_event
 from tests.faults.conftest import FaultLedger
@@ -56,37 +57,46 @@ def test_dead_letter_is_listed_and_replayed(pipeline: Pipeline, settings: Settin
     assert rows == (2,)
 
 
-def test_poison_notification_is_dead_lettered_while_others_are_served(
+def test_poison_message_is_dead_lettered_while_others_are_served(
     pipeline: Pipeline, settings: Settings, ledger: FaultLedger
 ) -> None:
-    """A notification that fails the same way every time (its bucket does not exist)."""
-    before = pipeline.processes.pid("parser")
-    bucket, key = f"{settings.uploads_bucket}-gone", "ghost.fasta"
+    """A message that fails the same way every time: a batch whose COPY Postgres always refuses
+    (a NUL in a name, which the parser never lets through), for a live upload."""
+    before = pipeline.processes.pid("persister")
+    with connect(settings, autocommit=True) as conn:
+        claim = db.claim_object(
+            conn, ObjectCreated(bucket=settings.uploads_bucket, key=f"poison/{time.time_ns()}.fa", size=1, etag="p1")
+        )
+        # Being parsed, as far as anyone can tell, for the next hour: the watchdog must not take this
+        # object-less upload back to the parser while the poison batch is being retried.
+        conn.execute(
+            "UPDATE uploads SET state = 'parsing', updated_at = now() + interval '1 hour' WHERE id = %s",
+            (claim.upload.id,),
+        )
+    upload = claim.upload
+    poison = sequence_batch(upload.id, upload.generation, 0, [record(0, gene_name="a\x00b", seq_id="a")])
     publisher = Publisher(settings)
-    publisher.publish_raw(
-        settings.events_exchange, settings.events_routing_key, rgw_style_event(bucket, key, 4096, "0badc0de")
-    )
+    publisher.publish(poison)
     publisher.close()
-    ledger.inject("poison notification")
+    ledger.attempt(str(upload.id), "failed")
+    ledger.inject("poison message")
     data = b">beside\nACGT\n>the poison\nGGCC\n"
     other = ledger.upload(pipeline, "beside-poison.fasta", data, "done", 2)
     assert pipeline.wait_for(other["id"])["state"] == "done"
 
     deadline = time.monotonic() + 180  # max_deliveries attempts with their backoff
-    while True:
-        found = pipeline.http.get("/uploads", params={"bucket": bucket, "key": key})
-        if found.status_code == 200 and found.json()["state"] == "failed":
-            break
-        assert time.monotonic() < deadline, found.text
+    while (status := pipeline.status(str(upload.id)))["state"] != "failed":
+        assert time.monotonic() < deadline, status
         time.sleep(0.5)
-    status = found.json()
-    ledger.attempt(status["id"], "failed")
-    assert status["error"]["code"] == "processing_failed"
+    assert status["error"]["code"] == "persist_failed"
+    # A safe message and an error id: the exception's text (Postgres's words) is in the log only.
     assert f"failed {settings.max_deliveries} times" in status["error"]["message"]
-    assert "NoSuchBucket" in status["error"]["message"]
+    assert "NUL" not in status["error"]["message"] and "0x00" not in status["error"]["message"]
+    error_id = status["error"]["error_id"]
+    assert error_id and error_id in pipeline.processes.log_file("persister").read_text()
     listed = dead_letters.show(settings)
-    assert [(letter.stage, [str(u) for u in uploads]) for letter, uploads in listed] == [("parse", [status["id"]])]
-    assert pipeline.processes.pid("parser") == before  # the consumer kept serving
+    assert [(letter.stage, [str(u) for u in uploads]) for letter, uploads in listed] == [("persist", [str(upload.id)])]
+    assert pipeline.processes.pid("persister") == before  # the consumer kept serving
     # Leave the dead-letter queue empty for the other tests.
-    assert take_dead_letters(settings, "parse", lambda letter: None) == 1
-    ledger.survive("poison notification")
+    assert take_dead_letters(settings, "persist", lambda letter: None) == 1
+    ledger.survive("poison message")

@@ -1,9 +1,11 @@
-"""The same notification twice, and once more "an hour later": one result, one generation."""
+"""Notifications that must change nothing: repeated, replayed later, forged, for another bucket or
+an object deleted since; and one dated far ahead, which must not make later genuine events stale."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import psycopg
@@ -12,6 +14,7 @@ import pytest
 from shared.broker import Publisher
 from shared.settings import Settings
 from shared.storage import ObjectStore
+from tests import http
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import rgw_style_event
 from tests.faults.conftest import FaultLedger
@@ -51,23 +54,78 @@ def test_duplicate_and_late_notifications_give_one_result(
         ledger.survive(kind)
 
 
-def test_notification_for_a_deleted_object_fails_the_upload(
-    pipeline: Pipeline, settings: Settings, ledger: FaultLedger
-) -> None:
-    """A newer generation whose object is gone by the time it is read: failed, not parsing forever."""
-    data = many_records(1, seed=42)
-    ticket = ledger.upload(pipeline, "deleted.fasta", data, "failed")
-    assert pipeline.wait_for(ticket["id"])["state"] == "done"
-    ObjectStore(settings).client.delete_object(Bucket=ticket["bucket"], Key=ticket["key"])
-    event = orjson.loads(rgw_style_event(ticket["bucket"], ticket["key"], len(data), "0123456789abcdef"))
-    event["Records"][0]["eventTime"] = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+def _publish_event(settings: Settings, bucket: str, key: str, size: int, etag: str, when: datetime) -> None:
+    event = orjson.loads(rgw_style_event(bucket, key, size, etag))
+    event["Records"][0]["eventTime"] = when.isoformat()
     publisher = Publisher(settings)
     publisher.publish_raw(settings.events_exchange, settings.events_routing_key, orjson.dumps(event))
     publisher.close()
+
+
+def _unchanged(pipeline: Pipeline, settings: Settings, before: dict[str, Any], records: int) -> None:
+    """Given the parser time to take the event: the same generation, result and stage times, and rows."""
+    time.sleep(5)
+    after = pipeline.status(before["id"])
+    fields = ("state", "generation", "times", "error")
+    assert {k: after[k] for k in fields} == {k: before[k] for k in fields}
+    assert after["result"]["key"] == before["result"]["key"]
+    assert after["stall"]["pickups"] == 0  # the watchdog has nothing to re-issue
+    with psycopg.connect(settings.pg_dsn.get_secret_value()) as conn:
+        rows = conn.execute("SELECT count(*) FROM sequence_records WHERE upload_id = %s", (before["id"],)).fetchone()
+    assert rows == (records,)
+
+
+def test_forged_and_outdated_notifications_change_nothing(
+    pipeline: Pipeline, settings: Settings, ledger: FaultLedger
+) -> None:
+    """Events the store does not confirm: a new etag for a finished upload (forged), the same for an
+    object deleted since, an event for another bucket. None starts a generation or deletes a row."""
+    data = many_records(1, seed=42)
+    ticket = ledger.upload(pipeline, "forged.fasta", data, "done", record_count(data))
+    done = pipeline.wait_for(ticket["id"])
+    assert done["state"] == "done"
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    _publish_event(settings, ticket["bucket"], ticket["key"], len(data), "0123456789abcdef", soon)
+    ledger.inject("forged notification (etag not in the store)")
+    _unchanged(pipeline, settings, done, record_count(data))
+    ledger.survive("forged notification (etag not in the store)")
+
+    _publish_event(settings, f"{settings.uploads_bucket}-other", ticket["key"], len(data), "0badc0de", soon)
+    ledger.inject("notification for another bucket")
+    _unchanged(pipeline, settings, done, record_count(data))
+    assert (
+        pipeline.http.get(
+            "/uploads", params={"bucket": f"{settings.uploads_bucket}-other", "key": ticket["key"]}
+        ).status_code
+        == 404
+    )
+    ledger.survive("notification for another bucket")
+
+    ObjectStore(settings).client.delete_object(Bucket=ticket["bucket"], Key=ticket["key"])
+    _publish_event(settings, ticket["bucket"], ticket["key"], len(data), "fedcba9876543210", soon)
     ledger.inject("notification for a deleted object")
-    deadline = time.monotonic() + 60
-    while (status := pipeline.status(ticket["id"]))["generation"] < 2 or status["state"] != "failed":
-        assert time.monotonic() < deadline, status
-        time.sleep(0.1)
-    assert status["error"]["code"] == "object_deleted", status["error"]
+    _unchanged(pipeline, settings, done, record_count(data))
     ledger.survive("notification for a deleted object")
+
+
+def test_an_event_time_in_the_future_does_not_make_later_events_stale(
+    pipeline: Pipeline, settings: Settings, ledger: FaultLedger
+) -> None:
+    first, second = many_records(1, seed=43), many_records(1, seed=44)
+    ticket = ledger.upload(pipeline, "future.fasta", first, "done", record_count(second))
+    assert pipeline.wait_for(ticket["id"])["state"] == "done"
+    store = ObjectStore(settings)
+    etag = store.etag(ticket["bucket"], ticket["key"])
+    assert etag is not None
+    # The same object announced again, dated a year ahead: it must not be kept as "the newest time".
+    _publish_event(settings, ticket["bucket"], ticket["key"], len(first), etag, datetime.now(UTC) + timedelta(days=365))
+    ledger.inject("notification dated a year ahead")
+    time.sleep(3)
+    put = http.put(store.presign_put(ticket["bucket"], ticket["key"], 60), content=second)
+    assert put.status_code == 200
+    deadline = time.monotonic() + 180  # RGW persistent topics occasionally hold an event back for a minute
+    while (status := pipeline.status(ticket["id"]))["generation"] < 2 or status["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, (status, pipeline.logs())
+        time.sleep(0.2)
+    assert status["state"] == "done" and status["result"]["records"] == record_count(second)
+    ledger.survive("notification dated a year ahead")

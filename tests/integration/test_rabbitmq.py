@@ -13,7 +13,7 @@ import pytest
 from shared.broker import Consumer, Publisher, connect, declare_topology
 from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
 from shared.settings import Settings
-from shared.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, PermanentFailure
+from shared.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, GiveUp, PermanentFailure
 from shared.uploads import ObjectCreated
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ def test_unroutable_message_is_an_error(isolated: Settings) -> None:
 
 def test_failing_message_is_retried_then_dead_lettered(isolated: Settings) -> None:
     attempts: list[SequenceBatch | ParseCompleted] = []
-    gave_up: list[str] = []
+    gave_up: list[GiveUp] = []
     done = ParseCompleted(
         upload_id=uuid.uuid4(), generation=1, batch_count=0, record_count=0, source_bytes=0, format="x"
     )
@@ -107,14 +107,15 @@ def test_failing_message_is_retried_then_dead_lettered(isolated: Settings) -> No
     consumer.stop()
     thread.join(10)
     assert attempts == [done] * isolated.max_deliveries
-    assert "database on fire" in gave_up[0]
+    # the upload is told a safe reason and an error id; the exception's text stays in the log
+    assert "database on fire" not in gave_up[0].reason and len(gave_up[0].error_id) == 16
     _wait(lambda: _depth(isolated, isolated.queue("persist") + ".dead") == 1)
     assert _depth(isolated, isolated.queue("persist")) == 0
 
 
 def test_permanent_failure_is_dead_lettered_at_once(isolated: Settings) -> None:
     attempts: list[list[ObjectCreated]] = []
-    gave_up: list[str] = []
+    gave_up: list[GiveUp] = []
 
     def handler(events: list[ObjectCreated]) -> None:
         attempts.append(events)
@@ -126,12 +127,12 @@ def test_permanent_failure_is_dead_lettered_at_once(isolated: Settings) -> None:
     _wait(lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1)
     consumer.stop()
     thread.join(10)
-    assert attempts == [[]] and gave_up == ["cannot be helped"]
+    assert attempts == [[]] and len(gave_up) == 1 and "cannot be helped" not in gave_up[0].reason
 
 
 def test_body_that_does_not_decode_is_dead_lettered_without_reaching_the_handler(isolated: Settings) -> None:
     attempts: list[list[ObjectCreated]] = []
-    gave_up: list[str] = []
+    gave_up: list[GiveUp] = []
     consumer = Consumer(isolated, PARSE, attempts.append, lambda events, reason: gave_up.append(reason))
     Publisher(isolated).publish_raw(isolated.events_exchange, isolated.events_routing_key, b"garbage")
     thread = _run(consumer)

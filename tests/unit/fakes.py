@@ -136,7 +136,8 @@ class FakeUploads:
             return False
         self._set(
             upload, state=FAIL.apply(upload.state), error_code=failure.code.value, error_message=failure.message,
-            error_line=failure.line, error_column=failure.column, finished_at=datetime.now(UTC),
+            error_line=failure.line, error_column=failure.column, error_id=failure.error_id,
+            finished_at=datetime.now(UTC),
         )  # fmt: skip
         self._drop_rows(upload_id)
         return True
@@ -247,6 +248,10 @@ class FakeObjects:
 
     def size(self, bucket: str, key: str) -> int:
         return len(self.objects[(bucket, key)][0])
+
+    def etag(self, bucket: str, key: str) -> str | None:
+        found = self.objects.get((bucket, key))
+        return None if found is None else found[1]
 
     def exists(self, bucket: str, key: str) -> bool:
         return (bucket, key) in self.objects

@@ -19,11 +19,13 @@ from shared.events import normalise_event
 from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
 from shared.record_schema import Part
 from shared.settings import Settings
+from shared.stages import GiveUp
 from shared.uploads import ParseErrorCode, PipelineErrorCode, State, Upload, result_key
 from tests.builders import record, sequence_batch
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads, make_upload
 
 SETTINGS = Settings(read_range_bytes=64, part_bytes=1024, batch_bytes=4096, result_part_bytes=5 * 1024 * 1024)
+BUCKET = SETTINGS.uploads_bucket
 FASTA = b">a first\nACGT\n>b\nGGCC\n>a again\n\n>long\n" + b"ACGT" * 3000 + b"\n"
 
 
@@ -56,7 +58,7 @@ def only(uploads: FakeUploads) -> Upload:
 
 
 def test_parser_publishes_numbered_batches_then_the_end(parser: ParserDeps, objects: FakeObjects) -> None:
-    handle_notification([objects.put("up", "x/a.fa", FASTA, "e1")], parser)
+    handle_notification([objects.put(BUCKET, "x/a.fa", FASTA, "e1")], parser)
     publisher, upload = parser.publisher, only(parser.uploads)  # type: ignore[attr-defined]
     *batches, done = publisher.messages
     assert all(isinstance(b, SequenceBatch) for b in batches) and isinstance(done, ParseCompleted)
@@ -71,6 +73,39 @@ def test_parser_publishes_numbered_batches_then_the_end(parser: ParserDeps, obje
     assert publisher.flushes == 1 and not parser.uploads.locked  # type: ignore[attr-defined]
 
 
+def test_parser_ignores_events_of_other_buckets_without_reading(parser: ParserDeps, objects: FakeObjects) -> None:
+    objects.on_read = lambda number: pytest.fail("read an object of another bucket")
+    handle_notification([objects.put("someone-elses", "a.fa", FASTA, "e1")], parser)
+    assert parser.uploads.uploads == {} and parser.publisher.messages == []  # type: ignore[attr-defined]
+
+
+def test_an_event_the_store_does_not_confirm_changes_nothing(parser: ParserDeps, objects: FakeObjects) -> None:
+    """A forged etag for a finished upload: no new generation, its rows and result stay."""
+    uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
+    event = objects.put(BUCKET, "a.fa", FASTA, "e1")
+    handle_notification([event], parser)
+    finished = uploads._set(only(uploads), state=State.DONE, result_key="r")
+    uploads.records[finished.id] = [record(0)]
+    forged = event.model_copy(update={"etag": "forged", "event_time": datetime.now(UTC) + timedelta(seconds=5)})
+    handle_notification([forged], parser)
+    assert only(uploads) == finished and uploads.records[finished.id] == [record(0)]
+    ghost = objects.put(BUCKET, "gone.fa", FASTA, "e1")
+    del objects.objects[(BUCKET, "gone.fa")]
+    handle_notification([ghost], parser)  # an object deleted since: no upload is created for it
+    assert [u.key for u in uploads.uploads.values()] == ["a.fa"]
+
+
+def test_an_event_from_the_future_cannot_make_later_events_stale(parser: ParserDeps, objects: FakeObjects) -> None:
+    uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
+    first = objects.put(BUCKET, "a.fa", FASTA, "e1")
+    handle_notification([first.model_copy(update={"event_time": datetime.now(UTC) + timedelta(days=365)})], parser)
+    assert only(uploads).event_time < datetime.now(UTC) + timedelta(minutes=1)  # type: ignore[operator]
+    uploads._set(only(uploads), state=State.DONE)
+    second = objects.put(BUCKET, "a.fa", b">b\nAC\n", "e2")  # a genuine overwrite, a minute later
+    handle_notification([second.model_copy(update={"event_time": datetime.now(UTC) + timedelta(minutes=1)})], parser)
+    assert (only(uploads).generation, only(uploads).etag) == (2, "e2")
+
+
 def test_parser_ignores_a_notification_without_objects(parser: ParserDeps) -> None:
     handle_notification([], parser)
     assert parser.publisher.messages == []  # type: ignore[attr-defined]
@@ -78,7 +113,7 @@ def test_parser_ignores_a_notification_without_objects(parser: ParserDeps) -> No
 
 @pytest.mark.parametrize("state", [State.PERSISTING, State.DONE, State.FAILED])
 def test_parser_does_nothing_for_a_duplicate(parser: ParserDeps, objects: FakeObjects, state: State) -> None:
-    event = objects.put("up", "a.fa", FASTA, "e1")
+    event = objects.put(BUCKET, "a.fa", FASTA, "e1")
     uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
     uploads.claim(event)
     uploads._set(only(uploads), state=state)
@@ -87,7 +122,7 @@ def test_parser_does_nothing_for_a_duplicate(parser: ParserDeps, objects: FakeOb
 
 
 def test_parser_does_nothing_for_a_stale_event(parser: ParserDeps, objects: FakeObjects) -> None:
-    event = objects.put("up", "a.fa", FASTA, "e2")
+    event = objects.put(BUCKET, "a.fa", FASTA, "e2")
     parser.uploads.claim(event)
     older = event.model_copy(update={"etag": "e1", "event_time": event.event_time - timedelta(hours=1)})  # type: ignore[operator]
     handle_notification([older], parser)
@@ -96,7 +131,7 @@ def test_parser_does_nothing_for_a_stale_event(parser: ParserDeps, objects: Fake
 
 
 def test_parser_leaves_a_generation_locked_by_another_parser(parser: ParserDeps, objects: FakeObjects) -> None:
-    event = objects.put("up", "a.fa", FASTA, "e1")
+    event = objects.put(BUCKET, "a.fa", FASTA, "e1")
     upload = parser.uploads.claim(event).upload
     parser.uploads.locked.add((upload.id, "parse"))  # type: ignore[attr-defined]
     handle_notification([event], parser)
@@ -107,12 +142,12 @@ def test_parser_stops_when_the_generation_moved_on_before_it_started(
     parser: ParserDeps, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(parser.uploads, "start_parsing", lambda upload_id, generation: False)
-    handle_notification([objects.put("up", "a.fa", FASTA, "e1")], parser)
+    handle_notification([objects.put(BUCKET, "a.fa", FASTA, "e1")], parser)
     assert parser.publisher.messages == []  # type: ignore[attr-defined]
 
 
 def test_parser_fails_bad_input_with_code_and_position(parser: ParserDeps, objects: FakeObjects) -> None:
-    handle_notification([objects.put("up", "a.fa", b">a\nACGT\nAC!T\n", "e1")], parser)
+    handle_notification([objects.put(BUCKET, "a.fa", b">a\nACGT\nAC!T\n", "e1")], parser)
     failure = only(parser.uploads).failure  # type: ignore[arg-type]
     assert failure is not None
     assert (failure.code, failure.line, failure.column) == (ParseErrorCode.INVALID_CHARACTER, 3, 3)
@@ -120,8 +155,8 @@ def test_parser_fails_bad_input_with_code_and_position(parser: ParserDeps, objec
 
 
 def test_parser_leaves_an_overwritten_object_to_the_newer_event(parser: ParserDeps, objects: FakeObjects) -> None:
-    event = objects.put("up", "a.fa", FASTA, "e1")
-    objects.on_read = lambda number: number == 2 and objects.put("up", "a.fa", b">z\nA\n", "e2") and None
+    event = objects.put(BUCKET, "a.fa", FASTA, "e1")
+    objects.on_read = lambda number: number == 2 and objects.put(BUCKET, "a.fa", b">z\nA\n", "e2") and None
     handle_notification([event], parser)
     upload = only(parser.uploads)  # type: ignore[arg-type]
     assert upload.state is State.PARSING and upload.failure is None
@@ -129,7 +164,7 @@ def test_parser_leaves_an_overwritten_object_to_the_newer_event(parser: ParserDe
 
 
 def test_parser_fails_an_object_deleted_while_reading(parser: ParserDeps, objects: FakeObjects) -> None:
-    event = objects.put("up", "a.fa", FASTA, "e1")
+    event = objects.put(BUCKET, "a.fa", FASTA, "e1")
     objects.on_read = lambda number: number == 1 and objects.objects.clear()
     handle_notification([event], parser)
     failure = only(parser.uploads).failure  # type: ignore[arg-type]
@@ -137,7 +172,7 @@ def test_parser_fails_an_object_deleted_while_reading(parser: ParserDeps, object
 
 
 def test_parser_flushes_and_raises_on_an_unexpected_error(parser: ParserDeps, objects: FakeObjects) -> None:
-    event = objects.put("up", "a.fa", FASTA, "e1")
+    event = objects.put(BUCKET, "a.fa", FASTA, "e1")
 
     def broken(number: int) -> None:
         if number == 3:
@@ -154,7 +189,7 @@ def test_parser_fails_a_parse_that_makes_no_progress(
     uploads: FakeUploads, objects: FakeObjects, publisher: FakePublisher
 ) -> None:
     deps = ParserDeps(SETTINGS.model_copy(update={"parse_stall_seconds": -1}), uploads, objects, publisher)
-    handle_notification([objects.put("up", "a.fa", FASTA, "e1")], deps)
+    handle_notification([objects.put(BUCKET, "a.fa", FASTA, "e1")], deps)
     failure = only(uploads).failure
     assert failure is not None and failure.code is PipelineErrorCode.PARSE_STALLED
     assert publisher.flushes == 1
@@ -174,14 +209,16 @@ def test_progress_budget_counts_from_the_last_progress() -> None:
 
 
 def test_parser_give_up_fails_only_the_generation_of_the_event(parser: ParserDeps, objects: FakeObjects) -> None:
-    event = objects.put("up", "a.fa", FASTA, "e1")
+    event = objects.put(BUCKET, "a.fa", FASTA, "e1")
     parser.uploads.claim(event)
-    give_up_parse([event.model_copy(update={"etag": "other"})], "boom", parser)
+    give_up_parse([event.model_copy(update={"etag": "other"})], GiveUp("boom", "id1"), parser)
     assert only(parser.uploads).failure is None  # type: ignore[arg-type]
-    give_up_parse([event, objects.put("up", "unknown.fa", b"", "e9")], "failed 5 times: boom", parser)
+    give_up_parse(
+        [event, objects.put(BUCKET, "unknown.fa", b"", "e9")], GiveUp("the parse stage failed", "id2"), parser
+    )
     failure = only(parser.uploads).failure  # type: ignore[arg-type]
-    assert failure is not None and (failure.code, failure.message) == (
-        PipelineErrorCode.PROCESSING_FAILED, "failed 5 times: boom"
+    assert failure is not None and (failure.code, failure.message, failure.error_id) == (
+        PipelineErrorCode.PROCESSING_FAILED, "the parse stage failed", "id2"
     )  # fmt: skip
 
 
@@ -232,9 +269,9 @@ def test_persister_give_up_fails_the_generation(uploads: FakeUploads) -> None:
     upload = persisting(uploads)
     uploads.records[upload.id] = [record(0)]
     done = ParseCompleted(upload_id=upload.id, generation=1, batch_count=1, record_count=1, source_bytes=1, format="x")
-    give_up_persist(done, "failed 5 times", PersisterDeps(uploads, FakePublisher()))
+    give_up_persist(done, GiveUp("failed 5 times", "id3"), PersisterDeps(uploads, FakePublisher()))
     failure = uploads.uploads[upload.id].failure
-    assert failure is not None and failure.code is PipelineErrorCode.PERSIST_FAILED
+    assert failure is not None and (failure.code, failure.error_id) == (PipelineErrorCode.PERSIST_FAILED, "id3")
     assert upload.id not in uploads.records  # a failed generation keeps no rows
 
 
@@ -302,9 +339,8 @@ def test_assembler_drops_its_sessions_and_the_upload_when_writing_fails(uploads:
 
 def test_assembler_give_up_fails_the_generation(uploads: FakeUploads) -> None:
     upload = assembling(uploads)
-    give_up_assembly(
-        AssembleRequested(upload_id=upload.id, generation=1), "no", AssemblerDeps(SETTINGS, uploads, FakeResults())
-    )
+    request = AssembleRequested(upload_id=upload.id, generation=1)
+    give_up_assembly(request, GiveUp("no", "id4"), AssemblerDeps(SETTINGS, uploads, FakeResults()))
     failure = uploads.uploads[upload.id].failure
     assert failure is not None and failure.code is PipelineErrorCode.ASSEMBLE_FAILED
 
