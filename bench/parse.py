@@ -69,7 +69,10 @@ HOSTILE: dict[str, tuple[str, Callable[[int], Iterator[bytes]]]] = {
     ),
     "csv quoted multi-line rows": (
         "multiline.csv",
-        lambda n: itertools.chain([b"name,sequence,note\n"], itertools.repeat(b'a,ACGT,"x\ny\nz"\n' * 4096, n * 14)),
+        lambda n: itertools.chain(
+            [b"name,sequence,note\n"],
+            itertools.repeat((b"a," + b"ACGT" * 50 + b',"' + b"a note of three lines\n" * 3 + b'"\n') * 1024, n * 4),
+        ),
     ),
     "csv escaped quotes in cells": (
         "quotes.csv",

@@ -216,3 +216,11 @@ def test_any_input_raises_nothing_but_parse_error(prefix: bytes, body: bytes, ch
         data = gzip.compress(data)[: len(data) // 2 + 10] if body[:1] == b"\x00" else gzip.compress(data)
     with contextlib.suppress(ParseError):
         events_of(data, chunk=chunk, filename="x.csv")
+
+
+def test_a_read_of_tiny_records_is_parsed_in_bounded_pieces() -> None:
+    """One 4 MiB read of 17-byte rows: the events of the whole read are never held at once."""
+    data = b"name,sequence,note\n" + b"a,ACGT,x\n" * (4 * MiB // 9)
+    stream = SequenceStream(get_alphabet("nucleotide"), "x.csv")
+    most = max(len(events) for events in stream.pieces(data))
+    assert most <= 512 * KiB // 9 + 1  # one piece's records, not the read's ~466,000
