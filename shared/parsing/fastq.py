@@ -60,9 +60,25 @@ class FastqParser(ParserBase):
             self._line += 1
             pos = nl + 1
         self._tail = data[pos:]
-        if len(self._tail) > self._max_line:
-            raise ParseError(ParseErrorCode.LINE_TOO_LONG, f"line longer than {self._max_line} bytes", self._line, 1)
+        self._check_unfinished_line()
         return self._drain()
+
+    def _check_unfinished_line(self) -> None:
+        """An unfinished line fails as soon as it is longer than what it can be, with that limit's code."""
+        pending = len(self._tail)
+        if self._state == _HEADER and pending > self._max_title + 2:  # '@', the title and a CR
+            raise ParseError(
+                ParseErrorCode.TITLE_TOO_LONG,
+                f"title longer than {self._max_title} bytes",
+                self._line,
+                self._max_title + 2,
+            )
+        if self._state == _SEQUENCE and pending > max(self._max_read, self._max_title) + 2:
+            raise ParseError(
+                ParseErrorCode.READ_TOO_LONG, f"read longer than {self._max_read} bases", self._title_line, None
+            )
+        if pending > self._max_line:
+            raise ParseError(ParseErrorCode.LINE_TOO_LONG, f"line longer than {self._max_line} bytes", self._line, 1)
 
     def finish(self) -> list[Event]:
         if self._bytes == 0:

@@ -121,3 +121,31 @@ def test_request_bodies_are_capped(intake: TestClient) -> None:
 
     streamed = intake.post("/uploads", content=chunks(), headers={"content-type": "application/json"})
     assert streamed.status_code == 413
+
+
+def test_health_checks_reuse_one_broker_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.intake import api
+
+    opened: list[FakeConnection] = []
+
+    class FakeConnection:
+        is_open = True
+
+        def process_data_events(self, time_limit: float) -> None:
+            return None
+
+        def close(self) -> None:
+            self.is_open = False
+
+    def connect(settings: Settings, heartbeat: int = 60) -> FakeConnection:
+        opened.append(FakeConnection())
+        return opened[-1]
+
+    monkeypatch.setattr(api, "amqp_connect", connect)
+    probe = api.BrokerProbe(Settings())
+    for _ in range(5):
+        probe.ping()
+    assert len(opened) == 1  # was a new connection (and a broker login) per call
+    opened[0].is_open = False  # the broker went away
+    probe.ping()
+    assert len(opened) == 2

@@ -224,3 +224,15 @@ def test_a_read_of_tiny_records_is_parsed_in_bounded_pieces() -> None:
     stream = SequenceStream(get_alphabet("nucleotide"), "x.csv")
     most = max(len(events) for events in stream.pieces(data))
     assert most <= 512 * KiB // 9 + 1  # one piece's records, not the read's ~466,000
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"@" + b"t" * (3 * MiB) + b"\nACGT\n+\nIIII\n", "title_too_long"),  # longer than any line may be
+        (b"@r\n" + b"A" * (3 * MiB) + b"\n+\n", "read_too_long"),
+    ],
+)
+def test_an_unfinished_fastq_line_fails_with_its_own_code(data: bytes, code: str) -> None:
+    """Before its newline arrives, a title or read past every limit is named as such, not 'line'."""
+    assert run(data, chunk=256 * KiB, limits=Limits(max_read_bytes=MiB - 1)) == code
