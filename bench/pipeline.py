@@ -78,7 +78,8 @@ def main() -> None:
         assert pid is not None
         _reset_peak(pid)
 
-    http = httpx.Client(base_url=settings.status_base_url, timeout=60)
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    http = httpx.Client(base_url=settings.status_base_url, timeout=60, headers={"Authorization": f"Bearer {key}"})
     ticket = http.post("/uploads", json={"filename": path.name, "size": size}).raise_for_status().json()
     store = ObjectStore(settings)
     t_put = time.monotonic()

@@ -19,6 +19,13 @@ from shared.settings import Settings, load_settings, stack_file
 HOME = Path(os.environ.get("GENOBASE_HOME", ".genobase"))
 
 
+def _auth(settings: Settings) -> dict[str, str]:
+    """The Authorization header of the CLI's calls to the intake (GENOBASE_API_KEY, env first)."""
+    if settings.api_key is None:
+        return {}
+    return {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
+
+
 def _services(settings_env: dict[str, str] | None = None) -> stack.ServiceProcesses:
     return stack.ServiceProcesses(
         HOME / "run", {"GENOBASE_STACK_FILE": str(stack_file().resolve()), **(settings_env or {})}
@@ -55,6 +62,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack.write_env_file(path, values)
     settings = load_settings()
     stack.prepare_pipeline(settings, rgw_push_endpoint="amqp://127.0.0.1:5672")
+    if "GENOBASE_API_KEY" not in values:
+        # The first run makes an admin key, kept in the stack file (mode 600) for the CLI and the demo.
+        values["GENOBASE_API_KEY"] = stack.first_admin_key(settings)
+        stack.write_env_file(path, values)
+        settings = load_settings()
     pids = _services().start_all()
     _wait_healthy(settings)
     print(f"stack file      {path.resolve()}")
@@ -79,9 +91,15 @@ def _compose_up() -> int:
     env = compose.env_file(stack.read_env_file(env_path), stack.new_secret)
     stack.write_env_file(env_path, env)
     subprocess.run([*_compose(), "up", "-d", "--build"], check=True)
-    stack.write_env_file(stack_file(), compose.stack_file(env))
+    previous = stack.read_env_file(stack_file())
+    values = compose.stack_file(env)
+    stack.write_env_file(stack_file(), values)
     settings = load_settings()
     _wait_healthy(settings, timeout=180)
+    # The first run makes an admin key (through the published Postgres port), kept from then on.
+    values["GENOBASE_API_KEY"] = previous.get("GENOBASE_API_KEY") or stack.first_admin_key(settings)
+    stack.write_env_file(stack_file(), values)
+    settings = load_settings()
     print(f"compose stack up: intake {settings.status_base_url} (OpenAPI /docs), MinIO {settings.s3_endpoint}")
     return 0
 
@@ -162,7 +180,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     base = args.intake or settings.status_base_url
     path = Path(args.file)
     size = path.stat().st_size
-    with httpx.Client(base_url=base, timeout=60) as client:
+    with httpx.Client(base_url=base, timeout=60, headers=_auth(settings)) as client:
         response = client.post(
             "/uploads",
             json={"filename": path.name, "size": size, "format": args.format, "alphabet": args.alphabet},
@@ -227,7 +245,7 @@ def _report(status: dict[str, object], output: str | None) -> int:
 def cmd_lookup(args: argparse.Namespace) -> int:
     settings = load_settings()
     url = f"{settings.status_base_url}/uploads?bucket={quote(args.bucket)}&key={quote(args.key)}"
-    response = httpx.get(url, timeout=30)
+    response = httpx.get(url, timeout=30, headers=_auth(settings))
     print(json.dumps(response.json(), indent=2))
     return 0 if response.status_code == 200 else 1
 
@@ -244,6 +262,33 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     for letter, uploads in letters:
         print(f"{letter.stage:<9} uploads {', '.join(map(str, uploads)) or '?'}  ({letter.reason})")
     print(f"{len(letters)} dead letter(s)")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """API keys: made (the key printed once, alone on the last line), listed, revoked."""
+    from shared.postgres import keys
+    from shared.postgres.connection import connect
+
+    with connect(load_settings(), autocommit=True) as conn:
+        if args.action == "create":
+            try:
+                key = keys.create_key(conn, args.name, args.admin)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            print(f"key {args.name!r}{' (admin)' if args.admin else ''}: shown once, only its hash is kept")
+            print(key)
+            return 0
+        if args.action == "revoke":
+            if not keys.revoke_key(conn, args.name):
+                print(f"no active key named {args.name!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.name!r}")
+            return 0
+        for name, admin, created, revoked in keys.list_keys(conn):
+            state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
+            print(f"{name:<24} {'admin' if admin else 'owner':<6} created {created:%Y-%m-%d %H:%M}  {state}")
     return 0
 
 
@@ -278,6 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     dead = sub.add_parser("dead-letters", help="list dead-lettered messages, or replay their uploads")
     dead.add_argument("--replay", action="store_true", help="process the failed uploads again from their objects")
     dead.set_defaults(func=cmd_dead_letters)
+    keys = sub.add_parser("keys", help="API keys: create NAME [--admin], list, revoke NAME")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="make a key; prints it once, alone on the last line")
+    create.add_argument("name", help="the owner's name, also its prefix in the uploads bucket")
+    create.add_argument("--admin", action="store_true", help="sees every upload")
+    keys_sub.add_parser("list", help="every key, active or revoked (never the keys themselves)")
+    revoke = keys_sub.add_parser("revoke", help="the key stops working at once")
+    revoke.add_argument("name")
+    keys.set_defaults(func=cmd_keys)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -248,6 +248,20 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def first_admin_key(settings: Settings) -> str:
+    """An admin key for a stack's first run (named ``admin``, or ``admin-N`` if taken); returns the key."""
+    from shared.postgres import keys
+    from shared.postgres.connection import connect as pg_connect
+
+    with pg_connect(settings, autocommit=True) as conn:
+        for attempt in range(100):
+            try:
+                return keys.create_key(conn, "admin" if attempt == 0 else f"admin-{attempt}", admin=True)
+            except keys.KeyExists:
+                continue
+    raise RuntimeError("no free admin key name")
+
+
 def prepare_pipeline(settings: Settings, rgw_push_endpoint: str | None) -> None:
     """Everything the services expect to exist: schema, exchanges and queues, buckets, notifications."""
     from shared.broker import connect, declare_topology

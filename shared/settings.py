@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     parse_stall_seconds: float = 120
 
     # intake
+    # The key the CLI and the benchmark send (GENOBASE_API_KEY in the environment first, then the
+    # stack file, where `genobase up` writes the admin key it makes on its first run).
+    api_key: SecretStr | None = None
     intake_host: str = "127.0.0.1"
     intake_port: int = 8000
     public_base_url: str | None = None

@@ -187,6 +187,7 @@ class Upload:
     sequencer: str | None = None
     event_time: datetime | None = None
     bytes_total: int | None = None
+    owner: str | None = None  # the key name it belongs to (shared/access.py)
     # --- one generation's work: reset when the object is replaced
     format: str | None = _per_generation()
     bytes_done: int = _per_generation(0)

@@ -42,10 +42,13 @@ def settings(stack_env: dict[str, str]) -> Settings:
 class Pipeline:
     """The pipeline services (intake, parser, persister, assembler, watchdog) as processes on this run's stack."""
 
-    def __init__(self, settings: Settings, processes: stack.ServiceProcesses) -> None:
+    def __init__(self, settings: Settings, processes: stack.ServiceProcesses, api_key: str) -> None:
         self.settings = settings
         self.processes = processes
-        self.http = httpx.Client(base_url=settings.status_base_url, timeout=30)
+        self.api_key = api_key  # an admin key of this run
+        self.http = httpx.Client(
+            base_url=settings.status_base_url, timeout=30, headers={"Authorization": f"Bearer {api_key}"}
+        )
 
     def pids(self) -> dict[str, int | None]:
         """Each service's pid: unchanged across a test means no service crashed or was restarted."""
@@ -79,6 +82,17 @@ class Pipeline:
                 raise AssertionError(f"upload {upload_id} still {status['state']} after {timeout} s: {status}")
             time.sleep(0.25)
 
+    def wait_for_object(self, bucket: str, key: str, timeout: float = 240) -> dict[str, Any]:
+        """The upload an object written straight to the bucket made, once done or failed."""
+        deadline = time.monotonic() + timeout  # RGW persistent topics occasionally hold an event a minute
+        while True:
+            response = self.http.get("/uploads", params={"bucket": bucket, "key": key})
+            if response.status_code == 200:
+                return self.wait_for(response.json()["id"], timeout=max(deadline - time.monotonic(), 1))
+            assert response.status_code == 404, response.text
+            assert time.monotonic() < deadline, f"the event of s3://{bucket}/{key} never created an upload"
+            time.sleep(0.25)
+
     def logs(self) -> str:
         out = []
         for name in stack.SERVICES:
@@ -106,7 +120,7 @@ def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     settings = Settings(**_as_kwargs(env))
     processes = stack.ServiceProcesses(run_dir, {"GENOBASE_STACK_FILE": str(stack_file)})
     processes.start_all()
-    pipe = Pipeline(settings, processes)
+    pipe = Pipeline(settings, processes, stack.first_admin_key(settings))
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -13,14 +13,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pika
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security, status
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.access import Caller, can_see, owner_prefix
 from shared.broker import connect as amqp_connect
 from shared.parsing.alphabet import AlphabetName
+from shared.postgres import keys
 from shared.postgres import uploads as queries
 from shared.postgres.connection import dict_row, ping
 from shared.settings import Settings
@@ -141,12 +144,12 @@ class Health(BaseModel):
     checks: dict[str, str]
 
 
-def object_key(upload_id: uuid.UUID, filename: str) -> str:
-    """One key per upload, under its id; the name keeps only its last path component."""
+def object_key(upload_id: uuid.UUID, filename: str, owner: str | None = None) -> str:
+    """One key per upload, under its owner's prefix and its id; the name keeps only its last path component."""
     name = _UNSAFE.sub("", filename.replace("\\", "/")).rsplit("/", 1)[-1].strip()
     if name in ("", ".", ".."):
         name = "upload"
-    return f"{upload_id}/{name}"
+    return f"{owner_prefix(owner) if owner else ''}{upload_id}/{name}"
 
 
 def progress_fraction(upload: Upload) -> float:
@@ -173,14 +176,20 @@ class BrokerProbe:
         self._connection: pika.BlockingConnection | None = None
 
     def ping(self) -> None:
+        """Raise if the broker does not answer. A kept connection the broker dropped since (a restart)
+        is replaced and tried once more: only a fresh connection's failure says the broker is away."""
         with self._lock:
-            try:
-                if self._connection is None or not self._connection.is_open:
-                    self._connection = amqp_connect(self._settings, heartbeat=0)
-                self._connection.process_data_events(time_limit=0)
-            except BaseException:
-                self._connection = None
-                raise
+            while True:
+                fresh = self._connection is None or not self._connection.is_open
+                try:
+                    if self._connection is None or not self._connection.is_open:
+                        self._connection = amqp_connect(self._settings, heartbeat=0)
+                    self._connection.process_data_events(time_limit=0)
+                    return
+                except (pika.exceptions.AMQPError, OSError):
+                    self._connection = None
+                    if fresh:
+                        raise
 
     def close(self) -> None:
         with self._lock:
@@ -202,6 +211,31 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+_bearer = HTTPBearer(auto_error=False, description="an API key (genobase keys create NAME)")
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        {"code": "unauthorized", "message": message},
+        headers={"WWW-Authenticate": 'Bearer realm="genobase"'},
+    )
+
+
+def get_caller(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+) -> Caller:
+    """The owner behind the request's key: a missing, unknown or revoked key is a 401."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("an API key is required: Authorization: Bearer KEY")
+    with services.pool.connection() as conn:
+        found = keys.find_key(conn, credentials.credentials)
+    if found is None or found.revoked:
+        raise _unauthorized("the API key is not valid")
+    return Caller(found.name, found.admin)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
 router = APIRouter()
 
 
@@ -267,11 +301,11 @@ def to_status(upload: Upload, services: Services) -> UploadStatus:
 
 
 @router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=UploadTicket)
-def create_upload(body: UploadRequest, services: ServicesDep) -> UploadTicket:
-    """Register an upload and get a presigned PUT URL for exactly one object key."""
+def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep) -> UploadTicket:
+    """Register an upload and get a presigned PUT URL for exactly one object key, under the caller's prefix."""
     settings = services.settings
     upload_id = uuid.uuid4()
-    key = object_key(upload_id, body.filename)
+    key = object_key(upload_id, body.filename, caller.name)
     with services.pool.connection() as conn:
         queries.register_upload(
             conn,
@@ -282,6 +316,7 @@ def create_upload(body: UploadRequest, services: ServicesDep) -> UploadTicket:
             body.format,
             body.alphabet.value,
             body.size,
+            caller.name,
         )
     ttl = settings.presign_ttl_seconds
     return UploadTicket(
@@ -295,20 +330,22 @@ def create_upload(body: UploadRequest, services: ServicesDep) -> UploadTicket:
 
 
 @router.get("/uploads/{upload_id}", response_model=UploadStatus)
-def upload_status(upload_id: uuid.UUID, services: ServicesDep) -> UploadStatus:
+def upload_status(upload_id: uuid.UUID, services: ServicesDep, caller: CallerDep) -> UploadStatus:
     with services.pool.connection() as conn:
         upload = queries.get_upload(conn, upload_id)
-    if upload is None:
+    if upload is None or not can_see(caller, upload.owner):  # another owner's: as if it did not exist
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
     return to_status(upload, services)
 
 
 @router.get("/uploads", response_model=UploadStatus)
-def find_upload(services: ServicesDep, bucket: Annotated[str, Query()], key: Annotated[str, Query()]) -> UploadStatus:
+def find_upload(
+    services: ServicesDep, caller: CallerDep, bucket: Annotated[str, Query()], key: Annotated[str, Query()]
+) -> UploadStatus:
     """Look an upload up by its object, e.g. one written straight to the bucket without registering."""
     with services.pool.connection() as conn:
         upload = queries.find_upload(conn, bucket, key)
-    if upload is None:
+    if upload is None or not can_see(caller, upload.owner):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload for s3://{bucket}/{key}")
     return to_status(upload, services)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
+from shared.access import owner_of_object
 from shared.messages import ParseCompleted, SequenceBatch
 from shared.postgres import sequences
 from shared.postgres.connection import Connection, Database, connect
@@ -82,11 +83,12 @@ def register_upload(
     declared_format: str | None,
     alphabet: str,
     size: int | None,
+    owner: str | None = None,
 ) -> Upload:
     row = conn.execute(
-        "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total) "
-        "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s) RETURNING *",
-        (upload_id, bucket, key, filename, declared_format, alphabet, State.AWAITING_UPLOAD.value, size),
+        "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total, "
+        "owner) VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s) RETURNING *",
+        (upload_id, bucket, key, filename, declared_format, alphabet, State.AWAITING_UPLOAD.value, size, owner),
     ).fetchone()
     assert row is not None
     return Upload.from_row(row)
@@ -113,9 +115,12 @@ def claim_object(conn: Connection, event: ObjectCreated) -> Claim:
         current = Upload.from_row(row) if row else None
         decision = decide_claim(current, event)
         if decision is ClaimDecision.CREATE:
+            # An object written under a key name's prefix belongs to that owner (shared/access.py).
+            first = event.key.partition("/")[0]
+            named = {r["name"] for r in conn.execute("SELECT name FROM api_keys WHERE name = %s", (first,))}
             row = conn.execute(
                 "INSERT INTO uploads (id, bucket, key, filename, registered, state, generation, etag, "
-                "sequencer, event_time, bytes_total) VALUES (%s, %s, %s, %s, false, %s, 1, %s, %s, %s, %s) "
+                "sequencer, event_time, bytes_total, owner) VALUES (%s, %s, %s, %s, false, %s, 1, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (bucket, key) DO NOTHING RETURNING *",
                 (
                     uuid.uuid4(),
@@ -127,6 +132,7 @@ def claim_object(conn: Connection, event: ObjectCreated) -> Claim:
                     event.sequencer,
                     event.event_time,
                     event.size,
+                    owner_of_object(event.key, named),
                 ),
             ).fetchone()
             if row is None:  # lost a race with a concurrent claim: decide again under its lock

@@ -58,6 +58,7 @@ def test_migrations_are_idempotent(conn: Connection) -> None:
         "0004_attributes_and_counts",
         "0005_stalls",
         "0006_error_ids",
+        "0007_api_keys",
     ]
 
 

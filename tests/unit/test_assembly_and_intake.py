@@ -4,11 +4,20 @@ import uuid
 from collections.abc import Iterator
 
 import orjson
+import pika
 import pytest
 from fastapi.testclient import TestClient
 
 from services.assembler.document import ResultDocument
-from services.intake.api import MAX_REQUEST_BYTES, UploadRequest, create_app, object_key, progress_fraction
+from services.intake.api import (
+    MAX_REQUEST_BYTES,
+    UploadRequest,
+    create_app,
+    get_caller,
+    object_key,
+    progress_fraction,
+)
+from shared.access import Caller
 from shared.record_schema import Record, ResultPiece
 from shared.settings import Settings
 from shared.uploads import State
@@ -72,6 +81,7 @@ def test_object_key_keeps_only_the_name() -> None:
     assert object_key(uid, "C:\\data\\my reads ü.fa") == f"{uid}/my reads ü.fa"
     assert object_key(uid, "..") == f"{uid}/upload"
     assert object_key(uid, "a\x00b\n.fa") == f"{uid}/ab.fa"
+    assert object_key(uid, "../x.fa", "alice") == f"alice/{uid}/x.fa"  # under the owner's prefix
 
 
 def test_progress_fraction() -> None:
@@ -84,7 +94,9 @@ def test_progress_fraction() -> None:
 @pytest.fixture(scope="module")
 def intake() -> TestClient:
     """The routes without their servers: validation and limits answer before any of them is needed."""
-    return TestClient(create_app(Settings()))
+    app = create_app(Settings())
+    app.dependency_overrides[get_caller] = lambda: Caller("tester", admin=False)  # keys: tests/security
+    return TestClient(app)
 
 
 @pytest.mark.parametrize(
@@ -130,9 +142,11 @@ def test_health_checks_reuse_one_broker_connection(monkeypatch: pytest.MonkeyPat
 
     class FakeConnection:
         is_open = True
+        dropped = False  # the broker restarted: the socket is gone, pika does not know yet
 
         def process_data_events(self, time_limit: float) -> None:
-            return None
+            if self.dropped:
+                raise pika.exceptions.StreamLostError("connection lost")
 
         def close(self) -> None:
             self.is_open = False
@@ -149,3 +163,6 @@ def test_health_checks_reuse_one_broker_connection(monkeypatch: pytest.MonkeyPat
     opened[0].is_open = False  # the broker went away
     probe.ping()
     assert len(opened) == 2
+    opened[1].dropped = True  # a restart pika has not noticed: replaced at once, the check passes
+    probe.ping()
+    assert len(opened) == 3
