@@ -73,10 +73,12 @@ def _row_end(data: bytes | bytearray, start: int, scan: _Scan) -> int:
 
     Resumes from ``scan`` and leaves it where it stopped; each byte is searched once by ``find``:
     inside quotes only for the closing quote, outside for the next quote before the next newline.
+    The next newline is remembered (``n`` when ``data`` has none after the cursor), so quotes on a
+    long line never search that line again.
     """
+    n = len(data)
     cursor = start + scan.cursor
     newline = start + scan.newline if scan.newline >= 0 else -1
-    n = len(data)
     while True:
         if scan.inside:
             # The rest of a quoted field, escaped quotes ("") included, in one C-speed match.
@@ -90,17 +92,16 @@ def _row_end(data: bytes | bytearray, start: int, scan: _Scan) -> int:
         if newline < cursor:
             newline = data.find(b"\n", cursor)
             if newline < 0:
-                q = data.find(_QUOTE, cursor)
-                if q < 0:
-                    scan.cursor, scan.newline = n - start, -1
-                    return -1
-                cursor, scan.inside, scan.quoted = q + 1, True, True
-                continue
+                newline = n
         q = data.find(_QUOTE, cursor, newline)
-        if q < 0:
-            return newline
-        cursor, scan.inside, scan.quoted = q + 1, True, True
+        if q >= 0:
+            cursor, scan.inside, scan.quoted = q + 1, True, True
+            continue
+        if newline == n:  # no newline yet: the rest of the row is in a later chunk
+            scan.cursor, scan.newline = n - start, -1
+            return -1
         scan.newline = newline - start
+        return newline
 
 
 def _control_column(text: bytes | str, multiline: bool = False) -> int:

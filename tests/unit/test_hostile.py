@@ -83,6 +83,20 @@ def test_time_grows_linearly(family: str) -> None:
     assert t16 <= 16 * 4 * t1 + 0.5, (t1, t4, t16)
 
 
+def test_quotes_along_one_line_without_a_newline_are_linear() -> None:
+    """Each quote closed outside a newline used to search the rest of the buffer for one again."""
+    limits = Limits(output_chunk_bytes=64 * MiB)  # the whole line in one piece: the window of the old cost
+
+    def seconds(n: int) -> float:
+        data = b"name,sequence,note\na,ACGT," + b'"x"x' * (n * 64 * KiB)
+        started = time.perf_counter()
+        assert run(data, chunk=len(data), limits=limits) == "invalid_quoting"
+        return time.perf_counter() - started
+
+    t1, t16 = min(seconds(1) for _ in range(2)), min(seconds(16) for _ in range(2))
+    assert t16 <= 16 * 4 * t1 + 0.2, (t1, t16)  # was ~t1 x 256: 0.22 s -> ~1 min
+
+
 def _peak(data: bytes, limits: Limits | None = None) -> tuple[int, str]:
     tracemalloc.start()
     try:
