@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from shared.parsing.alphabet import Alphabet
 from shared.parsing.errors import ParseError, ParseErrorCode
-from shared.parsing.records import Event, ParserBase
+from shared.parsing.records import CONTROL_BYTES, Event, ParserBase
 
 NAME_COLUMNS = frozenset(
     {"name", "gene name", "genename", "gene", "id", "identifier", "sequence name", "seq name", "header"}
@@ -28,9 +28,8 @@ SEQUENCE_COLUMNS = frozenset({"sequence", "seq", "residues", "dna", "sequence da
 _QUOTE = b'"'
 # Inside a quoted field: everything up to its closing quote, escaped quotes ("") included.
 _QUOTED_TEXT = re.compile(rb'[^"]*(?:""[^"]*)*')
-# Control characters other than TAB may not appear in a name or a column name; a quoted attribute
-# may also hold line breaks (RFC 4180 allows them, and JSON keeps them).
-_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# Control characters other than TAB may not appear in a name or a column name (CONTROL_BYTES, as in
+# a FASTA header); a quoted attribute may also hold line breaks (RFC 4180 allows them, JSON keeps them).
 _CONTROL_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CONTROL_TEXT_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # An error quotes at most this much of the input.
@@ -104,10 +103,18 @@ def _row_end(data: bytes | bytearray, start: int, scan: _Scan) -> int:
         return newline
 
 
+def _field_starts(fields: list[bytes]) -> list[int]:
+    """The 1-based column at which each field of a split row starts."""
+    starts = [1]
+    for field in fields[:-1]:
+        starts.append(starts[-1] + len(field) + 1)
+    return starts
+
+
 def _control_column(text: bytes | str, multiline: bool = False) -> int:
     """0-based index of the first control character (not TAB; nor CR, LF if ``multiline``), or -1."""
     if isinstance(text, bytes):
-        found_bytes = _CONTROL_BYTES.search(text)
+        found_bytes = CONTROL_BYTES.search(text)
         return found_bytes.start() if found_bytes else -1
     found = (_CONTROL_TEXT_MULTILINE if multiline else _CONTROL_TEXT).search(text)
     return found.start() if found else -1
@@ -211,9 +218,7 @@ class DelimitedParser(ParserBase):
                 self._line,
                 1,
             )
-        starts = [1]
-        for f in fields[:-1]:
-            starts.append(starts[-1] + len(f) + 1)
+        starts = _field_starts(fields)
         attributes = None
         if self._extra:
             attributes = {}
@@ -333,11 +338,9 @@ class DelimitedParser(ParserBase):
         fields = bytes(self._tail).split(self._delim, self._ncols - 1)
         if len(fields) != self._ncols:
             return
-        starts = [1]
-        for f in fields[:-1]:
-            starts.append(starts[-1] + len(f) + 1)
+        starts = _field_starts(fields)
         column = starts[-1]
-        for i, _ in [(self._name_col, ""), *self._extra]:
+        for i in (self._name_col, *(i for i, _ in self._extra)):
             self._check_field(fields[i], self._line, starts[i])
         name = fields[self._name_col].strip()
         if not name:

@@ -71,7 +71,7 @@ def refget_digest(sha512_digest: bytes) -> str:
 
 # Control characters other than TAB may not appear in a name: they break every consumer of it
 # (a NUL cannot even be stored in a Postgres text column).
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def split_header(header: bytes, line: int, column: int | None = 2) -> tuple[str, str, str]:
@@ -79,7 +79,7 @@ def split_header(header: bytes, line: int, column: int | None = 2) -> tuple[str,
 
     ``column`` is where the header starts in its line (after '>' or '@'), for error positions.
     """
-    control = _CONTROL.search(header)
+    control = CONTROL_BYTES.search(header)
     if control is not None:
         raise ParseError(
             ParseErrorCode.INVALID_CHARACTER,
