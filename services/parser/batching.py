@@ -23,12 +23,19 @@ from shared.record_schema import Part, Record
 RECORD_OVERHEAD_BYTES = 200
 
 
+def json_bytes_bound(text: str) -> int:
+    """At most the bytes ``text`` takes in JSON: ASCII doubles at worst (an escaped quote, backslash
+    or tab), any other character takes at most four bytes of UTF-8. (One ``isascii`` per string:
+    counting exactly would cost ~2 % of a parse of short records.)"""
+    return len(text) * (2 if text.isascii() else 4)
+
+
 def metadata_bytes(gene_name: str, attributes: dict[str, str] | None) -> int:
-    """What a record's names and attributes add to a batch (the header travels as gene_name and
-    again split into seq_id and description)."""
-    size = 2 * len(gene_name) + RECORD_OVERHEAD_BYTES
+    """At most what a record's names and attributes add to a batch (the header travels as gene_name
+    and again split into seq_id and description)."""
+    size = 2 * json_bytes_bound(gene_name) + RECORD_OVERHEAD_BYTES
     if attributes:
-        size += sum(len(k) + len(v) + 6 for k, v in attributes.items())
+        size += sum(json_bytes_bound(k) + json_bytes_bound(v) + 6 for k, v in attributes.items())
     return size
 
 

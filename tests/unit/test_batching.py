@@ -96,3 +96,14 @@ def test_batches_come_out_as_the_events_go_in() -> None:
     produced = batcher.add(events(), 0)
     first = next(produced)
     assert first.batch_no == 0 and taken < 40  # the rest of the file is not parsed yet
+
+
+@pytest.mark.parametrize("header", ['"' * 30_000, "\U0001f600" * 15_000, "\\" * 30_000])
+def test_batches_are_bounded_by_their_json_bytes_whatever_the_names(header: str) -> None:
+    """Quotes and backslashes double in JSON, a 4-byte character counts as one in len(): a batch must
+    still stay within its bytes (plus one record), counted as they travel."""
+    data = b"".join(b">r%d " % i + header.encode() + b"\nACGT\n" for i in range(120))
+    batch_bytes = 1024 * 1024
+    batches = batches_of(data, 65536, part=1000, batch=batch_bytes)
+    one_record = 2 * 2 * len(header.encode()) + 1000
+    assert max(len(b.to_bytes()) for b in batches) <= batch_bytes + one_record
