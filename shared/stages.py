@@ -15,12 +15,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.events import MalformedEvent, normalise_event
 from shared.messages import AssembleRequested, ParseCompleted, PersistMessage, SequenceBatch
+from shared.parsing.errors import bounded
 from shared.uploads import ObjectCreated
 
 M = TypeVar("M")
-
-# An invalid body's reason is logged and kept with the dead letter: bounded, whatever the body.
-MAX_REASON_CHARS = 1000
 
 
 class PermanentFailure(Exception):
@@ -49,7 +47,7 @@ def _notification(body: bytes) -> list[ObjectCreated]:
     try:
         return normalise_event(body)
     except (MalformedEvent, ValidationError) as exc:
-        raise InvalidMessage(f"invalid bucket notification: {exc}"[:MAX_REASON_CHARS]) from exc
+        raise InvalidMessage(bounded(f"invalid bucket notification: {exc}")) from exc
 
 
 def _decoder(adapter: TypeAdapter[M], what: str) -> Callable[[bytes], M]:
@@ -57,7 +55,7 @@ def _decoder(adapter: TypeAdapter[M], what: str) -> Callable[[bytes], M]:
         try:
             return adapter.validate_json(body)
         except ValidationError as exc:
-            raise InvalidMessage(f"invalid {what} message: {exc}"[:MAX_REASON_CHARS]) from exc
+            raise InvalidMessage(bounded(f"invalid {what} message: {exc}")) from exc
 
     return decode
 
