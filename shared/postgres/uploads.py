@@ -396,9 +396,6 @@ class PostgresUploads:
     def find(self, bucket: str, key: str) -> Upload | None:
         return find_upload(self._db.conn, bucket, key)
 
-    def get(self, upload_id: uuid.UUID) -> Upload | None:
-        return get_upload(self._db.conn, upload_id)
-
     @contextmanager
     def generation_lock(self, upload_id: uuid.UUID, stage: str) -> Iterator[bool]:
         """Holds the stage's advisory lock on the upload while the block runs; yields False if taken."""
