@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
@@ -81,11 +82,19 @@ class ObjectChanged(Exception):
     """The object was overwritten (or deleted) while being read: this generation is obsolete."""
 
 
+@dataclass(frozen=True)
+class ObjectStat:
+    """What the store shows of an object now: its etag (unquoted) and size."""
+
+    etag: str
+    size: int
+
+
 class ObjectReader(Protocol):
     def size(self, bucket: str, key: str) -> int: ...
 
-    def etag(self, bucket: str, key: str) -> str | None:
-        """The object's current etag (unquoted), or None when there is no such object."""
+    def stat(self, bucket: str, key: str) -> ObjectStat | None:
+        """The object as the store shows it now, or None when there is no such object."""
         ...
 
     def iter_ranges(self, bucket: str, key: str, size: int, etag: str, range_bytes: int) -> Iterator[bytes]:

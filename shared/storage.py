@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from shared.ports import ObjectChanged
+from shared.ports import ObjectChanged, ObjectStat
 from shared.settings import Settings
 
 __all__ = ["ObjectChanged", "ObjectStore", "make_client"]
@@ -82,14 +82,14 @@ class ObjectStore:
         return int(self.head(bucket, key)["ContentLength"])
 
     @_s3_retry
-    def etag(self, bucket: str, key: str) -> str | None:
+    def stat(self, bucket: str, key: str) -> ObjectStat | None:
         try:
             head = self.client.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return str(head["ETag"]).strip('"')
+        return ObjectStat(str(head["ETag"]).strip('"'), int(head["ContentLength"]))
 
     @_s3_retry
     def exists(self, bucket: str, key: str) -> bool:

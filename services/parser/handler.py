@@ -65,18 +65,20 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
     event = trusted_event_time(event, datetime.now(UTC))
     decision = decide_claim(deps.uploads.find(event.bucket, event.key), event)
     if needs_object_check(decision):
-        stored = deps.store.etag(event.bucket, event.key)
-        if stored != event.etag:
+        stored = deps.store.stat(event.bucket, event.key)
+        if stored is None or stored.etag != event.etag:
             IGNORED["etag not in the store"] += 1
             log.warning(
                 "event for an object the store does not show ignored",
                 bucket=event.bucket,
                 key=event.key,
                 etag=event.etag,
-                stored_etag=stored,
+                stored_etag=stored and stored.etag,
                 ignored=dict(IGNORED),
             )
             return
+        # The size is the store's too: a notification's size would cut the file short or read past it.
+        event = event.model_copy(update={"size": stored.size})
     claim = deps.uploads.claim(event)
     upload = claim.upload
     bind_upload(upload.id, upload.generation)
@@ -143,7 +145,8 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
     )
     batcher = Batcher(upload.id, upload.generation, settings.part_bytes, settings.batch_bytes)
     budget = ProgressBudget(settings.parse_stall_seconds)
-    size = event.size or deps.store.size(event.bucket, event.key)
+    # The size recorded when the store confirmed this generation's object (see parse_object).
+    size = upload.bytes_total if upload.bytes_total is not None else deps.store.size(event.bucket, event.key)
     offset = 0
     log.info("parsing", bucket=event.bucket, key=event.key, size=size)
 

@@ -115,8 +115,9 @@ def test_an_event_time_in_the_future_does_not_make_later_events_stale(
     ticket = ledger.upload(pipeline, "future.fasta", first, "done", record_count(second))
     assert pipeline.wait_for(ticket["id"])["state"] == "done"
     store = ObjectStore(settings)
-    etag = store.etag(ticket["bucket"], ticket["key"])
-    assert etag is not None
+    stat = store.stat(ticket["bucket"], ticket["key"])
+    assert stat is not None
+    etag = stat.etag
     # The same object announced again, dated a year ahead: it must not be kept as "the newest time".
     _publish_event(settings, ticket["bucket"], ticket["key"], len(first), etag, datetime.now(UTC) + timedelta(days=365))
     ledger.inject("notification dated a year ahead")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.messages import Message, ParseCompleted, SequenceBatch
-from shared.ports import ObjectChanged
+from shared.ports import ObjectChanged, ObjectStat
 from shared.record_schema import Part, Record, ResultPiece
 from shared.uploads import (
     FAIL,
@@ -249,9 +249,9 @@ class FakeObjects:
     def size(self, bucket: str, key: str) -> int:
         return len(self.objects[(bucket, key)][0])
 
-    def etag(self, bucket: str, key: str) -> str | None:
+    def stat(self, bucket: str, key: str) -> ObjectStat | None:
         found = self.objects.get((bucket, key))
-        return None if found is None else found[1]
+        return None if found is None else ObjectStat(found[1], len(found[0]))
 
     def exists(self, bucket: str, key: str) -> bool:
         return (bucket, key) in self.objects

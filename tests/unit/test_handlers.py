@@ -372,3 +372,15 @@ def test_watchdog_records_nothing_when_the_broker_is_away(uploads: FakeUploads) 
     with pytest.raises(ConnectionError):
         sweep(WatchdogDeps(Settings(stall_after_seconds=60), uploads, publisher))
     assert uploads.uploads[upload.id].pickups == 0
+
+
+@pytest.mark.parametrize("claimed", [10, 10 * len(FASTA)])
+def test_the_parser_reads_the_size_the_store_shows_not_the_events(
+    parser: ParserDeps, objects: FakeObjects, claimed: int
+) -> None:
+    """A notification's size is not trusted: too small would cut the file, too large read past it."""
+    event = objects.put(BUCKET, "a.fa", FASTA, "e1").model_copy(update={"size": claimed})
+    handle_notification([event], parser)
+    done = parser.publisher.messages[-1]  # type: ignore[attr-defined]
+    assert isinstance(done, ParseCompleted) and (done.source_bytes, done.record_count) == (len(FASTA), 4)
+    assert only(parser.uploads).bytes_total == len(FASTA)  # type: ignore[arg-type]
