@@ -31,7 +31,8 @@ from shared.storage import ObjectStore
 from shared.uploads import ERROR_CODES, ErrorCode, State, Upload
 
 # S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
-# ``<upload id>/<name>``, so the name keeps well inside the rest (room is left for an owner prefix).
+# ``<owner>/<upload id>/<name>`` (a key name is at most 63 bytes, an id 36), so a name of 512 bytes
+# keeps it inside (tests/unit/test_assembly_and_intake.py checks the longest one).
 MAX_KEY_BYTES = 1024
 MAX_FILENAME_BYTES = 512
 MAX_OBJECT_BYTES = 5 * 1024**4

@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from services.assembler.document import ResultDocument
 from services.intake.api import (
+    MAX_FILENAME_BYTES,
+    MAX_KEY_BYTES,
     MAX_REQUEST_BYTES,
     UploadRequest,
     create_app,
@@ -17,7 +19,7 @@ from services.intake.api import (
     object_key,
     progress_fraction,
 )
-from shared.access import Caller
+from shared.access import Caller, valid_key_name
 from shared.record_schema import Record, ResultPiece
 from shared.settings import Settings
 from shared.uploads import State
@@ -82,6 +84,13 @@ def test_object_key_keeps_only_the_name() -> None:
     assert object_key(uid, "..") == f"{uid}/upload"
     assert object_key(uid, "a\x00b\n.fa") == f"{uid}/ab.fa"
     assert object_key(uid, "../x.fa", "alice") == f"alice/{uid}/x.fa"  # under the owner's prefix
+
+
+def test_the_longest_accepted_name_gives_a_key_s3_accepts() -> None:
+    longest_owner = "o" * 63
+    assert valid_key_name(longest_owner) and not valid_key_name(longest_owner + "o")
+    name = UploadRequest(filename="\U0001f600" * (MAX_FILENAME_BYTES // 4)).filename  # 512 bytes of UTF-8
+    assert len(object_key(uuid.uuid4(), name, longest_owner).encode()) <= MAX_KEY_BYTES
 
 
 def test_progress_fraction() -> None:
