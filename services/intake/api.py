@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pika
+import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,7 +30,7 @@ from shared.postgres import uploads as queries
 from shared.postgres.connection import dict_row, ping
 from shared.settings import Settings
 from shared.storage import ObjectStore
-from shared.uploads import ERROR_CODES, ErrorCode, State, Upload
+from shared.uploads import ERROR_CODES, ErrorCode, State, Upload, new_error_id
 
 # S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
 # ``<owner>/<upload id>/<name>`` (a key name is at most 63 bytes, an id 36), so a name of 512 bytes
@@ -39,6 +41,8 @@ MAX_OBJECT_BYTES = 5 * 1024**4
 # A registration is a few hundred bytes of JSON: anything much larger is refused unread.
 MAX_REQUEST_BYTES = 64 * 1024
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+log = structlog.get_logger()
 
 
 class UploadRequest(BaseModel):
@@ -353,23 +357,27 @@ def find_upload(
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 def healthz(services: ServicesDep) -> Any:
-    checks: dict[str, str] = {}
-    try:
+    """Public: each dependency is "ok" or "unavailable" with an error id; the detail (addresses,
+    user names, a server's own words) goes to the intake's log under that id, never to the caller."""
+
+    def postgres() -> None:
         with services.pool.connection(timeout=5) as conn:
             ping(conn)
-        checks["postgres"] = "ok"
-    except Exception as exc:
-        checks["postgres"] = f"error: {exc}"
-    try:
-        services.broker.ping()
-        checks["rabbitmq"] = "ok"
-    except (pika.exceptions.AMQPError, OSError) as exc:
-        checks["rabbitmq"] = f"error: {exc!r}"
-    try:
-        services.store.client.head_bucket(Bucket=services.settings.uploads_bucket)
-        checks["s3"] = "ok"
-    except Exception as exc:
-        checks["s3"] = f"error: {exc}"
+
+    probes: dict[str, Callable[[], object]] = {
+        "postgres": postgres,
+        "rabbitmq": services.broker.ping,
+        "s3": lambda: services.store.client.head_bucket(Bucket=services.settings.uploads_bucket),
+    }
+    checks: dict[str, str] = {}
+    for name, probe in probes.items():
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:
+            error_id = new_error_id()
+            log.warning("health check failed", check=name, error=repr(exc), error_id=error_id)
+            checks[name] = f"unavailable (error id {error_id})"
     healthy = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if healthy else "degraded", checks=checks)
     if healthy:

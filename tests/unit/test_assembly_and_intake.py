@@ -175,3 +175,21 @@ def test_health_checks_reuse_one_broker_connection(monkeypatch: pytest.MonkeyPat
     opened[1].dropped = True  # a restart pika has not noticed: replaced at once, the check passes
     probe.ping()
     assert len(opened) == 3
+
+
+def test_health_shows_no_server_s_own_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/healthz is public: a failing dependency is 'unavailable' with an error id, its detail is logged."""
+    app = create_app(Settings())
+    services = app.state.services
+
+    def refused(*_: object, **__: object) -> None:
+        raise OSError("connection to amqp://genobase:hunter2@10.1.2.3 refused")
+
+    monkeypatch.setattr(services.broker, "ping", refused)
+    monkeypatch.setattr(services.store.client, "head_bucket", refused)
+    response = TestClient(app).get("/healthz")  # the pool is not open either: Postgres fails too
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert set(checks) == {"postgres", "rabbitmq", "s3"}
+    assert all(v.startswith("unavailable (error id ") for v in checks.values()), checks
+    assert "hunter2" not in response.text and "10.1.2.3" not in response.text and "pool" not in response.text
