@@ -28,13 +28,8 @@ def _jsonb(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
 
-def _from_ascii(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("ascii")
-
-
-# How a value of each stored type is written by COPY, and read back (identity where absent).
+# How a value of each stored type is written by COPY (as it is where absent).
 _ENCODERS: dict[str, Callable[[Any], Any]] = {"bytea": _ascii, "jsonb": _jsonb}
-_DECODERS: dict[str, Callable[[Any], Any]] = {"bytea": _from_ascii}
 
 
 def _converters(schema: Schema, table: dict[str, Callable[[Any], Any]]) -> list[tuple[int, Callable[[Any], Any]]]:
@@ -52,7 +47,9 @@ def _column_list(schema: Schema) -> sql.Composed:
 # Read back: qualities are decoded, the inline residues are handed on as bytes (see ResultPiece).
 _RESIDUES = RECORD.fields.index("residues")
 _PART_COUNT = RECORD.fields.index("part_count")
-_ASCII_COLUMNS = tuple(i for i, _ in _converters(RECORD, _DECODERS) if i != _RESIDUES)
+_ASCII_COLUMNS = tuple(
+    i for i, name in enumerate(RECORD.fields) if RECORD.columns[name].sql == "bytea" and i != _RESIDUES
+)
 # Hot (once per row): tuple.__new__ builds the NamedTuples without their Python-level __new__.
 _new_tuple = tuple.__new__
 
