@@ -91,8 +91,6 @@ class ObjectStat:
 
 
 class ObjectReader(Protocol):
-    def size(self, bucket: str, key: str) -> int: ...
-
     def stat(self, bucket: str, key: str) -> ObjectStat | None:
         """The object as the store shows it now, or None when there is no such object."""
         ...

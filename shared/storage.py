@@ -78,10 +78,6 @@ class ObjectStore:
         return self.client.head_object(Bucket=bucket, Key=key)  # type: ignore[no-any-return]
 
     @_s3_retry
-    def size(self, bucket: str, key: str) -> int:
-        return int(self.head(bucket, key)["ContentLength"])
-
-    @_s3_retry
     def stat(self, bucket: str, key: str) -> ObjectStat | None:
         try:
             head = self.client.head_object(Bucket=bucket, Key=key)

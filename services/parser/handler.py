@@ -146,7 +146,10 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
     batcher = Batcher(upload.id, upload.generation, settings.part_bytes, settings.batch_bytes)
     budget = ProgressBudget(settings.parse_stall_seconds)
     # The size recorded when the store confirmed this generation's object (see parse_object).
-    size = upload.bytes_total if upload.bytes_total is not None else deps.store.size(event.bucket, event.key)
+    size = upload.bytes_total
+    if size is None:  # not recorded (a claim always records it): ask the store
+        stat = deps.store.stat(event.bucket, event.key)
+        size = stat.size if stat is not None else 0
     offset = 0
     log.info("parsing", bucket=event.bucket, key=event.key, size=size)
 

@@ -246,9 +246,6 @@ class FakeObjects:
         self.objects[(bucket, key)] = (data, etag)
         return ObjectCreated(bucket=bucket, key=key, size=len(data), etag=etag, event_time=datetime.now(UTC))
 
-    def size(self, bucket: str, key: str) -> int:
-        return len(self.objects[(bucket, key)][0])
-
     def stat(self, bucket: str, key: str) -> ObjectStat | None:
         found = self.objects.get((bucket, key))
         return None if found is None else ObjectStat(found[1], len(found[0]))
