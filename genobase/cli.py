@@ -211,7 +211,7 @@ def _wait_for(client: httpx.Client, url: str, timeout: float) -> dict[str, objec
         if line != shown:
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
             shown = line
-        if status["state"] in ("done", "failed"):
+        if status["state"] in ("done", "failed", "expired"):
             print(file=sys.stderr)
             return status
         if time.monotonic() > deadline:
@@ -221,6 +221,9 @@ def _wait_for(client: httpx.Client, url: str, timeout: float) -> dict[str, objec
 
 
 def _report(status: dict[str, object], output: str | None) -> int:
+    if status["state"] == "expired":
+        print("expired: no object was written before the upload URL ran out", file=sys.stderr)
+        return 1
     if status["state"] == "failed":
         error = status["error"]
         assert isinstance(error, dict)

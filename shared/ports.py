@@ -74,6 +74,8 @@ class AssemblyUploads(Failing, Protocol):
 class SweepUploads(Protocol):
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]: ...
 
+    def expire_tickets(self, grace: timedelta) -> list[Upload]: ...
+
 
 # --- the object store ---------------------------------------------------------------------------
 

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     uploads_bucket: str = "uploads"
     results_bucket: str = "results"
     presign_ttl_seconds: int = 900
+    # A registered upload with no object this long after its ticket ended is 'expired' (watchdog).
+    ticket_grace_seconds: float = 300
+    # The largest object a ticket is issued for: the size is signed into the presigned PUT, so the
+    # store refuses a body of any other length. 5 GiB is S3's limit for one PUT.
+    max_upload_bytes: int = 5 * 1024**3
     s3_connect_timeout_seconds: float = 10
     # A ranged GET or part upload that hears nothing for this long is retried (tenacity, backoff).
     s3_read_timeout_seconds: float = 60

@@ -158,9 +158,10 @@ class ObjectStore:
         finally:
             body.close()
 
-    def presign_put(self, bucket: str, key: str, ttl: int) -> str:
+    def presign_put(self, bucket: str, key: str, ttl: int, size: int) -> str:
+        """A PUT URL for exactly ``size`` bytes: Content-Length is signed, so any other body is refused."""
         return self._presigner.generate_presigned_url(  # type: ignore[no-any-return]
-            "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
+            "put_object", Params={"Bucket": bucket, "Key": key, "ContentLength": size}, ExpiresIn=ttl
         )
 
     def presign_get(self, bucket: str, key: str, ttl: int) -> str:

@@ -27,10 +27,11 @@ class State(StrEnum):
     ASSEMBLING = "assembling"  # every batch committed; the result document is being written
     DONE = "done"
     FAILED = "failed"
+    EXPIRED = "expired"  # registered, but no object came within the ticket's lifetime and grace
 
 
 ALL_STATES = frozenset(State)
-TERMINAL = frozenset({State.DONE, State.FAILED})
+TERMINAL = frozenset({State.DONE, State.FAILED, State.EXPIRED})
 # States in which some stage owes the upload work (awaiting_upload waits for the user instead).
 LIVE = frozenset({State.QUEUED, State.PARSING, State.PERSISTING, State.ASSEMBLING})
 
@@ -58,7 +59,8 @@ class Transition:
         return self.target or state
 
 
-# An object event with a new etag: a new generation from whatever the upload was doing.
+# An object event with a new etag: a new generation from whatever the upload was doing (an
+# expired ticket's object that still came, late, is processed like any other).
 NEW_GENERATION = Transition("new_generation", ALL_STATES, State.QUEUED)
 START_PARSING = Transition("start_parsing", frozenset({State.QUEUED, State.PARSING}), State.PARSING)
 # A batch committed (or the parse's end recorded): the upload must still be live.
@@ -76,6 +78,8 @@ REQUEUE = Transition("requeue", frozenset({State.FAILED}), State.QUEUED)
 # re-parse must be accepted again (the persister skips the batches it has).
 PICK_UP_STALLED = Transition("pick_up_stalled", LIVE, None)
 RETRY_LOST_BATCH = Transition("retry_lost_batch", frozenset({State.PERSISTING}), State.PARSING)
+# The watchdog ends a registered upload whose ticket is over (see ``ticket_expired``).
+EXPIRE = Transition("expire", frozenset({State.AWAITING_UPLOAD}), State.EXPIRED)
 
 TRANSITIONS: tuple[Transition, ...] = (
     NEW_GENERATION,
@@ -89,6 +93,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     REQUEUE,
     PICK_UP_STALLED,
     RETRY_LOST_BATCH,
+    EXPIRE,
 )
 
 
@@ -188,6 +193,7 @@ class Upload:
     event_time: datetime | None = None
     bytes_total: int | None = None
     owner: str | None = None  # the key name it belongs to (shared/access.py)
+    ticket_expires_at: datetime | None = None  # when the presigned URL stops working (registered only)
     # --- one generation's work: reset when the object is replaced
     format: str | None = _per_generation()
     bytes_done: int = _per_generation(0)
@@ -221,6 +227,18 @@ class Upload:
     def stalled(self, now: datetime, after: timedelta) -> bool:
         """A live stage that has not moved for ``after`` (the watchdog will issue its message again)."""
         return self.idle(now) > after
+
+    def ticket_expired(self, now: datetime, grace: timedelta) -> bool:
+        """A registered upload whose ticket ended more than ``grace`` ago with no object written.
+
+        The grace covers a PUT that started just before the URL's end and is still sending.
+        """
+        return (
+            EXPIRE.allows(self.state)
+            and self.etag is None
+            and self.ticket_expires_at is not None
+            and now > self.ticket_expires_at + grace
+        )
 
     @property
     def failure(self) -> Failure | None:

@@ -52,8 +52,11 @@ class UploadRequest(BaseModel):
         examples=["sample.fasta"],
         description=f"at most 255 characters and {MAX_FILENAME_BYTES} bytes of UTF-8, no control characters",
     )
-    size: int | None = Field(
-        default=None, ge=0, le=MAX_OBJECT_BYTES, description="expected size in bytes (at most 5 TiB), for progress"
+    size: int = Field(
+        ge=0,
+        le=MAX_OBJECT_BYTES,
+        description="the file's exact size in bytes: it is signed into the upload URL, so the store "
+        "refuses a body of any other length (at most GENOBASE_MAX_UPLOAD_BYTES)",
     )
     format: Literal["fasta", "fastq", "csv", "tsv"] | None = Field(
         default=None, description="skip content detection and parse as this format"
@@ -307,10 +310,21 @@ def to_status(upload: Upload, services: Services) -> UploadStatus:
 
 @router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=UploadTicket)
 def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep) -> UploadTicket:
-    """Register an upload and get a presigned PUT URL for exactly one object key, under the caller's prefix."""
+    """Register an upload and get a presigned PUT URL for one object key of exactly the declared size.
+
+    The key is under the caller's prefix. A ticket not used within its lifetime (plus
+    GENOBASE_TICKET_GRACE_SECONDS) ends as ``expired``.
+    """
     settings = services.settings
+    if body.size > settings.max_upload_bytes:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            {"code": "upload_too_large", "message": f"uploads are limited to {settings.max_upload_bytes} bytes"},
+        )
     upload_id = uuid.uuid4()
     key = object_key(upload_id, body.filename, caller.name)
+    ttl = settings.presign_ttl_seconds
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
     with services.pool.connection() as conn:
         queries.register_upload(
             conn,
@@ -322,14 +336,14 @@ def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep)
             body.alphabet.value,
             body.size,
             caller.name,
+            expires_at,
         )
-    ttl = settings.presign_ttl_seconds
     return UploadTicket(
         id=upload_id,
         bucket=settings.uploads_bucket,
         key=key,
-        upload_url=services.store.presign_put(settings.uploads_bucket, key, ttl),
-        expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
+        upload_url=services.store.presign_put(settings.uploads_bucket, key, ttl, body.size),
+        expires_at=expires_at,
         status_url=f"{settings.status_base_url}/uploads/{upload_id}",
     )
 

@@ -1,5 +1,8 @@
 """Watchdog: find uploads whose stage stopped moving and issue that stage's message again.
 
+It also ends registered uploads whose ticket ran out with no object written (``expired``), so
+that an abandoned registration does not wait in ``awaiting_upload`` forever.
+
 Messages are not lost by design (confirms, acks after commit, quorum queues), but a message can
 still go missing outside the pipeline's control -- a purged queue, an operator's mistake, a
 notification the object store dropped -- and then an upload would wait forever. The status
@@ -39,7 +42,17 @@ def reissue(upload: Upload, publisher: EventPublisher) -> None:
 
 
 def sweep(deps: WatchdogDeps) -> list[Upload]:
-    """One pass: re-issue the message of every stalled upload; returns the uploads picked up."""
+    """One pass: expire the tickets that ran out, then re-issue the message of every stalled upload.
+
+    Returns the uploads picked up.
+    """
+    for upload in deps.uploads.expire_tickets(timedelta(seconds=deps.settings.ticket_grace_seconds)):
+        log.info(
+            "ticket expired with no object written",
+            upload_id=str(upload.id),
+            generation=upload.generation,
+            ticket_expired_at=upload.ticket_expires_at.isoformat() if upload.ticket_expires_at else None,
+        )
     after = timedelta(seconds=deps.settings.stall_after_seconds)
     picked = deps.uploads.pick_up_stalled(after, lambda upload: reissue(upload, deps.publisher))
     for upload in picked:

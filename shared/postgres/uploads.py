@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import sql
@@ -22,6 +22,7 @@ from shared.postgres import sequences
 from shared.postgres.connection import Connection, Database, connect
 from shared.record_schema import ResultPiece
 from shared.uploads import (
+    EXPIRE,
     FAIL,
     FINISH,
     FINISH_PARSING,
@@ -84,11 +85,23 @@ def register_upload(
     alphabet: str,
     size: int | None,
     owner: str | None = None,
+    ticket_expires_at: datetime | None = None,
 ) -> Upload:
     row = conn.execute(
         "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total, "
-        "owner) VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s) RETURNING *",
-        (upload_id, bucket, key, filename, declared_format, alphabet, State.AWAITING_UPLOAD.value, size, owner),
+        "owner, ticket_expires_at) VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s) RETURNING *",
+        (
+            upload_id,
+            bucket,
+            key,
+            filename,
+            declared_format,
+            alphabet,
+            State.AWAITING_UPLOAD.value,
+            size,
+            owner,
+            ticket_expires_at,
+        ),
     ).fetchone()
     assert row is not None
     return Upload.from_row(row)
@@ -210,6 +223,22 @@ def pick_up_stalled(
             assert updated is not None
             picked.append(Upload.from_row(updated))
     return picked
+
+
+def expire_tickets(conn: Connection, grace: timedelta, limit: int = 1000) -> list[Upload]:
+    """End every registered upload whose ticket is over by more than ``grace`` with no object written.
+
+    The same rule as ``Upload.ticket_expired``; an object that still comes afterwards starts a
+    generation like any other (``NEW_GENERATION`` applies to every state).
+    """
+    rows = conn.execute(
+        "UPDATE uploads SET state = %s, updated_at = now() WHERE id IN ("
+        "  SELECT id FROM uploads WHERE state = ANY(%s) AND etag IS NULL AND ticket_expires_at < now() - %s"
+        "  ORDER BY ticket_expires_at LIMIT %s FOR UPDATE SKIP LOCKED"
+        ") AND state = ANY(%s) RETURNING *",
+        (_target(EXPIRE), _sources(EXPIRE), grace, limit, _sources(EXPIRE)),
+    ).fetchall()
+    return [Upload.from_row(row) for row in rows]
 
 
 def try_lock_generation(conn: Connection, upload_id: uuid.UUID, stage: str) -> bool:
@@ -445,3 +474,7 @@ class PostgresUploads:
 
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]:
         return pick_up_stalled(self._db.conn, after, reissue)
+
+    def expire_tickets(self, grace: timedelta) -> list[Upload]:
+        with self._db.conn.transaction():
+            return expire_tickets(self._db.conn, grace)

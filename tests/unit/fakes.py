@@ -18,6 +18,7 @@ from shared.messages import Message, ParseCompleted, SequenceBatch
 from shared.ports import ObjectChanged, ObjectStat
 from shared.record_schema import Part, Record, ResultPiece
 from shared.uploads import (
+    EXPIRE,
     FAIL,
     FINISH,
     FINISH_PARSING,
@@ -233,6 +234,16 @@ class FakeUploads:
                 self.uploads[upload.id] = updated
                 picked.append(updated)
         return picked
+
+    def expire_tickets(self, grace: timedelta) -> list[Upload]:
+        now = datetime.now(UTC)
+        expired = []
+        for upload in list(self.uploads.values()):
+            if upload.ticket_expired(now, grace):
+                updated = dataclasses.replace(upload, state=EXPIRE.apply(upload.state), updated_at=now)
+                self.uploads[upload.id] = updated
+                expired.append(updated)
+        return expired
 
 
 class FakeObjects:

@@ -89,7 +89,7 @@ def test_object_key_keeps_only_the_name() -> None:
 def test_the_longest_accepted_name_gives_a_key_s3_accepts() -> None:
     longest_owner = "o" * 63
     assert valid_key_name(longest_owner) and not valid_key_name(longest_owner + "o")
-    name = UploadRequest(filename="\U0001f600" * (MAX_FILENAME_BYTES // 4)).filename  # 512 bytes of UTF-8
+    name = UploadRequest(filename="\U0001f600" * (MAX_FILENAME_BYTES // 4), size=1).filename  # 512 bytes of UTF-8
     assert len(object_key(uuid.uuid4(), name, longest_owner).encode()) <= MAX_KEY_BYTES
 
 
@@ -111,13 +111,14 @@ def intake() -> TestClient:
 @pytest.mark.parametrize(
     "body",
     [
-        {"filename": "a\x00b.fa"},  # NUL: Postgres cannot store it, S3 keys should not hold it
-        {"filename": "line\nbreak.fa"},
-        {"filename": "\U0001f600" * 200},  # 200 characters but 800 bytes: past the key budget
+        {"filename": "x.fa"},  # no size: the ticket signs it, so it is required
+        {"filename": "a\x00b.fa", "size": 1},  # NUL: Postgres cannot store it, S3 keys should not hold it
+        {"filename": "line\nbreak.fa", "size": 1},
+        {"filename": "\U0001f600" * 200, "size": 1},  # 200 characters but 800 bytes: past the key budget
         {"filename": "x.fa", "size": -1},
         {"filename": "x.fa", "size": 2**63},  # past Postgres's bigint: was a 500
         {"filename": "x.fa", "size": 6 * 1024**4},  # past S3's 5 TiB
-        {"filename": ""},
+        {"filename": "", "size": 1},
     ],
 )
 def test_impossible_registrations_are_422(intake: TestClient, body: dict[str, object]) -> None:
@@ -126,7 +127,12 @@ def test_impossible_registrations_are_422(intake: TestClient, body: dict[str, ob
 
 
 def test_long_names_within_the_byte_budget_are_accepted() -> None:
-    assert UploadRequest(filename="ü" * 255).filename == "ü" * 255  # 255 characters, 510 bytes
+    assert UploadRequest(filename="ü" * 255, size=1).filename == "ü" * 255  # 255 characters, 510 bytes
+
+
+def test_sizes_above_the_upload_limit_are_413(intake: TestClient) -> None:
+    response = intake.post("/uploads", json={"filename": "x.fa", "size": Settings().max_upload_bytes + 1})
+    assert response.status_code == 413 and response.json()["detail"]["code"] == "upload_too_large"
 
 
 def test_request_bodies_are_capped(intake: TestClient) -> None:

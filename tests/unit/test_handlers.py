@@ -374,6 +374,35 @@ def test_watchdog_records_nothing_when_the_broker_is_away(uploads: FakeUploads) 
     assert uploads.uploads[upload.id].pickups == 0
 
 
+def test_watchdog_expires_tickets_that_ran_out_with_no_object(uploads: FakeUploads) -> None:
+    now = datetime.now(UTC)
+    grace = 300
+    waiting = dict(state=State.AWAITING_UPLOAD, etag=None, generation=0)
+    over = uploads.add(make_upload(id=uuid.uuid4(), ticket_expires_at=now - timedelta(seconds=grace + 5), **waiting))
+    soon = now - timedelta(seconds=grace - 30)
+    in_grace = uploads.add(make_upload(id=uuid.uuid4(), ticket_expires_at=soon, **waiting))
+    direct = uploads.add(make_upload(id=uuid.uuid4(), ticket_expires_at=None, **waiting))  # no ticket: nothing ends
+    written = uploads.add(  # the object came (its event is on its way): not expired
+        make_upload(id=uuid.uuid4(), state=State.QUEUED, ticket_expires_at=now - timedelta(hours=1))
+    )
+    sweep(WatchdogDeps(Settings(ticket_grace_seconds=grace), uploads, FakePublisher()))
+    assert uploads.uploads[over.id].state is State.EXPIRED
+    assert {uploads.uploads[u.id].state for u in (in_grace, direct)} == {State.AWAITING_UPLOAD}
+    assert uploads.uploads[written.id].state is State.QUEUED
+
+
+def test_a_late_object_for_an_expired_ticket_is_still_processed(parser: ParserDeps, objects: FakeObjects) -> None:
+    """The PUT began inside the ticket's life and ended after the grace: the object is the user's."""
+    event = objects.put(BUCKET, "late.fa", FASTA, "e1")
+    parser.uploads.add(  # type: ignore[attr-defined]
+        make_upload(bucket=BUCKET, key="late.fa", state=State.EXPIRED, etag=None, generation=0)
+    )
+    handle_notification([event], parser)
+    assert only(parser.uploads).generation == 1  # type: ignore[arg-type]
+    done = parser.publisher.messages[-1]  # type: ignore[attr-defined]
+    assert isinstance(done, ParseCompleted) and done.record_count == 4
+
+
 @pytest.mark.parametrize("claimed", [10, 10 * len(FASTA)])
 def test_the_parser_reads_the_size_the_store_shows_not_the_events(
     parser: ParserDeps, objects: FakeObjects, claimed: int

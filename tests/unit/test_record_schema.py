@@ -66,15 +66,21 @@ def test_no_module_lists_the_record_fields_by_hand() -> None:
 
 
 def test_the_states_of_the_schema_are_the_enum() -> None:
-    sql = (ROOT / "shared/postgres/migrations/0001_initial.sql").read_text()
-    check = re.search(r"state\s+text NOT NULL CHECK \(state IN\s*\(([^)]*)\)\)", sql)
-    assert check is not None
-    assert {s.strip().strip("'") for s in check.group(1).split(",")} == {s.value for s in State}
+    """The state check of the last migration that sets it lists exactly the domain's states."""
+    checks = [
+        found
+        for path in sorted((ROOT / "shared/postgres/migrations").glob("*.sql"))
+        for found in re.findall(r"CHECK \(state IN\s*\(([^)]*)\)\)", path.read_text())
+    ]
+    assert checks
+    assert {s.strip().strip("'") for s in checks[-1].split(",")} == {s.value for s in State}
 
 
 def test_state_sets_and_moves() -> None:
     assert LIVE | TERMINAL | {State.AWAITING_UPLOAD} == ALL_STATES and not LIVE & TERMINAL
     assert next_states(State.DONE) == {State.QUEUED}  # only a new object changes a finished upload
+    assert next_states(State.EXPIRED) == {State.QUEUED}  # a late object is still processed
+    assert State.EXPIRED in next_states(State.AWAITING_UPLOAD)
     assert next_states(State.FAILED) == {State.QUEUED}
     assert State.FAILED in next_states(State.AWAITING_UPLOAD)
     assert next_states(State.ASSEMBLING) >= {State.DONE, State.FAILED}
