@@ -40,18 +40,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     started = stack.bootstrap()
     previously = known.get("GENOBASE_STARTED_INFRA", "").split(",")
     started = sorted({*started, *[n for n in previously if n]})
+    # Postgres: the schema's owner runs the migrations; the services log in as a runtime role.
     pg_password = known.get("GENOBASE_PG_PASSWORD") or stack.new_secret()
     stack.ensure_pg_role("genobase", pg_password, "genobase")
-    access = known.get("GENOBASE_S3_ACCESS_KEY") or stack.new_secret(20)
-    secret = known.get("GENOBASE_S3_SECRET_KEY") or stack.new_secret(40)
+    runtime_password = known.get("GENOBASE_PG_RUNTIME_PASSWORD") or stack.new_secret()
+    stack.ensure_pg_role(stack.PG_RUNTIME_ROLE, runtime_password)
     ceph = stack.CephCluster(HOME.resolve() / "ceph", store=args.store)
-    ceph.start(access, secret)
+    access, secret = ceph.start()
     values = {
         **known,
         "GENOBASE_STACK": "native",
         "GENOBASE_STARTED_INFRA": ",".join(started),
         "GENOBASE_PG_PASSWORD": pg_password,
-        "GENOBASE_PG_DSN": f"postgresql://genobase:{pg_password}@127.0.0.1:5432/genobase",
+        "GENOBASE_PG_RUNTIME_PASSWORD": runtime_password,
+        "GENOBASE_PG_OWNER_DSN": f"postgresql://genobase:{pg_password}@127.0.0.1:5432/genobase",
+        "GENOBASE_PG_DSN": f"postgresql://{stack.PG_RUNTIME_ROLE}:{runtime_password}@127.0.0.1:5432/genobase",
         "GENOBASE_AMQP_URL": "amqp://127.0.0.1:5672/%2F",
         "GENOBASE_S3_ENDPOINT": ceph.endpoint,
         "GENOBASE_S3_ACCESS_KEY": access,

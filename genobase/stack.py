@@ -8,6 +8,7 @@ restarts any service that died.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import secrets
@@ -23,6 +24,7 @@ from pathlib import Path
 from shared.settings import Settings
 
 SERVICES = ("intake", "parser", "persister", "assembler", "watchdog")
+PG_RUNTIME_ROLE = "genobase_app"  # the services' Postgres role (rows only); "genobase" owns the schema
 
 
 def script(name: str) -> str:
@@ -71,25 +73,33 @@ def stop_base_services(names: list[str]) -> None:
 
 
 def psql_as_postgres(sql: str) -> str:
-    """Run SQL as the postgres superuser over the local socket (peer auth on Debian)."""
-    cmd = ["psql", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    """Run SQL as the postgres superuser over the local socket (peer auth on Debian).
+
+    The SQL goes in on standard input, never on the command line: it may hold a password.
+    """
+    cmd = ["psql", "-qAtX", "-v", "ON_ERROR_STOP=1"]
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--", *cmd]
     else:
         cmd += ["-h", "127.0.0.1", "-U", "postgres"]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, input=sql).stdout
 
 
-def ensure_pg_role(role: str, password: str, database: str | None = None) -> None:
-    """A login role with CREATEDB (the tests create their own databases) and, optionally, its database."""
+def ensure_pg_role(role: str, password: str, database: str | None = None, attributes: str = "") -> None:
+    """A login role (with ``attributes``, e.g. CREATEDB for the tests' admin) and, optionally, its database.
+
+    Every attribute not asked for is taken away, so a role made by an older version loses it.
+    """
     from psycopg import sql
 
     exists = psql_as_postgres(
         sql.SQL("SELECT 1 FROM pg_roles WHERE rolname = {}").format(sql.Literal(role)).as_string()
     ).strip()
     verb = "ALTER" if exists else "CREATE"
-    statement = sql.SQL("{} ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-        sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
+    wanted = set(attributes.split())
+    flags = " ".join(flag if flag in wanted else f"NO{flag}" for flag in ("CREATEDB", "CREATEROLE"))
+    statement = sql.SQL("{} ROLE {} LOGIN {} PASSWORD {}").format(
+        sql.SQL(verb), sql.Identifier(role), sql.SQL(flags), sql.Literal(password)
     )
     psql_as_postgres(statement.as_string())
     if (
@@ -128,12 +138,16 @@ class CephCluster:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.rgw_port}"
 
-    def start(self, access_key: str, secret_key: str) -> None:
-        subprocess.run(
-            ["bash", script("ceph.sh"), "start"],
-            check=True,
-            env=self._env(ACCESS_KEY=access_key, SECRET_KEY=secret_key),
-        )
+    def start(self) -> tuple[str, str]:
+        """Start (or restart) the cluster; returns the S3 admin user's access and secret key.
+
+        ceph.sh generates them with the user and keeps them in ``user.json`` (mode 600): no
+        secret goes through a command line.
+        """
+        subprocess.run(["bash", script("ceph.sh"), "start"], check=True, env=self._env())
+        user = json.loads((self.base / "user.json").read_text())
+        keys = next(k for k in user["keys"] if k["user"] == "genobase")
+        return keys["access_key"], keys["secret_key"]
 
     def stop(self, wipe: bool = False) -> None:
         subprocess.run(["bash", script("ceph.sh"), "stop"], check=False, env=self._env(WIPE="1" if wipe else "0"))
@@ -266,12 +280,10 @@ def prepare_pipeline(settings: Settings, rgw_push_endpoint: str | None) -> None:
     """Everything the services expect to exist: schema, exchanges and queues, buckets, notifications."""
     from shared.broker import connect, declare_topology
     from shared.notify import wire_rgw
-    from shared.postgres.connection import connect as pg_connect
-    from shared.postgres.migrate import migrate
+    from shared.postgres.migrate import migrate_database
     from shared.storage import ObjectStore
 
-    with pg_connect(settings, autocommit=True) as conn:
-        migrate(conn)
+    migrate_database(settings)
     connection = connect(settings)
     try:
         declare_topology(connection.channel(), settings)

@@ -25,8 +25,11 @@ def stack_file() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENOBASE_", extra="ignore")
 
-    # Postgres
+    # Postgres. The services connect as the runtime role of ``pg_dsn`` (read and write the tables,
+    # nothing else); migrations run as the owner of ``pg_owner_dsn`` and grant the runtime role
+    # what it needs. Without an owner DSN both are the same role.
     pg_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/genobase")
+    pg_owner_dsn: SecretStr | None = None
 
     # RabbitMQ
     amqp_url: SecretStr = SecretStr("amqp://127.0.0.1:5672/%2F")  # no user: the broker default (guest, loopback only)
@@ -92,6 +95,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @property
+    def pg_migration_dsn(self) -> str:
+        return (self.pg_owner_dsn or self.pg_dsn).get_secret_value()
 
     @property
     def presign_endpoint(self) -> str:

@@ -59,6 +59,10 @@ class RunResources:
         return f"gbt-{self.token}-results"
 
     @property
+    def pg_runtime_role(self) -> str:
+        return f"genobase_rt_{self.token}"
+
+    @property
     def topic(self) -> str:
         return f"genobase-test-{self.token}"
 
@@ -114,6 +118,24 @@ def _create_database(admin_dsn: str, name: str) -> None:
 def _drop_database(admin_dsn: str, name: str) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _create_role(admin_dsn: str, name: str, password: str) -> None:
+    """The services' login role of one run: no attributes; migrations grant it the rows."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+
+
+def _drop_role(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _with_user(dsn: str, user: str, password: str) -> str:
+    parts = urllib.parse.urlsplit(dsn)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}@{host}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
 
 
 def _with_database(dsn: str, name: str) -> str:
@@ -194,6 +216,7 @@ class NativeProvider:
         self._dir = Path(tempfile.mkdtemp(prefix=f"genobase-test-{self.run.token}-"))
         self._ceph: stack.CephCluster | None = None
         self._admin_dsn = ""
+        self._runtime_password = stack.new_secret()
 
     def start(self) -> dict[str, str]:
         stack.bootstrap()
@@ -201,16 +224,17 @@ class NativeProvider:
         self._admin_dsn = os.environ.get("GENOBASE_TEST_PG_ADMIN_DSN", "")
         if not self._admin_dsn:
             password = stack.new_secret()
-            stack.ensure_pg_role("genobase_test", password)
+            # creates each run's database and its runtime role
+            stack.ensure_pg_role("genobase_test", password, attributes="CREATEDB CREATEROLE")
             self._admin_dsn = f"postgresql://genobase_test:{password}@127.0.0.1:5432/postgres"
         _create_database(self._admin_dsn, run.database)
+        _create_role(self._admin_dsn, run.pg_runtime_role, self._runtime_password)
         subprocess.run(["rabbitmqctl", "add_vhost", run.vhost], check=True, capture_output=True)
         subprocess.run(
             ["rabbitmqctl", "set_permissions", "-p", run.vhost, "guest", ".*", ".*", ".*"],
             check=True,
             capture_output=True,
         )
-        access, secret = stack.new_secret(20), stack.new_secret(40)
         self._ceph = stack.CephCluster(
             self._dir / "ceph",
             rgw_port=stack.free_port(),
@@ -219,10 +243,13 @@ class NativeProvider:
             store="memstore",
             memstore_bytes=8 * 1024**3,  # room for the 2 GiB one-line file of the bad-input tests
         )
-        self._ceph.start(access, secret)
+        access, secret = self._ceph.start()
         vhost = urllib.parse.quote(run.vhost, safe="")
         env = {
-            "GENOBASE_PG_DSN": _with_database(self._admin_dsn, run.database),
+            "GENOBASE_PG_OWNER_DSN": _with_database(self._admin_dsn, run.database),
+            "GENOBASE_PG_DSN": _with_database(
+                _with_user(self._admin_dsn, run.pg_runtime_role, self._runtime_password), run.database
+            ),
             "GENOBASE_AMQP_URL": f"amqp://127.0.0.1:5672/{vhost}",
             "GENOBASE_EVENTS_ROUTING_KEY": run.topic,
             "GENOBASE_S3_ENDPOINT": self._ceph.endpoint,
@@ -277,6 +304,7 @@ class NativeProvider:
         subprocess.run(["rabbitmqctl", "delete_vhost", self.run.vhost], check=False, capture_output=True)
         if self._admin_dsn:
             _drop_database(self._admin_dsn, self.run.database)
+            _drop_role(self._admin_dsn, self.run.pg_runtime_role)
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
@@ -309,8 +337,11 @@ class ContainersProvider:
             f"{postgres.get_exposed_port(5432)}/{run.database}"
         )
         amqp = f"amqp://genobase:{password}@{rabbit.get_container_host_ip()}:{rabbit.get_exposed_port(5672)}/{vhost}"
+        runtime = _with_user(self._pg_dsn, self.run.pg_runtime_role, stack.new_secret())
         env = {
-            "GENOBASE_PG_DSN": self._pg_dsn,
+            # the container's user owns the schema; the migration creates the runtime role
+            "GENOBASE_PG_OWNER_DSN": self._pg_dsn,
+            "GENOBASE_PG_DSN": runtime,
             "GENOBASE_AMQP_URL": amqp,
             "GENOBASE_EVENTS_ROUTING_KEY": run.topic,
             "GENOBASE_S3_ENDPOINT": s3,

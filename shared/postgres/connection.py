@@ -21,8 +21,10 @@ __all__ = ["Connection", "Database", "connect", "dict_row", "ping"]
     stop=stop_after_delay(120),
     reraise=True,
 )
-def connect(settings: Settings, autocommit: bool = False) -> Connection:
-    return psycopg.connect(settings.pg_dsn.get_secret_value(), autocommit=autocommit, row_factory=dict_row)
+def connect(settings: Settings, autocommit: bool = False, owner: bool = False) -> Connection:
+    """A session as the runtime role, or as the schema's owner (``owner``: migrations only)."""
+    dsn = settings.pg_migration_dsn if owner else settings.pg_dsn.get_secret_value()
+    return psycopg.connect(dsn, autocommit=autocommit, row_factory=dict_row)
 
 
 def ping(conn: Connection) -> None:

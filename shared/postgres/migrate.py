@@ -1,23 +1,48 @@
-"""Versioned SQL migrations (``migrations/NNNN_name.sql``), applied in order, once each."""
+"""Versioned SQL migrations (``migrations/NNNN_name.sql``), applied in order, once each.
+
+They run as the schema's owner. The services' runtime role (the user of ``GENOBASE_PG_DSN``) is
+then granted exactly what they do -- read and write the rows of every table -- and nothing more:
+it cannot change the schema, the migrations ledger, or create databases or roles.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
+from urllib.parse import unquote, urlsplit
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.postgres.connection import Connection
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 MIGRATION_LOCK = 0x67656E6F  # advisory lock key: one migrator at a time
 
 
-def migrate(conn: Connection) -> list[str]:
-    """Apply the versioned SQL files in order; returns the ones applied now."""
+@dataclass(frozen=True)
+class RuntimeRole:
+    """The role the services log in as, and its password (to create it where it does not exist)."""
+
+    name: str
+    password: str | None = None
+
+
+def runtime_role(settings: Settings) -> RuntimeRole | None:
+    """The user of the services' DSN when migrations run as another role; None when they are one."""
+    runtime = urlsplit(settings.pg_dsn.get_secret_value())
+    owner = urlsplit(settings.pg_migration_dsn)
+    if not runtime.username or runtime.username == owner.username:
+        return None
+    return RuntimeRole(unquote(runtime.username), unquote(runtime.password) if runtime.password else None)
+
+
+def migrate(conn: Connection, runtime: RuntimeRole | None = None) -> list[str]:
+    """Apply the versioned SQL files in order, then grant ``runtime``; returns the files applied now."""
     applied_now: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -37,10 +62,50 @@ def migrate(conn: Connection) -> list[str]:
             conn.execute(file.read_text())  # type: ignore[call-overload, unused-ignore]
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
             applied_now.append(version)
+        if runtime is not None:
+            grant_runtime(conn, runtime)
     return applied_now
 
 
-def migrate_with_retry(open_connection: Callable[[], Connection], within_seconds: float = 120) -> list[str]:
+def grant_runtime(conn: Connection, runtime: RuntimeRole) -> None:
+    """Rows of every table to the runtime role (the ledger read-only); created if missing.
+
+    Creating it needs CREATEROLE (compose's owner is the image's superuser); on the native stack
+    ``genobase up`` creates both roles first, and this only grants.
+    """
+    role = sql.Identifier(runtime.name)
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (runtime.name,)).fetchone()
+    if not exists:
+        if runtime.password is None:
+            raise RuntimeError(f"runtime role {runtime.name!r} does not exist and has no password to create it")
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                role, sql.Literal(runtime.password)
+            )
+        )
+    database = sql.Identifier(conn.info.dbname)
+    for statement in (
+        "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
+        "GRANT USAGE ON SCHEMA public TO {role}",
+        "REVOKE CREATE ON SCHEMA public FROM {role}",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {role}",
+        "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    ):
+        conn.execute(sql.SQL(statement).format(db=database, role=role))
+
+
+def migrate_database(settings: Settings) -> list[str]:
+    """Migrate as the owner and grant the runtime role (``genobase up``, the tests, ``genobase-migrate``)."""
+    return migrate_with_retry(
+        lambda: psycopg.connect(settings.pg_migration_dsn, autocommit=True, row_factory=dict_row),
+        runtime=runtime_role(settings),
+    )
+
+
+def migrate_with_retry(
+    open_connection: Callable[[], Connection], within_seconds: float = 120, runtime: RuntimeRole | None = None
+) -> list[str]:
     """Connect and migrate, again with backoff while Postgres is not ready (or restarts under us).
 
     On a fresh Docker volume the image first runs a temporary set-up server, then restarts: a
@@ -60,7 +125,7 @@ def migrate_with_retry(open_connection: Callable[[], Connection], within_seconds
     )
     def attempt() -> list[str]:
         with open_connection() as conn:
-            return migrate(conn)
+            return migrate(conn, runtime)
 
     return attempt()
 
@@ -68,9 +133,8 @@ def migrate_with_retry(open_connection: Callable[[], Connection], within_seconds
 def main() -> None:
     """Entry point ``genobase-migrate`` (compose runs it once before the services)."""
     settings = get_settings()
-    dsn = settings.pg_dsn.get_secret_value()
     try:
-        applied = migrate_with_retry(lambda: psycopg.connect(dsn, autocommit=True, row_factory=dict_row))
+        applied = migrate_database(settings)
     except psycopg.OperationalError as exc:
         sys.exit(f"could not migrate: Postgres not reachable ({exc.__class__.__name__})")
     print(f"migrations applied: {applied or 'none (up to date)'}")

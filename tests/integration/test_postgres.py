@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from shared.messages import ParseCompleted, SequenceBatch
 from shared.postgres import uploads as db
 from shared.postgres.connection import Connection, connect
-from shared.postgres.migrate import migrate
+from shared.postgres.migrate import migrate, runtime_role
 from shared.postgres.sequences import iter_result_pieces
 from shared.record_schema import RECORD, Part
 from shared.settings import Settings
@@ -23,8 +24,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def conn(settings: Settings) -> Iterator[Connection]:
+    with connect(settings, autocommit=True, owner=True) as owner:
+        migrate(owner, runtime_role(settings))
     with connect(settings, autocommit=True) as connection:
-        migrate(connection)
         yield connection
 
 
@@ -48,8 +50,9 @@ def batch(upload: Upload, batch_no: int, ordinals: list[int]) -> SequenceBatch:
     return sequence_batch(upload.id, upload.generation, batch_no, records, parts, source_offset=5 * (batch_no + 1))
 
 
-def test_migrations_are_idempotent(conn: Connection) -> None:
-    assert migrate(conn) == []
+def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None:
+    with connect(settings, autocommit=True, owner=True) as owner:
+        assert migrate(owner, runtime_role(settings)) == []
     versions = [r["version"] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == [
         "0001_initial",
@@ -59,7 +62,27 @@ def test_migrations_are_idempotent(conn: Connection) -> None:
         "0005_stalls",
         "0006_error_ids",
         "0007_api_keys",
+        "0008_ticket_expiry",
     ]
+
+
+def test_the_runtime_role_reads_and_writes_rows_and_nothing_else(conn: Connection, settings: Settings) -> None:
+    """The services' role: rows of the tables, yes; the schema, the ledger, databases and roles, no."""
+    role = runtime_role(settings)
+    assert role is not None, "the run must connect its services as a runtime role apart from the owner"
+    assert conn.info.user == role.name
+    conn.execute("SELECT count(*) FROM uploads")
+    for statement in (
+        "CREATE TABLE intruder (x int)",
+        "ALTER TABLE uploads ADD COLUMN intruder int",
+        "DROP TABLE sequence_parts",
+        "TRUNCATE uploads",
+        "DELETE FROM schema_migrations",
+        "CREATE DATABASE intruder",
+        "CREATE ROLE intruder",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
 
 
 def test_claims_tell_new_duplicate_stale_and_overwritten(conn: Connection) -> None:
@@ -196,3 +219,19 @@ def test_a_new_generation_resets_every_per_generation_field(conn: Connection) ->
         event_time=second.event_time, bytes_total=10,
     )  # fmt: skip
     assert second == fresh
+
+
+def test_tickets_expire_after_their_grace_and_a_late_object_still_counts(conn: Connection) -> None:
+    key = f"tickets/{uuid.uuid4()}.fa"
+    past = datetime.now(UTC) - timedelta(minutes=10)
+    over = db.register_upload(conn, uuid.uuid4(), "itest-bucket", key, "a.fa", None, "nucleotide", 10, "o", past)
+    fresh = db.register_upload(
+        conn, uuid.uuid4(), "itest-bucket", key + ".2", "b.fa", None, "nucleotide", 10, "o", datetime.now(UTC)
+    )
+    expired = db.expire_tickets(conn, timedelta(minutes=5))
+    assert over.id in {u.id for u in expired} and fresh.id not in {u.id for u in expired}
+    assert db.get_upload(conn, over.id).state is State.EXPIRED  # type: ignore[union-attr]
+    assert db.get_upload(conn, fresh.id).state is State.AWAITING_UPLOAD  # type: ignore[union-attr]
+    assert over.id not in {u.id for u in db.expire_tickets(conn, timedelta(minutes=5))}  # once
+    late = db.claim_object(conn, event(key, "e1"))
+    assert late.action is ClaimAction.PARSE and late.upload.id == over.id and late.upload.generation == 1
