@@ -45,6 +45,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack.ensure_pg_role("genobase", pg_password, "genobase")
     runtime_password = known.get("GENOBASE_PG_RUNTIME_PASSWORD") or stack.new_secret()
     stack.ensure_pg_role(stack.PG_RUNTIME_ROLE, runtime_password)
+    # RabbitMQ: the stack's own vhost and user; the object store publishes as a user that can only
+    # publish events. guest has no permission on the vhost.
+    amqp_password = known.get("GENOBASE_RABBITMQ_PASSWORD") or stack.new_secret()
+    rgw_amqp_password = known.get("GENOBASE_RABBITMQ_RGW_PASSWORD") or stack.new_secret()
+    base_settings = Settings()
+    stack.ensure_rabbitmq_user("genobase", amqp_password, stack.AMQP_VHOST)
+    stack.ensure_rabbitmq_user(
+        "genobase-rgw",
+        rgw_amqp_password,
+        stack.AMQP_VHOST,
+        *stack.rgw_publisher_permissions(base_settings.events_exchange),
+    )
     ceph = stack.CephCluster(HOME.resolve() / "ceph", store=args.store)
     access, secret = ceph.start()
     values = {
@@ -55,7 +67,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         "GENOBASE_PG_RUNTIME_PASSWORD": runtime_password,
         "GENOBASE_PG_OWNER_DSN": f"postgresql://genobase:{pg_password}@127.0.0.1:5432/genobase",
         "GENOBASE_PG_DSN": f"postgresql://{stack.PG_RUNTIME_ROLE}:{runtime_password}@127.0.0.1:5432/genobase",
-        "GENOBASE_AMQP_URL": "amqp://127.0.0.1:5672/%2F",
+        "GENOBASE_RABBITMQ_PASSWORD": amqp_password,
+        "GENOBASE_RABBITMQ_RGW_PASSWORD": rgw_amqp_password,
+        "GENOBASE_AMQP_URL": stack.amqp_url("genobase", amqp_password, stack.AMQP_VHOST),
         "GENOBASE_S3_ENDPOINT": ceph.endpoint,
         "GENOBASE_S3_ACCESS_KEY": access,
         "GENOBASE_S3_SECRET_KEY": secret,
@@ -64,7 +78,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     }
     stack.write_env_file(path, values)
     settings = load_settings()
-    stack.prepare_pipeline(settings, rgw_push_endpoint="amqp://127.0.0.1:5672")
+    stack.prepare_pipeline(
+        settings, rgw_push_endpoint=stack.amqp_url("genobase-rgw", rgw_amqp_password, stack.AMQP_VHOST)
+    )
     if "GENOBASE_API_KEY" not in values:
         # The first run makes an admin key, kept in the stack file (mode 600) for the CLI and the demo.
         values["GENOBASE_API_KEY"] = stack.first_admin_key(settings)
@@ -75,7 +91,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"stack file      {path.resolve()}")
     print(f"intake (HTTP)   {settings.status_base_url}  (OpenAPI: {settings.status_base_url}/docs)")
     print(f"S3 (Ceph RGW)   {settings.s3_endpoint}  buckets {settings.uploads_bucket}, {settings.results_bucket}")
-    print("RabbitMQ        amqp://127.0.0.1:5672  exchange genobase.events")
+    print(f"RabbitMQ        amqp://127.0.0.1:5672  vhost {stack.AMQP_VHOST}, exchange {settings.events_exchange}")
     print("PostgreSQL      127.0.0.1:5432 database genobase")
     for name, pid in pids.items():
         print(f"{name:<15} pid {pid}  log {_services().log_file(name)}")

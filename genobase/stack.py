@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -20,10 +21,12 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from shared.settings import Settings
 
 SERVICES = ("intake", "parser", "persister", "assembler", "watchdog")
+AMQP_VHOST = "genobase"  # the stack's own RabbitMQ vhost (users: genobase, genobase-rgw)
 PG_RUNTIME_ROLE = "genobase_app"  # the services' Postgres role (rows only); "genobase" owns the schema
 
 
@@ -111,6 +114,50 @@ def ensure_pg_role(role: str, password: str, database: str | None = None, attrib
         psql_as_postgres(
             sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(role)).as_string()
         )
+
+
+def rabbitmqctl(*args: str, stdin: str | None = None) -> str:
+    """rabbitmqctl on this machine; a password goes in on standard input, never as an argument."""
+    return subprocess.run(
+        ["rabbitmqctl", *args], check=True, capture_output=True, text=True, input=stdin, timeout=120
+    ).stdout
+
+
+def ensure_rabbitmq_user(
+    user: str, password: str, vhost: str, configure: str = ".*", write: str = ".*", read: str = ".*"
+) -> None:
+    """A RabbitMQ user with ``password`` and these permissions on ``vhost`` (created if missing).
+
+    Nothing is granted anywhere else: ``guest`` and every other user get nothing on the vhost.
+    """
+    if vhost not in rabbitmqctl("list_vhosts", "--quiet", "--no-table-headers").split():
+        rabbitmqctl("add_vhost", vhost)
+    users = {
+        line.split()[0] for line in rabbitmqctl("list_users", "--quiet", "--no-table-headers").splitlines() if line
+    }
+    rabbitmqctl("change_password" if user in users else "add_user", user, stdin=password)
+    rabbitmqctl("set_permissions", "-p", vhost, user, configure, write, read)
+
+
+def delete_rabbitmq_user(user: str) -> None:
+    subprocess.run(["rabbitmqctl", "delete_user", user], check=False, capture_output=True, timeout=120)
+
+
+def rgw_publisher_permissions(events_exchange: str) -> tuple[str, str, str]:
+    """What the object store's own broker user may do: publish to the events exchange, nothing else.
+
+    (configure, write, read) as ``rabbitmqctl set_permissions`` takes them. RGW's AMQP client also
+    declares a server-named queue of its own (``amq.gen-…``, exclusive to its connection), which
+    needs configure and read on such names; no pipeline queue matches them. The password is in the
+    RGW topic's push endpoint, kept in RGW's metadata: if it ever leaked, it could only add events,
+    and every event is checked against the store before it changes anything.
+    """
+    own_queue = r"^amq\.gen-.*"
+    return own_queue, f"^{re.escape(events_exchange)}$", own_queue
+
+
+def amqp_url(user: str, password: str, vhost: str, host: str = "127.0.0.1", port: int = 5672) -> str:
+    return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
 
 
 @dataclass

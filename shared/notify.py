@@ -36,7 +36,9 @@ def wire_rgw(
 ) -> str:
     """Create (or update) the topic and point the bucket's notifications at it; returns the topic ARN.
 
-    ``amqp_endpoint`` carries no password: RGW refuses one over plain HTTP (guest is implied).
+    ``amqp_endpoint`` carries the broker user and password. RGW accepts a password in a topic only
+    over HTTPS; the stack's RGW listens on loopback and trusts ``X-Forwarded-Proto`` (ceph.sh sets
+    ``rgw trust forwarded https``), so these calls say they came through a TLS proxy.
     """
     config = Config(signature_version="s3v4", s3={"addressing_style": "path"})
     sns = boto3.client(
@@ -47,6 +49,7 @@ def wire_rgw(
         region_name=region,
         config=config,
     )
+    sns.meta.events.register("before-sign.sns.*", _forwarded_https)
     arn: str = sns.create_topic(
         Name=topic,
         Attributes={
@@ -72,6 +75,10 @@ def wire_rgw(
         },
     )
     return arn
+
+
+def _forwarded_https(request: Any, **_: Any) -> None:
+    request.headers["X-Forwarded-Proto"] = "https"
 
 
 def wire_minio(endpoint: str, access_key: str, secret_key: str, bucket: str, target_id: str) -> None:

@@ -59,6 +59,14 @@ class RunResources:
         return f"gbt-{self.token}-results"
 
     @property
+    def amqp_user(self) -> str:
+        return f"genobase-test-{self.token}"
+
+    @property
+    def rgw_amqp_user(self) -> str:
+        return f"genobase-test-{self.token}-rgw"
+
+    @property
     def pg_runtime_role(self) -> str:
         return f"genobase_rt_{self.token}"
 
@@ -229,11 +237,11 @@ class NativeProvider:
             self._admin_dsn = f"postgresql://genobase_test:{password}@127.0.0.1:5432/postgres"
         _create_database(self._admin_dsn, run.database)
         _create_role(self._admin_dsn, run.pg_runtime_role, self._runtime_password)
-        subprocess.run(["rabbitmqctl", "add_vhost", run.vhost], check=True, capture_output=True)
-        subprocess.run(
-            ["rabbitmqctl", "set_permissions", "-p", run.vhost, "guest", ".*", ".*", ".*"],
-            check=True,
-            capture_output=True,
+        # the run's own vhost and users, as `genobase up` makes them: guest gets nothing here
+        amqp_password, rgw_password = stack.new_secret(), stack.new_secret()
+        stack.ensure_rabbitmq_user(run.amqp_user, amqp_password, run.vhost)
+        stack.ensure_rabbitmq_user(
+            run.rgw_amqp_user, rgw_password, run.vhost, *stack.rgw_publisher_permissions(Settings().events_exchange)
         )
         self._ceph = stack.CephCluster(
             self._dir / "ceph",
@@ -244,13 +252,12 @@ class NativeProvider:
             memstore_bytes=8 * 1024**3,  # room for the 2 GiB one-line file of the bad-input tests
         )
         access, secret = self._ceph.start()
-        vhost = urllib.parse.quote(run.vhost, safe="")
         env = {
             "GENOBASE_PG_OWNER_DSN": _with_database(self._admin_dsn, run.database),
             "GENOBASE_PG_DSN": _with_database(
                 _with_user(self._admin_dsn, run.pg_runtime_role, self._runtime_password), run.database
             ),
-            "GENOBASE_AMQP_URL": f"amqp://127.0.0.1:5672/{vhost}",
+            "GENOBASE_AMQP_URL": stack.amqp_url(run.amqp_user, amqp_password, run.vhost),
             "GENOBASE_EVENTS_ROUTING_KEY": run.topic,
             "GENOBASE_S3_ENDPOINT": self._ceph.endpoint,
             "GENOBASE_S3_ACCESS_KEY": access,
@@ -259,7 +266,7 @@ class NativeProvider:
             "GENOBASE_RESULTS_BUCKET": run.results_bucket,
         }
         settings = Settings(**_as_kwargs(env))
-        stack.prepare_pipeline(settings, rgw_push_endpoint=f"amqp://127.0.0.1:5672/{vhost}")
+        stack.prepare_pipeline(settings, rgw_push_endpoint=stack.amqp_url(run.rgw_amqp_user, rgw_password, run.vhost))
         warm_up_notifications(settings)
         return env
 
@@ -302,6 +309,8 @@ class NativeProvider:
         if self._ceph is not None:
             self._ceph.stop(wipe=True)
         subprocess.run(["rabbitmqctl", "delete_vhost", self.run.vhost], check=False, capture_output=True)
+        for user in (self.run.amqp_user, self.run.rgw_amqp_user):
+            stack.delete_rabbitmq_user(user)
         if self._admin_dsn:
             _drop_database(self._admin_dsn, self.run.database)
             _drop_role(self._admin_dsn, self.run.pg_runtime_role)
