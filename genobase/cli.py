@@ -26,10 +26,8 @@ def _auth(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
 
 
-def _services(settings_env: dict[str, str] | None = None) -> stack.ServiceProcesses:
-    return stack.ServiceProcesses(
-        HOME / "run", {"GENOBASE_STACK_FILE": str(stack_file().resolve()), **(settings_env or {})}
-    )
+def _services() -> stack.ServiceProcesses:
+    return stack.ServiceProcesses(HOME / "run", stack.read_env_file(stack_file()))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -78,9 +76,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     }
     stack.write_env_file(path, values)
     settings = load_settings()
-    stack.prepare_pipeline(
+    values |= stack.prepare_pipeline(
         settings, rgw_push_endpoint=stack.amqp_url("genobase-rgw", rgw_amqp_password, stack.AMQP_VHOST)
     )
+    stack.write_env_file(path, values)
     if "GENOBASE_API_KEY" not in values:
         # The first run makes an admin key, kept in the stack file (mode 600) for the CLI and the demo.
         values["GENOBASE_API_KEY"] = stack.first_admin_key(settings)

@@ -231,12 +231,50 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
 # --- services -----------------------------------------------------------------------------------
 
 
+# Stack-file settings for the CLI and the stack's set-up only: no service is given them.
+CLI_ONLY_SETTINGS = frozenset(
+    {
+        "GENOBASE_PG_OWNER_DSN",
+        "GENOBASE_PG_PASSWORD",
+        "GENOBASE_PG_RUNTIME_PASSWORD",
+        "GENOBASE_RABBITMQ_PASSWORD",
+        "GENOBASE_RABBITMQ_RGW_PASSWORD",
+        "GENOBASE_S3_ACCESS_KEY",  # the store's admin user
+        "GENOBASE_S3_SECRET_KEY",
+        "GENOBASE_API_KEY",
+    }
+)
+
+
+def service_key_settings(service: str) -> tuple[str, str]:
+    """Where the stack file keeps a service's own S3 access and secret key."""
+    return f"GENOBASE_{service.upper()}_S3_ACCESS_KEY", f"GENOBASE_{service.upper()}_S3_SECRET_KEY"
+
+
+def service_settings(service: str, values: dict[str, str]) -> dict[str, str]:
+    """What ``service`` is given: the stack's settings less every secret that is not its own.
+
+    Its S3 keys (if it uses S3) become its GENOBASE_S3_ACCESS_KEY/SECRET_KEY; the admin's, the
+    owner's Postgres role, the broker users' passwords and the other services' keys are left out.
+    """
+    others = {name for svc in SERVICES for name in service_key_settings(svc)}
+    own = {k: v for k, v in values.items() if k not in CLI_ONLY_SETTINGS and k not in others}
+    access, secret = service_key_settings(service)
+    if access in values:
+        own["GENOBASE_S3_ACCESS_KEY"], own["GENOBASE_S3_SECRET_KEY"] = values[access], values[secret]
+    return own
+
+
 @dataclass
 class ServiceProcesses:
-    """The pipeline services as detached processes, with pid files and logs under ``run_dir``."""
+    """The pipeline services as detached processes, with pid files and logs under ``run_dir``.
+
+    Each reads its own settings file, ``<run_dir>/<service>.env`` (mode 600), written from the
+    stack's ``values`` by ``service_settings``: a service never reads the stack file itself.
+    """
 
     run_dir: Path
-    env: dict[str, str]
+    values: dict[str, str]
 
     def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
@@ -267,13 +305,16 @@ class ServiceProcesses:
         if existing is not None:
             return existing
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        settings_file = self.run_dir / f"{name}.env"
+        write_env_file(settings_file, service_settings(name, self.values))
+        inherited = {k: v for k, v in os.environ.items() if k not in CLI_ONLY_SETTINGS}
         with open(self.log_file(name), "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}.main"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env={**os.environ, **self.env, **(extra_env or {})},
+                env={**inherited, "GENOBASE_STACK_FILE": str(settings_file), **(extra_env or {})},
                 start_new_session=True,
             )
         self.pid_file(name).write_text(str(process.pid))
@@ -323,8 +364,14 @@ def first_admin_key(settings: Settings) -> str:
     raise RuntimeError("no free admin key name")
 
 
-def prepare_pipeline(settings: Settings, rgw_push_endpoint: str | None) -> None:
-    """Everything the services expect to exist: schema, exchanges and queues, buckets, notifications."""
+def prepare_pipeline(
+    settings: Settings, rgw_push_endpoint: str | None, s3_secrets: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Everything the services expect to exist: schema, exchanges and queues, buckets, notifications,
+    and each S3-using service's own user and grants.
+
+    Returns the services' S3 keys as stack-file settings (``service_key_settings``).
+    """
     from shared.broker import connect, declare_topology
     from shared.notify import wire_rgw
     from shared.postgres.migrate import migrate_database
@@ -350,3 +397,10 @@ def prepare_pipeline(settings: Settings, rgw_push_endpoint: str | None) -> None:
             settings.events_exchange,
             settings.s3_region,
         )
+    from shared.s3_users import provision_services
+
+    keys: dict[str, str] = {}
+    for service, credentials in provision_services(settings, s3_secrets).items():
+        access, secret = service_key_settings(service)
+        keys[access], keys[secret] = credentials.access_key, credentials.secret_key
+    return keys

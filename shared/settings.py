@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,8 @@ class Settings(BaseSettings):
 
     # S3
     s3_endpoint: str = "http://127.0.0.1:7480"
+    # Which object store: users and grants are made differently (shared/s3_users.py).
+    s3_kind: Literal["rgw", "minio"] = "rgw"
     # The endpoint clients outside the network use; presigned URLs sign the Host header.
     s3_public_endpoint: str | None = None
     s3_access_key: SecretStr = SecretStr("")

@@ -115,10 +115,8 @@ def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         "GENOBASE_STALL_AFTER_SECONDS": str(STALL_AFTER_SECONDS),
         "GENOBASE_WATCHDOG_INTERVAL_SECONDS": "1",
     }
-    stack_file = run_dir / "stack.env"
-    stack.write_env_file(stack_file, env)
     settings = Settings(**_as_kwargs(env))
-    processes = stack.ServiceProcesses(run_dir, {"GENOBASE_STACK_FILE": str(stack_file)})
+    processes = stack.ServiceProcesses(run_dir, env)  # each service gets its own settings file
     processes.start_all()
     pipe = Pipeline(settings, processes, stack.first_admin_key(settings))
     try:

@@ -266,7 +266,9 @@ class NativeProvider:
             "GENOBASE_RESULTS_BUCKET": run.results_bucket,
         }
         settings = Settings(**_as_kwargs(env))
-        stack.prepare_pipeline(settings, rgw_push_endpoint=stack.amqp_url(run.rgw_amqp_user, rgw_password, run.vhost))
+        env |= stack.prepare_pipeline(
+            settings, rgw_push_endpoint=stack.amqp_url(run.rgw_amqp_user, rgw_password, run.vhost)
+        )
         warm_up_notifications(settings)
         return env
 
@@ -359,8 +361,9 @@ class ContainersProvider:
             "GENOBASE_UPLOADS_BUCKET": run.uploads_bucket,
             "GENOBASE_RESULTS_BUCKET": run.results_bucket,
         }
+        env["GENOBASE_S3_KIND"] = "minio"
         settings = Settings(**_as_kwargs(env))
-        stack.prepare_pipeline(settings, rgw_push_endpoint=None)
+        env |= stack.prepare_pipeline(settings, rgw_push_endpoint=None)
         from shared.notify import wire_minio
 
         wire_minio(s3, minio_key, minio_secret, run.uploads_bucket, target)

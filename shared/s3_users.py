@@ -1,0 +1,271 @@
+"""Who may do what in the buckets: each service's and each owner's S3 user and its grants.
+
+The grants are defined once, as data (``service_grants``, ``owner_grants``), and applied the way
+each object store takes them:
+
+* Ceph RGW: users through the admin ops API (``rgwadmin``, signed by the stack's admin user, so no
+  secret is on a command line), each unable to create buckets; the grants become statements of
+  the buckets' policies, with the user as principal. RGW also lets an object's writer read it
+  through the object's ACL, so an owner's grants carry an explicit deny of reads.
+* MinIO: users and policies through its admin API (``minio.MinioAdmin``); the grants become the
+  user's own policy.
+
+Only the stack's set-up (``genobase up``, compose's ``minio-notify``) and ``genobase keys`` use
+this module, with the admin credentials; no service does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from botocore.exceptions import ClientError
+
+from shared.settings import Settings
+
+# The users the services run as, and what each does: the parser reads uploads; the assembler writes
+# results (multipart, and aborts its own unfinished attempts); the intake presigns uploads and
+# result downloads and checks that the uploads bucket answers. Persister and watchdog use no S3.
+S3_SERVICES = ("intake", "parser", "assembler")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One statement: ``effect`` on ``actions`` over ``resources`` (bucket names, or ``bucket/prefix*``)."""
+
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    effect: Literal["Allow", "Deny"] = "Allow"
+
+    def statement(self, sid: str, principal: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "Sid": sid,
+            "Effect": self.effect,
+            "Action": list(self.actions),
+            "Resource": [f"arn:aws:s3:::{r}" for r in self.resources],
+        }
+        if principal is not None:
+            body["Principal"] = {"AWS": [principal]}
+        return body
+
+
+_WRITE_OBJECTS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
+
+
+def service_grants(uploads_bucket: str, results_bucket: str) -> dict[str, tuple[Grant, ...]]:
+    return {
+        "parser": (Grant(("s3:GetObject",), (f"{uploads_bucket}/*",)),),
+        "assembler": (
+            Grant(_WRITE_OBJECTS, (f"{results_bucket}/*",)),
+            Grant(("s3:ListBucketMultipartUploads",), (results_bucket,)),
+        ),
+        "intake": (
+            Grant(_WRITE_OBJECTS, (f"{uploads_bucket}/*",)),
+            Grant(("s3:GetObject",), (f"{results_bucket}/*",)),
+            Grant(("s3:ListBucket",), (uploads_bucket,)),
+        ),
+    }
+
+
+def owner_grants(owner: str, uploads_bucket: str) -> tuple[Grant, ...]:
+    """Write under ``<owner>/`` in the uploads bucket, and nothing else: not even read back."""
+    return (
+        Grant(_WRITE_OBJECTS, (f"{uploads_bucket}/{owner}/*",)),
+        Grant(
+            ("s3:GetObject", "s3:GetObjectAcl", "s3:PutObjectAcl", "s3:DeleteObject"),
+            (f"{uploads_bucket}/*",),
+            effect="Deny",
+        ),
+    )
+
+
+def service_user(service: str) -> str:
+    return f"genobase-{service}"
+
+
+def owner_user(owner: str) -> str:
+    return f"owner-{owner}"
+
+
+def buckets_of(grants: Iterable[Grant]) -> set[str]:
+    return {resource.split("/", 1)[0] for grant in grants for resource in grant.resources}
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key: str
+    secret_key: str
+
+
+class S3Users(Protocol):
+    """An object store's users and their grants (``RgwUsers``, ``MinioUsers``)."""
+
+    def ensure_user(self, user: str, secret: str | None = None) -> S3Credentials:
+        """The user, made if missing (RGW generates the keys; MinIO takes ``secret``)."""
+
+    def grant(self, user: str, grants: tuple[Grant, ...]) -> None:
+        """Replace whatever ``user`` was granted with ``grants``."""
+
+    def remove_user(self, user: str) -> bool:
+        """Delete the user and its grants; False if there was none."""
+
+    def keep_admin_access(self, buckets: tuple[str, ...]) -> None:
+        """Let the admin user (the buckets' owner) still read and delete every object in them."""
+
+
+def _sid(user: str, index: int) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", user.title()) + f"Grant{index}"
+
+
+class RgwUsers:
+    """Users through RGW's admin ops API; grants as statements of each bucket's policy."""
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1") -> None:
+        from urllib.parse import urlsplit
+
+        import boto3
+        from botocore.config import Config
+        from rgwadmin.rgw import RGWAdmin
+
+        url = urlsplit(endpoint)
+        self._access_key = access_key
+        admin: Any = RGWAdmin  # untyped library
+        self._admin: Any = admin(
+            access_key=access_key, secret_key=secret_key, server=url.netloc, secure=url.scheme == "https"
+        )
+        self._s3: Any = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name=region,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+
+    def ensure_user(self, user: str, secret: str | None = None) -> S3Credentials:
+        from rgwadmin.exceptions import NoSuchUser
+
+        try:
+            info = self._admin.get_user(uid=user)
+        except NoSuchUser:
+            info = self._admin.create_user(uid=user, display_name=user, generate_key=True, max_buckets=-1)
+        keys = next(k for k in info["keys"] if k["user"] == user)
+        return S3Credentials(keys["access_key"], keys["secret_key"])
+
+    def grant(self, user: str, grants: tuple[Grant, ...]) -> None:
+        principal = f"arn:aws:iam:::user/{user}"
+        prefix = _sid(user, 0).removesuffix("Grant0") + "Grant"
+        for bucket in self._buckets_with(user) | buckets_of(grants):
+            statements = [s for s in self._policy(bucket) if not str(s.get("Sid", "")).startswith(prefix)]
+            statements += [
+                g.statement(_sid(user, i), principal) for i, g in enumerate(grants) if bucket in buckets_of([g])
+            ]
+            self._put_policy(bucket, statements)
+
+    def remove_user(self, user: str) -> bool:
+        from rgwadmin.exceptions import NoSuchUser
+
+        self.grant(user, ())
+        try:
+            self._admin.remove_user(uid=user, purge_data=False)
+        except NoSuchUser:
+            return False
+        return True
+
+    def keep_admin_access(self, buckets: tuple[str, ...]) -> None:
+        """On RGW an object belongs to its writer: without this, the buckets' owner could not read
+        an object a service or an owner wrote (operators, ``dead-letters --replay``, the tests)."""
+        admin = self._admin.get_user(access_key=self._access_key)["user_id"]
+        self.grant(admin, (Grant(("s3:GetObject", "s3:DeleteObject"), tuple(f"{b}/*" for b in buckets)),))
+
+    def _buckets_with(self, user: str) -> set[str]:
+        """Buckets whose policy names ``user`` (so that a grant taken away leaves no statement)."""
+        response = self._s3.list_buckets()
+        principal = f"arn:aws:iam:::user/{user}"
+        return {b["Name"] for b in response["Buckets"] if principal in json.dumps(self._policy(b["Name"]))}
+
+    def _policy(self, bucket: str) -> list[dict[str, Any]]:
+        try:
+            document = self._s3.get_bucket_policy(Bucket=bucket)["Policy"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchBucketPolicy", "NoSuchBucket"):
+                return []
+            raise
+        statements: list[dict[str, Any]] = json.loads(document).get("Statement", [])
+        return statements
+
+    def _put_policy(self, bucket: str, statements: list[dict[str, Any]]) -> None:
+        if statements:
+            policy = {"Version": "2012-10-17", "Statement": statements}
+            self._s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+        else:
+            self._s3.delete_bucket_policy(Bucket=bucket)
+
+
+class MinioUsers:
+    """Users and their own policies through MinIO's admin API (compose's object store)."""
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str) -> None:
+        from urllib.parse import urlsplit
+
+        from minio.credentials.providers import StaticProvider
+        from minio.minioadmin import MinioAdmin
+
+        url = urlsplit(endpoint)
+        self._admin = MinioAdmin(
+            endpoint=url.netloc, credentials=StaticProvider(access_key, secret_key), secure=url.scheme == "https"
+        )
+
+    def ensure_user(self, user: str, secret: str | None = None) -> S3Credentials:
+        if secret is None:
+            import secrets
+
+            secret = secrets.token_hex(20)
+        self._admin.user_add(user, secret)  # adds, or sets the secret of an existing user
+        return S3Credentials(user, secret)
+
+    def grant(self, user: str, grants: tuple[Grant, ...]) -> None:
+        policy = {"Version": "2012-10-17", "Statement": [g.statement(_sid(user, i)) for i, g in enumerate(grants)]}
+        self._admin.policy_add(user, policy=policy)
+        self._admin.policy_set(user, user=user)
+
+    def remove_user(self, user: str) -> bool:
+        from minio.error import MinioAdminException
+
+        try:
+            self._admin.user_remove(user)
+        except MinioAdminException:
+            return False
+        with contextlib.suppress(MinioAdminException):  # a user made without a grant has no policy
+            self._admin.policy_remove(user)
+        return True
+
+    def keep_admin_access(self, buckets: tuple[str, ...]) -> None:
+        """MinIO's root user can do everything already."""
+
+
+def s3_users(settings: Settings) -> S3Users:
+    """The admin of the configured store, acting with the settings' (admin) credentials."""
+    access, secret = settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()
+    if settings.s3_kind == "minio":
+        return MinioUsers(settings.s3_endpoint, access, secret)
+    return RgwUsers(settings.s3_endpoint, access, secret, settings.s3_region)
+
+
+def provision_services(settings: Settings, secrets: dict[str, str] | None = None) -> dict[str, S3Credentials]:
+    """Each S3-using service's user with its grants; returns their credentials by service.
+
+    ``secrets`` (MinIO: chosen by the caller, e.g. compose's .env) by service name.
+    """
+    users = s3_users(settings)
+    users.keep_admin_access((settings.uploads_bucket, settings.results_bucket))
+    grants = service_grants(settings.uploads_bucket, settings.results_bucket)
+    made = {}
+    for service in S3_SERVICES:
+        made[service] = users.ensure_user(service_user(service), (secrets or {}).get(service))
+        users.grant(service_user(service), grants[service])
+    return made
