@@ -291,26 +291,58 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from shared.postgres import keys
     from shared.postgres.connection import connect
 
-    with connect(load_settings(), autocommit=True) as conn:
+    settings = load_settings()
+    with connect(settings, autocommit=True) as conn:
         if args.action == "create":
             try:
                 key = keys.create_key(conn, args.name, args.admin)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
+            if args.s3:
+                try:
+                    _create_owner_s3_user(settings, args.name)
+                except Exception as exc:
+                    keys.revoke_key(conn, args.name)
+                    print(f"error: could not make the S3 user ({exc.__class__.__name__}); key revoked", file=sys.stderr)
+                    return 1
             print(f"key {args.name!r}{' (admin)' if args.admin else ''}: shown once, only its hash is kept")
             print(key)
             return 0
         if args.action == "revoke":
-            if not keys.revoke_key(conn, args.name):
+            was_active = keys.revoke_key(conn, args.name)
+            removed = _remove_owner_s3_user(settings, args.name)
+            if not was_active and not removed:
                 print(f"no active key named {args.name!r}", file=sys.stderr)
                 return 1
-            print(f"revoked {args.name!r}")
+            print(f"revoked {args.name!r}" + (" and its S3 user" if removed else ""))
             return 0
         for name, admin, created, revoked in keys.list_keys(conn):
             state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
             print(f"{name:<24} {'admin' if admin else 'owner':<6} created {created:%Y-%m-%d %H:%M}  {state}")
     return 0
+
+
+def _create_owner_s3_user(settings: Settings, owner: str) -> None:
+    """S3 credentials that write under ``<owner>/`` in the uploads bucket and read nothing (shown once)."""
+    from shared.s3_users import owner_grants, owner_user, s3_users
+
+    users = s3_users(settings)
+    credentials = users.ensure_user(owner_user(owner))
+    users.grant(owner_user(owner), owner_grants(owner, settings.uploads_bucket))
+    print(f"S3 endpoint     {settings.presign_endpoint}")
+    print(f"S3 may write    s3://{settings.uploads_bucket}/{owner}/... (and read nothing)")
+    print(f"S3 access key   {credentials.access_key}")
+    print(f"S3 secret key   {credentials.secret_key}")
+
+
+def _remove_owner_s3_user(settings: Settings, owner: str) -> bool:
+    """Remove the owner's S3 user, where this stack's S3 admin is configured; True if there was one."""
+    if not settings.s3_access_key.get_secret_value():
+        return False
+    from shared.s3_users import owner_user, s3_users
+
+    return s3_users(settings).remove_user(owner_user(owner))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,13 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     dead = sub.add_parser("dead-letters", help="list dead-lettered messages, or replay their uploads")
     dead.add_argument("--replay", action="store_true", help="process the failed uploads again from their objects")
     dead.set_defaults(func=cmd_dead_letters)
-    keys = sub.add_parser("keys", help="API keys: create NAME [--admin], list, revoke NAME")
+    keys = sub.add_parser("keys", help="API keys: create NAME [--admin] [--s3], list, revoke NAME")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="make a key; prints it once, alone on the last line")
     create.add_argument("name", help="the owner's name, also its prefix in the uploads bucket")
     create.add_argument("--admin", action="store_true", help="sees every upload")
+    create.add_argument(
+        "--s3", action="store_true", help="also S3 credentials that can write only under NAME/ in the uploads bucket"
+    )
     keys_sub.add_parser("list", help="every key, active or revoked (never the keys themselves)")
-    revoke = keys_sub.add_parser("revoke", help="the key stops working at once")
+    revoke = keys_sub.add_parser("revoke", help="the key (and its S3 user) stops working at once")
     revoke.add_argument("name")
     keys.set_defaults(func=cmd_keys)
     args = parser.parse_args(argv)

@@ -15,10 +15,14 @@ from urllib.parse import quote
 DEFAULT_MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
 
 SECRETS = (
-    ("GENOBASE_PG_PASSWORD", 24),
+    ("GENOBASE_PG_PASSWORD", 24),  # the schema's owner (the migrate job only)
+    ("GENOBASE_PG_RUNTIME_PASSWORD", 24),  # genobase_app, the services' role
     ("GENOBASE_RABBITMQ_PASSWORD", 24),
-    ("GENOBASE_S3_ACCESS_KEY", 20),
+    ("GENOBASE_S3_ACCESS_KEY", 20),  # MinIO's root user (minio-notify and `genobase keys --s3` only)
     ("GENOBASE_S3_SECRET_KEY", 40),
+    ("GENOBASE_INTAKE_S3_SECRET_KEY", 40),
+    ("GENOBASE_PARSER_S3_SECRET_KEY", 40),
+    ("GENOBASE_ASSEMBLER_S3_SECRET_KEY", 40),
 )
 # Published on the host's loopback (compose.yaml), away from a Postgres or RabbitMQ the host may run.
 PG_HOST_PORT = "15432"
@@ -36,6 +40,7 @@ def env_file(existing: dict[str, str], new_secret: Callable[[int], str]) -> dict
     for name, length in SECRETS:
         values.setdefault(name, new_secret(length))
     values["GENOBASE_PG_PASSWORD_URL"] = url_part(values["GENOBASE_PG_PASSWORD"])
+    values["GENOBASE_PG_RUNTIME_PASSWORD_URL"] = url_part(values["GENOBASE_PG_RUNTIME_PASSWORD"])
     values["GENOBASE_RABBITMQ_PASSWORD_URL"] = url_part(values["GENOBASE_RABBITMQ_PASSWORD"])
     return values
 
@@ -47,9 +52,15 @@ def stack_file(env: dict[str, str]) -> dict[str, str]:
     return {
         "GENOBASE_STACK": "compose",
         "GENOBASE_PG_DSN": (
+            f"postgresql://genobase_app:{url_part(env['GENOBASE_PG_RUNTIME_PASSWORD'])}@127.0.0.1:{pg_port}/genobase"
+        ),
+        "GENOBASE_PG_OWNER_DSN": (
             f"postgresql://genobase:{url_part(env['GENOBASE_PG_PASSWORD'])}@127.0.0.1:{pg_port}/genobase"
         ),
-        "GENOBASE_AMQP_URL": f"amqp://genobase:{url_part(env['GENOBASE_RABBITMQ_PASSWORD'])}@127.0.0.1:{amqp_port}/%2F",
+        "GENOBASE_AMQP_URL": (
+            f"amqp://genobase:{url_part(env['GENOBASE_RABBITMQ_PASSWORD'])}@127.0.0.1:{amqp_port}/genobase"
+        ),
+        "GENOBASE_S3_KIND": "minio",
         "GENOBASE_S3_ENDPOINT": "http://localhost:9000",
         "GENOBASE_S3_ACCESS_KEY": env["GENOBASE_S3_ACCESS_KEY"],
         "GENOBASE_S3_SECRET_KEY": env["GENOBASE_S3_SECRET_KEY"],

@@ -28,7 +28,8 @@ class Failing(Protocol):
 
 
 class ParseUploads(Failing, Protocol):
-    def claim(self, event: ObjectCreated) -> Claim: ...
+    def claim(self, event: ObjectCreated, confirmed: bool) -> Claim:
+        """``confirmed``: the store showed the event's object (a HEAD) just before."""
 
     def find(self, bucket: str, key: str) -> Upload | None: ...
 

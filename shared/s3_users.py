@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -117,8 +116,17 @@ class S3Users(Protocol):
         """Let the admin user (the buckets' owner) still read and delete every object in them."""
 
 
+def _sid_prefix(user: str) -> str:
+    """The start of every statement id of ``user``'s grants: its name in hex, ended by ``x``.
+
+    Statement ids are alphanumeric; hex keeps names apart ("owner-a2" and "owner-a-2" would both
+    read "ownera2" with the other characters dropped) and ``x`` ends it, so no prefix is another's.
+    """
+    return f"G{user.encode().hex()}x"
+
+
 def _sid(user: str, index: int) -> str:
-    return re.sub(r"[^A-Za-z0-9]", "", user.title()) + f"Grant{index}"
+    return f"{_sid_prefix(user)}{index}"
 
 
 class RgwUsers:
@@ -158,7 +166,7 @@ class RgwUsers:
 
     def grant(self, user: str, grants: tuple[Grant, ...]) -> None:
         principal = f"arn:aws:iam:::user/{user}"
-        prefix = _sid(user, 0).removesuffix("Grant0") + "Grant"
+        prefix = _sid_prefix(user)
         for bucket in self._buckets_with(user) | buckets_of(grants):
             statements = [s for s in self._policy(bucket) if not str(s.get("Sid", "")).startswith(prefix)]
             statements += [

@@ -273,6 +273,9 @@ class ClaimAction(StrEnum):
     PARSE = "parse"  # a new generation (or a redelivery of one not yet parsed): parse it
     DUPLICATE = "duplicate"  # this etag was already taken further: nothing to do
     STALE = "stale"  # an older object than the one already known: nothing to do
+    # The upload changed between the look and the lock, so that the event would now start a
+    # generation the store was not asked about: look again (HEAD) before anything changes.
+    UNCONFIRMED = "unconfirmed"
 
 
 class ClaimDecision(StrEnum):
@@ -283,6 +286,7 @@ class ClaimDecision(StrEnum):
     RESUME = "resume"  # the same etag, not parsed yet (a redelivery, a watchdog re-issue)
     DUPLICATE = "duplicate"
     STALE = "stale"
+    UNCONFIRMED = "unconfirmed"
 
     @property
     def action(self) -> ClaimAction:
@@ -290,6 +294,8 @@ class ClaimDecision(StrEnum):
             return ClaimAction.DUPLICATE
         if self is ClaimDecision.STALE:
             return ClaimAction.STALE
+        if self is ClaimDecision.UNCONFIRMED:
+            return ClaimAction.UNCONFIRMED
         return ClaimAction.PARSE
 
 
@@ -323,6 +329,15 @@ def needs_object_check(decision: ClaimDecision) -> bool:
     the store shows with the event's etag; a forged or outdated event then changes nothing.
     """
     return decision in (ClaimDecision.CREATE, ClaimDecision.NEW_GENERATION)
+
+
+def decide_locked_claim(upload: Upload | None, event: ObjectCreated, confirmed: bool) -> ClaimDecision:
+    """``decide_claim`` again under the key's lock, where ``confirmed`` says whether the store showed
+    the event's object before: a generation is never started on an event it was not asked about."""
+    decision = decide_claim(upload, event)
+    if needs_object_check(decision) and not confirmed:
+        return ClaimDecision.UNCONFIRMED
+    return decision
 
 
 def _is_older(event: ObjectCreated, upload: Upload) -> bool:

@@ -114,6 +114,8 @@ def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         "GENOBASE_S3_READ_TIMEOUT_SECONDS": "10",
         "GENOBASE_STALL_AFTER_SECONDS": str(STALL_AFTER_SECONDS),
         "GENOBASE_WATCHDOG_INTERVAL_SECONDS": "1",
+        # An unused ticket is expired one second after its URL ends (tests/security).
+        "GENOBASE_TICKET_GRACE_SECONDS": "1",
     }
     settings = Settings(**_as_kwargs(env))
     processes = stack.ServiceProcesses(run_dir, env)  # each service gets its own settings file

@@ -272,6 +272,12 @@ class NativeProvider:
         warm_up_notifications(settings)
         return env
 
+    @property
+    def ceph_base(self) -> Path:
+        """This run's Ceph cluster directory (its keyrings, ceph.conf and the S3 admin's user.json)."""
+        assert self._ceph is not None
+        return self._ceph.base
+
     def stop_broker(self) -> None:
         _rabbitmqctl("stop_app")
 

@@ -7,7 +7,10 @@ before a queue is bound to receive it:
 1. the RabbitMQ exchanges and queues (``declare_topology``),
 2. the uploads and results buckets,
 3. the uploads bucket's notification to ``arn:minio:sqs::GENOBASE:amqp`` for the four kinds of
-   object creation (``s3:ObjectCreated:*`` would also fire on tagging and retention changes).
+   object creation (``s3:ObjectCreated:*`` would also fire on tagging and retention changes),
+4. a MinIO user and policy for each service that uses S3 (``shared/s3_users.py``), with the
+   secrets compose gives it (``GENOBASE_<SERVICE>_S3_SECRET_KEY``) -- the services never get the
+   root user.
 
 Settings come from the same ``GENOBASE_*`` variables as the services; ``MINIO_TARGET_ID`` names
 the target (default GENOBASE).
@@ -20,6 +23,7 @@ import time
 
 from shared.broker import connect, declare_topology
 from shared.notify import wire_minio
+from shared.s3_users import S3_SERVICES, provision_services
 from shared.settings import get_settings
 from shared.storage import ObjectStore
 
@@ -41,7 +45,9 @@ def main() -> None:
                 settings.uploads_bucket,
                 os.environ.get("MINIO_TARGET_ID", "GENOBASE"),
             )
-            print("MinIO notifications wired to RabbitMQ")
+            secrets = {s: os.environ[f"GENOBASE_{s.upper()}_S3_SECRET_KEY"] for s in S3_SERVICES}
+            provision_services(settings, secrets)
+            print("MinIO notifications wired to RabbitMQ; service users and policies made")
             return
         except Exception as exc:  # the servers may still be starting
             print(f"waiting for MinIO and RabbitMQ ({attempt + 1}/60): {exc}")

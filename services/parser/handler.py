@@ -27,6 +27,7 @@ from shared.ports import ObjectChanged, ObjectReader, ParseUploads, PipelinedPub
 from shared.settings import Settings
 from shared.stages import GiveUp
 from shared.uploads import (
+    Claim,
     ClaimAction,
     Failure,
     ObjectCreated,
@@ -63,23 +64,9 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
         log.warning("event for another bucket ignored", bucket=event.bucket, key=event.key, ignored=dict(IGNORED))
         return
     event = trusted_event_time(event, datetime.now(UTC))
-    decision = decide_claim(deps.uploads.find(event.bucket, event.key), event)
-    if needs_object_check(decision):
-        stored = deps.store.stat(event.bucket, event.key)
-        if stored is None or stored.etag != event.etag:
-            IGNORED["etag not in the store"] += 1
-            log.warning(
-                "event for an object the store does not show ignored",
-                bucket=event.bucket,
-                key=event.key,
-                etag=event.etag,
-                stored_etag=stored and stored.etag,
-                ignored=dict(IGNORED),
-            )
-            return
-        # The size is the store's too: a notification's size would cut the file short or read past it.
-        event = event.model_copy(update={"size": stored.size})
-    claim = deps.uploads.claim(event)
+    claim = _claim(event, deps)
+    if claim is None:
+        return
     upload = claim.upload
     bind_upload(upload.id, upload.generation)
     if claim.action is not ClaimAction.PARSE:
@@ -94,6 +81,37 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
             log.info("generation no longer parseable", state=upload.state.value)
             return
         _parse(event, upload, deps)
+
+
+def _claim(event: ObjectCreated, deps: ParserDeps, attempts: int = 3) -> Claim | None:
+    """Claim the event's upload; where that starts a generation, only once the store confirmed it.
+
+    The first look decides without a lock; the claim decides again under the key's row lock and
+    answers ``UNCONFIRMED`` if the upload changed meanwhile so that a HEAD is now due: look again.
+    None: the store does not show the event's object, nothing is done.
+    """
+    for _ in range(attempts):
+        confirmed = False
+        if needs_object_check(decide_claim(deps.uploads.find(event.bucket, event.key), event)):
+            stored = deps.store.stat(event.bucket, event.key)
+            if stored is None or stored.etag != event.etag:
+                IGNORED["etag not in the store"] += 1
+                log.warning(
+                    "event for an object the store does not show ignored",
+                    bucket=event.bucket,
+                    key=event.key,
+                    etag=event.etag,
+                    stored_etag=stored and stored.etag,
+                    ignored=dict(IGNORED),
+                )
+                return None
+            # The size is the store's too: a notification's size would cut the file short or read past it.
+            event = event.model_copy(update={"size": stored.size})
+            confirmed = True
+        claim = deps.uploads.claim(event, confirmed)
+        if claim.action is not ClaimAction.UNCONFIRMED:
+            return claim
+    raise RuntimeError("the upload kept changing under the claim")  # redelivered: decided afresh
 
 
 def parse_limits(settings: Settings) -> Limits:

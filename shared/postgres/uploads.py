@@ -46,7 +46,7 @@ from shared.uploads import (
     State,
     Transition,
     Upload,
-    decide_claim,
+    decide_locked_claim,
 )
 
 _SELECT = "SELECT * FROM uploads"
@@ -117,16 +117,17 @@ def find_upload(conn: Connection, bucket: str, key: str) -> Upload | None:
     return Upload.from_row(row) if row else None
 
 
-def claim_object(conn: Connection, event: ObjectCreated) -> Claim:
-    """Apply what an object-created event means (``decide_claim``) under the key's row lock.
+def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False) -> Claim:
+    """Apply what an object-created event means (``decide_locked_claim``) under the key's row lock.
 
     Creates the upload of an object nobody registered; starts a new generation (dropping the old
-    generation's rows) when the key was overwritten; recognises duplicate and stale events.
+    generation's rows) when the key was overwritten -- both only for an event the store confirmed
+    (``confirmed``); recognises duplicate and stale events.
     """
     with conn.transaction():
         row = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = %s FOR UPDATE", (event.bucket, event.key)).fetchone()
         current = Upload.from_row(row) if row else None
-        decision = decide_claim(current, event)
+        decision = decide_locked_claim(current, event, confirmed)
         if decision is ClaimDecision.CREATE:
             # An object written under a key name's prefix belongs to that owner (shared/access.py).
             first = event.key.partition("/")[0]
@@ -149,7 +150,7 @@ def claim_object(conn: Connection, event: ObjectCreated) -> Claim:
                 ),
             ).fetchone()
             if row is None:  # lost a race with a concurrent claim: decide again under its lock
-                return claim_object(conn, event)
+                return claim_object(conn, event, confirmed)
             return Claim(ClaimAction.PARSE, Upload.from_row(row))
         assert current is not None
         if decision is not ClaimDecision.NEW_GENERATION:
@@ -419,8 +420,8 @@ class PostgresUploads:
         for database in (self._db, self._parts, self._progress):
             database.close()
 
-    def claim(self, event: ObjectCreated) -> Claim:
-        return claim_object(self._db.conn, event)
+    def claim(self, event: ObjectCreated, confirmed: bool) -> Claim:
+        return claim_object(self._db.conn, event, confirmed)
 
     def find(self, bucket: str, key: str) -> Upload | None:
         return find_upload(self._db.conn, bucket, key)

@@ -65,7 +65,9 @@ def test_poison_message_is_dead_lettered_while_others_are_served(
     before = pipeline.processes.pid("persister")
     with connect(settings, autocommit=True) as conn:
         claim = db.claim_object(
-            conn, ObjectCreated(bucket=settings.uploads_bucket, key=f"poison/{time.time_ns()}.fa", size=1, etag="p1")
+            conn,
+            ObjectCreated(bucket=settings.uploads_bucket, key=f"poison/{time.time_ns()}.fa", size=1, etag="p1"),
+            confirmed=True,  # an upload made directly, with no object behind it
         )
         # Being parsed, as far as anyone can tell, for the next hour: the watchdog must not take this
         # object-less upload back to the parser while the poison batch is being retried.

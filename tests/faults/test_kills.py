@@ -123,7 +123,8 @@ def test_overwritten_object_is_a_new_generation(pipeline: Pipeline, settings: Se
     ticket = ledger.upload(pipeline, "overwrite.fasta", first, "done", record_count(second))
     assert pipeline.wait_for(ticket["id"])["state"] == "done"
     ledger.inject("object overwritten (new generation)")
-    put = http.put(ObjectStore(settings).presign_put(ticket["bucket"], ticket["key"], 60), content=second)
+    url = ObjectStore(settings).presign_put(ticket["bucket"], ticket["key"], 60, len(second))
+    put = http.put(url, content=second)
     assert put.status_code == 200
     deadline = time.monotonic() + 180  # RGW persistent topics occasionally hold an event back for a minute
     while (status := pipeline.status(ticket["id"]))["generation"] < 2:

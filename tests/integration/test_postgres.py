@@ -16,7 +16,7 @@ from shared.postgres.migrate import migrate, runtime_role
 from shared.postgres.sequences import iter_result_pieces
 from shared.record_schema import RECORD, Part
 from shared.settings import Settings
-from shared.uploads import ClaimAction, Failure, ObjectCreated, ParseErrorCode, PersistOutcome, State, Upload
+from shared.uploads import Claim, ClaimAction, Failure, ObjectCreated, ParseErrorCode, PersistOutcome, State, Upload
 from tests.builders import record, sequence_batch
 
 pytestmark = pytest.mark.integration
@@ -34,6 +34,11 @@ def event(key: str, etag: str = "e1", when: datetime | None = None) -> ObjectCre
     return ObjectCreated(
         bucket="itest-bucket", key=key, size=10, etag=etag, sequencer="01", event_time=when or datetime.now(UTC)
     )
+
+
+def confirmed(conn: Connection, created: ObjectCreated) -> Claim:
+    """A claim of an event whose object the store showed (the parser's HEAD)."""
+    return db.claim_object(conn, created, confirmed=True)
 
 
 def batch(upload: Upload, batch_no: int, ordinals: list[int]) -> SequenceBatch:
@@ -88,21 +93,21 @@ def test_the_runtime_role_reads_and_writes_rows_and_nothing_else(conn: Connectio
 def test_claims_tell_new_duplicate_stale_and_overwritten(conn: Connection) -> None:
     key = f"claims/{uuid.uuid4()}.fa"
     now = datetime.now(UTC)
-    first = db.claim_object(conn, event(key, "e1", now))
+    first = confirmed(conn, event(key, "e1", now))
     assert first.action is ClaimAction.PARSE
     assert first.upload.registered is False and first.upload.generation == 1
     # a redelivery while still queued/parsing must be parsed (the first parser may have died)
-    assert db.claim_object(conn, event(key, "e1", now)).action is ClaimAction.PARSE
+    assert confirmed(conn, event(key, "e1", now)).action is ClaimAction.PARSE
     conn.execute("UPDATE uploads SET state = 'done' WHERE id = %s", (first.upload.id,))
-    assert db.claim_object(conn, event(key, "e1", now)).action is ClaimAction.DUPLICATE
-    assert db.claim_object(conn, event(key, "e0", now - timedelta(hours=1))).action is ClaimAction.STALE
-    newer = db.claim_object(conn, event(key, "e2", now + timedelta(seconds=1)))
+    assert confirmed(conn, event(key, "e1", now)).action is ClaimAction.DUPLICATE
+    assert confirmed(conn, event(key, "e0", now - timedelta(hours=1))).action is ClaimAction.STALE
+    newer = confirmed(conn, event(key, "e2", now + timedelta(seconds=1)))
     assert newer.action is ClaimAction.PARSE
     assert (newer.upload.id, newer.upload.generation, newer.upload.state) == (first.upload.id, 2, State.QUEUED)
 
 
 def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Settings, conn: Connection) -> None:
-    upload = db.claim_object(conn, event(f"batches/{uuid.uuid4()}.fa")).upload
+    upload = confirmed(conn, event(f"batches/{uuid.uuid4()}.fa")).upload
     assert db.start_parsing(conn, upload.id, upload.generation)
     first = db.store_batch(conn, batch(upload, 0, [0, 1]))
     assert first == PersistOutcome(True, False)
@@ -129,14 +134,14 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
 
 def test_batches_of_a_replaced_generation_are_ignored(conn: Connection) -> None:
     key = f"generations/{uuid.uuid4()}.fa"
-    old = db.claim_object(conn, event(key, "e1")).upload
-    new = db.claim_object(conn, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
+    old = confirmed(conn, event(key, "e1")).upload
+    new = confirmed(conn, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
     assert db.store_batch(conn, batch(old, 0, [0])).stored is False
     assert db.store_batch(conn, batch(new, 0, [0])).stored is True
 
 
 def test_failure_keeps_the_reason_and_drops_the_rows(settings: Settings, conn: Connection) -> None:
-    upload = db.claim_object(conn, event(f"fail/{uuid.uuid4()}.fa")).upload
+    upload = confirmed(conn, event(f"fail/{uuid.uuid4()}.fa")).upload
     db.store_batch(conn, batch(upload, 0, [0, 1]))
     assert db.fail_upload(
         conn, upload.id, upload.generation, Failure(ParseErrorCode.INVALID_CHARACTER, "bad 'X'", 5, 3)
@@ -162,7 +167,7 @@ def test_one_worker_per_generation(settings: Settings, conn: Connection) -> None
 
 
 def test_stalled_uploads_are_picked_up_once_per_period(conn: Connection) -> None:
-    ids = [db.claim_object(conn, event(f"stall/{uuid.uuid4()}.fa")).upload.id for _ in range(3)]
+    ids = [confirmed(conn, event(f"stall/{uuid.uuid4()}.fa")).upload.id for _ in range(3)]
     for upload_id, state in zip(ids[:2], ("persisting", "assembling"), strict=True):
         conn.execute(
             "UPDATE uploads SET state = %s, updated_at = now() - interval '2 hours' WHERE id = %s", (state, upload_id)
@@ -207,11 +212,11 @@ def test_stored_columns_are_the_record_definition(conn: Connection) -> None:
 
 def test_a_new_generation_resets_every_per_generation_field(conn: Connection) -> None:
     key = f"reset/{uuid.uuid4()}.fa"
-    first = db.claim_object(conn, event(key, "e1")).upload
+    first = confirmed(conn, event(key, "e1")).upload
     db.store_batch(conn, batch(first, 0, [0, 1]))
     db.fail_upload(conn, first.id, first.generation, Failure(ParseErrorCode.EMPTY_FILE, "x", 1, 1))
     conn.execute("UPDATE uploads SET pickups = 3, picked_up_at = now(), format = 'fasta' WHERE id = %s", (first.id,))
-    second = db.claim_object(conn, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
+    second = confirmed(conn, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
     fresh = Upload(
         id=second.id, bucket=second.bucket, key=key, filename=second.filename, registered=False,
         declared_format=None, alphabet="nucleotide", state=State.QUEUED, generation=2, etag="e2",
@@ -233,5 +238,16 @@ def test_tickets_expire_after_their_grace_and_a_late_object_still_counts(conn: C
     assert db.get_upload(conn, over.id).state is State.EXPIRED  # type: ignore[union-attr]
     assert db.get_upload(conn, fresh.id).state is State.AWAITING_UPLOAD  # type: ignore[union-attr]
     assert over.id not in {u.id for u in db.expire_tickets(conn, timedelta(minutes=5))}  # once
-    late = db.claim_object(conn, event(key, "e1"))
+    late = confirmed(conn, event(key, "e1"))
     assert late.action is ClaimAction.PARSE and late.upload.id == over.id and late.upload.generation == 1
+
+
+def test_a_claim_never_starts_a_generation_the_store_was_not_asked_about(conn: Connection) -> None:
+    key = f"unconfirmed/{uuid.uuid4()}.fa"
+    assert db.claim_object(conn, event(key, "e1")).action is ClaimAction.UNCONFIRMED  # would create
+    assert db.find_upload(conn, "itest-bucket", key) is None
+    first = confirmed(conn, event(key, "e1"))
+    later = event(key, "e2", datetime.now(UTC) + timedelta(seconds=1))
+    assert db.claim_object(conn, later).action is ClaimAction.UNCONFIRMED  # would start generation 2
+    assert db.get_upload(conn, first.upload.id).etag == "e1"  # type: ignore[union-attr]
+    assert db.claim_object(conn, event(key, "e1")).action is ClaimAction.PARSE  # a redelivery needs no look

@@ -38,7 +38,7 @@ def client(pipeline: Pipeline, key: str | None) -> httpx.Client:
     return httpx.Client(base_url=pipeline.settings.status_base_url, timeout=30, headers=headers)
 
 
-ROUTES = [("POST", "/uploads", {"json": {"filename": "x.fa"}}), ("GET", f"/uploads/{uuid.uuid4()}", {}),
+ROUTES = [("POST", "/uploads", {"json": {"filename": "x.fa", "size": 1}}), ("GET", f"/uploads/{uuid.uuid4()}", {}),
           ("GET", "/uploads", {"params": {"bucket": "uploads", "key": "k"}})]  # fmt: skip
 
 
@@ -107,9 +107,9 @@ def test_keys_are_made_listed_and_revoked_by_the_cli(pipeline: Pipeline, setting
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1]  # the key, alone on the last line
     assert key.startswith("gbk_") and key not in cli("list").stdout
-    assert client(pipeline, key).post("/uploads", json={"filename": "x.fa"}).status_code == 201
+    assert client(pipeline, key).post("/uploads", json={"filename": "x.fa", "size": 1}).status_code == 201
     assert cli("revoke", name).returncode == 0
-    assert client(pipeline, key).post("/uploads", json={"filename": "x.fa"}).status_code == 401
+    assert client(pipeline, key).post("/uploads", json={"filename": "x.fa", "size": 1}).status_code == 401
     assert "revoked" in next(line for line in cli("list").stdout.splitlines() if line.startswith(name))
     with connect(settings, autocommit=True) as conn:
         stored = conn.execute("SELECT key_hash FROM api_keys WHERE name = %s", (name,)).fetchone()

@@ -39,7 +39,7 @@ from shared.uploads import (
     ResultLocation,
     State,
     Upload,
-    decide_claim,
+    decide_locked_claim,
 )
 
 
@@ -65,6 +65,7 @@ class FakeUploads:
         self.locked: set[tuple[uuid.UUID, str]] = set()
         self.resets = 0
         self.fail_on_store: BaseException | None = None
+        self.before_claim: Callable[[], None] | None = None  # runs between the look and the lock
 
     # --- helpers for tests
     def add(self, upload: Upload) -> Upload:
@@ -88,9 +89,12 @@ class FakeUploads:
         return upload
 
     # --- ParseUploads
-    def claim(self, event: ObjectCreated) -> Claim:
+    def claim(self, event: ObjectCreated, confirmed: bool) -> Claim:
         current = self.find(event.bucket, event.key)
-        decision = decide_claim(current, event)
+        if self.before_claim is not None:
+            self.before_claim()
+            current = self.find(event.bucket, event.key)
+        decision = decide_locked_claim(current, event, confirmed)
         event_fields = dict(etag=event.etag, sequencer=event.sequencer, event_time=event.event_time)
         if decision is ClaimDecision.CREATE:
             now = datetime.now(UTC)

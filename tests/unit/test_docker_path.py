@@ -42,13 +42,32 @@ def test_env_file_keeps_secrets_and_encodes_them_for_urls() -> None:
 
 
 def test_stack_file_reaches_postgres_and_rabbitmq_from_the_host() -> None:
-    env = compose.env_file({"GENOBASE_PG_PASSWORD": AWKWARD, "GENOBASE_RABBITMQ_PASSWORD": AWKWARD}, lambda n: "y" * n)
+    given = {"GENOBASE_PG_RUNTIME_PASSWORD": AWKWARD, "GENOBASE_RABBITMQ_PASSWORD": AWKWARD}
+    env = compose.env_file(given, lambda n: "y" * n)
     values = compose.stack_file(env)
     for name, port in (("GENOBASE_PG_DSN", 15432), ("GENOBASE_AMQP_URL", 15672)):
         parts = urlsplit(values[name])
         assert (parts.hostname, parts.port, unquote(parts.password or "")) == ("127.0.0.1", port, AWKWARD)
     text = (ROOT / "compose.yaml").read_text()
     assert "${GENOBASE_PG_HOST_PORT:-15432}:5432" in text and "${GENOBASE_AMQP_HOST_PORT:-15672}:5672" in text
+
+
+def test_services_get_their_own_credentials_in_compose() -> None:
+    """No service gets MinIO's root user or the schema owner's password; each S3 user is its own."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = config["services"]
+    for name in ("intake", "parser", "persister", "assembler", "watchdog"):
+        env = services[name]["environment"]
+        assert "GENOBASE_PG_OWNER_DSN" not in env and "genobase_app:" in env["GENOBASE_PG_DSN"]
+        assert env.get("GENOBASE_S3_ACCESS_KEY") in (None, f"genobase-{name}"), name
+        assert "GENOBASE_S3_ACCESS_KEY}" not in str(env.get("GENOBASE_S3_SECRET_KEY", "")), name
+        assert env["GENOBASE_AMQP_URL"].endswith("@rabbitmq:5672/genobase")
+    for name in ("persister", "watchdog"):
+        assert "GENOBASE_S3_SECRET_KEY" not in services[name]["environment"]
+    assert "GENOBASE_PG_OWNER_DSN" in services["migrate"]["environment"]
+    assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_VHOST"] == "genobase"
 
 
 def test_published_ports_listen_on_loopback_by_default() -> None:

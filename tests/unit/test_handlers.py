@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -115,7 +116,7 @@ def test_parser_ignores_a_notification_without_objects(parser: ParserDeps) -> No
 def test_parser_does_nothing_for_a_duplicate(parser: ParserDeps, objects: FakeObjects, state: State) -> None:
     event = objects.put(BUCKET, "a.fa", FASTA, "e1")
     uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
-    uploads.claim(event)
+    uploads.claim(event, confirmed=True)
     uploads._set(only(uploads), state=state)
     handle_notification([event], parser)
     assert parser.publisher.messages == [] and only(uploads).state is state  # type: ignore[attr-defined]
@@ -123,7 +124,7 @@ def test_parser_does_nothing_for_a_duplicate(parser: ParserDeps, objects: FakeOb
 
 def test_parser_does_nothing_for_a_stale_event(parser: ParserDeps, objects: FakeObjects) -> None:
     event = objects.put(BUCKET, "a.fa", FASTA, "e2")
-    parser.uploads.claim(event)
+    parser.uploads.claim(event, confirmed=True)
     older = event.model_copy(update={"etag": "e1", "event_time": event.event_time - timedelta(hours=1)})  # type: ignore[operator]
     handle_notification([older], parser)
     upload = only(parser.uploads)  # type: ignore[arg-type]
@@ -132,7 +133,7 @@ def test_parser_does_nothing_for_a_stale_event(parser: ParserDeps, objects: Fake
 
 def test_parser_leaves_a_generation_locked_by_another_parser(parser: ParserDeps, objects: FakeObjects) -> None:
     event = objects.put(BUCKET, "a.fa", FASTA, "e1")
-    upload = parser.uploads.claim(event).upload
+    upload = parser.uploads.claim(event, confirmed=True).upload
     parser.uploads.locked.add((upload.id, "parse"))  # type: ignore[attr-defined]
     handle_notification([event], parser)
     assert parser.publisher.messages == [] and only(parser.uploads).state is State.QUEUED  # type: ignore[attr-defined, arg-type]
@@ -210,7 +211,7 @@ def test_progress_budget_counts_from_the_last_progress() -> None:
 
 def test_parser_give_up_fails_only_the_generation_of_the_event(parser: ParserDeps, objects: FakeObjects) -> None:
     event = objects.put(BUCKET, "a.fa", FASTA, "e1")
-    parser.uploads.claim(event)
+    parser.uploads.claim(event, confirmed=True)
     give_up_parse([event.model_copy(update={"etag": "other"})], GiveUp("boom", "id1"), parser)
     assert only(parser.uploads).failure is None  # type: ignore[arg-type]
     give_up_parse(
@@ -413,3 +414,22 @@ def test_the_parser_reads_the_size_the_store_shows_not_the_events(
     done = parser.publisher.messages[-1]  # type: ignore[attr-defined]
     assert isinstance(done, ParseCompleted) and (done.source_bytes, done.record_count) == (len(FASTA), 4)
     assert only(parser.uploads).bytes_total == len(FASTA)  # type: ignore[arg-type]
+
+
+def test_an_upload_changed_between_look_and_lock_is_looked_at_again(parser: ParserDeps, objects: FakeObjects) -> None:
+    """The first look saw a redelivery (no HEAD due); by the lock another event had moved the upload
+    on, so this one would start a generation: it is checked with the store first, and ignored."""
+    first = objects.put(BUCKET, "race.fa", FASTA, "e1")
+    handle_notification([first], parser)
+    uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
+    upload = only(uploads)
+    objects.put(BUCKET, "race.fa", FASTA + b">z\nA\n", "e2")  # the store now shows e2 only
+
+    def moved_on() -> None:  # a concurrent claim of e2, between this event's look and its lock
+        uploads.add(dataclasses.replace(uploads.uploads[upload.id], etag="e2", generation=2))
+        uploads.before_claim = None
+
+    uploads.before_claim = moved_on
+    handle_notification([first.model_copy(update={"event_time": None})], parser)  # e1 redelivered
+    after = uploads.uploads[upload.id]
+    assert (after.etag, after.generation) == ("e2", 2)  # e1 is not in the store: nothing changed

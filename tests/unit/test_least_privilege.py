@@ -1,0 +1,83 @@
+"""What each service and owner is given: the pure rules (the stack applies them in tests/security)."""
+
+from __future__ import annotations
+
+from genobase import stack
+from shared.s3_users import S3_SERVICES, _sid, _sid_prefix, owner_grants, service_grants
+
+VALUES = {
+    "GENOBASE_PG_DSN": "postgresql://genobase_app:rt@127.0.0.1/genobase",
+    "GENOBASE_PG_OWNER_DSN": "postgresql://genobase:owner@127.0.0.1/genobase",
+    "GENOBASE_PG_PASSWORD": "owner",
+    "GENOBASE_PG_RUNTIME_PASSWORD": "rt",
+    "GENOBASE_AMQP_URL": "amqp://genobase:pw@127.0.0.1:5672/genobase",
+    "GENOBASE_RABBITMQ_PASSWORD": "pw",
+    "GENOBASE_RABBITMQ_RGW_PASSWORD": "rgwpw",
+    "GENOBASE_S3_ACCESS_KEY": "ADMIN",
+    "GENOBASE_S3_SECRET_KEY": "admin-secret",
+    "GENOBASE_API_KEY": "gbk_admin",
+    "GENOBASE_PARSER_S3_ACCESS_KEY": "PARSER",
+    "GENOBASE_PARSER_S3_SECRET_KEY": "parser-secret",
+    "GENOBASE_ASSEMBLER_S3_ACCESS_KEY": "ASSEMBLER",
+    "GENOBASE_ASSEMBLER_S3_SECRET_KEY": "assembler-secret",
+    "GENOBASE_INTAKE_S3_ACCESS_KEY": "INTAKE",
+    "GENOBASE_INTAKE_S3_SECRET_KEY": "intake-secret",
+    "GENOBASE_UPLOADS_BUCKET": "uploads",
+}
+
+
+def test_each_service_gets_its_own_s3_keys_and_no_other_secret() -> None:
+    for service in stack.SERVICES:
+        given = stack.service_settings(service, VALUES)
+        assert given["GENOBASE_PG_DSN"] == VALUES["GENOBASE_PG_DSN"]  # the runtime role only
+        assert given["GENOBASE_UPLOADS_BUCKET"] == "uploads"
+        text = "\n".join(given.values())
+        for secret in ("owner", "admin-secret", "gbk_admin", "rgwpw", "ADMIN"):
+            assert secret not in text.split("\n"), (service, secret)
+        own = {s for s in S3_SERVICES if s != service}
+        for other in own:
+            assert f"{other}-secret" not in text, (service, other)
+        if service in S3_SERVICES:
+            assert given["GENOBASE_S3_SECRET_KEY"] == f"{service}-secret"
+        else:
+            assert "GENOBASE_S3_SECRET_KEY" not in given  # persister and watchdog use no S3
+
+
+def test_service_grants_are_what_each_does() -> None:
+    grants = service_grants("up", "res")
+    actions = {
+        svc: {(a, r, g.effect) for g in gs for a in g.actions for r in g.resources} for svc, gs in grants.items()
+    }
+    assert actions["parser"] == {("s3:GetObject", "up/*", "Allow")}
+    assert ("s3:PutObject", "res/*", "Allow") in actions["assembler"]
+    assert not any(r.startswith("up") for _, r, _ in actions["assembler"])  # never touches uploads
+    assert ("s3:PutObject", "up/*", "Allow") in actions["intake"]
+    assert not any(a == "s3:GetObject" and r == "up/*" for a, r, _ in actions["intake"])  # presigns, never reads
+    assert not any(a in ("s3:DeleteObject", "s3:*") for svc in actions.values() for a, _, _ in svc)
+
+
+def test_owner_grants_write_under_the_prefix_and_deny_reads() -> None:
+    allow, deny = owner_grants("alice", "up")
+    assert allow.effect == "Allow" and allow.resources == ("up/alice/*",) and "s3:GetObject" not in allow.actions
+    assert deny.effect == "Deny" and "s3:GetObject" in deny.actions and deny.resources == ("up/*",)
+    statement = allow.statement("S1", "arn:aws:iam:::user/owner-alice")
+    assert statement["Resource"] == ["arn:aws:s3:::up/alice/*"]
+    assert statement["Principal"] == {"AWS": ["arn:aws:iam:::user/owner-alice"]}
+
+
+def test_statement_ids_never_mix_two_users() -> None:
+    users = ["owner-a2", "owner-a-2", "owner-a", "owner-ab"]
+    prefixes = [_sid_prefix(u) for u in users]
+    assert len(set(prefixes)) == len(users)
+    for user in users:
+        ids = [_sid(user, i) for i in range(12)]
+        assert all(i.isalnum() for i in ids)
+        for other in users:
+            if other != user:
+                assert not any(i.startswith(_sid_prefix(other)) for i in ids)
+
+
+def test_the_object_stores_publisher_can_only_publish_events() -> None:
+    configure, write, read = stack.rgw_publisher_permissions("genobase.events")
+    assert write == r"^genobase\.events$"
+    assert configure == read == r"^amq\.gen-.*"  # its own server-named reply queue, no pipeline queue
