@@ -89,6 +89,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     _wait_healthy(settings)
     print(f"stack file      {path.resolve()}")
     print(f"intake (HTTP)   {settings.status_base_url}  (OpenAPI: {settings.status_base_url}/docs)")
+    print(f"refget (read)   http://{settings.refget_host}:{settings.refget_port}/  (sequences, collections)")
     print(f"S3 (Ceph RGW)   {settings.s3_endpoint}  buckets {settings.uploads_bucket}, {settings.results_bucket}")
     print(f"RabbitMQ        amqp://127.0.0.1:5672  vhost {stack.AMQP_VHOST}, exchange {settings.events_exchange}")
     print("PostgreSQL      127.0.0.1:5432 database genobase")

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from shared.settings import Settings
 
-SERVICES = ("intake", "parser", "persister", "assembler", "watchdog")
+SERVICES = ("intake", "parser", "persister", "assembler", "watchdog", "refget")
 AMQP_VHOST = "genobase"  # the stack's own RabbitMQ vhost (users: genobase, genobase-rgw)
 PG_RUNTIME_ROLE = "genobase_app"  # the services' Postgres role (rows only); "genobase" owns the schema
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from shared.messages import Message, ParseCompleted, SequenceBatch
 from shared.record_schema import ResultPiece
+from shared.seqcol import Collection
 from shared.uploads import Claim, Failure, NameCounts, ObjectCreated, PersistOutcome, ResultLocation, Upload
 
 # --- the upload store, one interface per stage -------------------------------------------------
@@ -63,10 +64,19 @@ class AssemblyUploads(Failing, Protocol):
         """Safe to call from another thread while ``result_pieces`` streams."""
         ...
 
+    def collection(self, upload_id: uuid.UUID) -> Collection:
+        """The records' sequence collection (shared/seqcol.py); safe beside ``result_pieces`` too."""
+        ...
+
     def record_assembly_progress(self, upload_id: uuid.UUID, generation: int, records: int) -> None: ...
 
     def finish_assembly(
-        self, upload_id: uuid.UUID, generation: int, result: ResultLocation, counts: NameCounts
+        self,
+        upload_id: uuid.UUID,
+        generation: int,
+        result: ResultLocation,
+        counts: NameCounts,
+        collection: Collection,
     ) -> bool: ...
 
     def reset(self) -> None: ...

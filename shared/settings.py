@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     intake_port: int = 8000
     public_base_url: str | None = None
 
+    # refget: the read API (GA4GH refget v2 sequences and sequence collections). Reads are public,
+    # as on every refget server, unless refget_require_key; a level-2 collection or a comparison
+    # holds its arrays, so collections above seqcol_max_elements records are refused (413).
+    refget_host: str = "127.0.0.1"
+    refget_port: int = 8001
+    refget_require_key: bool = False
+    seqcol_max_elements: int = 1_000_000
+
     # watchdog: an upload whose stage made no progress for this long is reported as stalled and
     # its stage's message issued again (consumers are idempotent, so a false alarm costs nothing).
     stall_after_seconds: float = 300

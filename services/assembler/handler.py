@@ -20,6 +20,7 @@ from shared.failpoints import failpoint
 from shared.logging import bind_upload, carry_context
 from shared.messages import AssembleRequested
 from shared.ports import AssemblyUploads, ResultWriter
+from shared.seqcol import Collection
 from shared.settings import Settings
 from shared.stages import GiveUp
 from shared.uploads import Failure, NameCounts, PipelineErrorCode, ResultLocation, Upload, result_key
@@ -72,12 +73,12 @@ def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
         log.info("aborted unfinished multipart uploads of an earlier attempt", count=aborted)
     document = ResultDocument(provenance(upload), escape_residues=upload.alphabet == "any")
     started = time.monotonic()
-    counts = _count_names_aside(upload, deps)
-    size = _write(upload, document, bucket, key, counts, deps)
+    counts, collection = _count_names_aside(upload, deps)
+    size = _write(upload, document, bucket, key, counts, collection, deps)
     if document.records_written != upload.records_total:
         raise RuntimeError(f"wrote {document.records_written} records, expected {upload.records_total}")
     result = ResultLocation(bucket, key, size, document.records_written)
-    deps.uploads.finish_assembly(upload.id, upload.generation, result, counts.result())
+    deps.uploads.finish_assembly(upload.id, upload.generation, result, counts.result(), collection.result())
     log.info(
         "result written",
         key=key,
@@ -87,22 +88,34 @@ def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
     )
 
 
-def _count_names_aside(upload: Upload, deps: AssemblerDeps) -> Future[NameCounts]:
-    """Counting duplicate names sorts every name: done beside the streaming, not before it."""
-    counting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-counts")
+def _count_names_aside(upload: Upload, deps: AssemblerDeps) -> tuple[Future[NameCounts], Future[Collection]]:
+    """Counting duplicate names and digesting the collection sort every name: done beside the
+    streaming (each on its own session), not before it; the document's trailer waits for both."""
+    counting = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aside")
     counts = counting.submit(carry_context(deps.uploads.name_counts), upload.id)
+    collection = counting.submit(carry_context(deps.uploads.collection), upload.id)
     counting.shutdown(wait=False)
-    return counts
+    return counts, collection
 
 
 def _write(
-    upload: Upload, document: ResultDocument, bucket: str, key: str, counts: Future[NameCounts], deps: AssemblerDeps
+    upload: Upload,
+    document: ResultDocument,
+    bucket: str,
+    key: str,
+    counts: Future[NameCounts],
+    collection: Future[Collection],
+    deps: AssemblerDeps,
 ) -> int:
     """Stream the rows through the document into a multipart upload; returns the document's size."""
 
-    def trailer() -> dict[str, int]:
+    def trailer() -> dict[str, int | str]:
         found = counts.result()
-        return {"duplicate_names": found.duplicate_names, "empty_sequences": found.empty_sequences}
+        return {
+            "duplicate_names": found.duplicate_names,
+            "empty_sequences": found.empty_sequences,
+            "collection_digest": collection.result().digest,
+        }
 
     progress = _Progress(
         lambda: deps.uploads.record_assembly_progress(upload.id, upload.generation, document.records_written)

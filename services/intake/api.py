@@ -26,6 +26,7 @@ from shared.access import Caller, can_see, owner_prefix
 from shared.broker import connect as amqp_connect
 from shared.parsing.alphabet import AlphabetName
 from shared.postgres import keys
+from shared.postgres import refget as collections
 from shared.postgres import uploads as queries
 from shared.postgres.connection import dict_row, ping
 from shared.settings import Settings
@@ -62,6 +63,11 @@ class UploadRequest(BaseModel):
         default=None, description="skip content detection and parse as this format"
     )
     alphabet: AlphabetName = AlphabetName.NUCLEOTIDE
+    circular: bool = Field(
+        default=False,
+        description="the file's sequences are circular (a plasmid, a mitochondrion): the refget API then "
+        "serves a slice whose start is after its end across the origin",
+    )
 
     @field_validator("filename")
     @classmethod
@@ -143,6 +149,9 @@ class UploadStatus(BaseModel):
     result: UploadResult | None
     times: StageTimes
     stall: Stall
+    collection_digest: str | None = Field(
+        default=None, description="the GA4GH sequence collection digest of the upload's records, once done"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -247,7 +256,7 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 router = APIRouter()
 
 
-def to_status(upload: Upload, services: Services) -> UploadStatus:
+def to_status(upload: Upload, services: Services, collection_digest: str | None = None) -> UploadStatus:
     now = datetime.now(UTC)
     failure = upload.failure
     error = None
@@ -303,6 +312,7 @@ def to_status(upload: Upload, services: Services) -> UploadStatus:
             pickups=upload.pickups,
             last_pickup_at=upload.picked_up_at,
         ),
+        collection_digest=collection_digest,
         created_at=upload.created_at,
         updated_at=upload.updated_at,
     )
@@ -337,6 +347,7 @@ def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep)
             body.size,
             caller.name,
             expires_at,
+            body.circular,
         )
     return UploadTicket(
         id=upload_id,
@@ -352,9 +363,9 @@ def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep)
 def upload_status(upload_id: uuid.UUID, services: ServicesDep, caller: CallerDep) -> UploadStatus:
     with services.pool.connection() as conn:
         upload = queries.get_upload(conn, upload_id)
-    if upload is None or not can_see(caller, upload.owner):  # another owner's: as if it did not exist
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
-    return to_status(upload, services)
+        if upload is None or not can_see(caller, upload.owner):  # another owner's: as if it did not exist
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
+        return to_status(upload, services, _collection_digest(conn, upload))
 
 
 @router.get("/uploads", response_model=UploadStatus)
@@ -364,9 +375,16 @@ def find_upload(
     """Look an upload up by its object, e.g. one written straight to the bucket without registering."""
     with services.pool.connection() as conn:
         upload = queries.find_upload(conn, bucket, key)
-    if upload is None or not can_see(caller, upload.owner):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload for s3://{bucket}/{key}")
-    return to_status(upload, services)
+        if upload is None or not can_see(caller, upload.owner):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload for s3://{bucket}/{key}")
+        return to_status(upload, services, _collection_digest(conn, upload))
+
+
+def _collection_digest(conn: Any, upload: Upload) -> str | None:
+    if upload.state is not State.DONE:
+        return None
+    collection = collections.collection_of_upload(conn, upload.id, upload.generation)
+    return collection.digest if collection else None
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})

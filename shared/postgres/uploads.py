@@ -18,9 +18,10 @@ from psycopg import sql
 
 from shared.access import owner_of_object
 from shared.messages import ParseCompleted, SequenceBatch
-from shared.postgres import sequences
+from shared.postgres import refget, sequences
 from shared.postgres.connection import Connection, Database, connect
 from shared.record_schema import ResultPiece
+from shared.seqcol import Collection
 from shared.uploads import (
     EXPIRE,
     FAIL,
@@ -86,10 +87,11 @@ def register_upload(
     size: int | None,
     owner: str | None = None,
     ticket_expires_at: datetime | None = None,
+    circular: bool = False,
 ) -> Upload:
     row = conn.execute(
         "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total, "
-        "owner, ticket_expires_at) VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s) RETURNING *",
+        "owner, ticket_expires_at, circular) VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
         (
             upload_id,
             bucket,
@@ -101,6 +103,7 @@ def register_upload(
             size,
             owner,
             ticket_expires_at,
+            circular,
         ),
     ).fetchone()
     assert row is not None
@@ -128,6 +131,10 @@ def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False
         row = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = %s FOR UPDATE", (event.bucket, event.key)).fetchone()
         current = Upload.from_row(row) if row else None
         decision = decide_locked_claim(current, event, confirmed)
+        if decision is ClaimDecision.UNCONFIRMED:
+            if current is None:  # uploads are never deleted: the caller looked, saw one, and it is gone
+                raise RuntimeError(f"the upload of {event.key!r} vanished between look and lock")
+            return Claim(decision.action, current)
         if decision is ClaimDecision.CREATE:
             # An object written under a key name's prefix belongs to that owner (shared/access.py).
             first = event.key.partition("/")[0]
@@ -175,6 +182,7 @@ def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False
 
 
 def _delete_rows(conn: Connection, upload_id: uuid.UUID) -> None:
+    conn.execute("DELETE FROM collections WHERE upload_id = %s", (upload_id,))
     conn.execute("DELETE FROM sequence_parts WHERE upload_id = %s", (upload_id,))
     conn.execute("DELETE FROM sequence_records WHERE upload_id = %s", (upload_id,))
     conn.execute("DELETE FROM upload_batches WHERE upload_id = %s", (upload_id,))
@@ -370,8 +378,14 @@ def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation:
 
 
 def finish_assembly(
-    conn: Connection, upload_id: uuid.UUID, generation: int, result: ResultLocation, counts: NameCounts
+    conn: Connection,
+    upload_id: uuid.UUID,
+    generation: int,
+    result: ResultLocation,
+    counts: NameCounts,
+    collection: Collection | None = None,
 ) -> bool:
+    """The generation is done: its result, its counts and its sequence collection, in one commit."""
     with conn.transaction():
         row = conn.execute(
             "UPDATE uploads SET state = %s, result_bucket = %s, result_key = %s, result_size = %s, "
@@ -392,6 +406,8 @@ def finish_assembly(
                 _sources(FINISH),
             ),
         ).fetchone()
+        if row is not None and collection is not None:
+            refget.store_collection(conn, upload_id, generation, collection)
     return row is not None
 
 
@@ -468,10 +484,19 @@ class PostgresUploads:
     def record_assembly_progress(self, upload_id: uuid.UUID, generation: int, records: int) -> None:
         record_assembly_progress(self._progress.conn, upload_id, generation, records)
 
+    def collection(self, upload_id: uuid.UUID) -> Collection:
+        with connect(self._db.settings, autocommit=True) as conn:
+            return refget.digest_collection(conn, upload_id)
+
     def finish_assembly(
-        self, upload_id: uuid.UUID, generation: int, result: ResultLocation, counts: NameCounts
+        self,
+        upload_id: uuid.UUID,
+        generation: int,
+        result: ResultLocation,
+        counts: NameCounts,
+        collection: Collection,
     ) -> bool:
-        return finish_assembly(self._db.conn, upload_id, generation, result, counts)
+        return finish_assembly(self._db.conn, upload_id, generation, result, counts, collection)
 
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]:
         return pick_up_stalled(self._db.conn, after, reissue)

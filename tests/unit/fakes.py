@@ -17,6 +17,7 @@ from typing import Any
 from shared.messages import Message, ParseCompleted, SequenceBatch
 from shared.ports import ObjectChanged, ObjectStat
 from shared.record_schema import Part, Record, ResultPiece
+from shared.seqcol import Collection, CollectionDigester, pair_digest
 from shared.uploads import (
     EXPIRE,
     FAIL,
@@ -65,6 +66,7 @@ class FakeUploads:
         self.locked: set[tuple[uuid.UUID, str]] = set()
         self.resets = 0
         self.fail_on_store: BaseException | None = None
+        self.collections: dict[uuid.UUID, Collection] = {}
         self.before_claim: Callable[[], None] | None = None  # runs between the look and the lock
 
     # --- helpers for tests
@@ -95,6 +97,9 @@ class FakeUploads:
             self.before_claim()
             current = self.find(event.bucket, event.key)
         decision = decide_locked_claim(current, event, confirmed)
+        if decision is ClaimDecision.UNCONFIRMED:
+            assert current is not None
+            return Claim(decision.action, current)
         event_fields = dict(etag=event.etag, sequencer=event.sequencer, event_time=event.event_time)
         if decision is ClaimDecision.CREATE:
             now = datetime.now(UTC)
@@ -211,12 +216,27 @@ class FakeUploads:
         if upload.generation == generation and RECORD_ASSEMBLY_PROGRESS.allows(upload.state):
             self._set(upload, records_assembled=records)
 
+    def collection(self, upload_id: uuid.UUID) -> Collection:
+        records = sorted(self.records.get(upload_id, []), key=lambda r: r.ordinal)
+        digester = CollectionDigester()
+        for r in records:
+            digester.add(r.seq_id, r.length, r.refget)
+        return digester.finish(
+            sorted(pair_digest(r.seq_id, r.length) for r in records), sorted(r.refget for r in records)
+        )
+
     def finish_assembly(
-        self, upload_id: uuid.UUID, generation: int, result: ResultLocation, counts: NameCounts
+        self,
+        upload_id: uuid.UUID,
+        generation: int,
+        result: ResultLocation,
+        counts: NameCounts,
+        collection: Collection,
     ) -> bool:
         upload = self.assembling(upload_id, generation)
         if upload is None:
             return False
+        self.collections[upload_id] = collection
         self._set(
             upload, state=FINISH.apply(upload.state), result_bucket=result.bucket, result_key=result.key,
             result_size=result.size, result_records=result.records, records_assembled=result.records,

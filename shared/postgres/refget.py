@@ -1,0 +1,272 @@
+"""Reading stored sequences and collections back (the refget service's queries, and the digests).
+
+A sequence is found by content (MD5 or ``SQ.`` digest) among the records of finished uploads; the
+same sequence stored by several uploads is one sequence. A slice reads only the stored parts it
+overlaps, and only their overlapping bytes (``substring`` on an uncompressed, out-of-line column
+fetches just the chunks it needs). A collection's arrays are the records of one finished
+generation in file order; the sorted ones are sorted by Postgres, on disk if need be.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+
+from shared.postgres.connection import Connection
+from shared.seqcol import Collection, CollectionDigester
+from shared.uploads import State
+
+# The canonical JSON of a name-length pair, its GA4GH digest and that of a sequence, in SQL: the
+# database sorts millions of them without Python holding any (names carry no control characters:
+# the parser refuses them, so to_json's escaping is RFC 8785's).
+_PAIR_DIGEST = (
+    "translate(encode(substring(sha512(convert_to("
+    "'{\"length\":' || length || ',\"name\":' || to_json(seq_id)::text || '}', 'UTF8')) FROM 1 FOR 24), "
+    "'base64'), '+/', '-_')"
+)
+_DONE = State.DONE.value
+READ_PARTS = 8  # parts fetched per query when a sequence streams: about 8 MiB at a time
+
+
+@dataclass(frozen=True)
+class StoredSequence:
+    """Where one sequence's residues are: a record of a finished upload."""
+
+    upload_id: uuid.UUID
+    ordinal: int
+    length: int
+    part_count: int  # 0: inline in the record
+    part_size: int  # the length of every part but the last
+    md5: str
+    refget: str  # SQ.…
+    circular: bool
+
+
+def find_sequence(conn: Connection, digest: str) -> StoredSequence | None:
+    """By MD5 (32 hex digits) or by GA4GH digest (``SQ.…``); None if no finished upload holds it."""
+    column = "refget" if digest.startswith("SQ.") else "md5"
+    row = conn.execute(
+        sql.SQL(
+            "SELECT r.upload_id, r.ordinal, r.length, r.part_count, r.md5, r.refget, u.circular, "
+            "  (SELECT octet_length(p.residues) FROM sequence_parts p "
+            "   WHERE p.upload_id = r.upload_id AND p.ordinal = r.ordinal AND p.part_no = 0) AS part_size "
+            "FROM sequence_records r JOIN uploads u ON u.id = r.upload_id "
+            "WHERE r.{} = %s AND u.state = %s ORDER BY u.circular DESC LIMIT 1"
+        ).format(sql.Identifier(column)),
+        (digest, _DONE),
+    ).fetchone()
+    if row is None:
+        return None
+    return StoredSequence(
+        row["upload_id"],
+        row["ordinal"],
+        row["length"],
+        row["part_count"],
+        row["part_size"] or row["length"],
+        row["md5"],
+        row["refget"],
+        row["circular"],
+    )
+
+
+def aliases(conn: Connection, sequence: StoredSequence, limit: int = 100) -> list[str]:
+    """The record ids under which finished uploads hold this sequence."""
+    rows = conn.execute(
+        "SELECT DISTINCT r.seq_id FROM sequence_records r JOIN uploads u ON u.id = r.upload_id "
+        "WHERE r.md5 = %s AND u.state = %s ORDER BY r.seq_id LIMIT %s",
+        (sequence.md5, _DONE, limit),
+    ).fetchall()
+    return [row["seq_id"] for row in rows]
+
+
+def read_residues(conn: Connection, sequence: StoredSequence, start: int, end: int) -> Iterator[bytes]:
+    """The residues ``[start, end)`` as stored (case kept), part by part, a few parts per query."""
+    if end <= start:
+        return
+    if sequence.part_count == 0:
+        row = conn.execute(
+            "SELECT substring(residues FROM %s FOR %s) AS piece FROM sequence_records "
+            "WHERE upload_id = %s AND ordinal = %s",
+            (start + 1, end - start, sequence.upload_id, sequence.ordinal),
+        ).fetchone()
+        if row is not None and row["piece"]:
+            yield bytes(row["piece"])
+        return
+    size = sequence.part_size
+    first, last = start // size, (end - 1) // size
+    for batch_first in range(first, last + 1, READ_PARTS):
+        batch_last = min(batch_first + READ_PARTS - 1, last)
+        rows = conn.execute(
+            "SELECT substring(residues FROM greatest(%(start)s - part_no::bigint * %(size)s, 0) + 1 "
+            "  FOR least(%(end)s - part_no::bigint * %(size)s, %(size)s) "
+            "      - greatest(%(start)s - part_no::bigint * %(size)s, 0)) AS piece "
+            "FROM sequence_parts WHERE upload_id = %(upload)s AND ordinal = %(ordinal)s "
+            "AND part_no BETWEEN %(first)s AND %(last)s ORDER BY part_no",
+            {
+                "start": start,
+                "end": end,
+                "size": size,
+                "upload": sequence.upload_id,
+                "ordinal": sequence.ordinal,
+                "first": batch_first,
+                "last": batch_last,
+            },
+        ).fetchall()
+        for row in rows:
+            yield bytes(row["piece"])
+
+
+# --- collections ----------------------------------------------------------------------------------
+
+
+def digest_collection(conn: Connection, upload_id: uuid.UUID) -> Collection:
+    """The collection of an upload's records as they are now (the assembler, beside its streaming)."""
+    digester = CollectionDigester()
+    with conn.transaction():  # server-side cursors live in a transaction
+        with conn.cursor(name=f"collection-{upload_id}") as rows:  # streamed, not fetched whole
+            rows.itersize = 10_000
+            rows.execute(
+                "SELECT seq_id, length, refget FROM sequence_records WHERE upload_id = %s ORDER BY ordinal",
+                (upload_id,),
+            )
+            for row in rows:
+                digester.add(row["seq_id"], row["length"], row["refget"])
+        return digester.finish(
+            _column(
+                conn, f"SELECT {_PAIR_DIGEST} AS v FROM sequence_records WHERE upload_id = %s ORDER BY 1", upload_id
+            ),
+            _column(conn, "SELECT refget AS v FROM sequence_records WHERE upload_id = %s ORDER BY 1", upload_id),
+        )
+
+
+def _column(conn: Connection, query: str, upload_id: uuid.UUID) -> Iterator[str]:
+    with conn.cursor(name=f"column-{uuid.uuid4().hex}") as rows:
+        rows.itersize = 10_000
+        rows.execute(query, (upload_id,))
+        for row in rows:
+            yield row["v"]
+
+
+def store_collection(conn: Connection, upload_id: uuid.UUID, generation: int, collection: Collection) -> None:
+    conn.execute(
+        "INSERT INTO collections (upload_id, generation, digest, names, lengths, sequences, name_length_pairs, "
+        "sorted_name_length_pairs, sorted_sequences, count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (upload_id) DO UPDATE SET generation = EXCLUDED.generation, digest = EXCLUDED.digest, "
+        "names = EXCLUDED.names, lengths = EXCLUDED.lengths, sequences = EXCLUDED.sequences, "
+        "name_length_pairs = EXCLUDED.name_length_pairs, "
+        "sorted_name_length_pairs = EXCLUDED.sorted_name_length_pairs, "
+        "sorted_sequences = EXCLUDED.sorted_sequences, count = EXCLUDED.count",
+        (
+            upload_id,
+            generation,
+            collection.digest,
+            collection.names,
+            collection.lengths,
+            collection.sequences,
+            collection.name_length_pairs,
+            collection.sorted_name_length_pairs,
+            collection.sorted_sequences,
+            collection.count,
+        ),
+    )
+
+
+_COLLECTION_COLUMNS = (
+    "c.upload_id, c.digest, c.names, c.lengths, c.sequences, c.name_length_pairs, "
+    "c.sorted_name_length_pairs, c.sorted_sequences, c.count"
+)
+_FINISHED = "JOIN uploads u ON u.id = c.upload_id AND u.generation = c.generation AND u.state = %(done)s"
+
+
+def _collection(row: dict[str, Any]) -> Collection:
+    return Collection(
+        digest=row["digest"],
+        names=row["names"],
+        lengths=row["lengths"],
+        sequences=row["sequences"],
+        name_length_pairs=row["name_length_pairs"],
+        sorted_name_length_pairs=row["sorted_name_length_pairs"],
+        sorted_sequences=row["sorted_sequences"],
+        count=row["count"],
+    )
+
+
+def find_collection(
+    conn: Connection, digest: str, attribute: str = "digest", owner: str | None = None
+) -> tuple[uuid.UUID, Collection] | None:
+    """A finished upload with this collection (or attribute) digest; ``owner`` limits it to one owner's."""
+    row = conn.execute(
+        sql.SQL(
+            f"SELECT {_COLLECTION_COLUMNS} FROM collections c {_FINISHED} "
+            "WHERE c.{} = %(digest)s AND (%(owner)s::text IS NULL OR u.owner = %(owner)s) LIMIT 1"
+        ).format(sql.Identifier(attribute)),
+        {"digest": digest, "owner": owner, "done": _DONE},
+    ).fetchone()
+    return (row["upload_id"], _collection(row)) if row else None
+
+
+def collection_of_upload(conn: Connection, upload_id: uuid.UUID, generation: int) -> Collection | None:
+    row = conn.execute(
+        f"SELECT {_COLLECTION_COLUMNS} FROM collections c WHERE c.upload_id = %s AND c.generation = %s",
+        (upload_id, generation),
+    ).fetchone()
+    return _collection(row) if row else None
+
+
+def collection_arrays(conn: Connection, upload_id: uuid.UUID) -> dict[str, list[Any]]:
+    """Level 2: the attribute arrays of a collection (the caller bounds its size first)."""
+    names: list[str] = []
+    lengths: list[int] = []
+    sequences: list[str] = []
+    for row in conn.execute(
+        "SELECT seq_id, length, refget FROM sequence_records WHERE upload_id = %s ORDER BY ordinal", (upload_id,)
+    ):
+        names.append(row["seq_id"])
+        lengths.append(row["length"])
+        sequences.append(row["refget"])
+    return {
+        "lengths": lengths,
+        "name_length_pairs": [{"length": n, "name": m} for m, n in zip(names, lengths, strict=True)],
+        "names": names,
+        "sequences": sequences,
+        "sorted_sequences": sorted(sequences),
+    }
+
+
+def list_collections(
+    conn: Connection, filters: dict[str, str], page: int, page_size: int, owner: str | None
+) -> tuple[list[str], int]:
+    """Distinct collection digests of finished uploads matching every attribute filter, and their total."""
+    where: list[sql.Composable] = [sql.SQL("(%(owner)s::text IS NULL OR u.owner = %(owner)s)")]
+    params: dict[str, Any] = {"owner": owner, "done": _DONE, "limit": page_size, "offset": page * page_size}
+    for i, (attribute, digest) in enumerate(sorted(filters.items())):
+        where.append(sql.SQL("c.{} = %(f{})s").format(sql.Identifier(attribute), sql.SQL(str(i))))
+        params[f"f{i}"] = digest
+    condition = sql.SQL(" AND ").join(where)
+    base = sql.SQL(f"FROM collections c {_FINISHED} WHERE ") + condition
+    total = conn.execute(sql.SQL("SELECT count(DISTINCT c.digest) AS n ") + base, params).fetchone()
+    rows = conn.execute(
+        sql.SQL("SELECT DISTINCT c.digest ") + base + sql.SQL(" ORDER BY c.digest LIMIT %(limit)s OFFSET %(offset)s"),
+        params,
+    ).fetchall()
+    return [row["digest"] for row in rows], int(total["n"] if total else 0)
+
+
+def list_attribute_digests(
+    conn: Connection, attribute: str, page: int, page_size: int, owner: str | None
+) -> tuple[list[str], int]:
+    column = sql.Identifier(attribute)
+    params = {"owner": owner, "done": _DONE, "limit": page_size, "offset": page * page_size}
+    base = sql.SQL(f"FROM collections c {_FINISHED} WHERE (%(owner)s::text IS NULL OR u.owner = %(owner)s)")
+    total = conn.execute(sql.SQL("SELECT count(DISTINCT c.{}) AS n ").format(column) + base, params).fetchone()
+    rows = conn.execute(
+        sql.SQL("SELECT DISTINCT c.{} AS v ").format(column)
+        + base
+        + sql.SQL(" ORDER BY 1 LIMIT %(limit)s OFFSET %(offset)s"),
+        params,
+    ).fetchall()
+    return [row["v"] for row in rows], int(total["n"] if total else 0)

@@ -1,0 +1,75 @@
+"""Collection digests and comparisons against the reference implementation (the ``refget`` package)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from refget.utils import compare_seqcols, fasta_to_seqcol_dict, seqcol_digest
+
+from shared.seqcol import CollectionDigester, compare, pair_digest, sha512t24u
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "seqcol"
+FASTAS = sorted(FIXTURES.glob("*.fa"))
+EXPECTED = json.loads(
+    (Path(__import__("refget").__file__).parent / "compliance_data" / "test_fasta_digests.json").read_text()
+)
+
+
+def records(path: Path) -> list[tuple[str, int, str]]:
+    """(name, length, SQ. digest) in file order, read plainly."""
+    out: list[tuple[str, int, str]] = []
+    name, residues = None, []
+    for line in [*path.read_text().splitlines(), ">"]:
+        if line.startswith(">"):
+            if name is not None:
+                seq = "".join(residues).upper()
+                out.append((name, len(seq), "SQ." + sha512t24u(seq.encode())))
+            name, residues = line[1:].split()[0] if line[1:].strip() else None, []
+        else:
+            residues.append(line.strip())
+    return out
+
+
+def digest_of(path: Path) -> dict[str, str]:
+    digester = CollectionDigester()
+    rows = records(path)
+    for row in rows:
+        digester.add(*row)
+    collection = digester.finish(sorted(pair_digest(n, length) for n, length, _ in rows), sorted(s for *_, s in rows))
+    return {"digest": collection.digest, **collection.level1()}
+
+
+@pytest.mark.parametrize("fasta", FASTAS, ids=lambda p: p.name)
+def test_streamed_digests_equal_the_reference_implementations(fasta: Path) -> None:
+    ours = digest_of(fasta)
+    reference = fasta_to_seqcol_dict(str(fasta))
+    assert ours["digest"] == seqcol_digest(reference)
+    expected = EXPECTED[fasta.name]
+    assert ours["digest"] == expected["top_level_digest"]
+    assert {k: ours[k] for k in expected["level1"]} == expected["level1"]
+
+
+def level2(path: Path) -> dict[str, list[object]]:
+    rows = records(path)
+    return {
+        "lengths": [length for _, length, _ in rows],
+        "name_length_pairs": [{"length": length, "name": n} for n, length, _ in rows],
+        "names": [n for n, _, _ in rows],
+        "sequences": [s for *_, s in rows],
+        "sorted_sequences": sorted(s for *_, s in rows),
+    }
+
+
+@pytest.mark.parametrize("other", FASTAS, ids=lambda p: p.name)
+def test_linear_comparison_equals_the_reference(other: Path) -> None:
+    a, b = level2(FIXTURES / "base.fa"), level2(other)
+    assert compare(a, b) == compare_seqcols(a, b)
+    assert compare(b, a) == compare_seqcols(b, a)
+
+
+def test_comparison_with_duplicates_and_missing_attributes() -> None:
+    a = {"names": ["x", "x", "y"], "lengths": [1, 1, 2]}
+    b = {"names": ["x", "y", "y", "z"], "sequences": ["SQ.a"]}
+    assert compare(a, b) == compare_seqcols(a, b)
