@@ -202,7 +202,13 @@ def cmd_upload(args: argparse.Namespace) -> int:
     with httpx.Client(base_url=base, timeout=60, headers=_auth(settings)) as client:
         response = client.post(
             "/uploads",
-            json={"filename": path.name, "size": size, "format": args.format, "alphabet": args.alphabet},
+            json={
+                "filename": path.name,
+                "size": size,
+                "format": args.format,
+                "alphabet": args.alphabet,
+                "circular": args.circular,
+            },
         )
         response.raise_for_status()
         ticket = response.json()
@@ -367,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("--output", help="where to write the result JSON (with --wait)")
     upload.add_argument("--format", choices=["fasta", "fastq", "csv", "tsv"], help="skip format detection")
     upload.add_argument("--alphabet", choices=["nucleotide", "protein", "any"], default="nucleotide")
+    upload.add_argument(
+        "--circular", action="store_true", help="the sequences are circular (refget serves slices across the origin)"
+    )
     upload.add_argument("--timeout", type=float, default=3600)
     upload.add_argument("--intake", help="intake base URL (default: from the stack file)")
     upload.set_defaults(func=cmd_upload)

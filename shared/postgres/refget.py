@@ -101,9 +101,10 @@ def read_residues(conn: Connection, sequence: StoredSequence, start: int, end: i
     for batch_first in range(first, last + 1, READ_PARTS):
         batch_last = min(batch_first + READ_PARTS - 1, last)
         rows = conn.execute(
-            "SELECT substring(residues FROM greatest(%(start)s - part_no::bigint * %(size)s, 0) + 1 "
-            "  FOR least(%(end)s - part_no::bigint * %(size)s, %(size)s) "
-            "      - greatest(%(start)s - part_no::bigint * %(size)s, 0)) AS piece "
+            # offsets inside one part (at most a part's size) fit the int that substring takes
+            "SELECT substring(residues FROM (greatest(%(start)s - part_no::bigint * %(size)s, 0) + 1)::int "
+            "  FOR (least(%(end)s - part_no::bigint * %(size)s, %(size)s) "
+            "       - greatest(%(start)s - part_no::bigint * %(size)s, 0))::int) AS piece "
             "FROM sequence_parts WHERE upload_id = %(upload)s AND ordinal = %(ordinal)s "
             "AND part_no BETWEEN %(first)s AND %(last)s ORDER BY part_no",
             {

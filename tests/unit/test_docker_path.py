@@ -58,7 +58,7 @@ def test_services_get_their_own_credentials_in_compose() -> None:
 
     config = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = config["services"]
-    for name in ("intake", "parser", "persister", "assembler", "watchdog"):
+    for name in ("intake", "parser", "persister", "assembler", "watchdog", "refget"):
         env = services[name]["environment"]
         assert "GENOBASE_PG_OWNER_DSN" not in env and "genobase_app:" in env["GENOBASE_PG_DSN"]
         assert env.get("GENOBASE_S3_ACCESS_KEY") in (None, f"genobase-{name}"), name
