@@ -92,6 +92,7 @@ def read_residues(conn: Connection, sequence: StoredSequence, start: int, end: i
             "SELECT substring(residues FROM %s FOR %s) AS piece FROM sequence_records "
             "WHERE upload_id = %s AND ordinal = %s",
             (start + 1, end - start, sequence.upload_id, sequence.ordinal),
+            binary=True,  # bytea as its bytes, not hex text
         ).fetchone()
         if row is not None and row["piece"]:
             yield bytes(row["piece"])
@@ -116,6 +117,7 @@ def read_residues(conn: Connection, sequence: StoredSequence, start: int, end: i
                 "first": batch_first,
                 "last": batch_last,
             },
+            binary=True,  # bytea as its bytes, not hex text to decode
         ).fetchall()
         for row in rows:
             yield bytes(row["piece"])
