@@ -28,7 +28,7 @@ from shared.parsing.alphabet import AlphabetName
 from shared.postgres import keys
 from shared.postgres import refget as collections
 from shared.postgres import uploads as queries
-from shared.postgres.connection import dict_row, ping
+from shared.postgres.connection import ping, request_pool
 from shared.settings import Settings
 from shared.storage import ObjectStore
 from shared.uploads import ERROR_CODES, ErrorCode, State, Upload, new_error_id
@@ -418,15 +418,7 @@ def healthz(services: ServicesDep) -> Any:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    pool: ConnectionPool[Any] = ConnectionPool(
-        settings.pg_dsn.get_secret_value(),
-        min_size=1,
-        max_size=8,
-        kwargs={"autocommit": True, "row_factory": dict_row},
-        # A connection broken by a Postgres restart is replaced before a request gets it.
-        check=ConnectionPool.check_connection,
-        open=False,
-    )
+    pool = request_pool(settings)
     from collections.abc import AsyncIterator
     from contextlib import asynccontextmanager
 

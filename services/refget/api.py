@@ -25,7 +25,7 @@ from services.refget.ranges import Refused, Slice, requested_slice
 from shared.access import Caller
 from shared.postgres import keys
 from shared.postgres import refget as queries
-from shared.postgres.connection import dict_row
+from shared.postgres.connection import request_pool
 from shared.seqcol import ATTRIBUTES, Collection, compare
 from shared.settings import Settings
 
@@ -326,14 +326,7 @@ def list_attributes(
 
 
 def create_app(settings: Settings) -> FastAPI:
-    pool: ConnectionPool[Any] = ConnectionPool(
-        settings.pg_dsn.get_secret_value(),
-        min_size=1,
-        max_size=8,
-        kwargs={"autocommit": True, "row_factory": dict_row},
-        check=ConnectionPool.check_connection,
-        open=False,
-    )
+    pool = request_pool(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,13 +6,14 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.settings import Settings
 
 Connection = psycopg.Connection[dict[str, Any]]
 
-__all__ = ["Connection", "Database", "connect", "dict_row", "ping"]
+__all__ = ["Connection", "Database", "connect", "dict_row", "ping", "request_pool"]
 
 
 @retry(
@@ -25,6 +26,21 @@ def connect(settings: Settings, autocommit: bool = False, owner: bool = False) -
     """A session as the runtime role, or as the schema's owner (``owner``: migrations only)."""
     dsn = settings.pg_migration_dsn if owner else settings.pg_dsn.get_secret_value()
     return psycopg.connect(dsn, autocommit=autocommit, row_factory=dict_row)
+
+
+def request_pool(settings: Settings, max_size: int = 8) -> ConnectionPool[Connection]:
+    """Sessions for an HTTP service's requests (the caller opens it at start-up, closes it at the end).
+
+    A connection broken by a Postgres restart is replaced before a request gets it.
+    """
+    return ConnectionPool(
+        settings.pg_dsn.get_secret_value(),
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        check=ConnectionPool.check_connection,
+        open=False,
+    )
 
 
 def ping(conn: Connection) -> None:
