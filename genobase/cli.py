@@ -71,6 +71,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "GENOBASE_S3_ENDPOINT": ceph.endpoint,
         "GENOBASE_S3_ACCESS_KEY": access,
         "GENOBASE_S3_SECRET_KEY": secret,
+        **{stack.metrics_port_setting(name): str(port) for name, port in stack.METRICS_PORTS.items()},
         "GENOBASE_CEPH_BASE": str(ceph.base),
         "GENOBASE_CEPH_STORE": args.store,
     }
@@ -94,7 +95,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"RabbitMQ        amqp://127.0.0.1:5672  vhost {stack.AMQP_VHOST}, exchange {settings.events_exchange}")
     print("PostgreSQL      127.0.0.1:5432 database genobase")
     for name, pid in pids.items():
-        print(f"{name:<15} pid {pid}  log {_services().log_file(name)}")
+        metrics_at = values.get(stack.metrics_port_setting(name), "-")
+        print(f"{name:<15} pid {pid}  metrics :{metrics_at}/metrics  log {_services().log_file(name)}")
     return 0
 
 
@@ -177,7 +179,34 @@ def cmd_status(args: argparse.Namespace) -> int:
         up = stack.port_open(port)
         ok &= up
         print(f"{name:<10} {'listening on ' + str(port) if up else 'not listening'}")
+    if ok:
+        _pipeline_status(load_settings())
     return 0 if ok else 1
+
+
+def _pipeline_status(settings: Settings) -> None:
+    """Each queue's depth (and its dead letters), and the uploads in flight and stalled."""
+    from datetime import timedelta
+
+    from shared.broker import connect as amqp_connect
+    from shared.postgres.connection import connect as pg_connect
+    from shared.postgres.uploads import in_flight
+    from shared.stages import ASSEMBLE, PARSE, PERSIST
+
+    connection = amqp_connect(settings)
+    try:
+        channel = connection.channel()
+        for stage in (PARSE, PERSIST, ASSEMBLE):
+            queue = settings.queue(stage.name)
+            waiting = channel.queue_declare(queue, passive=True).method.message_count
+            dead = channel.queue_declare(f"{queue}.dead", passive=True).method.message_count
+            print(f"queue {queue:<18} {waiting:>6} waiting  {dead:>4} dead letters")
+    finally:
+        connection.close()
+    with pg_connect(settings) as conn:
+        states, stalled = in_flight(conn, timedelta(seconds=settings.stall_after_seconds))
+    listed = ", ".join(f"{state} {count}" for state, count in sorted(states.items())) or "none"
+    print(f"uploads in flight: {sum(states.values())} ({listed}); stalled: {stalled}")
 
 
 def _compose_status() -> int:

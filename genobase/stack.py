@@ -246,6 +246,15 @@ CLI_ONLY_SETTINGS = frozenset(
 )
 
 
+def metrics_port_setting(service: str) -> str:
+    """Where the stack file keeps a service's metrics port (given to it as GENOBASE_METRICS_PORT)."""
+    return f"GENOBASE_{service.upper()}_METRICS_PORT"
+
+
+# `genobase up`'s metrics ports, one per service (README "Metrics").
+METRICS_PORTS = {name: 9101 + i for i, name in enumerate(SERVICES)}
+
+
 def service_key_settings(service: str) -> tuple[str, str]:
     """Where the stack file keeps a service's own S3 access and secret key."""
     return f"GENOBASE_{service.upper()}_S3_ACCESS_KEY", f"GENOBASE_{service.upper()}_S3_SECRET_KEY"
@@ -257,8 +266,10 @@ def service_settings(service: str, values: dict[str, str]) -> dict[str, str]:
     Its S3 keys (if it uses S3) become its GENOBASE_S3_ACCESS_KEY/SECRET_KEY; the admin's, the
     owner's Postgres role, the broker users' passwords and the other services' keys are left out.
     """
-    others = {name for svc in SERVICES for name in service_key_settings(svc)}
+    others = {name for svc in SERVICES for name in (*service_key_settings(svc), metrics_port_setting(svc))}
     own = {k: v for k, v in values.items() if k not in CLI_ONLY_SETTINGS and k not in others}
+    if metrics_port_setting(service) in values:
+        own["GENOBASE_METRICS_PORT"] = values[metrics_port_setting(service)]
     access, secret = service_key_settings(service)
     if access in values:
         own["GENOBASE_S3_ACCESS_KEY"], own["GENOBASE_S3_SECRET_KEY"] = values[access], values[secret]

@@ -25,6 +25,7 @@ import structlog
 from pika.adapters.blocking_connection import BlockingChannel
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
+from shared import metrics
 from shared.messages import Message
 from shared.settings import Settings
 from shared.stages import STAGE_NAMES, GiveUp, InvalidMessage, PermanentFailure, Stage
@@ -337,6 +338,15 @@ class Consumer(Generic[M]):
 
     def _handle(self, body: bytes, previous: int) -> str:
         """Decode and handle one body; returns how to settle it: ack, requeue or dead-letter."""
+        started = time.perf_counter()
+        outcome = self._outcome(body, previous)
+        metrics.MESSAGES.labels(self._stage.name, outcome).inc()
+        metrics.STAGE_SECONDS.labels(self._stage.name).observe(time.perf_counter() - started)
+        if outcome == "dead-letter":
+            metrics.DEAD_LETTERS.labels(self._stage.name).inc()
+        return outcome
+
+    def _outcome(self, body: bytes, previous: int) -> str:
         try:
             message = self._stage.decode(body)
         except InvalidMessage as exc:

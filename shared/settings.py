@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     stall_after_seconds: float = 300
     watchdog_interval_seconds: float = 15
 
+    # Prometheus metrics (shared/metrics.py): this process's /metrics port; none: not served.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
     log_level: str = "INFO"
     log_json: bool = True
 

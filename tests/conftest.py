@@ -110,6 +110,7 @@ def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         **stack_env,
         "GENOBASE_INTAKE_PORT": str(port),
         "GENOBASE_REFGET_PORT": str(stack.free_port()),
+        **{stack.metrics_port_setting(name): str(stack.free_port()) for name in stack.SERVICES},
         "GENOBASE_LOG_LEVEL": "DEBUG",
         # Short enough for the outage and stall tests to see retries and pick-ups within seconds.
         "GENOBASE_S3_READ_TIMEOUT_SECONDS": "10",

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from services.assembler.document import ResultDocument
+from shared import metrics
 from shared.failpoints import failpoint
 from shared.logging import bind_upload, carry_context
 from shared.messages import AssembleRequested
@@ -78,6 +79,8 @@ def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
     if document.records_written != upload.records_total:
         raise RuntimeError(f"wrote {document.records_written} records, expected {upload.records_total}")
     result = ResultLocation(bucket, key, size, document.records_written)
+    metrics.BYTES.labels("assemble").inc(size)
+    metrics.RECORDS.labels("assemble").inc(document.records_written)
     deps.uploads.finish_assembly(upload.id, upload.generation, result, counts.result(), collection.result())
     log.info(
         "result written",

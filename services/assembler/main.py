@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from services.assembler.handler import AssemblerDeps, give_up, handle_assemble
+from shared import metrics
 from shared.broker import Consumer
 from shared.logging import configure_logging
 from shared.postgres.connection import Database
@@ -17,6 +18,7 @@ from shared.storage import ObjectStore
 def main() -> None:
     settings = get_settings()
     configure_logging("assembler", settings.log_level, settings.log_json)
+    metrics.serve(settings)
     deps = AssemblerDeps(settings, PostgresUploads(Database(settings)), ObjectStore(settings))
     Consumer(
         settings,

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import metrics
 from shared.access import Caller, can_see, owner_prefix
 from shared.broker import connect as amqp_connect
 from shared.parsing.alphabet import AlphabetName
@@ -439,6 +440,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = Services(settings, pool, ObjectStore(settings))
     app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)
+    app.middleware("http")(metrics.http_metrics)
     app.include_router(router)
     return app
 

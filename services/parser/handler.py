@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import structlog
 
 from services.parser.batching import Batcher
+from shared import metrics
 from shared.failpoints import failpoint
 from shared.logging import bind_upload
 from shared.messages import ParseCompleted, SequenceBatch
@@ -233,6 +234,8 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
         )
     )
     deps.publisher.flush()  # every batch confirmed before the notification is acknowledged
+    metrics.BYTES.labels("parse").inc(offset)
+    metrics.RECORDS.labels("parse").inc(batcher.record_count)
     log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from services.parser.handler import ParserDeps, give_up, handle_notification
+from shared import metrics
 from shared.broker import Consumer, PipelinedPublisher
 from shared.logging import configure_logging
 from shared.parsing.native import share_malloc_arena
@@ -19,6 +20,7 @@ def main() -> None:
     share_malloc_arena()  # before any thread: the prefetch, publisher and engine threads share one
     settings = get_settings()
     configure_logging("parser", settings.log_level, settings.log_json)
+    metrics.serve(settings)
     deps = ParserDeps(
         settings, PostgresUploads(Database(settings)), ObjectStore(settings), PipelinedPublisher(settings)
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from shared import metrics
 from shared.failpoints import failpoint
 from shared.logging import bind_upload
 from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
@@ -34,6 +35,7 @@ def handle_persist(message: SequenceBatch | ParseCompleted, deps: PersisterDeps)
             outcome = deps.uploads.store_batch(message)
             log.debug("batch", batch_no=message.batch_no, stored=outcome.stored, records=len(message.records))
             if outcome.stored:
+                metrics.RECORDS.labels("persist").inc(len(message.records))
                 failpoint("persister.after_commit")  # committed, not yet acknowledged
         else:
             outcome = deps.uploads.record_parse_completed(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from services.persister.handler import PersisterDeps, give_up, handle_persist
+from shared import metrics
 from shared.broker import Consumer, Publisher
 from shared.logging import configure_logging
 from shared.postgres.connection import Database
@@ -16,6 +17,7 @@ from shared.stages import PERSIST
 def main() -> None:
     settings = get_settings()
     configure_logging("persister", settings.log_level, settings.log_json)
+    metrics.serve(settings)
     deps = PersisterDeps(PostgresUploads(Database(settings)), Publisher(settings))
     Consumer(
         settings,

@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
 from services.refget.ranges import Refused, Slice, requested_slice
+from shared import metrics
 from shared.access import Caller
 from shared.postgres import keys
 from shared.postgres import refget as queries
@@ -342,6 +343,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = Services(settings, pool)
+    app.middleware("http")(metrics.http_metrics)
     app.include_router(sequences)
     app.include_router(collections)
 

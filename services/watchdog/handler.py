@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import structlog
 
+from shared import metrics
 from shared.events import replay_event
 from shared.messages import AssembleRequested
 from shared.ports import EventPublisher, SweepUploads
@@ -55,6 +56,7 @@ def sweep(deps: WatchdogDeps) -> list[Upload]:
         )
     after = timedelta(seconds=deps.settings.stall_after_seconds)
     picked = deps.uploads.pick_up_stalled(after, lambda upload: reissue(upload, deps.publisher))
+    metrics.STALLS.inc(len(picked))
     for upload in picked:
         log.warning(
             "stalled upload picked up",

@@ -8,6 +8,7 @@ import threading
 import structlog
 
 from services.watchdog.handler import WatchdogDeps, sweep
+from shared import metrics
 from shared.broker import Publisher
 from shared.logging import configure_logging
 from shared.postgres.connection import Database
@@ -20,6 +21,7 @@ log = structlog.get_logger()
 def main() -> None:
     settings = get_settings()
     configure_logging("watchdog", settings.log_level, settings.log_json)
+    metrics.serve(settings)
     uploads = PostgresUploads(Database(settings))
     publisher = Publisher(settings)
     deps = WatchdogDeps(settings, uploads, publisher)

@@ -16,6 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
+from shared import metrics
 from shared.access import owner_of_object
 from shared.messages import ParseCompleted, SequenceBatch
 from shared.postgres import refget, sequences
@@ -28,6 +29,7 @@ from shared.uploads import (
     FINISH,
     FINISH_PARSING,
     GENERATION_RESET,
+    LIVE,
     NEW_GENERATION,
     PICK_UP_STALLED,
     RECORD_ASSEMBLY_PROGRESS,
@@ -232,6 +234,16 @@ def pick_up_stalled(
             assert updated is not None
             picked.append(Upload.from_row(updated))
     return picked
+
+
+def in_flight(conn: Connection, stall_after: timedelta) -> tuple[dict[str, int], int]:
+    """Uploads some stage owes work, by state, and how many of them are stalled (``genobase status``)."""
+    rows = conn.execute(
+        "SELECT state, count(*) AS n, count(*) FILTER (WHERE updated_at < now() - %s) AS stalled "
+        "FROM uploads WHERE state = ANY(%s) GROUP BY state",
+        (stall_after, sorted(s.value for s in LIVE)),
+    ).fetchall()
+    return {row["state"]: row["n"] for row in rows}, sum(row["stalled"] for row in rows)
 
 
 def expire_tickets(conn: Connection, grace: timedelta, limit: int = 1000) -> list[Upload]:
@@ -459,7 +471,10 @@ class PostgresUploads:
         return start_parsing(self._db.conn, upload_id, generation)
 
     def fail(self, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
-        return fail_upload(self._db.conn, upload_id, generation, failure)
+        failed = fail_upload(self._db.conn, upload_id, generation, failure)
+        if failed:  # counted where it is recorded: once, whichever stage failed it
+            metrics.ended(State.FAILED.value, failure.code.value)
+        return failed
 
     def requeue_failed(self, upload_id: uuid.UUID) -> Upload | None:
         return requeue_failed(self._db.conn, upload_id)
@@ -496,11 +511,17 @@ class PostgresUploads:
         counts: NameCounts,
         collection: Collection,
     ) -> bool:
-        return finish_assembly(self._db.conn, upload_id, generation, result, counts, collection)
+        finished = finish_assembly(self._db.conn, upload_id, generation, result, counts, collection)
+        if finished:
+            metrics.ended(State.DONE.value)
+        return finished
 
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]:
         return pick_up_stalled(self._db.conn, after, reissue)
 
     def expire_tickets(self, grace: timedelta) -> list[Upload]:
         with self._db.conn.transaction():
-            return expire_tickets(self._db.conn, grace)
+            expired = expire_tickets(self._db.conn, grace)
+        for _ in expired:
+            metrics.ended(State.EXPIRED.value)
+        return expired

@@ -1,0 +1,58 @@
+"""Prometheus metrics of every service (``prometheus-client``), each defined once, here.
+
+Every service serves them on its own port (``GENOBASE_METRICS_PORT``; ``genobase up`` gives each
+service one and prints it) at ``/metrics``. Names follow Prometheus's conventions: counters end
+in ``_total`` (the client adds it), durations are histograms in seconds. Label values are bounded
+sets (stages, outcomes, states, error codes, route templates), never ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Counter, Histogram, start_http_server
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shared.settings import Settings
+
+MESSAGES = Counter("genobase_messages", "Messages a stage handled, by how each was settled", ["stage", "outcome"])
+STAGE_SECONDS = Histogram(
+    "genobase_stage_seconds",
+    "Time a stage took over one message (a whole parse, one batch, a whole assembly)",
+    ["stage"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+BYTES = Counter(
+    "genobase_bytes", "Bytes through a stage: parse = source bytes read, assemble = result bytes written", ["stage"]
+)
+RECORDS = Counter("genobase_records", "Records through a stage (parsed, stored, written)", ["stage"])
+UPLOADS_ENDED = Counter("genobase_uploads_ended", "Generations that ended, by state and error code", ["state", "code"])
+STALLS = Counter("genobase_stalls_picked_up", "Stalled uploads whose message the watchdog issued again")
+DEAD_LETTERS = Counter("genobase_dead_letters", "Messages a stage sent to its dead-letter queue", ["stage"])
+HTTP_REQUESTS = Counter(
+    "genobase_http_requests", "HTTP requests, by route template and status", ["route", "method", "status"]
+)
+HTTP_SECONDS = Histogram("genobase_http_request_seconds", "HTTP request latency", ["route", "method"])
+
+
+def serve(settings: Settings) -> None:
+    """Serve ``/metrics`` on this process's metrics port (none configured: nothing is served)."""
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+
+
+def ended(state: str, code: str | None = None) -> None:
+    UPLOADS_ENDED.labels(state, code or "").inc()
+
+
+async def http_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Middleware: count and time each request under its route's template (bounded label values)."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    template = getattr(route, "path", "unmatched")
+    HTTP_REQUESTS.labels(template, request.method, str(response.status_code)).inc()
+    HTTP_SECONDS.labels(template, request.method).observe(time.perf_counter() - started)
+    return response

@@ -1,0 +1,68 @@
+"""Every service's /metrics, scraped before and after known work: the counters move by exactly it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from genobase import stack
+from tests.compliance.test_refget import refget_url  # noqa: F401  (the fixture)
+from tests.conftest import Pipeline
+from tests.e2e.test_pipeline import generated_fasta, upload_via_intake
+
+pytestmark = pytest.mark.e2e
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(pipeline: Pipeline, service: str) -> Samples:
+    port = pipeline.processes.values[stack.metrics_port_setting(service)]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).raise_for_status().text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_the_counters_move_by_exactly_the_work_done(pipeline: Pipeline, refget_url: str) -> None:  # noqa: F811
+    before = {service: scrape(pipeline, service) for service in stack.SERVICES}
+    first = "ACGT" * 50
+    good = f">m0\n{first}\n".encode() + generated_fasta(24, seed=4)
+    ticket = upload_via_intake(pipeline, "counted.fa", good)
+    done = pipeline.wait_for(ticket["id"])
+    assert done["state"] == "done", pipeline.logs()
+    bad = upload_via_intake(pipeline, "counted-bad.fa", b">a\nAC!T\n")
+    failed = pipeline.wait_for(bad["id"])
+    assert failed["error"]["code"] == "invalid_character"
+    md5 = hashlib.md5(first.encode()).hexdigest()
+    assert httpx.get(f"{refget_url}/sequence/{md5}", params={"start": 0, "end": 5}).status_code == 200
+    after = {service: scrape(pipeline, service) for service in stack.SERVICES}
+
+    def moved(service: str, name: str, **labels: str) -> float:
+        return value(after[service], name, **labels) - value(before[service], name, **labels)
+
+    assert moved("parser", "genobase_records_total", stage="parse") == 25
+    assert moved("parser", "genobase_bytes_total", stage="parse") == len(good)
+    assert moved("parser", "genobase_messages_total", stage="parse", outcome="ack") == 2
+    assert moved("parser", "genobase_uploads_ended_total", state="failed", code="invalid_character") == 1
+    assert moved("parser", "genobase_stage_seconds_count", stage="parse") == 2
+    assert moved("persister", "genobase_records_total", stage="persist") == 25
+    assert moved("persister", "genobase_messages_total", stage="persist", outcome="ack") >= 2  # batch, end
+    assert moved("assembler", "genobase_records_total", stage="assemble") == 25
+    assert moved("assembler", "genobase_uploads_ended_total", state="done", code="") == 1
+    assert moved("assembler", "genobase_messages_total", stage="assemble", outcome="ack") == 1
+    assert moved("assembler", "genobase_bytes_total", stage="assemble") == done["result"]["size"]
+    assert moved("intake", "genobase_http_requests_total", route="/uploads", method="POST", status="201") == 2
+    assert moved("intake", "genobase_http_request_seconds_count", route="/uploads", method="POST") == 2
+    route = "/sequence/{sequence_id}"
+    assert moved("refget", "genobase_http_requests_total", route=route, method="GET", status="200") == 1
+    for service in stack.SERVICES:  # every one answers, with the same names
+        assert ("genobase_dead_letters_total", frozenset()) not in after[service]
+    assert moved("watchdog", "genobase_stalls_picked_up_total") == 0
