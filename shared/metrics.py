@@ -9,11 +9,9 @@ sets (stages, outcomes, states, error codes, route templates), never ids.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Histogram, start_http_server
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.settings import Settings
 
@@ -47,12 +45,33 @@ def ended(state: str, code: str | None = None) -> None:
     UPLOADS_ENDED.labels(state, code or "").inc()
 
 
-async def http_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Middleware: count and time each request under its route's template (bounded label values)."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    template = getattr(route, "path", "unmatched")
-    HTTP_REQUESTS.labels(template, request.method, str(response.status_code)).inc()
-    HTTP_SECONDS.labels(template, request.method).observe(time.perf_counter() - started)
-    return response
+class HttpMetrics:
+    """ASGI middleware: count and time each request under its route's template (bounded labels).
+
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which would pipe every streamed
+    response (a whole chromosome from refget) through an extra queue. The time is to the end of
+    the response's body.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = "500"
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+            await send(message)
+
+        try:
+            await self._app(scope, receive, sending)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")  # set by the router as it matched
+            HTTP_REQUESTS.labels(template, scope["method"], status).inc()
+            HTTP_SECONDS.labels(template, scope["method"]).observe(time.perf_counter() - started)

@@ -440,7 +440,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = Services(settings, pool, ObjectStore(settings))
     app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)
-    app.middleware("http")(metrics.http_metrics)
+    app.add_middleware(metrics.HttpMetrics)
     app.include_router(router)
     return app
 

@@ -343,7 +343,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = Services(settings, pool)
-    app.middleware("http")(metrics.http_metrics)
+    app.add_middleware(metrics.HttpMetrics)
     app.include_router(sequences)
     app.include_router(collections)
 
