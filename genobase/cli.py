@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from genobase import compose, stack
+from genobase import compose, stack, transfer
 from shared.settings import Settings, load_settings, stack_file
 
 HOME = Path(os.environ.get("GENOBASE_HOME", ".genobase"))
@@ -227,26 +227,16 @@ def cmd_upload(args: argparse.Namespace) -> int:
     settings = load_settings()
     base = args.intake or settings.status_base_url
     path = Path(args.file)
-    size = path.stat().st_size
+    registration = {
+        "filename": path.name,
+        "size": path.stat().st_size,
+        "format": args.format,
+        "alphabet": args.alphabet,
+        "circular": args.circular,
+    }
     with httpx.Client(base_url=base, timeout=60, headers=_auth(settings)) as client:
-        response = client.post(
-            "/uploads",
-            json={
-                "filename": path.name,
-                "size": size,
-                "format": args.format,
-                "alphabet": args.alphabet,
-                "circular": args.circular,
-            },
-        )
-        response.raise_for_status()
-        ticket = response.json()
-        print(f"upload {ticket['id']} -> s3://{ticket['bucket']}/{ticket['key']}", file=sys.stderr)
-        with path.open("rb") as body:
-            put = httpx.put(ticket["upload_url"], content=body, headers={"Content-Length": str(size)}, timeout=None)
-        if put.status_code >= 300:
-            print(f"upload failed: HTTP {put.status_code} {put.text}", file=sys.stderr)
-            return 1
+        # One signed PUT, or parallel parts that a second run of the same command resumes.
+        ticket = transfer.upload(client, path, registration, HOME, workers=args.parallel)
         if not args.wait:
             print(ticket["status_url"])
             return 0
@@ -406,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         "--circular", action="store_true", help="the sequences are circular (refget serves slices across the origin)"
     )
     upload.add_argument("--timeout", type=float, default=3600)
+    upload.add_argument("--parallel", type=int, default=4, help="parts sent at once (multipart uploads)")
     upload.add_argument("--intake", help="intake base URL (default: from the stack file)")
     upload.set_defaults(func=cmd_upload)
     lookup = sub.add_parser("lookup", help="status of an object written straight to the bucket")

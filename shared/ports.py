@@ -82,6 +82,12 @@ class AssemblyUploads(Failing, Protocol):
     def reset(self) -> None: ...
 
 
+class MultipartAborter(Protocol):
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Abort a multipart upload (its parts are deleted); False if the store no longer has it."""
+        ...
+
+
 class SweepUploads(Protocol):
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]: ...
 

@@ -28,8 +28,9 @@ from shared.settings import Settings
 
 # The users the services run as, and what each does: the parser reads uploads; the assembler writes
 # results (multipart, and aborts its own unfinished attempts); the intake presigns uploads and
-# result downloads and checks that the uploads bucket answers. Persister and watchdog use no S3.
-S3_SERVICES = ("intake", "parser", "assembler")
+# result downloads and checks that the uploads bucket answers; the watchdog aborts the multipart
+# uploads of expired tickets. The persister uses no S3.
+S3_SERVICES = ("intake", "parser", "assembler", "watchdog")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def service_grants(uploads_bucket: str, results_bucket: str) -> dict[str, tuple[
             Grant(_WRITE_OBJECTS, (f"{results_bucket}/*",)),
             Grant(("s3:ListBucketMultipartUploads",), (results_bucket,)),
         ),
+        "watchdog": (Grant(("s3:AbortMultipartUpload",), (f"{uploads_bucket}/*",)),),
         "intake": (
             Grant(_WRITE_OBJECTS, (f"{uploads_bucket}/*",)),
             Grant(("s3:GetObject",), (f"{results_bucket}/*",)),
@@ -186,9 +188,11 @@ class RgwUsers:
 
     def keep_admin_access(self, buckets: tuple[str, ...]) -> None:
         """On RGW an object belongs to its writer: without this, the buckets' owner could not read
-        an object a service or an owner wrote (operators, ``dead-letters --replay``, the tests)."""
+        an object a service or an owner wrote, nor see or abort another user's multipart upload
+        (operators, ``dead-letters --replay``, the tests)."""
         admin = self._admin.get_user(access_key=self._access_key)["user_id"]
-        self.grant(admin, (Grant(("s3:GetObject", "s3:DeleteObject"), tuple(f"{b}/*" for b in buckets)),))
+        actions = ("s3:GetObject", "s3:DeleteObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload")
+        self.grant(admin, (Grant(actions, tuple(f"{b}/*" for b in buckets)),))
 
     def _buckets_with(self, user: str) -> set[str]:
         """Buckets whose policy names ``user`` (so that a grant taken away leaves no statement)."""

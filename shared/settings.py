@@ -56,9 +56,14 @@ class Settings(BaseSettings):
     presign_ttl_seconds: int = 900
     # A registered upload with no object this long after its ticket ended is 'expired' (watchdog).
     ticket_grace_seconds: float = 300
-    # The largest object a ticket is issued for: the size is signed into the presigned PUT, so the
-    # store refuses a body of any other length. 5 GiB is S3's limit for one PUT.
-    max_upload_bytes: int = 5 * 1024**3
+    # The largest object a ticket is issued for (S3's own limit: 5 TiB). Up to the multipart
+    # threshold a ticket is one presigned PUT whose size is signed, so the store refuses a body of
+    # any other length; above it, a multipart upload whose parts each sign their size and MD5.
+    max_upload_bytes: int = 5 * 1024**4
+    multipart_threshold_bytes: int = 64 * MiB
+    multipart_min_part_bytes: int = 16 * MiB
+    # A multipart ticket lives longer than a PUT URL: its part URLs are asked for as they are sent.
+    multipart_ttl_seconds: int = 24 * 3600
     s3_connect_timeout_seconds: float = 10
     # A ranged GET or part upload that hears nothing for this long is retried (tenacity, backoff).
     s3_read_timeout_seconds: float = 60

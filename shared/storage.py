@@ -164,6 +164,51 @@ class ObjectStore:
             "put_object", Params={"Bucket": bucket, "Key": key, "ContentLength": size}, ExpiresIn=ttl
         )
 
+    # --- multipart uploads of a client, signed by the intake --------------------------------------
+
+    def start_multipart(self, bucket: str, key: str) -> str:
+        """A new multipart upload of ``key``; returns its id."""
+        return str(self.client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"])
+
+    def presign_part(self, bucket: str, key: str, upload_id: str, number: int, md5: str, size: int, ttl: int) -> str:
+        """A PUT URL for part ``number`` whose MD5 (base64) and length are signed: the store refuses
+        a corrupted or cut part (BadDigest, or a signature mismatch)."""
+        params = {
+            "Bucket": bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": number,
+            "ContentMD5": md5,
+            "ContentLength": size,
+        }
+        return self._presigner.generate_presigned_url(  # type: ignore[no-any-return]
+            "upload_part", Params=params, ExpiresIn=ttl
+        )
+
+    def presign_multipart(self, operation: str, bucket: str, key: str, upload_id: str, ttl: int) -> str:
+        """A URL to ``complete_multipart_upload``, ``abort_multipart_upload`` or ``list_parts``."""
+        return self._presigner.generate_presigned_url(  # type: ignore[no-any-return]
+            operation, Params={"Bucket": bucket, "Key": key, "UploadId": upload_id}, ExpiresIn=ttl
+        )
+
+    def parts(self, bucket: str, key: str, upload_id: str) -> list[tuple[int, str, int]]:
+        """(number, etag, size) of every part the store has of a multipart upload."""
+        found: list[tuple[int, str, int]] = []
+        pages = self.client.get_paginator("list_parts").paginate(Bucket=bucket, Key=key, UploadId=upload_id)
+        for page in pages:
+            found += [(p["PartNumber"], p["ETag"].strip('"'), p["Size"]) for p in page.get("Parts", [])]
+        return found
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Abort it (its parts are deleted); False if the store no longer has it (completed or aborted)."""
+        try:
+            self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchUpload", "404"):
+                return False
+            raise
+        return True
+
     def presign_get(self, bucket: str, key: str, ttl: int) -> str:
         return self._presigner.generate_presigned_url(  # type: ignore[no-any-return]
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl

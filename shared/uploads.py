@@ -195,6 +195,7 @@ class Upload:
     owner: str | None = None  # the key name it belongs to (shared/access.py)
     ticket_expires_at: datetime | None = None  # when the presigned URL stops working (registered only)
     circular: bool = False  # declared at registration: its sequences are circular (refget)
+    multipart_upload_id: str | None = None  # registered above the multipart threshold: the store's id
     # --- one generation's work: reset when the object is replaced
     format: str | None = _per_generation()
     bytes_done: int = _per_generation(0)

@@ -118,6 +118,9 @@ def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         "GENOBASE_WATCHDOG_INTERVAL_SECONDS": "1",
         # An unused ticket is expired one second after its URL ends (tests/security).
         "GENOBASE_TICKET_GRACE_SECONDS": "1",
+        # Every test's upload is one PUT (up to S3's 5 GiB); tests/e2e/test_multipart.py runs an
+        # intake of its own with a low threshold.
+        "GENOBASE_MULTIPART_THRESHOLD_BYTES": str(5 * 1024**3),
     }
     settings = Settings(**_as_kwargs(env))
     processes = stack.ServiceProcesses(run_dir, env)  # each service gets its own settings file

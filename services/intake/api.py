@@ -6,6 +6,7 @@ so an upload made with any S3 client is processed the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import uuid
@@ -22,6 +23,8 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.intake.multipart import MAX_PARTS
+from services.intake.multipart import plan as multipart_plan
 from shared import metrics
 from shared.access import Caller, can_see, owner_prefix
 from shared.broker import connect as amqp_connect
@@ -80,14 +83,55 @@ class UploadRequest(BaseModel):
         return filename
 
 
+class MultipartTicket(BaseModel):
+    """A multipart upload: ask ``parts_url`` for signed part URLs (with each part's MD5), PUT the
+    parts, then POST the CompleteMultipartUpload XML to ``complete_url`` -- straight to the store,
+    whose own notification then starts the pipeline."""
+
+    upload_id: str
+    part_size: int
+    part_count: int
+    parts_url: str = Field(description="POST {parts: [{number, md5}]} for signed part URLs; GET: the parts stored")
+    complete_url: str
+    abort_url: str
+    list_parts_url: str
+
+
 class UploadTicket(BaseModel):
     id: uuid.UUID
     bucket: str
     key: str
-    upload_url: str
-    upload_method: Literal["PUT"] = "PUT"
+    upload_method: Literal["PUT", "multipart"] = "PUT"
+    upload_url: str | None = Field(default=None, description="PUT: the presigned URL for the whole file")
+    multipart: MultipartTicket | None = None
     expires_at: datetime
     status_url: str
+
+
+class PartWanted(BaseModel):
+    number: int = Field(ge=1, le=MAX_PARTS)
+    md5: str = Field(pattern=r"^[A-Za-z0-9+/]{22}==$", description="the part's MD5, base64 (as Content-MD5)")
+
+
+class PartsRequest(BaseModel):
+    parts: list[PartWanted] = Field(min_length=1, max_length=1000)
+
+
+class SignedPart(BaseModel):
+    number: int
+    size: int
+    md5: str
+    url: str
+
+
+class StoredPart(BaseModel):
+    number: int
+    etag: str
+    size: int
+
+
+class PartsAnswer(BaseModel):
+    parts: list[SignedPart] | list[StoredPart]
 
 
 class Progress(BaseModel):
@@ -334,8 +378,11 @@ def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep)
         )
     upload_id = uuid.uuid4()
     key = object_key(upload_id, body.filename, caller.name)
-    ttl = settings.presign_ttl_seconds
+    multipart = body.size > settings.multipart_threshold_bytes
+    ttl = settings.multipart_ttl_seconds if multipart else settings.presign_ttl_seconds
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+    bucket = settings.uploads_bucket
+    store_upload_id = services.store.start_multipart(bucket, key) if multipart else None
     with services.pool.connection() as conn:
         queries.register_upload(
             conn,
@@ -349,15 +396,86 @@ def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep)
             caller.name,
             expires_at,
             body.circular,
+            store_upload_id,
         )
+    status_url = f"{settings.status_base_url}/uploads/{upload_id}"
+    if store_upload_id is None:
+        return UploadTicket(
+            id=upload_id,
+            bucket=bucket,
+            key=key,
+            upload_url=services.store.presign_put(bucket, key, ttl, body.size),
+            expires_at=expires_at,
+            status_url=status_url,
+        )
+    parts = multipart_plan(body.size, settings.multipart_min_part_bytes)
+    sign = functools.partial(
+        services.store.presign_multipart, bucket=bucket, key=key, upload_id=store_upload_id, ttl=ttl
+    )
     return UploadTicket(
         id=upload_id,
-        bucket=settings.uploads_bucket,
+        bucket=bucket,
         key=key,
-        upload_url=services.store.presign_put(settings.uploads_bucket, key, ttl, body.size),
+        upload_method="multipart",
+        multipart=MultipartTicket(
+            upload_id=store_upload_id,
+            part_size=parts.part_size,
+            part_count=parts.count,
+            parts_url=f"{status_url}/parts",
+            complete_url=sign("complete_multipart_upload"),
+            abort_url=sign("abort_multipart_upload"),
+            list_parts_url=sign("list_parts"),
+        ),
         expires_at=expires_at,
-        status_url=f"{settings.status_base_url}/uploads/{upload_id}",
+        status_url=status_url,
     )
+
+
+def _multipart_upload(services: Services, caller: Caller, upload_id: uuid.UUID) -> Upload:
+    """A multipart upload of the caller's that still waits for its parts (else 404 or 409)."""
+    with services.pool.connection() as conn:
+        upload = queries.get_upload(conn, upload_id)
+    if upload is None or not can_see(caller, upload.owner):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no upload {upload_id}")
+    if upload.multipart_upload_id is None or upload.state is not State.AWAITING_UPLOAD:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            {"code": "not_awaiting_parts", "message": f"upload {upload_id} does not wait for parts ({upload.state})"},
+        )
+    return upload
+
+
+@router.post("/uploads/{upload_id}/parts", response_model=PartsAnswer)
+def sign_parts(upload_id: uuid.UUID, body: PartsRequest, services: ServicesDep, caller: CallerDep) -> PartsAnswer:
+    """Signed PUT URLs for parts of a multipart upload, each for its MD5 and its exact size."""
+    upload = _multipart_upload(services, caller, upload_id)
+    assert upload.multipart_upload_id is not None and upload.bytes_total is not None
+    parts = multipart_plan(upload.bytes_total, services.settings.multipart_min_part_bytes)
+    ttl = int(
+        max((upload.ticket_expires_at or datetime.now(UTC)) - datetime.now(UTC), timedelta(seconds=60)).total_seconds()
+    )
+    signed = []
+    for wanted in body.parts:
+        if wanted.number > parts.count:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                {"code": "no_such_part", "message": f"this upload has {parts.count} parts"},
+            )
+        size = parts.length(wanted.number)
+        url = services.store.presign_part(
+            upload.bucket, upload.key, upload.multipart_upload_id, wanted.number, wanted.md5, size, ttl
+        )
+        signed.append(SignedPart(number=wanted.number, size=size, md5=wanted.md5, url=url))
+    return PartsAnswer(parts=signed)
+
+
+@router.get("/uploads/{upload_id}/parts", response_model=PartsAnswer)
+def stored_parts(upload_id: uuid.UUID, services: ServicesDep, caller: CallerDep) -> PartsAnswer:
+    """The parts the store already has: a client that was interrupted sends only the others."""
+    upload = _multipart_upload(services, caller, upload_id)
+    assert upload.multipart_upload_id is not None
+    found = services.store.parts(upload.bucket, upload.key, upload.multipart_upload_id)
+    return PartsAnswer(parts=[StoredPart(number=n, etag=e, size=s) for n, e, s in found])
 
 
 @router.get("/uploads/{upload_id}", response_model=UploadStatus)

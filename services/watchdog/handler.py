@@ -20,7 +20,7 @@ import structlog
 from shared import metrics
 from shared.events import replay_event
 from shared.messages import AssembleRequested
-from shared.ports import EventPublisher, SweepUploads
+from shared.ports import EventPublisher, MultipartAborter, SweepUploads
 from shared.settings import Settings
 from shared.uploads import State, Upload
 
@@ -32,6 +32,7 @@ class WatchdogDeps:
     settings: Settings
     uploads: SweepUploads
     publisher: EventPublisher
+    store: MultipartAborter
 
 
 def reissue(upload: Upload, publisher: EventPublisher) -> None:
@@ -48,11 +49,20 @@ def sweep(deps: WatchdogDeps) -> list[Upload]:
     Returns the uploads picked up.
     """
     for upload in deps.uploads.expire_tickets(timedelta(seconds=deps.settings.ticket_grace_seconds)):
+        # An abandoned multipart upload's parts would stay in the bucket: they go with the ticket. A
+        # failed abort is retried by hand (README); the expiry itself is already recorded.
+        aborted = None
+        if upload.multipart_upload_id is not None:
+            try:
+                aborted = deps.store.abort_multipart(upload.bucket, upload.key, upload.multipart_upload_id)
+            except Exception:
+                log.exception("could not abort the expired multipart upload", upload_id=str(upload.id))
         log.info(
             "ticket expired with no object written",
             upload_id=str(upload.id),
             generation=upload.generation,
             ticket_expired_at=upload.ticket_expires_at.isoformat() if upload.ticket_expires_at else None,
+            multipart_aborted=aborted,
         )
     after = timedelta(seconds=deps.settings.stall_after_seconds)
     picked = deps.uploads.pick_up_stalled(after, lambda upload: reissue(upload, deps.publisher))

@@ -14,6 +14,7 @@ from shared.logging import configure_logging
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
 from shared.settings import get_settings
+from shared.storage import ObjectStore
 
 log = structlog.get_logger()
 
@@ -24,7 +25,7 @@ def main() -> None:
     metrics.serve(settings)
     uploads = PostgresUploads(Database(settings))
     publisher = Publisher(settings)
-    deps = WatchdogDeps(settings, uploads, publisher)
+    deps = WatchdogDeps(settings, uploads, publisher, ObjectStore(settings))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

@@ -90,10 +90,12 @@ def register_upload(
     owner: str | None = None,
     ticket_expires_at: datetime | None = None,
     circular: bool = False,
+    multipart_upload_id: str | None = None,
 ) -> Upload:
     row = conn.execute(
         "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total, "
-        "owner, ticket_expires_at, circular) VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+        "owner, ticket_expires_at, circular, multipart_upload_id) "
+        "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
         (
             upload_id,
             bucket,
@@ -106,6 +108,7 @@ def register_upload(
             owner,
             ticket_expires_at,
             circular,
+            multipart_upload_id,
         ),
     ).fetchone()
     assert row is not None

@@ -117,6 +117,7 @@ def keyed_refget(pipeline: Pipeline) -> Iterator[str]:
         "GENOBASE_STACK_FILE": str(pipeline.processes.run_dir / "refget.env"),
         "GENOBASE_REFGET_PORT": str(port),
         "GENOBASE_REFGET_REQUIRE_KEY": "true",
+        "GENOBASE_METRICS_PORT": str(stack.free_port()),  # the first refget holds the configured one
     }
     process = subprocess.Popen([sys.executable, "-m", "services.refget.main"], env=env, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -69,6 +69,7 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0007_api_keys",
         "0008_ticket_expiry",
         "0009_refget",
+        "0010_multipart",
     ]
 
 

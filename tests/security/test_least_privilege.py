@@ -163,7 +163,13 @@ def test_each_service_s3_user_reaches_only_its_own_part(
     }
     allowed = [name for name, call in beyond.items() if not refused(call)]
     assert allowed == []
-    for service in ("persister", "watchdog"):  # no S3 at all
+    watchdog = service_s3(settings, stack_env, "watchdog")
+    beyond = {
+        "watchdog reads uploads": lambda: watchdog.get_object(Bucket=uploads, Key=key),
+        "watchdog writes results": lambda: watchdog.put_object(Bucket=results, Key=result_key, Body=b"x"),
+    }
+    assert [name for name, call in beyond.items() if not refused(call)] == []
+    for service in ("persister", "refget"):  # no S3 at all
         assert "GENOBASE_S3_SECRET_KEY" not in stack.service_settings(service, stack_env)
 
 

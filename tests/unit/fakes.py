@@ -276,6 +276,13 @@ class FakeObjects:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.on_read: Callable[[int], None] | None = None
+        self.multipart: set[tuple[str, str, str]] = set()  # (bucket, key, upload id) open
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
+        if (bucket, key, upload_id) not in self.multipart:
+            return False
+        self.multipart.remove((bucket, key, upload_id))
+        return True
 
     def put(self, bucket: str, key: str, data: bytes, etag: str) -> ObjectCreated:
         self.objects[(bucket, key)] = (data, etag)

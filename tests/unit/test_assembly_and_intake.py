@@ -130,8 +130,10 @@ def test_long_names_within_the_byte_budget_are_accepted() -> None:
     assert UploadRequest(filename="ü" * 255, size=1).filename == "ü" * 255  # 255 characters, 510 bytes
 
 
-def test_sizes_above_the_upload_limit_are_413(intake: TestClient) -> None:
-    response = intake.post("/uploads", json={"filename": "x.fa", "size": Settings().max_upload_bytes + 1})
+def test_sizes_above_the_upload_limit_are_413() -> None:
+    app = create_app(Settings(max_upload_bytes=1000))
+    app.dependency_overrides[get_caller] = lambda: Caller("tester", admin=False)
+    response = TestClient(app).post("/uploads", json={"filename": "x.fa", "size": 1001})
     assert response.status_code == 413 and response.json()["detail"]["code"] == "upload_too_large"
 
 

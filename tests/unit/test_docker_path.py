@@ -64,7 +64,7 @@ def test_services_get_their_own_credentials_in_compose() -> None:
         assert env.get("GENOBASE_S3_ACCESS_KEY") in (None, f"genobase-{name}"), name
         assert "GENOBASE_S3_ACCESS_KEY}" not in str(env.get("GENOBASE_S3_SECRET_KEY", "")), name
         assert env["GENOBASE_AMQP_URL"].endswith("@rabbitmq:5672/genobase")
-    for name in ("persister", "watchdog"):
+    for name in ("persister", "refget"):
         assert "GENOBASE_S3_SECRET_KEY" not in services[name]["environment"]
     assert "GENOBASE_PG_OWNER_DSN" in services["migrate"]["environment"]
     assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_VHOST"] == "genobase"

@@ -356,7 +356,7 @@ def test_watchdog_reissues_each_stalled_stage_once_per_period(uploads: FakeUploa
     stuck = uploads.add(make_upload(id=uuid.uuid4(), state=State.ASSEMBLING, updated_at=long_ago, generation=3))
     uploads.add(make_upload(id=uuid.uuid4(), state=State.PARSING))  # moving: not stalled
     uploads.add(make_upload(id=uuid.uuid4(), state=State.DONE, updated_at=long_ago))  # finished: never
-    deps = WatchdogDeps(Settings(stall_after_seconds=60), uploads, publisher)
+    deps = WatchdogDeps(Settings(stall_after_seconds=60), uploads, publisher, FakeObjects())
     picked = sweep(deps)
     assert {u.id for u in picked} == {parsing.id, stuck.id}
     assert publisher.messages == [AssembleRequested(upload_id=stuck.id, generation=3)]
@@ -371,7 +371,7 @@ def test_watchdog_records_nothing_when_the_broker_is_away(uploads: FakeUploads) 
     publisher.fail_with = ConnectionError("broker away")
     upload = uploads.add(make_upload(state=State.QUEUED, updated_at=datetime.now(UTC) - timedelta(hours=1)))
     with pytest.raises(ConnectionError):
-        sweep(WatchdogDeps(Settings(stall_after_seconds=60), uploads, publisher))
+        sweep(WatchdogDeps(Settings(stall_after_seconds=60), uploads, publisher, FakeObjects()))
     assert uploads.uploads[upload.id].pickups == 0
 
 
@@ -386,8 +386,20 @@ def test_watchdog_expires_tickets_that_ran_out_with_no_object(uploads: FakeUploa
     written = uploads.add(  # the object came (its event is on its way): not expired
         make_upload(id=uuid.uuid4(), state=State.QUEUED, ticket_expires_at=now - timedelta(hours=1))
     )
-    sweep(WatchdogDeps(Settings(ticket_grace_seconds=grace), uploads, FakePublisher()))
+    parts = uploads.add(  # an abandoned multipart upload: its parts go with it
+        make_upload(
+            id=uuid.uuid4(),
+            key="mp.fa",
+            ticket_expires_at=now - timedelta(hours=1),
+            multipart_upload_id="m1",
+            **waiting,
+        )
+    )
+    objects = FakeObjects()
+    objects.multipart.add(("b", "mp.fa", "m1"))
+    sweep(WatchdogDeps(Settings(ticket_grace_seconds=grace), uploads, FakePublisher(), objects))
     assert uploads.uploads[over.id].state is State.EXPIRED
+    assert uploads.uploads[parts.id].state is State.EXPIRED and objects.multipart == set()
     assert {uploads.uploads[u.id].state for u in (in_grace, direct)} == {State.AWAITING_UPLOAD}
     assert uploads.uploads[written.id].state is State.QUEUED
 

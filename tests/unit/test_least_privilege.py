@@ -22,6 +22,8 @@ VALUES = {
     "GENOBASE_ASSEMBLER_S3_SECRET_KEY": "assembler-secret",
     "GENOBASE_INTAKE_S3_ACCESS_KEY": "INTAKE",
     "GENOBASE_INTAKE_S3_SECRET_KEY": "intake-secret",
+    "GENOBASE_WATCHDOG_S3_ACCESS_KEY": "WATCHDOG",
+    "GENOBASE_WATCHDOG_S3_SECRET_KEY": "watchdog-secret",
     "GENOBASE_UPLOADS_BUCKET": "uploads",
 }
 
@@ -40,7 +42,7 @@ def test_each_service_gets_its_own_s3_keys_and_no_other_secret() -> None:
         if service in S3_SERVICES:
             assert given["GENOBASE_S3_SECRET_KEY"] == f"{service}-secret"
         else:
-            assert "GENOBASE_S3_SECRET_KEY" not in given  # persister and watchdog use no S3
+            assert "GENOBASE_S3_SECRET_KEY" not in given  # persister and refget use no S3
 
 
 def test_service_grants_are_what_each_does() -> None:
@@ -53,6 +55,7 @@ def test_service_grants_are_what_each_does() -> None:
     assert not any(r.startswith("up") for _, r, _ in actions["assembler"])  # never touches uploads
     assert ("s3:PutObject", "up/*", "Allow") in actions["intake"]
     assert not any(a == "s3:GetObject" and r == "up/*" for a, r, _ in actions["intake"])  # presigns, never reads
+    assert actions["watchdog"] == {("s3:AbortMultipartUpload", "up/*", "Allow")}
     assert not any(a in ("s3:DeleteObject", "s3:*") for svc in actions.values() for a, _, _ in svc)
 
 
