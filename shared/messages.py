@@ -124,6 +124,9 @@ class ParseCompleted(Message):
     record_count: int
     source_bytes: int
     format: str
+    # The whole object's digests (hex), as read; None from a parser that did not compute them.
+    source_md5: str | None = None
+    source_sha256: str | None = None
 
 
 class AssembleRequested(Message):

@@ -204,6 +204,8 @@ class Upload:
     batches_done: int = _per_generation(0)
     batches_total: int | None = _per_generation()
     records_assembled: int = _per_generation(0)
+    source_md5: str | None = _per_generation()  # of the whole object, as the parser read it
+    source_sha256: str | None = _per_generation()
     duplicate_names: int | None = _per_generation()
     empty_sequences: int | None = _per_generation()
     error_code: str | None = _per_generation()

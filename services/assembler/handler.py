@@ -60,7 +60,13 @@ def provenance(upload: Upload) -> dict[str, Any]:
     return {
         "upload_id": str(upload.id),
         "generation": upload.generation,
-        "source": {"bucket": upload.bucket, "key": upload.key, "etag": upload.etag},
+        "source": {
+            "bucket": upload.bucket,
+            "key": upload.key,
+            "etag": upload.etag,
+            "md5": upload.source_md5,
+            "sha256": upload.source_sha256,
+        },
         "filename": upload.filename,
         "format": upload.format,
         "record_count": upload.records_total,

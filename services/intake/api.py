@@ -178,6 +178,17 @@ class Stall(BaseModel):
     last_pickup_at: datetime | None
 
 
+class Source(BaseModel):
+    """The object this generation was made from; its digests once the parser has read it whole."""
+
+    bucket: str
+    key: str
+    etag: str | None
+    size: int | None
+    md5: str | None
+    sha256: str | None
+
+
 class UploadStatus(BaseModel):
     id: uuid.UUID
     bucket: str
@@ -194,6 +205,7 @@ class UploadStatus(BaseModel):
     result: UploadResult | None
     times: StageTimes
     stall: Stall
+    source: Source
     collection_digest: str | None = Field(
         default=None, description="the GA4GH sequence collection digest of the upload's records, once done"
     )
@@ -356,6 +368,14 @@ def to_status(upload: Upload, services: Services, collection_digest: str | None 
             idle_seconds=round(upload.idle(now).total_seconds(), 1),
             pickups=upload.pickups,
             last_pickup_at=upload.picked_up_at,
+        ),
+        source=Source(
+            bucket=upload.bucket,
+            key=upload.key,
+            etag=upload.etag,
+            size=upload.bytes_total,
+            md5=upload.source_md5,
+            sha256=upload.source_sha256,
         ),
         collection_digest=collection_digest,
         created_at=upload.created_at,

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import structlog
 
 from services.parser.batching import Batcher
+from services.parser.source_digests import SourceDigests
 from shared import metrics
 from shared.failpoints import failpoint
 from shared.logging import bind_upload
@@ -170,6 +171,7 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
         stat = deps.store.stat(event.bucket, event.key)
         size = stat.size if stat is not None else 0
     offset = 0
+    digests = SourceDigests()
     log.info("parsing", bucket=event.bucket, key=event.key, size=size)
 
     def publish(batches: Iterable[SequenceBatch]) -> None:
@@ -181,6 +183,7 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
     try:
         for chunk in deps.store.iter_ranges(event.bucket, event.key, size, event.etag, settings.read_range_bytes):
             offset += len(chunk)
+            digests.feed(chunk)
             budget.progress()
             for events in stream.pieces(chunk):  # one bounded piece of content at a time
                 budget.check()
@@ -188,6 +191,7 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
         publish(batcher.add(stream.finish(), offset))
         publish(batcher.finish(offset))
     except ParseError as exc:
+        digests.abandon()
         deps.publisher.flush()  # batches already sent are dropped by the persister: the generation failed
         failure = Failure(exc.code, exc.message, exc.line, exc.column)
         log.info(
@@ -201,12 +205,14 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
         deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except ParseStalled as exc:
+        digests.abandon()
         deps.publisher.flush()
         failure = Failure(PipelineErrorCode.PARSE_STALLED, f"the parse made no progress: {exc}")
         log.warning("parse stalled", error=str(exc), error_id=failure.error_id)
         deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except ObjectChanged as exc:
+        digests.abandon()
         deps.publisher.flush()
         if deps.store.exists(event.bucket, event.key):
             log.info("object overwritten while reading; the newer event takes over", error=str(exc))
@@ -217,12 +223,14 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
             deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except BaseException:
+        digests.abandon()
         # Let what was already handed over go out (the persister dedups a retry's batches), and keep
         # a publishing error of this attempt from surfacing in the next upload's.
         with contextlib.suppress(Exception):
             deps.publisher.flush()
         raise
     assert stream.format is not None
+    source_md5, source_sha256 = digests.finish()
     deps.publisher.publish(
         ParseCompleted(
             upload_id=upload.id,
@@ -231,6 +239,8 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
             record_count=batcher.record_count,
             source_bytes=offset,
             format=stream.format + (".gz" if stream.compressed else ""),
+            source_md5=source_md5,
+            source_sha256=source_sha256,
         )
     )
     deps.publisher.flush()  # every batch confirmed before the notification is acknowledged

@@ -344,6 +344,7 @@ def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOut
             return PersistOutcome(False, False)
         row = conn.execute(
             "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = %s, format = %s, "
+            "source_md5 = %s, source_sha256 = %s, "
             "parsed_at = clock_timestamp(), state = CASE WHEN state = ANY(%s) THEN %s ELSE state END, "
             "updated_at = now() WHERE id = %s RETURNING *",
             (
@@ -351,6 +352,8 @@ def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOut
                 done.record_count,
                 done.source_bytes,
                 done.format,
+                done.source_md5,
+                done.source_sha256,
                 _sources(FINISH_PARSING),
                 _target(FINISH_PARSING),
                 done.upload_id,

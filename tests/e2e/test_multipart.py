@@ -102,6 +102,9 @@ def test_the_cli_sends_parts_and_resumes_after_being_killed(
     assert "2 of 4 parts already stored; sending 2" in again.stderr
     document = json.loads(output.read_text())
     assert len(document["records"]) == records
+    sent = source.read_bytes()  # what arrived is what was sent, whole-file digests to compare
+    assert document["source"]["md5"] == hashlib.md5(sent).hexdigest()
+    assert document["source"]["sha256"] == hashlib.sha256(sent).hexdigest()
     head = store.head(ticket["bucket"], ticket["key"])
     assert head["ContentLength"] == source.stat().st_size and head["ETag"].strip('"').endswith("-4")
     assert store.multipart_uploads(ticket["bucket"], ticket["key"]) == []  # nothing orphaned

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import random
 import time
 import uuid
@@ -70,7 +71,9 @@ def test_fasta_through_presigned_upload(pipeline: Pipeline) -> None:
     assert status["progress"]["fraction"] == 1.0
     assert status["result"]["records"] == 60
     doc = download(status)
-    assert doc["source"] == {"bucket": ticket["bucket"], "key": ticket["key"], "etag": doc["source"]["etag"]}
+    digests = {"md5": hashlib.md5(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest()}
+    assert doc["source"] == {"bucket": ticket["bucket"], "key": ticket["key"], "etag": doc["source"]["etag"], **digests}
+    assert {k: status["source"][k] for k in digests} == digests and status["source"]["size"] == len(data)
     assert doc["format"] == "fasta"
     assert doc["record_count"] == 60
     expected = fasta_records(data)

@@ -70,6 +70,7 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0008_ticket_expiry",
         "0009_refget",
         "0010_multipart",
+        "0011_source_digests",
     ]
 
 

@@ -179,6 +179,7 @@ class FakeUploads:
         upload = self._set(
             upload, batches_total=done.batch_count, records_total=done.record_count, bytes_done=done.source_bytes,
             format=done.format, parsed_at=datetime.now(UTC), state=state,
+            source_md5=done.source_md5, source_sha256=done.source_sha256,
         )  # fmt: skip
         return PersistOutcome(True, self._assemble_if_complete(upload))
 
