@@ -375,6 +375,15 @@ def first_admin_key(settings: Settings) -> str:
     raise RuntimeError("no free admin key name")
 
 
+def browser_origins(base_url: str) -> list[str]:
+    """The upload page's origin, by the name it was given and by the other loopback name."""
+    origins = [base_url.rstrip("/")]
+    for a, b in (("127.0.0.1", "localhost"), ("localhost", "127.0.0.1")):
+        if f"//{a}" in base_url:
+            origins.append(origins[0].replace(f"//{a}", f"//{b}"))
+    return origins
+
+
 def prepare_pipeline(
     settings: Settings, rgw_push_endpoint: str | None, s3_secrets: dict[str, str] | None = None
 ) -> dict[str, str]:
@@ -398,6 +407,7 @@ def prepare_pipeline(
     store.ensure_bucket(settings.uploads_bucket)
     store.ensure_bucket(settings.results_bucket)
     if rgw_push_endpoint is not None:
+        store.allow_browser_uploads(settings.uploads_bucket, browser_origins(settings.status_base_url))
         wire_rgw(
             settings.s3_endpoint,
             settings.s3_access_key.get_secret_value(),

@@ -17,6 +17,10 @@ if [ "$native" = 1 ]; then
   if ! command -v gcc >/dev/null || [ ! -e /usr/include/openssl/sha.h ]; then
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev libssl-dev
   fi
+  # Debian's Chromium and its driver for the upload page's browser tests (tests/browser/)
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+  fi
   bash genobase/scripts/bootstrap.sh >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi

@@ -74,6 +74,19 @@ class ObjectStore:
         except ClientError:
             self.client.create_bucket(Bucket=bucket)
 
+    def allow_browser_uploads(self, bucket: str, origins: list[str]) -> None:
+        """CORS on ``bucket`` for the upload page's origins: PUT of a file or of parts, POST to
+        complete, and the parts' ETag readable (RGW's PutBucketCors; MinIO takes a server setting,
+        compose.yaml's MINIO_API_CORS_ALLOW_ORIGIN)."""
+        rule = {
+            "AllowedOrigins": origins,
+            "AllowedMethods": ["GET", "HEAD", "PUT", "POST", "DELETE"],
+            "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag"],
+            "MaxAgeSeconds": 3600,
+        }
+        self.client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [rule]})
+
     def head(self, bucket: str, key: str) -> dict[str, Any]:
         return self.client.head_object(Bucket=bucket, Key=key)  # type: ignore[no-any-return]
 

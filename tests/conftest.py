@@ -121,6 +121,8 @@ def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         # Every test's upload is one PUT (up to S3's 5 GiB); tests/e2e/test_multipart.py runs an
         # intake of its own with a low threshold.
         "GENOBASE_MULTIPART_THRESHOLD_BYTES": str(5 * 1024**3),
+        # below S3's own 5 TiB, so that the intake's limit (413) is what refuses a larger size
+        "GENOBASE_MAX_UPLOAD_BYTES": str(1024**4),
     }
     settings = Settings(**_as_kwargs(env))
     processes = stack.ServiceProcesses(run_dir, env)  # each service gets its own settings file

@@ -12,13 +12,15 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pika
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,6 +42,7 @@ from shared.uploads import ERROR_CODES, ErrorCode, State, Upload, new_error_id
 # S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
 # ``<owner>/<upload id>/<name>`` (a key name is at most 63 bytes, an id 36), so a name of 512 bytes
 # keeps it inside (tests/unit/test_assembly_and_intake.py checks the longest one).
+STATIC = Path(__file__).parent / "static"
 MAX_KEY_BYTES = 1024
 MAX_FILENAME_BYTES = 512
 MAX_OBJECT_BYTES = 5 * 1024**4
@@ -580,6 +583,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)
     app.add_middleware(metrics.HttpMetrics)
     app.include_router(router)
+    # The upload page: static, public (it holds nothing; every call it makes needs the user's key).
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
     return app
 
 
