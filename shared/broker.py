@@ -339,6 +339,7 @@ class Consumer(Generic[M]):
     def _handle(self, body: bytes, previous: int) -> str:
         """Decode and handle one body; returns how to settle it: ack, requeue or dead-letter."""
         started = time.perf_counter()
+        metrics.MESSAGE_BYTES.labels(self._stage.name).inc(len(body))
         outcome = self._outcome(body, previous)
         metrics.MESSAGES.labels(self._stage.name, outcome).inc()
         metrics.STAGE_SECONDS.labels(self._stage.name).observe(time.perf_counter() - started)

@@ -25,6 +25,7 @@ STAGE_SECONDS = Histogram(
 BYTES = Counter(
     "genobase_bytes", "Bytes through a stage: parse = source bytes read, assemble = result bytes written", ["stage"]
 )
+MESSAGE_BYTES = Counter("genobase_message_bytes", "Bytes of the messages a stage took in (batches: persist)", ["stage"])
 RECORDS = Counter("genobase_records", "Records through a stage (parsed, stored, written)", ["stage"])
 UPLOADS_ENDED = Counter("genobase_uploads_ended", "Generations that ended, by state and error code", ["state", "code"])
 STALLS = Counter("genobase_stalls_picked_up", "Stalled uploads whose message the watchdog issued again")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -143,3 +146,33 @@ def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     finally:
         processes.stop_all()
         pipe.http.close()
+
+
+@contextlib.contextmanager
+def another_process(pipeline: Pipeline, service: str, port_setting: str, overrides: dict[str, str]) -> Iterator[str]:
+    """A second process of an HTTP ``service`` on this run's stack: its settings file, its own
+    ports and ``overrides`` (a threshold, a flag); yields its URL once ``/healthz`` answers."""
+    port = stack.free_port()
+    env = {
+        **os.environ,
+        "GENOBASE_STACK_FILE": str(pipeline.processes.run_dir / f"{service}.env"),
+        port_setting: str(port),
+        "GENOBASE_METRICS_PORT": str(stack.free_port()),  # the first process holds the configured one
+        **overrides,
+    }
+    process = subprocess.Popen([sys.executable, "-m", f"services.{service}.main"], env=env, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, f"{service} did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

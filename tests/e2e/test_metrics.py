@@ -54,6 +54,7 @@ def test_the_counters_move_by_exactly_the_work_done(pipeline: Pipeline, refget_u
     assert moved("parser", "genobase_uploads_ended_total", state="failed", code="invalid_character") == 1
     assert moved("parser", "genobase_stage_seconds_count", stage="parse") == 2
     assert moved("persister", "genobase_records_total", stage="persist") == 25
+    assert moved("persister", "genobase_message_bytes_total", stage="persist") > len(good) // 2  # residues
     assert moved("persister", "genobase_messages_total", stage="persist", outcome="ack") >= 2  # batch, end
     assert moved("assembler", "genobase_records_total", stage="assemble") == 25
     assert moved("assembler", "genobase_uploads_ended_total", state="done", code="") == 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import subprocess
 import sys
@@ -22,10 +21,9 @@ import httpx
 import psycopg
 import pytest
 
-from genobase import stack
 from shared.settings import Settings
 from shared.storage import ObjectStore
-from tests.conftest import Pipeline
+from tests.conftest import Pipeline, another_process
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
@@ -33,31 +31,9 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def intake(pipeline: Pipeline) -> Iterator[str]:
-    port = stack.free_port()
-    env = {
-        **os.environ,
-        "GENOBASE_STACK_FILE": str(pipeline.processes.run_dir / "intake.env"),
-        "GENOBASE_INTAKE_PORT": str(port),
-        "GENOBASE_METRICS_PORT": str(stack.free_port()),
-        "GENOBASE_MULTIPART_THRESHOLD_BYTES": str(8 * MiB),
-        "GENOBASE_MULTIPART_MIN_PART_BYTES": str(5 * MiB),
-    }
-    process = subprocess.Popen([sys.executable, "-m", "services.intake.main"], env=env, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.2)
+    low = {"GENOBASE_MULTIPART_THRESHOLD_BYTES": str(8 * MiB), "GENOBASE_MULTIPART_MIN_PART_BYTES": str(5 * MiB)}
+    with another_process(pipeline, "intake", "GENOBASE_INTAKE_PORT", low) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def big_fasta(path: Path, megabytes: int) -> int:

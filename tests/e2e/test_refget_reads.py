@@ -4,11 +4,7 @@ however many uploads hold it, and reads that require a key when configured so.""
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,12 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from genobase import stack
 from shared.postgres import keys
 from shared.postgres.connection import connect
 from shared.seqcol import sha512t24u
 from tests.compliance.test_refget import refget_url  # noqa: F401  (the fixture)
-from tests.conftest import Pipeline
+from tests.conftest import Pipeline, another_process
 from tests.e2e.test_pipeline import upload_via_intake
 
 pytestmark = pytest.mark.e2e
@@ -111,30 +106,8 @@ def test_the_upload_lists_as_a_collection(refget_url: str, long_record: dict[str
 @pytest.fixture
 def keyed_refget(pipeline: Pipeline) -> Iterator[str]:
     """A second refget process of this run with GENOBASE_REFGET_REQUIRE_KEY=true."""
-    port = stack.free_port()
-    env = {
-        **os.environ,
-        "GENOBASE_STACK_FILE": str(pipeline.processes.run_dir / "refget.env"),
-        "GENOBASE_REFGET_PORT": str(port),
-        "GENOBASE_REFGET_REQUIRE_KEY": "true",
-        "GENOBASE_METRICS_PORT": str(stack.free_port()),  # the first refget holds the configured one
-    }
-    process = subprocess.Popen([sys.executable, "-m", "services.refget.main"], env=env, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.2)
+    with another_process(pipeline, "refget", "GENOBASE_REFGET_PORT", {"GENOBASE_REFGET_REQUIRE_KEY": "true"}) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_with_keys_required_reads_need_a_key_and_listings_are_the_owners(
