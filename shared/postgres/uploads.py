@@ -38,6 +38,7 @@ from shared.uploads import (
     START_ASSEMBLY,
     START_PARSING,
     STORE_BATCH,
+    UPLOAD_FIELDS,
     Claim,
     ClaimAction,
     ClaimDecision,
@@ -52,7 +53,12 @@ from shared.uploads import (
     decide_locked_claim,
 )
 
-_SELECT = "SELECT * FROM uploads"
+# Every query names the columns it reads (the fields of ``Upload``), never ``*``: a service still
+# running the previous version keeps working after a migration adds a column, instead of failing
+# with "cached plan must not change result type" on its prepared statements.
+_COLUMNS = ", ".join(sorted(UPLOAD_FIELDS))
+_RETURNING = f"RETURNING {_COLUMNS}"
+_SELECT = f"SELECT {_COLUMNS} FROM uploads"
 
 
 def _sources(transition: Transition) -> list[str]:
@@ -95,7 +101,7 @@ def register_upload(
     row = conn.execute(
         "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total, "
         "owner, ticket_expires_at, circular, multipart_upload_id) "
-        "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+        "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s, %s) " + _RETURNING,
         (
             upload_id,
             bucket,
@@ -147,7 +153,7 @@ def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False
             row = conn.execute(
                 "INSERT INTO uploads (id, bucket, key, filename, registered, state, generation, etag, "
                 "sequencer, event_time, bytes_total, owner) VALUES (%s, %s, %s, %s, false, %s, 1, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (bucket, key) DO NOTHING RETURNING *",
+                "ON CONFLICT (bucket, key) DO NOTHING " + _RETURNING,
                 (
                     uuid.uuid4(),
                     event.bucket,
@@ -178,7 +184,7 @@ def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False
         }
         row = conn.execute(
             sql.SQL(
-                "UPDATE uploads SET {}, generation = generation + 1, updated_at = now() WHERE id = %(id)s RETURNING *"
+                "UPDATE uploads SET {}, generation = generation + 1, updated_at = now() WHERE id = %(id)s " + _RETURNING
             ).format(_assignments(values)),
             {**values, "id": current.id},
         ).fetchone()
@@ -200,7 +206,7 @@ def requeue_failed(conn: Connection, upload_id: uuid.UUID) -> Upload | None:
         row = conn.execute(
             sql.SQL(
                 "UPDATE uploads SET {}, updated_at = now() "
-                "WHERE id = %(id)s AND state = ANY(%(sources)s) AND etag IS NOT NULL RETURNING *"
+                "WHERE id = %(id)s AND state = ANY(%(sources)s) AND etag IS NOT NULL " + _RETURNING
             ).format(_assignments(values)),
             {**values, "id": upload_id, "sources": _sources(REQUEUE)},
         ).fetchone()
@@ -231,7 +237,7 @@ def pick_up_stalled(
             reissue(upload)
             updated = conn.execute(
                 "UPDATE uploads SET pickups = pickups + 1, picked_up_at = now(), "
-                "state = CASE WHEN state = ANY(%s) THEN %s ELSE state END WHERE id = %s RETURNING *",
+                "state = CASE WHEN state = ANY(%s) THEN %s ELSE state END WHERE id = %s " + _RETURNING,
                 (_sources(RETRY_LOST_BATCH), _target(RETRY_LOST_BATCH), upload.id),
             ).fetchone()
             assert updated is not None
@@ -259,7 +265,7 @@ def expire_tickets(conn: Connection, grace: timedelta, limit: int = 1000) -> lis
         "UPDATE uploads SET state = %s, updated_at = now() WHERE id IN ("
         "  SELECT id FROM uploads WHERE state = ANY(%s) AND etag IS NULL AND ticket_expires_at < now() - %s"
         "  ORDER BY ticket_expires_at LIMIT %s FOR UPDATE SKIP LOCKED"
-        ") AND state = ANY(%s) RETURNING *",
+        ") AND state = ANY(%s) " + _RETURNING,
         (_target(EXPIRE), _sources(EXPIRE), grace, limit, _sources(EXPIRE)),
     ).fetchall()
     return [Upload.from_row(row) for row in rows]
@@ -331,7 +337,7 @@ def store_batch(conn: Connection, batch: SequenceBatch) -> PersistOutcome:
         sequences.copy_batch(conn, batch)
         row = conn.execute(
             "UPDATE uploads SET batches_done = batches_done + 1, records_done = records_done + %s, "
-            "bytes_done = GREATEST(bytes_done, %s), updated_at = now() WHERE id = %s RETURNING *",
+            "bytes_done = GREATEST(bytes_done, %s), updated_at = now() WHERE id = %s " + _RETURNING,
             (len(batch.records), batch.source_offset, batch.upload_id),
         ).fetchone()
         return _assemble_if_complete(conn, row)
@@ -346,7 +352,7 @@ def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOut
             "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = %s, format = %s, "
             "source_md5 = %s, source_sha256 = %s, "
             "parsed_at = clock_timestamp(), state = CASE WHEN state = ANY(%s) THEN %s ELSE state END, "
-            "updated_at = now() WHERE id = %s RETURNING *",
+            "updated_at = now() WHERE id = %s " + _RETURNING,
             (
                 done.batch_count,
                 done.record_count,

@@ -252,3 +252,20 @@ def test_a_claim_never_starts_a_generation_the_store_was_not_asked_about(conn: C
     assert db.claim_object(conn, later).action is ClaimAction.UNCONFIRMED  # would start generation 2
     assert db.get_upload(conn, first.upload.id).etag == "e1"  # type: ignore[union-attr]
     assert db.claim_object(conn, event(key, "e1")).action is ClaimAction.PARSE  # a redelivery needs no look
+
+
+def test_queries_survive_a_migration_that_adds_a_column(conn: Connection, settings: Settings) -> None:
+    """Services of the previous version keep running while a new migration adds a column: they
+    name the columns they read, so their prepared statements stay valid."""
+    upload = confirmed(conn, event(f"rolling/{uuid.uuid4()}.fa")).upload
+    for _ in range(8):  # past psycopg's prepare threshold: the statement is server-side prepared now
+        assert db.get_upload(conn, upload.id) is not None
+    with connect(settings, autocommit=True, owner=True) as owner:
+        owner.execute("ALTER TABLE uploads ADD COLUMN rolling_upgrade_probe integer")
+        try:
+            for _ in range(3):
+                found = db.get_upload(conn, upload.id)
+                assert found is not None and found.id == upload.id
+            assert db.fail_upload(conn, upload.id, upload.generation, Failure(ParseErrorCode.EMPTY_FILE, "x"))
+        finally:
+            owner.execute("ALTER TABLE uploads DROP COLUMN rolling_upgrade_probe")
