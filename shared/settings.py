@@ -98,11 +98,13 @@ class Settings(BaseSettings):
 
     # refget: the read API (GA4GH refget v2 sequences and sequence collections). Reads are public,
     # as on every refget server, unless refget_require_key; a level-2 collection or a comparison
-    # holds its arrays, so collections above seqcol_max_elements records are refused (413).
+    # holds its arrays, so collections above seqcol_max_elements records are refused (413), and so
+    # is a posted collection over seqcol_max_post_bytes (before it is parsed).
     refget_host: str = "127.0.0.1"
     refget_port: int = 8001
     refget_require_key: bool = False
-    seqcol_max_elements: int = 1_000_000
+    seqcol_max_elements: int = 100_000
+    seqcol_max_post_bytes: int = 16 * MiB
 
     # watchdog: an upload whose stage made no progress for this long is reported as stalled and
     # its stage's message issued again (consumers are idempotent, so a false alarm costs nothing).

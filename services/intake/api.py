@@ -6,6 +6,7 @@ so an upload made with any S3 client is processed the same way.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
@@ -23,12 +24,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field, field_validator
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.intake.multipart import MAX_PARTS
 from services.intake.multipart import plan as multipart_plan
 from shared import metrics
 from shared.access import Caller, can_see, owner_prefix
+from shared.body_limit import BodyLimit
 from shared.broker import connect as amqp_connect
 from shared.parsing.alphabet import AlphabetName
 from shared.postgres import keys
@@ -406,21 +407,13 @@ def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep)
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
     bucket = settings.uploads_bucket
     store_upload_id = services.store.start_multipart(bucket, key) if multipart else None
-    with services.pool.connection() as conn:
-        queries.register_upload(
-            conn,
-            upload_id,
-            settings.uploads_bucket,
-            key,
-            body.filename,
-            body.format,
-            body.alphabet.value,
-            body.size,
-            caller.name,
-            expires_at,
-            body.circular,
-            store_upload_id,
-        )
+    try:
+        _register(services, body, caller, upload_id, key, expires_at, store_upload_id)
+    except BaseException:
+        if store_upload_id is not None:  # no row: nothing else would ever abort it
+            with contextlib.suppress(Exception):
+                services.store.abort_multipart(bucket, key, store_upload_id)
+        raise
     status_url = f"{settings.status_base_url}/uploads/{upload_id}"
     if store_upload_id is None:
         return UploadTicket(
@@ -452,6 +445,32 @@ def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep)
         expires_at=expires_at,
         status_url=status_url,
     )
+
+
+def _register(
+    services: Services,
+    body: UploadRequest,
+    caller: Caller,
+    upload_id: uuid.UUID,
+    key: str,
+    expires_at: datetime,
+    store_upload_id: str | None,
+) -> None:
+    with services.pool.connection() as conn:
+        queries.register_upload(
+            conn,
+            upload_id,
+            services.settings.uploads_bucket,
+            key,
+            body.filename,
+            body.format,
+            body.alphabet.value,
+            body.size,
+            caller.name,
+            expires_at,
+            body.circular,
+            store_upload_id,
+        )
 
 
 def _multipart_upload(services: Services, caller: Caller, upload_id: uuid.UUID) -> Upload:
@@ -591,53 +610,3 @@ def create_app(settings: Settings) -> FastAPI:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     return app
-
-
-class BodyLimit:
-    """Refuses a request body over ``max_bytes`` with 413, by its Content-Length or as it streams in.
-
-    The body (small by design) is read here first and handed on whole, so that an oversized one is
-    never parsed and the refusal does not depend on how the route reads it.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self._app = app
-        self._max = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self._max):
-            await _too_large(self._max)(scope, receive, send)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self._app(scope, receive, send)  # the client went away: let the app see it
-                return
-            body += message.get("body", b"")
-            if len(body) > self._max:
-                await _too_large(self._max)(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        await self._app(scope, replay, send)
-
-
-def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse(
-        {"detail": {"code": "request_too_large", "message": f"request bodies are limited to {limit} bytes"}},
-        status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-    )

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 from services.refget.ranges import Refused, Slice, requested_slice
 from shared import metrics
 from shared.access import Caller
+from shared.body_limit import BodyLimit
 from shared.postgres import keys
 from shared.postgres import refget as queries
 from shared.postgres.connection import request_pool
@@ -343,6 +344,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = Services(settings, pool)
+    app.add_middleware(BodyLimit, max_bytes=settings.seqcol_max_post_bytes)  # POST /comparison: unparsed
     app.add_middleware(metrics.HttpMetrics)
     app.include_router(sequences)
     app.include_router(collections)

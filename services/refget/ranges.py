@@ -17,6 +17,13 @@ from dataclasses import dataclass
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d+)")
 _INTEGER = re.compile(r"\d+")
+# Past every sequence: a longer run of digits is read as this, never handed whole to int() (which
+# refuses thousands of digits with an error, and is slow before that).
+_BEYOND = 10**19
+
+
+def _number(digits: str) -> int:
+    return int(digits) if len(digits) <= 19 else _BEYOND
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ def _integer(name: str, value: str | None) -> int | None:
         return None
     if not _INTEGER.fullmatch(value):
         raise Refused(400, "bad_request", f"{name} must be a non-negative integer")
-    return int(value)
+    return _number(value)
 
 
 def requested_slice(length: int, circular: bool, start: str | None, end: str | None, range_header: str | None) -> Slice:
@@ -56,7 +63,7 @@ def requested_slice(length: int, circular: bool, start: str | None, end: str | N
         match = _RANGE.fullmatch(range_header.strip())
         if match is None:
             raise Refused(400, "bad_request", "the Range header must be 'bytes=first-last'")
-        first, last = int(match.group(1)), int(match.group(2))
+        first, last = _number(match.group(1)), _number(match.group(2))
         if first > last or first >= length:
             raise Refused(416, "range_not_satisfiable", f"the sequence has {length} residues")
         return Slice(first, min(last + 1, length), partial=True)

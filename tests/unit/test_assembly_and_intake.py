@@ -201,3 +201,28 @@ def test_health_shows_no_server_s_own_words(monkeypatch: pytest.MonkeyPatch) -> 
     assert set(checks) == {"postgres", "rabbitmq", "s3"}
     assert all(v.startswith("unavailable (error id ") for v in checks.values()), checks
     assert "hunter2" not in response.text and "10.1.2.3" not in response.text and "pool" not in response.text
+
+
+def test_a_multipart_upload_whose_registration_fails_is_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No row would ever let the watchdog find it: the intake aborts it itself."""
+    from services.intake import api
+
+    class Store:
+        aborted: list[str] = []
+
+        def start_multipart(self, bucket: str, key: str) -> str:
+            return "m-1"
+
+        def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
+            self.aborted.append(upload_id)
+            return True
+
+    def refuse(*_: object) -> None:
+        raise RuntimeError("database away")
+
+    app = create_app(Settings(multipart_threshold_bytes=10))
+    app.dependency_overrides[get_caller] = lambda: Caller("tester", admin=False)
+    app.state.services.store = Store()
+    monkeypatch.setattr(api, "_register", refuse)
+    response = TestClient(app, raise_server_exceptions=False).post("/uploads", json={"filename": "x.fa", "size": 100})
+    assert response.status_code == 500 and Store.aborted == ["m-1"]

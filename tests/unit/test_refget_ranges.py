@@ -32,6 +32,7 @@ def test_start_and_end(start: str | None, end: str | None, expected: Slice) -> N
         ("bytes=10-999999", Slice(10, LINEAR, True)),  # cut at the end, as HTTP does
         ("bytes=0-0", Slice(0, 1, True)),
         ("bytes=230217-230217", Slice(230217, LINEAR, True)),
+        ("bytes=0-" + "9" * 5000, Slice(0, LINEAR, True)),  # thousands of digits: to the end, no error
     ],
 )
 def test_range_headers(header: str, expected: Slice) -> None:
@@ -64,6 +65,8 @@ def test_circular_sequences_wrap_across_the_origin() -> None:
         (CIRCULAR, True, None, None, "bytes=5200-19", 416),
         (CIRCULAR, True, None, None, "bytes=5387-5391", 416),
         (CIRCULAR, True, None, None, "bytes=5386-5387", 416),
+        (LINEAR, False, "9" * 5000, None, None, 416),  # thousands of digits: past the end, not a 500
+        (LINEAR, False, None, None, "bytes=" + "9" * 5000 + "-" + "9" * 5001, 416),
     ],
 )
 def test_refusals(
@@ -72,3 +75,17 @@ def test_refusals(
     with pytest.raises(Refused) as refused:
         requested_slice(length, circular, start, end, header)
     assert refused.value.status == status
+
+
+def test_a_posted_collection_over_the_limit_is_refused_unparsed() -> None:
+    """The refget service's one body (POST /comparison) is bounded by bytes before any parsing."""
+    from fastapi.testclient import TestClient
+
+    from services.refget.api import create_app
+    from shared.settings import Settings
+
+    client = TestClient(create_app(Settings(seqcol_max_post_bytes=1000)))
+    response = client.post("/comparison/x", content=b'{"names": [' + b'"a",' * 1000 + b'"a"]}')
+    assert response.status_code == 413 and response.json()["detail"]["code"] == "request_too_large"
+    huge = client.post("/comparison/x", content=b"{}", headers={"content-length": "9" * 5000})
+    assert huge.status_code == 413  # a Content-Length of thousands of digits: refused, not a 500

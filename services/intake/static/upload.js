@@ -102,7 +102,11 @@ send.addEventListener("click", async () => {
     const status = await follow(ticket);
     if (status.state === "done") {
       outcome.className = "ok";
-      outcome.innerHTML = `Done: ${status.result.records} records. <a id="download" href="${status.result.url}">Download the result</a>`;
+      const link = document.createElement("a");  // built, not parsed: nothing from the server is markup
+      link.id = "download";
+      link.href = status.result.url;
+      link.textContent = "Download the result";
+      outcome.replaceChildren(`Done: ${status.result.records} records. `, link);
     } else if (status.state === "failed") {
       const e = status.error;
       const where = e.line ? ` at line ${e.line}` + (e.column ? `, column ${e.column}` : "") : "";
