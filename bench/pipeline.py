@@ -1,8 +1,17 @@
-"""End-to-end benchmark against the running stack (``genobase up``): one ~1 GiB FASTA, bucket to JSON.
+"""End-to-end benchmark against the running stack (``genobase up``): bucket event to JSON result.
 
-Prints seconds from the bucket event to the finished result, MB/s, each stage's time (from the
-stage timestamps the services record) and each service's peak RSS during the run (VmHWM, reset
-before the upload through /proc/PID/clear_refs). Not a test: it asserts nothing.
+``python -m bench.pipeline [--size 256m|1g|4g] [--format fasta|fastq] [--compare] [--digest]``
+
+Uploads the deterministic benchmark file (bench/generate.py) as a client does (``genobase
+upload``'s transfer: a multipart upload in parallel parts) and prints seconds from the bucket event
+(the upload completed) to the finished result, MB/s, each stage's span (from the stage timestamps
+the services record) and each service's peak RSS during the run (VmHWM of every replica, reset
+before the upload through /proc/PID/clear_refs).
+
+``--compare`` then runs the naive baseline (bench/naive.py) on the very same object, twice: with
+Postgres defaults and with its sequence column stored uncompressed, and prints the ratios beside
+the issue's targets. Everything runs one after the other on one stack in one invocation, so the
+ratios hold whatever the day's machine speed. Not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -10,25 +19,73 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from bench import naive
 from bench.generate import generate
-from genobase import stack
-from shared.settings import get_settings
+from genobase import stack, transfer
+from shared.settings import Settings, get_settings
 from shared.storage import ObjectStore
 
 RUN_DIR = Path(os.environ.get("GENOBASE_HOME", ".genobase")) / "run"
+# (chromosomes of 40 Mbp, reads of 150-250 bp): the 1 GiB file of ../shared/perf-envelope.md, scaled.
+SIZES = {"256m": (5, 250_000), "1g": (20, 1_000_000), "4g": (80, 4_000_000)}
+# The pipeline's speed-up over each naive variant, at least (issue 13).
+TARGETS = {"defaults": 2.2, "uncompressed": 1.45}
+RSS_TARGET_MIB = 200.0
 
 
 def _rss_peak_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each kind of process on this machine: the
+    services by module, Postgres, RGW, RabbitMQ (``beam``) and everything else."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if "services." in cmdline and ".main" in cmdline:
+            kind = cmdline.split("services.", 1)[1].split(".main", 1)[0]
+        elif cmdline.startswith("postgres"):
+            kind = "postgres"
+        elif "radosgw" in cmdline:
+            kind = "radosgw"
+        elif "ceph-osd" in cmdline or "ceph-mon" in cmdline:
+            kind = "ceph osd+mon"
+        elif "beam" in cmdline:
+            kind = "rabbitmq"
+        else:
+            kind = "other"
+        found[kind] = found.get(kind, 0.0) + used
+    return found
+
+
+def print_cpu(before: dict[str, float], after: dict[str, float], elapsed: float) -> None:
+    used = {kind: after.get(kind, 0.0) - before.get(kind, 0.0) for kind in after}
+    total = sum(v for v in used.values() if v > 0)
+    parts = ", ".join(
+        f"{kind} {seconds:.1f}" for kind, seconds in sorted(used.items(), key=lambda i: -i[1]) if seconds >= 0.5
+    )
+    print(f"  CPU {total:.1f} s over {elapsed:.1f} s ({total / elapsed:.2f} cores busy): {parts}")
 
 
 def _reset_peak(pid: int) -> None:
@@ -53,70 +110,119 @@ def records_digest(store: ObjectStore, bucket: str, key: str) -> str:
     return digest.hexdigest()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--file", type=Path, default=Path("/tmp/genobase-bench/bench-1g.fasta"))
-    parser.add_argument("--small", type=int, default=1_000_000)
-    parser.add_argument("--big", type=int, default=20)
-    parser.add_argument(
-        "--digest", action="store_true", help="print a SHA-256 of the result's records (compare two versions)"
-    )
-    args = parser.parse_args()
-    args.file.parent.mkdir(parents=True, exist_ok=True)
-    t = time.monotonic()
-    path = generate(args.file, big=args.big, small=args.small)
-    size = path.stat().st_size
-    print(f"input {path} ({size / 1e6:.0f} MB, ready in {time.monotonic() - t:.1f} s)")
+def bench_file(size: str, fmt: str) -> Path:
+    big, small = SIZES[size]
+    fasta = generate(Path(f"/tmp/genobase-bench/bench-{size}.fasta"), big=big, small=small)
+    if fmt == "fasta":
+        return fasta
+    from bench.parse import siblings
 
-    settings = get_settings()
+    return siblings(fasta)["fastq"]
+
+
+def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]:
+    """One upload through the running services; returns its figures and where its object is."""
     processes = stack.ServiceProcesses(RUN_DIR, {})
-    pids = {name: processes.pid(name) for name in stack.SERVICES}
-    missing = [name for name, pid in pids.items() if pid is None]
+    pids = {name: processes.pid(name) for name in processes.running_instances()}
+    missing = [name for name in stack.SERVICES if processes.pid(name) is None]
     if missing:
         raise SystemExit(f"services not running: {missing}; run 'genobase up' first")
     for pid in pids.values():
         assert pid is not None
         _reset_peak(pid)
-
     key = settings.api_key.get_secret_value() if settings.api_key else ""
-    http = httpx.Client(base_url=settings.status_base_url, timeout=60, headers={"Authorization": f"Bearer {key}"})
-    ticket = http.post("/uploads", json={"filename": path.name, "size": size}).raise_for_status().json()
-    store = ObjectStore(settings)
-    t_put = time.monotonic()
-    with path.open("rb") as body:
-        httpx.put(ticket["upload_url"], content=body, headers={"Content-Length": str(size)}, timeout=None)
-    t_event = time.monotonic()  # the object exists: the store raises its event now
-    print(f"upload (PUT) {t_event - t_put:.1f} s")
-    peaks = {name: 0.0 for name in pids}
-    while True:
-        status = http.get(f"/uploads/{ticket['id']}").json()
-        for name, pid in pids.items():
-            assert pid is not None
-            peaks[name] = max(peaks[name], _rss_peak_mib(pid))
-        if status["state"] in ("done", "failed"):
-            break
-        time.sleep(0.2)
+    size = path.stat().st_size
+    with (
+        httpx.Client(base_url=settings.status_base_url, timeout=60, headers={"Authorization": f"Bearer {key}"}) as http,
+        tempfile.TemporaryDirectory() as home,
+    ):
+        t_put = time.monotonic()
+        ticket = transfer.upload(http, path, {"filename": path.name, "size": size}, Path(home), workers=4)
+        t_event = time.monotonic()  # the object exists: the store raises its event now
+        cpu_before = cpu_seconds()
+        print(f"upload ({ticket['upload_method']}) {t_event - t_put:.1f} s")
+        peaks = dict.fromkeys(pids, 0.0)
+        while True:
+            status = http.get(f"/uploads/{ticket['id']}").json()
+            for name, pid in pids.items():
+                assert pid is not None
+                peaks[name] = max(peaks[name], _rss_peak_mib(pid))
+            if status["state"] in ("done", "failed"):
+                break
+            time.sleep(0.25)  # as a client polls; the bench's polls are the intake's only work
     elapsed = time.monotonic() - t_event
+    cpu_after = cpu_seconds()
     if status["state"] == "failed":
         raise SystemExit(f"upload failed: {status['error']}")
+    store = ObjectStore(settings)
     times = {k: datetime.fromisoformat(v) for k, v in status["times"].items() if v}
     head = store.head(settings.results_bucket, status["result"]["key"])
     print(f"records {status['result']['records']}, result {head['ContentLength'] / 1e6:.0f} MB")
-    print(f"bucket event -> result complete: {elapsed:.1f} s ({size / 1e6 / elapsed:.1f} MB/s of input)")
+    print(f"pipeline: bucket event -> result complete {elapsed:.1f} s ({size / 1e6 / elapsed:.1f} MB/s of input)")
     stages = [
         ("parse (first range .. last batch published)", "parsing_started_at", "parsed_at"),
-        ("persist tail (parse end .. last batch committed)", "parsed_at", "assembly_started_at"),
-        ("assemble (rows -> JSON -> multipart)", "assembly_started_at", "finished_at"),
+        ("assemble (started .. result written)", "assembly_started_at", "finished_at"),
+        ("after the parse (last batch .. result written)", "parsed_at", "finished_at"),
     ]
     for label, start, end in stages:
-        print(f"  {label:<50} {(times[end] - times[start]).total_seconds():6.1f} s")
+        if start in times and end in times:
+            print(f"  {label:<50} {(times[end] - times[start]).total_seconds():6.1f} s")
+    print_cpu(cpu_before, cpu_after, elapsed)
     for name, peak in peaks.items():
-        print(f"  peak RSS {name:<10} {peak:7.1f} MiB")
-    if args.digest:
+        mark = "" if peak <= RSS_TARGET_MIB else f"   ABOVE the {RSS_TARGET_MIB:.0f} MiB target"
+        print(f"  peak RSS {name:<12} {peak:7.1f} MiB{mark}")
+    if digest:
         print(f"records digest  {records_digest(store, settings.results_bucket, status['result']['key'])}")
-    # Leave no gigabytes behind: repeated runs would otherwise fill the OSD.
-    store.client.delete_object(Bucket=ticket["bucket"], Key=ticket["key"])
     store.client.delete_object(Bucket=settings.results_bucket, Key=status["result"]["key"])
+    return {"seconds": elapsed, "bucket": ticket["bucket"], "key": ticket["key"], "peaks": peaks}
+
+
+def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool, compressed: bool) -> float:
+    store = ObjectStore(settings)
+    _reset_peak(os.getpid())
+    cpu_before = cpu_seconds()
+    times = naive.run(
+        store, settings.pg_migration_dsn, bucket, key, size, settings.results_bucket, fastq=fastq, compressed=compressed
+    )
+    steps = ", ".join(f"{step} {seconds:.1f}" for step, seconds in sorted(times.steps.items(), key=lambda i: -i[1]))
+    label = "defaults (pglz)" if compressed else "uncompressed (STORAGE EXTERNAL)"
+    print(f"naive chain, {label}: {times.total:.1f} s ({size / 1e6 / times.total:.1f} MB/s) [{steps}]")
+    print_cpu(cpu_before, cpu_seconds(), times.total)
+    rss = _rss_peak_mib(os.getpid())
+    print(f"  records {times.records}, result {times.result_bytes / 1e6:.0f} MB, peak RSS {rss:.0f} MiB")
+    return times.total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="1g")
+    parser.add_argument("--format", choices=["fasta", "fastq"], default="fasta")
+    parser.add_argument("--compare", action="store_true", help="also run the naive chain, both variants")
+    parser.add_argument(
+        "--digest", action="store_true", help="print a SHA-256 of the result's records (compare two versions)"
+    )
+    args = parser.parse_args()
+    t = time.monotonic()
+    path = bench_file(args.size, args.format)
+    size = path.stat().st_size
+    print(f"input {path} ({size / 1e6:.0f} MB, ready in {time.monotonic() - t:.1f} s)")
+    settings = get_settings()
+    result = run_pipeline(settings, path, args.digest)
+    try:
+        if args.compare:
+            fastq = args.format == "fastq"
+            naive_seconds = {
+                "defaults": run_naive(settings, result["bucket"], result["key"], size, fastq, compressed=True),
+                "uncompressed": run_naive(settings, result["bucket"], result["key"], size, fastq, compressed=False),
+            }
+            print(f"pipeline {result['seconds']:.1f} s; speed-up over the naive chain (one run, one stack):")
+            for variant, seconds in naive_seconds.items():
+                ratio = seconds / result["seconds"]
+                verdict = "meets" if ratio >= TARGETS[variant] else "BELOW"
+                print(f"  vs {variant:<13} {ratio:5.2f}x   target >= {TARGETS[variant]}x  ({verdict})")
+    finally:
+        # Leave no gigabytes behind: repeated runs would otherwise fill the OSD.
+        ObjectStore(settings).client.delete_object(Bucket=result["bucket"], Key=result["key"])
 
 
 if __name__ == "__main__":

@@ -26,13 +26,20 @@ def _auth(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
 
 
+def _replicas(text: str) -> dict[str, int]:
+    try:
+        return stack.parse_replicas(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _services() -> stack.ServiceProcesses:
     return stack.ServiceProcesses(HOME / "run", stack.read_env_file(stack_file()))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     if os.environ.get("GENOBASE_STACK", "native") == "compose":
-        return _compose_up()
+        return _compose_up(args.replicas or {})
     path = stack_file()
     known = stack.read_env_file(path)
     started = stack.bootstrap()
@@ -75,6 +82,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         "GENOBASE_CEPH_BASE": str(ceph.base),
         "GENOBASE_CEPH_STORE": args.store,
     }
+    if args.replicas is not None:  # kept in the stack file: a later `up` without the flag keeps them
+        values[stack.REPLICAS_SETTING] = stack.format_replicas(args.replicas)
     stack.write_env_file(path, values)
     settings = load_settings()
     values |= stack.prepare_pipeline(
@@ -94,9 +103,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"S3 (Ceph RGW)   {settings.s3_endpoint}  buckets {settings.uploads_bucket}, {settings.results_bucket}")
     print(f"RabbitMQ        amqp://127.0.0.1:5672  vhost {stack.AMQP_VHOST}, exchange {settings.events_exchange}")
     print("PostgreSQL      127.0.0.1:5432 database genobase")
+    services = _services()
     for name, pid in pids.items():
-        metrics_at = values.get(stack.metrics_port_setting(name), "-")
-        print(f"{name:<15} pid {pid}  metrics :{metrics_at}/metrics  log {_services().log_file(name)}")
+        metrics_at = services.metrics_port(name) or "-"
+        print(f"{name:<15} pid {pid}  metrics :{metrics_at}/metrics  log {services.log_file(name)}")
     return 0
 
 
@@ -106,12 +116,14 @@ def _compose() -> list[str]:
     return ["docker-compose", "-f", "compose.yaml"]
 
 
-def _compose_up() -> int:
-    """The Docker stack: secrets generated once into .env, endpoints into the stack file."""
+def _compose_up(replicas: dict[str, int]) -> int:
+    """The Docker stack: secrets generated once into .env, endpoints into the stack file.
+    Replicas become ``docker compose up --scale``."""
     env_path = Path(".env")
     env = compose.env_file(stack.read_env_file(env_path), stack.new_secret)
     stack.write_env_file(env_path, env)
-    subprocess.run([*_compose(), "up", "-d", "--build"], check=True)
+    scale = [f"--scale={name}={count}" for name, count in replicas.items()]
+    subprocess.run([*_compose(), "up", "-d", "--build", *scale], check=True)
     previous = stack.read_env_file(stack_file())
     values = compose.stack_file(env)
     stack.write_env_file(stack_file(), values)
@@ -167,7 +179,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _compose_status()
     services = _services()
     ok = True
-    for name in stack.SERVICES:
+    for name in services.instances():
         pid = services.pid(name)
         ok &= pid is not None
         print(f"{name:<10} {'running, pid ' + str(pid) if pid else 'not running'}")
@@ -380,6 +392,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=["bluestore", "memstore"],
         default="bluestore",
         help="Ceph OSD back end: bluestore keeps data on disk, memstore in RAM",
+    )
+    up.add_argument(
+        "--replicas",
+        type=_replicas,
+        metavar="STAGE=N,...",
+        help=f"run N processes of a stage ({', '.join(stack.SCALABLE)}), e.g. parser=2,persister=2; "
+        "kept for later runs (--replicas '' returns to one each)",
     )
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop what 'up' started")

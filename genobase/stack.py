@@ -276,22 +276,87 @@ def service_settings(service: str, values: dict[str, str]) -> dict[str, str]:
     return own
 
 
+# The stages that may run as several processes at once: RabbitMQ's competing consumers share their
+# queue among them, and each generation's lock in Postgres keeps two from working on one upload.
+# (The intake and refget are HTTP servers on one port each: put several behind a load balancer.)
+SCALABLE = ("parser", "persister", "assembler", "watchdog")
+MAX_REPLICAS = 8
+REPLICAS_SETTING = "GENOBASE_REPLICAS"
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """``parser=2,persister=2`` -> ``{"parser": 2, "persister": 2}``; ValueError names what is wrong."""
+    replicas: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, count = item.partition("=")
+        if name not in SCALABLE:
+            raise ValueError(f"{name!r} cannot have replicas (only {', '.join(SCALABLE)})")
+        if not count.isdigit() or not 1 <= int(count) <= MAX_REPLICAS:
+            raise ValueError(f"{item!r}: the count must be 1 to {MAX_REPLICAS}")
+        replicas[name] = int(count)
+    return replicas
+
+
+def format_replicas(replicas: dict[str, int]) -> str:
+    return ",".join(f"{name}={count}" for name, count in replicas.items() if count > 1)
+
+
+def instance_names(service: str, count: int) -> list[str]:
+    """A service's processes: ``parser``, then ``parser-2``, ``parser-3`` ..."""
+    return [service] + [f"{service}-{n}" for n in range(2, count + 1)]
+
+
+def split_instance(instance: str) -> tuple[str, int]:
+    """``parser-2`` -> ``("parser", 2)``; ``parser`` -> ``("parser", 1)``."""
+    service, _, number = instance.partition("-")
+    return service, int(number) if number else 1
+
+
+def replica_metrics_port(values: dict[str, str], service: str, replica: int) -> str | None:
+    """Replica n of a service serves metrics on the service's port + 10 (n - 1): 9102, 9112, ..."""
+    base = values.get(metrics_port_setting(service))
+    if base is None:
+        return None
+    return str(int(base) + 10 * (replica - 1))
+
+
 @dataclass
 class ServiceProcesses:
     """The pipeline services as detached processes, with pid files and logs under ``run_dir``.
 
     Each reads its own settings file, ``<run_dir>/<service>.env`` (mode 600), written from the
-    stack's ``values`` by ``service_settings``: a service never reads the stack file itself.
+    stack's ``values`` by ``service_settings``: a service never reads the stack file itself. A
+    service with replicas (``GENOBASE_REPLICAS=parser=2,...`` among the values) runs as several
+    processes, ``parser``, ``parser-2`` ..., each with its own pid file, log and metrics port.
     """
 
     run_dir: Path
     values: dict[str, str]
+
+    @property
+    def replicas(self) -> dict[str, int]:
+        return parse_replicas(self.values.get(REPLICAS_SETTING, ""))
+
+    def instances(self) -> list[str]:
+        """Every process the stack should run, in start order."""
+        replicas = self.replicas
+        return [name for service in SERVICES for name in instance_names(service, replicas.get(service, 1))]
+
+    def running_instances(self) -> list[str]:
+        """Every process with a pid file that still runs (whatever the replicas are now)."""
+        found = {path.stem for path in self.run_dir.glob("*.pid")}
+        ordered = [name for name in self.instances() if name in found]
+        extra = sorted(found.difference(ordered))
+        return [name for name in [*ordered, *extra] if self.pid(name) is not None]
 
     def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
     def log_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.log"
+
+    def metrics_port(self, name: str) -> str | None:
+        return replica_metrics_port(self.values, *split_instance(name))
 
     def pid(self, name: str) -> int | None:
         try:
@@ -302,7 +367,8 @@ class ServiceProcesses:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return None
-        if f"services.{name}.main".encode() not in cmdline:
+        service, _ = split_instance(name)
+        if f"services.{service}.main".encode() not in cmdline:
             return None
         try:
             status = Path(f"/proc/{pid}/stat").read_text().split()[2]
@@ -311,28 +377,38 @@ class ServiceProcesses:
         return None if status == "Z" else pid
 
     def start(self, name: str, extra_env: dict[str, str] | None = None) -> int:
-        """Start ``name`` unless it runs; returns its pid. ``extra_env`` is for this process only."""
+        """Start instance ``name`` unless it runs; returns its pid. ``extra_env`` is for this process only."""
         existing = self.pid(name)
         if existing is not None:
             return existing
+        service, replica = split_instance(name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        settings_file = self.run_dir / f"{name}.env"
-        write_env_file(settings_file, service_settings(name, self.values))
+        settings_file = self.run_dir / f"{service}.env"
+        write_env_file(settings_file, service_settings(service, self.values))
         inherited = {k: v for k, v in os.environ.items() if k not in CLI_ONLY_SETTINGS}
+        own = {"GENOBASE_STACK_FILE": str(settings_file), "GENOBASE_REPLICA": str(replica)}
+        port = self.metrics_port(name)
+        if replica > 1 and port is not None:
+            own["GENOBASE_METRICS_PORT"] = port
         with open(self.log_file(name), "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}.main"],
+                [sys.executable, "-m", f"services.{service}.main"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env={**inherited, "GENOBASE_STACK_FILE": str(settings_file), **(extra_env or {})},
+                env={**inherited, **own, **(extra_env or {})},
                 start_new_session=True,
             )
         self.pid_file(name).write_text(str(process.pid))
         return process.pid
 
     def start_all(self) -> dict[str, int]:
-        return {name: self.start(name) for name in SERVICES}
+        """Start every instance that is not running; stop replicas beyond the configured counts."""
+        wanted = self.instances()
+        for name in self.running_instances():
+            if name not in wanted:
+                self.stop(name)
+        return {name: self.start(name) for name in wanted}
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         pid = self.pid(name)
@@ -351,7 +427,7 @@ class ServiceProcesses:
         self.pid_file(name).unlink(missing_ok=True)
 
     def stop_all(self) -> None:
-        for name in SERVICES:
+        for name in dict.fromkeys([*self.instances(), *self.running_instances()]):
             self.stop(name)
 
 

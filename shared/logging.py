@@ -20,7 +20,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
+def configure_logging(service: str, level: str = "INFO", json: bool = True, replica: int = 1) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
     for noisy in ("pika", "botocore", "urllib3", "boto3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -30,6 +30,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
 
     def add_service(_: object, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
         event.setdefault("service", service)
+        event.setdefault("replica", replica)
         return event
 
     structlog.configure(

@@ -111,6 +111,13 @@ class SequenceBatch(Message):
     parts: SequenceParts
     records: RecordColumns
 
+    @property
+    def records_through(self) -> int | None:
+        """Records of the generation complete once this batch is stored (ordinals below this);
+        None for a batch of parts only. Batches are cut in ordinal order (services/parser/batching.py)."""
+        ordinals = self.records.column("ordinal")
+        return int(ordinals[-1]) + 1 if ordinals else None
+
 
 class ParseCompleted(Message):
     """The parser has published every batch of a generation; the persister uses it to detect the end."""
@@ -130,7 +137,8 @@ class ParseCompleted(Message):
 
 
 class AssembleRequested(Message):
-    """Every batch of a generation is committed; the assembler may write the result."""
+    """A generation's first batch is committed (the assembler starts following it), or its last
+    one is (the result can be finished). Repeats are harmless: the assembler ignores them."""
 
     routing_key: ClassVar[str] = "assemble"
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from shared.messages import Message, ParseCompleted, SequenceBatch
 from shared.record_schema import ResultPiece
-from shared.seqcol import Collection
+from shared.seqcol import Collection, SortedArrays
 from shared.uploads import Claim, Failure, NameCounts, ObjectCreated, PersistOutcome, ResultLocation, Upload
 
 # --- the upload store, one interface per stage -------------------------------------------------
@@ -52,20 +52,34 @@ class PersistUploads(Failing, Protocol):
 
 
 class AssemblyUploads(Failing, Protocol):
-    def assembling(self, upload_id: uuid.UUID, generation: int) -> Upload | None: ...
+    def assembling(self, upload_id: uuid.UUID, generation: int) -> Upload | None:
+        """The generation, if the assembler may work on it now (its parse may still be going on)."""
+        ...
 
     def generation_lock(self, upload_id: uuid.UUID, stage: str) -> AbstractContextManager[bool]: ...
 
-    def result_pieces(self, upload_id: uuid.UUID) -> Generator[ResultPiece, None, None]:
-        """The generation's records and parts in order, streamed (``close`` ends the stream early)."""
+    def start_assembly(self, upload_id: uuid.UUID, generation: int) -> None: ...
+
+    def committed_batches(
+        self, upload_id: uuid.UUID, generation: int, from_batch: int
+    ) -> tuple[Upload | None, list[tuple[int, int | None]]]:
+        """The upload now (None: no longer to be assembled) and its committed ``(batch_no,
+        records_through)`` from ``from_batch`` on, in order; read in that order, so that when the
+        upload says every batch is committed, the list holds them all."""
+        ...
+
+    def result_pieces(self, upload_id: uuid.UUID, first: int, end: int) -> Generator[ResultPiece, None, None]:
+        """The records with ordinals in ``[first, end)`` and their parts in order, streamed
+        (``close`` ends the stream early)."""
         ...
 
     def name_counts(self, upload_id: uuid.UUID) -> NameCounts:
         """Safe to call from another thread while ``result_pieces`` streams."""
         ...
 
-    def collection(self, upload_id: uuid.UUID) -> Collection:
-        """The records' sequence collection (shared/seqcol.py); safe beside ``result_pieces`` too."""
+    def sorted_arrays(self, upload_id: uuid.UUID) -> SortedArrays:
+        """The sequence collection's sorted arrays, digested (shared/seqcol.py): needs every record
+        stored; safe beside ``result_pieces`` too."""
         ...
 
     def record_assembly_progress(self, upload_id: uuid.UUID, generation: int, records: int) -> None: ...

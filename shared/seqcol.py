@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +37,27 @@ def sha512t24u(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha512(data).digest()[:24]).decode("ascii")
 
 
+# ASCII from space to tilde, less '"' and '\\': a string of these is its own canonical JSON, quoted.
+_PLAIN = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*\Z")
+
+
+def canonical(element: Any) -> bytes:
+    """``refget``'s ``canonical_str`` (RFC 8785 JSON, as the seqcol spec digests elements), without
+    a ``json.dumps`` for the elements collections are made of: plain ASCII names and digests, and
+    lengths. Anything else goes through ``canonical_str`` itself (a unit test holds them equal)."""
+    kind = type(element)
+    if kind is str and _PLAIN.match(element):
+        return b'"' + element.encode("ascii") + b'"'
+    if kind is int:
+        return str(element).encode("ascii")
+    return canonical_str(element)
+
+
+def canonical_pair(name: bytes, length: bytes) -> bytes:
+    """The canonical name-length pair from its canonical name and length (keys in sorted order)."""
+    return b'{"length":' + length + b',"name":' + name + b"}"
+
+
 class ArrayDigest:
     """The seqcol digest of a JSON array, fed one element at a time (bounded memory)."""
 
@@ -45,7 +67,7 @@ class ArrayDigest:
         self.count = 0
 
     def add(self, element: Any) -> None:
-        self._hash.update(canonical_str(element) if self._first else b"," + canonical_str(element))
+        self._hash.update(canonical(element) if self._first else b"," + canonical(element))
         self._first = False
         self.count += 1
 
@@ -67,7 +89,7 @@ def name_length_pair(name: str, length: int) -> dict[str, Any]:
 
 def pair_digest(name: str, length: int) -> str:
     """One element of ``sorted_name_length_pairs``: the digest of a canonical name-length pair."""
-    return sha512t24u(canonical_str(name_length_pair(name, length)))
+    return sha512t24u(canonical_pair(canonical(name), canonical(length)))
 
 
 @dataclass(frozen=True)
@@ -108,20 +130,24 @@ class CollectionDigester:
 
     def __init__(self) -> None:
         self._arrays = {name: ArrayDigest() for name in ARRAYS}
+        self._names, self._lengths = self._arrays["names"], self._arrays["lengths"]
+        self._sequences = self._arrays["sequences"]
         self._pairs = ArrayDigest()
 
     def add(self, name: str, length: int, sequence: str) -> None:
-        self._arrays["names"].add(name)
-        self._arrays["lengths"].add(length)
-        self._arrays["sequences"].add(sequence)
-        self._pairs.add(name_length_pair(name, length))
+        """(Hot: once per record of an upload.)"""
+        encoded_name, encoded_length = canonical(name), canonical(length)
+        self._names.add_canonical(encoded_name)
+        self._lengths.add_canonical(encoded_length)
+        self._sequences.add_canonical(canonical(sequence))
+        self._pairs.add_canonical(canonical_pair(encoded_name, encoded_length))
 
     def finish(self, sorted_pair_digests: Iterable[str], sorted_sequences: Iterable[str]) -> Collection:
-        snlp, ordered = ArrayDigest(), ArrayDigest()
-        for digest in sorted_pair_digests:
-            snlp.add_canonical(b'"' + digest.encode("ascii") + b'"')
-        for sequence in sorted_sequences:
-            ordered.add(sequence)
+        return self.complete(sorted_arrays(sorted_pair_digests, sorted_sequences))
+
+    def complete(self, sorted_digests: SortedArrays) -> Collection:
+        """The collection, once every record was added, with its sorted arrays digested apart
+        (``sorted_arrays``: they can be read while the last records are still being added)."""
         level1 = {name: array.digest() for name, array in self._arrays.items()}
         return Collection(
             digest=level1_dict_to_seqcol_digest(level1, list(INHERENT)),
@@ -129,10 +155,29 @@ class CollectionDigester:
             lengths=level1["lengths"],
             sequences=level1["sequences"],
             name_length_pairs=self._pairs.digest(),
-            sorted_name_length_pairs=snlp.digest(),
-            sorted_sequences=ordered.digest(),
+            sorted_name_length_pairs=sorted_digests.sorted_name_length_pairs,
+            sorted_sequences=sorted_digests.sorted_sequences,
             count=self._arrays["names"].count,
         )
+
+
+@dataclass(frozen=True)
+class SortedArrays:
+    """The level-1 digests of the two arrays that need every record sorted."""
+
+    sorted_name_length_pairs: str
+    sorted_sequences: str
+
+
+def sorted_arrays(sorted_pair_digests: Iterable[str], sorted_sequences: Iterable[str]) -> SortedArrays:
+    """Digests of the records' name-length pair digests and sequence digests, each already sorted
+    (the database sorts them, on disk if need be)."""
+    snlp, ordered = ArrayDigest(), ArrayDigest()
+    for digest in sorted_pair_digests:
+        snlp.add_canonical(b'"' + digest.encode("ascii") + b'"')
+    for sequence in sorted_sequences:
+        ordered.add(sequence)
+    return SortedArrays(snlp.digest(), ordered.digest())
 
 
 def compare(a: dict[str, list[Any]], b: dict[str, list[Any]]) -> dict[str, Any]:

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     batch_bytes: int = 4 * MiB
     part_bytes: int = 1 * MiB
     result_part_bytes: int = 8 * MiB
+    # How often the assembler looks for newly committed batches while it follows a parse.
+    assembly_poll_seconds: float = 0.1
 
     # Input limits (README "Limits"): each refuses an input with its own error code.
     max_header_bytes: int = 64 * 1024  # FASTA header: header_too_long
@@ -117,6 +119,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # Which of a stage's processes this is (``genobase up --replicas``): on every log line.
+    replica: int = 1
 
     @property
     def pg_migration_dsn(self) -> str:

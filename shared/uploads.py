@@ -66,9 +66,13 @@ START_PARSING = Transition("start_parsing", frozenset({State.QUEUED, State.PARSI
 # A batch committed (or the parse's end recorded): the upload must still be live.
 STORE_BATCH = Transition("store_batch", LIVE, None)
 FINISH_PARSING = Transition("finish_parsing", frozenset({State.QUEUED, State.PARSING}), State.PERSISTING)
-# The last batch committed: assembly may start (again, on a replay: the assembler ignores repeats).
+# The last batch committed: the result may be finished (again, on a replay: the assembler ignores repeats).
 START_ASSEMBLY = Transition("start_assembly", LIVE, State.ASSEMBLING)
-RECORD_ASSEMBLY_PROGRESS = Transition("record_assembly_progress", frozenset({State.ASSEMBLING}), None)
+# The assembler follows a generation from its first committed batch: it writes the records of the
+# committed prefix of batches while the parse and the persister go on, and finishes (FINISH) once
+# the upload is ``assembling``, every batch committed.
+ASSEMBLE = Transition("assemble", frozenset({State.PARSING, State.PERSISTING, State.ASSEMBLING}), None)
+RECORD_ASSEMBLY_PROGRESS = Transition("record_assembly_progress", ASSEMBLE.sources, None)
 FINISH = Transition("finish", frozenset({State.ASSEMBLING}), State.DONE)
 # A failure is recorded once: the first reason stands (a finished upload cannot fail any more).
 FAIL = Transition("fail", ALL_STATES - TERMINAL, State.FAILED)
@@ -87,6 +91,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     STORE_BATCH,
     FINISH_PARSING,
     START_ASSEMBLY,
+    ASSEMBLE,
     RECORD_ASSEMBLY_PROGRESS,
     FINISH,
     FAIL,
@@ -358,6 +363,8 @@ class Claim:
 class PersistOutcome:
     stored: bool  # False: a replay of a committed batch, or a batch of a dead generation
     ready_to_assemble: bool
+    # The generation's first batch was just committed: the assembler may start following it.
+    first_batch: bool = False
 
 
 @dataclass(frozen=True)

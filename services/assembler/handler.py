@@ -1,14 +1,20 @@
-"""Assembler: stream a complete generation out of Postgres into one JSON document in S3.
+"""Assembler: stream a generation out of Postgres into one JSON document in S3, while it is parsed.
 
-The document is written by multipart upload while the rows stream in, so neither side ever
-holds it. A crashed writer's unfinished multipart upload is aborted before a new attempt.
+The persister asks for the assembly as soon as a generation's first batch is committed. The
+assembler then follows the committed prefix of batches (batch 0, 1, ... with no gap): the records
+they complete are written at once, window after window, while the parse and the persister go on;
+once every batch is committed (state ``assembling``) it writes the last window and the trailer, so
+the result is complete moments after the last commit instead of a whole read-back later.
+
+The document is written by multipart upload while the rows stream in, so neither side ever holds
+it. A crashed writer's unfinished multipart upload is aborted before a new attempt; a generation
+that fails or is replaced while it is followed is abandoned, its multipart upload aborted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +27,11 @@ from shared.failpoints import failpoint
 from shared.logging import bind_upload, carry_context
 from shared.messages import AssembleRequested
 from shared.ports import AssemblyUploads, ResultWriter
-from shared.seqcol import Collection
+from shared.record_schema import ResultPiece
+from shared.seqcol import Collection, CollectionDigester, SortedArrays
 from shared.settings import Settings
 from shared.stages import GiveUp
-from shared.uploads import Failure, NameCounts, PipelineErrorCode, ResultLocation, Upload, result_key
+from shared.uploads import Failure, NameCounts, PipelineErrorCode, ResultLocation, State, Upload, result_key
 
 log = structlog.get_logger()
 PROGRESS_EVERY_SECONDS = 1.0
@@ -35,18 +42,27 @@ class AssemblerDeps:
     settings: Settings
     uploads: AssemblyUploads
     store: ResultWriter
+    sleep: Callable[[float], None] = time.sleep
+
+
+class Abandoned(Exception):
+    """The followed generation failed or was replaced: there is no result to write."""
 
 
 def handle_assemble(request: AssembleRequested, deps: AssemblerDeps) -> None:
     bind_upload(request.upload_id, request.generation)
     try:
-        upload = deps.uploads.assembling(request.upload_id, request.generation)
-        if upload is None:
+        if deps.uploads.assembling(request.upload_id, request.generation) is None:
             log.info("nothing to assemble (already done, failed or replaced)")
             return
-        with deps.uploads.generation_lock(upload.id, "assemble") as locked:
+        with deps.uploads.generation_lock(request.upload_id, "assemble") as locked:
             if not locked:
                 log.info("generation already being assembled elsewhere")
+                return
+            # Looked at again under the lock: an assembler that held it may have just finished.
+            upload = deps.uploads.assembling(request.upload_id, request.generation)
+            if upload is None:
+                log.info("nothing to assemble (already done, failed or replaced)")
                 return
             assemble_upload(upload, deps)
     except BaseException:
@@ -56,10 +72,17 @@ def handle_assemble(request: AssembleRequested, deps: AssemblerDeps) -> None:
 
 
 def provenance(upload: Upload) -> dict[str, Any]:
-    """The document's head: which upload, generation and object it was made from."""
+    """The document's head: what is known of the upload before its parse ends."""
     return {
         "upload_id": str(upload.id),
         "generation": upload.generation,
+        "filename": upload.filename,
+    }
+
+
+def closing_fields(upload: Upload) -> dict[str, Any]:
+    """Known once every batch is committed: written after the records."""
+    return {
         "source": {
             "bucket": upload.bucket,
             "key": upload.key,
@@ -67,7 +90,6 @@ def provenance(upload: Upload) -> dict[str, Any]:
             "md5": upload.source_md5,
             "sha256": upload.source_sha256,
         },
-        "filename": upload.filename,
         "format": upload.format,
         "record_count": upload.records_total,
     }
@@ -78,33 +100,122 @@ def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
     aborted = deps.store.abort_stale_multipart(bucket, key)
     if aborted:
         log.info("aborted unfinished multipart uploads of an earlier attempt", count=aborted)
-    document = ResultDocument(provenance(upload), escape_residues=upload.alphabet == "any")
+    deps.uploads.start_assembly(upload.id, upload.generation)
     started = time.monotonic()
-    counts, collection = _count_names_aside(upload, deps)
-    size = _write(upload, document, bucket, key, counts, collection, deps)
-    if document.records_written != upload.records_total:
-        raise RuntimeError(f"wrote {document.records_written} records, expected {upload.records_total}")
+    follower = CommittedRecords(upload, deps)
+    document = ResultDocument(provenance(upload), escape_residues=upload.alphabet == "any")
+    try:
+        size = _write(upload, document, bucket, key, follower, deps)
+    except Abandoned as why:
+        log.info("generation no longer to be assembled; its result abandoned", why=str(why))
+        return
+    final = follower.final
+    assert final is not None
+    if document.records_written != final.records_total:
+        raise RuntimeError(f"wrote {document.records_written} records, expected {final.records_total}")
     result = ResultLocation(bucket, key, size, document.records_written)
     metrics.BYTES.labels("assemble").inc(size)
     metrics.RECORDS.labels("assemble").inc(document.records_written)
-    deps.uploads.finish_assembly(upload.id, upload.generation, result, counts.result(), collection.result())
+    deps.uploads.finish_assembly(upload.id, upload.generation, result, follower.counts(), follower.collection())
     log.info(
         "result written",
         key=key,
         bytes=size,
         records=document.records_written,
         seconds=round(time.monotonic() - started, 2),
+        waited_for_batches_seconds=round(follower.waited, 2),
     )
 
 
-def _count_names_aside(upload: Upload, deps: AssemblerDeps) -> tuple[Future[NameCounts], Future[Collection]]:
-    """Counting duplicate names and digesting the collection sort every name: done beside the
-    streaming (each on its own session), not before it; the document's trailer waits for both."""
-    counting = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aside")
-    counts = counting.submit(carry_context(deps.uploads.name_counts), upload.id)
-    collection = counting.submit(carry_context(deps.uploads.collection), upload.id)
-    counting.shutdown(wait=False)
-    return counts, collection
+class CommittedRecords:
+    """The generation's records in order, as their batches are committed.
+
+    Walks the committed batches from 0 without a gap: each one's ``records_through`` moves the
+    high-water mark, and the records below it (all their parts committed before them) are read as
+    one window. Waits ``assembly_poll_seconds`` when nothing new is committed. Ends when the upload
+    is ``assembling`` (every batch committed) and the last window is read; raises ``Abandoned`` as
+    soon as the generation may no longer be assembled (failed, replaced, finished elsewhere).
+
+    Every record read also feeds the collection digester; at the end, the sorted arrays and the
+    name counts are read beside the last window (``counts()``, ``collection()``).
+    """
+
+    def __init__(self, upload: Upload, deps: AssemblerDeps) -> None:
+        self._upload = upload
+        self._deps = deps
+        self._digester = CollectionDigester()
+        self._counts: Future[NameCounts] | None = None
+        self._sorted: Future[SortedArrays] | None = None
+        self._collection: Collection | None = None
+        self.final: Upload | None = None  # the upload once every batch is committed
+        self.waited = 0.0  # seconds spent waiting for batches to be committed
+
+    def __iter__(self) -> Iterator[ResultPiece]:
+        deps, upload = self._deps, self._upload
+        next_batch, done, through = 0, 0, 0
+        while True:
+            now, batches = deps.uploads.committed_batches(upload.id, upload.generation, next_batch)
+            if now is None:
+                raise Abandoned("the generation failed, was replaced or finished elsewhere")
+            for batch_no, records_through in batches:
+                if batch_no != next_batch:
+                    break  # a gap: a later batch committed before an earlier one
+                next_batch += 1
+                if records_through is not None:
+                    through = records_through
+            complete = now.state is State.ASSEMBLING
+            if complete:
+                self._finish_aside(now)
+                # Every batch is committed: every record is there (batches stored before this
+                # version recorded no ``records_through``).
+                through = max(through, now.records_total or 0)
+            if through > done:
+                yield from self._window(done, through)
+                done = through
+                continue  # look again at once: more may have been committed meanwhile
+            if complete:
+                if now.batches_total is not None and next_batch != now.batches_total:
+                    raise RuntimeError(f"{next_batch} batches in order, {now.batches_total} committed")
+                self.final = now
+                return
+            started = time.monotonic()
+            deps.sleep(deps.settings.assembly_poll_seconds)
+            self.waited += time.monotonic() - started
+
+    def _window(self, first: int, end: int) -> Iterator[ResultPiece]:
+        add = self._digester.add
+        rows = self._deps.uploads.result_pieces(self._upload.id, first, end)
+        try:
+            for piece in rows:
+                if piece.part_no == 0:
+                    record = piece.record
+                    add(record.seq_id, record.length, record.refget)
+                yield piece
+        finally:
+            rows.close()
+
+    def _finish_aside(self, upload: Upload) -> None:
+        """Counting duplicate names and sorting the collection's two sorted arrays need every
+        record: started (each on its own session) as soon as every batch is committed, beside the
+        last window; the document's trailer waits for both."""
+        if self._counts is not None:
+            return
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aside")
+        self._counts = pool.submit(carry_context(self._deps.uploads.name_counts), upload.id)
+        self._sorted = pool.submit(carry_context(self._deps.uploads.sorted_arrays), upload.id)
+        pool.shutdown(wait=False)
+
+    def counts(self) -> NameCounts:
+        """Once the records are read: duplicate names and empty sequences."""
+        assert self._counts is not None, "the generation's end was not reached"
+        return self._counts.result()
+
+    def collection(self) -> Collection:
+        """Once the records are read (every one added to the digester): the sequence collection."""
+        assert self._sorted is not None, "the generation's end was not reached"
+        if self._collection is None:
+            self._collection = self._digester.complete(self._sorted.result())
+        return self._collection
 
 
 def _write(
@@ -112,51 +223,48 @@ def _write(
     document: ResultDocument,
     bucket: str,
     key: str,
-    counts: Future[NameCounts],
-    collection: Future[Collection],
+    records: CommittedRecords,
     deps: AssemblerDeps,
 ) -> int:
-    """Stream the rows through the document into a multipart upload; returns the document's size."""
+    """Stream the records through the document into a multipart upload; returns the document's size."""
 
-    def trailer() -> dict[str, int | str]:
-        found = counts.result()
+    def trailer() -> dict[str, Any]:
+        assert records.final is not None
+        found = records.counts()
         return {
+            **closing_fields(records.final),
             "duplicate_names": found.duplicate_names,
             "empty_sequences": found.empty_sequences,
-            "collection_digest": collection.result().digest,
+            "collection_digest": records.collection().digest,
         }
 
     progress = _Progress(
         lambda: deps.uploads.record_assembly_progress(upload.id, upload.generation, document.records_written)
     )
-    rows = deps.uploads.result_pieces(upload.id)
-    try:
-        with deps.store.multipart_writer(bucket, key, deps.settings.result_part_bytes, "application/json") as out:
-            for piece in document.pieces(rows, trailer):
-                out.write(piece)
-                if progress.due():
-                    failpoint("assembler.mid_upload")  # parts uploaded, the multipart upload open
-        return out.size
-    except BaseException:
-        deps.uploads.reset()
-        with contextlib.suppress(Exception):
-            rows.close()  # its COPY contexts end on closed sessions: nothing left to drain
-        raise
+    with deps.store.multipart_writer(bucket, key, deps.settings.result_part_bytes, "application/json") as out:
+        for piece in document.pieces(records, trailer):
+            out.write(piece)
+            if progress.due(document.records_written):
+                failpoint("assembler.mid_upload")  # parts uploaded, the multipart upload open
+    return out.size
 
 
 class _Progress:
-    """Records progress at most once per ``PROGRESS_EVERY_SECONDS``."""
+    """Records progress at most once per ``PROGRESS_EVERY_SECONDS``, and only when records were
+    written since: while the assembler waits for the parse, the upload's stall clock is the parse's."""
 
     def __init__(self, record: Callable[[], None]) -> None:
         self._record = record
         self._last = time.monotonic()
+        self._records = 0
 
-    def due(self) -> bool:
+    def due(self, records: int) -> bool:
         now = time.monotonic()
-        if now - self._last < PROGRESS_EVERY_SECONDS:
+        if now - self._last < PROGRESS_EVERY_SECONDS or records == self._records:
             return False
         self._record()
         self._last = now
+        self._records = records
         return True
 
 

@@ -17,7 +17,7 @@ from shared.storage import ObjectStore
 
 def main() -> None:
     settings = get_settings()
-    configure_logging("assembler", settings.log_level, settings.log_json)
+    configure_logging("assembler", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
     deps = AssemblerDeps(settings, PostgresUploads(Database(settings)), ObjectStore(settings))
     Consumer(

@@ -12,7 +12,7 @@ from shared.settings import get_settings
 
 def main() -> None:
     settings = get_settings()
-    configure_logging("intake", settings.log_level, settings.log_json)
+    configure_logging("intake", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
     uvicorn.run(create_app(settings), host=settings.intake_host, port=settings.intake_port, log_level="warning")
 

@@ -19,7 +19,7 @@ from shared.storage import ObjectStore
 def main() -> None:
     share_malloc_arena()  # before any thread: the prefetch, publisher and engine threads share one
     settings = get_settings()
-    configure_logging("parser", settings.log_level, settings.log_json)
+    configure_logging("parser", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
     deps = ParserDeps(
         settings, PostgresUploads(Database(settings)), ObjectStore(settings), PipelinedPublisher(settings)

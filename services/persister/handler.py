@@ -1,8 +1,10 @@
-"""Persister: COPY each batch into Postgres exactly once, and announce when a generation is complete.
+"""Persister: COPY each batch into Postgres exactly once, and tell the assembler when to start.
 
 The batch number is recorded in the same transaction as the rows, so a redelivered batch is
-recognised and skipped; ``AssembleRequested`` is published (with confirms) only after the commit
-that completed the generation, and again on any replay of it -- the assembler ignores repeats.
+recognised and skipped. ``AssembleRequested`` is published (with confirms) after the commit of a
+generation's first batch (the assembler then follows the committed batches while the parse goes
+on) and after the commit that completed the generation, and again on any replay of that one; the
+assembler ignores repeats. The second one matters when the first assembler died or never started.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ def handle_persist(message: SequenceBatch | ParseCompleted, deps: PersisterDeps)
     if outcome.ready_to_assemble:
         deps.publisher.publish(AssembleRequested(upload_id=message.upload_id, generation=message.generation))
         log.info("all batches stored; assembly requested")
+    elif outcome.first_batch:
+        # The assembler follows the generation from here, writing records as their batches commit.
+        deps.publisher.publish(AssembleRequested(upload_id=message.upload_id, generation=message.generation))
+        log.info("first batch stored; assembly started beside the parse")
 
 
 def give_up(message: SequenceBatch | ParseCompleted, why: GiveUp, deps: PersisterDeps) -> None:

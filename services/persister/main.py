@@ -16,7 +16,7 @@ from shared.stages import PERSIST
 
 def main() -> None:
     settings = get_settings()
-    configure_logging("persister", settings.log_level, settings.log_json)
+    configure_logging("persister", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
     deps = PersisterDeps(PostgresUploads(Database(settings)), Publisher(settings))
     Consumer(

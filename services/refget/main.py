@@ -12,7 +12,7 @@ from shared.settings import get_settings
 
 def main() -> None:
     settings = get_settings()
-    configure_logging("refget", settings.log_level, settings.log_json)
+    configure_logging("refget", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
     uvicorn.run(create_app(settings), host=settings.refget_host, port=settings.refget_port, log_level="warning")
 

@@ -21,7 +21,7 @@ log = structlog.get_logger()
 
 def main() -> None:
     settings = get_settings()
-    configure_logging("watchdog", settings.log_level, settings.log_json)
+    configure_logging("watchdog", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
     uploads = PostgresUploads(Database(settings))
     publisher = Publisher(settings)

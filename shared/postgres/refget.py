@@ -17,7 +17,8 @@ from typing import Any
 from psycopg import sql
 
 from shared.postgres.connection import Connection
-from shared.seqcol import Collection, CollectionDigester
+from shared.seqcol import Collection, CollectionDigester, SortedArrays
+from shared.seqcol import sorted_arrays as seqcol_sorted_arrays
 from shared.uploads import State
 
 # The canonical JSON of a name-length pair, its GA4GH digest and that of a sequence, in SQL: the
@@ -127,7 +128,7 @@ def read_residues(conn: Connection, sequence: StoredSequence, start: int, end: i
 
 
 def digest_collection(conn: Connection, upload_id: uuid.UUID) -> Collection:
-    """The collection of an upload's records as they are now (the assembler, beside its streaming)."""
+    """The collection of an upload's records as they are now (every record read in order here)."""
     digester = CollectionDigester()
     with conn.transaction():  # server-side cursors live in a transaction
         with conn.cursor(name=f"collection-{upload_id}") as rows:  # streamed, not fetched whole
@@ -138,7 +139,14 @@ def digest_collection(conn: Connection, upload_id: uuid.UUID) -> Collection:
             )
             for row in rows:
                 digester.add(row["seq_id"], row["length"], row["refget"])
-        return digester.finish(
+        return digester.complete(sorted_arrays(conn, upload_id))
+
+
+def sorted_arrays(conn: Connection, upload_id: uuid.UUID) -> SortedArrays:
+    """The collection's two sorted arrays, digested: Postgres sorts (on disk if need be). The
+    assembler reads them beside its last window; the other arrays it digests as it writes."""
+    with conn.transaction():
+        return seqcol_sorted_arrays(
             _column(
                 conn, f"SELECT {_PAIR_DIGEST} AS v FROM sequence_records WHERE upload_id = %s ORDER BY 1", upload_id
             ),

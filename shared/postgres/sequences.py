@@ -82,35 +82,37 @@ def copy_batch(conn: Connection, batch: SequenceBatch) -> None:
         )
 
 
-# Reading a whole upload back must be two plain index scans in key order, streamed: never a sort
+# Reading an upload back must be two plain index scans in key order, streamed: never a sort
 # (which would buffer or spill the whole upload), a JIT compile or parallel workers on two cores.
 _STREAMING_READ = (
-    "SET enable_sort = off",
-    "SET enable_bitmapscan = off",
-    "SET jit = off",
-    "SET max_parallel_workers_per_gather = 0",
+    "SET enable_sort = off; SET enable_bitmapscan = off; SET jit = off; SET max_parallel_workers_per_gather = 0"
 )
 
 
 def iter_result_pieces(
-    records_conn: Connection, parts_conn: Connection, upload_id: uuid.UUID
+    records_conn: Connection,
+    parts_conn: Connection,
+    upload_id: uuid.UUID,
+    first: int = 0,
+    end: int | None = None,
 ) -> Generator[ResultPiece, None, None]:
-    """Every record with its sequence, in order: one part in memory at a time.
+    """Every record with ordinal in ``[first, end)`` with its sequence, in order: one part in memory
+    at a time (the assembler reads an upload window by window, as its batches are committed).
 
     Records and parts are streamed by two ``COPY TO`` on two connections, each in primary-key
     order, and merged here using each record's ``part_count``.
     """
     for conn in (records_conn, parts_conn):
-        for statement in _STREAMING_READ:
-            conn.execute(statement)
+        conn.execute(_STREAMING_READ)
+    window = sql.SQL("upload_id = {} AND ordinal >= {}").format(sql.Literal(upload_id), sql.Literal(first))
+    if end is not None:
+        window = sql.SQL("{} AND ordinal < {}").format(window, sql.Literal(end))
     records_query = sql.SQL(
-        "COPY (SELECT {} FROM sequence_records WHERE upload_id = {} ORDER BY upload_id, ordinal) "
-        "TO STDOUT (FORMAT BINARY)"
-    ).format(_column_list(RECORD), sql.Literal(upload_id))
+        "COPY (SELECT {} FROM sequence_records WHERE {} ORDER BY upload_id, ordinal) TO STDOUT (FORMAT BINARY)"
+    ).format(_column_list(RECORD), window)
     parts_query = sql.SQL(
-        "COPY (SELECT {} FROM sequence_parts WHERE upload_id = {} ORDER BY upload_id, ordinal, part_no) "
-        "TO STDOUT (FORMAT BINARY)"
-    ).format(_column_list(PART), sql.Literal(upload_id))
+        "COPY (SELECT {} FROM sequence_parts WHERE {} ORDER BY upload_id, ordinal, part_no) TO STDOUT (FORMAT BINARY)"
+    ).format(_column_list(PART), window)
     with (
         records_conn.cursor() as rcur,
         rcur.copy(records_query) as records,

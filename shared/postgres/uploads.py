@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,8 +23,9 @@ from shared.messages import ParseCompleted, SequenceBatch
 from shared.postgres import refget, sequences
 from shared.postgres.connection import Connection, Database, connect
 from shared.record_schema import ResultPiece
-from shared.seqcol import Collection
+from shared.seqcol import Collection, SortedArrays
 from shared.uploads import (
+    ASSEMBLE,
     EXPIRE,
     FAIL,
     FINISH,
@@ -328,9 +330,9 @@ def store_batch(conn: Connection, batch: SequenceBatch) -> PersistOutcome:
         if upload is None:
             return PersistOutcome(False, False)
         fresh = conn.execute(
-            "INSERT INTO upload_batches (upload_id, generation, batch_no) VALUES (%s, %s, %s) "
+            "INSERT INTO upload_batches (upload_id, generation, batch_no, records_through) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT DO NOTHING RETURNING batch_no",
-            (batch.upload_id, batch.generation, batch.batch_no),
+            (batch.upload_id, batch.generation, batch.batch_no, batch.records_through),
         ).fetchone()
         if fresh is None:
             return PersistOutcome(False, upload.complete)
@@ -340,7 +342,8 @@ def store_batch(conn: Connection, batch: SequenceBatch) -> PersistOutcome:
             "bytes_done = GREATEST(bytes_done, %s), updated_at = now() WHERE id = %s " + _RETURNING,
             (len(batch.records), batch.source_offset, batch.upload_id),
         ).fetchone()
-        return _assemble_if_complete(conn, row)
+        outcome = _assemble_if_complete(conn, row)
+        return replace(outcome, first_batch=batch.batch_no == 0)
 
 
 def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOutcome:
@@ -375,7 +378,8 @@ def _assemble_if_complete(conn: Connection, row: dict[str, Any] | None) -> Persi
     if upload.complete:
         START_ASSEMBLY.apply(upload.state)  # the caller locked a live upload: this cannot refuse
         conn.execute(
-            "UPDATE uploads SET state = %s, assembly_started_at = clock_timestamp(), updated_at = now() WHERE id = %s",
+            "UPDATE uploads SET state = %s, assembly_started_at = COALESCE(assembly_started_at, clock_timestamp()), "
+            "updated_at = now() WHERE id = %s",
             (_target(START_ASSEMBLY), upload.id),
         )
     return PersistOutcome(True, upload.complete)
@@ -385,11 +389,42 @@ def _assemble_if_complete(conn: Connection, row: dict[str, Any] | None) -> Persi
 
 
 def assembling_upload(conn: Connection, upload_id: uuid.UUID, generation: int) -> Upload | None:
+    """The generation, if the assembler may work on it now (its parse may still be going on)."""
     row = conn.execute(
         f"{_SELECT} WHERE id = %s AND generation = %s AND state = ANY(%s)",
-        (upload_id, generation, _sources(FINISH)),
+        (upload_id, generation, _sources(ASSEMBLE)),
     ).fetchone()
     return Upload.from_row(row) if row else None
+
+
+def start_assembly(conn: Connection, upload_id: uuid.UUID, generation: int) -> None:
+    """The assembler began following the generation (its stage time; kept if already set)."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE uploads SET assembly_started_at = COALESCE(assembly_started_at, clock_timestamp()) "
+            "WHERE id = %s AND generation = %s AND state = ANY(%s)",
+            (upload_id, generation, _sources(ASSEMBLE)),
+        )
+
+
+def committed_batches(
+    conn: Connection, upload_id: uuid.UUID, generation: int, from_batch: int
+) -> tuple[Upload | None, list[tuple[int, int | None]]]:
+    """The generation as it is now (None once the assembler may no longer work on it) and its
+    committed batches from ``from_batch`` on, in order: ``(batch_no, records_through)``.
+
+    The upload row is read first: when it says every batch is committed, the batches read after it
+    are all of them.
+    """
+    upload = assembling_upload(conn, upload_id, generation)
+    if upload is None:
+        return None, []
+    rows = conn.execute(
+        "SELECT batch_no, records_through FROM upload_batches "
+        "WHERE upload_id = %s AND generation = %s AND batch_no >= %s ORDER BY batch_no",
+        (upload_id, generation, from_batch),
+    ).fetchall()
+    return upload, [(row["batch_no"], row["records_through"]) for row in rows]
 
 
 def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation: int, records: int) -> None:
@@ -500,8 +535,16 @@ class PostgresUploads:
     def assembling(self, upload_id: uuid.UUID, generation: int) -> Upload | None:
         return assembling_upload(self._db.conn, upload_id, generation)
 
-    def result_pieces(self, upload_id: uuid.UUID) -> Generator[ResultPiece, None, None]:
-        return sequences.iter_result_pieces(self._db.conn, self._parts.conn, upload_id)
+    def start_assembly(self, upload_id: uuid.UUID, generation: int) -> None:
+        start_assembly(self._db.conn, upload_id, generation)
+
+    def committed_batches(
+        self, upload_id: uuid.UUID, generation: int, from_batch: int
+    ) -> tuple[Upload | None, list[tuple[int, int | None]]]:
+        return committed_batches(self._db.conn, upload_id, generation, from_batch)
+
+    def result_pieces(self, upload_id: uuid.UUID, first: int, end: int) -> Generator[ResultPiece, None, None]:
+        return sequences.iter_result_pieces(self._db.conn, self._parts.conn, upload_id, first, end)
 
     def name_counts(self, upload_id: uuid.UUID) -> NameCounts:
         """On a session of its own: the assembler runs it on another thread beside its streaming."""
@@ -511,9 +554,10 @@ class PostgresUploads:
     def record_assembly_progress(self, upload_id: uuid.UUID, generation: int, records: int) -> None:
         record_assembly_progress(self._progress.conn, upload_id, generation, records)
 
-    def collection(self, upload_id: uuid.UUID) -> Collection:
+    def sorted_arrays(self, upload_id: uuid.UUID) -> SortedArrays:
+        """On a session of its own (the assembler runs it on another thread beside its streaming)."""
         with connect(self._db.settings, autocommit=True) as conn:
-            return refget.digest_collection(conn, upload_id)
+            return refget.sorted_arrays(conn, upload_id)
 
     def finish_assembly(
         self,

@@ -17,8 +17,9 @@ from typing import Any
 from shared.messages import Message, ParseCompleted, SequenceBatch
 from shared.ports import ObjectChanged, ObjectStat
 from shared.record_schema import Part, Record, ResultPiece
-from shared.seqcol import Collection, CollectionDigester, pair_digest
+from shared.seqcol import Collection, CollectionDigester, SortedArrays, pair_digest, sorted_arrays
 from shared.uploads import (
+    ASSEMBLE,
     EXPIRE,
     FAIL,
     FINISH,
@@ -63,8 +64,10 @@ class FakeUploads:
         self.records: dict[uuid.UUID, list[Record]] = {}
         self.parts: dict[uuid.UUID, list[Part]] = {}
         self.batches: dict[uuid.UUID, set[tuple[int, int]]] = {}
+        self.records_through: dict[tuple[uuid.UUID, int, int], int | None] = {}
         self.locked: set[tuple[uuid.UUID, str]] = set()
         self.resets = 0
+        self.windows: list[tuple[int, int]] = []  # the assembler's reads, [first, end) of ordinals
         self.fail_on_store: BaseException | None = None
         self.collections: dict[uuid.UUID, Collection] = {}
         self.before_claim: Callable[[], None] | None = None  # runs between the look and the lock
@@ -163,13 +166,14 @@ class FakeUploads:
         if (batch.generation, batch.batch_no) in done:
             return PersistOutcome(False, upload.complete)
         done.add((batch.generation, batch.batch_no))
+        self.records_through[(upload.id, batch.generation, batch.batch_no)] = batch.records_through
         self.records.setdefault(upload.id, []).extend(batch.records.rows())
         self.parts.setdefault(upload.id, []).extend(batch.parts.rows())
         upload = self._set(
             upload, batches_done=upload.batches_done + 1, records_done=upload.records_done + len(batch.records),
             bytes_done=max(upload.bytes_done, batch.source_offset),
         )  # fmt: skip
-        return PersistOutcome(True, self._assemble_if_complete(upload))
+        return PersistOutcome(True, self._assemble_if_complete(upload), first_batch=batch.batch_no == 0)
 
     def record_parse_completed(self, done: ParseCompleted) -> PersistOutcome:
         upload = self._live(done.upload_id, done.generation)
@@ -195,12 +199,32 @@ class FakeUploads:
     # --- AssemblyUploads
     def assembling(self, upload_id: uuid.UUID, generation: int) -> Upload | None:
         upload = self.uploads.get(upload_id)
-        ok = upload is not None and upload.generation == generation and FINISH.allows(upload.state)
+        ok = upload is not None and upload.generation == generation and ASSEMBLE.allows(upload.state)
         return upload if ok else None
 
-    def result_pieces(self, upload_id: uuid.UUID) -> Generator[ResultPiece, None, None]:
+    def start_assembly(self, upload_id: uuid.UUID, generation: int) -> None:
+        upload = self.assembling(upload_id, generation)
+        if upload is not None and upload.assembly_started_at is None:
+            self._set(upload, assembly_started_at=datetime.now(UTC))
+
+    def committed_batches(
+        self, upload_id: uuid.UUID, generation: int, from_batch: int
+    ) -> tuple[Upload | None, list[tuple[int, int | None]]]:
+        upload = self.assembling(upload_id, generation)
+        if upload is None:
+            return None, []
+        found = sorted(
+            (no, through) for (uid, gen, no), through in self.records_through.items()
+            if uid == upload_id and gen == generation and no >= from_batch
+        )  # fmt: skip
+        return upload, found
+
+    def result_pieces(self, upload_id: uuid.UUID, first: int, end: int) -> Generator[ResultPiece, None, None]:
+        self.windows.append((first, end))
         parts = sorted(self.parts.get(upload_id, []))
         for record in sorted(self.records.get(upload_id, [])):
+            if not first <= record.ordinal < end:
+                continue
             stored = record._replace(residues=None)
             if record.part_count == 0:
                 yield ResultPiece(stored, 0, None if record.residues is None else record.residues.encode())
@@ -217,12 +241,19 @@ class FakeUploads:
         if upload.generation == generation and RECORD_ASSEMBLY_PROGRESS.allows(upload.state):
             self._set(upload, records_assembled=records)
 
-    def collection(self, upload_id: uuid.UUID) -> Collection:
-        records = sorted(self.records.get(upload_id, []), key=lambda r: r.ordinal)
+    @staticmethod
+    def collection_of(records: list[Record]) -> Collection:
+        """The collection of ``records`` digested in one go (what the assembler's must equal)."""
         digester = CollectionDigester()
-        for r in records:
+        for r in sorted(records, key=lambda r: r.ordinal):
             digester.add(r.seq_id, r.length, r.refget)
         return digester.finish(
+            sorted(pair_digest(r.seq_id, r.length) for r in records), sorted(r.refget for r in records)
+        )
+
+    def sorted_arrays(self, upload_id: uuid.UUID) -> SortedArrays:
+        records = self.records.get(upload_id, [])
+        return sorted_arrays(
             sorted(pair_digest(r.seq_id, r.length) for r in records), sorted(r.refget for r in records)
         )
 
@@ -234,8 +265,8 @@ class FakeUploads:
         counts: NameCounts,
         collection: Collection,
     ) -> bool:
-        upload = self.assembling(upload_id, generation)
-        if upload is None:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload.generation != generation or not FINISH.allows(upload.state):
             return False
         self.collections[upload_id] = collection
         self._set(

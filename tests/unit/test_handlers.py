@@ -21,7 +21,7 @@ from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
 from shared.record_schema import Part
 from shared.settings import Settings
 from shared.stages import GiveUp
-from shared.uploads import ParseErrorCode, PipelineErrorCode, State, Upload, result_key
+from shared.uploads import Failure, ParseErrorCode, PipelineErrorCode, State, Upload, result_key
 from tests.builders import record, sequence_batch
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads, make_upload
 
@@ -230,24 +230,28 @@ def persisting(uploads: FakeUploads) -> Upload:
     return uploads.add(make_upload(id=uuid.uuid4(), state=State.PARSING, bytes_done=0))
 
 
-def test_persister_stores_each_batch_once_and_requests_assembly_at_the_end(uploads: FakeUploads) -> None:
+def test_persister_stores_each_batch_once_and_requests_assembly_at_the_first_and_the_end(
+    uploads: FakeUploads,
+) -> None:
     publisher = FakePublisher()
     deps = PersisterDeps(uploads, publisher)
     upload = persisting(uploads)
+    request = AssembleRequested(upload_id=upload.id, generation=1)
     first = sequence_batch(upload.id, 1, 0, [record(0, residues="AC", length=2)], source_offset=10)
-    handle_persist(first, deps)
-    handle_persist(first, deps)  # a redelivery
-    assert len(uploads.records[upload.id]) == 1 and publisher.messages == []
+    handle_persist(first, deps)  # the assembler starts following the generation
+    assert publisher.messages == [request] and uploads.records_through[(upload.id, 1, 0)] == 1
+    handle_persist(first, deps)  # a redelivery: stored once, not announced again
+    assert len(uploads.records[upload.id]) == 1 and publisher.messages == [request]
     done = ParseCompleted(
         upload_id=upload.id, generation=1, batch_count=2, record_count=2, source_bytes=20, format="fasta"
     )
     handle_persist(done, deps)
-    assert uploads.uploads[upload.id].state is State.PERSISTING and publisher.messages == []
+    assert uploads.uploads[upload.id].state is State.PERSISTING and publisher.messages == [request]
     handle_persist(sequence_batch(upload.id, 1, 1, [record(1)]), deps)
     assert uploads.uploads[upload.id].state is State.ASSEMBLING
-    assert publisher.messages == [AssembleRequested(upload_id=upload.id, generation=1)]
+    assert publisher.messages == [request, request]
     handle_persist(first, deps)  # a replay after the end announces again: the assembler ignores repeats
-    assert len(publisher.messages) == 2 and len(uploads.records[upload.id]) == 2
+    assert len(publisher.messages) == 3 and len(uploads.records[upload.id]) == 2
 
 
 def test_persister_ignores_batches_of_a_replaced_generation(uploads: FakeUploads) -> None:
@@ -287,7 +291,9 @@ def assembling(uploads: FakeUploads, records: int = 3) -> Upload:
         record(2, seq_id="c", length=6, part_count=2, quality=None),
     ]
     uploads.parts[upload.id] = [Part(2, 0, "ACG"), Part(2, 1, "TTT")]
-    return upload
+    uploads.records_through[(upload.id, 1, 0)] = 3  # one batch, committed, with all three
+    uploads.uploads[upload.id] = dataclasses.replace(upload, batches_total=1)
+    return uploads.uploads[upload.id]
 
 
 def test_assembler_writes_the_document_and_finishes(uploads: FakeUploads) -> None:
@@ -303,7 +309,74 @@ def test_assembler_writes_the_document_and_finishes(uploads: FakeUploads) -> Non
     assert done.result_size == len(results.documents[(SETTINGS.results_bucket, result_key(upload))])
 
 
-@pytest.mark.parametrize("state", [State.DONE, State.FAILED, State.PERSISTING])
+class CommitLater:
+    """The persister, as the assembler's sleep sees it: each wait, the next batch (in a given order)
+    is committed; after the last, the upload is ``assembling``; ``fail_at`` fails it instead."""
+
+    def __init__(self, uploads: FakeUploads, upload: Upload, order: list[tuple[int, int | None]]) -> None:
+        self.uploads, self.upload, self.order = uploads, upload, list(order)
+        self.windows_at_commit: list[list[tuple[int, int]]] = []
+        self.fail_at: int | None = None
+
+    def __call__(self, seconds: float) -> None:
+        assert seconds == SETTINGS.assembly_poll_seconds
+        self.windows_at_commit.append(list(self.uploads.windows))
+        if self.fail_at is not None and len(self.windows_at_commit) == self.fail_at:
+            self.uploads.fail(self.upload.id, 1, Failure(ParseErrorCode.INVALID_CHARACTER, "bad", 9, 2))
+            return
+        if self.order:
+            batch_no, through = self.order.pop(0)
+            self.uploads.records_through[(self.upload.id, 1, batch_no)] = through
+        else:
+            self.uploads.uploads[self.upload.id] = dataclasses.replace(
+                self.uploads.uploads[self.upload.id], state=State.ASSEMBLING, batches_total=4
+            )
+
+
+def following(uploads: FakeUploads) -> Upload:
+    """An upload still parsing with its three records stored, of which only batch 0 is committed."""
+    upload = assembling(uploads)
+    uploads.records_through.clear()
+    uploads.records_through[(upload.id, 1, 0)] = 1  # record 0
+    uploads.uploads[upload.id] = dataclasses.replace(upload, state=State.PARSING, batches_total=None)
+    return uploads.uploads[upload.id]
+
+
+def test_assembler_writes_records_as_their_batches_commit_in_order(uploads: FakeUploads) -> None:
+    """Batch 2 (records 1..2, the second with parts from batch 1) commits before batch 1: nothing
+    past record 0 is read until the gap closes; then each window once, in order."""
+    results = FakeResults()
+    upload = following(uploads)
+    commit = CommitLater(uploads, upload, [(2, 3), (3, None), (1, None)])
+    deps = AssemblerDeps(SETTINGS, uploads, results, sleep=commit)
+    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), deps)
+    # Record 0 was written before any later batch committed; the gap held back records 1..2.
+    assert commit.windows_at_commit[0] == [(0, 1)]
+    assert commit.windows_at_commit[2] == [(0, 1)]
+    assert uploads.windows == [(0, 1), (1, 3)]
+    document = orjson.loads(results.documents[(SETTINGS.results_bucket, result_key(upload))])
+    assert [r["sequence"] for r in document["records"]] == ["ACGT", "", "ACGTTT"]
+    assert (document["record_count"], document["format"], document["duplicate_names"]) == (3, "fasta", 1)
+    done = uploads.uploads[upload.id]
+    assert done.state is State.DONE and done.assembly_started_at is not None
+    # The collection digested on the way equals the one of all the records read at once.
+    assert uploads.collections[upload.id] == FakeUploads.collection_of(uploads.records[upload.id])
+
+
+def test_assembler_abandons_a_generation_that_fails_while_it_follows(uploads: FakeUploads) -> None:
+    results = FakeResults()
+    upload = following(uploads)
+    commit = CommitLater(uploads, upload, [(1, None)])
+    commit.fail_at = 2
+    handle_assemble(
+        AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results, sleep=commit)
+    )
+    assert results.documents == {} and results.open == set()  # its multipart upload aborted
+    failed = uploads.uploads[upload.id]
+    assert failed.state is State.FAILED and failed.failure is not None and failed.failure.line == 9
+
+
+@pytest.mark.parametrize("state", [State.DONE, State.FAILED, State.QUEUED])
 def test_assembler_ignores_an_upload_not_assembling(uploads: FakeUploads, state: State) -> None:
     results = FakeResults()
     upload = uploads.add(make_upload(state=state))

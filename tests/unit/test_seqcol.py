@@ -6,9 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-from refget.utils import compare_seqcols, fasta_to_seqcol_dict, seqcol_digest
+from refget.utils import canonical_str, compare_seqcols, fasta_to_seqcol_dict, seqcol_digest
 
-from shared.seqcol import CollectionDigester, compare, pair_digest, sha512t24u
+from shared.seqcol import (
+    CollectionDigester,
+    canonical,
+    canonical_pair,
+    compare,
+    name_length_pair,
+    pair_digest,
+    sha512t24u,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "seqcol"
 FASTAS = sorted(FIXTURES.glob("*.fa"))
@@ -73,3 +81,35 @@ def test_comparison_with_duplicates_and_missing_attributes() -> None:
     a = {"names": ["x", "x", "y"], "lengths": [1, 1, 2]}
     b = {"names": ["x", "y", "y", "z"], "sequences": ["SQ.a"]}
     assert compare(a, b) == compare_seqcols(a, b)
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        "chr1",
+        "SQ.2648ae1bacce4ec4b6cf337dcae37816",
+        "",
+        'quote"inside',
+        "back\\slash",
+        "tab\there",
+        "new\nline",
+        "\x00\x1f\x7f",
+        "caf\u00e9 \u4e2d\u6587 \U0001f9ec",
+        "~ !#$%&'()*+,-./:;<=>?@[]^_`{|}",
+        0,
+        1,
+        -7,
+        40_000_000,
+        2**70,
+        True,
+        {"length": 5, "name": 'a"b'},
+    ],
+)
+def test_the_fast_canonical_form_equals_refgets(element: object) -> None:
+    assert canonical(element) == canonical_str(element)  # type: ignore[arg-type]
+
+
+def test_the_fast_pair_equals_refgets() -> None:
+    for name, length in [("chr1", 248956422), ('we"ird\\', 0), ("caf\u00e9", 3)]:
+        expected = canonical_str(name_length_pair(name, length))
+        assert canonical_pair(canonical(name), canonical(length)) == expected

@@ -1,0 +1,139 @@
+"""Load against the running stack (``genobase up [--replicas ...]``): N uploads from M clients.
+
+``python -m bench.load [--uploads 200] [--clients 8] [--max-bytes 1000000] [--fixed-bytes N]``
+
+Each client registers an upload, PUTs it through its presigned URL, then polls its status until it
+ends, and takes the next one (a closed loop: M uploads in flight). The workload is
+``bench/workload.py``'s mix: FASTA, FASTQ and CSV, plain and gzip, a few KB to ``--max-bytes``, one
+in ten invalid. Prints uploads per minute, latency from the bucket event (the PUT's answer) to the
+end percentiles, outcomes against expectations, and every service process's peak RSS.
+
+The small-file figure of issue 13 is ``--uploads 100 --clients 1 --fixed-bytes 1000000``: 100
+sequential 1 MB FASTA uploads. Not a test: it asserts nothing (the fault suite's load test does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bench.workload import Job, jobs
+
+POLL_SECONDS = 0.05
+
+
+@dataclass
+class Outcome:
+    job: Job
+    upload_id: str
+    latency: float  # seconds from the PUT's answer to the status showing the end
+    status: dict[str, Any]
+
+    @property
+    def as_expected(self) -> bool:
+        if self.job.valid:
+            return self.status["state"] == "done" and self.status["format"] == self.job.fmt
+        error = self.status.get("error") or {}
+        return self.status["state"] == "failed" and (error.get("line"), error.get("column")) == self.job.error_at
+
+
+def submit_and_wait(http: httpx.Client, job: Job, timeout: float = 600) -> Outcome:
+    response = http.post("/uploads", json={"filename": job.filename, "size": len(job.data)})
+    response.raise_for_status()
+    ticket = response.json()
+    put = httpx.put(ticket["upload_url"], content=job.data, timeout=120)
+    put.raise_for_status()
+    event = time.monotonic()
+    deadline = event + timeout
+    while True:
+        status: dict[str, Any] = http.get(f"/uploads/{ticket['id']}").raise_for_status().json()
+        if status["state"] in ("done", "failed"):
+            return Outcome(job, ticket["id"], time.monotonic() - event, status)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"upload {ticket['id']} ({job.filename}) still {status['state']} after {timeout} s")
+        time.sleep(POLL_SECONDS)
+
+
+def run(make_client: Callable[[], httpx.Client], work: list[Job], clients: int) -> tuple[list[Outcome], float]:
+    """Every job through the pipeline from ``clients`` threads; returns the outcomes (in job order)
+    and the wall time."""
+    local = threading.local()
+
+    def one(job: Job) -> Outcome:
+        if not hasattr(local, "http"):
+            local.http = make_client()
+        return submit_and_wait(local.http, job)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        outcomes = list(pool.map(one, work))
+    return outcomes, time.monotonic() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def report(outcomes: list[Outcome], wall: float) -> None:
+    latencies = [o.latency for o in outcomes]
+    total_bytes = sum(len(o.job.data) for o in outcomes)
+    states = Counter(o.status["state"] for o in outcomes)
+    unexpected = [o for o in outcomes if not o.as_expected]
+    rate = len(outcomes) / wall * 60
+    print(f"{len(outcomes)} uploads ({total_bytes / 1e6:.1f} MB) in {wall:.1f} s: {rate:.0f} per minute")
+    print(f"  outcomes {dict(states)}; not as expected: {len(unexpected)}")
+    for o in unexpected[:5]:
+        print(f"    {o.job.filename}: {o.status['state']} {o.status.get('error')}")
+    print(
+        f"  event -> end: p50 {statistics.median(latencies):.2f} s, p95 {percentile(latencies, 95):.2f} s, "
+        f"p99 {percentile(latencies, 99):.2f} s, max {max(latencies):.2f} s"
+    )
+
+
+def main() -> None:
+    from bench.pipeline import RUN_DIR, _reset_peak, _rss_peak_mib
+    from genobase import stack
+    from shared.settings import get_settings
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--uploads", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--max-bytes", type=int, default=1_000_000)
+    parser.add_argument("--fixed-bytes", type=int, help="plain FASTA uploads of exactly this size")
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args()
+    work = jobs(args.uploads, args.seed, args.max_bytes, args.fixed_bytes)
+    settings = get_settings()
+    processes = stack.ServiceProcesses(RUN_DIR, {})
+    pids = {name: processes.pid(name) for name in processes.running_instances()}
+    for pid in pids.values():
+        if pid is not None:
+            _reset_peak(pid)
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+
+    def make_client() -> httpx.Client:
+        return httpx.Client(base_url=settings.status_base_url, timeout=60, headers={"Authorization": f"Bearer {key}"})
+
+    outcomes, wall = run(make_client, work, args.clients)
+    report(outcomes, wall)
+    if args.fixed_bytes:
+        latencies = [o.latency for o in outcomes]
+        p50, p95 = statistics.median(latencies), percentile(latencies, 95)
+        print(f"  small files: p50 {p50:.2f} s (target <= 1 s), p95 {p95:.2f} s (target <= 2 s)")
+    for name, pid in pids.items():
+        if pid is not None:
+            print(f"  peak RSS {name:<12} {_rss_peak_mib(pid):7.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
