@@ -47,10 +47,11 @@ def canonical(element: Any) -> bytes:
     lengths. Anything else goes through ``canonical_str`` itself (a unit test holds them equal)."""
     kind = type(element)
     if kind is str and _PLAIN.match(element):
-        return b'"' + element.encode("ascii") + b'"'
+        return b'"' + str(element).encode("ascii") + b'"'
     if kind is int:
         return str(element).encode("ascii")
-    return canonical_str(element)
+    encoded: bytes = canonical_str(element)
+    return encoded
 
 
 def canonical_pair(name: bytes, length: bytes) -> bytes:
