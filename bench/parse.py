@@ -133,9 +133,10 @@ def run_engine(path: Path) -> int:
     bases = 0
     with path.open("rb") as f:
         while chunk := f.read(CHUNK):
-            for event in stream.feed(chunk):
-                if type(event) is WholeRecord or type(event) is Residues:
-                    bases += len(event.data)
+            for events in stream.pieces(chunk):  # as the parser service takes them: bounded lists
+                for event in events:
+                    if type(event) is WholeRecord or type(event) is Residues:
+                        bases += len(event.data)
     for event in stream.finish():
         if type(event) is WholeRecord or type(event) is Residues:
             bases += len(event.data)

@@ -203,6 +203,13 @@ static void *clean_and_hash(void *arg)
         Span *sp = &w->spans[k];
         unsigned char *d = w->data + sp->offset, *u = w->norm + sp->offset;
         sp->plain = clean_text(w->buf + sp->nl + 1, sp->nxt - sp->nl, w->cleaner, d, u, &sp->n, &sp->newlines);
+        if (sp->plain && sp->qlen > 0) { /* FASTQ: every quality character in '!'..'~' */
+            const unsigned char *q = w->buf + sp->qpos;
+            unsigned bad = 0;
+            for (Py_ssize_t i = 0; i < sp->qlen; i++)
+                bad |= (unsigned char)(q[i] - 0x21) > 0x5d;
+            sp->plain = !bad; /* Python takes the record from here and reports the character */
+        }
         Py_ssize_t n = sp->n;
         if (sp->plain && !digests(u, (size_t)n, sp->md5, sp->sha))
             sp->plain = 0; /* Python redoes it and reports what is wrong */
@@ -422,11 +429,7 @@ static PyObject *fastq_records(PyObject *self, PyObject *args)
                 (qlen > 0 && qual[qlen - 1] == '\r') || !plain_text(title, tlen) ||
                 (plen > 0 && (plen != tlen || memcmp(plus, title, (size_t)tlen) != 0)))
                 break;
-            int printable = 1;
-            for (Py_ssize_t i = 0; i < qlen; i++)
-                printable &= (qual[i] >= 0x21 && qual[i] <= 0x7e);
-            if (!printable)
-                break;
+            /* The quality's characters are checked beside the hashing (clean_and_hash). */
             /* The sequence is cleaned as FASTA text ending just before its newline. */
             spans[count] = (Span){.pos = at, .nl = n1, .nxt = n2 - 1, .qpos = n3 + 1, .qlen = qlen, .offset = text};
             text += slen;
