@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from bench import naive
 from bench.generate import generate
@@ -174,7 +175,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
     if digest:
         print(f"records digest  {records_digest(store, settings.results_bucket, status['result']['key'])}")
     store.client.delete_object(Bucket=settings.results_bucket, Key=status["result"]["key"])
-    return {"seconds": elapsed, "bucket": ticket["bucket"], "key": ticket["key"], "peaks": peaks}
+    return {"id": ticket["id"], "seconds": elapsed, "bucket": ticket["bucket"], "key": ticket["key"], "peaks": peaks}
 
 
 def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool, compressed: bool) -> float:
@@ -221,8 +222,11 @@ def main() -> None:
                 verdict = "meets" if ratio >= TARGETS[variant] else "BELOW"
                 print(f"  vs {variant:<13} {ratio:5.2f}x   target >= {TARGETS[variant]}x  ({verdict})")
     finally:
-        # Leave no gigabytes behind: repeated runs would otherwise fill the OSD.
+        # Leave no gigabytes behind: repeated runs would otherwise fill the OSD and the database.
         ObjectStore(settings).client.delete_object(Bucket=result["bucket"], Key=result["key"])
+        with psycopg.connect(settings.pg_migration_dsn) as conn:
+            for table in ("sequence_parts", "sequence_records"):
+                conn.execute(f"DELETE FROM {table} WHERE upload_id = %s", (result["id"],))
 
 
 if __name__ == "__main__":
