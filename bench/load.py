@@ -46,20 +46,26 @@ class Outcome:
         return self.status["state"] == "failed" and (error.get("line"), error.get("column")) == self.job.error_at
 
 
-def submit_and_wait(http: httpx.Client, job: Job, timeout: float = 600) -> Outcome:
+def submit_and_wait(http: httpx.Client, job: Job, timeout: float = 300) -> Outcome:
+    """One upload as a client does it. A PUT that fails on the network is sent again (as
+    ``genobase upload`` does); an upload that never ends within ``timeout`` is an outcome too."""
     response = http.post("/uploads", json={"filename": job.filename, "size": len(job.data)})
     response.raise_for_status()
     ticket = response.json()
-    put = httpx.put(ticket["upload_url"], content=job.data, timeout=120)
-    put.raise_for_status()
+    for attempt in range(5):
+        try:
+            httpx.put(ticket["upload_url"], content=job.data, timeout=120).raise_for_status()
+            break
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            time.sleep(2**attempt)
     event = time.monotonic()
     deadline = event + timeout
     while True:
         status: dict[str, Any] = http.get(f"/uploads/{ticket['id']}").raise_for_status().json()
-        if status["state"] in ("done", "failed"):
+        if status["state"] in ("done", "failed") or time.monotonic() > deadline:
             return Outcome(job, ticket["id"], time.monotonic() - event, status)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"upload {ticket['id']} ({job.filename}) still {status['state']} after {timeout} s")
         time.sleep(POLL_SECONDS)
 
 

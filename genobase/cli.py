@@ -182,15 +182,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in services.instances():
         pid = services.pid(name)
         ok &= pid is not None
-        print(f"{name:<10} {'running, pid ' + str(pid) if pid else 'not running'}")
+        print(f"{name:<12} {'running, pid ' + str(pid) if pid else 'not running'}")
     base = known.get("GENOBASE_CEPH_BASE")
     rgw = bool(base) and stack.CephCluster(Path(base or ".")).running()
     ok &= rgw
-    print(f"{'ceph-rgw':<10} {'answering on ' + known.get('GENOBASE_S3_ENDPOINT', '') if rgw else 'not answering'}")
+    print(f"{'ceph-rgw':<12} {'answering on ' + known.get('GENOBASE_S3_ENDPOINT', '') if rgw else 'not answering'}")
     for name, port in (("postgres", 5432), ("rabbitmq", 5672)):
         up = stack.port_open(port)
         ok &= up
-        print(f"{name:<10} {'listening on ' + str(port) if up else 'not listening'}")
+        print(f"{name:<12} {'listening on ' + str(port) if up else 'not listening'}")
     if ok:
         _pipeline_status(load_settings())
     return 0 if ok else 1
