@@ -72,6 +72,7 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0010_multipart",
         "0011_source_digests",
         "0012_assembly_follows_batches",
+        "0013_hash_content_indexes",
     ]
 
 
