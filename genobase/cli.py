@@ -84,6 +84,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     }
     if args.replicas is not None:  # kept in the stack file: a later `up` without the flag keeps them
         values[stack.REPLICAS_SETTING] = stack.format_replicas(args.replicas)
+    else:
+        values.setdefault(stack.REPLICAS_SETTING, stack.format_replicas(stack.DEFAULT_REPLICAS))
     stack.write_env_file(path, values)
     settings = load_settings()
     values |= stack.prepare_pipeline(

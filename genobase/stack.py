@@ -282,6 +282,9 @@ def service_settings(service: str, values: dict[str, str]) -> dict[str, str]:
 SCALABLE = ("parser", "persister", "assembler", "watchdog")
 MAX_REPLICAS = 8
 REPLICAS_SETTING = "GENOBASE_REPLICAS"
+# `genobase up`'s counts when none were given: an assembler follows one parse from its first batch
+# to its end, so a second one keeps small uploads from waiting behind a large upload's parse.
+DEFAULT_REPLICAS = {"assembler": 2}
 
 
 def parse_replicas(text: str) -> dict[str, int]:

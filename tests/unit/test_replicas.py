@@ -49,6 +49,7 @@ def test_compose_scales_the_consuming_stages_only() -> None:
     for name in stack.SCALABLE:
         service = services[name]
         assert "ports" not in service and "container_name" not in service, name
-        assert service["deploy"]["replicas"] == f"${{GENOBASE_{name.upper()}_REPLICAS:-1}}"
+        default = stack.DEFAULT_REPLICAS.get(name, 1)
+        assert service["deploy"]["replicas"] == f"${{GENOBASE_{name.upper()}_REPLICAS:-{default}}}"
     for name in ("intake", "refget"):
         assert "deploy" not in services[name] and services[name]["ports"]
