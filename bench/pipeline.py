@@ -1,6 +1,6 @@
 """End-to-end benchmark against the running stack (``genobase up``): bucket event to JSON result.
 
-``python -m bench.pipeline [--size 256m|1g|4g] [--format fasta|fastq] [--compare] [--digest]``
+``python -m bench.pipeline [--size 256m,1g,4g] [--format fasta|fastq] [--compare] [--digest]``
 
 Uploads the deterministic benchmark file (bench/generate.py) as a client does (``genobase
 upload``'s transfer: a multipart upload in parallel parts) and prints seconds from the bucket event
@@ -40,6 +40,8 @@ SIZES = {"256m": (5, 250_000), "1g": (20, 1_000_000), "4g": (80, 4_000_000)}
 # The pipeline's speed-up over each naive variant, at least (issue 13).
 TARGETS = {"defaults": 2.2, "uncompressed": 1.45}
 RSS_TARGET_MIB = 200.0
+# Time per GiB of the sizes run in one invocation: the slowest at most this much above the fastest.
+LINEARITY_TARGET = 0.15
 
 
 def _rss_peak_mib(pid: int) -> float:
@@ -194,24 +196,24 @@ def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool,
     return times.total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", choices=sorted(SIZES), default="1g")
-    parser.add_argument("--format", choices=["fasta", "fastq"], default="fasta")
-    parser.add_argument("--compare", action="store_true", help="also run the naive chain, both variants")
-    parser.add_argument(
-        "--digest", action="store_true", help="print a SHA-256 of the result's records (compare two versions)"
-    )
-    args = parser.parse_args()
+def _sizes(text: str) -> list[str]:
+    sizes = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in sizes if item not in SIZES]
+    if unknown or not sizes:
+        raise argparse.ArgumentTypeError(f"sizes are {', '.join(SIZES)} (comma-separated), not {text!r}")
+    return sizes
+
+
+def run_one(settings: Settings, size_name: str, fmt: str, compare: bool, digest: bool) -> tuple[int, float]:
+    """One benchmark file through the pipeline (and the naive chain); returns (bytes, seconds)."""
     t = time.monotonic()
-    path = bench_file(args.size, args.format)
+    path = bench_file(size_name, fmt)
     size = path.stat().st_size
     print(f"input {path} ({size / 1e6:.0f} MB, ready in {time.monotonic() - t:.1f} s)")
-    settings = get_settings()
-    result = run_pipeline(settings, path, args.digest)
+    result = run_pipeline(settings, path, digest)
     try:
-        if args.compare:
-            fastq = args.format == "fastq"
+        if compare:
+            fastq = fmt == "fastq"
             naive_seconds = {
                 "defaults": run_naive(settings, result["bucket"], result["key"], size, fastq, compressed=True),
                 "uncompressed": run_naive(settings, result["bucket"], result["key"], size, fastq, compressed=False),
@@ -227,6 +229,28 @@ def main() -> None:
         with psycopg.connect(settings.pg_migration_dsn) as conn:
             for table in ("sequence_parts", "sequence_records"):
                 conn.execute(f"DELETE FROM {table} WHERE upload_id = %s", (result["id"],))
+    return size, float(result["seconds"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--size", type=_sizes, default=["1g"], help="one or more of 256m,1g,4g; several: the linearity figure"
+    )
+    parser.add_argument("--format", choices=["fasta", "fastq"], default="fasta")
+    parser.add_argument("--compare", action="store_true", help="also run the naive chain, both variants")
+    parser.add_argument(
+        "--digest", action="store_true", help="print a SHA-256 of the result's records (compare two versions)"
+    )
+    args = parser.parse_args()
+    settings = get_settings()
+    runs = [run_one(settings, name, args.format, args.compare, args.digest) for name in args.size]
+    if len(runs) > 1:
+        per_gib = [seconds / (size / 1024**3) for size, seconds in runs]
+        spread = max(per_gib) / min(per_gib) - 1
+        verdict = "meets" if spread <= LINEARITY_TARGET else "ABOVE"
+        print("time per GiB: " + ", ".join(f"{n} {v:.1f} s" for n, v in zip(args.size, per_gib, strict=True)))
+        print(f"  spread {spread * 100:.1f} %   target <= {LINEARITY_TARGET * 100:.0f} %  ({verdict})")
 
 
 if __name__ == "__main__":
