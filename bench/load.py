@@ -125,7 +125,7 @@ def report(outcomes: list[Outcome], wall: float) -> None:
 
 
 def main() -> None:
-    from bench.pipeline import RUN_DIR, _reset_peak, _rss_peak_mib
+    from bench.pipeline import RUN_DIR, reset_peak, rss_peak_mib
     from genobase import stack
     from shared.settings import get_settings
 
@@ -142,7 +142,7 @@ def main() -> None:
     pids = {name: processes.pid(name) for name in processes.running_instances()}
     for pid in pids.values():
         if pid is not None:
-            _reset_peak(pid)
+            reset_peak(pid)
     key = settings.api_key.get_secret_value() if settings.api_key else ""
 
     def make_client() -> httpx.Client:
@@ -156,7 +156,7 @@ def main() -> None:
         print(f"  small files: p50 {p50:.2f} s (target <= 1 s), p95 {p95:.2f} s (target <= 2 s)")
     for name, pid in pids.items():
         if pid is not None:
-            print(f"  peak RSS {name:<12} {_rss_peak_mib(pid):7.1f} MiB")
+            print(f"  peak RSS {name:<12} {rss_peak_mib(pid):7.1f} MiB")
 
 
 if __name__ == "__main__":

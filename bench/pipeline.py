@@ -44,7 +44,7 @@ RSS_TARGET_MIB = 200.0
 LINEARITY_TARGET = 0.15
 
 
-def _rss_peak_mib(pid: int) -> float:
+def rss_peak_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -91,7 +91,7 @@ def print_cpu(before: dict[str, float], after: dict[str, float], elapsed: float)
     print(f"  CPU {total:.1f} s over {elapsed:.1f} s ({total / elapsed:.2f} cores busy): {parts}")
 
 
-def _reset_peak(pid: int) -> None:
+def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
@@ -132,7 +132,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         raise SystemExit(f"services not running: {missing}; run 'genobase up' first")
     for pid in pids.values():
         assert pid is not None
-        _reset_peak(pid)
+        reset_peak(pid)
     key = settings.api_key.get_secret_value() if settings.api_key else ""
     size = path.stat().st_size
     with (
@@ -149,7 +149,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
             status = http.get(f"/uploads/{ticket['id']}").json()
             for name, pid in pids.items():
                 assert pid is not None
-                peaks[name] = max(peaks[name], _rss_peak_mib(pid))
+                peaks[name] = max(peaks[name], rss_peak_mib(pid))
             if status["state"] in ("done", "failed"):
                 break
             time.sleep(0.25)  # as a client polls; the bench's polls are the intake's only work
@@ -182,7 +182,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
 
 def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool, compressed: bool) -> float:
     store = ObjectStore(settings)
-    _reset_peak(os.getpid())
+    reset_peak(os.getpid())
     cpu_before = cpu_seconds()
     times = naive.run(
         store, settings.pg_migration_dsn, bucket, key, size, settings.results_bucket, fastq=fastq, compressed=compressed
@@ -191,7 +191,7 @@ def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool,
     label = "defaults (pglz)" if compressed else "uncompressed (STORAGE EXTERNAL)"
     print(f"naive chain, {label}: {times.total:.1f} s ({size / 1e6 / times.total:.1f} MB/s) [{steps}]")
     print_cpu(cpu_before, cpu_seconds(), times.total)
-    rss = _rss_peak_mib(os.getpid())
+    rss = rss_peak_mib(os.getpid())
     print(f"  records {times.records}, result {times.result_bytes / 1e6:.0f} MB, peak RSS {rss:.0f} MiB")
     return times.total
 

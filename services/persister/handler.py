@@ -45,13 +45,11 @@ def handle_persist(message: SequenceBatch | ParseCompleted, deps: PersisterDeps)
     except BaseException:
         deps.uploads.reset()  # the retry starts on a fresh session, whatever state a failed COPY left
         raise
-    if outcome.ready_to_assemble:
+    # At the first batch the assembler starts following the generation, writing records as their
+    # batches commit; at the last one it can finish (or takes over, if the first one died).
+    if outcome.ready_to_assemble or outcome.first_batch:
         deps.publisher.publish(AssembleRequested(upload_id=message.upload_id, generation=message.generation))
-        log.info("all batches stored; assembly requested")
-    elif outcome.first_batch:
-        # The assembler follows the generation from here, writing records as their batches commit.
-        deps.publisher.publish(AssembleRequested(upload_id=message.upload_id, generation=message.generation))
-        log.info("first batch stored; assembly started beside the parse")
+        log.info("all batches stored; assembly requested" if outcome.ready_to_assemble else "first batch stored")
 
 
 def give_up(message: SequenceBatch | ParseCompleted, why: GiveUp, deps: PersisterDeps) -> None:
