@@ -78,6 +78,8 @@ def declare_topology(channel: BlockingChannel, settings: Settings) -> None:
         channel.queue_declare(f"{name}.dead", durable=True)
         channel.queue_bind(f"{name}.dead", settings.dead_letter_exchange, routing_key=name)
     channel.queue_bind(settings.queue("parse"), settings.events_exchange, routing_key=settings.events_routing_key)
+    # The parsers' shard requests (ShardRequested) join the notifications on the parse queue.
+    channel.queue_bind(settings.queue("parse"), settings.pipeline_exchange, routing_key="parse")
     channel.queue_bind(settings.queue("persist"), settings.pipeline_exchange, routing_key="persist")
     channel.queue_bind(settings.queue("assemble"), settings.pipeline_exchange, routing_key="assemble")
 

@@ -106,6 +106,8 @@ class SequenceBatch(Message):
     kind: Literal["sequence_batch"] = "sequence_batch"
     upload_id: uuid.UUID
     generation: int
+    # Batches are numbered within their shard (0 for a generation parsed whole: see ShardRequested).
+    shard: int = 0
     batch_no: int
     source_offset: int = Field(description="bytes of the source consumed once this batch is parsed")
     parts: SequenceParts
@@ -120,13 +122,16 @@ class SequenceBatch(Message):
 
 
 class ParseCompleted(Message):
-    """The parser has published every batch of a generation; the persister uses it to detect the end."""
+    """The parser has published every batch of a generation, or of one of its shards (then the
+    counts are the shard's); the persister uses it to detect the end."""
 
     routing_key: ClassVar[str] = "persist"
 
     kind: Literal["parse_completed"] = "parse_completed"
     upload_id: uuid.UUID
     generation: int
+    shard: int = 0
+    shard_count: int = 1
     batch_count: int
     record_count: int
     source_bytes: int
@@ -134,6 +139,22 @@ class ParseCompleted(Message):
     # The whole object's digests (hex), as read; None from a parser that did not compute them.
     source_md5: str | None = None
     source_sha256: str | None = None
+
+
+class ShardRequested(Message):
+    """Parse one shard of a generation that is parsed in shards (a large FASTA): any parser may.
+
+    It travels on the parse queue, beside the bucket notifications, so that a shard whose parser
+    dies is redelivered like any notification. It names the shard only: where it starts and what
+    it holds are read from the plan in the store, which the parser that made the plan wrote.
+    """
+
+    routing_key: ClassVar[str] = "parse"
+
+    kind: Literal["parse_shard"] = "parse_shard"
+    upload_id: uuid.UUID
+    generation: int
+    shard: int
 
 
 class AssembleRequested(Message):

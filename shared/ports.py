@@ -17,7 +17,7 @@ from typing import Protocol
 from shared.messages import Message, ParseCompleted, SequenceBatch
 from shared.record_schema import ResultPiece
 from shared.seqcol import Collection, SortedArrays
-from shared.uploads import Claim, Failure, NameCounts, ObjectCreated, PersistOutcome, ResultLocation, Upload
+from shared.uploads import Claim, Failure, NameCounts, ObjectCreated, PersistOutcome, ResultLocation, Shard, Upload
 
 # --- the upload store, one interface per stage -------------------------------------------------
 
@@ -40,6 +40,21 @@ class ParseUploads(Failing, Protocol):
 
     def start_parsing(self, upload_id: uuid.UUID, generation: int) -> bool: ...
 
+    def save_shard_plan(
+        self, upload_id: uuid.UUID, generation: int, shards: list[Shard], source_md5: str, source_sha256: str
+    ) -> list[Shard] | None:
+        """Record the shards once; returns the plan in force (an earlier parser's, if it saved one),
+        or None if the generation is no longer parsing."""
+        ...
+
+    def shard_plan(self, upload_id: uuid.UUID, generation: int) -> list[Shard]:
+        """The generation's shards in order; empty if it was not split."""
+        ...
+
+    def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> tuple[Upload, Shard] | None:
+        """The upload and the shard, if its generation is still parsing."""
+        ...
+
 
 class PersistUploads(Failing, Protocol):
     def store_batch(self, batch: SequenceBatch) -> PersistOutcome: ...
@@ -60,12 +75,17 @@ class AssemblyUploads(Failing, Protocol):
 
     def start_assembly(self, upload_id: uuid.UUID, generation: int) -> None: ...
 
+    def shard_plan(self, upload_id: uuid.UUID, generation: int) -> list[Shard]:
+        """The generation's shards in order; empty if it is parsed whole. Saved before any of its
+        batches, so it is complete whenever a batch is committed."""
+        ...
+
     def committed_batches(
-        self, upload_id: uuid.UUID, generation: int, from_batch: int
-    ) -> tuple[Upload | None, list[tuple[int, int | None]]]:
-        """The upload now (None: no longer to be assembled) and its committed ``(batch_no,
-        records_through)`` from ``from_batch`` on, in order; read in that order, so that when the
-        upload says every batch is committed, the list holds them all."""
+        self, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
+    ) -> tuple[Upload | None, list[tuple[int, int, int | None]]]:
+        """The upload now (None: no longer to be assembled) and its committed ``(shard, batch_no,
+        records_through)`` from ``(from_shard, from_batch)`` on, in order; read in that order, so
+        that when the upload says every batch is committed, the list holds them all."""
         ...
 
     def result_pieces(self, upload_id: uuid.UUID, first: int, end: int) -> Generator[ResultPiece, None, None]:
@@ -128,8 +148,11 @@ class ObjectReader(Protocol):
         """The object as the store shows it now, or None when there is no such object."""
         ...
 
-    def iter_ranges(self, bucket: str, key: str, size: int, etag: str, range_bytes: int) -> Iterator[bytes]:
-        """The object in order, every range pinned to ``etag`` (``ObjectChanged`` if it was replaced)."""
+    def iter_ranges(
+        self, bucket: str, key: str, size: int, etag: str, range_bytes: int, start: int = 0
+    ) -> Iterator[bytes]:
+        """Bytes ``[start, size)`` of the object in order, every range pinned to ``etag``
+        (``ObjectChanged`` if it was replaced)."""
         ...
 
     def exists(self, bucket: str, key: str) -> bool: ...

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from shared.events import MalformedEvent, normalise_event
-from shared.messages import AssembleRequested, ParseCompleted, PersistMessage, SequenceBatch
+from shared.messages import AssembleRequested, ParseCompleted, PersistMessage, SequenceBatch, ShardRequested
 from shared.parsing.errors import bounded
 from shared.uploads import ObjectCreated
 
@@ -43,7 +43,18 @@ class Stage(Generic[M]):
     decode: Callable[[bytes], M]
 
 
-def _notification(body: bytes) -> list[ObjectCreated]:
+# A shard request names its kind where a bucket notification never does.
+_SHARD_KIND = b'"kind":"parse_shard"'
+_SHARD = TypeAdapter(ShardRequested)
+
+
+def _parse_message(body: bytes) -> list[ObjectCreated] | ShardRequested:
+    """The parse queue carries the store's notifications and the parsers' own shard requests."""
+    if _SHARD_KIND in body[:200]:
+        try:
+            return _SHARD.validate_json(body)
+        except ValidationError as exc:
+            raise InvalidMessage(bounded(f"invalid parse_shard message: {exc}")) from exc
     try:
         return normalise_event(body)
     except (MalformedEvent, ValidationError) as exc:
@@ -60,7 +71,7 @@ def _decoder(adapter: TypeAdapter[M], what: str) -> Callable[[bytes], M]:
     return decode
 
 
-PARSE: Stage[list[ObjectCreated]] = Stage("parse", _notification)
+PARSE: Stage[list[ObjectCreated] | ShardRequested] = Stage("parse", _parse_message)
 PERSIST: Stage[SequenceBatch | ParseCompleted] = Stage(
     "persist", _decoder(TypeAdapter[SequenceBatch | ParseCompleted](PersistMessage), "persist")
 )

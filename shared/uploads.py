@@ -63,6 +63,10 @@ class Transition:
 # expired ticket's object that still came, late, is processed like any other).
 NEW_GENERATION = Transition("new_generation", ALL_STATES, State.QUEUED)
 START_PARSING = Transition("start_parsing", frozenset({State.QUEUED, State.PARSING}), State.PARSING)
+# A large FASTA is parsed in shards (services/parser): the plan is written, and each shard parsed,
+# only while the generation is parsing; the last shard's end recorded finishes the parse.
+PLAN_SHARDS = Transition("plan_shards", frozenset({State.PARSING}), None)
+PARSE_SHARD = Transition("parse_shard", frozenset({State.PARSING}), None)
 # A batch committed (or the parse's end recorded): the upload must still be live.
 STORE_BATCH = Transition("store_batch", LIVE, None)
 FINISH_PARSING = Transition("finish_parsing", frozenset({State.QUEUED, State.PARSING}), State.PERSISTING)
@@ -88,6 +92,8 @@ EXPIRE = Transition("expire", frozenset({State.AWAITING_UPLOAD}), State.EXPIRED)
 TRANSITIONS: tuple[Transition, ...] = (
     NEW_GENERATION,
     START_PARSING,
+    PLAN_SHARDS,
+    PARSE_SHARD,
     STORE_BATCH,
     FINISH_PARSING,
     START_ASSEMBLY,
@@ -357,6 +363,19 @@ def _is_older(event: ObjectCreated, upload: Upload) -> bool:
 class Claim:
     action: ClaimAction
     upload: Upload
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One part of a generation's object that a parser parses on its own (a large FASTA): bytes
+    ``[start, end)``, beginning with the record numbered ``first_ordinal`` on ``first_line``."""
+
+    number: int
+    start: int
+    end: int
+    first_ordinal: int
+    first_line: int
+    records: int
 
 
 @dataclass(frozen=True)

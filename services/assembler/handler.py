@@ -130,7 +130,8 @@ def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
 class CommittedRecords:
     """The generation's records in order, as their batches are committed.
 
-    Walks the committed batches from 0 without a gap: each one's ``records_through`` moves the
+    Walks the committed batches from 0 without a gap (shard by shard, for a generation parsed in
+    shards: ``shard_plan`` says where each one's records end): each one's ``records_through`` moves the
     high-water mark, and the records below it (all their parts committed before them) are read as
     one window. Waits ``assembly_poll_seconds`` when nothing new is committed. Ends when the upload
     is ``assembling`` (every batch committed) and the last window is read; raises ``Abandoned`` as
@@ -152,15 +153,21 @@ class CommittedRecords:
 
     def __iter__(self) -> Iterator[ResultPiece]:
         deps, upload = self._deps, self._upload
-        next_batch, done, through = 0, 0, 0
+        # A generation parsed in shards numbers its batches within each shard: a shard's batches
+        # are all committed once its last record is (the record before the next shard's first).
+        shard_ends = [s.first_ordinal for s in deps.uploads.shard_plan(upload.id, upload.generation)[1:]]
+        shard, next_batch, walked, done, through = 0, 0, 0, 0, 0
         while True:
-            now, batches = deps.uploads.committed_batches(upload.id, upload.generation, next_batch)
+            now, batches = deps.uploads.committed_batches(upload.id, upload.generation, shard, next_batch)
             if now is None:
                 raise Abandoned("the generation failed, was replaced or finished elsewhere")
-            for batch_no, records_through in batches:
-                if batch_no != next_batch:
+            for batch_shard, batch_no, records_through in batches:
+                if batch_shard > shard and shard < len(shard_ends) and through == shard_ends[shard]:
+                    shard, next_batch = shard + 1, 0
+                if (batch_shard, batch_no) != (shard, next_batch):
                     break  # a gap: a later batch committed before an earlier one
                 next_batch += 1
+                walked += 1
                 if records_through is not None:
                     through = records_through
             complete = now.state is State.ASSEMBLING
@@ -174,8 +181,8 @@ class CommittedRecords:
                 done = through
                 continue  # look again at once: more may have been committed meanwhile
             if complete:
-                if now.batches_total is not None and next_batch != now.batches_total:
-                    raise RuntimeError(f"{next_batch} batches in order, {now.batches_total} committed")
+                if now.batches_total is not None and walked != now.batches_total:
+                    raise RuntimeError(f"{walked} batches in order, {now.batches_total} committed")
                 self.final = now
                 return
             started = time.monotonic()

@@ -47,8 +47,10 @@ class Batcher:
         part_bytes: int,
         batch_bytes: int,
         max_batch_records: int = 10_000,
+        shard: int = 0,
     ) -> None:
         self._upload_id = upload_id
+        self._shard = shard
         self._generation = generation
         self._part_bytes = part_bytes
         self._batch_bytes = batch_bytes
@@ -192,6 +194,7 @@ class Batcher:
         batch = SequenceBatch.model_construct(
             upload_id=self._upload_id,
             generation=self._generation,
+            shard=self._shard,
             batch_no=self.batch_count,
             source_offset=source_offset,
             parts=SequenceParts.from_rows(self._parts),

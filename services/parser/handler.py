@@ -3,6 +3,14 @@
 Reads the object in ranged GETs pinned to the event's etag, drives the parsing engine, and
 publishes bounded batches (with confirms) to the persist queue, then ``ParseCompleted``. Bad
 input fails the upload with the engine's code and position; it is never retried.
+
+A plain FASTA larger than ``shard_bytes`` is parsed in shards, by as many parsers as there are:
+the parser that takes the notification reads the object once to find the record starts that cut
+it (``shared/parsing/shards.py``, computing the object's digests on the way), saves that plan and
+publishes one ``ShardRequested`` per shard on the parse queue. Any parser then parses a shard from
+its first record on, numbering records and lines as the whole file would, its batches numbered
+within the shard; a shard whose parser dies is redelivered like any message. The persister ends
+the generation's parse when every shard's ``ParseCompleted`` is in.
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ from services.parser.source_digests import SourceDigests
 from shared import metrics
 from shared.failpoints import failpoint
 from shared.logging import bind_upload
-from shared.messages import ParseCompleted, SequenceBatch
+from shared.messages import ParseCompleted, SequenceBatch, ShardRequested
 from shared.parsing.alphabet import get_alphabet
-from shared.parsing.engine import Limits, SequenceStream
+from shared.parsing.engine import Limits, Resume, SequenceStream
 from shared.parsing.errors import ParseError
+from shared.parsing.shards import FastaShardScanner
 from shared.ports import ObjectChanged, ObjectReader, ParseUploads, PipelinedPublisher
 from shared.settings import Settings
 from shared.stages import GiveUp
@@ -34,6 +43,7 @@ from shared.uploads import (
     Failure,
     ObjectCreated,
     PipelineErrorCode,
+    Shard,
     Upload,
     decide_claim,
     needs_object_check,
@@ -53,10 +63,14 @@ class ParserDeps:
     publisher: PipelinedPublisher
 
 
-def handle_notification(events: list[ObjectCreated], deps: ParserDeps) -> None:
-    if not events:
+def handle_parse(message: list[ObjectCreated] | ShardRequested, deps: ParserDeps) -> None:
+    """One message of the parse queue: a bucket notification, or a shard of a split parse."""
+    if isinstance(message, ShardRequested):
+        parse_shard(message, deps)
+        return
+    if not message:
         log.info("ignoring event without object creation")
-    for event in events:
+    for event in message:
         parse_object(event, deps)
 
 
@@ -82,7 +96,98 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
         if not deps.uploads.start_parsing(upload.id, upload.generation):
             log.info("generation no longer parseable", state=upload.state.value)
             return
-        _parse(event, upload, deps)
+        if _may_split(upload, deps.settings) and _split(event, upload, deps):
+            return
+        _parse(Source(event.bucket, event.key, event.etag), upload, deps)
+
+
+def _may_split(upload: Upload, settings: Settings) -> bool:
+    """Worth reading the object once more to split it: sharding is on and the object is larger."""
+    size = upload.bytes_total or 0
+    return 0 < settings.shard_bytes < size and upload.declared_format in (None, "fasta")
+
+
+def _split(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> bool:
+    """Plan the shards (or take the plan saved before) and request each one; False: the object is
+    not a plain FASTA that splits (it is then parsed whole, as any other)."""
+    plan = deps.uploads.shard_plan(upload.id, upload.generation)
+    if not plan:
+        try:
+            planned = _plan_shards(event, upload, deps)
+        except ObjectChanged as exc:
+            _object_changed(Source(event.bucket, event.key, event.etag), upload, exc, deps)
+            return True
+        if planned is None:
+            return False
+        shards, source_md5, source_sha256 = planned
+        saved = deps.uploads.save_shard_plan(upload.id, upload.generation, shards, source_md5, source_sha256)
+        if saved is None:
+            log.info("generation no longer parsing; its shards are not requested")
+            return True
+        plan = saved
+    # Every shard, also on a redelivery: one that was parsed is parsed again and its batches are
+    # skipped by the persister (a lost batch is recovered this way, as in a whole parse).
+    for shard in plan:
+        deps.publisher.publish(ShardRequested(upload_id=upload.id, generation=upload.generation, shard=shard.number))
+    deps.publisher.flush()
+    log.info("parse split into shards", shards=len(plan), shard_bytes=deps.settings.shard_bytes)
+    return True
+
+
+def _plan_shards(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> tuple[list[Shard], str, str] | None:
+    """Read the object once: where its shards start, and its digests. None if it does not split
+    (not starting with '>': gzip, FASTQ, anything the whole parse must judge) or makes one shard."""
+    settings = deps.settings
+    size = upload.bytes_total or 0
+    scanner = FastaShardScanner(settings.shard_bytes)
+    digests = SourceDigests()
+    budget = ProgressBudget(settings.parse_stall_seconds)
+    started = time.monotonic()
+    try:
+        for chunk in deps.store.iter_ranges(event.bucket, event.key, size, event.etag, settings.read_range_bytes):
+            if scanner.size == 0 and not scanner.splittable(chunk):
+                digests.abandon()
+                return None
+            budget.progress()
+            digests.feed(chunk)
+            scanner.feed(chunk)
+    except BaseException:
+        digests.abandon()
+        raise
+    source_md5, source_sha256 = digests.finish()
+    starts = scanner.starts
+    if len(starts) < 2:
+        return None
+    ends = [s.offset for s in starts[1:]] + [scanner.size]
+    counts = [s.ordinal for s in starts[1:]] + [scanner.records]
+    shards = [
+        Shard(number, start.offset, end, start.ordinal, start.line, count - start.ordinal)
+        for number, (start, end, count) in enumerate(zip(starts, ends, counts, strict=True))
+    ]
+    log.info(
+        "shards planned",
+        shards=len(shards),
+        records=scanner.records,
+        seconds=round(time.monotonic() - started, 2),
+    )
+    return shards, source_md5, source_sha256
+
+
+def parse_shard(request: ShardRequested, deps: ParserDeps) -> None:
+    bind_upload(request.upload_id, request.generation)
+    structlog.contextvars.bind_contextvars(shard=request.shard)
+    with deps.uploads.generation_lock(request.upload_id, f"parse-shard-{request.shard}") as locked:
+        if not locked:
+            log.info("shard already being parsed elsewhere")
+            return
+        found = deps.uploads.shard_to_parse(request.upload_id, request.generation, request.shard)
+        if found is None:
+            log.info("shard no longer to be parsed (its generation ended or was replaced)")
+            return
+        upload, shard = found
+        assert upload.etag is not None
+        shard_count = len(deps.uploads.shard_plan(upload.id, upload.generation))
+        _parse(Source(upload.bucket, upload.key, upload.etag), upload, deps, shard, shard_count)
 
 
 def _claim(event: ObjectCreated, deps: ParserDeps, attempts: int = 3) -> Claim | None:
@@ -158,21 +263,40 @@ class ProgressBudget:
             raise ParseStalled(f"no progress for {idle:.0f} s (limit {self._seconds:.0f} s)")
 
 
-def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
+@dataclass(frozen=True)
+class Source:
+    """The object a parse reads, pinned to the generation's etag."""
+
+    bucket: str
+    key: str
+    etag: str
+
+
+def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None = None, shard_count: int = 1) -> None:
+    """Parse the object, or one ``shard`` of it (its bytes, numbered from its first record on)."""
     settings = deps.settings
+    resume = None if shard is None or shard.number == 0 else Resume(shard.first_ordinal, shard.first_line)
     stream = SequenceStream(
-        get_alphabet(upload.alphabet), upload.filename, upload.declared_format, parse_limits(settings)
+        get_alphabet(upload.alphabet),
+        upload.filename,
+        "fasta" if shard is not None else upload.declared_format,
+        parse_limits(settings),
+        resume=resume,
     )
-    batcher = Batcher(upload.id, upload.generation, settings.part_bytes, settings.batch_bytes)
+    batcher = Batcher(
+        upload.id, upload.generation, settings.part_bytes, settings.batch_bytes, shard=shard.number if shard else 0
+    )
     budget = ProgressBudget(settings.parse_stall_seconds)
-    # The size recorded when the store confirmed this generation's object (see parse_object).
-    size = upload.bytes_total
-    if size is None:  # not recorded (a claim always records it): ask the store
-        stat = deps.store.stat(event.bucket, event.key)
-        size = stat.size if stat is not None else 0
-    offset = 0
-    digests = SourceDigests()
-    log.info("parsing", bucket=event.bucket, key=event.key, size=size)
+    if shard is not None:
+        start, end = shard.start, shard.end
+    else:
+        start = 0
+        # The size recorded when the store confirmed this generation's object (see parse_object).
+        end = upload.bytes_total if upload.bytes_total is not None else _stored_size(source, deps)
+    offset = start
+    # The whole object's digests: a shard's were taken when the shards were planned.
+    digests = SourceDigests() if shard is None else None
+    log.info("parsing", bucket=source.bucket, key=source.key, start=start, end=end)
 
     def publish(batches: Iterable[SequenceBatch]) -> None:
         for batch in batches:
@@ -181,9 +305,12 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
             failpoint("parser.after_batch")  # batches out, the file half read
 
     try:
-        for chunk in deps.store.iter_ranges(event.bucket, event.key, size, event.etag, settings.read_range_bytes):
+        for chunk in deps.store.iter_ranges(
+            source.bucket, source.key, end, source.etag, settings.read_range_bytes, start=start
+        ):
             offset += len(chunk)
-            digests.feed(chunk)
+            if digests is not None:
+                digests.feed(chunk)
             budget.progress()
             for events in stream.pieces(chunk):  # one bounded piece of content at a time
                 budget.check()
@@ -191,7 +318,8 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
         publish(batcher.add(stream.finish(), offset))
         publish(batcher.finish(offset))
     except ParseError as exc:
-        digests.abandon()
+        if digests is not None:
+            digests.abandon()
         deps.publisher.flush()  # batches already sent are dropped by the persister: the generation failed
         failure = Failure(exc.code, exc.message, exc.line, exc.column)
         log.info(
@@ -205,53 +333,79 @@ def _parse(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> None:
         deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except ParseStalled as exc:
-        digests.abandon()
+        if digests is not None:
+            digests.abandon()
         deps.publisher.flush()
         failure = Failure(PipelineErrorCode.PARSE_STALLED, f"the parse made no progress: {exc}")
         log.warning("parse stalled", error=str(exc), error_id=failure.error_id)
         deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except ObjectChanged as exc:
-        digests.abandon()
+        if digests is not None:
+            digests.abandon()
         deps.publisher.flush()
-        if deps.store.exists(event.bucket, event.key):
-            log.info("object overwritten while reading; the newer event takes over", error=str(exc))
-        else:
-            # Nothing will ever take over: say so, instead of leaving the upload parsing forever.
-            failure = Failure(PipelineErrorCode.OBJECT_DELETED, "the object was deleted before it could be read")
-            log.info("object deleted before it could be read", error=str(exc), error_id=failure.error_id)
-            deps.uploads.fail(upload.id, upload.generation, failure)
+        _object_changed(source, upload, exc, deps)
         return
     except BaseException:
-        digests.abandon()
+        if digests is not None:
+            digests.abandon()
         # Let what was already handed over go out (the persister dedups a retry's batches), and keep
         # a publishing error of this attempt from surfacing in the next upload's.
         with contextlib.suppress(Exception):
             deps.publisher.flush()
         raise
     assert stream.format is not None
-    source_md5, source_sha256 = digests.finish()
+    if shard is not None and batcher.record_count != shard.records:
+        # The plan and the parse disagree on where records start: retried, then dead-lettered.
+        raise RuntimeError(f"shard {shard.number}: {shard.records} records planned, {batcher.record_count} parsed")
+    source_md5, source_sha256 = digests.finish() if digests is not None else (None, None)
     deps.publisher.publish(
         ParseCompleted(
             upload_id=upload.id,
             generation=upload.generation,
+            shard=shard.number if shard else 0,
+            shard_count=shard_count,
             batch_count=batcher.batch_count,
             record_count=batcher.record_count,
-            source_bytes=offset,
+            source_bytes=offset - start,
             format=stream.format + (".gz" if stream.compressed else ""),
             source_md5=source_md5,
             source_sha256=source_sha256,
         )
     )
     deps.publisher.flush()  # every batch confirmed before the notification is acknowledged
-    metrics.BYTES.labels("parse").inc(offset)
+    metrics.BYTES.labels("parse").inc(offset - start)
     metrics.RECORDS.labels("parse").inc(batcher.record_count)
-    log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset)
+    log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset - start)
 
 
-def give_up(events: list[ObjectCreated], why: GiveUp, deps: ParserDeps) -> None:
-    """The notification is going to the dead-letter queue: fail its upload(s) with the reason."""
-    for event in events:
+def _stored_size(source: Source, deps: ParserDeps) -> int:
+    """Not recorded (a claim always records it): ask the store."""
+    stat = deps.store.stat(source.bucket, source.key)
+    return stat.size if stat is not None else 0
+
+
+def _object_changed(source: Source, upload: Upload, exc: ObjectChanged, deps: ParserDeps) -> None:
+    if deps.store.exists(source.bucket, source.key):
+        log.info("object overwritten while reading; the newer event takes over", error=str(exc))
+    else:
+        # Nothing will ever take over: say so, instead of leaving the upload parsing forever.
+        failure = Failure(PipelineErrorCode.OBJECT_DELETED, "the object was deleted before it could be read")
+        log.info("object deleted before it could be read", error=str(exc), error_id=failure.error_id)
+        deps.uploads.fail(upload.id, upload.generation, failure)
+
+
+def give_up(message: list[ObjectCreated] | ShardRequested, why: GiveUp, deps: ParserDeps) -> None:
+    """The message is going to the dead-letter queue: fail its upload(s) with the reason."""
+    if isinstance(message, ShardRequested):
+        bind_upload(message.upload_id, message.generation)
+        deps.uploads.fail(
+            message.upload_id,
+            message.generation,
+            Failure(PipelineErrorCode.PROCESSING_FAILED, why.reason, error_id=why.error_id),
+        )
+        return
+    for event in message:
         upload = deps.uploads.find(event.bucket, event.key)
         if upload is not None and upload.etag == event.etag:
             bind_upload(upload.id, upload.generation)

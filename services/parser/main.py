@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from services.parser.handler import ParserDeps, give_up, handle_notification
+from services.parser.handler import ParserDeps, give_up, handle_parse
 from shared import metrics
 from shared.broker import Consumer, PipelinedPublisher
 from shared.logging import configure_logging
@@ -27,7 +27,7 @@ def main() -> None:
     Consumer(
         settings,
         PARSE,
-        functools.partial(handle_notification, deps=deps),
+        functools.partial(handle_parse, deps=deps),
         functools.partial(give_up, deps=deps),
     ).run()
 

@@ -53,6 +53,16 @@ class Limits:
     output_chunk_bytes: int = 512 * 1024
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where a shard of a file begins: its first record's ordinal and line (a shard starts at a
+    record's first byte, see ``shared/parsing/shards.py``). Records and error positions of the
+    shard are then numbered as in a parse of the whole file."""
+
+    ordinal: int
+    line: int
+
+
 class FormatParser(Protocol):
     format: str
 
@@ -190,7 +200,11 @@ class SequenceStream:
         filename: str | None = None,
         fmt: str | None = None,
         limits: Limits | None = None,
+        resume: Resume | None = None,
     ) -> None:
+        if resume is not None and fmt != "fasta":
+            raise ValueError("only FASTA can be parsed from the middle of a file")
+        self._resume = resume
         self._alphabet = alphabet
         self._filename = filename
         self._declared = fmt
@@ -266,5 +280,8 @@ class SequenceStream:
                 return []
             fmt = self._declared or detect_format(head[:DETECT_BYTES], self._filename)
             self._parser = make_parser(fmt, self._alphabet, self._limits)
+            if self._resume is not None:
+                assert isinstance(self._parser, FastaParser)
+                self._parser.resume(self._resume.ordinal, self._resume.line)
             data, self._detect_buffer = head, b""
         return self._parser.feed(data)

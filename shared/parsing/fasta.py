@@ -43,6 +43,13 @@ class FastaParser(ParserBase):
         self._header_line = 0
         self._in_comment = False
 
+    def resume(self, ordinal: int, line: int) -> None:
+        """Start at a record that begins on ``line`` and is the ``ordinal``-th of its file (a
+        shard's first record): before any byte is fed."""
+        assert self._bytes == 0, "resume before the first chunk"
+        self._line = line
+        self._rec.hand_back(ordinal - 1)
+
     def feed(self, chunk: bytes) -> list[Event]:
         self._bytes += len(chunk)
         pos = 0

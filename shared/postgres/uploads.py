@@ -33,7 +33,9 @@ from shared.uploads import (
     GENERATION_RESET,
     LIVE,
     NEW_GENERATION,
+    PARSE_SHARD,
     PICK_UP_STALLED,
+    PLAN_SHARDS,
     RECORD_ASSEMBLY_PROGRESS,
     REQUEUE,
     RETRY_LOST_BATCH,
@@ -49,6 +51,7 @@ from shared.uploads import (
     ObjectCreated,
     PersistOutcome,
     ResultLocation,
+    Shard,
     State,
     Transition,
     Upload,
@@ -199,6 +202,7 @@ def _delete_rows(conn: Connection, upload_id: uuid.UUID) -> None:
     conn.execute("DELETE FROM sequence_parts WHERE upload_id = %s", (upload_id,))
     conn.execute("DELETE FROM sequence_records WHERE upload_id = %s", (upload_id,))
     conn.execute("DELETE FROM upload_batches WHERE upload_id = %s", (upload_id,))
+    conn.execute("DELETE FROM upload_shards WHERE upload_id = %s", (upload_id,))
 
 
 def requeue_failed(conn: Connection, upload_id: uuid.UUID) -> Upload | None:
@@ -312,6 +316,106 @@ def fail_upload(conn: Connection, upload_id: uuid.UUID, generation: int | None, 
     return row is not None
 
 
+# --- shards (a large FASTA parsed by several parsers) ------------------------------------------
+
+_SHARD_COLUMNS = "shard, start_offset, end_offset, first_ordinal, first_line, records"
+
+
+def _shard(row: dict[str, Any]) -> Shard:
+    return Shard(
+        row["shard"], row["start_offset"], row["end_offset"], row["first_ordinal"], row["first_line"], row["records"]
+    )
+
+
+def save_shard_plan(
+    conn: Connection,
+    upload_id: uuid.UUID,
+    generation: int,
+    shards: list[Shard],
+    source_md5: str,
+    source_sha256: str,
+) -> list[Shard] | None:
+    """Record a generation's shards (and the object's digests, read while planning), once.
+
+    Returns the plan in force -- this one, or the one a parser before it saved (the same bytes give
+    the same plan) -- or None if the generation is no longer parsing.
+    """
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT id FROM uploads WHERE id = %s AND generation = %s AND state = ANY(%s) FOR UPDATE",
+            (upload_id, generation, _sources(PLAN_SHARDS)),
+        ).fetchone()
+        if row is None:
+            return None
+        existing = _shard_plan(conn, upload_id, generation)
+        if existing:
+            return existing
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO upload_shards (upload_id, generation, {_SHARD_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (upload_id, generation, s.number, s.start, s.end, s.first_ordinal, s.first_line, s.records)
+                    for s in shards
+                ],
+            )
+        conn.execute(
+            "UPDATE uploads SET source_md5 = %s, source_sha256 = %s, updated_at = now() WHERE id = %s",
+            (source_md5, source_sha256, upload_id),
+        )
+    return shards
+
+
+def _shard_plan(conn: Connection, upload_id: uuid.UUID, generation: int) -> list[Shard]:
+    rows = conn.execute(
+        f"SELECT {_SHARD_COLUMNS} FROM upload_shards WHERE upload_id = %s AND generation = %s ORDER BY shard",
+        (upload_id, generation),
+    ).fetchall()
+    return [_shard(row) for row in rows]
+
+
+def shard_plan(conn: Connection, upload_id: uuid.UUID, generation: int) -> list[Shard]:
+    """The generation's shards in order (empty for a generation parsed whole)."""
+    return _shard_plan(conn, upload_id, generation)
+
+
+def shard_to_parse(conn: Connection, upload_id: uuid.UUID, generation: int, number: int) -> tuple[Upload, Shard] | None:
+    """The upload and the shard, if its generation is still parsing (a request for a replaced or
+    ended generation is stale)."""
+    row = conn.execute(
+        f"{_SELECT} WHERE id = %s AND generation = %s AND state = ANY(%s)",
+        (upload_id, generation, _sources(PARSE_SHARD)),
+    ).fetchone()
+    if row is None:
+        return None
+    shard = conn.execute(
+        f"SELECT {_SHARD_COLUMNS} FROM upload_shards WHERE upload_id = %s AND generation = %s AND shard = %s",
+        (upload_id, generation, number),
+    ).fetchone()
+    return (Upload.from_row(row), _shard(shard)) if shard else None
+
+
+def _record_shard_parsed(conn: Connection, done: ParseCompleted) -> tuple[int, int] | None:
+    """Under the upload's row lock: the shard's end recorded; once every shard's is, the
+    generation's batch and record totals. None while shards are still being parsed."""
+    conn.execute(
+        "UPDATE upload_shards SET batch_count = %s, parsed_at = COALESCE(parsed_at, clock_timestamp()) "
+        "WHERE upload_id = %s AND generation = %s AND shard = %s",
+        (done.batch_count, done.upload_id, done.generation, done.shard),
+    )
+    row = conn.execute(
+        "SELECT count(*) AS shards, count(parsed_at) AS parsed, sum(batch_count) AS batches, "
+        "sum(records) AS records FROM upload_shards WHERE upload_id = %s AND generation = %s",
+        (done.upload_id, done.generation),
+    ).fetchone()
+    assert row is not None
+    if row["shards"] != done.shard_count:
+        raise RuntimeError(f"the plan has {row['shards']} shards, the parser counted {done.shard_count}")
+    if row["parsed"] < row["shards"]:
+        return None
+    return int(row["batches"]), int(row["records"])
+
+
 # --- persister --------------------------------------------------------------------------------
 
 
@@ -330,9 +434,9 @@ def store_batch(conn: Connection, batch: SequenceBatch) -> PersistOutcome:
         if upload is None:
             return PersistOutcome(False, False)
         fresh = conn.execute(
-            "INSERT INTO upload_batches (upload_id, generation, batch_no, records_through) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING RETURNING batch_no",
-            (batch.upload_id, batch.generation, batch.batch_no, batch.records_through),
+            "INSERT INTO upload_batches (upload_id, generation, shard, batch_no, records_through) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING batch_no",
+            (batch.upload_id, batch.generation, batch.shard, batch.batch_no, batch.records_through),
         ).fetchone()
         if fresh is None:
             return PersistOutcome(False, upload.complete)
@@ -343,7 +447,7 @@ def store_batch(conn: Connection, batch: SequenceBatch) -> PersistOutcome:
             (len(batch.records), batch.source_offset, batch.upload_id),
         ).fetchone()
         outcome = _assemble_if_complete(conn, row)
-        return replace(outcome, first_batch=batch.batch_no == 0)
+        return replace(outcome, first_batch=batch.shard == 0 and batch.batch_no == 0)
 
 
 def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOutcome:
@@ -351,6 +455,19 @@ def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOut
         upload = _lock_live(conn, done.upload_id, done.generation)
         if upload is None:
             return PersistOutcome(False, False)
+        if done.shard_count > 1:
+            totals = _record_shard_parsed(conn, done)
+            if totals is None:  # other shards still being parsed
+                conn.execute("UPDATE uploads SET updated_at = now() WHERE id = %s", (done.upload_id,))
+                return PersistOutcome(True, False)
+            batches, records = totals
+            row = conn.execute(
+                "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = bytes_total, format = %s, "
+                "parsed_at = clock_timestamp(), state = CASE WHEN state = ANY(%s) THEN %s ELSE state END, "
+                "updated_at = now() WHERE id = %s " + _RETURNING,
+                (batches, records, done.format, _sources(FINISH_PARSING), _target(FINISH_PARSING), done.upload_id),
+            ).fetchone()
+            return _assemble_if_complete(conn, row)
         row = conn.execute(
             "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = %s, format = %s, "
             "source_md5 = %s, source_sha256 = %s, "
@@ -408,10 +525,11 @@ def start_assembly(conn: Connection, upload_id: uuid.UUID, generation: int) -> N
 
 
 def committed_batches(
-    conn: Connection, upload_id: uuid.UUID, generation: int, from_batch: int
-) -> tuple[Upload | None, list[tuple[int, int | None]]]:
+    conn: Connection, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
+) -> tuple[Upload | None, list[tuple[int, int, int | None]]]:
     """The generation as it is now (None once the assembler may no longer work on it) and its
-    committed batches from ``from_batch`` on, in order: ``(batch_no, records_through)``.
+    committed batches from ``(from_shard, from_batch)`` on, in order: ``(shard, batch_no,
+    records_through)``.
 
     The upload row is read first: when it says every batch is committed, the batches read after it
     are all of them.
@@ -420,11 +538,11 @@ def committed_batches(
     if upload is None:
         return None, []
     rows = conn.execute(
-        "SELECT batch_no, records_through FROM upload_batches "
-        "WHERE upload_id = %s AND generation = %s AND batch_no >= %s ORDER BY batch_no",
-        (upload_id, generation, from_batch),
+        "SELECT shard, batch_no, records_through FROM upload_batches "
+        "WHERE upload_id = %s AND generation = %s AND (shard, batch_no) >= (%s, %s) ORDER BY shard, batch_no",
+        (upload_id, generation, from_shard, from_batch),
     ).fetchall()
-    return upload, [(row["batch_no"], row["records_through"]) for row in rows]
+    return upload, [(row["shard"], row["batch_no"], row["records_through"]) for row in rows]
 
 
 def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation: int, records: int) -> None:
@@ -517,6 +635,17 @@ class PostgresUploads:
     def start_parsing(self, upload_id: uuid.UUID, generation: int) -> bool:
         return start_parsing(self._db.conn, upload_id, generation)
 
+    def save_shard_plan(
+        self, upload_id: uuid.UUID, generation: int, shards: list[Shard], source_md5: str, source_sha256: str
+    ) -> list[Shard] | None:
+        return save_shard_plan(self._db.conn, upload_id, generation, shards, source_md5, source_sha256)
+
+    def shard_plan(self, upload_id: uuid.UUID, generation: int) -> list[Shard]:
+        return shard_plan(self._db.conn, upload_id, generation)
+
+    def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> tuple[Upload, Shard] | None:
+        return shard_to_parse(self._db.conn, upload_id, generation, number)
+
     def fail(self, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
         failed = fail_upload(self._db.conn, upload_id, generation, failure)
         if failed:  # counted where it is recorded: once, whichever stage failed it
@@ -539,9 +668,9 @@ class PostgresUploads:
         start_assembly(self._db.conn, upload_id, generation)
 
     def committed_batches(
-        self, upload_id: uuid.UUID, generation: int, from_batch: int
-    ) -> tuple[Upload | None, list[tuple[int, int | None]]]:
-        return committed_batches(self._db.conn, upload_id, generation, from_batch)
+        self, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
+    ) -> tuple[Upload | None, list[tuple[int, int, int | None]]]:
+        return committed_batches(self._db.conn, upload_id, generation, from_shard, from_batch)
 
     def result_pieces(self, upload_id: uuid.UUID, first: int, end: int) -> Generator[ResultPiece, None, None]:
         return sequences.iter_result_pieces(self._db.conn, self._parts.conn, upload_id, first, end)

@@ -16,7 +16,17 @@ from shared.postgres.migrate import migrate, runtime_role
 from shared.postgres.sequences import iter_result_pieces
 from shared.record_schema import RECORD, Part
 from shared.settings import Settings
-from shared.uploads import Claim, ClaimAction, Failure, ObjectCreated, ParseErrorCode, PersistOutcome, State, Upload
+from shared.uploads import (
+    Claim,
+    ClaimAction,
+    Failure,
+    ObjectCreated,
+    ParseErrorCode,
+    PersistOutcome,
+    Shard,
+    State,
+    Upload,
+)
 from tests.builders import record, sequence_batch
 
 pytestmark = pytest.mark.integration
@@ -73,6 +83,7 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0011_source_digests",
         "0012_assembly_follows_batches",
         "0013_hash_content_indexes",
+        "0014_shards",
     ]
 
 
@@ -117,8 +128,8 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
     first = db.store_batch(conn, batch(upload, 0, [0, 1]))
     assert first == PersistOutcome(True, False, first_batch=True)  # the assembler may start following
     assert db.store_batch(conn, batch(upload, 0, [0, 1])) == PersistOutcome(False, False)  # replay
-    following, committed = db.committed_batches(conn, upload.id, 1, 0)
-    assert following is not None and following.state is State.PARSING and committed == [(0, 2)]
+    following, committed = db.committed_batches(conn, upload.id, 1, 0, 0)
+    assert following is not None and following.state is State.PARSING and committed == [(0, 0, 2)]
     done = ParseCompleted(
         upload_id=upload.id, generation=1, batch_count=2, record_count=3, source_bytes=10, format="fasta"
     )
@@ -138,10 +149,49 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
     ]  # fmt: skip
     assert rows[0].record == next(batch(upload, 0, [0]).records.rows())._replace(residues=None)
     # The assembler's view: batches in order with the records each completes, read window by window.
-    assert db.committed_batches(conn, upload.id, 1, 1)[1] == [(1, 3)]
+    assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(0, 1, 3)]
     with connect(settings, autocommit=True) as parts_conn:
         window = list(iter_result_pieces(conn, parts_conn, upload.id, 1, 2))
     assert [(r.record.ordinal, r.part_no, r.residues) for r in window] == [(1, 0, b"AC"), (1, 1, b"GT")]
+
+
+def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:
+    """The plan is saved once; batches are numbered within shards; the last shard's end recorded
+    sets the totals and completes the generation; a new generation drops the plan."""
+    upload = confirmed(conn, event(f"shards/{uuid.uuid4()}.fa")).upload
+    plan = [Shard(0, 0, 10, 0, 1, 2), Shard(1, 10, 20, 2, 5, 1)]
+    assert db.save_shard_plan(conn, upload.id, 1, plan, "m", "s") is None  # not parsing yet
+    assert db.start_parsing(conn, upload.id, 1)
+    assert db.save_shard_plan(conn, upload.id, 1, plan, "m", "s") == plan
+    other = [Shard(0, 0, 20, 0, 1, 3)]
+    assert db.save_shard_plan(conn, upload.id, 1, other, "x", "y") == plan  # the first plan stands
+    found = db.shard_to_parse(conn, upload.id, 1, 1)
+    assert found is not None and found[1] == plan[1] and found[0].source_md5 == "m"
+    assert db.shard_to_parse(conn, upload.id, 1, 2) is None and db.shard_to_parse(conn, upload.id, 2, 0) is None
+
+    def shard_batch(shard: int, batch_no: int, ordinals: list[int]) -> SequenceBatch:
+        return batch(upload, batch_no, ordinals).model_copy(update={"shard": shard})
+
+    def shard_done(shard: int, batches: int) -> ParseCompleted:
+        return ParseCompleted(
+            upload_id=upload.id, generation=1, shard=shard, shard_count=2, batch_count=batches,
+            record_count=plan[shard].records, source_bytes=10, format="fasta",
+        )  # fmt: skip
+
+    assert db.store_batch(conn, shard_batch(1, 0, [2])) == PersistOutcome(True, False)  # not the first batch
+    assert db.record_parse_completed(conn, shard_done(1, 1)) == PersistOutcome(True, False)
+    assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(True, False, first_batch=True)
+    assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(False, False)  # replay
+    assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(1, 0, 3)]
+    assert db.record_parse_completed(conn, shard_done(0, 2)) == PersistOutcome(True, False)
+    current = db.get_upload(conn, upload.id)
+    assert current is not None and (current.state, current.batches_total, current.records_total) == (
+        State.PERSISTING, 3, 3
+    )  # fmt: skip
+    assert db.store_batch(conn, shard_batch(0, 1, [1])) == PersistOutcome(True, True)
+    assert [b[:2] for b in db.committed_batches(conn, upload.id, 1, 0, 0)[1]] == [(0, 0), (0, 1), (1, 0)]
+    newer = confirmed(conn, event(upload.key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
+    assert newer.generation == 2 and db.shard_plan(conn, upload.id, 2) == [] and db.shard_plan(conn, upload.id, 1) == []
 
 
 def test_batches_of_a_replaced_generation_are_ignored(conn: Connection) -> None:

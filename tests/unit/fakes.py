@@ -26,7 +26,9 @@ from shared.uploads import (
     FINISH_PARSING,
     GENERATION_RESET,
     NEW_GENERATION,
+    PARSE_SHARD,
     PICK_UP_STALLED,
+    PLAN_SHARDS,
     RECORD_ASSEMBLY_PROGRESS,
     RETRY_LOST_BATCH,
     START_ASSEMBLY,
@@ -39,6 +41,7 @@ from shared.uploads import (
     ObjectCreated,
     PersistOutcome,
     ResultLocation,
+    Shard,
     State,
     Upload,
     decide_locked_claim,
@@ -63,8 +66,10 @@ class FakeUploads:
         self.uploads: dict[uuid.UUID, Upload] = {}
         self.records: dict[uuid.UUID, list[Record]] = {}
         self.parts: dict[uuid.UUID, list[Part]] = {}
-        self.batches: dict[uuid.UUID, set[tuple[int, int]]] = {}
-        self.records_through: dict[tuple[uuid.UUID, int, int], int | None] = {}
+        self.batches: dict[uuid.UUID, set[tuple[int, int, int]]] = {}  # (generation, shard, batch_no)
+        self.records_through: dict[tuple[uuid.UUID, int, int, int], int | None] = {}
+        self.shards: dict[tuple[uuid.UUID, int], list[Shard]] = {}
+        self.shards_parsed: dict[tuple[uuid.UUID, int, int], int] = {}  # batch count of each parsed shard
         self.locked: set[tuple[uuid.UUID, str]] = set()
         self.resets = 0
         self.windows: list[tuple[int, int]] = []  # the assembler's reads, [first, end) of ordinals
@@ -86,6 +91,10 @@ class FakeUploads:
         self.records.pop(upload_id, None)
         self.parts.pop(upload_id, None)
         self.batches.pop(upload_id, None)
+        for key in [k for k in self.shards if k[0] == upload_id]:
+            del self.shards[key]
+        for parsed in [k for k in self.shards_parsed if k[0] == upload_id]:
+            del self.shards_parsed[parsed]
 
     def _live(self, upload_id: uuid.UUID, generation: int) -> Upload | None:
         upload = self.uploads.get(upload_id)
@@ -143,6 +152,28 @@ class FakeUploads:
         self._set(upload, state=START_PARSING.apply(upload.state), parsing_started_at=datetime.now(UTC))
         return True
 
+    def save_shard_plan(
+        self, upload_id: uuid.UUID, generation: int, shards: list[Shard], source_md5: str, source_sha256: str
+    ) -> list[Shard] | None:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload.generation != generation or not PLAN_SHARDS.allows(upload.state):
+            return None
+        if (upload_id, generation) in self.shards:
+            return self.shards[(upload_id, generation)]
+        self.shards[(upload_id, generation)] = list(shards)
+        self._set(upload, source_md5=source_md5, source_sha256=source_sha256)
+        return list(shards)
+
+    def shard_plan(self, upload_id: uuid.UUID, generation: int) -> list[Shard]:
+        return list(self.shards.get((upload_id, generation), []))
+
+    def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> tuple[Upload, Shard] | None:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload.generation != generation or not PARSE_SHARD.allows(upload.state):
+            return None
+        found = [s for s in self.shards.get((upload_id, generation), []) if s.number == number]
+        return (upload, found[0]) if found else None
+
     def fail(self, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
         upload = self.uploads.get(upload_id)
         if upload is None or generation not in (None, upload.generation) or not FAIL.allows(upload.state):
@@ -163,23 +194,36 @@ class FakeUploads:
         if upload is None:
             return PersistOutcome(False, False)
         done = self.batches.setdefault(upload.id, set())
-        if (batch.generation, batch.batch_no) in done:
+        if (batch.generation, batch.shard, batch.batch_no) in done:
             return PersistOutcome(False, upload.complete)
-        done.add((batch.generation, batch.batch_no))
-        self.records_through[(upload.id, batch.generation, batch.batch_no)] = batch.records_through
+        done.add((batch.generation, batch.shard, batch.batch_no))
+        self.records_through[(upload.id, batch.generation, batch.shard, batch.batch_no)] = batch.records_through
         self.records.setdefault(upload.id, []).extend(batch.records.rows())
         self.parts.setdefault(upload.id, []).extend(batch.parts.rows())
         upload = self._set(
             upload, batches_done=upload.batches_done + 1, records_done=upload.records_done + len(batch.records),
             bytes_done=max(upload.bytes_done, batch.source_offset),
         )  # fmt: skip
-        return PersistOutcome(True, self._assemble_if_complete(upload), first_batch=batch.batch_no == 0)
+        first = batch.shard == 0 and batch.batch_no == 0
+        return PersistOutcome(True, self._assemble_if_complete(upload), first_batch=first)
 
     def record_parse_completed(self, done: ParseCompleted) -> PersistOutcome:
         upload = self._live(done.upload_id, done.generation)
         if upload is None:
             return PersistOutcome(False, False)
         state = FINISH_PARSING.apply(upload.state) if FINISH_PARSING.allows(upload.state) else upload.state
+        if done.shard_count > 1:
+            plan = self.shards[(done.upload_id, done.generation)]
+            assert len(plan) == done.shard_count
+            self.shards_parsed[(done.upload_id, done.generation, done.shard)] = done.batch_count
+            counts = [self.shards_parsed.get((done.upload_id, done.generation, s.number)) for s in plan]
+            if None in counts:
+                return PersistOutcome(True, False)
+            upload = self._set(
+                upload, batches_total=sum(c or 0 for c in counts), records_total=sum(s.records for s in plan),
+                bytes_done=upload.bytes_total or 0, format=done.format, parsed_at=datetime.now(UTC), state=state,
+            )  # fmt: skip
+            return PersistOutcome(True, self._assemble_if_complete(upload))
         upload = self._set(
             upload, batches_total=done.batch_count, records_total=done.record_count, bytes_done=done.source_bytes,
             format=done.format, parsed_at=datetime.now(UTC), state=state,
@@ -208,14 +252,14 @@ class FakeUploads:
             self._set(upload, assembly_started_at=datetime.now(UTC))
 
     def committed_batches(
-        self, upload_id: uuid.UUID, generation: int, from_batch: int
-    ) -> tuple[Upload | None, list[tuple[int, int | None]]]:
+        self, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
+    ) -> tuple[Upload | None, list[tuple[int, int, int | None]]]:
         upload = self.assembling(upload_id, generation)
         if upload is None:
             return None, []
         found = sorted(
-            (no, through) for (uid, gen, no), through in self.records_through.items()
-            if uid == upload_id and gen == generation and no >= from_batch
+            (shard, no, through) for (uid, gen, shard, no), through in self.records_through.items()
+            if uid == upload_id and gen == generation and (shard, no) >= (from_shard, from_batch)
         )  # fmt: skip
         return upload, found
 
@@ -327,14 +371,16 @@ class FakeObjects:
     def exists(self, bucket: str, key: str) -> bool:
         return (bucket, key) in self.objects
 
-    def iter_ranges(self, bucket: str, key: str, size: int, etag: str, range_bytes: int) -> Iterator[bytes]:
-        for number, first in enumerate(range(0, size, range_bytes)):
+    def iter_ranges(
+        self, bucket: str, key: str, size: int, etag: str, range_bytes: int, start: int = 0
+    ) -> Iterator[bytes]:
+        for number, first in enumerate(range(start, size, range_bytes)):
             if self.on_read is not None:
                 self.on_read(number)
             data, current = self.objects.get((bucket, key), (b"", None))
             if current != etag:
                 raise ObjectChanged(f"{bucket}/{key} no longer has etag {etag}")
-            yield data[first : first + range_bytes]
+            yield data[first : min(first + range_bytes, size)]
 
 
 class _Upload:

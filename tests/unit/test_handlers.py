@@ -11,7 +11,7 @@ import pytest
 
 from services.assembler.handler import AssemblerDeps, handle_assemble
 from services.assembler.handler import give_up as give_up_assembly
-from services.parser.handler import ParserDeps, ParseStalled, ProgressBudget, handle_notification
+from services.parser.handler import ParserDeps, ParseStalled, ProgressBudget, handle_parse
 from services.parser.handler import give_up as give_up_parse
 from services.persister.handler import PersisterDeps, handle_persist
 from services.persister.handler import give_up as give_up_persist
@@ -59,7 +59,7 @@ def only(uploads: FakeUploads) -> Upload:
 
 
 def test_parser_publishes_numbered_batches_then_the_end(parser: ParserDeps, objects: FakeObjects) -> None:
-    handle_notification([objects.put(BUCKET, "x/a.fa", FASTA, "e1")], parser)
+    handle_parse([objects.put(BUCKET, "x/a.fa", FASTA, "e1")], parser)
     publisher, upload = parser.publisher, only(parser.uploads)  # type: ignore[attr-defined]
     *batches, done = publisher.messages
     assert all(isinstance(b, SequenceBatch) for b in batches) and isinstance(done, ParseCompleted)
@@ -76,7 +76,7 @@ def test_parser_publishes_numbered_batches_then_the_end(parser: ParserDeps, obje
 
 def test_parser_ignores_events_of_other_buckets_without_reading(parser: ParserDeps, objects: FakeObjects) -> None:
     objects.on_read = lambda number: pytest.fail("read an object of another bucket")
-    handle_notification([objects.put("someone-elses", "a.fa", FASTA, "e1")], parser)
+    handle_parse([objects.put("someone-elses", "a.fa", FASTA, "e1")], parser)
     assert parser.uploads.uploads == {} and parser.publisher.messages == []  # type: ignore[attr-defined]
 
 
@@ -84,31 +84,31 @@ def test_an_event_the_store_does_not_confirm_changes_nothing(parser: ParserDeps,
     """A forged etag for a finished upload: no new generation, its rows and result stay."""
     uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
     event = objects.put(BUCKET, "a.fa", FASTA, "e1")
-    handle_notification([event], parser)
+    handle_parse([event], parser)
     finished = uploads._set(only(uploads), state=State.DONE, result_key="r")
     uploads.records[finished.id] = [record(0)]
     forged = event.model_copy(update={"etag": "forged", "event_time": datetime.now(UTC) + timedelta(seconds=5)})
-    handle_notification([forged], parser)
+    handle_parse([forged], parser)
     assert only(uploads) == finished and uploads.records[finished.id] == [record(0)]
     ghost = objects.put(BUCKET, "gone.fa", FASTA, "e1")
     del objects.objects[(BUCKET, "gone.fa")]
-    handle_notification([ghost], parser)  # an object deleted since: no upload is created for it
+    handle_parse([ghost], parser)  # an object deleted since: no upload is created for it
     assert [u.key for u in uploads.uploads.values()] == ["a.fa"]
 
 
 def test_an_event_from_the_future_cannot_make_later_events_stale(parser: ParserDeps, objects: FakeObjects) -> None:
     uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
     first = objects.put(BUCKET, "a.fa", FASTA, "e1")
-    handle_notification([first.model_copy(update={"event_time": datetime.now(UTC) + timedelta(days=365)})], parser)
+    handle_parse([first.model_copy(update={"event_time": datetime.now(UTC) + timedelta(days=365)})], parser)
     assert only(uploads).event_time < datetime.now(UTC) + timedelta(minutes=1)  # type: ignore[operator]
     uploads._set(only(uploads), state=State.DONE)
     second = objects.put(BUCKET, "a.fa", b">b\nAC\n", "e2")  # a genuine overwrite, a minute later
-    handle_notification([second.model_copy(update={"event_time": datetime.now(UTC) + timedelta(minutes=1)})], parser)
+    handle_parse([second.model_copy(update={"event_time": datetime.now(UTC) + timedelta(minutes=1)})], parser)
     assert (only(uploads).generation, only(uploads).etag) == (2, "e2")
 
 
 def test_parser_ignores_a_notification_without_objects(parser: ParserDeps) -> None:
-    handle_notification([], parser)
+    handle_parse([], parser)
     assert parser.publisher.messages == []  # type: ignore[attr-defined]
 
 
@@ -118,7 +118,7 @@ def test_parser_does_nothing_for_a_duplicate(parser: ParserDeps, objects: FakeOb
     uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
     uploads.claim(event, confirmed=True)
     uploads._set(only(uploads), state=state)
-    handle_notification([event], parser)
+    handle_parse([event], parser)
     assert parser.publisher.messages == [] and only(uploads).state is state  # type: ignore[attr-defined]
 
 
@@ -126,7 +126,7 @@ def test_parser_does_nothing_for_a_stale_event(parser: ParserDeps, objects: Fake
     event = objects.put(BUCKET, "a.fa", FASTA, "e2")
     parser.uploads.claim(event, confirmed=True)
     older = event.model_copy(update={"etag": "e1", "event_time": event.event_time - timedelta(hours=1)})  # type: ignore[operator]
-    handle_notification([older], parser)
+    handle_parse([older], parser)
     upload = only(parser.uploads)  # type: ignore[arg-type]
     assert (upload.etag, upload.generation, parser.publisher.messages) == ("e2", 1, [])  # type: ignore[attr-defined]
 
@@ -135,7 +135,7 @@ def test_parser_leaves_a_generation_locked_by_another_parser(parser: ParserDeps,
     event = objects.put(BUCKET, "a.fa", FASTA, "e1")
     upload = parser.uploads.claim(event, confirmed=True).upload
     parser.uploads.locked.add((upload.id, "parse"))  # type: ignore[attr-defined]
-    handle_notification([event], parser)
+    handle_parse([event], parser)
     assert parser.publisher.messages == [] and only(parser.uploads).state is State.QUEUED  # type: ignore[attr-defined, arg-type]
 
 
@@ -143,12 +143,12 @@ def test_parser_stops_when_the_generation_moved_on_before_it_started(
     parser: ParserDeps, objects: FakeObjects, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(parser.uploads, "start_parsing", lambda upload_id, generation: False)
-    handle_notification([objects.put(BUCKET, "a.fa", FASTA, "e1")], parser)
+    handle_parse([objects.put(BUCKET, "a.fa", FASTA, "e1")], parser)
     assert parser.publisher.messages == []  # type: ignore[attr-defined]
 
 
 def test_parser_fails_bad_input_with_code_and_position(parser: ParserDeps, objects: FakeObjects) -> None:
-    handle_notification([objects.put(BUCKET, "a.fa", b">a\nACGT\nAC!T\n", "e1")], parser)
+    handle_parse([objects.put(BUCKET, "a.fa", b">a\nACGT\nAC!T\n", "e1")], parser)
     failure = only(parser.uploads).failure  # type: ignore[arg-type]
     assert failure is not None
     assert (failure.code, failure.line, failure.column) == (ParseErrorCode.INVALID_CHARACTER, 3, 3)
@@ -158,7 +158,7 @@ def test_parser_fails_bad_input_with_code_and_position(parser: ParserDeps, objec
 def test_parser_leaves_an_overwritten_object_to_the_newer_event(parser: ParserDeps, objects: FakeObjects) -> None:
     event = objects.put(BUCKET, "a.fa", FASTA, "e1")
     objects.on_read = lambda number: number == 2 and objects.put(BUCKET, "a.fa", b">z\nA\n", "e2") and None
-    handle_notification([event], parser)
+    handle_parse([event], parser)
     upload = only(parser.uploads)  # type: ignore[arg-type]
     assert upload.state is State.PARSING and upload.failure is None
     assert not any(isinstance(m, ParseCompleted) for m in parser.publisher.messages)  # type: ignore[attr-defined]
@@ -167,7 +167,7 @@ def test_parser_leaves_an_overwritten_object_to_the_newer_event(parser: ParserDe
 def test_parser_fails_an_object_deleted_while_reading(parser: ParserDeps, objects: FakeObjects) -> None:
     event = objects.put(BUCKET, "a.fa", FASTA, "e1")
     objects.on_read = lambda number: number == 1 and objects.objects.clear()
-    handle_notification([event], parser)
+    handle_parse([event], parser)
     failure = only(parser.uploads).failure  # type: ignore[arg-type]
     assert failure is not None and failure.code is PipelineErrorCode.OBJECT_DELETED
 
@@ -181,7 +181,7 @@ def test_parser_flushes_and_raises_on_an_unexpected_error(parser: ParserDeps, ob
 
     objects.on_read = broken
     with pytest.raises(ConnectionError):
-        handle_notification([event], parser)
+        handle_parse([event], parser)
     assert parser.publisher.flushes == 1 and not parser.uploads.locked  # type: ignore[attr-defined]
     assert only(parser.uploads).state is State.PARSING  # type: ignore[arg-type]  # a retry resumes it
 
@@ -190,7 +190,7 @@ def test_parser_fails_a_parse_that_makes_no_progress(
     uploads: FakeUploads, objects: FakeObjects, publisher: FakePublisher
 ) -> None:
     deps = ParserDeps(SETTINGS.model_copy(update={"parse_stall_seconds": -1}), uploads, objects, publisher)
-    handle_notification([objects.put(BUCKET, "a.fa", FASTA, "e1")], deps)
+    handle_parse([objects.put(BUCKET, "a.fa", FASTA, "e1")], deps)
     failure = only(uploads).failure
     assert failure is not None and failure.code is PipelineErrorCode.PARSE_STALLED
     assert publisher.flushes == 1
@@ -239,7 +239,7 @@ def test_persister_stores_each_batch_once_and_requests_assembly_at_the_first_and
     request = AssembleRequested(upload_id=upload.id, generation=1)
     first = sequence_batch(upload.id, 1, 0, [record(0, residues="AC", length=2)], source_offset=10)
     handle_persist(first, deps)  # the assembler starts following the generation
-    assert publisher.messages == [request] and uploads.records_through[(upload.id, 1, 0)] == 1
+    assert publisher.messages == [request] and uploads.records_through[(upload.id, 1, 0, 0)] == 1
     handle_persist(first, deps)  # a redelivery: stored once, not announced again
     assert len(uploads.records[upload.id]) == 1 and publisher.messages == [request]
     done = ParseCompleted(
@@ -291,7 +291,7 @@ def assembling(uploads: FakeUploads, records: int = 3) -> Upload:
         record(2, seq_id="c", length=6, part_count=2, quality=None),
     ]
     uploads.parts[upload.id] = [Part(2, 0, "ACG"), Part(2, 1, "TTT")]
-    uploads.records_through[(upload.id, 1, 0)] = 3  # one batch, committed, with all three
+    uploads.records_through[(upload.id, 1, 0, 0)] = 3  # one batch, committed, with all three
     uploads.uploads[upload.id] = dataclasses.replace(upload, batches_total=1)
     return uploads.uploads[upload.id]
 
@@ -326,7 +326,7 @@ class CommitLater:
             return
         if self.order:
             batch_no, through = self.order.pop(0)
-            self.uploads.records_through[(self.upload.id, 1, batch_no)] = through
+            self.uploads.records_through[(self.upload.id, 1, 0, batch_no)] = through
         else:
             self.uploads.uploads[self.upload.id] = dataclasses.replace(
                 self.uploads.uploads[self.upload.id], state=State.ASSEMBLING, batches_total=4
@@ -337,7 +337,7 @@ def following(uploads: FakeUploads) -> Upload:
     """An upload still parsing with its three records stored, of which only batch 0 is committed."""
     upload = assembling(uploads)
     uploads.records_through.clear()
-    uploads.records_through[(upload.id, 1, 0)] = 1  # record 0
+    uploads.records_through[(upload.id, 1, 0, 0)] = 1  # record 0
     uploads.uploads[upload.id] = dataclasses.replace(upload, state=State.PARSING, batches_total=None)
     return uploads.uploads[upload.id]
 
@@ -483,7 +483,7 @@ def test_a_late_object_for_an_expired_ticket_is_still_processed(parser: ParserDe
     parser.uploads.add(  # type: ignore[attr-defined]
         make_upload(bucket=BUCKET, key="late.fa", state=State.EXPIRED, etag=None, generation=0)
     )
-    handle_notification([event], parser)
+    handle_parse([event], parser)
     assert only(parser.uploads).generation == 1  # type: ignore[arg-type]
     done = parser.publisher.messages[-1]  # type: ignore[attr-defined]
     assert isinstance(done, ParseCompleted) and done.record_count == 4
@@ -495,7 +495,7 @@ def test_the_parser_reads_the_size_the_store_shows_not_the_events(
 ) -> None:
     """A notification's size is not trusted: too small would cut the file, too large read past it."""
     event = objects.put(BUCKET, "a.fa", FASTA, "e1").model_copy(update={"size": claimed})
-    handle_notification([event], parser)
+    handle_parse([event], parser)
     done = parser.publisher.messages[-1]  # type: ignore[attr-defined]
     assert isinstance(done, ParseCompleted) and (done.source_bytes, done.record_count) == (len(FASTA), 4)
     assert only(parser.uploads).bytes_total == len(FASTA)  # type: ignore[arg-type]
@@ -505,7 +505,7 @@ def test_an_upload_changed_between_look_and_lock_is_looked_at_again(parser: Pars
     """The first look saw a redelivery (no HEAD due); by the lock another event had moved the upload
     on, so this one would start a generation: it is checked with the store first, and ignored."""
     first = objects.put(BUCKET, "race.fa", FASTA, "e1")
-    handle_notification([first], parser)
+    handle_parse([first], parser)
     uploads: FakeUploads = parser.uploads  # type: ignore[assignment]
     upload = only(uploads)
     objects.put(BUCKET, "race.fa", FASTA + b">z\nA\n", "e2")  # the store now shows e2 only
@@ -515,6 +515,6 @@ def test_an_upload_changed_between_look_and_lock_is_looked_at_again(parser: Pars
         uploads.before_claim = None
 
     uploads.before_claim = moved_on
-    handle_notification([first.model_copy(update={"event_time": None})], parser)  # e1 redelivered
+    handle_parse([first.model_copy(update={"event_time": None})], parser)  # e1 redelivered
     after = uploads.uploads[upload.id]
     assert (after.etag, after.generation) == ("e2", 2)  # e1 is not in the store: nothing changed

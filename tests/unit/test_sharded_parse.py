@@ -1,0 +1,155 @@
+"""A large FASTA parsed in shards, through the parser, persister and assembler handlers (fakes):
+the same records, checksums, lines and document as a parse of the whole file, and the same batch
+numbering whichever order the shards are parsed and committed in."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import orjson
+import pytest
+
+from services.assembler.handler import AssemblerDeps, handle_assemble
+from services.parser.handler import ParserDeps, handle_parse
+from services.persister.handler import PersisterDeps, handle_persist
+from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch, ShardRequested
+from shared.settings import Settings
+from shared.uploads import ParseErrorCode, State, Upload, result_key
+from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads
+from tests.unit.helpers import parse
+from tests.unit.test_shards import random_fasta
+
+BASE = Settings(read_range_bytes=1000, part_bytes=1024, batch_bytes=3000, result_part_bytes=5 * 1024 * 1024)
+BUCKET = BASE.uploads_bucket
+
+
+class Run:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.uploads, self.objects, self.publisher = FakeUploads(), FakeObjects(), FakePublisher()
+        self.parser = ParserDeps(settings, self.uploads, self.objects, self.publisher)
+        self.results = FakeResults()
+
+    def notify(self, data: bytes) -> Upload:
+        handle_parse([self.objects.put(BUCKET, "owner/big.fa", data, "e1")], self.parser)
+        (upload,) = self.uploads.uploads.values()
+        return upload
+
+    def take(self, kind: type) -> list:  # type: ignore[type-arg]
+        taken = [m for m in self.publisher.messages if isinstance(m, kind)]
+        self.publisher.messages = [m for m in self.publisher.messages if not isinstance(m, kind)]
+        return taken
+
+    def persist_and_assemble(self, upload: Upload, order: Callable[[list], list]) -> bytes:  # type: ignore[type-arg]
+        persister = PersisterDeps(self.uploads, FakePublisher())
+        for message in order(self.take(SequenceBatch) + self.take(ParseCompleted)):
+            handle_persist(message, persister)
+        handle_assemble(
+            AssembleRequested(upload_id=upload.id, generation=upload.generation),
+            AssemblerDeps(self.settings, self.uploads, self.results),
+        )
+        return self.results.documents[(self.settings.results_bucket, result_key(upload))]
+
+    def batches(self, upload: Upload) -> list[tuple[int, int, int | None]]:
+        return sorted((s, b, t) for (uid, _, s, b), t in self.uploads.records_through.items() if uid == upload.id)
+
+
+def records_of(document: bytes) -> list[dict]:  # type: ignore[type-arg]
+    return orjson.loads(document)["records"]  # type: ignore[no-any-return]
+
+
+DATA = random_fasta(random.Random(3), 400)
+
+
+def sharded(order: Callable[[list], list]) -> tuple[Run, Upload, bytes]:  # type: ignore[type-arg]
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    upload = run.notify(DATA)
+    requests = run.take(ShardRequested)
+    assert [r.shard for r in requests] == list(range(len(requests))) and len(requests) > 3
+    assert run.uploads.uploads[upload.id].state is State.PARSING
+    for request in order(requests):
+        handle_parse(request, run.parser)
+    return run, upload, run.persist_and_assemble(upload, order)
+
+
+def test_shards_give_the_document_of_a_whole_parse_and_the_same_batches_in_any_order() -> None:
+    whole = Run(BASE)
+    upload = whole.notify(DATA)
+    assert whole.take(ShardRequested) == []  # sharding is off by default
+    whole_document = whole.persist_and_assemble(upload, lambda m: m)
+
+    in_order, first, document = sharded(lambda m: m)
+    shuffled, second, other = sharded(lambda m: random.Random(5).sample(m, len(m)))
+    assert records_of(document) == records_of(whole_document) == records_of(other)
+    expected = parse(DATA, fmt="fasta")
+    assert [(r["line_number"], r["md5"]) for r in records_of(document)] == [
+        (r["line_number"], r["md5"]) for r in expected
+    ]
+    # Batches are numbered within their shard: the same numbers whatever order shards ran in.
+    assert in_order.batches(first) == shuffled.batches(second)
+    assert len({shard for shard, _, _ in in_order.batches(first)}) > 3
+    for run, upload in ((in_order, first), (shuffled, second)):
+        done = run.uploads.uploads[upload.id]
+        assert done.state is State.DONE and done.records_total == len(expected)
+        # The object's digests were taken while the shards were planned.
+        assert done.source_md5 is not None and done.source_sha256 is not None
+    trailer = orjson.loads(document)
+    assert trailer["collection_digest"] == orjson.loads(whole_document)["collection_digest"]
+
+
+def test_a_shard_requested_again_is_parsed_again_and_its_batches_skipped() -> None:
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    upload = run.notify(DATA)
+    requests = run.take(ShardRequested)
+    for request in [*requests, requests[1], requests[2]]:  # two redelivered
+        handle_parse(request, run.parser)
+    document = run.persist_and_assemble(upload, lambda m: m)
+    assert records_of(document) == records_of(sharded(lambda m: m)[2])
+    # A redelivered notification republishes the saved plan; it does not read the object again.
+    reads = []
+    run.objects.on_read = reads.append
+    handle_parse([run.objects.put(BUCKET, "owner/big.fa", DATA, "e1")], run.parser)
+    assert reads == []
+
+
+def test_a_bad_record_in_a_later_shard_fails_the_upload_at_its_position_in_the_file() -> None:
+    data = bytearray(DATA)
+    at = data.index(b"ACG", len(data) * 4 // 5)
+    data[at] = ord("!")
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    upload = run.notify(bytes(data))
+    for request in run.take(ShardRequested):
+        handle_parse(request, run.parser)
+    failed = run.uploads.uploads[upload.id]
+    whole = Run(BASE)
+    expected = whole.uploads.uploads[whole.notify(bytes(data)).id].failure
+    assert failed.state is State.FAILED and failed.failure is not None and expected is not None
+    assert failed.failure.code is ParseErrorCode.INVALID_CHARACTER
+    assert (failed.failure.line, failed.failure.column) == (expected.line, expected.column)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"@r\nACGT\n+\nIIII\n" * 3000, id="fastq"),
+        pytest.param(b"\n" + DATA, id="blank line before the first header"),
+        pytest.param(b">one\n" + b"ACGT" * 20_000 + b"\n", id="one record"),
+    ],
+)
+def test_what_does_not_split_is_parsed_whole(data: bytes) -> None:
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    upload = run.notify(data)
+    assert run.take(ShardRequested) == [] and run.uploads.shard_plan(upload.id, 1) == []
+    assert any(isinstance(m, ParseCompleted) and m.shard_count == 1 for m in run.publisher.messages)
+
+
+def test_a_shard_of_a_replaced_generation_is_not_parsed() -> None:
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    upload = run.notify(DATA)
+    requests = run.take(ShardRequested)
+    run.objects.put(BUCKET, "owner/big.fa", DATA + b">x\nA\n", "e2")
+    handle_parse([run.objects.put(BUCKET, "owner/big.fa", DATA + b">x\nA\n", "e2")], run.parser)
+    run.publisher.messages.clear()
+    handle_parse(requests[0], run.parser)
+    assert run.publisher.messages == [] and run.uploads.uploads[upload.id].generation == 2
