@@ -96,6 +96,18 @@ class Pipeline:
             assert time.monotonic() < deadline, f"the event of s3://{bucket}/{key} never created an upload"
             time.sleep(0.25)
 
+    def start_consuming(self, name: str, extra_env: dict[str, str] | None = None, timeout: float = 60) -> int:
+        """Start process ``name`` (``parser-2``, or a stage with other settings) and wait until it
+        consumes its queue; returns its pid."""
+        log = self.processes.log_file(name)
+        since = log.stat().st_size if log.exists() else 0
+        pid = self.processes.start(name, extra_env)
+        deadline = time.monotonic() + timeout
+        while not (log.exists() and b'"event": "consuming"' in log.read_bytes()[since:]):
+            assert time.monotonic() < deadline, f"{name} never started consuming\n{self.logs()}"
+            time.sleep(0.2)
+        return pid
+
     def logs(self) -> str:
         out = []
         for name in stack.SERVICES:
