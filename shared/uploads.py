@@ -368,7 +368,13 @@ class Claim:
 @dataclass(frozen=True)
 class Shard:
     """One part of a generation's object that a parser parses on its own (a large FASTA): bytes
-    ``[start, end)``, beginning with the record numbered ``first_ordinal`` on ``first_line``."""
+    ``[start, end)`` of the object, whose content begins with the record numbered
+    ``first_ordinal`` on ``first_line``.
+
+    Plain: the bytes are the content (``skip`` 0, ``content_bytes`` their length). bgzip: the
+    bytes are whole blocks; their inflated content starts ``skip`` bytes before the shard's first
+    record, and the shard is the ``content_bytes`` from there.
+    """
 
     number: int
     start: int
@@ -376,6 +382,9 @@ class Shard:
     first_ordinal: int
     first_line: int
     records: int
+    bgzf: bool = False
+    skip: int = 0
+    content_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import Any
+
+from Bio import bgzf
 
 from shared.messages import RecordColumns, SequenceBatch, SequenceParts
 from shared.record_schema import Part, Record
@@ -44,3 +47,13 @@ def sequence_batch(
         parts=SequenceParts.from_rows(parts or []),
         records=RecordColumns.from_rows(records),
     )
+
+
+def bgzip(data: bytes) -> bytes:
+    """bgzip by Biopython's BGZF writer: an implementation independent of the project's reader."""
+    out = io.BytesIO()
+    out.close = lambda: None  # type: ignore[method-assign]  # the writer closes its file; keep the bytes
+    writer = bgzf.BgzfWriter(fileobj=out)
+    writer.write(data)
+    writer.close()  # writes the last block and the empty end-of-file block
+    return out.getvalue()

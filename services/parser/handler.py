@@ -31,9 +31,9 @@ from shared.failpoints import failpoint
 from shared.logging import bind_upload
 from shared.messages import ParseCompleted, SequenceBatch, ShardRequested
 from shared.parsing.alphabet import get_alphabet
-from shared.parsing.engine import Limits, Resume, SequenceStream
+from shared.parsing.engine import GZIP_MAGIC, GzipStream, Limits, Resume, SequenceStream
 from shared.parsing.errors import ParseError
-from shared.parsing.shards import FastaShardScanner
+from shared.parsing.shards import BgzfShardScanner, FastaShardScanner, ShardContent
 from shared.ports import ObjectChanged, ObjectReader, ParseUploads, PipelinedPublisher
 from shared.settings import Settings
 from shared.stages import GiveUp
@@ -135,42 +135,92 @@ def _split(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> bool:
 
 
 def _plan_shards(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> tuple[list[Shard], str, str] | None:
-    """Read the object once: where its shards start, and its digests. None if it does not split
-    (not starting with '>': gzip, FASTQ, anything the whole parse must judge) or makes one shard."""
+    """Read the object once: where its shards start, and its digests. None if it does not split:
+    not a plain or bgzip FASTA whose first byte is '>' (plain gzip, FASTQ, anything the whole parse
+    must judge), past the decompression limits, or a single shard."""
     settings = deps.settings
     size = upload.bytes_total or 0
-    scanner = FastaShardScanner(settings.shard_bytes)
+    scanner: FastaShardScanner | BgzfShardScanner | None = None
     digests = SourceDigests()
-    budget = ProgressBudget(settings.parse_stall_seconds)
     started = time.monotonic()
     try:
         for chunk in deps.store.iter_ranges(event.bucket, event.key, size, event.etag, settings.read_range_bytes):
-            if scanner.size == 0 and not scanner.splittable(chunk):
-                digests.abandon()
-                return None
-            budget.progress()
+            if scanner is None:
+                scanner = (
+                    BgzfShardScanner(
+                        settings.shard_bytes, settings.max_decompressed_bytes, settings.max_compression_ratio
+                    )
+                    if chunk.startswith(GZIP_MAGIC)
+                    else FastaShardScanner(settings.shard_bytes)
+                )
             digests.feed(chunk)
             scanner.feed(chunk)
+        if isinstance(scanner, BgzfShardScanner):
+            scanner.finish()
+    except ValueError as exc:  # the scanners' word for "cannot be split"
+        digests.abandon()
+        log.info("not split; parsed whole", reason=str(exc))
+        return None
     except BaseException:
         digests.abandon()
         raise
     source_md5, source_sha256 = digests.finish()
-    starts = scanner.starts
-    if len(starts) < 2:
+    if scanner is None or len(scanner.starts) < 2:
         return None
-    ends = [s.offset for s in starts[1:]] + [scanner.size]
-    counts = [s.ordinal for s in starts[1:]] + [scanner.records]
-    shards = [
-        Shard(number, start.offset, end, start.ordinal, start.line, count - start.ordinal)
-        for number, (start, end, count) in enumerate(zip(starts, ends, counts, strict=True))
-    ]
+    shards = _bgzf_shards(scanner) if isinstance(scanner, BgzfShardScanner) else _plain_shards(scanner)
     log.info(
         "shards planned",
         shards=len(shards),
-        records=scanner.records,
+        records=sum(shard.records for shard in shards),
         seconds=round(time.monotonic() - started, 2),
     )
     return shards, source_md5, source_sha256
+
+
+def _plain_shards(scanner: FastaShardScanner) -> list[Shard]:
+    starts = scanner.starts
+    ends = [s.offset for s in starts[1:]] + [scanner.size]
+    counts = [s.ordinal for s in starts[1:]] + [scanner.records]
+    return [
+        Shard(
+            number,
+            start.offset,
+            end,
+            start.ordinal,
+            start.line,
+            count - start.ordinal,
+            content_bytes=end - start.offset,
+        )
+        for number, (start, end, count) in enumerate(zip(starts, ends, counts, strict=True))
+    ]
+
+
+def _bgzf_shards(scanner: BgzfShardScanner) -> list[Shard]:
+    """A shard reads from the block of its first record through the block of the next shard's
+    first record (not that block when the next record begins it)."""
+    starts = scanner.starts
+    shards = []
+    for number, start in enumerate(starts):
+        if number + 1 < len(starts):
+            after = starts[number + 1]
+            end = after.block + (after.block_size if after.within else 0)
+            content_end, records_end = after.content_offset, after.ordinal
+        else:
+            end, content_end, records_end = scanner.size, scanner.content.size, scanner.content.records
+        shards.append(
+            Shard(
+                number,
+                start.block,
+                end,
+                start.ordinal,
+                start.line,
+                records_end - start.ordinal,
+                bgzf=True,
+                skip=start.within,
+                content_bytes=content_end - start.content_offset,
+            )
+        )
+    return shards
 
 
 def parse_shard(request: ShardRequested, deps: ParserDeps) -> None:
@@ -296,6 +346,12 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
     offset = start
     # The whole object's digests: a shard's were taken when the shards were planned.
     digests = SourceDigests() if shard is None else None
+    # A bgzip shard's blocks are inflated here, its content cut out of them (the engine sees FASTA).
+    content = (
+        ShardContent(GzipStream(parse_limits(settings)).feed, shard.skip, shard.content_bytes)
+        if shard is not None and shard.bgzf
+        else None
+    )
     log.info("parsing", bucket=source.bucket, key=source.key, start=start, end=end)
 
     def publish(batches: Iterable[SequenceBatch]) -> None:
@@ -312,9 +368,12 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
             if digests is not None:
                 digests.feed(chunk)
             budget.progress()
-            for events in stream.pieces(chunk):  # one bounded piece of content at a time
-                budget.check()
-                publish(batcher.add(events, offset))
+            for piece in content.feed(chunk) if content is not None else (chunk,):
+                for events in stream.pieces(piece):  # one bounded piece of content at a time
+                    budget.check()
+                    publish(batcher.add(events, offset))
+        if content is not None and not content.complete:
+            raise RuntimeError(f"shard {shard and shard.number}: its blocks hold less content than planned")
         publish(batcher.add(stream.finish(), offset))
         publish(batcher.finish(offset))
     except ParseError as exc:
@@ -368,7 +427,7 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
             batch_count=batcher.batch_count,
             record_count=batcher.record_count,
             source_bytes=offset - start,
-            format=stream.format + (".gz" if stream.compressed else ""),
+            format=stream.format + (".gz" if stream.compressed or content is not None else ""),
             source_md5=source_md5,
             source_sha256=source_sha256,
         )

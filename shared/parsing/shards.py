@@ -10,10 +10,17 @@ have no such mark, so they are never split.
 
 Linear and in constant memory: each chunk is searched once from where the last count stopped;
 only its last byte is kept across chunks.
+
+A bgzip file (BGZF: a series of gzip members of at most 64 KiB, each with its size in its header)
+is split through its blocks: its content is scanned block by block, and a shard starts at the
+block holding its first record, skipping that record's offset into the block. Plain gzip has no
+such points to start from and is parsed whole.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -94,3 +101,129 @@ class FastaShardScanner:
         else:  # the '>' at ``pos`` itself is counted: the pair before it lies in the range
             self._records += chunk.count(b"\n>", pos - 1, end)
         self._lines += chunk.count(b"\n", pos, end)
+
+
+# --- bgzip (BGZF): gzip members of at most 64 KiB each, whose sizes are in their headers ----------
+
+BGZF_MAX_BLOCK = 65536  # compressed and inflated size bound of one block (SAM/BAM spec, section 4.1)
+_HEADER = 18  # up to and including the BC subfield when it is the only one; longer extras are read
+
+
+def bgzf_block_size(data: bytes | memoryview, pos: int) -> int | None:
+    """The size of the BGZF block at ``pos`` from its header; None while the header is incomplete.
+
+    Raises ``ValueError`` for a member that is not a BGZF block (no ``BC`` subfield): a plain gzip
+    file, or one whose later members are plain gzip, cannot be entered in the middle.
+    """
+    if len(data) - pos < 12:
+        return None
+    if data[pos] != 0x1F or data[pos + 1] != 0x8B or data[pos + 2] != 8 or not data[pos + 3] & 0x04:
+        raise ValueError("not a BGZF block (no gzip header with an extra field)")
+    xlen = data[pos + 10] | data[pos + 11] << 8
+    if len(data) - pos < 12 + xlen:
+        return None
+    sub = pos + 12
+    while sub + 4 <= pos + 12 + xlen:
+        slen = data[sub + 2] | data[sub + 3] << 8
+        if data[sub] == 0x42 and data[sub + 1] == 0x43 and slen == 2:
+            return (data[sub + 4] | data[sub + 5] << 8) + 1
+        sub += 4 + slen
+    raise ValueError("not a BGZF block (no BC subfield)")
+
+
+@dataclass(frozen=True)
+class BgzfShardStart:
+    """A shard's first record in a bgzip file: the block it lies in (``block``, a byte offset in
+    the compressed file; ``block_size``), its offset inside that block's content (``within``), and
+    in the whole content (``content_offset``), with its ordinal and line."""
+
+    block: int
+    block_size: int
+    within: int
+    content_offset: int
+    ordinal: int
+    line: int
+
+
+class BgzfShardScanner:
+    """``FastaShardScanner`` over the content of a bgzip file, fed its compressed bytes in order.
+
+    Every block is inflated (at most 64 KiB, checked) and handed to the FASTA scanner on its own,
+    so a shard start found is always inside the block just fed. Memory: one block carried across
+    chunks. ``limit`` and ``ratio`` bound the content inflated as the parse's decompression limits
+    do (``ValueError``: the whole parse then refuses the file with its own error).
+    """
+
+    def __init__(self, shard_bytes: int, limit: int, ratio: int) -> None:
+        self.content = FastaShardScanner(shard_bytes)
+        self._limit = limit
+        self._ratio = ratio
+        self._rest = b""
+        self.size = 0  # compressed bytes fed
+        self.starts: list[BgzfShardStart] = [BgzfShardStart(0, 0, 0, 0, 0, 1)]
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._rest + chunk if self._rest else chunk
+        pos = 0
+        while True:
+            size = bgzf_block_size(data, pos)
+            if size is None or len(data) - pos < size:
+                break
+            if size > BGZF_MAX_BLOCK:
+                raise ValueError("a BGZF block larger than 64 KiB")
+            block = data[pos : pos + size]
+            inflater = zlib.decompressobj(wbits=31)
+            try:
+                content = inflater.decompress(block, BGZF_MAX_BLOCK + 1)
+            except zlib.error as exc:
+                raise ValueError(f"a corrupt BGZF block: {exc}") from None
+            if not inflater.eof or inflater.unused_data or len(content) > BGZF_MAX_BLOCK:
+                raise ValueError("a BGZF block that is not one whole gzip member of at most 64 KiB")
+            before = len(self.content.starts)
+            offset = self.content.size
+            if content:
+                self.content.feed(content)
+            inflated = self.content.size
+            if inflated > self._limit or (inflated > 64 * 1024 * 1024 and inflated > (self.size + pos) * self._ratio):
+                raise ValueError("content beyond the decompression limits")
+            for start in self.content.starts[before:]:
+                self.starts.append(
+                    BgzfShardStart(
+                        self.size + pos, size, start.offset - offset, start.offset, start.ordinal, start.line
+                    )
+                )
+            pos += size
+        self._rest = data[pos:]
+        self.size += pos
+
+    def finish(self) -> None:
+        if self._rest:
+            raise ValueError("the bgzip file ends inside a block")
+
+
+class ShardContent:
+    """The content of one bgzip shard from its compressed bytes: the first ``skip`` bytes of the
+    first block dropped, ``length`` bytes kept, the rest of the last block ignored. Inflated by the
+    engine's ``GzipStream`` (bounded pieces, decompression limits)."""
+
+    def __init__(self, inflate: Callable[[bytes], Iterator[bytes]], skip: int, length: int) -> None:
+        self._inflate = inflate
+        self._skip = skip
+        self._left = length
+
+    @property
+    def complete(self) -> bool:
+        return self._left == 0
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        for piece in self._inflate(chunk):
+            if self._skip:
+                cut = min(self._skip, len(piece))
+                piece, self._skip = piece[cut:], self._skip - cut
+            if not self._left:
+                return
+            if piece:
+                if len(piece) > self._left:
+                    piece = piece[: self._left]
+                self._left -= len(piece)
+                yield piece

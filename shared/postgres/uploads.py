@@ -8,6 +8,7 @@ counters stay exact. The states each query accepts and sets come from the transi
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -318,13 +319,16 @@ def fail_upload(conn: Connection, upload_id: uuid.UUID, generation: int | None, 
 
 # --- shards (a large FASTA parsed by several parsers) ------------------------------------------
 
-_SHARD_COLUMNS = "shard, start_offset, end_offset, first_ordinal, first_line, records"
+# The columns of ``upload_shards``, in the order of ``Shard``'s fields (named as the fields, but these).
+_SHARD_COLUMN_NAMES = tuple(
+    {"number": "shard", "start": "start_offset", "end": "end_offset", "skip": "skip_bytes"}.get(f.name, f.name)
+    for f in dataclasses.fields(Shard)
+)
+_SHARD_COLUMNS = ", ".join(_SHARD_COLUMN_NAMES)
 
 
 def _shard(row: dict[str, Any]) -> Shard:
-    return Shard(
-        row["shard"], row["start_offset"], row["end_offset"], row["first_ordinal"], row["first_line"], row["records"]
-    )
+    return Shard(*(row[name] for name in _SHARD_COLUMN_NAMES))
 
 
 def save_shard_plan(
@@ -353,10 +357,10 @@ def save_shard_plan(
         with conn.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO upload_shards (upload_id, generation, {_SHARD_COLUMNS}) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                f"VALUES (%s, %s{', %s' * len(_SHARD_COLUMN_NAMES)})",
                 [
-                    (upload_id, generation, s.number, s.start, s.end, s.first_ordinal, s.first_line, s.records)
-                    for s in shards
+                    (upload_id, generation, *dataclasses.astuple(shard))  # the columns' order is the fields'
+                    for shard in shards
                 ],
             )
         conn.execute(

@@ -21,6 +21,7 @@ import pytest
 from genobase import stack
 from shared.postgres.connection import connect
 from shared.settings import Settings
+from tests.builders import bgzip
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import assert_same_records, download, upload_via_intake
 from tests.reference import fasta_records
@@ -67,7 +68,8 @@ def stored(settings: Settings, upload_id: str) -> dict[str, Any]:
     """What Postgres holds of the upload: its shards, batches and records."""
     with connect(settings, autocommit=True) as conn:
         shards = conn.execute(
-            "SELECT shard, start_offset, end_offset, first_ordinal, first_line, records, batch_count, parsed_at "
+            "SELECT shard, start_offset, end_offset, first_ordinal, first_line, records, bgzf, skip_bytes, "
+            "content_bytes, batch_count, parsed_at "
             "FROM upload_shards WHERE upload_id = %s ORDER BY shard",
             (upload_id,),
         ).fetchall()
@@ -92,8 +94,10 @@ def parsed_shards(pipeline: Pipeline, name: str, upload_id: str) -> set[int]:
     return found
 
 
-def run_upload(pipeline: Pipeline, settings: Settings) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    ticket = upload_via_intake(pipeline, f"big-{uuid.uuid4().hex[:8]}.fa", DATA)
+def run_upload(
+    pipeline: Pipeline, settings: Settings, data: bytes = DATA, suffix: str = ".fa"
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    ticket = upload_via_intake(pipeline, f"big-{uuid.uuid4().hex[:8]}{suffix}", data)
     status = pipeline.wait_for(ticket["id"])
     assert status["state"] == "done", status
     return status, download(status), stored(settings, ticket["id"])
@@ -131,6 +135,20 @@ def test_a_fasta_split_over_two_parsers_gives_what_one_parser_gives(
     assert single_document["records"] == document["records"]
     for field in ("record_count", "collection_digest", "duplicate_names", "empty_sequences", "format"):
         assert single_document[field] == document[field]
+
+
+def test_a_bgzip_fasta_is_split_through_its_blocks(
+    pipeline: Pipeline, settings: Settings, sharding_parser: None
+) -> None:
+    start_second_parser(pipeline)
+    packed = bgzip(DATA)
+    status, document, rows = run_upload(pipeline, settings, packed, ".fa.gz")
+    assert_same_records(document, fasta_records(DATA))
+    assert document["format"] == "fasta.gz" and status["progress"]["bytes_done"] == len(packed)
+    shards = rows["shards"]
+    assert len(shards) >= 5 and all(s["bgzf"] for s in shards) and any(s["skip_bytes"] for s in shards)
+    assert sum(s["content_bytes"] for s in shards) == len(DATA)
+    assert parsed_shards(pipeline, "parser", status["id"]) and parsed_shards(pipeline, PARSER_2, status["id"])
 
 
 def test_a_shard_whose_parser_is_killed_is_parsed_by_the_other(

@@ -4,6 +4,7 @@ numbering whichever order the shards are parsed and committed in."""
 
 from __future__ import annotations
 
+import gzip
 import random
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from services.persister.handler import PersisterDeps, handle_persist
 from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch, ShardRequested
 from shared.settings import Settings
 from shared.uploads import ParseErrorCode, State, Upload, result_key
+from tests.builders import bgzip
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads
 from tests.unit.helpers import parse
 from tests.unit.test_shards import random_fasta
@@ -98,6 +100,22 @@ def test_shards_give_the_document_of_a_whole_parse_and_the_same_batches_in_any_o
     assert trailer["collection_digest"] == orjson.loads(whole_document)["collection_digest"]
 
 
+def test_a_bgzip_fasta_splits_through_its_blocks_and_gives_the_records_of_the_plain_file() -> None:
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    packed = bgzip(DATA)
+    upload = run.notify(packed)
+    requests = run.take(ShardRequested)
+    plan = run.uploads.shard_plan(upload.id, 1)
+    assert len(requests) == len(plan) > 3 and all(shard.bgzf for shard in plan)
+    assert any(shard.skip for shard in plan)  # shards that start inside a block
+    for request in reversed(requests):
+        handle_parse(request, run.parser)
+    document = run.persist_and_assemble(upload, lambda m: m)
+    assert records_of(document) == records_of(sharded(lambda m: m)[2])
+    assert orjson.loads(document)["format"] == "fasta.gz"
+    assert run.uploads.uploads[upload.id].bytes_done == len(packed)
+
+
 def test_a_shard_requested_again_is_parsed_again_and_its_batches_skipped() -> None:
     run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
     upload = run.notify(DATA)
@@ -135,6 +153,7 @@ def test_a_bad_record_in_a_later_shard_fails_the_upload_at_its_position_in_the_f
         pytest.param(b"@r\nACGT\n+\nIIII\n" * 3000, id="fastq"),
         pytest.param(b"\n" + DATA, id="blank line before the first header"),
         pytest.param(b">one\n" + b"ACGT" * 20_000 + b"\n", id="one record"),
+        pytest.param(gzip.compress(DATA), id="plain gzip"),
     ],
 )
 def test_what_does_not_split_is_parsed_whole(data: bytes) -> None:

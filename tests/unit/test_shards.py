@@ -3,15 +3,18 @@ parse of the whole file gives (records, checksums, lines, error positions)."""
 
 from __future__ import annotations
 
+import gzip
 import random
+import zlib
 
 import pytest
 
 from shared.parsing.alphabet import get_alphabet
-from shared.parsing.engine import Resume, SequenceStream
+from shared.parsing.engine import GzipStream, Limits, Resume, SequenceStream
 from shared.parsing.errors import ParseError
 from shared.parsing.records import Event
-from shared.parsing.shards import FastaShardScanner, ShardStart
+from shared.parsing.shards import BgzfShardScanner, FastaShardScanner, ShardContent, ShardStart
+from tests.builders import bgzip
 from tests.unit.helpers import collect, events_of
 
 
@@ -121,3 +124,63 @@ def test_an_error_in_a_later_shard_has_the_position_of_the_whole_file() -> None:
 def test_only_fasta_resumes() -> None:
     with pytest.raises(ValueError):
         SequenceStream(get_alphabet("nucleotide"), "x.fq", "fastq", resume=Resume(3, 9))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_bgzip_file_splits_where_its_content_does(seed: int) -> None:
+    rng = random.Random(200 + seed)
+    data = random_fasta(rng, 400)
+    packed = bgzip(data)
+    scanner = BgzfShardScanner(20_000, 1 << 40, 1000)
+    for chunk in (1000, 65536, 7):
+        scanner = BgzfShardScanner(20_000, 1 << 40, 1000)
+        for i in range(0, len(packed), chunk):
+            scanner.feed(packed[i : i + chunk])
+        scanner.finish()
+        plain = scan(data, 20_000, 4096)
+        assert [(s.content_offset, s.ordinal, s.line) for s in scanner.starts] == [
+            (s.offset, s.ordinal, s.line) for s in plain.starts
+        ]
+        assert scanner.size == len(packed) and scanner.content.size == len(data)
+    for start in scanner.starts[1:]:
+        # The block named holds the record's first byte at ``within``: read from there alone.
+        block = packed[start.block : start.block + start.block_size]
+        assert zlib.decompress(block, wbits=31)[start.within :].startswith(data[start.content_offset :][:64])
+
+
+def test_shard_content_is_cut_from_whole_blocks() -> None:
+    data = random_fasta(random.Random(9), 400)
+    packed = bgzip(data)
+    scanner = BgzfShardScanner(30_000, 1 << 40, 1000)
+    scanner.feed(packed)
+    starts = scanner.starts
+    for first, after in zip(starts, [*starts[1:], None], strict=True):
+        end = len(packed) if after is None else after.block + (after.block_size if after.within else 0)
+        content_end = len(data) if after is None else after.content_offset
+        cut = ShardContent(GzipStream(Limits()).feed, first.within, content_end - first.content_offset)
+        got = b"".join(
+            piece for i in range(first.block, end, 5000) for piece in cut.feed(packed[i : min(i + 5000, end)])
+        )
+        assert got == data[first.content_offset : content_end] and cut.complete
+
+
+@pytest.mark.parametrize(
+    "packed",
+    [
+        pytest.param(gzip.compress(b">a\nACGT\n" * 1000), id="plain gzip"),
+        pytest.param(bgzip(b">a\nACGT\n" * 1000) + gzip.compress(b">b\nAC\n"), id="a plain member after BGZF"),
+        pytest.param(bgzip(b"@r\nACGT\n+\nIIII\n" * 100), id="bgzip FASTQ"),
+    ],
+)
+def test_what_is_not_bgzip_fasta_does_not_split(packed: bytes) -> None:
+    scanner = BgzfShardScanner(100, 1 << 40, 1000)
+    with pytest.raises(ValueError):
+        scanner.feed(packed)
+        scanner.finish()
+
+
+def test_a_bgzip_bomb_stops_the_scan_at_the_limit() -> None:
+    packed = bgzip(b">a\n" + b"A" * 3_000_000 + b"\n")
+    scanner = BgzfShardScanner(100, 1_000_000, 1000)
+    with pytest.raises(ValueError, match="decompression limits"):
+        scanner.feed(packed)

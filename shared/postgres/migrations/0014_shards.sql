@@ -11,6 +11,10 @@ CREATE TABLE upload_shards (
     first_ordinal bigint NOT NULL,
     first_line bigint NOT NULL,
     records bigint NOT NULL,
+    -- bgzip: the range is whole blocks; the shard's content starts skip_bytes into their content
+    bgzf boolean NOT NULL,
+    skip_bytes bigint NOT NULL,
+    content_bytes bigint NOT NULL,
     batch_count integer,
     parsed_at timestamptz,
     PRIMARY KEY (upload_id, generation, shard)
