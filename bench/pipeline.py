@@ -1,6 +1,7 @@
 """End-to-end benchmark against the running stack (``genobase up``): bucket event to JSON result.
 
-``python -m bench.pipeline [--size 256m,1g,4g] [--format fasta|fastq] [--compare] [--digest]``
+``python -m bench.pipeline [--size 256m,1g,4g] [--format fasta|fastq] [--compare] [--digest]
+[--shard-bytes 256m]``
 
 Uploads the deterministic benchmark file (bench/generate.py) as a client does (``genobase
 upload``'s transfer: a multipart upload in parallel parts) and prints seconds from the bucket event
@@ -12,15 +13,21 @@ before the upload through /proc/PID/clear_refs).
 Postgres defaults and with its sequence column stored uncompressed, and prints the ratios beside
 the issue's targets. Everything runs one after the other on one stack in one invocation, so the
 ratios hold whatever the day's machine speed. Not a test: it asserts nothing.
+
+``--shard-bytes`` restarts the running parsers (``genobase up --replicas parser=N``) with
+``GENOBASE_SHARD_BYTES`` for the runs, restores them afterwards, and prints how the upload was
+split and which parser parsed which shard.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,7 @@ import psycopg
 from bench import naive
 from bench.generate import generate
 from genobase import stack, transfer
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, get_settings, stack_file
 from shared.storage import ObjectStore
 
 RUN_DIR = Path(os.environ.get("GENOBASE_HOME", ".genobase")) / "run"
@@ -171,6 +178,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         if start in times and end in times:
             print(f"  {label:<50} {(times[end] - times[start]).total_seconds():6.1f} s")
     print_cpu(cpu_before, cpu_after, elapsed)
+    print_shards(settings, ticket["id"])
     for name, peak in peaks.items():
         mark = "" if peak <= RSS_TARGET_MIB else f"   ABOVE the {RSS_TARGET_MIB:.0f} MiB target"
         print(f"  peak RSS {name:<12} {peak:7.1f} MiB{mark}")
@@ -178,6 +186,57 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         print(f"records digest  {records_digest(store, settings.results_bucket, status['result']['key'])}")
     store.client.delete_object(Bucket=settings.results_bucket, Key=status["result"]["key"])
     return {"id": ticket["id"], "seconds": elapsed, "bucket": ticket["bucket"], "key": ticket["key"], "peaks": peaks}
+
+
+def parser_names(processes: stack.ServiceProcesses) -> list[str]:
+    return [name for name in processes.running_instances() if stack.split_instance(name)[0] == "parser"]
+
+
+@contextlib.contextmanager
+def sharding_parsers(shard_bytes: int | None) -> Iterator[None]:
+    """The running parsers restarted with ``GENOBASE_SHARD_BYTES`` for the block, then as before."""
+    if shard_bytes is None:
+        yield
+        return
+    processes = stack.ServiceProcesses(RUN_DIR, stack.read_env_file(stack_file()))
+    names = parser_names(processes)
+
+    def restart(extra: dict[str, str] | None) -> None:
+        for name in names:
+            processes.stop(name)
+            log = processes.log_file(name)
+            since = log.stat().st_size if log.exists() else 0
+            processes.start(name, extra)
+            deadline = time.monotonic() + 60
+            while b'"event": "consuming"' not in log.read_bytes()[since:]:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name} did not start consuming")
+                time.sleep(0.2)
+
+    restart({"GENOBASE_SHARD_BYTES": str(shard_bytes)})
+    print(f"parsers {', '.join(names)} split FASTA files above {shard_bytes / 2**20:.0f} MiB")
+    try:
+        yield
+    finally:
+        restart(None)
+
+
+def print_shards(settings: Settings, upload_id: str) -> None:
+    """How the upload was split, and which parser process parsed each shard (from their logs)."""
+    with psycopg.connect(settings.pg_migration_dsn) as conn:
+        shards = conn.execute("SELECT count(*) FROM upload_shards WHERE upload_id = %s", (upload_id,)).fetchone()
+    if not shards or not shards[0]:
+        print("  parsed whole (no shards)")
+        return
+    processes = stack.ServiceProcesses(RUN_DIR, {})
+    by: dict[str, int] = {}
+    for name in parser_names(processes):
+        for line in processes.log_file(name).read_bytes().splitlines():
+            if upload_id.encode() in line and b'"event": "parsed"' in line:
+                by[name] = by.get(name, 0) + 1
+            if upload_id.encode() in line and b'"event": "shards planned"' in line:
+                print(f"  planned by {name}: {line.decode()[:200]}")
+    print(f"  {shards[0]} shards, parsed by " + ", ".join(f"{name} {n}" for name, n in sorted(by.items())))
 
 
 def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool, compressed: bool) -> float:
@@ -227,7 +286,7 @@ def run_one(settings: Settings, size_name: str, fmt: str, compare: bool, digest:
         # Leave no gigabytes behind: repeated runs would otherwise fill the OSD and the database.
         ObjectStore(settings).client.delete_object(Bucket=result["bucket"], Key=result["key"])
         with psycopg.connect(settings.pg_migration_dsn) as conn:
-            for table in ("sequence_parts", "sequence_records"):
+            for table in ("sequence_parts", "sequence_records", "upload_shards", "upload_batches"):
                 conn.execute(f"DELETE FROM {table} WHERE upload_id = %s", (result["id"],))
     return size, float(result["seconds"])
 
@@ -242,9 +301,16 @@ def main() -> None:
     parser.add_argument(
         "--digest", action="store_true", help="print a SHA-256 of the result's records (compare two versions)"
     )
+    parser.add_argument(
+        "--shard-bytes",
+        type=lambda text: int(text.removesuffix("m")) * 2**20,
+        default=None,
+        help="MiB (e.g. 256m): the running parsers split large FASTA files for these runs",
+    )
     args = parser.parse_args()
     settings = get_settings()
-    runs = [run_one(settings, name, args.format, args.compare, args.digest) for name in args.size]
+    with sharding_parsers(args.shard_bytes):
+        runs = [run_one(settings, name, args.format, args.compare, args.digest) for name in args.size]
     if len(runs) > 1:
         per_gib = [seconds / (size / 1024**3) for size, seconds in runs]
         spread = max(per_gib) / min(per_gib) - 1

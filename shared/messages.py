@@ -110,6 +110,9 @@ class SequenceBatch(Message):
     shard: int = 0
     batch_no: int
     source_offset: int = Field(description="bytes of the source consumed once this batch is parsed")
+    # In a parse in shards, offsets of shards parsed at once interleave: each batch says how many
+    # bytes it adds instead (counted once, with the batch). None in a whole parse.
+    source_bytes: int | None = None
     parts: SequenceParts
     records: RecordColumns
 

@@ -48,9 +48,12 @@ class Batcher:
         batch_bytes: int,
         max_batch_records: int = 10_000,
         shard: int = 0,
+        shard_start: int | None = None,
     ) -> None:
         self._upload_id = upload_id
         self._shard = shard
+        # In a shard: the offset the last batch reached, so that each batch says what it adds.
+        self._last_offset = shard_start
         self._generation = generation
         self._part_bytes = part_bytes
         self._batch_bytes = batch_bytes
@@ -197,11 +200,14 @@ class Batcher:
             shard=self._shard,
             batch_no=self.batch_count,
             source_offset=source_offset,
+            source_bytes=None if self._last_offset is None else source_offset - self._last_offset,
             parts=SequenceParts.from_rows(self._parts),
             records=RecordColumns.from_rows(self._records),
             kind="sequence_batch",
             schema_version=1,
         )
         self.batch_count += 1
+        if self._last_offset is not None:
+            self._last_offset = source_offset
         self._new_columns()
         return batch

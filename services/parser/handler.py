@@ -334,7 +334,12 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
         resume=resume,
     )
     batcher = Batcher(
-        upload.id, upload.generation, settings.part_bytes, settings.batch_bytes, shard=shard.number if shard else 0
+        upload.id,
+        upload.generation,
+        settings.part_bytes,
+        settings.batch_bytes,
+        shard=shard.number if shard else 0,
+        shard_start=shard.start if shard else None,
     )
     budget = ProgressBudget(settings.parse_stall_seconds)
     if shard is not None:

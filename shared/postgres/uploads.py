@@ -445,10 +445,19 @@ def store_batch(conn: Connection, batch: SequenceBatch) -> PersistOutcome:
         if fresh is None:
             return PersistOutcome(False, upload.complete)
         sequences.copy_batch(conn, batch)
+        # A whole parse's offsets only grow; a shard's batch adds its own bytes (once: only a fresh
+        # batch gets here), capped at the object's size (bgzip shards share a block at their edge).
         row = conn.execute(
-            "UPDATE uploads SET batches_done = batches_done + 1, records_done = records_done + %s, "
-            "bytes_done = GREATEST(bytes_done, %s), updated_at = now() WHERE id = %s " + _RETURNING,
-            (len(batch.records), batch.source_offset, batch.upload_id),
+            "UPDATE uploads SET batches_done = batches_done + 1, records_done = records_done + %(records)s, "
+            "bytes_done = CASE WHEN %(added)s::bigint IS NULL THEN GREATEST(bytes_done, %(offset)s) "
+            "ELSE LEAST(bytes_done + %(added)s, COALESCE(bytes_total, bytes_done + %(added)s)) END, "
+            "updated_at = now() WHERE id = %(id)s " + _RETURNING,
+            {
+                "records": len(batch.records),
+                "added": batch.source_bytes,
+                "offset": batch.source_offset,
+                "id": batch.upload_id,
+            },
         ).fetchone()
         outcome = _assemble_if_complete(conn, row)
         return replace(outcome, first_batch=batch.shard == 0 and batch.batch_no == 0)

@@ -125,8 +125,14 @@ def test_sixty_uploads_from_six_clients_with_two_replicas_of_each_stage_and_repl
     ids = {o.upload_id for o in outcomes}
     # Both processes of each queue-consuming stage did part of the work.
     for service, marker in (("parser", b'"parsing"'), ("persister", b'"batch"'), ("assembler", b'"result written"')):
-        counts = [_worked(pipeline, name, marker, ids) for name in stack.instance_names(service, 2)]
-        assert all(counts), f"{service} processes {counts}: one did no work"
+        names = stack.instance_names(service, 2)
+        counts = [_worked(pipeline, name, marker, ids) for name in names]
+        idle = [name for name, count in zip(names, counts, strict=True) if not count]
+        tails = "\n".join(
+            f"--- {name} ---\n" + "\n".join(pipeline.processes.log_file(name).read_text().splitlines()[-30:])
+            for name in idle
+        )
+        assert not idle, f"{service} processes {counts}: one did no work\n{tails}"
     ledger.survive(fault)
 
 

@@ -170,7 +170,7 @@ def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:
     assert db.shard_to_parse(conn, upload.id, 1, 2) is None and db.shard_to_parse(conn, upload.id, 2, 0) is None
 
     def shard_batch(shard: int, batch_no: int, ordinals: list[int]) -> SequenceBatch:
-        return batch(upload, batch_no, ordinals).model_copy(update={"shard": shard})
+        return batch(upload, batch_no, ordinals).model_copy(update={"shard": shard, "source_bytes": 4})
 
     def shard_done(shard: int, batches: int) -> ParseCompleted:
         return ParseCompleted(
@@ -179,6 +179,7 @@ def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:
         )  # fmt: skip
 
     assert db.store_batch(conn, shard_batch(1, 0, [2])) == PersistOutcome(True, False)  # not the first batch
+    assert db.get_upload(conn, upload.id).bytes_done == 4  # type: ignore[union-attr]  # its own bytes, added
     assert db.record_parse_completed(conn, shard_done(1, 1)) == PersistOutcome(True, False)
     assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(True, False, first_batch=True)
     assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(False, False)  # replay
@@ -189,6 +190,7 @@ def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:
         State.PERSISTING, 3, 3
     )  # fmt: skip
     assert db.store_batch(conn, shard_batch(0, 1, [1])) == PersistOutcome(True, True)
+    assert db.get_upload(conn, upload.id).bytes_done == 10  # type: ignore[union-attr]  # at most the object
     assert [b[:2] for b in db.committed_batches(conn, upload.id, 1, 0, 0)[1]] == [(0, 0), (0, 1), (1, 0)]
     newer = confirmed(conn, event(upload.key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
     assert newer.generation == 2 and db.shard_plan(conn, upload.id, 2) == [] and db.shard_plan(conn, upload.id, 1) == []

@@ -202,7 +202,8 @@ class FakeUploads:
         self.parts.setdefault(upload.id, []).extend(batch.parts.rows())
         upload = self._set(
             upload, batches_done=upload.batches_done + 1, records_done=upload.records_done + len(batch.records),
-            bytes_done=max(upload.bytes_done, batch.source_offset),
+            bytes_done=max(upload.bytes_done, batch.source_offset) if batch.source_bytes is None
+            else min(upload.bytes_done + batch.source_bytes, upload.bytes_total or 1 << 62),
         )  # fmt: skip
         first = batch.shard == 0 and batch.batch_no == 0
         return PersistOutcome(True, self._assemble_if_complete(upload), first_batch=first)

@@ -172,3 +172,17 @@ def test_a_shard_of_a_replaced_generation_is_not_parsed() -> None:
     run.publisher.messages.clear()
     handle_parse(requests[0], run.parser)
     assert run.publisher.messages == [] and run.uploads.uploads[upload.id].generation == 2
+
+
+def test_shard_batches_add_their_own_bytes_so_progress_counts_each_byte_once() -> None:
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    upload = run.notify(DATA)
+    for request in reversed(run.take(ShardRequested)):
+        handle_parse(request, run.parser)
+    batches = run.take(SequenceBatch)
+    assert sum(batch.source_bytes or 0 for batch in batches) == len(DATA)
+    persister = PersisterDeps(run.uploads, FakePublisher())
+    for batch in batches[: len(batches) // 2]:  # the later shards' half: their offsets are the highest
+        handle_persist(batch, persister)
+    done = run.uploads.uploads[upload.id].bytes_done
+    assert done == sum(batch.source_bytes or 0 for batch in batches[: len(batches) // 2]) < len(DATA)
