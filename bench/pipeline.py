@@ -1,7 +1,7 @@
 """End-to-end benchmark against the running stack (``genobase up``): bucket event to JSON result.
 
 ``python -m bench.pipeline [--size 256m,1g,4g] [--format fasta|fastq] [--compare] [--digest]
-[--shard-bytes 256m]``
+[--shard-bytes 0,256m]``
 
 Uploads the deterministic benchmark file (bench/generate.py) as a client does (``genobase
 upload``'s transfer: a multipart upload in parallel parts) and prints seconds from the bucket event
@@ -14,9 +14,9 @@ Postgres defaults and with its sequence column stored uncompressed, and prints t
 the issue's targets. Everything runs one after the other on one stack in one invocation, so the
 ratios hold whatever the day's machine speed. Not a test: it asserts nothing.
 
-``--shard-bytes`` restarts the running parsers (``genobase up --replicas parser=N``) with
-``GENOBASE_SHARD_BYTES`` for the runs, restores them afterwards, and prints how the upload was
-split and which parser parsed which shard.
+``--shard-bytes 0,256m`` runs each file once per setting, the running parsers (``genobase up
+--replicas parser=N``) restarted with that ``GENOBASE_SHARD_BYTES`` and restored afterwards, and
+prints how each upload was split and which parser parsed which shard.
 """
 
 from __future__ import annotations
@@ -214,7 +214,8 @@ def sharding_parsers(shard_bytes: int | None) -> Iterator[None]:
                 time.sleep(0.2)
 
     restart({"GENOBASE_SHARD_BYTES": str(shard_bytes)})
-    print(f"parsers {', '.join(names)} split FASTA files above {shard_bytes / 2**20:.0f} MiB")
+    split = f"split FASTA files above {shard_bytes / 2**20:.0f} MiB" if shard_bytes else "parse every file whole"
+    print(f"parsers {', '.join(names)} {split}")
     try:
         yield
     finally:
@@ -255,6 +256,13 @@ def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool,
     return times.total
 
 
+def _shard_settings(text: str) -> list[int | None]:
+    try:
+        return [int(item.strip().removesuffix("m")) * 2**20 for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shard sizes are 0 or MiB like 256m, comma-separated, not {text!r}") from None
+
+
 def _sizes(text: str) -> list[str]:
     sizes = [item.strip() for item in text.split(",") if item.strip()]
     unknown = [item for item in sizes if item not in SIZES]
@@ -263,32 +271,44 @@ def _sizes(text: str) -> list[str]:
     return sizes
 
 
-def run_one(settings: Settings, size_name: str, fmt: str, compare: bool, digest: bool) -> tuple[int, float]:
-    """One benchmark file through the pipeline (and the naive chain); returns (bytes, seconds)."""
+def run_one(
+    settings: Settings, size_name: str, fmt: str, compare: bool, digest: bool, shard_settings: list[int | None]
+) -> tuple[int, float]:
+    """One benchmark file through the pipeline (once per shard setting) and the naive chain;
+    returns (bytes, seconds of the first pipeline run)."""
     t = time.monotonic()
     path = bench_file(size_name, fmt)
     size = path.stat().st_size
     print(f"input {path} ({size / 1e6:.0f} MB, ready in {time.monotonic() - t:.1f} s)")
-    result = run_pipeline(settings, path, digest)
+    results = []
     try:
+        for shard_bytes in shard_settings:
+            with sharding_parsers(shard_bytes):
+                results.append((shard_bytes, run_pipeline(settings, path, digest)))
         if compare:
             fastq = fmt == "fastq"
+            last = results[-1][1]
             naive_seconds = {
-                "defaults": run_naive(settings, result["bucket"], result["key"], size, fastq, compressed=True),
-                "uncompressed": run_naive(settings, result["bucket"], result["key"], size, fastq, compressed=False),
+                "defaults": run_naive(settings, last["bucket"], last["key"], size, fastq, compressed=True),
+                "uncompressed": run_naive(settings, last["bucket"], last["key"], size, fastq, compressed=False),
             }
-            print(f"pipeline {result['seconds']:.1f} s; speed-up over the naive chain (one run, one stack):")
-            for variant, seconds in naive_seconds.items():
-                ratio = seconds / result["seconds"]
-                verdict = "meets" if ratio >= TARGETS[variant] else "BELOW"
-                print(f"  vs {variant:<13} {ratio:5.2f}x   target >= {TARGETS[variant]}x  ({verdict})")
+            for shard_bytes, result in results:
+                how = "whole" if not shard_bytes else f"shards of {shard_bytes / 2**20:.0f} MiB"
+                print(
+                    f"pipeline ({how}) {result['seconds']:.1f} s; speed-up over the naive chain (one run, one stack):"
+                )
+                for variant, seconds in naive_seconds.items():
+                    ratio = seconds / result["seconds"]
+                    verdict = "meets" if ratio >= TARGETS[variant] else "BELOW"
+                    print(f"  vs {variant:<13} {ratio:5.2f}x   target >= {TARGETS[variant]}x  ({verdict})")
     finally:
         # Leave no gigabytes behind: repeated runs would otherwise fill the OSD and the database.
-        ObjectStore(settings).client.delete_object(Bucket=result["bucket"], Key=result["key"])
-        with psycopg.connect(settings.pg_migration_dsn) as conn:
-            for table in ("sequence_parts", "sequence_records", "upload_shards", "upload_batches"):
-                conn.execute(f"DELETE FROM {table} WHERE upload_id = %s", (result["id"],))
-    return size, float(result["seconds"])
+        for _, result in results:
+            ObjectStore(settings).client.delete_object(Bucket=result["bucket"], Key=result["key"])
+            with psycopg.connect(settings.pg_migration_dsn) as conn:
+                for table in ("sequence_parts", "sequence_records", "upload_shards", "upload_batches"):
+                    conn.execute(f"DELETE FROM {table} WHERE upload_id = %s", (result["id"],))
+    return size, float(results[0][1]["seconds"])
 
 
 def main() -> None:
@@ -303,14 +323,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--shard-bytes",
-        type=lambda text: int(text.removesuffix("m")) * 2**20,
-        default=None,
-        help="MiB (e.g. 256m): the running parsers split large FASTA files for these runs",
+        type=_shard_settings,
+        default=[None],
+        help="0 or MiB (e.g. 0,256m): run each file once per setting, the running parsers restarted to "
+        "split large FASTA files into shards of that size (0: never); without it, as the stack is configured",
     )
     args = parser.parse_args()
     settings = get_settings()
-    with sharding_parsers(args.shard_bytes):
-        runs = [run_one(settings, name, args.format, args.compare, args.digest) for name in args.size]
+    runs = [run_one(settings, name, args.format, args.compare, args.digest, args.shard_bytes) for name in args.size]
     if len(runs) > 1:
         per_gib = [seconds / (size / 1024**3) for size, seconds in runs]
         spread = max(per_gib) / min(per_gib) - 1
