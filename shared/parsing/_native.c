@@ -377,6 +377,139 @@ static int plain_text(const unsigned char *s, Py_ssize_t n)
     return 1;
 }
 
+/* --- FASTQ: rounds in a pipeline ------------------------------------------------------------------
+ *
+ * A run of reads is taken in rounds of FASTQ_ROUND records, and round N+1 is cleaned and hashed on a helper
+ * thread while this thread builds round N's objects (which needs the GIL); this thread then joins in
+ * on what is left of round N+1's hashing. Short reads spend about as long in object building as in
+ * hashing, so overlapping the two is worth more than hashing each round on two threads and building
+ * alone. Each round has its own scratch buffers; a round is emitted only if every round before it
+ * was emitted whole (a record that is not plain ends the run there, as before).
+ */
+
+/* Spans a thread claims at a time from a round. */
+#define CLAIM 64
+/* Records per FASTQ round: the engine hands over pieces of 512 KiB (about 1,200 short reads), so
+   rounds this small let several of them overlap within one call. */
+#ifndef FASTQ_ROUND
+#define FASTQ_ROUND 512
+#endif
+
+typedef struct {
+    Span *spans;
+    unsigned char *data, *norm;
+    Py_ssize_t size;
+} Scratch;
+
+static __thread Scratch fastq_scratch[2];
+
+static int scratch_fit(Scratch *s, Py_ssize_t text)
+{
+    if (s->spans == NULL && (s->spans = PyMem_RawMalloc(sizeof(Span) * ROUND)) == NULL)
+        return -1;
+    if (text > s->size) {
+        PyMem_RawFree(s->data);
+        PyMem_RawFree(s->norm);
+        s->data = PyMem_RawMalloc((size_t)(text ? text : 1));
+        s->norm = PyMem_RawMalloc((size_t)(text ? text : 1));
+        s->size = (s->data && s->norm) ? text : 0;
+        if (s->data == NULL || s->norm == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const unsigned char *buf;
+    const Cleaner *cleaner;
+    Scratch *scratch;
+    Py_ssize_t count;
+    Py_ssize_t next; /* the first span not yet claimed (taken with __atomic_fetch_add) */
+} Round;
+
+/* Clean and hash the round's spans, CLAIM at a time, until none is left (any number of threads). */
+static void work_round(Round *r)
+{
+    for (;;) {
+        Py_ssize_t k = __atomic_fetch_add(&r->next, CLAIM, __ATOMIC_RELAXED);
+        if (k >= r->count)
+            return;
+        Work w = {r->buf, r->cleaner, r->scratch->data, r->scratch->norm, r->scratch->spans, k,
+                  k + CLAIM < r->count ? k + CLAIM : r->count};
+        clean_and_hash(&w);
+    }
+}
+
+static void *work_round_thread(void *arg)
+{
+    work_round(arg);
+    return NULL;
+}
+
+/* Up to FASTQ_ROUND (and at most ``room``) records that look like plain four-line reads from buf[pos], an
+   '@' at a line start: their spans, the size of their sequence text, and where the last one ends. */
+static Py_ssize_t scan_fastq(const unsigned char *buf, Py_ssize_t size, Py_ssize_t pos, long long room,
+                             Py_ssize_t max_read, Py_ssize_t max_title, Span *spans, Py_ssize_t *text_out,
+                             Py_ssize_t *end_out)
+{
+    Py_ssize_t count = 0, text = 0, at = pos;
+    while (count < FASTQ_ROUND && count < room && at < size && buf[at] == '@') {
+        const unsigned char *e1 = memchr(buf + at, '\n', (size_t)(size - at));
+        if (e1 == NULL)
+            break;
+        Py_ssize_t n1 = e1 - buf;
+        const unsigned char *e2 = memchr(buf + n1 + 1, '\n', (size_t)(size - n1 - 1));
+        if (e2 == NULL)
+            break;
+        Py_ssize_t n2 = e2 - buf;
+        if (n2 + 1 >= size || buf[n2 + 1] != '+')
+            break;
+        const unsigned char *e3 = memchr(buf + n2 + 1, '\n', (size_t)(size - n2 - 1));
+        if (e3 == NULL)
+            break;
+        Py_ssize_t n3 = e3 - buf;
+        const unsigned char *e4 = memchr(buf + n3 + 1, '\n', (size_t)(size - n3 - 1));
+        if (e4 == NULL)
+            break;
+        Py_ssize_t n4 = e4 - buf;
+        const unsigned char *title = buf + at + 1, *plus = buf + n2 + 2, *qual = buf + n3 + 1;
+        Py_ssize_t tlen = n1 - at - 1, slen = n2 - n1 - 1, plen = n3 - n2 - 2, qlen = n4 - n3 - 1;
+        if (slen != qlen || slen > max_read || tlen > max_title || (tlen > 0 && title[tlen - 1] == '\r') ||
+            (qlen > 0 && qual[qlen - 1] == '\r') || !plain_text(title, tlen) ||
+            (plen > 0 && (plen != tlen || memcmp(plus, title, (size_t)tlen) != 0)))
+            break;
+        /* The quality's characters are checked beside the hashing (clean_and_hash). */
+        /* The sequence is cleaned as FASTA text ending just before its newline. */
+        spans[count] = (Span){.pos = at, .nl = n1, .nxt = n2 - 1, .qpos = n3 + 1, .qlen = qlen, .offset = text};
+        text += slen;
+        count++;
+        at = n4 + 1;
+    }
+    *text_out = text;
+    *end_out = at;
+    return count;
+}
+
+/* Append the round's records up to the first that is not plain; returns how many (-1: error). */
+static Py_ssize_t emit_fastq(const unsigned char *buf, const Scratch *s, Py_ssize_t count, long long *ordinal,
+                             long long *line, Py_ssize_t *pos, PyObject *out, PyObject *record_type)
+{
+    Py_ssize_t k = 0;
+    for (; k < count && s->spans[k].plain; k++) {
+        PyObject *record = record_of(buf, &s->spans[k], s->data, *ordinal + 1, *line, record_type);
+        if (record == NULL)
+            return -1;
+        int appended = PyList_Append(out, record);
+        Py_DECREF(record);
+        if (appended < 0)
+            return -1;
+        *ordinal += 1;
+        *line += 4;
+        *pos = s->spans[k].qpos + s->spans[k].qlen + 1;
+    }
+    return k;
+}
+
 /*
  * fastq_records(data, pos, line, ordinal, max_ordinal, max_read, max_title, letters, out, record_type)
  *     -> (pos, line, ordinal)
@@ -397,52 +530,65 @@ static PyObject *fastq_records(PyObject *self, PyObject *args)
                           &letters, &PyList_Type, &out, &record_type))
         return NULL;
     PyObject *result = NULL;
-    Span *spans = run_spans(&letters, record_type);
-    if (spans == NULL)
+    if (run_spans(&letters, record_type) == NULL) /* checks the arguments */
         goto done;
     const unsigned char *buf = chunk.buf;
     Py_ssize_t size = chunk.len;
-    for (;;) {
-        Py_ssize_t count = 0, text = 0, at = pos;
-        while (count < ROUND && ordinal + count < max_ordinal && at < size && buf[at] == '@') {
-            const unsigned char *e1 = memchr(buf + at, '\n', (size_t)(size - at));
-            if (e1 == NULL)
-                break;
-            Py_ssize_t n1 = e1 - buf;
-            const unsigned char *e2 = memchr(buf + n1 + 1, '\n', (size_t)(size - n1 - 1));
-            if (e2 == NULL)
-                break;
-            Py_ssize_t n2 = e2 - buf;
-            if (n2 + 1 >= size || buf[n2 + 1] != '+')
-                break;
-            const unsigned char *e3 = memchr(buf + n2 + 1, '\n', (size_t)(size - n2 - 1));
-            if (e3 == NULL)
-                break;
-            Py_ssize_t n3 = e3 - buf;
-            const unsigned char *e4 = memchr(buf + n3 + 1, '\n', (size_t)(size - n3 - 1));
-            if (e4 == NULL)
-                break;
-            Py_ssize_t n4 = e4 - buf;
-            const unsigned char *title = buf + at + 1, *plus = buf + n2 + 2, *qual = buf + n3 + 1;
-            Py_ssize_t tlen = n1 - at - 1, slen = n2 - n1 - 1, plen = n3 - n2 - 2, qlen = n4 - n3 - 1;
-            if (slen != qlen || slen > max_read || tlen > max_title || (tlen > 0 && title[tlen - 1] == '\r') ||
-                (qlen > 0 && qual[qlen - 1] == '\r') || !plain_text(title, tlen) ||
-                (plen > 0 && (plen != tlen || memcmp(plus, title, (size_t)tlen) != 0)))
-                break;
-            /* The quality's characters are checked beside the hashing (clean_and_hash). */
-            /* The sequence is cleaned as FASTA text ending just before its newline. */
-            spans[count] = (Span){.pos = at, .nl = n1, .nxt = n2 - 1, .qpos = n3 + 1, .qlen = qlen, .offset = text};
-            text += slen;
-            count++;
-            at = n4 + 1;
+    Cleaner cleaner;
+    cleaner_init(&cleaner, letters.buf);
+    Scratch *cur = &fastq_scratch[0], *nxt = &fastq_scratch[1];
+    if (scratch_fit(cur, 0) < 0 || scratch_fit(nxt, 0) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t text, end;
+    Py_ssize_t count = scan_fastq(buf, size, pos, max_ordinal - ordinal, max_read, max_title, cur->spans, &text, &end);
+    if (count > 0) {
+        if (scratch_fit(cur, text) < 0) {
+            PyErr_NoMemory();
+            goto done;
         }
-        if (count == 0)
-            break;
-        Py_ssize_t k = emit_round(buf, letters.buf, spans, count, text, &ordinal, &line, &pos, 0, out, record_type);
+        Round first = {buf, &cleaner, cur, count, 0};
+        pthread_t helper;
+        int threaded = 0;
+        Py_BEGIN_ALLOW_THREADS
+        if (count >= PARALLEL_MIN)
+            threaded = pthread_create(&helper, NULL, work_round_thread, &first) == 0;
+        work_round(&first);
+        if (threaded)
+            pthread_join(helper, NULL);
+        Py_END_ALLOW_THREADS
+    }
+    while (count > 0) {
+        /* The next round is scanned and handed to a helper before this one's objects are built. */
+        Py_ssize_t next_count = 0, next_text = 0, next_end = end;
+        if (count == FASTQ_ROUND)
+            next_count = scan_fastq(buf, size, end, max_ordinal - ordinal - count, max_read, max_title, nxt->spans,
+                                    &next_text, &next_end);
+        if (next_count > 0 && scratch_fit(nxt, next_text) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        Round round = {buf, &cleaner, nxt, next_count, 0};
+        pthread_t helper;
+        int threaded = next_count >= PARALLEL_MIN && pthread_create(&helper, NULL, work_round_thread, &round) == 0;
+        Py_ssize_t k = emit_fastq(buf, cur, count, &ordinal, &line, &pos, out, record_type);
+        if (next_count > 0) { /* what the helper has not taken yet; then it is joined, whatever happened */
+            Py_BEGIN_ALLOW_THREADS
+            work_round(&round);
+            if (threaded)
+                pthread_join(helper, NULL);
+            Py_END_ALLOW_THREADS
+        }
         if (k < 0)
             goto done;
-        if (k < count || count < ROUND)
+        if (k < count)
             break;
+        Scratch *emitted = cur;
+        cur = nxt;
+        nxt = emitted;
+        count = next_count;
+        end = next_end;
     }
     result = Py_BuildValue("nLL", pos, line, ordinal);
 done:
