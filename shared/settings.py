@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     batch_bytes: int = 4 * MiB
     part_bytes: int = 1 * MiB
     result_part_bytes: int = 8 * MiB
-    # A plain FASTA larger than this is parsed in shards of at least this size, by every parser
+    # A FASTA (plain or bgzip) larger than this is parsed in shards of at least this size, by every parser
     # replica at once (services/parser). 0: never split -- the planning reads the object once
     # more, which pays only where several parsers share the work (README "Replicas").
     shard_bytes: int = 0

@@ -4,9 +4,9 @@ Reads the object in ranged GETs pinned to the event's etag, drives the parsing e
 publishes bounded batches (with confirms) to the persist queue, then ``ParseCompleted``. Bad
 input fails the upload with the engine's code and position; it is never retried.
 
-A plain FASTA larger than ``shard_bytes`` is parsed in shards, by as many parsers as there are:
-the parser that takes the notification reads the object once to find the record starts that cut
-it (``shared/parsing/shards.py``, computing the object's digests on the way), saves that plan and
+A FASTA, plain or bgzip, larger than ``shard_bytes`` is parsed in shards, by as many parsers as
+there are: the parser that takes the notification reads the object once to find the record starts
+that cut it (``shared/parsing/shards.py``, computing the object's digests on the way), saves that plan and
 publishes one ``ShardRequested`` per shard on the parse queue. Any parser then parses a shard from
 its first record on, numbering records and lines as the whole file would, its batches numbered
 within the shard; a shard whose parser dies is redelivered like any message. The persister ends
@@ -109,7 +109,7 @@ def _may_split(upload: Upload, settings: Settings) -> bool:
 
 def _split(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> bool:
     """Plan the shards (or take the plan saved before) and request each one; False: the object is
-    not a plain FASTA that splits (it is then parsed whole, as any other)."""
+    not a FASTA that splits (it is then parsed whole, as any other)."""
     plan = deps.uploads.shard_plan(upload.id, upload.generation)
     if not plan:
         try:
