@@ -295,6 +295,33 @@ static __thread Py_ssize_t tls_size;
 /* Below this many records a second thread is not worth starting. */
 #define PARALLEL_MIN 64
 
+/* Append the events of spans[0:count] (cleaned text in ``data``) up to the first record that is not
+   plain, advancing ordinal, line and pos; returns how many were appended, -1 on error. */
+static Py_ssize_t emit_spans(const unsigned char *buf, const Span *spans, const unsigned char *data, Py_ssize_t count,
+                             long long *ordinal, long long *line, Py_ssize_t *pos, int fasta, PyObject *out,
+                             PyObject *record_type)
+{
+    Py_ssize_t k = 0;
+    for (; k < count && spans[k].plain; k++) {
+        PyObject *record = record_of(buf, &spans[k], data, *ordinal + 1, *line, record_type);
+        if (record == NULL)
+            return -1;
+        int appended = PyList_Append(out, record);
+        Py_DECREF(record);
+        if (appended < 0)
+            return -1;
+        *ordinal += 1;
+        if (fasta) {
+            *line += 1 + spans[k].newlines;
+            *pos = spans[k].nxt + 1;
+        } else {
+            *line += 4;
+            *pos = spans[k].qpos + spans[k].qlen + 1;
+        }
+    }
+    return k;
+}
+
 /*
  * Clean and hash spans[0:count] (two threads, the GIL released), then append their events up to the
  * first record that is not plain. Advances ordinal, line (1 + newlines of each FASTA record, 4 per
@@ -333,25 +360,7 @@ static Py_ssize_t emit_round(const unsigned char *buf, const unsigned char *tabl
         pthread_join(helper, NULL);
     Py_END_ALLOW_THREADS
 
-    Py_ssize_t k = 0;
-    for (; k < count && spans[k].plain; k++) {
-        PyObject *record = record_of(buf, &spans[k], tls_data, *ordinal + 1, *line, record_type);
-        if (record == NULL)
-            return -1;
-        int appended = PyList_Append(out, record);
-        Py_DECREF(record);
-        if (appended < 0)
-            return -1;
-        *ordinal += 1;
-        if (fasta) {
-            *line += 1 + spans[k].newlines;
-            *pos = spans[k].nxt + 1;
-        } else {
-            *line += 4;
-            *pos = spans[k].qpos + spans[k].qlen + 1;
-        }
-    }
-    return k;
+    return emit_spans(buf, spans, tls_data, count, ordinal, line, pos, fasta, out, record_type);
 }
 
 /* Checks the arguments every run shares and returns this thread's span array (NULL: error set). */
@@ -446,6 +455,13 @@ static void *work_round_thread(void *arg)
     return NULL;
 }
 
+/* The index of the '\n' that ends the line starting at buf[from]; -1 if the chunk ends first. */
+static inline Py_ssize_t line_end(const unsigned char *buf, Py_ssize_t from, Py_ssize_t size)
+{
+    const unsigned char *e = from < size ? memchr(buf + from, '\n', (size_t)(size - from)) : NULL;
+    return e == NULL ? -1 : e - buf;
+}
+
 /* Up to FASTQ_ROUND (and at most ``room``) records that look like plain four-line reads from buf[pos], an
    '@' at a line start: their spans, the size of their sequence text, and where the last one ends. */
 static Py_ssize_t scan_fastq(const unsigned char *buf, Py_ssize_t size, Py_ssize_t pos, long long room,
@@ -454,24 +470,15 @@ static Py_ssize_t scan_fastq(const unsigned char *buf, Py_ssize_t size, Py_ssize
 {
     Py_ssize_t count = 0, text = 0, at = pos;
     while (count < FASTQ_ROUND && count < room && at < size && buf[at] == '@') {
-        const unsigned char *e1 = memchr(buf + at, '\n', (size_t)(size - at));
-        if (e1 == NULL)
+        /* The ends of its four lines: title, sequence, '+' line, quality. */
+        Py_ssize_t n1 = line_end(buf, at, size);
+        Py_ssize_t n2 = n1 < 0 ? -1 : line_end(buf, n1 + 1, size);
+        if (n2 < 0 || n2 + 1 >= size || buf[n2 + 1] != '+')
             break;
-        Py_ssize_t n1 = e1 - buf;
-        const unsigned char *e2 = memchr(buf + n1 + 1, '\n', (size_t)(size - n1 - 1));
-        if (e2 == NULL)
+        Py_ssize_t n3 = line_end(buf, n2 + 1, size);
+        Py_ssize_t n4 = n3 < 0 ? -1 : line_end(buf, n3 + 1, size);
+        if (n4 < 0)
             break;
-        Py_ssize_t n2 = e2 - buf;
-        if (n2 + 1 >= size || buf[n2 + 1] != '+')
-            break;
-        const unsigned char *e3 = memchr(buf + n2 + 1, '\n', (size_t)(size - n2 - 1));
-        if (e3 == NULL)
-            break;
-        Py_ssize_t n3 = e3 - buf;
-        const unsigned char *e4 = memchr(buf + n3 + 1, '\n', (size_t)(size - n3 - 1));
-        if (e4 == NULL)
-            break;
-        Py_ssize_t n4 = e4 - buf;
         const unsigned char *title = buf + at + 1, *plus = buf + n2 + 2, *qual = buf + n3 + 1;
         Py_ssize_t tlen = n1 - at - 1, slen = n2 - n1 - 1, plen = n3 - n2 - 2, qlen = n4 - n3 - 1;
         if (slen != qlen || slen > max_read || tlen > max_title || (tlen > 0 && title[tlen - 1] == '\r') ||
@@ -488,26 +495,6 @@ static Py_ssize_t scan_fastq(const unsigned char *buf, Py_ssize_t size, Py_ssize
     *text_out = text;
     *end_out = at;
     return count;
-}
-
-/* Append the round's records up to the first that is not plain; returns how many (-1: error). */
-static Py_ssize_t emit_fastq(const unsigned char *buf, const Scratch *s, Py_ssize_t count, long long *ordinal,
-                             long long *line, Py_ssize_t *pos, PyObject *out, PyObject *record_type)
-{
-    Py_ssize_t k = 0;
-    for (; k < count && s->spans[k].plain; k++) {
-        PyObject *record = record_of(buf, &s->spans[k], s->data, *ordinal + 1, *line, record_type);
-        if (record == NULL)
-            return -1;
-        int appended = PyList_Append(out, record);
-        Py_DECREF(record);
-        if (appended < 0)
-            return -1;
-        *ordinal += 1;
-        *line += 4;
-        *pos = s->spans[k].qpos + s->spans[k].qlen + 1;
-    }
-    return k;
 }
 
 /*
@@ -572,7 +559,7 @@ static PyObject *fastq_records(PyObject *self, PyObject *args)
         Round round = {buf, &cleaner, nxt, next_count, 0};
         pthread_t helper;
         int threaded = next_count >= PARALLEL_MIN && pthread_create(&helper, NULL, work_round_thread, &round) == 0;
-        Py_ssize_t k = emit_fastq(buf, cur, count, &ordinal, &line, &pos, out, record_type);
+        Py_ssize_t k = emit_spans(buf, cur->spans, cur->data, count, &ordinal, &line, &pos, 0, out, record_type);
         if (next_count > 0) { /* what the helper has not taken yet; then it is joined, whatever happened */
             Py_BEGIN_ALLOW_THREADS
             work_round(&round);
