@@ -24,12 +24,20 @@ SCHEMA_VERSION = 1  # bump together with the Literal below and teach consumers t
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     routing_key: ClassVar[str]
+    # Fields added after a message type first shipped: left out while they hold their default, so
+    # that a consumer of the previous version (which forbids unknown fields) still reads what it
+    # could read before -- a rolling upgrade may run parsers of one version beside persisters of
+    # the other. The shard fields of a whole parse's batches are such fields.
+    added_fields: ClassVar[frozenset[str]] = frozenset()
 
     schema_version: Literal[1] = 1
 
     def to_bytes(self) -> bytes:
         # Straight to bytes: model_dump_json() would build a str first, a second copy of a batch.
-        return type(self).__pydantic_serializer__.to_json(self)
+        cls = type(self)
+        fields = cls.model_fields
+        exclude = {name for name in cls.added_fields if getattr(self, name) == fields[name].default}
+        return cls.__pydantic_serializer__.to_json(self, exclude=exclude or None)
 
 
 class _Columns(BaseModel):
@@ -102,6 +110,7 @@ class SequenceBatch(Message):
     """A bounded slice of one parsed file, numbered so that a persister can tell a replay."""
 
     routing_key: ClassVar[str] = "persist"
+    added_fields: ClassVar[frozenset[str]] = frozenset({"shard", "source_bytes"})
 
     kind: Literal["sequence_batch"] = "sequence_batch"
     upload_id: uuid.UUID
@@ -129,6 +138,7 @@ class ParseCompleted(Message):
     counts are the shard's); the persister uses it to detect the end."""
 
     routing_key: ClassVar[str] = "persist"
+    added_fields: ClassVar[frozenset[str]] = frozenset({"shard", "shard_count"})
 
     kind: Literal["parse_completed"] = "parse_completed"
     upload_id: uuid.UUID

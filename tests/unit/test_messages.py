@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 import pytest
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError, create_model
 
 from shared.messages import AssembleRequested, ParseCompleted, RecordColumns, SequenceBatch, SequenceParts
 from shared.record_schema import PART, RECORD
@@ -39,6 +40,34 @@ def test_round_trip_and_discrimination() -> None:
     done = ParseCompleted(upload_id=UID, generation=2, batch_count=4, record_count=9, source_bytes=10, format="fasta")
     assert decode_persist_message(done.to_bytes()) == done
     assert AssembleRequested.model_validate_json(AssembleRequested(upload_id=UID, generation=1).to_bytes())
+
+
+def test_fields_added_later_are_sent_only_when_they_say_something() -> None:
+    """A whole parse's messages read as before for a consumer of the previous version (one that
+    forbids the shard fields); a shard's carry them, and every form round-trips."""
+    whole = orjson.loads(batch().to_bytes())
+    assert "shard" not in whole and "source_bytes" not in whole and whole["kind"] == "sequence_batch"
+    previous = create_model(
+        "PreviousSequenceBatch",
+        __config__=ConfigDict(extra="forbid"),
+        **{
+            name: (field.annotation, field)
+            for name, field in SequenceBatch.model_fields.items()
+            if name not in SequenceBatch.added_fields
+        },
+    )
+    previous.model_validate_json(batch().to_bytes())  # does not raise
+    sharded = batch().model_copy(update={"shard": 2, "source_bytes": 64})
+    body = orjson.loads(sharded.to_bytes())
+    assert (body["shard"], body["source_bytes"]) == (2, 64)
+    assert decode_persist_message(sharded.to_bytes()) == sharded
+    done = ParseCompleted(
+        upload_id=UID, generation=2, shard=1, shard_count=3, batch_count=4, record_count=9, source_bytes=10,
+        format="fasta",
+    )  # fmt: skip
+    assert decode_persist_message(done.to_bytes()) == done
+    plain = ParseCompleted(upload_id=UID, generation=2, batch_count=4, record_count=9, source_bytes=10, format="f")
+    assert "shard" not in orjson.loads(plain.to_bytes()) and "shard_count" not in orjson.loads(plain.to_bytes())
 
 
 def test_columns_must_have_equal_lengths() -> None:
