@@ -4,6 +4,7 @@ numbering whichever order the shards are parsed and committed in."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import random
 from collections.abc import Callable
@@ -13,10 +14,12 @@ import pytest
 
 from services.assembler.handler import AssemblerDeps, handle_assemble
 from services.parser.handler import ParserDeps, handle_parse
+from services.parser.handler import give_up as give_up_parse
 from services.persister.handler import PersisterDeps, handle_persist
 from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch, ShardRequested
 from shared.settings import Settings
-from shared.uploads import ParseErrorCode, State, Upload, result_key
+from shared.stages import GiveUp
+from shared.uploads import ParseErrorCode, PipelineErrorCode, State, Upload, result_key
 from tests.builders import bgzip
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads
 from tests.unit.helpers import parse
@@ -186,3 +189,28 @@ def test_shard_batches_add_their_own_bytes_so_progress_counts_each_byte_once() -
         handle_persist(batch, persister)
     done = run.uploads.uploads[upload.id].bytes_done
     assert done == sum(batch.source_bytes or 0 for batch in batches[: len(batches) // 2]) < len(DATA)
+
+
+def test_a_shard_that_keeps_failing_fails_its_upload_when_dead_lettered() -> None:
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    upload = run.notify(DATA)
+    request = run.take(ShardRequested)[2]
+    give_up_parse(request, GiveUp("the parse stage failed 5 times; see the parse log", "e1"), run.parser)
+    failed = run.uploads.uploads[upload.id]
+    assert failed.state is State.FAILED and failed.failure is not None
+    assert (failed.failure.code, failed.failure.error_id) == (PipelineErrorCode.PROCESSING_FAILED, "e1")
+    assert run.uploads.shard_plan(upload.id, 1) == []  # the rows and the plan went with the failure
+    handle_parse(request, run.parser)  # a copy still queued: its generation failed, nothing is parsed
+    assert not any(isinstance(m, SequenceBatch) for m in run.publisher.messages)
+
+
+def test_a_plan_the_parse_disagrees_with_is_an_error_not_a_result() -> None:
+    """Were the planned record count wrong, the shard's parse raises (retried, then dead-lettered)
+    instead of ending a shard with records missing or doubled."""
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    upload = run.notify(DATA)
+    requests = run.take(ShardRequested)
+    key = (upload.id, 1)
+    run.uploads.shards[key][1] = dataclasses.replace(run.uploads.shards[key][1], records=1)
+    with pytest.raises(RuntimeError, match="records planned"):
+        handle_parse(requests[1], run.parser)
