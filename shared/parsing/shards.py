@@ -106,7 +106,6 @@ class FastaShardScanner:
 # --- bgzip (BGZF): gzip members of at most 64 KiB each, whose sizes are in their headers ----------
 
 BGZF_MAX_BLOCK = 65536  # compressed and inflated size bound of one block (SAM/BAM spec, section 4.1)
-_HEADER = 18  # up to and including the BC subfield when it is the only one; longer extras are read
 
 
 def bgzf_block_size(data: bytes | memoryview, pos: int) -> int | None:
