@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     result_part_bytes: int = 8 * MiB
     # A FASTA (plain or bgzip) larger than this is parsed in shards of at least this size, by every parser
     # replica at once (services/parser). 0: never split -- the planning reads the object once
-    # more, which pays only where several parsers share the work (README "Replicas").
+    # more, which pays only where several parsers share the work (README "One large file over several
+    # parsers").
     shard_bytes: int = 0
     # How often the assembler looks for newly committed batches while it follows a parse.
     assembly_poll_seconds: float = 0.1

@@ -96,7 +96,7 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
         if not deps.uploads.start_parsing(upload.id, upload.generation):
             log.info("generation no longer parseable", state=upload.state.value)
             return
-        if _may_split(upload, deps.settings) and _split(event, upload, deps):
+        if _split(event, upload, deps):
             return
         _parse(Source(event.bucket, event.key, event.etag), upload, deps)
 
@@ -108,10 +108,18 @@ def _may_split(upload: Upload, settings: Settings) -> bool:
 
 
 def _split(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> bool:
-    """Plan the shards (or take the plan saved before) and request each one; False: the object is
-    not a FASTA that splits (it is then parsed whole, as any other)."""
+    """Request the generation's shards, planning them first if it is to be split; False: it is
+    parsed whole, as any other.
+
+    Whole or in shards is decided once per generation, by the store: a saved plan is followed
+    whatever this parser's own setting says, and a generation whose parse began before without a
+    plan (``upload`` is as claimed, before this attempt started) stays whole. Batches of the two
+    modes are numbered differently; mixing them in one generation would collide.
+    """
     plan = deps.uploads.shard_plan(upload.id, upload.generation)
     if not plan:
+        if upload.parsing_started_at is not None or not _may_split(upload, deps.settings):
+            return False
         try:
             planned = _plan_shards(event, upload, deps)
         except ObjectChanged as exc:

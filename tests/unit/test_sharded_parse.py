@@ -214,3 +214,24 @@ def test_a_plan_the_parse_disagrees_with_is_an_error_not_a_result() -> None:
     run.uploads.shards[key][1] = dataclasses.replace(run.uploads.shards[key][1], records=1)
     with pytest.raises(RuntimeError, match="records planned"):
         handle_parse(requests[1], run.parser)
+
+
+def test_whole_or_in_shards_is_decided_once_per_generation_whatever_each_parser_is_set_to() -> None:
+    """A parser set not to split follows a saved plan, and one set to split does not split a
+    generation whose parse began whole: the two modes number batches differently."""
+    run = Run(BASE.model_copy(update={"shard_bytes": 20_000}))
+    run.notify(DATA)
+    planned = run.take(ShardRequested)
+    whole_parser = ParserDeps(BASE, run.uploads, run.objects, run.publisher)  # shard_bytes 0
+    handle_parse([run.objects.put(BUCKET, "owner/big.fa", DATA, "e1")], whole_parser)
+    assert run.take(ShardRequested) == planned and run.take(SequenceBatch) == []
+
+    other = Run(BASE)  # parsed whole; its parser dies (the notification is redelivered)
+    begun = other.notify(DATA)
+    assert other.take(ShardRequested) == [] and other.take(SequenceBatch)
+    splitting = ParserDeps(
+        BASE.model_copy(update={"shard_bytes": 20_000}), other.uploads, other.objects, other.publisher
+    )
+    handle_parse([other.objects.put(BUCKET, "owner/big.fa", DATA, "e1")], splitting)
+    assert other.take(ShardRequested) == [] and other.uploads.shard_plan(begun.id, 1) == []
+    assert other.take(SequenceBatch)  # parsed whole again, numbered as before
