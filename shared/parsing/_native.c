@@ -363,14 +363,22 @@ static Py_ssize_t emit_round(const unsigned char *buf, const unsigned char *tabl
     return emit_spans(buf, spans, tls_data, count, ordinal, line, pos, fasta, out, record_type);
 }
 
-/* Checks the arguments every run shares and returns this thread's span array (NULL: error set). */
-static Span *run_spans(const Py_buffer *letters, PyObject *record_type)
+/* Checks the arguments every run shares (0: TypeError set). */
+static int run_args_ok(const Py_buffer *letters, PyObject *record_type)
 {
     if (letters->len != 256 || !PyType_Check(record_type) ||
         !PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "letters must be 256 bytes and record_type a tuple type");
-        return NULL;
+        return 0;
     }
+    return 1;
+}
+
+/* The same, then this thread's span array for a FASTA run (NULL: error set). */
+static Span *run_spans(const Py_buffer *letters, PyObject *record_type)
+{
+    if (!run_args_ok(letters, record_type))
+        return NULL;
     if (tls_spans == NULL && (tls_spans = PyMem_RawMalloc(sizeof(Span) * ROUND)) == NULL)
         PyErr_NoMemory();
     return tls_spans;
@@ -414,7 +422,7 @@ static __thread Scratch fastq_scratch[2];
 
 static int scratch_fit(Scratch *s, Py_ssize_t text)
 {
-    if (s->spans == NULL && (s->spans = PyMem_RawMalloc(sizeof(Span) * ROUND)) == NULL)
+    if (s->spans == NULL && (s->spans = PyMem_RawMalloc(sizeof(Span) * FASTQ_ROUND)) == NULL)
         return -1;
     if (text > s->size) {
         PyMem_RawFree(s->data);
@@ -517,7 +525,7 @@ static PyObject *fastq_records(PyObject *self, PyObject *args)
                           &letters, &PyList_Type, &out, &record_type))
         return NULL;
     PyObject *result = NULL;
-    if (run_spans(&letters, record_type) == NULL) /* checks the arguments */
+    if (!run_args_ok(&letters, record_type))
         goto done;
     const unsigned char *buf = chunk.buf;
     Py_ssize_t size = chunk.len;
