@@ -24,7 +24,8 @@ _DECODERS = {PARSE.name: PARSE.decode, PERSIST.name: PERSIST.decode, ASSEMBLE.na
 def upload_ids(letter: DeadLetter, uploads: PostgresUploads) -> list[uuid.UUID]:
     """The uploads a dead-lettered message belongs to (none for a message that never decoded)."""
     try:
-        message = _DECODERS[letter.stage](letter.body)
+        # Only to name the uploads (a replay starts them again from their objects, not from this body).
+        message = _DECODERS[letter.stage](letter.body, from_pipeline=True)
     except InvalidMessage:
         return []
     if isinstance(message, list):  # a bucket notification: its objects' uploads

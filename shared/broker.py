@@ -321,7 +321,9 @@ class Consumer(Generic[M]):
     ) -> None:
         headers = properties.headers or {}
         previous = int(headers.get("x-delivery-count", 0))
-        self._worker.submit(self._work, connection, channel, method.delivery_tag, previous, body)
+        # Where the body was published (kept on redelivery): the stage decides what it takes from whom.
+        from_pipeline = method.exchange == self._settings.pipeline_exchange
+        self._worker.submit(self._work, connection, channel, method.delivery_tag, previous, body, from_pipeline)
 
     def _work(
         self,
@@ -330,28 +332,29 @@ class Consumer(Generic[M]):
         tag: int,
         previous: int,
         body: bytes,
+        from_pipeline: bool,
     ) -> None:
         structlog.contextvars.clear_contextvars()
-        outcome = self._handle(body, previous)
+        outcome = self._handle(body, previous, from_pipeline)
         try:
             connection.add_callback_threadsafe(functools.partial(self._settle, channel, tag, outcome))
         except CONNECTION_ERRORS:
             log.warning("connection gone before settling; the broker will redeliver", queue=self._queue)
 
-    def _handle(self, body: bytes, previous: int) -> str:
+    def _handle(self, body: bytes, previous: int, from_pipeline: bool) -> str:
         """Decode and handle one body; returns how to settle it: ack, requeue or dead-letter."""
         started = time.perf_counter()
         metrics.MESSAGE_BYTES.labels(self._stage.name).inc(len(body))
-        outcome = self._outcome(body, previous)
+        outcome = self._outcome(body, previous, from_pipeline)
         metrics.MESSAGES.labels(self._stage.name, outcome).inc()
         metrics.STAGE_SECONDS.labels(self._stage.name).observe(time.perf_counter() - started)
         if outcome == "dead-letter":
             metrics.DEAD_LETTERS.labels(self._stage.name).inc()
         return outcome
 
-    def _outcome(self, body: bytes, previous: int) -> str:
+    def _outcome(self, body: bytes, previous: int, from_pipeline: bool) -> str:
         try:
-            message = self._stage.decode(body)
+            message = self._stage.decode(body, from_pipeline=from_pipeline)
         except InvalidMessage as exc:
             log.error("rejecting message that does not decode", queue=self._queue, error=str(exc))
             return "dead-letter"

@@ -7,9 +7,8 @@ and goes to the dead-letter queue at once. ``genobase dead-letters`` decodes wit
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -19,6 +18,7 @@ from shared.parsing.errors import bounded
 from shared.uploads import ObjectCreated
 
 M = TypeVar("M")
+M_co = TypeVar("M_co", covariant=True)
 
 
 class PermanentFailure(Exception):
@@ -37,10 +37,16 @@ class GiveUp:
     error_id: str
 
 
+class Decoder(Protocol[M_co]):
+    def __call__(self, body: bytes, *, from_pipeline: bool) -> M_co:
+        """``from_pipeline``: the body was published on the pipeline's own exchange (by a service),
+        not on the events exchange, which the object store's AMQP user may also write to."""
+
+
 @dataclass(frozen=True)
 class Stage(Generic[M]):
     name: str  # the queue is ``<prefix>.<name>``
-    decode: Callable[[bytes], M]
+    decode: Decoder[M]
 
 
 # A shard request names its kind where a bucket notification never does.
@@ -48,9 +54,15 @@ _SHARD_KIND = b'"kind":"parse_shard"'
 _SHARD = TypeAdapter(ShardRequested)
 
 
-def _parse_message(body: bytes) -> list[ObjectCreated] | ShardRequested:
-    """The parse queue carries the store's notifications and the parsers' own shard requests."""
+def _parse_message(body: bytes, *, from_pipeline: bool) -> list[ObjectCreated] | ShardRequested:
+    """The parse queue carries the store's notifications and the parsers' own shard requests.
+
+    Both exchanges reach the queue, so the object store's AMQP user (which may publish on the events
+    exchange only) could send a shard request too: one is taken only from the pipeline's exchange.
+    """
     if _SHARD_KIND in body[:200]:
+        if not from_pipeline:
+            raise InvalidMessage("a parse_shard message not published on the pipeline exchange")
         try:
             return _SHARD.validate_json(body)
         except ValidationError as exc:
@@ -61,8 +73,10 @@ def _parse_message(body: bytes) -> list[ObjectCreated] | ShardRequested:
         raise InvalidMessage(bounded(f"invalid bucket notification: {exc}")) from exc
 
 
-def _decoder(adapter: TypeAdapter[M], what: str) -> Callable[[bytes], M]:
-    def decode(body: bytes) -> M:
+def _decoder(adapter: TypeAdapter[M], what: str) -> Decoder[M]:
+    """For a queue that only the pipeline's exchange reaches: the origin changes nothing."""
+
+    def decode(body: bytes, *, from_pipeline: bool) -> M:
         try:
             return adapter.validate_json(body)
         except ValidationError as exc:

@@ -11,7 +11,7 @@ import pika
 import pytest
 
 from shared.broker import Consumer, Publisher, connect, declare_topology
-from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
+from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch, ShardRequested
 from shared.settings import Settings
 from shared.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, GiveUp, PermanentFailure
 from shared.uploads import ObjectCreated
@@ -140,3 +140,20 @@ def test_body_that_does_not_decode_is_dead_lettered_without_reaching_the_handler
     consumer.stop()
     thread.join(10)
     assert attempts == [] and gave_up == []
+
+
+def test_a_shard_request_is_taken_from_the_pipeline_exchange_only(isolated: Settings) -> None:
+    """The parse queue is reached from the events exchange too, where the object store's AMQP user
+    may publish: a shard request arriving that way is dead-lettered unread; the parsers' own is taken."""
+    handled: list[object] = []
+    consumer = Consumer(isolated, PARSE, handled.append, lambda message, reason: None)
+    request = ShardRequested(upload_id=uuid.uuid4(), generation=1, shard=1)
+    publisher = Publisher(isolated)
+    publisher.publish_raw(isolated.events_exchange, isolated.events_routing_key, request.to_bytes())
+    publisher.publish(request)  # on the pipeline exchange, as a parser sends it
+    publisher.close()
+    thread = _run(consumer)
+    _wait(lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1 and handled == [request])
+    consumer.stop()
+    thread.join(10)
+    assert handled == [request] and _depth(isolated, isolated.queue("parse")) == 0

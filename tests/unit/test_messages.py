@@ -1,17 +1,26 @@
 from __future__ import annotations
 
+import functools
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
 from pydantic import ConfigDict, ValidationError, create_model
 
-from shared.messages import AssembleRequested, ParseCompleted, RecordColumns, SequenceBatch, SequenceParts
+from shared.messages import (
+    AssembleRequested,
+    ParseCompleted,
+    RecordColumns,
+    SequenceBatch,
+    SequenceParts,
+    ShardRequested,
+)
 from shared.record_schema import PART, RECORD
-from shared.stages import ASSEMBLE, PERSIST, InvalidMessage
+from shared.stages import ASSEMBLE, PARSE, PERSIST, InvalidMessage
 from tests.builders import record
 
-decode_persist_message = PERSIST.decode
+decode_persist_message = functools.partial(PERSIST.decode, from_pipeline=True)
 
 UID = uuid.UUID(int=7)
 
@@ -84,7 +93,7 @@ def test_unknown_schema_version_is_rejected() -> None:
 def test_unknown_fields_are_rejected() -> None:
     body = AssembleRequested(upload_id=UID, generation=1).to_bytes()[:-1] + b',"extra":1}'
     with pytest.raises(InvalidMessage):
-        ASSEMBLE.decode(body)
+        ASSEMBLE.decode(body, from_pipeline=True)
 
 
 def test_column_models_are_derived_from_the_row_types() -> None:
@@ -98,3 +107,12 @@ def test_rows_round_trip_through_columns() -> None:
     rows = [record(0, residues="AC"), record(1, part_count=2, attributes={"a": "b"})]
     assert list(RecordColumns.from_rows(rows).rows()) == rows
     assert len(RecordColumns.from_rows([])) == 0
+
+
+def test_a_shard_request_decodes_only_from_the_pipeline_exchange() -> None:
+    request = ShardRequested(upload_id=UID, generation=2, shard=3)
+    assert PARSE.decode(request.to_bytes(), from_pipeline=True) == request
+    with pytest.raises(InvalidMessage, match="pipeline exchange"):
+        PARSE.decode(request.to_bytes(), from_pipeline=False)
+    notification = (Path(__file__).parents[1] / "fixtures" / "events" / "rgw-put.json").read_bytes()
+    assert PARSE.decode(notification, from_pipeline=False) == PARSE.decode(notification, from_pipeline=True)
