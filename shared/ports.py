@@ -17,7 +17,17 @@ from typing import Protocol
 from shared.messages import Message, ParseCompleted, SequenceBatch
 from shared.record_schema import ResultPiece
 from shared.seqcol import Collection, SortedArrays
-from shared.uploads import Claim, Failure, NameCounts, ObjectCreated, PersistOutcome, ResultLocation, Shard, Upload
+from shared.uploads import (
+    Claim,
+    Failure,
+    NameCounts,
+    ObjectCreated,
+    PersistOutcome,
+    ResultLocation,
+    Shard,
+    ShardToParse,
+    Upload,
+)
 
 # --- the upload store, one interface per stage -------------------------------------------------
 
@@ -51,8 +61,9 @@ class ParseUploads(Failing, Protocol):
         """The generation's shards in order; empty if it was not split."""
         ...
 
-    def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> tuple[Upload, Shard] | None:
-        """The upload and the shard, if its generation is still parsing."""
+    def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> ShardToParse | None:
+        """The upload, the shard and the plan's shard count, if its generation is still parsing
+        (without reading the plan: a generation may have many shards, each asks once)."""
         ...
 
 

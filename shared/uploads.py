@@ -388,6 +388,16 @@ class Shard:
 
 
 @dataclass(frozen=True)
+class ShardToParse:
+    """A shard a parser is asked for, with its upload, while its generation is still parsing; and how
+    many shards the plan has (the shard's ``ParseCompleted`` names it)."""
+
+    upload: Upload
+    shard: Shard
+    shard_count: int
+
+
+@dataclass(frozen=True)
 class PersistOutcome:
     stored: bool  # False: a replay of a committed batch, or a batch of a dead generation
     ready_to_assemble: bool

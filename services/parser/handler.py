@@ -242,10 +242,9 @@ def parse_shard(request: ShardRequested, deps: ParserDeps) -> None:
         if found is None:
             log.info("shard no longer to be parsed (its generation ended or was replaced)")
             return
-        upload, shard = found
+        upload = found.upload
         assert upload.etag is not None
-        shard_count = len(deps.uploads.shard_plan(upload.id, upload.generation))
-        _parse(Source(upload.bucket, upload.key, upload.etag), upload, deps, shard, shard_count)
+        _parse(Source(upload.bucket, upload.key, upload.etag), upload, deps, found.shard, found.shard_count)
 
 
 def _claim(event: ObjectCreated, deps: ParserDeps, attempts: int = 3) -> Claim | None:

@@ -53,6 +53,7 @@ from shared.uploads import (
     PersistOutcome,
     ResultLocation,
     Shard,
+    ShardToParse,
     State,
     Transition,
     Upload,
@@ -383,9 +384,19 @@ def shard_plan(conn: Connection, upload_id: uuid.UUID, generation: int) -> list[
     return _shard_plan(conn, upload_id, generation)
 
 
-def shard_to_parse(conn: Connection, upload_id: uuid.UUID, generation: int, number: int) -> tuple[Upload, Shard] | None:
-    """The upload and the shard, if its generation is still parsing (a request for a replaced or
-    ended generation is stale)."""
+def _shard_count(conn: Connection, upload_id: uuid.UUID, generation: int) -> int:
+    """The plan's shards (numbered 0..n-1): its last number, from the primary key's end, so that
+    asking once per shard stays linear in the shards."""
+    row = conn.execute(
+        "SELECT max(shard) AS last FROM upload_shards WHERE upload_id = %s AND generation = %s",
+        (upload_id, generation),
+    ).fetchone()
+    return 0 if row is None or row["last"] is None else int(row["last"]) + 1
+
+
+def shard_to_parse(conn: Connection, upload_id: uuid.UUID, generation: int, number: int) -> ShardToParse | None:
+    """The upload, the shard and the plan's shard count, if its generation is still parsing (a
+    request for a replaced or ended generation is stale)."""
     row = conn.execute(
         f"{_SELECT} WHERE id = %s AND generation = %s AND state = ANY(%s)",
         (upload_id, generation, _sources(PARSE_SHARD)),
@@ -396,7 +407,9 @@ def shard_to_parse(conn: Connection, upload_id: uuid.UUID, generation: int, numb
         f"SELECT {_SHARD_COLUMNS} FROM upload_shards WHERE upload_id = %s AND generation = %s AND shard = %s",
         (upload_id, generation, number),
     ).fetchone()
-    return (Upload.from_row(row), _shard(shard)) if shard else None
+    if shard is None:
+        return None
+    return ShardToParse(Upload.from_row(row), _shard(shard), _shard_count(conn, upload_id, generation))
 
 
 def _record_shard_parsed(conn: Connection, done: ParseCompleted) -> tuple[int, int] | None:
@@ -407,16 +420,25 @@ def _record_shard_parsed(conn: Connection, done: ParseCompleted) -> tuple[int, i
         "WHERE upload_id = %s AND generation = %s AND shard = %s",
         (done.batch_count, done.upload_id, done.generation, done.shard),
     )
+    shards = _shard_count(conn, done.upload_id, done.generation)
+    if shards != done.shard_count:
+        raise RuntimeError(f"the plan has {shards} shards, the parser counted {done.shard_count}")
+    # One look per shard's end, through the index of unparsed shards (migration 0015): linear in the
+    # shards in all; the totals are summed once, when none is left.
+    unparsed = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM upload_shards WHERE upload_id = %s AND generation = %s "
+        "AND parsed_at IS NULL) AS left",
+        (done.upload_id, done.generation),
+    ).fetchone()
+    assert unparsed is not None
+    if unparsed["left"]:
+        return None
     row = conn.execute(
-        "SELECT count(*) AS shards, count(parsed_at) AS parsed, sum(batch_count) AS batches, "
-        "sum(records) AS records FROM upload_shards WHERE upload_id = %s AND generation = %s",
+        "SELECT sum(batch_count) AS batches, sum(records) AS records FROM upload_shards "
+        "WHERE upload_id = %s AND generation = %s",
         (done.upload_id, done.generation),
     ).fetchone()
     assert row is not None
-    if row["shards"] != done.shard_count:
-        raise RuntimeError(f"the plan has {row['shards']} shards, the parser counted {done.shard_count}")
-    if row["parsed"] < row["shards"]:
-        return None
     return int(row["batches"]), int(row["records"])
 
 
@@ -656,7 +678,7 @@ class PostgresUploads:
     def shard_plan(self, upload_id: uuid.UUID, generation: int) -> list[Shard]:
         return shard_plan(self._db.conn, upload_id, generation)
 
-    def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> tuple[Upload, Shard] | None:
+    def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> ShardToParse | None:
         return shard_to_parse(self._db.conn, upload_id, generation, number)
 
     def fail(self, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:

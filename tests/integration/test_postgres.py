@@ -84,6 +84,7 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0012_assembly_follows_batches",
         "0013_hash_content_indexes",
         "0014_shards",
+        "0015_unparsed_shards",
     ]
 
 
@@ -166,7 +167,7 @@ def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:
     other = [Shard(0, 0, 20, 0, 1, 3)]
     assert db.save_shard_plan(conn, upload.id, 1, other, "x", "y") == plan  # the first plan stands
     found = db.shard_to_parse(conn, upload.id, 1, 1)
-    assert found is not None and found[1] == plan[1] and found[0].source_md5 == "m"
+    assert found is not None and found.shard == plan[1] and found.upload.source_md5 == "m" and found.shard_count == 2
     assert db.shard_to_parse(conn, upload.id, 1, 2) is None and db.shard_to_parse(conn, upload.id, 2, 0) is None
 
     def shard_batch(shard: int, batch_no: int, ordinals: list[int]) -> SequenceBatch:
@@ -181,6 +182,8 @@ def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:
     assert db.store_batch(conn, shard_batch(1, 0, [2])) == PersistOutcome(True, False)  # not the first batch
     assert db.get_upload(conn, upload.id).bytes_done == 4  # type: ignore[union-attr]  # its own bytes, added
     assert db.record_parse_completed(conn, shard_done(1, 1)) == PersistOutcome(True, False)
+    with pytest.raises(RuntimeError, match="the plan has 2 shards"):
+        db.record_parse_completed(conn, shard_done(1, 1).model_copy(update={"shard_count": 3}))
     assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(True, False, first_batch=True)
     assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(False, False)  # replay
     assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(1, 0, 3)]

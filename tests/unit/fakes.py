@@ -42,6 +42,7 @@ from shared.uploads import (
     PersistOutcome,
     ResultLocation,
     Shard,
+    ShardToParse,
     State,
     Upload,
     decide_locked_claim,
@@ -167,12 +168,13 @@ class FakeUploads:
     def shard_plan(self, upload_id: uuid.UUID, generation: int) -> list[Shard]:
         return list(self.shards.get((upload_id, generation), []))
 
-    def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> tuple[Upload, Shard] | None:
+    def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> ShardToParse | None:
         upload = self.uploads.get(upload_id)
         if upload is None or upload.generation != generation or not PARSE_SHARD.allows(upload.state):
             return None
-        found = [s for s in self.shards.get((upload_id, generation), []) if s.number == number]
-        return (upload, found[0]) if found else None
+        plan = self.shards.get((upload_id, generation), [])
+        found = [s for s in plan if s.number == number]
+        return ShardToParse(upload, found[0], len(plan)) if found else None
 
     def fail(self, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
         upload = self.uploads.get(upload_id)
