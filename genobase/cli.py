@@ -105,6 +105,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"S3 (Ceph RGW)   {settings.s3_endpoint}  buckets {settings.uploads_bucket}, {settings.results_bucket}")
     print(f"RabbitMQ        amqp://127.0.0.1:5672  vhost {stack.AMQP_VHOST}, exchange {settings.events_exchange}")
     print("PostgreSQL      127.0.0.1:5432 database genobase")
+    from shared.postgres.migrate import autovacuum_is_off
+
+    if autovacuum_is_off(settings):
+        print(
+            "  (autovacuum is off on this server: the pipeline's tables keep every dead row version;"
+            " run VACUUM (ANALYZE) on them now and then, e.g. after deleting uploads)"
+        )
     services = _services()
     for name, pid in pids.items():
         metrics_at = services.metrics_port(name) or "-"

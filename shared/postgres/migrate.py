@@ -103,6 +103,15 @@ def migrate_database(settings: Settings) -> list[str]:
     )
 
 
+def autovacuum_is_off(settings: Settings) -> bool:
+    """Whether the server runs without autovacuum (a machine's own Postgres may): then nothing
+    removes the dead row versions that every upload's progress updates and every deleted upload
+    leave, and nothing keeps the planner's statistics; ``genobase up`` says so."""
+    with psycopg.connect(settings.pg_migration_dsn) as conn:
+        row = conn.execute("SELECT current_setting('autovacuum') = 'off'").fetchone()
+    return bool(row and row[0])
+
+
 def migrate_with_retry(
     open_connection: Callable[[], Connection], within_seconds: float = 120, runtime: RuntimeRole | None = None
 ) -> list[str]:

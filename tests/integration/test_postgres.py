@@ -12,7 +12,7 @@ import pytest
 from shared.messages import ParseCompleted, SequenceBatch
 from shared.postgres import uploads as db
 from shared.postgres.connection import Connection, connect
-from shared.postgres.migrate import migrate, runtime_role
+from shared.postgres.migrate import autovacuum_is_off, migrate, runtime_role
 from shared.postgres.sequences import iter_result_pieces
 from shared.record_schema import RECORD, Part
 from shared.settings import Settings
@@ -63,6 +63,11 @@ def batch(upload: Upload, batch_no: int, ordinals: list[int]) -> SequenceBatch:
     ]  # fmt: skip
     parts = [Part(ordinal=o, part_no=n, residues=r) for o in ordinals if o % 2 for n, r in enumerate(("AC", "GT"))]
     return sequence_batch(upload.id, upload.generation, batch_no, records, parts, source_offset=5 * (batch_no + 1))
+
+
+def test_up_tells_whether_the_server_runs_without_autovacuum(conn: Connection, settings: Settings) -> None:
+    row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'autovacuum'").fetchone()
+    assert row is not None and autovacuum_is_off(settings) is (row["setting"] == "off")
 
 
 def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None:
