@@ -118,9 +118,23 @@ def select_provider() -> StackProvider:
     return NativeProvider()
 
 
+# A linguistic collation for the run's database where the server has ICU: the Postgres image's own
+# default is en_US.utf8, and nothing may depend on the database sorting text as bytes.
+TEST_DATABASE_ICU_LOCALE = "en-US"
+
+
 def _create_database(admin_dsn: str, name: str) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        icu = conn.execute(
+            "SELECT current_setting('server_version_num')::int >= 150000 "
+            "AND EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i')"
+        ).fetchone()
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if icu and icu[0]:
+            create += sql.SQL(" TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE {}").format(
+                sql.Literal(TEST_DATABASE_ICU_LOCALE)
+            )
+        conn.execute(create)
 
 
 def _drop_database(admin_dsn: str, name: str) -> None:

@@ -144,13 +144,25 @@ def digest_collection(conn: Connection, upload_id: uuid.UUID) -> Collection:
 
 def sorted_arrays(conn: Connection, upload_id: uuid.UUID) -> SortedArrays:
     """The collection's two sorted arrays, digested: Postgres sorts (on disk if need be). The
-    assembler reads them beside its last window; the other arrays it digests as it writes."""
+    assembler reads them beside its last window; the other arrays it digests as it writes.
+
+    Sorted by ``COLLATE "C"``: the seqcol arrays are in the digests' byte order, which the
+    database's own collation need not be (the Postgres image's default, en_US.utf8, puts ``a``
+    before ``B`` and weighs ``-`` and ``_`` last); and byte order is the cheapest sort there is.
+    """
     with conn.transaction():
         return seqcol_sorted_arrays(
             _column(
-                conn, f"SELECT {_PAIR_DIGEST} AS v FROM sequence_records WHERE upload_id = %s ORDER BY 1", upload_id
+                conn,
+                f"SELECT v FROM (SELECT {_PAIR_DIGEST} AS v FROM sequence_records WHERE upload_id = %s) pairs "
+                'ORDER BY v COLLATE "C"',
+                upload_id,
             ),
-            _column(conn, "SELECT refget AS v FROM sequence_records WHERE upload_id = %s ORDER BY 1", upload_id),
+            _column(
+                conn,
+                'SELECT refget AS v FROM sequence_records WHERE upload_id = %s ORDER BY refget COLLATE "C"',
+                upload_id,
+            ),
         )
 
 

@@ -8,13 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from refget.utils import canonical_str, sha512t24u_digest
 
 from shared.messages import ParseCompleted, SequenceBatch
 from shared.postgres import uploads as db
 from shared.postgres.connection import Connection, connect
 from shared.postgres.migrate import autovacuum_is_off, migrate, runtime_role
+from shared.postgres.refget import sorted_arrays
 from shared.postgres.sequences import iter_result_pieces
 from shared.record_schema import RECORD, Part
+from shared.seqcol import SortedArrays
 from shared.settings import Settings
 from shared.uploads import (
     Claim,
@@ -28,6 +31,7 @@ from shared.uploads import (
     Upload,
 )
 from tests.builders import record, sequence_batch
+from tests.stack import TEST_DATABASE_ICU_LOCALE
 
 pytestmark = pytest.mark.integration
 
@@ -339,3 +343,32 @@ def test_queries_survive_a_migration_that_adds_a_column(conn: Connection, settin
             assert db.fail_upload(conn, upload.id, upload.generation, Failure(ParseErrorCode.EMPTY_FILE, "x"))
         finally:
             owner.execute("ALTER TABLE uploads DROP COLUMN rolling_upgrade_probe")
+
+
+def test_the_collections_sorted_arrays_are_in_byte_order_whatever_the_databases_collation(conn: Connection) -> None:
+    """Mixed-case names and digests holding ``-`` and ``_``, which a linguistic collation (the
+    Postgres image's default; this run's database where the server has ICU) sorts otherwise."""
+    provider, locale = (
+        conn.execute(
+            "SELECT datlocprovider::text AS p, daticulocale AS l FROM pg_database WHERE datname = current_database()"
+        )
+        .fetchone()
+        .values()
+    )  # type: ignore[union-attr]
+    if provider == "i":
+        assert locale == TEST_DATABASE_ICU_LOCALE
+    upload = confirmed(conn, event(f"seqcol/{uuid.uuid4()}.fa")).upload
+    assert db.start_parsing(conn, upload.id, 1)
+    names = ["b", "B", "_z", "-y", "a", "A", "Z1", "z_", "a-b", "a_b", "ab"] * 3
+    refgets = [f"SQ.{sha512t24u_digest(f'seq{i}'.encode())}" for i in range(len(names))]
+    records = [
+        record(i, gene_name=name, seq_id=name, length=i, refget=refget, residues="A" * i)
+        for i, (name, refget) in enumerate(zip(names, refgets, strict=True))
+    ]
+    assert db.store_batch(conn, sequence_batch(upload.id, 1, 0, records)).stored
+    pairs = [sha512t24u_digest(canonical_str({"length": i, "name": n})) for i, n in enumerate(names)]
+    assert sorted(refgets) != sorted(refgets, key=str.casefold)  # the case decides the order somewhere
+    assert sorted_arrays(conn, upload.id) == SortedArrays(
+        sha512t24u_digest(canonical_str(sorted(pairs))),  # type: ignore[arg-type]
+        sha512t24u_digest(canonical_str(sorted(refgets))),  # type: ignore[arg-type]
+    )
