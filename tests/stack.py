@@ -118,8 +118,8 @@ def select_provider() -> StackProvider:
     return NativeProvider()
 
 
-# A linguistic collation for the run's database where the server has ICU: the Postgres image's own
-# default is en_US.utf8, and nothing may depend on the database sorting text as bytes.
+# A linguistic collation for the run's database where the server has ICU, like a database made with
+# en_US.UTF-8 (initdb's default on many hosts): nothing may depend on the database sorting text as bytes.
 TEST_DATABASE_ICU_LOCALE = "en-US"
 
 

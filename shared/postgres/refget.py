@@ -147,8 +147,8 @@ def sorted_arrays(conn: Connection, upload_id: uuid.UUID) -> SortedArrays:
     assembler reads them beside its last window; the other arrays it digests as it writes.
 
     Sorted by ``COLLATE "C"``: the seqcol arrays are in the digests' byte order, which the
-    database's own collation need not be (the Postgres image's default, en_US.utf8, puts ``a``
-    before ``B`` and weighs ``-`` and ``_`` last); and byte order is the cheapest sort there is.
+    database's own collation need not be (en_US.UTF-8 under glibc or ICU puts ``a`` before ``B``
+    and weighs ``-`` and ``_`` last); and byte order is the cheapest sort there is.
     """
     with conn.transaction():
         return seqcol_sorted_arrays(
