@@ -147,9 +147,11 @@ def iter_result_pieces(
 
 
 def name_counts(conn: Connection, upload_id: uuid.UUID) -> NameCounts:
-    """Duplicate names and empty sequences of an upload's stored records (a sort of every name)."""
+    """Duplicate names and empty sequences of an upload's stored records (a sort of every name,
+    in byte order: the same distinct names under any deterministic collation, and the cheapest sort)."""
     row = conn.execute(
-        "SELECT count(*) - count(DISTINCT seq_id) AS duplicates, count(*) FILTER (WHERE length = 0) AS empty "
+        'SELECT count(*) - count(DISTINCT seq_id COLLATE "C") AS duplicates, '
+        "count(*) FILTER (WHERE length = 0) AS empty "
         "FROM sequence_records WHERE upload_id = %s",
         (upload_id,),
     ).fetchone()
