@@ -152,26 +152,23 @@ def _plan_shards(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> tupl
     digests = SourceDigests()
     started = time.monotonic()
     try:
-        for chunk in deps.store.iter_ranges(event.bucket, event.key, size, event.etag, settings.read_range_bytes):
-            if scanner is None:
-                scanner = (
-                    BgzfShardScanner(
-                        settings.shard_bytes, settings.max_decompressed_bytes, settings.max_compression_ratio
+        with digests:
+            for chunk in deps.store.iter_ranges(event.bucket, event.key, size, event.etag, settings.read_range_bytes):
+                if scanner is None:
+                    scanner = (
+                        BgzfShardScanner(
+                            settings.shard_bytes, settings.max_decompressed_bytes, settings.max_compression_ratio
+                        )
+                        if chunk.startswith(GZIP_MAGIC)
+                        else FastaShardScanner(settings.shard_bytes)
                     )
-                    if chunk.startswith(GZIP_MAGIC)
-                    else FastaShardScanner(settings.shard_bytes)
-                )
-            digests.feed(chunk)
-            scanner.feed(chunk)
-        if isinstance(scanner, BgzfShardScanner):
-            scanner.finish()
+                digests.feed(chunk)
+                scanner.feed(chunk)
+            if isinstance(scanner, BgzfShardScanner):
+                scanner.finish()
     except ValueError as exc:  # the scanners' word for "cannot be split"
-        digests.abandon()
         log.info("not split; parsed whole", reason=str(exc))
         return None
-    except BaseException:
-        digests.abandon()
-        raise
     source_md5, source_sha256 = digests.finish()
     if scanner is None or len(scanner.starts) < 2:
         return None
@@ -373,24 +370,23 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
             failpoint("parser.after_batch")  # batches out, the file half read
 
     try:
-        for chunk in deps.store.iter_ranges(
-            source.bucket, source.key, end, source.etag, settings.read_range_bytes, start=start
-        ):
-            offset += len(chunk)
-            if digests is not None:
-                digests.feed(chunk)
-            budget.progress()
-            for piece in content.feed(chunk) if content is not None else (chunk,):
-                for events in stream.pieces(piece):  # one bounded piece of content at a time
-                    budget.check()
-                    publish(batcher.add(events, offset))
-        if content is not None and not content.complete:
-            raise RuntimeError(f"shard {shard and shard.number}: its blocks hold less content than planned")
-        publish(batcher.add(stream.finish(), offset))
-        publish(batcher.finish(offset))
+        with digests if digests is not None else contextlib.nullcontext():  # abandoned on any exception
+            for chunk in deps.store.iter_ranges(
+                source.bucket, source.key, end, source.etag, settings.read_range_bytes, start=start
+            ):
+                offset += len(chunk)
+                if digests is not None:
+                    digests.feed(chunk)
+                budget.progress()
+                for piece in content.feed(chunk) if content is not None else (chunk,):
+                    for events in stream.pieces(piece):  # one bounded piece of content at a time
+                        budget.check()
+                        publish(batcher.add(events, offset))
+            if content is not None and not content.complete:
+                raise RuntimeError(f"shard {shard and shard.number}: its blocks hold less content than planned")
+            publish(batcher.add(stream.finish(), offset))
+            publish(batcher.finish(offset))
     except ParseError as exc:
-        if digests is not None:
-            digests.abandon()
         deps.publisher.flush()  # batches already sent are dropped by the persister: the generation failed
         failure = Failure(exc.code, exc.message, exc.line, exc.column)
         log.info(
@@ -404,22 +400,16 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
         deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except ParseStalled as exc:
-        if digests is not None:
-            digests.abandon()
         deps.publisher.flush()
         failure = Failure(PipelineErrorCode.PARSE_STALLED, f"the parse made no progress: {exc}")
         log.warning("parse stalled", error=str(exc), error_id=failure.error_id)
         deps.uploads.fail(upload.id, upload.generation, failure)
         return
     except ObjectChanged as exc:
-        if digests is not None:
-            digests.abandon()
         deps.publisher.flush()
         _object_changed(source, upload, exc, deps)
         return
     except BaseException:
-        if digests is not None:
-            digests.abandon()
         # Let what was already handed over go out (the persister dedups a retry's batches), and keep
         # a publishing error of this attempt from surfacing in the next upload's.
         with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+from types import TracebackType
 
 
 class SourceDigests:
@@ -38,3 +39,13 @@ class SourceDigests:
     def abandon(self) -> None:
         """The parse stopped: end the thread without waiting for a result."""
         self._chunks.put(None)
+
+    def __enter__(self) -> SourceDigests:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """A read that ends in an exception, whichever, abandons the digests."""
+        if exc_type is not None:
+            self.abandon()
