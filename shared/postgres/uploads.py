@@ -352,7 +352,7 @@ def save_shard_plan(
         ).fetchone()
         if row is None:
             return None
-        existing = _shard_plan(conn, upload_id, generation)
+        existing = shard_plan(conn, upload_id, generation)
         if existing:
             return existing
         with conn.cursor() as cur:
@@ -371,17 +371,13 @@ def save_shard_plan(
     return shards
 
 
-def _shard_plan(conn: Connection, upload_id: uuid.UUID, generation: int) -> list[Shard]:
+def shard_plan(conn: Connection, upload_id: uuid.UUID, generation: int) -> list[Shard]:
+    """The generation's shards in order (empty for a generation parsed whole)."""
     rows = conn.execute(
         f"SELECT {_SHARD_COLUMNS} FROM upload_shards WHERE upload_id = %s AND generation = %s ORDER BY shard",
         (upload_id, generation),
     ).fetchall()
     return [_shard(row) for row in rows]
-
-
-def shard_plan(conn: Connection, upload_id: uuid.UUID, generation: int) -> list[Shard]:
-    """The generation's shards in order (empty for a generation parsed whole)."""
-    return _shard_plan(conn, upload_id, generation)
 
 
 def _shard_count(conn: Connection, upload_id: uuid.UUID, generation: int) -> int:
