@@ -18,7 +18,7 @@ import base64
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,10 @@ def canonical(element: Any) -> bytes:
     return encoded
 
 
+# The canonical name-length pair of a plain name and an int length (``canonical_pair``, as a format).
+_PLAIN_PAIR = '{{"length":{},"name":"{}"}}'.format
+
+
 def canonical_pair(name: bytes, length: bytes) -> bytes:
     """The canonical name-length pair from its canonical name and length (keys in sorted order)."""
     return b'{"length":' + length + b',"name":' + name + b"}"
@@ -77,6 +81,16 @@ class ArrayDigest:
         self._hash.update(encoded if self._first else b"," + encoded)
         self._first = False
         self.count += 1
+
+    def add_joined(self, encoded: bytes, count: int) -> None:
+        """``count`` elements already in canonical JSON, joined by commas."""
+        if not count:
+            return
+        if not self._first:
+            self._hash.update(b",")
+        self._hash.update(encoded)
+        self._first = False
+        self.count += count
 
     def digest(self) -> str:
         final = self._hash.copy()
@@ -136,12 +150,33 @@ class CollectionDigester:
         self._pairs = ArrayDigest()
 
     def add(self, name: str, length: int, sequence: str) -> None:
-        """(Hot: once per record of an upload.)"""
-        encoded_name, encoded_length = canonical(name), canonical(length)
-        self._names.add_canonical(encoded_name)
-        self._lengths.add_canonical(encoded_length)
-        self._sequences.add_canonical(canonical(sequence))
-        self._pairs.add_canonical(canonical_pair(encoded_name, encoded_length))
+        """One record (``add_many`` takes many at a time, far cheaper per record)."""
+        self.add_many([name], [length], [sequence])
+
+    def add_many(self, names: Sequence[str], lengths: Sequence[int], sequences: Sequence[str]) -> None:
+        """The next records, in order: the i-th name, length and ``SQ.`` digest make one record.
+
+        (Hot: every record of an upload.) Records whose names and digests are all plain ASCII (the
+        usual case, checked at once over their concatenation) are written as whole arrays slices
+        by a few joins; anything else goes element by element through ``canonical``.
+        """
+        if not len(names) == len(lengths) == len(sequences):
+            raise ValueError("names, lengths and sequences of unequal length")
+        if not names:
+            return
+        if _PLAIN.match("".join(names)) and _PLAIN.match("".join(sequences)) and set(map(type, lengths)) == {int}:
+            count = len(names)
+            self._names.add_joined(('"' + '","'.join(names) + '"').encode("ascii"), count)
+            self._lengths.add_joined(",".join(map(str, lengths)).encode("ascii"), count)
+            self._sequences.add_joined(('"' + '","'.join(sequences) + '"').encode("ascii"), count)
+            self._pairs.add_joined(",".join(map(_PLAIN_PAIR, lengths, names)).encode("ascii"), count)
+            return
+        for name, length, sequence in zip(names, lengths, sequences, strict=True):
+            encoded_name, encoded_length = canonical(name), canonical(length)
+            self._names.add_canonical(encoded_name)
+            self._lengths.add_canonical(encoded_length)
+            self._sequences.add_canonical(canonical(sequence))
+            self._pairs.add_canonical(canonical_pair(encoded_name, encoded_length))
 
     def finish(self, sorted_pair_digests: Iterable[str], sorted_sequences: Iterable[str]) -> Collection:
         return self.complete(sorted_arrays(sorted_pair_digests, sorted_sequences))

@@ -35,6 +35,7 @@ from shared.uploads import Failure, NameCounts, PipelineErrorCode, ResultLocatio
 
 log = structlog.get_logger()
 PROGRESS_EVERY_SECONDS = 1.0
+DIGEST_EVERY = 4096  # records handed to the collection digester at a time
 
 
 @dataclass
@@ -190,16 +191,26 @@ class CommittedRecords:
             self.waited += time.monotonic() - started
 
     def _window(self, first: int, end: int) -> Iterator[ResultPiece]:
-        add = self._digester.add
+        # The digester takes the records' names, lengths and digests DIGEST_EVERY at a time.
+        names: list[str] = []
+        lengths: list[int] = []
+        digests: list[str] = []
+        add = self._digester.add_many
         rows = self._deps.uploads.result_pieces(self._upload.id, first, end)
         try:
             for piece in rows:
                 if piece.part_no == 0:
                     record = piece.record
-                    add(record.seq_id, record.length, record.refget)
+                    names.append(record.seq_id)
+                    lengths.append(record.length)
+                    digests.append(record.refget)
+                    if len(names) >= DIGEST_EVERY:
+                        add(names, lengths, digests)
+                        names, lengths, digests = [], [], []
                 yield piece
         finally:
             rows.close()
+        add(names, lengths, digests)
 
     def _finish_aside(self, upload: Upload) -> None:
         """Counting duplicate names and sorting the collection's two sorted arrays need every

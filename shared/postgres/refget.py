@@ -137,8 +137,10 @@ def digest_collection(conn: Connection, upload_id: uuid.UUID) -> Collection:
                 "SELECT seq_id, length, refget FROM sequence_records WHERE upload_id = %s ORDER BY ordinal",
                 (upload_id,),
             )
-            for row in rows:
-                digester.add(row["seq_id"], row["length"], row["refget"])
+            while batch := rows.fetchmany(10_000):
+                digester.add_many(
+                    [row["seq_id"] for row in batch], [row["length"] for row in batch], [row["refget"] for row in batch]
+                )
         return digester.complete(sorted_arrays(conn, upload_id))
 
 

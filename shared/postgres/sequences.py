@@ -8,11 +8,13 @@ the residues read back, which stay bytes all the way into the result document.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator
+from itertools import repeat
 from typing import Any
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from psycopg.types.string import BytesBinaryDumper
 
 from shared.messages import SequenceBatch
 from shared.postgres.connection import Connection
@@ -20,24 +22,17 @@ from shared.record_schema import PART, RECORD, Record, ResultPiece, Schema
 from shared.uploads import NameCounts
 
 
-def _ascii(value: str | None) -> bytes | None:
-    return None if value is None else value.encode("ascii")
+def _ascii_column(values: list[str | None]) -> list[bytes | None]:
+    return [None if v is None else v.encode("ascii") for v in values]
 
 
-def _jsonb(value: Any) -> Jsonb | None:
-    return None if value is None else Jsonb(value)
+def _jsonb_column(values: list[Any]) -> list[Jsonb | None]:
+    return [None if v is None else Jsonb(v) for v in values]
 
 
-# How a value of each stored type is written by COPY (as it is where absent).
-_ENCODERS: dict[str, Callable[[Any], Any]] = {"bytea": _ascii, "jsonb": _jsonb}
-
-
-def _converters(schema: Schema, table: dict[str, Callable[[Any], Any]]) -> list[tuple[int, Callable[[Any], Any]]]:
-    return [
-        (i, table[schema.columns[name].sql])
-        for i, name in enumerate(schema.fields)
-        if schema.columns[name].sql in table
-    ]
+# How a column of each stored type is written by COPY (as it is where absent). Whole columns at a
+# time: one comprehension per column instead of a Python call per value.
+_ENCODERS: dict[str, Callable[[list[Any]], list[Any]]] = {"bytea": _ascii_column, "jsonb": _jsonb_column}
 
 
 def _column_list(schema: Schema) -> sql.Composed:
@@ -54,32 +49,32 @@ _ASCII_COLUMNS = tuple(
 _new_tuple = tuple.__new__
 
 
-def _copy_in(conn: Connection, table: str, schema: Schema, upload_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> None:
-    encoders = _converters(schema, _ENCODERS)
+def _copy_in(conn: Connection, table: str, schema: Schema, upload_id: uuid.UUID, columns: list[list[Any]]) -> None:
+    """One batch's rows, given column by column in the schema's order, by binary ``COPY``."""
+    encoded = [
+        _ENCODERS[schema.columns[name].sql](column) if schema.columns[name].sql in _ENCODERS else column
+        for name, column in zip(schema.fields, columns, strict=True)
+    ]
     statement = sql.SQL("COPY {} (upload_id, {}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), _column_list(schema)
     )
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types(["uuid", *schema.sql_types])
-        for row in rows:
-            values = [upload_id, *row]
-            for i, encode in encoders:
-                values[i + 1] = encode(values[i + 1])
-            copy.write_row(values)
+    with conn.cursor() as cur:
+        # By type, psycopg dumps bytea with a pure-Python dumper (dbapi20's, which unwraps Binary
+        # objects); its C dumper for bytes makes a FASTQ batch's COPY ~20 % cheaper.
+        cur.adapters.register_dumper(bytes, BytesBinaryDumper)
+        with cur.copy(statement) as copy:
+            copy.set_types(["uuid", *schema.sql_types])
+            write = copy.write_row
+            for row in zip(repeat(upload_id), *encoded):
+                write(row)
 
 
 def copy_batch(conn: Connection, batch: SequenceBatch) -> None:
-    # Rows straight from the columns, in the schema's order (no NamedTuple per row on this path).
+    # Straight from the message's columns: no row object per record on this path.
     if len(batch.parts):
-        _copy_in(conn, "sequence_parts", PART, batch.upload_id, zip(*map(batch.parts.column, PART.fields), strict=True))
+        _copy_in(conn, "sequence_parts", PART, batch.upload_id, [batch.parts.column(f) for f in PART.fields])
     if len(batch.records):
-        _copy_in(
-            conn,
-            "sequence_records",
-            RECORD,
-            batch.upload_id,
-            zip(*map(batch.records.column, RECORD.fields), strict=True),
-        )
+        _copy_in(conn, "sequence_records", RECORD, batch.upload_id, [batch.records.column(f) for f in RECORD.fields])
 
 
 # Reading an upload back must be two plain index scans in key order, streamed: never a sort

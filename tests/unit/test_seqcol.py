@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from refget.utils import canonical_str, compare_seqcols, fasta_to_seqcol_dict, seqcol_digest
+from refget.utils import canonical_str, compare_seqcols, fasta_to_seqcol_dict, seqcol_digest, sha512t24u_digest
 
 from shared.seqcol import (
     CollectionDigester,
@@ -113,3 +113,35 @@ def test_the_fast_pair_equals_refgets() -> None:
     for name, length in [("chr1", 248956422), ('we"ird\\', 0), ("caf\u00e9", 3)]:
         expected = canonical_str(name_length_pair(name, length))
         assert canonical_pair(canonical(name), canonical(length)) == expected
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1000])
+@pytest.mark.parametrize("fasta", FASTAS[:3], ids=lambda p: p.name)
+def test_records_added_many_at_a_time_digest_as_one_by_one(fasta: Path, chunk: int) -> None:
+    rows = records(fasta)
+    digester = CollectionDigester()
+    for start in range(0, len(rows), chunk):
+        names, lengths, sequences = zip(*rows[start : start + chunk], strict=True)
+        digester.add_many(list(names), list(lengths), list(sequences))
+    collection = digester.finish(sorted(pair_digest(n, length) for n, length, _ in rows), sorted(s for *_, s in rows))
+    assert {"digest": collection.digest, **collection.level1()} == digest_of(fasta)
+
+
+def test_a_batch_with_one_unusual_element_digests_as_the_reference() -> None:
+    """Names needing escapes, non-ASCII, a bool among the lengths: the batch is taken element by
+    element, and each array's digest is still that of its whole canonical JSON."""
+    names = ["chr1", 'quo"te', "caf\u00e9", "tab\tx", "plain"]
+    lengths = [5, 0, 3, 40_000_000, True]
+    sequences = ["SQ.a", "SQ.b", "SQ.\u4e2d", "SQ.d", "SQ.e"]
+    digester = CollectionDigester()
+    digester.add_many(names[:2], lengths[:2], sequences[:2])
+    digester.add_many([], [], [])
+    digester.add_many(names[2:], lengths[2:], sequences[2:])
+    collection = digester.finish([], [])
+    assert collection.names == sha512t24u_digest(canonical_str(names))
+    assert collection.lengths == sha512t24u_digest(canonical_str(lengths))
+    assert collection.sequences == sha512t24u_digest(canonical_str(sequences))
+    pairs = [name_length_pair(n, length) for n, length in zip(names, lengths, strict=True)]
+    assert collection.name_length_pairs == sha512t24u_digest(canonical_str(pairs))
+    with pytest.raises(ValueError, match="unequal"):
+        digester.add_many(["a"], [], ["SQ.a"])
