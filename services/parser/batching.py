@@ -19,6 +19,8 @@ from shared.messages import RecordColumns, SequenceBatch, SequenceParts
 from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
 from shared.record_schema import Part, Record
 
+_new_tuple = tuple.__new__
+
 # JSON for a record's md5, refget, ordinal, line, length, part count and field names.
 RECORD_OVERHEAD_BYTES = 200
 
@@ -168,19 +170,24 @@ class Batcher:
             self._end_record(RecordEnd(record.ordinal, len(data), record.md5, record.refget), done, source_offset)
             return
         self._bytes += len(data) + len(record.quality or b"") + metadata_bytes(record.gene_name, record.attributes)
-        row = Record(
-            ordinal=record.ordinal,
-            line_number=record.line_number,
-            gene_name=record.gene_name,
-            seq_id=record.seq_id,
-            description=record.description,
-            length=len(data),
-            part_count=0,
-            md5=record.md5,
-            refget=record.refget,
-            attributes=record.attributes,
-            residues=data.decode("ascii"),
-            quality=None if record.quality is None else record.quality.decode("ascii"),
+        # Hot (once per record): built positionally, in Record's field order (tuple.__new__ skips
+        # the NamedTuple's keyword __new__: 2.5x cheaper; tests/unit/test_batching.py holds the two equal).
+        row = _new_tuple(
+            Record,
+            (
+                record.ordinal,
+                record.line_number,
+                record.gene_name,
+                record.seq_id,
+                record.description,
+                len(data),
+                0,  # part_count: inline
+                record.md5,
+                record.refget,
+                record.attributes,
+                data.decode("ascii"),
+                None if record.quality is None else record.quality.decode("ascii"),
+            ),
         )
         self._append(row, done, source_offset)
 

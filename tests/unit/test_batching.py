@@ -10,7 +10,8 @@ from services.parser.batching import Batcher
 from shared.messages import SequenceBatch
 from shared.parsing.alphabet import get_alphabet
 from shared.parsing.engine import SequenceStream
-from shared.parsing.records import Event
+from shared.parsing.records import Event, WholeRecord
+from shared.record_schema import Record
 
 UPLOAD = uuid.UUID(int=1)
 
@@ -107,3 +108,36 @@ def test_batches_are_bounded_by_their_json_bytes_whatever_the_names(header: str)
     batches = batches_of(data, 65536, part=1000, batch=batch_bytes)
     one_record = 2 * 2 * len(header.encode()) + 1000
     assert max(len(b.to_bytes()) for b in batches) <= batch_bytes + one_record
+
+
+def test_a_whole_record_is_the_record_its_fields_name() -> None:
+    """The hot path builds rows positionally: each value must land in the field of its name."""
+    read = WholeRecord(
+        ordinal=7,
+        line_number=29,
+        gene_name="r7 some read",
+        seq_id="r7",
+        description="some read",
+        data=b"ACGT",
+        md5="md5-of-it",
+        refget="SQ.digest",
+        attributes={"k": "v"},
+        quality=b"IIII",
+    )
+    batcher = Batcher(UPLOAD, 1, 1000, 4000)
+    [batch] = [*batcher.add([read], 10), *batcher.finish(10)]
+    [record] = batch.records.rows()
+    assert record == Record(
+        ordinal=7,
+        line_number=29,
+        gene_name="r7 some read",
+        seq_id="r7",
+        description="some read",
+        length=4,
+        part_count=0,
+        md5="md5-of-it",
+        refget="SQ.digest",
+        attributes={"k": "v"},
+        residues="ACGT",
+        quality="IIII",
+    )
