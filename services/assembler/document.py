@@ -23,28 +23,40 @@ def _needs_escaping(data: bytes) -> bool:
     return b'"' in data or b"\\" in data
 
 
-def _compile_header() -> Callable[[Record], dict[str, Any]]:
-    """``record -> {document key: value}`` for the fields before the sequence, built from the schema.
+_QUALITY = Record._fields.index("quality")
+_PART_COUNT = Record._fields.index("part_count")
+
+
+def _compile_fields(whole: bool) -> Callable[..., dict[str, Any]]:
+    """``record -> {document key: value}`` for the fields before the sequence, built from the schema;
+    ``whole``: ``(record, sequence) ->`` the whole record's, its sequence and quality included.
 
     Hot (once per record): compiled to a dict display, which is twice as fast as building the dict
     in a loop; optional fields are added only when they hold a value.
     """
     required = ", ".join(f"{key!r}: r[{i}]" for i, key, optional in DOCUMENT_FIELDS if not optional)
-    lines = ["def header(r):", f"    fields = {{{required}}}"]
+    lines = ["def fields_of(r, sequence=None):", f"    fields = {{{required}}}"]
     for i, key, optional in DOCUMENT_FIELDS:
         if optional:
             lines += [f"    if r[{i}] is not None:", f"        fields[{key!r}] = r[{i}]"]
+    if whole:
+        lines += [
+            '    fields["sequence"] = sequence',
+            f"    if r[{_QUALITY}] is not None:",
+            f'        fields["quality"] = r[{_QUALITY}]',
+        ]
     lines.append("    return fields")
     namespace: dict[str, Any] = {}
     exec("\n".join(lines), namespace)
-    return namespace["header"]  # type: ignore[no-any-return]
+    return namespace["fields_of"]  # type: ignore[no-any-return]
 
 
-_header = _compile_header()
+_header = _compile_fields(whole=False)
+_whole = _compile_fields(whole=True)
 
 
 def _open_record(record: Record) -> bytes:
-    """The record's fields up to the opening quote of its ``sequence``."""
+    """The record's fields up to the opening quote of its ``sequence`` (a record streamed in parts)."""
     return orjson.dumps(_header(record))[:-1] + b',"sequence":"'
 
 
@@ -54,6 +66,12 @@ def _close_record(record: Record) -> bytes:
     if quality is None:
         return b'"}'
     return b'","quality":' + orjson.dumps(quality) + b"}"
+
+
+def _whole_record(record: Record, residues: bytes | None) -> bytes:
+    """A record whose residues are inline (shorter than one part: most records), in one piece:
+    the same bytes as opening, sequence and closing written one after the other."""
+    return orjson.dumps(_whole(record, residues.decode() if residues else ""))
 
 
 class ResultDocument:
@@ -76,21 +94,31 @@ class ResultDocument:
         escape = self._escape
         head = orjson.dumps(self._provenance)
         pieces: list[bytes] = [head[:-1], b',"records":[']
+        separator = b"\n"  # before the first record; ",\n" between records
         size = 0
-        current: Record | None = None
+        current: Record | None = None  # the record being streamed part by part
         current_ordinal = -1
         for record, _part, residues in rows:
             if record[0] != current_ordinal:  # a new record (ordinals are >= 0)
                 if current is not None:
                     closing = _close_record(current)
                     pieces.append(closing)
-                    pieces.append(b",\n")
                     size += len(closing)
-                else:
-                    pieces.append(b"\n")
-                current = record
+                    current = None
+                pieces.append(separator)
+                separator = b",\n"
                 current_ordinal = record[0]
                 self.records_written += 1
+                if record[_PART_COUNT] == 0:  # inline: the record's only piece
+                    whole = _whole_record(record, residues)
+                    pieces.append(whole)
+                    size += len(whole)
+                    if size >= FLUSH_BYTES:
+                        yield b"".join(pieces)
+                        pieces.clear()
+                        size = 0
+                    continue
+                current = record
                 opening = _open_record(record)
                 pieces.append(opening)
                 size += len(opening)

@@ -66,6 +66,22 @@ def test_document_is_valid_json_and_streams_parts() -> None:
     assert list(doc["records"][4])[-2:] == ["sequence", "quality"]
 
 
+def test_a_record_written_whole_is_the_bytes_of_one_streamed_in_parts() -> None:
+    """An inline record is one ``orjson.dumps``; a record in parts is opened, streamed and closed:
+    the same record must come out byte for byte the same either way."""
+    records = [
+        (record(0, gene_name='quote "x"', seq_id="quote", description='"x"', length=4, attributes={"k": "v"}), b"ACGT"),
+        (record(1, gene_name="empty", seq_id="empty"), b""),
+        (record(2, gene_name="any", seq_id="any", length=3), b'a"\\'),
+        (record(3, gene_name="read", seq_id="read", length=2, quality='I"'), b"AC"),
+        (record(4, gene_name="caf\u00e9 \U0001f9ec", seq_id="caf\u00e9", description="\u4e2d", length=1), b"N"),
+    ]
+    whole = [piece(r, 0, residues) for r, residues in records]
+    in_parts = [piece(r._replace(part_count=1), 0, residues) for r, residues in records]
+    assert all(r.part_count == 0 for r, _ in records)
+    assert b"".join(document(whole)) == b"".join(document(in_parts))
+
+
 def test_empty_document() -> None:
     assert orjson.loads(b"".join(document([]))) == {"record_count": 0, "records": []}
 
