@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from psycopg import sql
 
 from shared import metrics
 from shared.access import owner_of_object
+from shared.logging import carry_context
 from shared.messages import ParseCompleted, SequenceBatch
 from shared.postgres import refget, sequences
 from shared.postgres.connection import Connection, Database, connect
@@ -715,9 +717,16 @@ class PostgresUploads:
         record_assembly_progress(self._progress.conn, upload_id, generation, records)
 
     def sorted_arrays(self, upload_id: uuid.UUID) -> SortedArrays:
-        """On a session of its own (the assembler runs it on another thread beside its streaming)."""
-        with connect(self._db.settings, autocommit=True) as conn:
-            return refget.sorted_arrays(conn, upload_id)
+        """Each array on a session and a thread of its own, the two sorts at once (the assembler
+        runs this on another thread beside its streaming)."""
+
+        def digest(name: str) -> str:
+            with connect(self._db.settings, autocommit=True) as conn:
+                return refget.sorted_array_digest(conn, name, upload_id)
+
+        with ThreadPoolExecutor(max_workers=len(refget.SORTED_ARRAYS), thread_name_prefix="sorted") as pool:
+            digests = {name: pool.submit(carry_context(digest), name) for name in refget.SORTED_ARRAYS}
+            return SortedArrays(**{name: future.result() for name, future in digests.items()})
 
     def finish_assembly(
         self,

@@ -14,7 +14,7 @@ from shared.messages import ParseCompleted, SequenceBatch
 from shared.postgres import uploads as db
 from shared.postgres.connection import Connection, connect
 from shared.postgres.migrate import autovacuum_is_off, migrate, runtime_role
-from shared.postgres.refget import sorted_arrays
+from shared.postgres.refget import sorted_array_digest, sorted_arrays
 from shared.postgres.sequences import iter_result_pieces
 from shared.record_schema import RECORD, Part
 from shared.seqcol import SortedArrays
@@ -372,3 +372,15 @@ def test_the_collections_sorted_arrays_are_in_byte_order_whatever_the_databases_
         sha512t24u_digest(canonical_str(sorted(pairs))),  # type: ignore[arg-type]
         sha512t24u_digest(canonical_str(sorted(refgets))),  # type: ignore[arg-type]
     )
+
+
+def test_a_sorted_array_element_that_is_no_digest_is_a_damaged_store(conn: Connection) -> None:
+    """The sorted arrays are joined and hashed in bulk, as digests: anything else must not be
+    hashed as if it were its own canonical JSON."""
+    upload = confirmed(conn, event(f"seqcol/{uuid.uuid4()}.fa")).upload
+    assert db.start_parsing(conn, upload.id, 1)
+    records = [record(0, refget="SQ.abc"), record(1, refget='SQ.a","b')]
+    assert db.store_batch(conn, sequence_batch(upload.id, 1, 0, records)).stored
+    assert sorted_array_digest(conn, "sorted_name_length_pairs", upload.id)
+    with pytest.raises(ValueError, match="not a digest"):
+        sorted_array_digest(conn, "sorted_sequences", upload.id)
