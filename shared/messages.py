@@ -53,16 +53,18 @@ class _Columns(BaseModel):
 
     @model_validator(mode="after")
     def _same_lengths(self) -> Self:
-        lengths = {len(v) for v in self.__dict__.values()}
+        lengths = {len(v) for v in self.__dict__.values() if v is not None}
         if len(lengths) > 1:
             raise ValueError(f"columns of unequal length: {sorted(lengths)}")
         return self
 
     def __len__(self) -> int:
-        return len(next(iter(self.__dict__.values())))
+        return len(next(iter(self.__dict__.values())))  # the first column is never an added one
 
     def column(self, name: str) -> list[Any]:
-        return self.__dict__[name]  # type: ignore[no-any-return]
+        """The column's values; an added column that the sender left out is all None."""
+        values = self.__dict__[name]
+        return [None] * len(self) if values is None else values
 
     @classmethod
     def from_rows(cls, rows: Sequence[tuple[Any, ...]]) -> Self:
@@ -88,7 +90,12 @@ class _RecordColumns(_Columns):
 
 def _columns_model(name: str, base: type[_ColumnsT], doc: str) -> type[_ColumnsT]:
     schema = base.row_schema
-    fields: dict[str, Any] = {f: (GenericAlias(list, (schema.python_types[f],)), ...) for f in schema.fields}
+    fields: dict[str, Any] = {
+        f: (GenericAlias(list, (schema.python_types[f],)) | None, None)
+        if schema.columns[f].added
+        else (GenericAlias(list, (schema.python_types[f],)), ...)
+        for f in schema.fields
+    }
     return create_model(name, __base__=base, __doc__=doc, **fields)
 
 

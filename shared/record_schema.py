@@ -23,11 +23,14 @@ class Column:
     ``document``: its key in the result document's record, or None for a field the writer places
     itself (the sequence, streamed last, and what follows it).
     ``optional``: the document leaves the key out when the value is None.
+    ``added``: added after the message format first shipped: a batch may leave the column out (one
+    from a parser of the previous version, during a rolling upgrade), and its rows then hold None.
     """
 
     sql: str
     document: str | None
     optional: bool = False
+    added: bool = False
 
 
 class Record(NamedTuple):
@@ -48,6 +51,10 @@ class Record(NamedTuple):
     residues: Annotated[str | None, Column("bytea", None)]
     # FASTQ qualities (always inline: a read must fit in one part); None for other formats.
     quality: Annotated[str | None, Column("bytea", None)]
+    # The GA4GH digest of the record's canonical {"length", "name"} pair: its element of the
+    # collection's sorted_name_length_pairs, computed as it is parsed so that sorting them once the
+    # upload is complete digests nothing. None in rows stored before it was (the SQL computes it).
+    pair_digest: Annotated[str | None, Column("text", None, added=True)]
 
 
 class Part(NamedTuple):

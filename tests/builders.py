@@ -23,6 +23,7 @@ _DEFAULTS: dict[str, Any] = {
     "attributes": None,
     "residues": None,
     "quality": None,
+    "pair_digest": None,
 }
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from shared.messages import RecordColumns, SequenceBatch, SequenceParts
 from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
 from shared.record_schema import Part, Record
+from shared.seqcol import pair_digest
 
 _new_tuple = tuple.__new__
 
@@ -146,6 +147,7 @@ class Batcher:
             attributes=start.attributes,
             residues=inline,
             quality=None,
+            pair_digest=pair_digest(start.seq_id, end.length),
         )
         self._start = None
         self._append(record, done, source_offset)
@@ -187,6 +189,7 @@ class Batcher:
                 record.attributes,
                 data.decode("ascii"),
                 None if record.quality is None else record.quality.decode("ascii"),
+                pair_digest(record.seq_id, len(data)),
             ),
         )
         self._append(row, done, source_offset)

@@ -152,9 +152,9 @@ def digest_collection(conn: Connection, upload_id: uuid.UUID) -> Collection:
 # and byte order is the cheapest sort there is.
 SORTED_ARRAYS: dict[str, str] = {
     "sorted_name_length_pairs": (
-        "SELECT v FROM (SELECT "
+        "SELECT v FROM (SELECT coalesce(pair_digest, "
         + _PAIR_DIGEST.replace("{", "{{").replace("}", "}}")  # braces kept through sql.SQL.format
-        + " AS v FROM sequence_records WHERE upload_id = {upload}) pairs "
+        + ") AS v FROM sequence_records WHERE upload_id = {upload}) pairs "
         'ORDER BY v COLLATE "C"'
     ),
     "sorted_sequences": 'SELECT refget FROM sequence_records WHERE upload_id = {upload} ORDER BY refget COLLATE "C"',

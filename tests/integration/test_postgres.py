@@ -17,7 +17,7 @@ from shared.postgres.migrate import autovacuum_is_off, migrate, runtime_role
 from shared.postgres.refget import sorted_array_digest, sorted_arrays
 from shared.postgres.sequences import iter_result_pieces
 from shared.record_schema import RECORD, Part
-from shared.seqcol import SortedArrays
+from shared.seqcol import SortedArrays, pair_digest
 from shared.settings import Settings
 from shared.uploads import (
     Claim,
@@ -94,6 +94,7 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0013_hash_content_indexes",
         "0014_shards",
         "0015_unparsed_shards",
+        "0016_pair_digests",
     ]
 
 
@@ -368,10 +369,20 @@ def test_the_collections_sorted_arrays_are_in_byte_order_whatever_the_databases_
     assert db.store_batch(conn, sequence_batch(upload.id, 1, 0, records)).stored
     pairs = [sha512t24u_digest(canonical_str({"length": i, "name": n})) for i, n in enumerate(names)]
     assert sorted(refgets) != sorted(refgets, key=str.casefold)  # the case decides the order somewhere
-    assert sorted_arrays(conn, upload.id) == SortedArrays(
+    expected = SortedArrays(
         sha512t24u_digest(canonical_str(sorted(pairs))),  # type: ignore[arg-type]
         sha512t24u_digest(canonical_str(sorted(refgets))),  # type: ignore[arg-type]
     )
+    assert sorted_arrays(conn, upload.id) == expected  # pair digests computed by the SQL (stored NULL)
+    # The same records with the pair digests the parser stores: the same arrays.
+    stored = confirmed(conn, event(f"seqcol/{uuid.uuid4()}.fa")).upload
+    assert db.start_parsing(conn, stored.id, 1)
+    with_digests = [r._replace(pair_digest=pair_digest(r.seq_id, r.length)) for r in records]
+    assert db.store_batch(conn, sequence_batch(stored.id, 1, 0, with_digests)).stored
+    assert conn.execute(
+        "SELECT count(pair_digest) AS n FROM sequence_records WHERE upload_id = %s", (stored.id,)
+    ).fetchone() == {"n": len(records)}
+    assert sorted_arrays(conn, stored.id) == expected
 
 
 def test_a_sorted_array_element_that_is_no_digest_is_a_damaged_store(conn: Connection) -> None:

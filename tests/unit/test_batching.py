@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from refget.utils import canonical_str, sha512t24u_digest
 
 from services.parser.batching import Batcher
 from shared.messages import SequenceBatch
@@ -12,6 +13,7 @@ from shared.parsing.alphabet import get_alphabet
 from shared.parsing.engine import SequenceStream
 from shared.parsing.records import Event, WholeRecord
 from shared.record_schema import Record
+from shared.seqcol import pair_digest
 
 UPLOAD = uuid.UUID(int=1)
 
@@ -140,4 +142,13 @@ def test_a_whole_record_is_the_record_its_fields_name() -> None:
         attributes={"k": "v"},
         residues="ACGT",
         quality="IIII",
+        pair_digest=pair_digest("r7", 4),
     )
+
+
+def test_every_record_carries_its_name_length_pair_digest() -> None:
+    """Whole or in parts, each record's pair digest is the seqcol one (``refget``'s canonical form)."""
+    records = [r for b in batches_of(make_fasta(4), 4096) for r in b.records.rows()]
+    assert any(r.part_count for r in records) and any(not r.part_count for r in records)
+    for r in records:
+        assert r.pair_digest == sha512t24u_digest(canonical_str({"length": r.length, "name": r.seq_id}))

@@ -79,6 +79,20 @@ def test_fields_added_later_are_sent_only_when_they_say_something() -> None:
     assert "shard" not in orjson.loads(plain.to_bytes()) and "shard_count" not in orjson.loads(plain.to_bytes())
 
 
+def test_a_column_added_later_may_be_left_out_by_a_previous_parser() -> None:
+    """A batch from a parser that does not send ``pair_digest`` (an added column) is still read:
+    its records hold None there, and the store computes the digest itself."""
+    body = orjson.loads(batch().to_bytes())
+    assert body["records"].pop("pair_digest") == [None]
+    old = decode_persist_message(orjson.dumps(body))
+    assert isinstance(old, SequenceBatch)
+    assert old.records.column("pair_digest") == [None] and next(old.records.rows()).pair_digest is None
+    assert [n for n in RECORD.fields if RECORD.columns[n].added] == ["pair_digest"]
+    body["records"]["pair_digest"] = ["a", "b"]  # present, it must be as long as the others
+    with pytest.raises(InvalidMessage):
+        decode_persist_message(orjson.dumps(body))
+
+
 def test_columns_must_have_equal_lengths() -> None:
     with pytest.raises(ValidationError):
         SequenceParts(ordinal=[0, 1], part_no=[0], residues=["A", "C"])
