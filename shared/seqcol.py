@@ -24,6 +24,8 @@ from typing import Any
 
 from refget.utils import canonical_str, level1_dict_to_seqcol_digest
 
+from shared.parsing.native import accelerator as _native
+
 # The attributes the collection's digest is made of (the seqcol schema's "inherent" ones).
 INHERENT = ("names", "sequences")
 ARRAYS = ("lengths", "names", "sequences")
@@ -103,7 +105,18 @@ def name_length_pair(name: str, length: int) -> dict[str, Any]:
 
 
 def pair_digest(name: str, length: int) -> str:
-    """One element of ``sorted_name_length_pairs``: the digest of a canonical name-length pair."""
+    """One element of ``sorted_name_length_pairs``: the digest of a canonical name-length pair.
+
+    (Hot: the parser computes it for every record.) In C where the extension is built, for a plain
+    name and an int length: the same digest at a fifth of the cost (``tests/unit/test_seqcol.py``).
+    """
+    if _native is not None and type(length) is int:
+        try:
+            digest: str | None = _native.pair_digest(name, length)
+        except OverflowError:  # beyond 64 bits: Python's
+            digest = None
+        if digest is not None:
+            return digest
     return sha512t24u(canonical_pair(canonical(name), canonical(length)))
 
 

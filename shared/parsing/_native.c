@@ -754,7 +754,49 @@ static PyObject *share_malloc_arena(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* The GA4GH digest (SHA-512, first 24 bytes, base64url) of a canonical name-length pair,
+   {"length":N,"name":"NAME"}: an element of a sequence collection's sorted_name_length_pairs
+   (shared/seqcol.py:pair_digest). Only for a plain name -- printable ASCII without '"' or '\\', its
+   own JSON string once quoted -- else None, and Python's canonical JSON takes it. */
+static PyObject *pair_digest(PyObject *self, PyObject *args)
+{
+    PyObject *name;
+    long long length;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "UL:pair_digest", &name, &length))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(name))
+        Py_RETURN_NONE;
+    const unsigned char *s = PyUnicode_1BYTE_DATA(name);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+            Py_RETURN_NONE;
+    }
+    char digits[24];
+    int d = snprintf(digits, sizeof digits, "%lld", length);
+    SHA512_CTX ctx;
+    unsigned char sha[64];
+    if (!(SHA512_Init(&ctx) && SHA512_Update(&ctx, "{\"length\":", 10) && SHA512_Update(&ctx, digits, (size_t)d) &&
+          SHA512_Update(&ctx, ",\"name\":\"", 9) && SHA512_Update(&ctx, s, (size_t)n) &&
+          SHA512_Update(&ctx, "\"}", 2) && SHA512_Final(sha, &ctx))) {
+        PyErr_SetString(PyExc_RuntimeError, "SHA-512 failed");
+        return NULL;
+    }
+    unsigned char out[32];
+    for (int i = 0, o = 0; i < 24; i += 3) {
+        unsigned v = ((unsigned)sha[i] << 16) | ((unsigned)sha[i + 1] << 8) | sha[i + 2];
+        out[o++] = (unsigned char)B64URL[(v >> 18) & 63];
+        out[o++] = (unsigned char)B64URL[(v >> 12) & 63];
+        out[o++] = (unsigned char)B64URL[(v >> 6) & 63];
+        out[o++] = (unsigned char)B64URL[v & 63];
+    }
+    return ascii_str(out, 32);
+}
+
 static PyMethodDef methods[] = {
+    {"pair_digest", pair_digest, METH_VARARGS, "The GA4GH digest of a plain name's canonical name-length pair."},
     {"share_malloc_arena", share_malloc_arena, METH_NOARGS, "Let threads started from now on share malloc's main arena."},
     {"fastq_records", fastq_records, METH_VARARGS, "Consume a run of plain four-line FASTQ records."},
     {"clean", clean, METH_VARARGS, "Strip newlines, check letters and upper-case a piece of sequence text."},

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from refget.utils import canonical_str, compare_seqcols, fasta_to_seqcol_dict, seqcol_digest, sha512t24u_digest
 
+from shared import seqcol
 from shared.seqcol import (
     CollectionDigester,
     canonical,
@@ -145,3 +146,16 @@ def test_a_batch_with_one_unusual_element_digests_as_the_reference() -> None:
     assert collection.name_length_pairs == sha512t24u_digest(canonical_str(pairs))
     with pytest.raises(ValueError, match="unequal"):
         digester.add_many(["a"], [], ["SQ.a"])
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["C", "Python"])
+def test_pair_digests_equal_refgets_in_c_and_in_python(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not native:
+        monkeypatch.setattr(seqcol, "_native", None)
+    else:
+        assert seqcol._native is not None, "the extension is built by the project's install"
+    names = ["chr1", "", "a b~!", 'we"ird', "back\\slash", "tab\tx", "del\x7f", "caf\u00e9", "\U0001f9ec", "x" * 70_000]
+    for name in names:
+        for length in (0, 1, 150, 248_956_422, -7, 2**63 - 1, 2**63, 2**80):
+            expected = sha512t24u_digest(canonical_str(name_length_pair(name, length)))
+            assert pair_digest(name, length) == expected, (name, length)
