@@ -8,6 +8,7 @@ from services.assembler.handler import AssemblerDeps, give_up, handle_assemble
 from shared import metrics
 from shared.broker import Consumer
 from shared.logging import configure_logging
+from shared.parsing.native import share_malloc_arena
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
 from shared.settings import get_settings
@@ -16,6 +17,7 @@ from shared.storage import ObjectStore
 
 
 def main() -> None:
+    share_malloc_arena()  # before any thread: the worker, part uploader and sorting threads share one
     settings = get_settings()
     configure_logging("assembler", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
