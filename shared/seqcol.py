@@ -108,7 +108,8 @@ def pair_digest(name: str, length: int) -> str:
     """One element of ``sorted_name_length_pairs``: the digest of a canonical name-length pair.
 
     (Hot: the parser computes it for every record.) In C where the extension is built, for a plain
-    name and an int length: the same digest at a fifth of the cost (``tests/unit/test_seqcol.py``).
+    name and an int length: the same digest (``tests/unit/test_seqcol.py``) at about a quarter of
+    the cost (0.7 against 2.7 µs here).
     """
     if _native is not None and type(length) is int:
         try:
