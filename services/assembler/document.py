@@ -25,6 +25,10 @@ def _needs_escaping(data: bytes) -> bool:
 
 _QUALITY = Record._fields.index("quality")
 _PART_COUNT = Record._fields.index("part_count")
+# The keys the writer places itself, after the schema's fields (their ``Column.document`` is None).
+SEQUENCE_KEY, QUALITY_KEY = "sequence", "quality"
+_OPEN_SEQUENCE = b"," + orjson.dumps(SEQUENCE_KEY) + b':"'
+_QUALITY_AFTER_SEQUENCE = b'",' + orjson.dumps(QUALITY_KEY) + b":"
 
 
 def _compile_fields(whole: bool) -> Callable[..., dict[str, Any]]:
@@ -41,9 +45,9 @@ def _compile_fields(whole: bool) -> Callable[..., dict[str, Any]]:
             lines += [f"    if r[{i}] is not None:", f"        fields[{key!r}] = r[{i}]"]
     if whole:
         lines += [
-            '    fields["sequence"] = sequence',
+            f"    fields[{SEQUENCE_KEY!r}] = sequence",
             f"    if r[{_QUALITY}] is not None:",
-            f'        fields["quality"] = r[{_QUALITY}]',
+            f"        fields[{QUALITY_KEY!r}] = r[{_QUALITY}]",
         ]
     lines.append("    return fields")
     namespace: dict[str, Any] = {}
@@ -57,7 +61,7 @@ _whole = _compile_fields(whole=True)
 
 def _open_record(record: Record) -> bytes:
     """The record's fields up to the opening quote of its ``sequence`` (a record streamed in parts)."""
-    return orjson.dumps(_header(record))[:-1] + b',"sequence":"'
+    return orjson.dumps(_header(record))[:-1] + _OPEN_SEQUENCE
 
 
 def _close_record(record: Record) -> bytes:
@@ -65,7 +69,7 @@ def _close_record(record: Record) -> bytes:
     quality = record.quality
     if quality is None:
         return b'"}'
-    return b'","quality":' + orjson.dumps(quality) + b"}"
+    return _QUALITY_AFTER_SEQUENCE + orjson.dumps(quality) + b"}"
 
 
 def _whole_record(record: Record, residues: bytes | None) -> bytes:
