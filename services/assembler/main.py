@@ -7,6 +7,7 @@ import functools
 from services.assembler.handler import AssemblerDeps, give_up, handle_assemble
 from shared import metrics
 from shared.broker import Consumer
+from shared.gc_tuning import relax_gc
 from shared.logging import configure_logging
 from shared.parsing.native import share_malloc_arena
 from shared.postgres.connection import Database
@@ -22,12 +23,14 @@ def main() -> None:
     configure_logging("assembler", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
     deps = AssemblerDeps(settings, PostgresUploads(Database(settings)), ObjectStore(settings))
-    Consumer(
+    consumer = Consumer(
         settings,
         ASSEMBLE,
         functools.partial(handle_assemble, deps=deps),
         functools.partial(give_up, deps=deps),
-    ).run()
+    )
+    relax_gc()  # wired: the records, rows and batches it allocates from now on hold no cycles
+    consumer.run()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import functools
 from services.parser.handler import ParserDeps, give_up, handle_parse
 from shared import metrics
 from shared.broker import Consumer, PipelinedPublisher
+from shared.gc_tuning import relax_gc
 from shared.logging import configure_logging
 from shared.parsing.native import share_malloc_arena
 from shared.postgres.connection import Database
@@ -24,12 +25,14 @@ def main() -> None:
     deps = ParserDeps(
         settings, PostgresUploads(Database(settings)), ObjectStore(settings), PipelinedPublisher(settings)
     )
-    Consumer(
+    consumer = Consumer(
         settings,
         PARSE,
         functools.partial(handle_parse, deps=deps),
         functools.partial(give_up, deps=deps),
-    ).run()
+    )
+    relax_gc()  # wired: the records, rows and batches it allocates from now on hold no cycles
+    consumer.run()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import functools
 from services.persister.handler import PersisterDeps, give_up, handle_persist
 from shared import metrics
 from shared.broker import Consumer, Publisher
+from shared.gc_tuning import relax_gc
 from shared.logging import configure_logging
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
@@ -19,12 +20,14 @@ def main() -> None:
     configure_logging("persister", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
     deps = PersisterDeps(PostgresUploads(Database(settings)), Publisher(settings))
-    Consumer(
+    consumer = Consumer(
         settings,
         PERSIST,
         functools.partial(handle_persist, deps=deps),
         functools.partial(give_up, deps=deps),
-    ).run()
+    )
+    relax_gc()  # wired: the records, rows and batches it allocates from now on hold no cycles
+    consumer.run()
 
 
 if __name__ == "__main__":
