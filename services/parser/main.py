@@ -7,17 +7,18 @@ import functools
 from services.parser.handler import ParserDeps, give_up, handle_parse
 from shared import metrics
 from shared.broker import Consumer, PipelinedPublisher
-from shared.gc_tuning import relax_gc
 from shared.logging import configure_logging
 from shared.parsing.native import share_malloc_arena
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
+from shared.runtime_tuning import keep_freed_buffers, relax_gc
 from shared.settings import get_settings
 from shared.stages import PARSE
 from shared.storage import ObjectStore
 
 
 def main() -> None:
+    keep_freed_buffers()  # message-sized buffers reused, not faulted in again per batch
     share_malloc_arena()  # before any thread: the prefetch, publisher and engine threads share one
     settings = get_settings()
     configure_logging("parser", settings.log_level, settings.log_json, settings.replica)

@@ -7,15 +7,16 @@ import functools
 from services.persister.handler import PersisterDeps, give_up, handle_persist
 from shared import metrics
 from shared.broker import Consumer, Publisher
-from shared.gc_tuning import relax_gc
 from shared.logging import configure_logging
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
+from shared.runtime_tuning import keep_freed_buffers, relax_gc
 from shared.settings import get_settings
 from shared.stages import PERSIST
 
 
 def main() -> None:
+    keep_freed_buffers()  # message-sized buffers reused, not faulted in again per batch
     settings = get_settings()
     configure_logging("persister", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
