@@ -130,3 +130,46 @@ def test_a_shard_request_decodes_only_from_the_pipeline_exchange() -> None:
         PARSE.decode(request.to_bytes(), from_pipeline=False)
     notification = (Path(__file__).parents[1] / "fixtures" / "events" / "rgw-put.json").read_bytes()
     assert PARSE.decode(notification, from_pipeline=False) == PARSE.decode(notification, from_pipeline=True)
+
+
+def _pydantic_json(message: SequenceBatch | ParseCompleted | ShardRequested | AssembleRequested) -> bytes:
+    """The message as pydantic's own serializer writes it, added fields at their default left out."""
+    cls = type(message)
+    exclude = {n for n in cls.added_fields if getattr(message, n) == cls.model_fields[n].default}
+    return cls.__pydantic_serializer__.to_json(message, exclude=exclude or None)
+
+
+def test_wire_json_is_what_pydantic_writes() -> None:
+    """``to_bytes`` writes with orjson (cheaper); what it writes must be pydantic's JSON, value for value."""
+    odd = 'q"uote \\ back\ttab é 名前 \U0001f9ec'
+    rows = [
+        record(0, gene_name=odd, seq_id=odd, description=None, length=4, residues="ACGT", attributes={odd: odd}),
+        record(1, gene_name="b", seq_id="b", description="", length=0, residues="", quality=""),
+        record(2, gene_name="c", seq_id="c", description="d", length=2**40, residues=None, part_count=3),
+    ]
+    records = RecordColumns.from_rows(rows)
+    without_pairs = RecordColumns.model_construct(None, **{**records.__dict__, "pair_digest": None})
+    parts = SequenceParts(ordinal=[2, 2], part_no=[0, 1], residues=["AC", "gt"])
+    messages = [
+        batch(),
+        SequenceBatch(upload_id=UID, generation=1, batch_no=0, source_offset=9, parts=parts, records=records),
+        SequenceBatch(
+            upload_id=UID, generation=1, shard=2, batch_no=5, source_offset=0, source_bytes=77,
+            parts=parts, records=without_pairs,
+        ),
+        ParseCompleted(upload_id=UID, generation=3, batch_count=1, record_count=2, source_bytes=3, format="fasta"),
+        ParseCompleted(
+            upload_id=UID, generation=3, shard=1, shard_count=4, batch_count=1, record_count=2, source_bytes=3,
+            format="fastq.gz", source_md5="0" * 32, source_sha256="f" * 64,
+        ),
+        ShardRequested(upload_id=UID, generation=2, shard=3),
+        AssembleRequested(upload_id=UID, generation=2),
+    ]  # fmt: skip
+    for message in messages:
+        assert orjson.loads(message.to_bytes()) == orjson.loads(_pydantic_json(message)), type(message).__name__
+
+
+def test_wire_json_refuses_a_value_it_cannot_write_as_pydantic_would() -> None:
+    broken = AssembleRequested.model_construct(upload_id={1, 2}, generation=1)
+    with pytest.raises(TypeError):
+        broken.to_bytes()
