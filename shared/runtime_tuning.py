@@ -52,7 +52,7 @@ def keep_freed_buffers() -> bool:
     past that size, and trims the heap's free top beyond twice that threshold: either way the next
     batch body (up to a few MiB) is faulted in page by page again. The persister took ~480,000 page
     faults per GiB and 1.4 s of system time; with these fixed thresholds, ~12,000 and 0.7 s, and its
-    CPU fell from 5.2 to 4.4-4.6 s (peak RSS unchanged: 113 MiB). Allocations of 32 MiB and more
+    CPU fell from 5.2 to 4.2-4.6 s (peak RSS unchanged: 113-119 MiB). Allocations of 32 MiB and more
     still get their own mapping, and a heap keeps at most 128 MiB free at its top.
 
     Returns whether it applied (only on glibc; elsewhere the allocator keeps its defaults).
