@@ -334,9 +334,14 @@ def run_one(
                 for table in tables:
                     conn.execute(f"DELETE FROM {table} WHERE upload_id = %s", (result["id"],))
         # Without autovacuum (this machine's Postgres runs without it) the next run would insert
-        # beside a million dead rows per run before it, into content indexes that only grow.
+        # beside a million dead rows per run before it. VACUUM empties the indexes' pages but keeps
+        # them: a hash index keeps the buckets a 4 GiB run split it into (162 MB for the ~60,000
+        # rows left), and the next 1 GiB run's inserts, spread over them, cost Postgres 13.5 s of
+        # CPU instead of 10.3-10.9 s. Rebuilt, each run starts from the indexes of what is stored.
         with psycopg.connect(settings.pg_migration_dsn, autocommit=True) as conn:
             conn.execute(f"VACUUM (ANALYZE) {', '.join(tables)}, uploads")
+            for table in ("sequence_records", "sequence_parts"):
+                conn.execute(f"REINDEX TABLE CONCURRENTLY {table}")
     return size, float(results[0][1]["seconds"])
 
 
