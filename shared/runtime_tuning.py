@@ -33,7 +33,9 @@ def relax_gc() -> None:
     ``visit_reachable``), and 9.3 against 7.1 s of CPU for the same parse, batching and encoding
     measured alone. What these stages allocate in bulk -- records, rows, columns, message bodies --
     holds no cycles, so reference counting frees it the moment it is dropped; the collector is only
-    there for the rare cycle, which a rarer schedule finds just the same. A young generation of
+    there for the rare cycle, which a rarer schedule finds just the same. (A failing handler is the
+    likeliest maker of one -- a traceback holds the frames that hold the body -- and with the
+    services' logging it makes none: ``tests/unit/test_runtime_tuning.py``.) A young generation of
     50,000 objects holds a few MiB at most.
 
     Call it once the process is wired (modules imported, clients built), just before it starts

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,47 @@ def test_freed_buffers_are_reused_without_faulting_pages_in_again() -> None:
     default, tuned = _faults("default"), _faults("tuned")
     assert default > pages // 2, f"the defaults took {default} page faults: the step no longer shows the cost"
     assert tuned < pages // 50, f"{tuned} page faults with the thresholds set"
+
+
+# The rarer schedule rests on the bulk stages making no cycles that hold a batch. The likeliest
+# place for one is a failing handler: an exception's traceback holds the frames that hold the body.
+# A persister configured as the service is (its logging included) fails on one batch twenty times;
+# prints how many frames in cyclic garbage still hold the body.
+_FAILURE_CYCLES = textwrap.dedent(
+    """
+    import gc, uuid
+    import psycopg
+    import shared.broker as broker
+    from services.persister.handler import PersisterDeps, give_up, handle_persist
+    from shared.logging import configure_logging
+    from shared.settings import get_settings
+    from shared.stages import PERSIST
+    from tests.builders import record, sequence_batch
+    from tests.unit.fakes import FakePublisher, FakeUploads
+
+    class Unreachable(FakeUploads):
+        def store_batch(self, batch):
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    configure_logging("persister", "INFO", json=True)
+    broker.time.sleep = lambda seconds: None  # the retry backoff
+    deps = PersisterDeps(Unreachable(), FakePublisher())
+    consumer = broker.Consumer(
+        get_settings(), PERSIST, lambda m: handle_persist(m, deps), lambda m, why: give_up(m, why, deps)
+    )
+    body = sequence_batch(uuid.uuid4(), 1, 0, [record(0, residues="ACGT" * 1000)]).to_bytes()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    outcomes = {consumer._handle(body, previous=0, from_pipeline=True) for _ in range(20)}
+    assert outcomes == {"requeue"}, outcomes
+    gc.collect()
+    print(sum(1 for o in gc.garbage if type(o).__name__ == "frame" and body in o.f_locals.values()))
+    """
+)
+
+
+def test_a_failing_handler_leaves_no_cycle_holding_the_batch() -> None:
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", _FAILURE_CYCLES], capture_output=True, text=True, check=True, cwd=root)
+    assert run.stdout.split() == ["0"], run.stdout + run.stderr[-2000:]
