@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -118,6 +119,45 @@ def print_cpu(before: dict[str, float], after: dict[str, float], elapsed: float)
     print(f"  CPU {total:.1f} s over {elapsed:.1f} s ({total / elapsed:.2f} cores busy): {parts}")
 
 
+def wal_counters(settings: Settings) -> dict[str, float]:
+    """The server's WAL and checkpoint counters (pg_stat_wal, pg_stat_bgwriter: readable by any role).
+
+    Full-page images are written for every page first changed after a checkpoint, so a run that
+    spans more checkpoints writes more of them per GiB: what the server's ``max_wal_size`` and the
+    indexes' random inserts cost is read here rather than guessed."""
+    with psycopg.connect(settings.pg_migration_dsn) as conn:
+        row = conn.execute(
+            "SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req, b.buffers_backend"
+            " FROM pg_stat_wal w, pg_stat_bgwriter b"
+        ).fetchone()
+    assert row is not None
+    return dict(zip(("bytes", "fpi", "checkpoints", "backend_writes"), map(float, row), strict=True))
+
+
+def checkpoint(settings: Settings) -> None:
+    """Start a measured run from a checkpoint: otherwise the run before it (or its cleanup, a
+    DELETE and VACUUM of a million rows, ~1.5 GB of WAL per GiB) leaves dirty buffers and a
+    checkpoint due, and the next run pays for them -- the bigger the run before, the more.
+    CHECKPOINT needs a superuser or pg_checkpoint: the schema's owner is one in compose's
+    Postgres; on the native stack the machine's postgres role runs it."""
+    try:
+        with psycopg.connect(settings.pg_migration_dsn, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+    except psycopg.errors.InsufficientPrivilege:
+        try:
+            stack.psql_as_postgres("CHECKPOINT")
+        except (OSError, subprocess.CalledProcessError):
+            print("  (no checkpoint before this run: the benchmark's role may not run CHECKPOINT here)")
+
+
+def print_wal(before: dict[str, float], after: dict[str, float]) -> None:
+    d = {k: after[k] - before[k] for k in after}
+    print(
+        f"  WAL {d['bytes'] / 1e6:.0f} MB, {d['fpi']:.0f} full-page images, {d['checkpoints']:.0f} checkpoints,"
+        f" {d['backend_writes']:.0f} buffers written by backends"
+    )
+
+
 def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
@@ -166,11 +206,13 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         httpx.Client(base_url=settings.status_base_url, timeout=60, headers={"Authorization": f"Bearer {key}"}) as http,
         tempfile.TemporaryDirectory() as home,
     ):
+        checkpoint(settings)
         rgw_before = radosgw_pids()
         t_put = time.monotonic()
         ticket = transfer.upload(http, path, {"filename": path.name, "size": size}, Path(home), workers=4)
         t_event = time.monotonic()  # the object exists: the store raises its event now
         cpu_before = cpu_seconds()
+        wal_before = wal_counters(settings)
         print(f"upload ({ticket['upload_method']}) {t_event - t_put:.1f} s")
         peaks = dict.fromkeys(pids, 0.0)
         while True:
@@ -183,6 +225,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
             time.sleep(0.25)  # as a client polls; the bench's polls are the intake's only work
     elapsed = time.monotonic() - t_event
     cpu_after = cpu_seconds()
+    wal_after = wal_counters(settings)
     if status["state"] == "failed":
         raise SystemExit(f"upload failed: {status['error']}")
     store = ObjectStore(settings)
@@ -199,6 +242,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         if start in times and end in times:
             print(f"  {label:<50} {(times[end] - times[start]).total_seconds():6.1f} s")
     print_cpu(cpu_before, cpu_after, elapsed)
+    print_wal(wal_before, wal_after)
     warn_if_radosgw_restarted(rgw_before)
     print_shards(settings, ticket["id"])
     for name, peak in peaks.items():
@@ -265,8 +309,10 @@ def print_shards(settings: Settings, upload_id: str) -> None:
 def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool, compressed: bool) -> float:
     store = ObjectStore(settings)
     reset_peak(os.getpid())
+    checkpoint(settings)
     rgw_before = radosgw_pids()
     cpu_before = cpu_seconds()
+    wal_before = wal_counters(settings)
     times = naive.run(
         store, settings.pg_migration_dsn, bucket, key, size, settings.results_bucket, fastq=fastq, compressed=compressed
     )
@@ -274,6 +320,7 @@ def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool,
     label = "defaults (pglz)" if compressed else "uncompressed (STORAGE EXTERNAL)"
     print(f"naive chain, {label}: {times.total:.1f} s ({size / 1e6 / times.total:.1f} MB/s) [{steps}]")
     print_cpu(cpu_before, cpu_seconds(), times.total)
+    print_wal(wal_before, wal_counters(settings))
     warn_if_radosgw_restarted(rgw_before)
     rss = rss_peak_mib(os.getpid())
     print(f"  records {times.records}, result {times.result_bytes / 1e6:.0f} MB, peak RSS {rss:.0f} MiB")
