@@ -105,12 +105,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"S3 (Ceph RGW)   {settings.s3_endpoint}  buckets {settings.uploads_bucket}, {settings.results_bucket}")
     print(f"RabbitMQ        amqp://127.0.0.1:5672  vhost {stack.AMQP_VHOST}, exchange {settings.events_exchange}")
     print("PostgreSQL      127.0.0.1:5432 database genobase")
-    from shared.postgres.migrate import autovacuum_is_off
+    from shared.postgres.migrate import BULK_LOAD_SETTINGS, autovacuum_is_off, settings_below_bulk_load
 
     if autovacuum_is_off(settings):
         print(
             "  (autovacuum is off on this server: the pipeline's tables keep every dead row version;"
             " run VACUUM (ANALYZE) on them now and then, e.g. after deleting uploads)"
+        )
+    if low := settings_below_bulk_load(settings):
+        have = ", ".join(f"{name} {value}" for name, value in low.items())
+        want = ", ".join(f"{name} {BULK_LOAD_SETTINGS[name]}" for name in low)
+        print(
+            f"  (this server runs with {have}; compose's Postgres with {want}: uploads of several GiB"
+            " cost more per GiB here, see README 'Cost linear in size')"
         )
     services = _services()
     for name, pid in pids.items():

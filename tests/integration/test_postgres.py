@@ -13,7 +13,13 @@ from refget.utils import canonical_str, sha512t24u_digest
 from shared.messages import ParseCompleted, SequenceBatch
 from shared.postgres import uploads as db
 from shared.postgres.connection import Connection, connect
-from shared.postgres.migrate import autovacuum_is_off, migrate, runtime_role
+from shared.postgres.migrate import (
+    BULK_LOAD_SETTINGS,
+    autovacuum_is_off,
+    migrate,
+    runtime_role,
+    settings_below_bulk_load,
+)
 from shared.postgres.refget import sorted_array_digest, sorted_arrays
 from shared.postgres.sequences import iter_result_pieces
 from shared.record_schema import RECORD, Part
@@ -72,6 +78,18 @@ def batch(upload: Upload, batch_no: int, ordinals: list[int]) -> SequenceBatch:
 def test_up_tells_whether_the_server_runs_without_autovacuum(conn: Connection, settings: Settings) -> None:
     row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'autovacuum'").fetchone()
     assert row is not None and autovacuum_is_off(settings) is (row["setting"] == "off")
+
+
+def test_up_tells_which_server_settings_are_below_composes(conn: Connection, settings: Settings) -> None:
+    """Compared in bytes, whatever unit the server shows them in (8kB pages, MB)."""
+    below = settings_below_bulk_load(settings)
+    for name, wanted in BULK_LOAD_SETTINGS.items():
+        row = conn.execute(
+            "SELECT pg_size_bytes(current_setting(%s)) < pg_size_bytes(%s) AS low, current_setting(%s) AS shown",
+            (name, wanted, name),
+        ).fetchone()
+        assert row is not None
+        assert below.get(name) == (row["shown"] if row["low"] else None), name
 
 
 def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None:

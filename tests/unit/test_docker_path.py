@@ -24,6 +24,17 @@ def test_minio_image_is_one_setting_with_one_default() -> None:
     assert "minio/minio:" not in text.replace(compose.DEFAULT_MINIO_IMAGE, "")  # no other MinIO image
 
 
+def test_compose_postgres_runs_with_the_bulk_load_settings_genobase_up_checks() -> None:
+    """genobase up compares the machine's server with these; compose's server must have them."""
+    import yaml
+
+    from shared.postgres.migrate import BULK_LOAD_SETTINGS
+
+    command = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["postgres"]["command"]
+    flags = dict(value.split("=", 1) for flag, value in zip(command[1::2], command[2::2], strict=True) if flag == "-c")
+    assert {name: flags.get(name) for name in BULK_LOAD_SETTINGS} == BULK_LOAD_SETTINGS
+
+
 def test_every_password_in_a_compose_url_is_the_encoded_one() -> None:
     text = (ROOT / "compose.yaml").read_text()
     for url in re.findall(r"(?:amqp|postgresql)://[^\s]+", text):
