@@ -119,17 +119,22 @@ def print_cpu(before: dict[str, float], after: dict[str, float], elapsed: float)
     print(f"  CPU {total:.1f} s over {elapsed:.1f} s ({total / elapsed:.2f} cores busy): {parts}")
 
 
-def wal_counters(settings: Settings) -> dict[str, float]:
-    """The server's WAL and checkpoint counters (pg_stat_wal, pg_stat_bgwriter: readable by any role).
+def wal_counters(settings: Settings) -> dict[str, float] | None:
+    """The server's WAL and checkpoint counters (pg_stat_wal, pg_stat_bgwriter: readable by any
+    role), or None where the server keeps them elsewhere (Postgres 17 moved them to
+    pg_stat_checkpointer and pg_stat_io).
 
     Full-page images are written for every page first changed after a checkpoint, so a run that
     spans more checkpoints writes more of them per GiB: what the server's ``max_wal_size`` and the
     indexes' random inserts cost is read here rather than guessed."""
-    with psycopg.connect(settings.pg_migration_dsn) as conn:
-        row = conn.execute(
-            "SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req, b.buffers_backend"
-            " FROM pg_stat_wal w, pg_stat_bgwriter b"
-        ).fetchone()
+    try:
+        with psycopg.connect(settings.pg_migration_dsn) as conn:
+            row = conn.execute(
+                "SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req, b.buffers_backend"
+                " FROM pg_stat_wal w, pg_stat_bgwriter b"
+            ).fetchone()
+    except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable):
+        return None
     assert row is not None
     return dict(zip(("bytes", "fpi", "checkpoints", "backend_writes"), map(float, row), strict=True))
 
@@ -150,7 +155,9 @@ def checkpoint(settings: Settings) -> None:
             print("  (no checkpoint before this run: the benchmark's role may not run CHECKPOINT here)")
 
 
-def print_wal(before: dict[str, float], after: dict[str, float]) -> None:
+def print_wal(before: dict[str, float] | None, after: dict[str, float] | None) -> None:
+    if before is None or after is None:
+        return
     d = {k: after[k] - before[k] for k in after}
     print(
         f"  WAL {d['bytes'] / 1e6:.0f} MB, {d['fpi']:.0f} full-page images, {d['checkpoints']:.0f} checkpoints,"
