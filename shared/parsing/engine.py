@@ -6,7 +6,6 @@ breaks a tie. Nothing here does I/O; the parser service feeds chunks it read fro
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,6 +15,7 @@ from shared.parsing.delimited import DelimitedParser, find_columns
 from shared.parsing.errors import ParseError, ParseErrorCode
 from shared.parsing.fasta import FastaParser
 from shared.parsing.fastq import FastqParser
+from shared.parsing.inflate import InflateError, gzip_member_inflater
 from shared.parsing.records import Event
 from shared.parsing.workers import pool
 
@@ -135,14 +135,14 @@ class GzipStream:
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
-        self._d = zlib.decompressobj(wbits=31)
+        self._d = gzip_member_inflater()
         self._member_open = False
         self._in = 0
         self._out = 0
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         """Inflate ``data`` in bounded pieces, each inflated on a worker thread one piece ahead of
-        the caller (zlib releases the GIL), so that parsing and decompression share two cores."""
+        the caller (the inflater releases the GIL), so that parsing and decompression share two cores."""
         steps = self._inflate(data)
         pending = pool().submit(next, steps, None)
         while True:
@@ -154,16 +154,24 @@ class GzipStream:
 
     def _inflate(self, data: bytes) -> Iterator[bytes]:
         while data:
+            if not self._member_open:
+                # Between members (multi-member gzip, bgzip blocks) zero padding is skipped, also
+                # where it runs on from one chunk into the next.
+                data = data.lstrip(b"\x00")
+                if not data:
+                    return
             self._member_open = True
             try:
                 out = self._d.decompress(data, self._limits.output_chunk_bytes)
-            except zlib.error as exc:
-                raise ParseError(ParseErrorCode.CORRUPT_COMPRESSION, f"gzip data is corrupt: {exc}") from None
+            except InflateError:
+                # A fixed message: the inflater's own words (its error numbers) say nothing to a user.
+                raise ParseError(
+                    ParseErrorCode.CORRUPT_COMPRESSION, "gzip data is corrupt (a bad deflate block or checksum)"
+                ) from None
             if self._d.eof:
-                # Next member (multi-member gzip, bgzip blocks); zero padding between members is skipped.
                 self._member_open = False
                 rest = self._d.unused_data
-                self._d = zlib.decompressobj(wbits=31)
+                self._d = gzip_member_inflater()
             else:
                 rest = self._d.unconsumed_tail
             # The ratio guard counts what was inflated so far, not the whole chunk: a bomb at the
@@ -172,7 +180,7 @@ class GzipStream:
             if out:
                 self._count(len(out))
                 yield out
-            data = rest.lstrip(b"\x00") if not self._member_open else rest
+            data = rest
 
     def finish(self) -> None:
         if self._member_open:

@@ -19,9 +19,10 @@ such points to start from and is parsed whole.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from shared.parsing.inflate import InflateError, gzip_member_inflater
 
 
 @dataclass(frozen=True)
@@ -171,10 +172,10 @@ class BgzfShardScanner:
             if size > BGZF_MAX_BLOCK:
                 raise ValueError("a BGZF block larger than 64 KiB")
             block = data[pos : pos + size]
-            inflater = zlib.decompressobj(wbits=31)
+            inflater = gzip_member_inflater()
             try:
                 content = inflater.decompress(block, BGZF_MAX_BLOCK + 1)
-            except zlib.error as exc:
+            except InflateError as exc:
                 raise ValueError(f"a corrupt BGZF block: {exc}") from None
             if not inflater.eof or inflater.unused_data or len(content) > BGZF_MAX_BLOCK:
                 raise ValueError("a BGZF block that is not one whole gzip member of at most 64 KiB")

@@ -1,9 +1,10 @@
 """Threads the engine lends its own C-level work to: hashing large pieces and inflating gzip.
 
-``hashlib`` and ``zlib`` release the GIL on large buffers, so on two cores MD5, SHA-512 and
-decompression can run beside the parsing thread. Every use keeps order and bounds the pieces in
-flight (two per hash object); the pool has a thread for each task that can be pending at once.
-No I/O happens here: this is compute only, and the pool is shared by every stream of a process.
+``hashlib`` and the inflater (``shared/parsing/inflate.py``) release the GIL on large buffers, so
+on two cores MD5, SHA-512 and decompression can run beside the parsing thread. Every use keeps
+order and bounds the pieces in flight (two per hash object); the pool has a thread for each task
+that can be pending at once. No I/O happens here: this is compute only, and the pool is shared
+by every stream of a process.
 """
 
 from __future__ import annotations
