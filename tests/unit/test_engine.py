@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import random
 import zlib
+from typing import Protocol
 
 import pytest
 
@@ -73,15 +74,28 @@ def test_zero_padding_between_members_is_skipped() -> None:
     assert parse(data, chunk=3) == parse(FASTA)
 
 
-def _inflate(inflater: object, data: bytes, max_length: int) -> tuple[bytes, int, bool, bytes]:
+class _Inflater(Protocol):
+    """What the engine uses of an inflater: zlib's ``decompressobj`` and ISA-L's alike."""
+
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def unused_data(self) -> bytes: ...
+    @property
+    def unconsumed_tail(self) -> bytes: ...
+
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+
+
+def _inflate(inflater: _Inflater, data: bytes, max_length: int) -> tuple[bytes, int, bool, bytes]:
     """Inflate as the engine does (bounded output per call, the unconsumed tail fed back): the
     output, its largest piece, whether the member ended and what follows it."""
     pieces = []
     while data:
-        pieces.append(inflater.decompress(data, max_length))  # type: ignore[attr-defined]
-        if inflater.eof:  # type: ignore[attr-defined]
-            return b"".join(pieces), max(map(len, pieces)), True, inflater.unused_data  # type: ignore[attr-defined]
-        data = inflater.unconsumed_tail  # type: ignore[attr-defined]
+        pieces.append(inflater.decompress(data, max_length))
+        if inflater.eof:
+            return b"".join(pieces), max(map(len, pieces)), True, inflater.unused_data
+        data = inflater.unconsumed_tail
     return b"".join(pieces), max(map(len, pieces)), False, b""
 
 
