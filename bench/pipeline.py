@@ -1,7 +1,7 @@
 """End-to-end benchmark against the running stack (``genobase up``): bucket event to JSON result.
 
 ``python -m bench.pipeline [--size 256m,1g,4g] [--format fasta|fastq] [--compare] [--digest]
-[--shard-bytes 0,256m]``
+[--shard-bytes 0,256m] [--bulk-load-settings]``
 
 Uploads the deterministic benchmark file (bench/generate.py) as a client does (``genobase
 upload``'s transfer: a multipart upload in parallel parts) and prints seconds from the bucket event
@@ -13,6 +13,9 @@ before the upload through /proc/PID/clear_refs).
 Postgres defaults and with its sequence column stored uncompressed, and prints the ratios beside
 the issue's targets. Everything runs one after the other on one stack in one invocation, so the
 ratios hold whatever the day's machine speed. Not a test: it asserts nothing.
+
+``--bulk-load-settings`` raises the server to compose's ``max_wal_size`` for the invocation and
+puts it back afterwards (see ``bulk_load_server``); every invocation prints the settings it ran with.
 
 ``--shard-bytes 0,256m`` runs each file once per setting, the running parsers (``genobase up
 --replicas parser=N``) restarted with that ``GENOBASE_SHARD_BYTES`` and restored afterwards, and
@@ -28,7 +31,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ import psycopg
 from bench import naive
 from bench.generate import generate
 from genobase import stack, transfer
+from shared.postgres.migrate import BULK_LOAD_SETTINGS, settings_below_bulk_load
 from shared.settings import Settings, get_settings, stack_file
 from shared.storage import ObjectStore
 
@@ -139,6 +143,23 @@ def wal_counters(settings: Settings) -> dict[str, float] | None:
     return dict(zip(("bytes", "fpi", "checkpoints", "backend_writes"), map(float, row), strict=True))
 
 
+def as_superuser(settings: Settings, sql: str) -> list[tuple[str, ...]]:
+    """Run one statement as a superuser and return its rows as text: the schema's owner where it
+    is one (compose's Postgres), else the machine's postgres role (the native stack, where the
+    owner is not). Decided up front: some statements (``pg_settings.sourcefile``) do not fail for
+    other roles but answer less."""
+    with psycopg.connect(settings.pg_migration_dsn, autocommit=True) as conn:
+        if conn.execute("SELECT current_setting('is_superuser') = 'on'").fetchone() == (True,):
+            cur = conn.execute(sql)
+            return (
+                [tuple("t" if v is True else "f" if v is False else str(v) for v in row) for row in cur.fetchall()]
+                if cur.description
+                else []
+            )
+    out = stack.psql_as_postgres(sql)
+    return [tuple(line.split("|")) for line in out.splitlines() if line]
+
+
 def checkpoint(settings: Settings) -> None:
     """Start a measured run from a checkpoint: otherwise the run before it (or its cleanup, a
     DELETE and VACUUM of a million rows, ~1.5 GB of WAL per GiB) leaves dirty buffers and a
@@ -146,13 +167,75 @@ def checkpoint(settings: Settings) -> None:
     CHECKPOINT needs a superuser or pg_checkpoint: the schema's owner is one in compose's
     Postgres; on the native stack the machine's postgres role runs it."""
     try:
-        with psycopg.connect(settings.pg_migration_dsn, autocommit=True) as conn:
-            conn.execute("CHECKPOINT")
-    except psycopg.errors.InsufficientPrivilege:
-        try:
-            stack.psql_as_postgres("CHECKPOINT")
-        except (OSError, subprocess.CalledProcessError):
-            print("  (no checkpoint before this run: the benchmark's role may not run CHECKPOINT here)")
+        as_superuser(settings, "CHECKPOINT")
+    except (OSError, subprocess.CalledProcessError):
+        print("  (no checkpoint before this run: the benchmark's role may not run CHECKPOINT here)")
+
+
+def server_settings(settings: Settings) -> str:
+    """The server settings that decide the cost per GiB of large uploads, as the server shows them."""
+    with psycopg.connect(settings.pg_migration_dsn) as conn:
+        rows = conn.execute(
+            "SELECT name, current_setting(name) FROM unnest(%s::text[]) WITH ORDINALITY AS s(name, n) ORDER BY n",
+            (list(BULK_LOAD_SETTINGS),),
+        ).fetchall()
+    return ", ".join(f"{name} {value}" for name, value in rows)
+
+
+@contextlib.contextmanager
+def bulk_load_server(settings: Settings, enabled: bool) -> Iterator[None]:
+    """``--bulk-load-settings``: run with the server raised to compose's ``BULK_LOAD_SETTINGS``
+    where that takes no restart, and put it back afterwards.
+
+    compose's Postgres starts with them; the machine's server (the native stack's) has its own,
+    lower ones, and the benchmark measures the pipeline, not that server's configuration. Settings
+    of context ``sighup`` (``max_wal_size``) are set by ``ALTER SYSTEM`` and a reload; those that
+    need a restart (``shared_buffers``) are left as they are and said so: the benchmark never
+    restarts a server it does not own. A value that was already in ``postgresql.auto.conf`` is
+    set back to it, any other is reset, so the server ends as it began (unless the benchmark is
+    killed on the way: then ``ALTER SYSTEM RESET max_wal_size`` puts it back)."""
+    if not enabled:
+        yield
+        return
+    before = server_settings(settings)
+    below = settings_below_bulk_load(settings)
+    rows = as_superuser(
+        settings,
+        "SELECT name, context, setting || coalesce(unit, ''), coalesce(sourcefile, '') LIKE '%postgresql.auto.conf'"
+        f" FROM pg_settings WHERE name IN ({', '.join(repr(n) for n in below) or 'NULL'})",
+    )
+    raised: dict[str, str | None] = {}  # name -> the auto.conf value to restore, None to reset
+    for name, context, value, from_auto_conf in rows:
+        if context != "sighup":
+            print(f"  ({name} stays {below[name]}: raising it takes a server restart, which the benchmark does not do)")
+            continue
+        raised[name] = value if from_auto_conf == "t" else None
+    try:
+        for name in raised:
+            as_superuser(settings, f"ALTER SYSTEM SET {name} = '{BULK_LOAD_SETTINGS[name]}'")
+        if raised:
+            _reload_until(settings, lambda: not set(raised) & set(settings_below_bulk_load(settings)))
+            print(f"  (raised for this benchmark: {', '.join(f'{n} {BULK_LOAD_SETTINGS[n]}' for n in raised)})")
+        yield
+    finally:
+        for name, previous in raised.items():
+            if previous is None:
+                as_superuser(settings, f"ALTER SYSTEM RESET {name}")
+            else:
+                as_superuser(settings, f"ALTER SYSTEM SET {name} = '{previous}'")
+        if raised:
+            _reload_until(settings, lambda: server_settings(settings) == before)
+            print(f"  (server settings back: {before})")
+
+
+def _reload_until(settings: Settings, done: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Reload the server's configuration and wait until new sessions see it (a reload is a signal)."""
+    as_superuser(settings, "SELECT pg_reload_conf()")
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not take the reloaded settings")
+        time.sleep(0.1)
 
 
 def print_wal(before: dict[str, float] | None, after: dict[str, float] | None) -> None:
@@ -416,9 +499,17 @@ def main() -> None:
         help="0 or MiB (e.g. 0,256m): run each file once per setting, the running parsers restarted to "
         "split large FASTA files into shards of that size (0: never); without it, as the stack is configured",
     )
+    parser.add_argument(
+        "--bulk-load-settings",
+        action="store_true",
+        help="raise the server to compose's Postgres settings for the benchmark where no restart is needed "
+        "(max_wal_size, by ALTER SYSTEM and a reload) and put it back afterwards",
+    )
     args = parser.parse_args()
     settings = get_settings()
-    runs = [run_one(settings, name, args.format, args.compare, args.digest, args.shard_bytes) for name in args.size]
+    with bulk_load_server(settings, args.bulk_load_settings):
+        print(f"Postgres: {server_settings(settings)}")
+        runs = [run_one(settings, name, args.format, args.compare, args.digest, args.shard_bytes) for name in args.size]
     if len(runs) > 1:
         per_gib = [seconds / (size / 1024**3) for size, seconds in runs]
         spread = max(per_gib) / min(per_gib) - 1
