@@ -66,9 +66,14 @@ def rss_peak_mib(pid: int) -> float:
     return 0.0
 
 
+KERNEL = "kernel:"
+
+
 def cpu_seconds() -> dict[str, float]:
     """CPU seconds (user + system) used so far by each kind of process on this machine: the
-    services by module, Postgres, RGW, RabbitMQ (``beam``) and everything else."""
+    services by module, Postgres, RGW, RabbitMQ (``beam``) and everything else; and, under
+    ``KERNEL`` + kind, the part of them spent in the kernel (system time: copies through loopback
+    sockets and into files, I/O, page faults), which the servers spend much of and the services little."""
     tick = os.sysconf("SC_CLK_TCK")
     found: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -77,7 +82,7 @@ def cpu_seconds() -> dict[str, float]:
             cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, IndexError):
             continue
-        used = (int(fields[11]) + int(fields[12])) / tick
+        user, system = int(fields[11]) / tick, int(fields[12]) / tick
         if "services." in cmdline and ".main" in cmdline:
             kind = cmdline.split("services.", 1)[1].split(".main", 1)[0]
         elif cmdline.startswith("postgres"):
@@ -90,7 +95,8 @@ def cpu_seconds() -> dict[str, float]:
             kind = "rabbitmq"
         else:
             kind = "other"
-        found[kind] = found.get(kind, 0.0) + used
+        found[kind] = found.get(kind, 0.0) + user + system
+        found[KERNEL + kind] = found.get(KERNEL + kind, 0.0) + system
     return found
 
 
@@ -116,11 +122,17 @@ def warn_if_radosgw_restarted(before: set[int]) -> None:
 
 def print_cpu(before: dict[str, float], after: dict[str, float], elapsed: float) -> None:
     used = {kind: after.get(kind, 0.0) - before.get(kind, 0.0) for kind in after}
+    kernel = {kind.removeprefix(KERNEL): v for kind, v in used.items() if kind.startswith(KERNEL)}
+    used = {kind: v for kind, v in used.items() if not kind.startswith(KERNEL)}
+
+    def listed(seconds_by_kind: dict[str, float]) -> str:
+        ordered = sorted(seconds_by_kind.items(), key=lambda i: -i[1])
+        return ", ".join(f"{kind} {seconds:.1f}" for kind, seconds in ordered if seconds >= 0.5)
+
     total = sum(v for v in used.values() if v > 0)
-    parts = ", ".join(
-        f"{kind} {seconds:.1f}" for kind, seconds in sorted(used.items(), key=lambda i: -i[1]) if seconds >= 0.5
-    )
-    print(f"  CPU {total:.1f} s over {elapsed:.1f} s ({total / elapsed:.2f} cores busy): {parts}")
+    print(f"  CPU {total:.1f} s over {elapsed:.1f} s ({total / elapsed:.2f} cores busy): {listed(used)}")
+    in_kernel = sum(v for v in kernel.values() if v > 0)
+    print(f"    of which in the kernel {in_kernel:.1f} s: {listed(kernel)}")
 
 
 def wal_counters(settings: Settings) -> dict[str, float] | None:
@@ -248,6 +260,20 @@ def print_wal(before: dict[str, float] | None, after: dict[str, float] | None) -
     )
 
 
+def machine_probe() -> float:
+    """Seconds for a fixed pure-Python loop, fastest of three: how fast the shared machine runs
+    right now. It moves by up to 2x within an hour here, so each run prints it beside its time:
+    a run that is slower per GiB on a slower probe was slowed by the machine, not by its size."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
@@ -297,6 +323,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         tempfile.TemporaryDirectory() as home,
     ):
         checkpoint(settings)
+        probe_before = machine_probe()
         rgw_before = radosgw_pids()
         t_put = time.monotonic()
         ticket = transfer.upload(http, path, {"filename": path.name, "size": size}, Path(home), workers=4)
@@ -323,6 +350,10 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
     head = store.head(settings.results_bucket, status["result"]["key"])
     print(f"records {status['result']['records']}, result {head['ContentLength'] / 1e6:.0f} MB")
     print(f"pipeline: bucket event -> result complete {elapsed:.1f} s ({size / 1e6 / elapsed:.1f} MB/s of input)")
+    print(
+        f"  machine probe {probe_before * 1000:.0f} ms before, {machine_probe() * 1000:.0f} ms after"
+        " (a fixed Python loop: more is a slower machine)"
+    )
     stages = [
         ("parse (first range .. last batch published)", "parsing_started_at", "parsed_at"),
         ("assemble (started .. result written)", "assembly_started_at", "finished_at"),

@@ -92,6 +92,20 @@ def test_up_tells_which_server_settings_are_below_composes(conn: Connection, set
         assert below.get(name) == (row["shown"] if row["low"] else None), name
 
 
+def test_bench_raises_the_reloadable_settings_for_its_run_and_puts_them_back(settings: Settings) -> None:
+    """``bench.pipeline --bulk-load-settings``: ``max_wal_size`` (a reload) is at compose's value
+    inside, ``shared_buffers`` (a restart) is left alone, and the server ends as it began."""
+    from bench.pipeline import bulk_load_server, server_settings
+
+    before, below = server_settings(settings), settings_below_bulk_load(settings)
+    with bulk_load_server(settings, enabled=True):
+        inside = settings_below_bulk_load(settings)
+        assert "max_wal_size" not in inside
+        assert inside.get("shared_buffers") == below.get("shared_buffers")
+    assert server_settings(settings) == before
+    assert settings_below_bulk_load(settings) == below
+
+
 def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None:
     with connect(settings, autocommit=True, owner=True) as owner:
         assert migrate(owner, runtime_role(settings)) == []
