@@ -28,7 +28,9 @@ import argparse
 import contextlib
 import hashlib
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -204,8 +206,8 @@ def bulk_load_server(settings: Settings, enabled: bool) -> Iterator[None]:
     of context ``sighup`` (``max_wal_size``) are set by ``ALTER SYSTEM`` and a reload; those that
     need a restart (``shared_buffers``) are left as they are and said so: the benchmark never
     restarts a server it does not own. A value that was already in ``postgresql.auto.conf`` is
-    set back to it, any other is reset, so the server ends as it began (unless the benchmark is
-    killed on the way: then ``ALTER SYSTEM RESET max_wal_size`` puts it back)."""
+    set back to it, any other is reset, so the server ends as it began, also when the benchmark
+    is stopped by SIGINT or SIGTERM (after a SIGKILL, ``ALTER SYSTEM RESET max_wal_size`` does)."""
     if not enabled:
         yield
         return
@@ -260,20 +262,6 @@ def print_wal(before: dict[str, float] | None, after: dict[str, float] | None) -
     )
 
 
-def machine_probe() -> float:
-    """Seconds for a fixed pure-Python loop, fastest of three: how fast the shared machine runs
-    right now. It moves by up to 2x within an hour here, so each run prints it beside its time:
-    a run that is slower per GiB on a slower probe was slowed by the machine, not by its size."""
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        total = 0
-        for i in range(1_000_000):
-            total += i
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
@@ -323,7 +311,6 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         tempfile.TemporaryDirectory() as home,
     ):
         checkpoint(settings)
-        probe_before = machine_probe()
         rgw_before = radosgw_pids()
         t_put = time.monotonic()
         ticket = transfer.upload(http, path, {"filename": path.name, "size": size}, Path(home), workers=4)
@@ -350,10 +337,6 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
     head = store.head(settings.results_bucket, status["result"]["key"])
     print(f"records {status['result']['records']}, result {head['ContentLength'] / 1e6:.0f} MB")
     print(f"pipeline: bucket event -> result complete {elapsed:.1f} s ({size / 1e6 / elapsed:.1f} MB/s of input)")
-    print(
-        f"  machine probe {probe_before * 1000:.0f} ms before, {machine_probe() * 1000:.0f} ms after"
-        " (a fixed Python loop: more is a slower machine)"
-    )
     stages = [
         ("parse (first range .. last batch published)", "parsing_started_at", "parsed_at"),
         ("assemble (started .. result written)", "assembly_started_at", "finished_at"),
@@ -537,6 +520,10 @@ def main() -> None:
         "(max_wal_size, by ALTER SYSTEM and a reload) and put it back afterwards",
     )
     args = parser.parse_args()
+    # A background job started by a script ignores SIGINT: let ``kill`` (SIGTERM) end the benchmark
+    # through its ``finally`` blocks too, which remove the finished runs' objects and rows and put
+    # the server's settings back. (An upload in flight is left to the pipeline to finish.)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     settings = get_settings()
     with bulk_load_server(settings, args.bulk_load_settings):
         print(f"Postgres: {server_settings(settings)}")
