@@ -213,11 +213,17 @@ def bulk_load_server(settings: Settings, enabled: bool) -> Iterator[None]:
         return
     before = server_settings(settings)
     below = settings_below_bulk_load(settings)
-    rows = as_superuser(
-        settings,
-        "SELECT name, context, setting || coalesce(unit, ''), coalesce(sourcefile, '') LIKE '%postgresql.auto.conf'"
-        f" FROM pg_settings WHERE name IN ({', '.join(repr(n) for n in below) or 'NULL'})",
-    )
+    try:
+        rows = as_superuser(
+            settings,
+            "SELECT name, context, setting || coalesce(unit, ''), coalesce(sourcefile, '') LIKE '%postgresql.auto.conf'"
+            f" FROM pg_settings WHERE name IN ({', '.join(repr(n) for n in below) or 'NULL'})",
+        )
+    except (OSError, subprocess.CalledProcessError):
+        raise SystemExit(
+            "--bulk-load-settings needs a superuser: the schema's owner is none here, and the machine's postgres"
+            " role could not be reached (psql as postgres over the local socket)"
+        ) from None
     raised: dict[str, str | None] = {}  # name -> the auto.conf value to restore, None to reset
     for name, context, value, from_auto_conf in rows:
         if context != "sighup":
