@@ -158,18 +158,15 @@ def wal_counters(settings: Settings) -> dict[str, float] | None:
 
 
 def as_superuser(settings: Settings, sql: str) -> list[tuple[str, ...]]:
-    """Run one statement as a superuser and return its rows as text: the schema's owner where it
+    """Run one statement as a superuser and return its rows as ``str`` (cast booleans to text in the
+    SQL, so that both ways read alike): the schema's owner where it
     is one (compose's Postgres), else the machine's postgres role (the native stack, where the
     owner is not). Decided up front: some statements (``pg_settings.sourcefile``) do not fail for
     other roles but answer less."""
     with psycopg.connect(settings.pg_migration_dsn, autocommit=True) as conn:
         if conn.execute("SELECT current_setting('is_superuser') = 'on'").fetchone() == (True,):
             cur = conn.execute(sql)
-            return (
-                [tuple("t" if v is True else "f" if v is False else str(v) for v in row) for row in cur.fetchall()]
-                if cur.description
-                else []
-            )
+            return [tuple(map(str, row)) for row in cur.fetchall()] if cur.description else []
     out = stack.psql_as_postgres(sql)
     return [tuple(line.split("|")) for line in out.splitlines() if line]
 
@@ -216,7 +213,8 @@ def bulk_load_server(settings: Settings, enabled: bool) -> Iterator[None]:
     try:
         rows = as_superuser(
             settings,
-            "SELECT name, context, setting || coalesce(unit, ''), coalesce(sourcefile, '') LIKE '%postgresql.auto.conf'"
+            "SELECT name, context, setting || coalesce(unit, ''),"
+            " (coalesce(sourcefile, '') LIKE '%postgresql.auto.conf')::text"
             f" FROM pg_settings WHERE name IN ({', '.join(repr(n) for n in below) or 'NULL'})",
         )
     except (OSError, subprocess.CalledProcessError):
@@ -229,7 +227,7 @@ def bulk_load_server(settings: Settings, enabled: bool) -> Iterator[None]:
         if context != "sighup":
             print(f"  ({name} stays {below[name]}: raising it takes a server restart, which the benchmark does not do)")
             continue
-        raised[name] = value if from_auto_conf == "t" else None
+        raised[name] = value if from_auto_conf == "true" else None
     try:
         for name in raised:
             as_superuser(settings, f"ALTER SYSTEM SET {name} = '{BULK_LOAD_SETTINGS[name]}'")
