@@ -126,6 +126,10 @@ def make_parser(fmt: str, alphabet: Alphabet, limits: Limits) -> FormatParser:
     raise ParseError(ParseErrorCode.UNSUPPORTED_FORMAT, f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
+# The compressed bytes handed to the inflater at once (see ``GzipStream._inflate``).
+INPUT_SLICE = 64 * 1024
+
+
 class GzipStream:
     """Multi-member gzip (and so bgzip) decompression with bounded output per step.
 
@@ -152,7 +156,16 @@ class GzipStream:
             pending = pool().submit(next, steps, None)
             yield piece
 
-    def _inflate(self, data: bytes) -> Iterator[bytes]:
+    def _inflate(self, chunk: bytes) -> Iterator[bytes]:
+        # The inflater copies the input it leaves unread into ``unconsumed_tail`` (after each
+        # bounded output step) or ``unused_data`` (after each member): fed a whole read, it would
+        # copy the rest of the read once per step and once per member -- for bgzip's 64 KiB blocks,
+        # a hundred times over per 4 MiB read. Fed in slices of ``INPUT_SLICE``, each copy is at
+        # most a slice.
+        for at in range(0, len(chunk), INPUT_SLICE):
+            yield from self._inflate_slice(chunk[at : at + INPUT_SLICE])
+
+    def _inflate_slice(self, data: bytes) -> Iterator[bytes]:
         while data:
             if not self._member_open:
                 # Between members (multi-member gzip, bgzip blocks) zero padding is skipped, also
