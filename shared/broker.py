@@ -48,7 +48,27 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, unroutable)
 
 
+# pika reads its socket 4 KiB at a time and appends every read to a ``bytes`` frame buffer, which
+# copies all that the buffer holds: a 4 MiB batch arrives in ~1,000 reads, and each 128 KiB frame
+# (RabbitMQ's default ``frame_max``) is copied ~16 times over before it is whole. Reading a frame's
+# worth at a time cut a consumer's CPU for 512 MiB of 4 MiB messages from 0.61 s to 0.15-0.20 s
+# (the persister receives every residue of every upload). Memory stays bounded: a read and at most
+# one partial frame.
+RECV_BYTES = 128 * 1024
+
+
+def _read_frames_whole() -> None:
+    """Raise pika's read size (a class attribute of its transports: pika has no setting for it)."""
+    from pika.adapters.utils.io_services_utils import _AsyncTransportBase
+
+    if not hasattr(_AsyncTransportBase, "_MAX_RECV_BYTES"):  # a pika that reads otherwise
+        log.warning("pika has no _MAX_RECV_BYTES: its socket reads keep their own size")
+        return
+    _AsyncTransportBase._MAX_RECV_BYTES = RECV_BYTES
+
+
 def connect(settings: Settings, heartbeat: int = 60) -> pika.BlockingConnection:
+    _read_frames_whole()
     params = pika.URLParameters(settings.amqp_url.get_secret_value())
     params.heartbeat = heartbeat
     params.blocked_connection_timeout = 300

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from shared.broker import Consumer, Publisher, connect, declare_topology
+from shared.broker import RECV_BYTES, Consumer, Publisher, connect, declare_topology
 from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch, ShardRequested
 from shared.settings import Settings
 from shared.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, GiveUp, PermanentFailure
@@ -157,3 +158,35 @@ def test_a_shard_request_is_taken_from_the_pipeline_exchange_only(isolated: Sett
     consumer.stop()
     thread.join(10)
     assert handled == [request] and _depth(isolated, isolated.queue("parse")) == 0
+
+
+def test_a_large_body_arrives_whole_in_frame_sized_reads(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connections of ``connect`` read a frame's worth at a time (``RECV_BYTES``), not pika's
+    4 KiB: a 4 MiB batch in a few dozen reads, and byte for byte the body that was sent."""
+    from pika.adapters.utils.io_services_utils import _AsyncTransportBase
+
+    reads: list[int] = []
+    recv = _AsyncTransportBase._sigint_safe_recv
+
+    def counting(sock: object, max_bytes: int) -> bytes:
+        reads.append(max_bytes)
+        return recv(sock, max_bytes)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(_AsyncTransportBase, "_sigint_safe_recv", staticmethod(counting))
+    body = random.Random(7).randbytes(4 * 1024 * 1024)
+    connection = connect(settings)
+    try:
+        channel = connection.channel()
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.basic_publish("", queue, body)
+        reads.clear()
+        method, _, received = channel.basic_get(queue, auto_ack=True)
+        while method is None:
+            connection.sleep(0.05)
+            method, _, received = channel.basic_get(queue, auto_ack=True)
+    finally:
+        connection.close()
+    assert received == body
+    assert set(reads) == {RECV_BYTES}
+    # 32 frames of 128 KiB; at 4 KiB a read it took over a thousand.
+    assert len(reads) < 4 * len(body) // RECV_BYTES
