@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from itertools import pairwise
 
 import pytest
 
@@ -45,13 +46,16 @@ def test_reads_are_pinned_to_the_etag(store: ObjectStore, settings: Settings) ->
 
 def test_multipart_writer_streams_parts(store: ObjectStore, settings: Settings) -> None:
     key = _key()
-    data = os.urandom(11 * MiB + 17)
+    data = os.urandom(23 * MiB + 17)
+    # Writes that straddle parts, an empty one, and one that holds more than two whole parts.
+    cuts = [*range(0, 3 * MiB, 777_777), 3 * MiB, 3 * MiB, 15 * MiB, *range(16 * MiB, len(data), MiB), len(data)]
     with store.multipart_writer(settings.results_bucket, key, 5 * MiB, "application/octet-stream") as out:
-        for i in range(0, len(data), 777_777):
-            out.write(data[i : i + 777_777])
+        for start, end in pairwise(cuts):
+            out.write(data[start:end])
     assert out.size == len(data)
-    body = store.client.get_object(Bucket=settings.results_bucket, Key=key)["Body"].read()
-    assert body == data
+    response = store.client.get_object(Bucket=settings.results_bucket, Key=key)
+    assert response["Body"].read() == data
+    assert response["ETag"].strip('"').endswith("-5")  # four parts of 5 MiB and the rest
 
 
 def test_multipart_writer_aborts_on_error(store: ObjectStore, settings: Settings) -> None:
