@@ -99,9 +99,12 @@ class AssemblyUploads(Failing, Protocol):
         that when the upload says every batch is committed, the list holds them all."""
         ...
 
-    def result_pieces(self, upload_id: uuid.UUID, first: int, end: int) -> Generator[ResultPiece, None, None]:
+    def result_pieces(
+        self, upload_id: uuid.UUID, first: int, end: int, *, one_batch: bool
+    ) -> Generator[ResultPiece, None, None]:
         """The records with ordinals in ``[first, end)`` and their parts in order, streamed
-        (``close`` ends the stream early)."""
+        (``close`` ends the stream early). ``one_batch``: the records are those of one batch,
+        bounded by its bytes, and may be read at once; otherwise they are streamed one by one."""
         ...
 
     def name_counts(self, upload_id: uuid.UUID) -> NameCounts:

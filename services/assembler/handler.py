@@ -162,6 +162,7 @@ class CommittedRecords:
             now, batches = deps.uploads.committed_batches(upload.id, upload.generation, shard, next_batch)
             if now is None:
                 raise Abandoned("the generation failed, was replaced or finished elsewhere")
+            ends: list[int] = []  # where each batch walked now ends its records
             for batch_shard, batch_no, records_through in batches:
                 if batch_shard > shard and shard < len(shard_ends) and through == shard_ends[shard]:
                     shard, next_batch = shard + 1, 0
@@ -171,6 +172,7 @@ class CommittedRecords:
                 walked += 1
                 if records_through is not None:
                     through = records_through
+                    ends.append(through)
             complete = now.state is State.ASSEMBLING
             if complete:
                 self._finish_aside(now)
@@ -178,8 +180,13 @@ class CommittedRecords:
                 # version recorded no ``records_through``).
                 through = max(through, now.records_total or 0)
             if through > done:
-                yield from self._window(done, through)
-                done = through
+                # One window per batch: its records are bounded by its bytes, so they are read at
+                # once; records that no batch's end vouches for (stored before this version) are
+                # streamed instead.
+                for end in [*ends, through]:
+                    if end > done:
+                        yield from self._window(done, end, one_batch=end in ends)
+                        done = end
                 continue  # look again at once: more may have been committed meanwhile
             if complete:
                 if now.batches_total is not None and walked != now.batches_total:
@@ -190,13 +197,13 @@ class CommittedRecords:
             deps.sleep(deps.settings.assembly_poll_seconds)
             self.waited += time.monotonic() - started
 
-    def _window(self, first: int, end: int) -> Iterator[ResultPiece]:
+    def _window(self, first: int, end: int, one_batch: bool) -> Iterator[ResultPiece]:
         # The digester takes the records' names, lengths and digests DIGEST_EVERY at a time.
         names: list[str] = []
         lengths: list[int] = []
         digests: list[str] = []
         add = self._digester.add_many
-        rows = self._deps.uploads.result_pieces(self._upload.id, first, end)
+        rows = self._deps.uploads.result_pieces(self._upload.id, first, end, one_batch=one_batch)
         try:
             for piece in rows:
                 if piece.part_no == 0:

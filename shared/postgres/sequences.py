@@ -8,11 +8,13 @@ the residues read back, which stay bytes all the way into the result document.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack
 from itertools import repeat
 from typing import Any
 
 from psycopg import sql
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 from psycopg.types.string import BytesBinaryDumper
 
@@ -90,34 +92,45 @@ def iter_result_pieces(
     upload_id: uuid.UUID,
     first: int = 0,
     end: int | None = None,
+    *,
+    one_batch: bool = False,
 ) -> Generator[ResultPiece, None, None]:
     """Every record with ordinal in ``[first, end)`` with its sequence, in order: one part in memory
     at a time (the assembler reads an upload window by window, as its batches are committed).
 
-    Records and parts are streamed by two ``COPY TO`` on two connections, each in primary-key
-    order, and merged here using each record's ``part_count``.
+    Parts are streamed by ``COPY TO``, in primary-key order, and merged here with the records using
+    each record's ``part_count``. The records come on the other connection: streamed by ``COPY TO``
+    as well, or, with ``one_batch`` (the caller's promise that the window's records are those of a
+    single batch, so bounded by the parser's batch bytes), fetched at once by one binary query --
+    psycopg hands a ``COPY`` over one row at a time through a few Python generators, which cost
+    the assembler ~4 µs per record more than one result loaded in C (~2.8 against ~7 µs).
     """
     for conn in (records_conn, parts_conn):
         conn.execute(_STREAMING_READ)
     window = sql.SQL("upload_id = {} AND ordinal >= {}").format(sql.Literal(upload_id), sql.Literal(first))
     if end is not None:
         window = sql.SQL("{} AND ordinal < {}").format(window, sql.Literal(end))
-    records_query = sql.SQL(
-        "COPY (SELECT {} FROM sequence_records WHERE {} ORDER BY upload_id, ordinal) TO STDOUT (FORMAT BINARY)"
-    ).format(_column_list(RECORD), window)
+    records_query = sql.SQL("SELECT {} FROM sequence_records WHERE {} ORDER BY upload_id, ordinal").format(
+        _column_list(RECORD), window
+    )
     parts_query = sql.SQL(
         "COPY (SELECT {} FROM sequence_parts WHERE {} ORDER BY upload_id, ordinal, part_no) TO STDOUT (FORMAT BINARY)"
     ).format(_column_list(PART), window)
-    with (
-        records_conn.cursor() as rcur,
-        rcur.copy(records_query) as records,
-        parts_conn.cursor() as pcur,
-        pcur.copy(parts_query) as parts,
-    ):
-        records.set_types(list(RECORD.sql_types))
+    with ExitStack() as stack:
+        rcur = stack.enter_context(records_conn.cursor(binary=True, row_factory=tuple_row))
+        record_rows: Iterator[tuple[Any, ...]]
+        if one_batch:
+            record_rows = iter(rcur.execute(records_query).fetchall())
+        else:
+            records = stack.enter_context(
+                rcur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(records_query))
+            )
+            records.set_types(list(RECORD.sql_types))
+            record_rows = records.rows()
+        parts = stack.enter_context(stack.enter_context(parts_conn.cursor()).copy(parts_query))
         parts.set_types(list(PART.sql_types))
         part_rows = parts.rows()
-        for row in records.rows():
+        for row in record_rows:
             values = list(row)
             inline: bytes | None = values[_RESIDUES]
             values[_RESIDUES] = None

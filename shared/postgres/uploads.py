@@ -705,8 +705,10 @@ class PostgresUploads:
     ) -> tuple[Upload | None, list[tuple[int, int, int | None]]]:
         return committed_batches(self._db.conn, upload_id, generation, from_shard, from_batch)
 
-    def result_pieces(self, upload_id: uuid.UUID, first: int, end: int) -> Generator[ResultPiece, None, None]:
-        return sequences.iter_result_pieces(self._db.conn, self._parts.conn, upload_id, first, end)
+    def result_pieces(
+        self, upload_id: uuid.UUID, first: int, end: int, *, one_batch: bool
+    ) -> Generator[ResultPiece, None, None]:
+        return sequences.iter_result_pieces(self._db.conn, self._parts.conn, upload_id, first, end, one_batch=one_batch)
 
     def name_counts(self, upload_id: uuid.UUID) -> NameCounts:
         """On a session of its own: the assembler runs it on another thread beside its streaming."""

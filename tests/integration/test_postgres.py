@@ -195,6 +195,9 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
     assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(0, 1, 3)]
     with connect(settings, autocommit=True) as parts_conn:
         window = list(iter_result_pieces(conn, parts_conn, upload.id, 1, 2))
+        # One batch's records, read by one query instead of streamed: the same pieces, the same types.
+        assert list(iter_result_pieces(conn, parts_conn, upload.id, 1, 2, one_batch=True)) == window
+        assert list(iter_result_pieces(conn, parts_conn, upload.id, 0, 3, one_batch=True)) == rows
     assert [(r.record.ordinal, r.part_no, r.residues) for r in window] == [(1, 0, b"AC"), (1, 1, b"GT")]
 
 

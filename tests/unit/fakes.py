@@ -74,6 +74,7 @@ class FakeUploads:
         self.locked: set[tuple[uuid.UUID, str]] = set()
         self.resets = 0
         self.windows: list[tuple[int, int]] = []  # the assembler's reads, [first, end) of ordinals
+        self.streamed_windows = 0  # of them, those not vouched for by one batch's end
         self.fail_on_store: BaseException | None = None
         self.collections: dict[uuid.UUID, Collection] = {}
         self.before_claim: Callable[[], None] | None = None  # runs between the look and the lock
@@ -266,8 +267,11 @@ class FakeUploads:
         )  # fmt: skip
         return upload, found
 
-    def result_pieces(self, upload_id: uuid.UUID, first: int, end: int) -> Generator[ResultPiece, None, None]:
+    def result_pieces(
+        self, upload_id: uuid.UUID, first: int, end: int, *, one_batch: bool
+    ) -> Generator[ResultPiece, None, None]:
         self.windows.append((first, end))
+        self.streamed_windows += 0 if one_batch else 1
         parts = sorted(self.parts.get(upload_id, []))
         for record in sorted(self.records.get(upload_id, [])):
             if not first <= record.ordinal < end:

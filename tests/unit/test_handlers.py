@@ -354,6 +354,7 @@ def test_assembler_writes_records_as_their_batches_commit_in_order(uploads: Fake
     assert commit.windows_at_commit[0] == [(0, 1)]
     assert commit.windows_at_commit[2] == [(0, 1)]
     assert uploads.windows == [(0, 1), (1, 3)]
+    assert uploads.streamed_windows == 0  # each window is one batch's records: read at once
     document = orjson.loads(results.documents[(SETTINGS.results_bucket, result_key(upload))])
     assert [r["sequence"] for r in document["records"]] == ["ACGT", "", "ACGTTT"]
     assert (document["record_count"], document["format"], document["duplicate_names"]) == (3, "fasta", 1)
@@ -361,6 +362,20 @@ def test_assembler_writes_records_as_their_batches_commit_in_order(uploads: Fake
     assert done.state is State.DONE and done.assembly_started_at is not None
     # The collection digested on the way equals the one of all the records read at once.
     assert uploads.collections[upload.id] == FakeUploads.collection_of(uploads.records[upload.id])
+
+
+def test_assembler_reads_each_batch_at_once_and_streams_what_no_batch_end_bounds(uploads: FakeUploads) -> None:
+    """Batches 0 and 1 each end their records (one window each, read at once); batches stored
+    before ``records_through`` was recorded say nothing, so the rest is one window, streamed."""
+    upload = assembling(uploads)
+    uploads.records_through.clear()
+    uploads.records_through.update({(upload.id, 1, 0, 0): 1, (upload.id, 1, 0, 1): 2, (upload.id, 1, 0, 2): None})
+    uploads.uploads[upload.id] = dataclasses.replace(upload, batches_total=3)
+    results = FakeResults()
+    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    assert uploads.windows == [(0, 1), (1, 2), (2, 3)] and uploads.streamed_windows == 1
+    document = orjson.loads(results.documents[(SETTINGS.results_bucket, result_key(upload))])
+    assert [r["sequence"] for r in document["records"]] == ["ACGT", "", "ACGTTT"]
 
 
 def test_assembler_abandons_a_generation_that_fails_while_it_follows(uploads: FakeUploads) -> None:
