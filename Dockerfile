@@ -1,7 +1,8 @@
 # One image for the services, the migration step and the notification set-up.
 FROM python:3.11-slim
 WORKDIR /app
-# A compiler and OpenSSL's headers build the parsing engine's C loops (shared/parsing/_native.c);
+# A compiler and OpenSSL's headers build the C loops (the parsing engine's, shared/parsing/_native.c,
+# and the persister's COPY rows, shared/postgres/_copy_rows.c);
 # they are removed again once the package is installed.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*

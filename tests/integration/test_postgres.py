@@ -11,6 +11,7 @@ import pytest
 from refget.utils import canonical_str, sha512t24u_digest
 
 from shared.messages import ParseCompleted, SequenceBatch
+from shared.postgres import binary_copy
 from shared.postgres import uploads as db
 from shared.postgres.connection import Connection, connect
 from shared.postgres.migrate import (
@@ -199,6 +200,31 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
         assert list(iter_result_pieces(conn, parts_conn, upload.id, 1, 2, one_batch=True)) == window
         assert list(iter_result_pieces(conn, parts_conn, upload.id, 0, 3, one_batch=True)) == rows
     assert [(r.record.ordinal, r.part_no, r.residues) for r in window] == [(1, 0, b"AC"), (1, 1, b"GT")]
+
+
+def test_a_batch_copied_by_psycopg_reads_back_as_one_formatted_in_c(
+    settings: Settings, conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The persister's two ways of writing a batch's rows (``binary_copy``'s C call, psycopg's
+    ``write_row`` where it is not built) store the same records: names, attributes, qualities."""
+    records = [
+        record(0, gene_name="chr1 ünïcode 🧬", seq_id="chr1", description="ünïcode 🧬", residues="ACGT",
+               attributes={"sample": "é", "n": "1"}, quality="II#I", line_number=2**40),
+        record(1, length=4, part_count=2, residues=None),
+        record(2, gene_name="", seq_id="", description="", length=0, residues=""),
+    ]  # fmt: skip
+    parts = [Part(1, 0, "AC"), Part(1, 1, "GT")]
+    read: list[list[tuple[object, ...]]] = []
+    for accelerator in (binary_copy.accelerator, None):
+        monkeypatch.setattr(binary_copy, "accelerator", accelerator)
+        upload = confirmed(conn, event(f"copy/{uuid.uuid4()}.fq")).upload
+        stored = db.store_batch(conn, sequence_batch(upload.id, upload.generation, 0, records, parts))
+        assert stored.stored
+        with connect(settings, autocommit=True) as parts_conn:
+            read.append([tuple(p) for p in iter_result_pieces(conn, parts_conn, upload.id)])
+    assert binary_copy.accelerator is None and read[0] == read[1]
+    assert [(p[0].ordinal, p[1], p[2]) for p in read[0]] == [(0, 0, b"ACGT"), (1, 0, b"AC"), (1, 1, b"GT"), (2, 0, b"")]
+    assert read[0][0][0] == records[0]._replace(residues=None)
 
 
 def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:

@@ -1,0 +1,3 @@
+from typing import Any
+
+def rows(upload_id: bytes, columns: list[list[Any]], kinds: str, /) -> bytes: ...
