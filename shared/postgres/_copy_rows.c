@@ -148,7 +148,13 @@ static PyObject *rows(PyObject *self, PyObject *args)
         goto done;
     {
         unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+        const unsigned char *end = p + total;
+        /* No Python code runs between the passes (the GIL is held, and converting a str, bytes
+           or int runs none), so the sizes cannot change; every write is still checked against
+           the end, so that a mistake here raises instead of writing past the buffer. */
         for (Py_ssize_t r = 0; r < nrows; r++) {
+            if (end - p < 22)
+                goto changed;
             p[0] = (unsigned char)((ncols + 1) >> 8);
             p[1] = (unsigned char)(ncols + 1);
             put_be32(p + 2, 16);
@@ -157,10 +163,12 @@ static PyObject *rows(PyObject *self, PyObject *args)
             for (Py_ssize_t c = 0; c < ncols; c++) {
                 const char *data;
                 Py_ssize_t n = value_of(PyList_GET_ITEM(PyList_GET_ITEM(columns, c), r), kinds[c], &data, scratch);
-                if (n == -2) { /* only if a list changed between the passes */
+                if (n == -2) {
                     Py_CLEAR(out);
                     goto done;
                 }
+                if (end - p < 4 + (n > 0 ? n : 0))
+                    goto changed;
                 put_be32(p, (uint32_t)(n < 0 ? -1 : (int32_t)n));
                 p += 4;
                 if (n > 0) {
@@ -169,11 +177,12 @@ static PyObject *rows(PyObject *self, PyObject *args)
                 }
             }
         }
-        if ((char *)p != PyBytes_AS_STRING(out) + total) {
-            PyErr_SetString(PyExc_RuntimeError, "the columns changed while they were encoded");
-            Py_CLEAR(out);
-        }
+        if (p == end)
+            goto done;
     }
+changed:
+    PyErr_SetString(PyExc_RuntimeError, "the columns changed while they were encoded");
+    Py_CLEAR(out);
 done:
     PyBuffer_Release(&uid);
     return out;
