@@ -10,7 +10,6 @@ from pydantic import ConfigDict, ValidationError, create_model
 
 from shared.messages import (
     AssembleRequested,
-    Message,
     ParseCompleted,
     RecordColumns,
     SequenceBatch,
@@ -78,21 +77,6 @@ def test_fields_added_later_are_sent_only_when_they_say_something() -> None:
     assert decode_persist_message(done.to_bytes()) == done
     plain = ParseCompleted(upload_id=UID, generation=2, batch_count=4, record_count=9, source_bytes=10, format="f")
     assert "shard" not in orjson.loads(plain.to_bytes()) and "shard_count" not in orjson.loads(plain.to_bytes())
-
-
-@pytest.mark.parametrize("update", [{}, {"shard": 2, "source_bytes": 64}], ids=["whole", "shard"])
-def test_a_batch_written_by_orjson_is_the_json_pydantic_writes(update: dict[str, int]) -> None:
-    """``SequenceBatch.to_bytes`` skips pydantic's serializer: the same JSON (names with non-ASCII
-    characters, attributes, qualities, an added column left None), and it decodes to the same batch."""
-    rows = [
-        record(0, gene_name="chr1 ünïcode 🧬", seq_id="chr1", description="ünïcode 🧬", length=4, residues="ACGT",
-               attributes={"é": "q\"x", "n": ""}, quality="II#I", pair_digest="p"),
-        record(1, line_number=2**62, length=2**40, part_count=3, residues=None, pair_digest=None),
-    ]  # fmt: skip
-    original = batch().model_copy(update={"records": RecordColumns.from_rows(rows), **update})
-    fast = original.to_bytes()
-    assert orjson.loads(fast) == orjson.loads(Message.to_bytes(original))
-    assert decode_persist_message(fast) == original
 
 
 def test_a_column_added_later_may_be_left_out_by_a_previous_parser() -> None:
