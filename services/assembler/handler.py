@@ -183,9 +183,9 @@ class CommittedRecords:
                 # One window per batch: its records are bounded by its bytes, so they are read at
                 # once; records that no batch's end vouches for (stored before this version) are
                 # streamed instead.
-                for end in [*ends, through]:
+                for end, one_batch in [*((e, True) for e in ends), (through, False)]:
                     if end > done:
-                        yield from self._window(done, end, one_batch=end in ends)
+                        yield from self._window(done, end, one_batch=one_batch)
                         done = end
                 continue  # look again at once: more may have been committed meanwhile
             if complete:
