@@ -16,11 +16,13 @@ The tables live in a schema of their own, dropped afterwards.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid
 from base64 import urlsafe_b64encode
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -49,6 +51,10 @@ class NaiveTimes:
     steps: dict[str, float] = field(default_factory=dict)
     records: int = 0
     result_bytes: int = 0
+    # CPU seconds (all, in the kernel) of the chain's Postgres backend, read just before its
+    # connection closes: an exited backend is gone from /proc, so a reading taken after the run
+    # would leave the server's share out. None where the server is not on this machine.
+    backend_cpu: tuple[float, float] | None = None
 
     def add(self, step: str, seconds: float) -> None:
         self.steps[step] = self.steps.get(step, 0.0) + seconds
@@ -56,6 +62,17 @@ class NaiveTimes:
     @property
     def total(self) -> float:
         return sum(self.steps.values())
+
+
+def process_cpu(pid: int) -> tuple[float, float] | None:
+    """A process's CPU seconds so far (user + system, system), or None if it is not on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]) / tick, int(fields[12]) / tick
+    return user + system, system
 
 
 def ranged_reads(store: ObjectStore, bucket: str, key: str, size: int, times: NaiveTimes) -> Iterator[bytes]:
@@ -189,10 +206,12 @@ def run(
     upload_id = uuid.uuid4()
     schema = f"naive_{upload_id.hex[:12]}"
     with psycopg.connect(dsn) as conn:
+        backend = conn.info.backend_pid
         create_table(conn, schema, compressed)
         try:
             _load(conn, store, schema, upload_id, bucket, key, size, fastq, times)
             _write_result(conn, store, schema, upload_id, results_bucket, f"naive/{upload_id}.json", times)
+            times.backend_cpu = process_cpu(backend)
         finally:
             conn.rollback()
             conn.execute(f"DROP SCHEMA {schema} CASCADE")

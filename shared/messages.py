@@ -132,6 +132,22 @@ class SequenceBatch(Message):
     parts: SequenceParts
     records: RecordColumns
 
+    @model_validator(mode="after")
+    def _consecutive_records(self) -> Self:
+        """A batch's records are consecutive: ``[records_from, records_through)`` then names them
+        exactly, and the assembler may load that window at once (see shared/postgres/uploads.py).
+        The parser cuts batches so (services/parser/batching.py); anything else is refused."""
+        ordinals = self.records.column("ordinal")
+        if ordinals and ordinals != list(range(ordinals[0], ordinals[0] + len(ordinals))):
+            raise ValueError("the batch's record ordinals are not consecutive")
+        return self
+
+    @property
+    def records_from(self) -> int | None:
+        """The batch's first record ordinal; None for a batch of parts only."""
+        ordinals = self.records.column("ordinal")
+        return int(ordinals[0]) if ordinals else None
+
     @property
     def records_through(self) -> int | None:
         """Records of the generation complete once this batch is stored (ordinals below this);

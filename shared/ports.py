@@ -19,6 +19,7 @@ from shared.record_schema import ResultPiece
 from shared.seqcol import Collection, SortedArrays
 from shared.uploads import (
     Claim,
+    CommittedBatch,
     Failure,
     NameCounts,
     ObjectCreated,
@@ -93,10 +94,10 @@ class AssemblyUploads(Failing, Protocol):
 
     def committed_batches(
         self, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
-    ) -> tuple[Upload | None, list[tuple[int, int, int | None]]]:
-        """The upload now (None: no longer to be assembled) and its committed ``(shard, batch_no,
-        records_through)`` from ``(from_shard, from_batch)`` on, in order; read in that order, so
-        that when the upload says every batch is committed, the list holds them all."""
+    ) -> tuple[Upload | None, list[CommittedBatch]]:
+        """The upload now (None: no longer to be assembled) and its committed batches from
+        ``(from_shard, from_batch)`` on, in order; read in that order, so that when the upload says
+        every batch is committed, the list holds them all."""
         ...
 
     def result_pieces(

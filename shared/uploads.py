@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -403,6 +403,25 @@ class PersistOutcome:
     ready_to_assemble: bool
     # The generation's first batch was just committed: the assembler may start following it.
     first_batch: bool = False
+
+
+class CommittedBatch(NamedTuple):
+    """A committed batch as the assembler walks them: its number and the records it holds,
+    ``[records_from, records_through)`` (both None for a batch of parts only; ``records_from`` also
+    None for a batch stored before it was recorded)."""
+
+    shard: int
+    batch_no: int
+    records_from: int | None
+    records_through: int | None
+
+    def holds_window(self, done: int) -> bool:
+        """Whether the window from ``done`` (where the batch before it ended) to this batch's end
+        holds this batch's records and no others, so that it is bounded by the batch's bytes and
+        may be read at once. Not so for a batch that starts elsewhere: one recorded before
+        ``records_from`` was, or one whose numbers are wrong (the persister's checks make that
+        impossible for what a parser sends, but the window is streamed rather than trusted)."""
+        return self.records_through is not None and self.records_from == done
 
 
 @dataclass(frozen=True)

@@ -162,17 +162,19 @@ class CommittedRecords:
             now, batches = deps.uploads.committed_batches(upload.id, upload.generation, shard, next_batch)
             if now is None:
                 raise Abandoned("the generation failed, was replaced or finished elsewhere")
-            ends: list[int] = []  # where each batch walked now ends its records
-            for batch_shard, batch_no, records_through in batches:
-                if batch_shard > shard and shard < len(shard_ends) and through == shard_ends[shard]:
+            # Where each batch walked now ends its records, and whether its window may be read at
+            # once (it holds that batch's records and no others: ``CommittedBatch.holds_window``).
+            ends: list[tuple[int, bool]] = []
+            for batch in batches:
+                if batch.shard > shard and shard < len(shard_ends) and through == shard_ends[shard]:
                     shard, next_batch = shard + 1, 0
-                if (batch_shard, batch_no) != (shard, next_batch):
+                if (batch.shard, batch.batch_no) != (shard, next_batch):
                     break  # a gap: a later batch committed before an earlier one
                 next_batch += 1
                 walked += 1
-                if records_through is not None:
-                    through = records_through
-                    ends.append(through)
+                if batch.records_through is not None:
+                    ends.append((batch.records_through, batch.holds_window(through)))
+                    through = batch.records_through
             complete = now.state is State.ASSEMBLING
             if complete:
                 self._finish_aside(now)
@@ -180,10 +182,10 @@ class CommittedRecords:
                 # version recorded no ``records_through``).
                 through = max(through, now.records_total or 0)
             if through > done:
-                # One window per batch: its records are bounded by its bytes, so they are read at
-                # once; records that no batch's end vouches for (stored before this version) are
-                # streamed instead.
-                for end, one_batch in [*((e, True) for e in ends), (through, False)]:
+                # One window per batch: one that holds a single batch's records is bounded by its
+                # bytes, so it is read at once; any other (records stored before this version, a
+                # batch whose numbers do not continue the one before) is streamed.
+                for end, one_batch in [*ends, (through, False)]:
                     if end > done:
                         yield from self._window(done, end, one_batch=one_batch)
                         done = end

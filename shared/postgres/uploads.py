@@ -49,6 +49,7 @@ from shared.uploads import (
     Claim,
     ClaimAction,
     ClaimDecision,
+    CommittedBatch,
     Failure,
     NameCounts,
     ObjectCreated,
@@ -458,9 +459,16 @@ def store_batch(conn: Connection, batch: SequenceBatch) -> PersistOutcome:
         if upload is None:
             return PersistOutcome(False, False)
         fresh = conn.execute(
-            "INSERT INTO upload_batches (upload_id, generation, shard, batch_no, records_through) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING batch_no",
-            (batch.upload_id, batch.generation, batch.shard, batch.batch_no, batch.records_through),
+            "INSERT INTO upload_batches (upload_id, generation, shard, batch_no, records_from, records_through) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING batch_no",
+            (
+                batch.upload_id,
+                batch.generation,
+                batch.shard,
+                batch.batch_no,
+                batch.records_from,
+                batch.records_through,
+            ),
         ).fetchone()
         if fresh is None:
             return PersistOutcome(False, upload.complete)
@@ -559,10 +567,9 @@ def start_assembly(conn: Connection, upload_id: uuid.UUID, generation: int) -> N
 
 def committed_batches(
     conn: Connection, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
-) -> tuple[Upload | None, list[tuple[int, int, int | None]]]:
+) -> tuple[Upload | None, list[CommittedBatch]]:
     """The generation as it is now (None once the assembler may no longer work on it) and its
-    committed batches from ``(from_shard, from_batch)`` on, in order: ``(shard, batch_no,
-    records_through)``.
+    committed batches from ``(from_shard, from_batch)`` on, in order.
 
     The upload row is read first: when it says every batch is committed, the batches read after it
     are all of them.
@@ -571,11 +578,13 @@ def committed_batches(
     if upload is None:
         return None, []
     rows = conn.execute(
-        "SELECT shard, batch_no, records_through FROM upload_batches "
+        "SELECT shard, batch_no, records_from, records_through FROM upload_batches "
         "WHERE upload_id = %s AND generation = %s AND (shard, batch_no) >= (%s, %s) ORDER BY shard, batch_no",
         (upload_id, generation, from_shard, from_batch),
     ).fetchall()
-    return upload, [(row["shard"], row["batch_no"], row["records_through"]) for row in rows]
+    return upload, [
+        CommittedBatch(row["shard"], row["batch_no"], row["records_from"], row["records_through"]) for row in rows
+    ]
 
 
 def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation: int, records: int) -> None:
@@ -702,7 +711,7 @@ class PostgresUploads:
 
     def committed_batches(
         self, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
-    ) -> tuple[Upload | None, list[tuple[int, int, int | None]]]:
+    ) -> tuple[Upload | None, list[CommittedBatch]]:
         return committed_batches(self._db.conn, upload_id, generation, from_shard, from_batch)
 
     def result_pieces(

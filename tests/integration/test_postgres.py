@@ -128,6 +128,7 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0014_shards",
         "0015_unparsed_shards",
         "0016_pair_digests",
+        "0017_batch_records_from",
     ]
 
 
@@ -173,7 +174,7 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
     assert first == PersistOutcome(True, False, first_batch=True)  # the assembler may start following
     assert db.store_batch(conn, batch(upload, 0, [0, 1])) == PersistOutcome(False, False)  # replay
     following, committed = db.committed_batches(conn, upload.id, 1, 0, 0)
-    assert following is not None and following.state is State.PARSING and committed == [(0, 0, 2)]
+    assert following is not None and following.state is State.PARSING and committed == [(0, 0, 0, 2)]
     done = ParseCompleted(
         upload_id=upload.id, generation=1, batch_count=2, record_count=3, source_bytes=10, format="fasta"
     )
@@ -193,7 +194,7 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
     ]  # fmt: skip
     assert rows[0].record == next(batch(upload, 0, [0]).records.rows())._replace(residues=None)
     # The assembler's view: batches in order with the records each completes, read window by window.
-    assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(0, 1, 3)]
+    assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(0, 1, 2, 3)]
     with connect(settings, autocommit=True) as parts_conn:
         window = list(iter_result_pieces(conn, parts_conn, upload.id, 1, 2))
         # One batch's records, read by one query instead of streamed: the same pieces, the same types.
@@ -257,7 +258,7 @@ def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:
         db.record_parse_completed(conn, shard_done(1, 1).model_copy(update={"shard_count": 3}))
     assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(True, False, first_batch=True)
     assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(False, False)  # replay
-    assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(1, 0, 3)]
+    assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(1, 0, 2, 3)]
     assert db.record_parse_completed(conn, shard_done(0, 2)) == PersistOutcome(True, False)
     current = db.get_upload(conn, upload.id)
     assert current is not None and (current.state, current.batches_total, current.records_total) == (

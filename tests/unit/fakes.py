@@ -36,6 +36,7 @@ from shared.uploads import (
     STORE_BATCH,
     Claim,
     ClaimDecision,
+    CommittedBatch,
     Failure,
     NameCounts,
     ObjectCreated,
@@ -68,13 +69,14 @@ class FakeUploads:
         self.records: dict[uuid.UUID, list[Record]] = {}
         self.parts: dict[uuid.UUID, list[Part]] = {}
         self.batches: dict[uuid.UUID, set[tuple[int, int, int]]] = {}  # (generation, shard, batch_no)
-        self.records_through: dict[tuple[uuid.UUID, int, int, int], int | None] = {}
+        # Each committed batch's (records_from, records_through), by (upload, generation, shard, batch_no).
+        self.batch_records: dict[tuple[uuid.UUID, int, int, int], tuple[int | None, int | None]] = {}
         self.shards: dict[tuple[uuid.UUID, int], list[Shard]] = {}
         self.shards_parsed: dict[tuple[uuid.UUID, int, int], int] = {}  # batch count of each parsed shard
         self.locked: set[tuple[uuid.UUID, str]] = set()
         self.resets = 0
         self.windows: list[tuple[int, int]] = []  # the assembler's reads, [first, end) of ordinals
-        self.streamed_windows = 0  # of them, those not vouched for by one batch's end
+        self.streamed_windows = 0  # of them, those that no one batch's numbers bound
         self.fail_on_store: BaseException | None = None
         self.collections: dict[uuid.UUID, Collection] = {}
         self.before_claim: Callable[[], None] | None = None  # runs between the look and the lock
@@ -200,7 +202,10 @@ class FakeUploads:
         if (batch.generation, batch.shard, batch.batch_no) in done:
             return PersistOutcome(False, upload.complete)
         done.add((batch.generation, batch.shard, batch.batch_no))
-        self.records_through[(upload.id, batch.generation, batch.shard, batch.batch_no)] = batch.records_through
+        self.batch_records[(upload.id, batch.generation, batch.shard, batch.batch_no)] = (
+            batch.records_from,
+            batch.records_through,
+        )
         self.records.setdefault(upload.id, []).extend(batch.records.rows())
         self.parts.setdefault(upload.id, []).extend(batch.parts.rows())
         upload = self._set(
@@ -257,12 +262,12 @@ class FakeUploads:
 
     def committed_batches(
         self, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
-    ) -> tuple[Upload | None, list[tuple[int, int, int | None]]]:
+    ) -> tuple[Upload | None, list[CommittedBatch]]:
         upload = self.assembling(upload_id, generation)
         if upload is None:
             return None, []
         found = sorted(
-            (shard, no, through) for (uid, gen, shard, no), through in self.records_through.items()
+            CommittedBatch(shard, no, *records) for (uid, gen, shard, no), records in self.batch_records.items()
             if uid == upload_id and gen == generation and (shard, no) >= (from_shard, from_batch)
         )  # fmt: skip
         return upload, found

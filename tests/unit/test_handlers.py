@@ -239,7 +239,7 @@ def test_persister_stores_each_batch_once_and_requests_assembly_at_the_first_and
     request = AssembleRequested(upload_id=upload.id, generation=1)
     first = sequence_batch(upload.id, 1, 0, [record(0, residues="AC", length=2)], source_offset=10)
     handle_persist(first, deps)  # the assembler starts following the generation
-    assert publisher.messages == [request] and uploads.records_through[(upload.id, 1, 0, 0)] == 1
+    assert publisher.messages == [request] and uploads.batch_records[(upload.id, 1, 0, 0)] == (0, 1)
     handle_persist(first, deps)  # a redelivery: stored once, not announced again
     assert len(uploads.records[upload.id]) == 1 and publisher.messages == [request]
     done = ParseCompleted(
@@ -291,7 +291,7 @@ def assembling(uploads: FakeUploads, records: int = 3) -> Upload:
         record(2, seq_id="c", length=6, part_count=2, quality=None),
     ]
     uploads.parts[upload.id] = [Part(2, 0, "ACG"), Part(2, 1, "TTT")]
-    uploads.records_through[(upload.id, 1, 0, 0)] = 3  # one batch, committed, with all three
+    uploads.batch_records[(upload.id, 1, 0, 0)] = (0, 3)  # one batch, committed, with all three
     uploads.uploads[upload.id] = dataclasses.replace(upload, batches_total=1)
     return uploads.uploads[upload.id]
 
@@ -313,7 +313,7 @@ class CommitLater:
     """The persister, as the assembler's sleep sees it: each wait, the next batch (in a given order)
     is committed; after the last, the upload is ``assembling``; ``fail_at`` fails it instead."""
 
-    def __init__(self, uploads: FakeUploads, upload: Upload, order: list[tuple[int, int | None]]) -> None:
+    def __init__(self, uploads: FakeUploads, upload: Upload, order: list[tuple[int, int | None, int | None]]) -> None:
         self.uploads, self.upload, self.order = uploads, upload, list(order)
         self.windows_at_commit: list[list[tuple[int, int]]] = []
         self.fail_at: int | None = None
@@ -325,8 +325,8 @@ class CommitLater:
             self.uploads.fail(self.upload.id, 1, Failure(ParseErrorCode.INVALID_CHARACTER, "bad", 9, 2))
             return
         if self.order:
-            batch_no, through = self.order.pop(0)
-            self.uploads.records_through[(self.upload.id, 1, 0, batch_no)] = through
+            batch_no, *records = self.order.pop(0)
+            self.uploads.batch_records[(self.upload.id, 1, 0, batch_no)] = (records[0], records[1])
         else:
             self.uploads.uploads[self.upload.id] = dataclasses.replace(
                 self.uploads.uploads[self.upload.id], state=State.ASSEMBLING, batches_total=4
@@ -336,8 +336,8 @@ class CommitLater:
 def following(uploads: FakeUploads) -> Upload:
     """An upload still parsing with its three records stored, of which only batch 0 is committed."""
     upload = assembling(uploads)
-    uploads.records_through.clear()
-    uploads.records_through[(upload.id, 1, 0, 0)] = 1  # record 0
+    uploads.batch_records.clear()
+    uploads.batch_records[(upload.id, 1, 0, 0)] = (0, 1)  # record 0
     uploads.uploads[upload.id] = dataclasses.replace(upload, state=State.PARSING, batches_total=None)
     return uploads.uploads[upload.id]
 
@@ -347,7 +347,7 @@ def test_assembler_writes_records_as_their_batches_commit_in_order(uploads: Fake
     past record 0 is read until the gap closes; then each window once, in order."""
     results = FakeResults()
     upload = following(uploads)
-    commit = CommitLater(uploads, upload, [(2, 3), (3, None), (1, None)])
+    commit = CommitLater(uploads, upload, [(2, 1, 3), (3, None, None), (1, None, None)])
     deps = AssemblerDeps(SETTINGS, uploads, results, sleep=commit)
     handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), deps)
     # Record 0 was written before any later batch committed; the gap held back records 1..2.
@@ -368,8 +368,10 @@ def test_assembler_reads_each_batch_at_once_and_streams_what_no_batch_end_bounds
     """Batches 0 and 1 each end their records (one window each, read at once); batches stored
     before ``records_through`` was recorded say nothing, so the rest is one window, streamed."""
     upload = assembling(uploads)
-    uploads.records_through.clear()
-    uploads.records_through.update({(upload.id, 1, 0, 0): 1, (upload.id, 1, 0, 1): 2, (upload.id, 1, 0, 2): None})
+    uploads.batch_records.clear()
+    uploads.batch_records.update(
+        {(upload.id, 1, 0, 0): (0, 1), (upload.id, 1, 0, 1): (1, 2), (upload.id, 1, 0, 2): (None, None)}
+    )
     uploads.uploads[upload.id] = dataclasses.replace(upload, batches_total=3)
     results = FakeResults()
     handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
@@ -378,10 +380,36 @@ def test_assembler_reads_each_batch_at_once_and_streams_what_no_batch_end_bounds
     assert [r["sequence"] for r in document["records"]] == ["ACGT", "", "ACGTTT"]
 
 
+def test_assembler_streams_a_window_that_does_not_start_where_the_batch_before_ended(
+    uploads: FakeUploads,
+) -> None:
+    """A batch whose records do not continue the batch before it (its numbers claim a start past
+    the last end, or it was stored before ``records_from`` was recorded) would make its window hold
+    other batches' records: such a window is streamed, never loaded at once."""
+    upload = assembling(uploads)
+    uploads.batch_records.clear()
+    uploads.batch_records.update(
+        {(upload.id, 1, 0, 0): (0, 1), (upload.id, 1, 0, 1): (2, 3), (upload.id, 1, 0, 2): (None, None)}
+    )
+    uploads.uploads[upload.id] = dataclasses.replace(upload, batches_total=3)
+    results = FakeResults()
+    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    assert uploads.windows == [(0, 1), (1, 3)] and uploads.streamed_windows == 1
+    document = orjson.loads(results.documents[(SETTINGS.results_bucket, result_key(upload))])
+    assert [r["sequence"] for r in document["records"]] == ["ACGT", "", "ACGTTT"]
+    # A batch stored before records_from was recorded: its end is known, its start is not.
+    uploads.batch_records[(upload.id, 1, 0, 1)] = (None, 3)
+    uploads.uploads[upload.id] = dataclasses.replace(uploads.uploads[upload.id], state=State.ASSEMBLING)
+    uploads.windows.clear()
+    uploads.streamed_windows = 0
+    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    assert uploads.windows == [(0, 1), (1, 3)] and uploads.streamed_windows == 1
+
+
 def test_assembler_abandons_a_generation_that_fails_while_it_follows(uploads: FakeUploads) -> None:
     results = FakeResults()
     upload = following(uploads)
-    commit = CommitLater(uploads, upload, [(1, None)])
+    commit = CommitLater(uploads, upload, [(1, None, None)])
     commit.fail_at = 2
     handle_assemble(
         AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results, sleep=commit)

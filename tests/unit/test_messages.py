@@ -98,6 +98,24 @@ def test_columns_must_have_equal_lengths() -> None:
         SequenceParts(ordinal=[0, 1], part_no=[0], residues=["A", "C"])
 
 
+def test_a_batch_names_its_records_as_one_consecutive_range() -> None:
+    """``[records_from, records_through)`` are exactly the batch's records: the assembler may load
+    that window at once only because a batch whose ordinals skip or go back is refused on arrival."""
+    rows = [record(i, length=1, residues="A") for i in (5, 6, 7)]
+    good = batch().model_copy(update={"records": RecordColumns.from_rows(rows)})
+    decoded = decode_persist_message(good.to_bytes())
+    assert isinstance(decoded, SequenceBatch) and (decoded.records_from, decoded.records_through) == (5, 8)
+    parts_only = batch().model_copy(update={"records": RecordColumns.from_rows([])})
+    assert (parts_only.records_from, parts_only.records_through) == (None, None)
+    assert decode_persist_message(parts_only.to_bytes()) == parts_only
+    for ordinals in ([5, 7, 8], [5, 6, 5], [7, 6, 5], [5, 6, 1_000_000]):
+        hostile = batch().model_copy(
+            update={"records": RecordColumns.from_rows([record(i, length=1, residues="A") for i in ordinals])}
+        )
+        with pytest.raises(InvalidMessage, match="not consecutive"):
+            decode_persist_message(hostile.to_bytes())
+
+
 def test_unknown_schema_version_is_rejected() -> None:
     body = batch().to_bytes().replace(b'"schema_version":1', b'"schema_version":2')
     with pytest.raises(InvalidMessage):

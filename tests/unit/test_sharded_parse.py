@@ -56,8 +56,8 @@ class Run:
         )
         return self.results.documents[(self.settings.results_bucket, result_key(upload))]
 
-    def batches(self, upload: Upload) -> list[tuple[int, int, int | None]]:
-        return sorted((s, b, t) for (uid, _, s, b), t in self.uploads.records_through.items() if uid == upload.id)
+    def batches(self, upload: Upload) -> list[tuple[int, int, int | None, int | None]]:
+        return sorted((s, b, *r) for (uid, _, s, b), r in self.uploads.batch_records.items() if uid == upload.id)
 
 
 def records_of(document: bytes) -> list[dict]:  # type: ignore[type-arg]
@@ -93,7 +93,7 @@ def test_shards_give_the_document_of_a_whole_parse_and_the_same_batches_in_any_o
     ]
     # Batches are numbered within their shard: the same numbers whatever order shards ran in.
     assert in_order.batches(first) == shuffled.batches(second)
-    assert len({shard for shard, _, _ in in_order.batches(first)}) > 3
+    assert len({shard for shard, *_ in in_order.batches(first)}) > 3
     for run, upload in ((in_order, first), (shuffled, second)):
         done = run.uploads.uploads[upload.id]
         assert done.state is State.DONE and done.records_total == len(expected)
