@@ -122,7 +122,8 @@ def warn_if_radosgw_restarted(before: set[int]) -> None:
         print("  WARNING: radosgw restarted during this run (see README, Load): its times are not comparable")
 
 
-def print_cpu(before: dict[str, float], after: dict[str, float], elapsed: float) -> None:
+def print_cpu(before: dict[str, float], after: dict[str, float], elapsed: float) -> float:
+    """Print the CPU each kind of process used between the readings; returns the total."""
     used = {kind: after.get(kind, 0.0) - before.get(kind, 0.0) for kind in after}
     kernel = {kind.removeprefix(KERNEL): v for kind, v in used.items() if kind.startswith(KERNEL)}
     used = {kind: v for kind, v in used.items() if not kind.startswith(KERNEL)}
@@ -135,6 +136,7 @@ def print_cpu(before: dict[str, float], after: dict[str, float], elapsed: float)
     print(f"  CPU {total:.1f} s over {elapsed:.1f} s ({total / elapsed:.2f} cores busy): {listed(used)}")
     in_kernel = sum(v for v in kernel.values() if v > 0)
     print(f"    of which in the kernel {in_kernel:.1f} s: {listed(kernel)}")
+    return total
 
 
 def wal_counters(settings: Settings) -> dict[str, float] | None:
@@ -349,7 +351,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
     for label, start, end in stages:
         if start in times and end in times:
             print(f"  {label:<50} {(times[end] - times[start]).total_seconds():6.1f} s")
-    print_cpu(cpu_before, cpu_after, elapsed)
+    cpu = print_cpu(cpu_before, cpu_after, elapsed)
     print_wal(wal_before, wal_after)
     warn_if_radosgw_restarted(rgw_before)
     print_shards(settings, ticket["id"])
@@ -359,7 +361,14 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
     if digest:
         print(f"records digest  {records_digest(store, settings.results_bucket, status['result']['key'])}")
     store.client.delete_object(Bucket=settings.results_bucket, Key=status["result"]["key"])
-    return {"id": ticket["id"], "seconds": elapsed, "bucket": ticket["bucket"], "key": ticket["key"], "peaks": peaks}
+    return {
+        "id": ticket["id"],
+        "seconds": elapsed,
+        "cpu": cpu,
+        "bucket": ticket["bucket"],
+        "key": ticket["key"],
+        "peaks": peaks,
+    }
 
 
 def parser_names(processes: stack.ServiceProcesses) -> list[str]:
@@ -414,7 +423,10 @@ def print_shards(settings: Settings, upload_id: str) -> None:
     print(f"  {shards[0]} shards, parsed by " + ", ".join(f"{name} {n}" for name, n in sorted(by.items())))
 
 
-def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool, compressed: bool) -> float:
+def run_naive(
+    settings: Settings, bucket: str, key: str, size: int, fastq: bool, compressed: bool
+) -> tuple[float, float]:
+    """The naive chain on the pipeline's object; returns its seconds and the CPU seconds used meanwhile."""
     store = ObjectStore(settings)
     reset_peak(os.getpid())
     checkpoint(settings)
@@ -434,12 +446,27 @@ def run_naive(settings: Settings, bucket: str, key: str, size: int, fastq: bool,
         used, in_kernel = times.backend_cpu
         cpu_after["postgres"] = cpu_after.get("postgres", 0.0) + used
         cpu_after[KERNEL + "postgres"] = cpu_after.get(KERNEL + "postgres", 0.0) + in_kernel
-    print_cpu(cpu_before, cpu_after, times.total)
+    cpu = print_cpu(cpu_before, cpu_after, times.total)
     print_wal(wal_before, wal_counters(settings))
     warn_if_radosgw_restarted(rgw_before)
     rss = rss_peak_mib(os.getpid())
     print(f"  records {times.records}, result {times.result_bytes / 1e6:.0f} MB, peak RSS {rss:.0f} MiB")
-    return times.total
+    return times.total, cpu
+
+
+def print_cpu_bound(variant: str, naive_seconds: float, naive_cpu: float, pipeline_cpu: float) -> None:
+    """What the machine's cores allow: the naive chain is one loop, but its Postgres backend, RGW and
+    Ceph work beside it, so it keeps more than one core busy; a pipeline that used as much CPU as it
+    could be at most (cores / cores the chain kept busy) faster, with every core busy throughout.
+    The target's time, times the cores, is the most CPU the pipeline may use to meet it."""
+    cores = os.cpu_count() or 1
+    busy = naive_cpu / naive_seconds
+    allowed = naive_seconds / TARGETS[variant] * cores
+    print(
+        f"    the naive chain kept {busy:.2f} cores busy: with as much CPU, {cores} cores make a pipeline at"
+        f" most {cores / busy:.2f}x faster; {TARGETS[variant]}x allows at most {allowed:.1f} s of CPU with"
+        f" every core busy throughout (the pipeline used {pipeline_cpu:.1f} s, the naive chain {naive_cpu:.1f} s)"
+    )
 
 
 def _shard_settings(text: str) -> list[int | None]:
@@ -474,7 +501,7 @@ def run_one(
         if compare:
             fastq = fmt == "fastq"
             last = results[-1][1]
-            naive_seconds = {
+            naive = {
                 "defaults": run_naive(settings, last["bucket"], last["key"], size, fastq, compressed=True),
                 "uncompressed": run_naive(settings, last["bucket"], last["key"], size, fastq, compressed=False),
             }
@@ -483,10 +510,11 @@ def run_one(
                 print(
                     f"pipeline ({how}) {result['seconds']:.1f} s; speed-up over the naive chain (one run, one stack):"
                 )
-                for variant, seconds in naive_seconds.items():
+                for variant, (seconds, cpu) in naive.items():
                     ratio = seconds / result["seconds"]
                     verdict = "meets" if ratio >= TARGETS[variant] else "BELOW"
                     print(f"  vs {variant:<13} {ratio:5.2f}x   target >= {TARGETS[variant]}x  ({verdict})")
+                    print_cpu_bound(variant, seconds, cpu, result["cpu"])
     finally:
         # Leave no gigabytes behind: repeated runs would otherwise fill the OSD and the database.
         tables = ("sequence_parts", "sequence_records", "upload_shards", "upload_batches")
