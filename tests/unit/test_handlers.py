@@ -364,20 +364,25 @@ def test_assembler_writes_records_as_their_batches_commit_in_order(uploads: Fake
     assert uploads.collections[upload.id] == FakeUploads.collection_of(uploads.records[upload.id])
 
 
+def assembled_with_batches(uploads: FakeUploads, batches: list[tuple[int | None, int | None]]) -> FakeUploads:
+    """The three records of ``assembling``, committed as batches 0, 1, ... holding ``(records_from,
+    records_through)`` each, assembled; the document must hold the three records whatever the windows."""
+    upload = assembling(uploads)
+    uploads.batch_records.clear()
+    uploads.batch_records.update({(upload.id, 1, 0, no): records for no, records in enumerate(batches)})
+    uploads.uploads[upload.id] = dataclasses.replace(upload, batches_total=len(batches))
+    results = FakeResults()
+    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    document = orjson.loads(results.documents[(SETTINGS.results_bucket, result_key(upload))])
+    assert [r["sequence"] for r in document["records"]] == ["ACGT", "", "ACGTTT"]
+    return uploads
+
+
 def test_assembler_reads_each_batch_at_once_and_streams_what_no_batch_end_bounds(uploads: FakeUploads) -> None:
     """Batches 0 and 1 each end their records (one window each, read at once); batches stored
     before ``records_through`` was recorded say nothing, so the rest is one window, streamed."""
-    upload = assembling(uploads)
-    uploads.batch_records.clear()
-    uploads.batch_records.update(
-        {(upload.id, 1, 0, 0): (0, 1), (upload.id, 1, 0, 1): (1, 2), (upload.id, 1, 0, 2): (None, None)}
-    )
-    uploads.uploads[upload.id] = dataclasses.replace(upload, batches_total=3)
-    results = FakeResults()
-    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
+    assembled_with_batches(uploads, [(0, 1), (1, 2), (None, None)])
     assert uploads.windows == [(0, 1), (1, 2), (2, 3)] and uploads.streamed_windows == 1
-    document = orjson.loads(results.documents[(SETTINGS.results_bucket, result_key(upload))])
-    assert [r["sequence"] for r in document["records"]] == ["ACGT", "", "ACGTTT"]
 
 
 def test_assembler_streams_a_window_that_does_not_start_where_the_batch_before_ended(
@@ -386,24 +391,11 @@ def test_assembler_streams_a_window_that_does_not_start_where_the_batch_before_e
     """A batch whose records do not continue the batch before it (its numbers claim a start past
     the last end, or it was stored before ``records_from`` was recorded) would make its window hold
     other batches' records: such a window is streamed, never loaded at once."""
-    upload = assembling(uploads)
-    uploads.batch_records.clear()
-    uploads.batch_records.update(
-        {(upload.id, 1, 0, 0): (0, 1), (upload.id, 1, 0, 1): (2, 3), (upload.id, 1, 0, 2): (None, None)}
-    )
-    uploads.uploads[upload.id] = dataclasses.replace(upload, batches_total=3)
-    results = FakeResults()
-    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
-    assert uploads.windows == [(0, 1), (1, 3)] and uploads.streamed_windows == 1
-    document = orjson.loads(results.documents[(SETTINGS.results_bucket, result_key(upload))])
-    assert [r["sequence"] for r in document["records"]] == ["ACGT", "", "ACGTTT"]
+    assert assembled_with_batches(uploads, [(0, 1), (2, 3), (None, None)]).streamed_windows == 1
+    assert uploads.windows == [(0, 1), (1, 3)]
     # A batch stored before records_from was recorded: its end is known, its start is not.
-    uploads.batch_records[(upload.id, 1, 0, 1)] = (None, 3)
-    uploads.uploads[upload.id] = dataclasses.replace(uploads.uploads[upload.id], state=State.ASSEMBLING)
-    uploads.windows.clear()
-    uploads.streamed_windows = 0
-    handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
-    assert uploads.windows == [(0, 1), (1, 3)] and uploads.streamed_windows == 1
+    again = assembled_with_batches(FakeUploads(), [(0, 1), (None, 3), (None, None)])
+    assert again.windows == [(0, 1), (1, 3)] and again.streamed_windows == 1
 
 
 def test_assembler_abandons_a_generation_that_fails_while_it_follows(uploads: FakeUploads) -> None:
