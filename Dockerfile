@@ -2,7 +2,8 @@
 FROM python:3.11-slim
 WORKDIR /app
 # A compiler and OpenSSL's headers build the C loops (the parsing engine's, shared/parsing/_native.c,
-# and the persister's COPY rows, shared/postgres/_copy_rows.c);
+# the parser's batch rows, services/parser/_batch_rows.c, and the persister's COPY rows,
+# shared/postgres/_copy_rows.c);
 # they are removed again once the package is installed.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*

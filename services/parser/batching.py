@@ -14,13 +14,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
+from types import ModuleType
 
 from shared.messages import RecordColumns, SequenceBatch, SequenceParts
+from shared.parsing.native import accelerator as _native
 from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
 from shared.record_schema import Part, Record
 from shared.seqcol import pair_digest
 
 _new_tuple = tuple.__new__
+
+# Short whole records into rows in C (``_batch_rows.c``), the same rows as ``Batcher._whole``
+# builds; None where the extension is not built, and every event goes through ``_whole``.
+accelerator: ModuleType | None
+try:
+    from services.parser import _batch_rows
+
+    accelerator = _batch_rows
+except ImportError:  # pragma: no cover - depends on the build
+    accelerator = None
+_native_pair_digest = _native.pair_digest if _native is not None else None
 
 # JSON for a record's md5, refget, ordinal, line, length, part count and field names.
 RECORD_OVERHEAD_BYTES = 200
@@ -81,23 +94,52 @@ class Batcher:
         at most one batch, whatever the input's compression ratio.
         """
         done: list[SequenceBatch] = []
+        if accelerator is not None and type(events) is list:
+            yield from self._add_list(accelerator, events, source_offset)
+            return
         for event in events:
-            if type(event) is WholeRecord:
-                self._whole(event, done, source_offset)
-            elif type(event) is Residues:
-                self._pieces.append(event.data)
-                self._pending += len(event.data)
-                if self._pending >= self._part_bytes:
-                    self._emit_full_parts(done, source_offset)
-            elif type(event) is RecordStart:
-                self._start = event
-                self._part_no = 0
-            else:
-                assert type(event) is RecordEnd
-                self._end_record(event, done, source_offset)
+            self._event(event, done, source_offset)
             if done:
                 yield from done
                 done.clear()
+
+    def _add_list(self, native: ModuleType, events: list[Event], source_offset: int) -> Iterator[SequenceBatch]:
+        """``add`` for a list (as the engine hands them over): each run of short whole records is
+        turned into rows by one C call, which stops when the batch is full or at an event it leaves
+        here (any other kind, a record as long as a part, types other than the engine's)."""
+        done: list[SequenceBatch] = []
+        i, n = 0, len(events)
+        while i < n:
+            taken, self._bytes, full = native.take_whole(
+                events, i, WholeRecord, Record, self._part_bytes, RECORD_OVERHEAD_BYTES, self._bytes,
+                self._batch_bytes, self._max_records, self._records, _native_pair_digest, pair_digest,
+            )  # fmt: skip
+            self.record_count += taken - i
+            i = taken
+            if full:
+                yield self._close(source_offset)
+                continue
+            if i < n:
+                self._event(events[i], done, source_offset)
+                i += 1
+                if done:
+                    yield from done
+                    done.clear()
+
+    def _event(self, event: Event, done: list[SequenceBatch], source_offset: int) -> None:
+        if type(event) is WholeRecord:
+            self._whole(event, done, source_offset)
+        elif type(event) is Residues:
+            self._pieces.append(event.data)
+            self._pending += len(event.data)
+            if self._pending >= self._part_bytes:
+                self._emit_full_parts(done, source_offset)
+        elif type(event) is RecordStart:
+            self._start = event
+            self._part_no = 0
+        else:
+            assert type(event) is RecordEnd
+            self._end_record(event, done, source_offset)
 
     def finish(self, source_offset: int) -> list[SequenceBatch]:
         if self._records or self._parts:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from refget.utils import canonical_str, sha512t24u_digest
 
+from services.parser import batching
 from services.parser.batching import Batcher
 from shared.messages import SequenceBatch
 from shared.parsing.alphabet import get_alphabet
@@ -112,7 +113,18 @@ def test_batches_are_bounded_by_their_json_bytes_whatever_the_names(header: str)
     assert max(len(b.to_bytes()) for b in batches) <= batch_bytes + one_record
 
 
-def test_a_whole_record_is_the_record_its_fields_name() -> None:
+@pytest.fixture(params=["C", "Python"])
+def rows_built_in(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test that takes it runs twice: short records turned into rows by ``_batch_rows.c``, and
+    by ``Batcher._whole`` alone."""
+    if request.param == "Python":
+        monkeypatch.setattr(batching, "accelerator", None)
+    elif batching.accelerator is None:
+        pytest.fail("the batcher's C extension was not built (a compiler is required)")
+    return str(request.param)
+
+
+def test_a_whole_record_is_the_record_its_fields_name(rows_built_in: str) -> None:
     """The hot path builds rows positionally: each value must land in the field of its name."""
     read = WholeRecord(
         ordinal=7,
@@ -152,3 +164,80 @@ def test_every_record_carries_its_name_length_pair_digest() -> None:
     assert any(r.part_count for r in records) and any(not r.part_count for r in records)
     for r in records:
         assert r.pair_digest == sha512t24u_digest(canonical_str({"length": r.length, "name": r.seq_id}))
+
+
+def batches_by_pieces(
+    data: bytes, fmt: str, chunk: int, part: int, batch: int, max_records: int, native: bool
+) -> list[SequenceBatch]:
+    """As the parser feeds the batcher: the engine's event lists, piece by piece."""
+    saved = batching.accelerator
+    batching.accelerator = saved if native else None
+    try:
+        stream = SequenceStream(get_alphabet("nucleotide"), None, fmt)
+        batcher = Batcher(UPLOAD, 1, part, batch, max_batch_records=max_records)
+        out: list[SequenceBatch] = []
+        for i in range(0, len(data), chunk):
+            for events in stream.pieces(data[i : i + chunk]):
+                out += batcher.add(events, i)
+        out += [*batcher.add(stream.finish(), len(data)), *batcher.finish(len(data))]
+        assert batcher.record_count == sum(len(b.records) for b in out)
+        return out
+    finally:
+        batching.accelerator = saved
+
+
+def random_inputs(seed: int) -> list[tuple[str, bytes]]:
+    rng = random.Random(seed)
+    names = ["r", 'q"uote', "back\\slash", "caf\u00e9", "\U0001f600", "x" * 300]
+    organisms = ["human", "mouse", "r\u00e4t"]
+    fasta, fastq, csv = [], [], ["name,sequence,organism,note"]
+    for i in range(300):
+        name = rng.choice(names) + str(i)
+        length = rng.choice([0, 1, 5, 150, 999, 1000, 1001, 2600])
+        seq = "".join(rng.choice("ACGTNacgtn") for _ in range(length))
+        fasta.append(f">{name} desc {i}\n" + "\n".join(seq[j : j + 60] for j in range(0, length, 60)))
+        short = seq[: rng.choice([1, 50, 300])] or "A"
+        fastq.append(f"@{name} {i}\n{short}\n+\n" + "".join(rng.choice("!#I?") for _ in short))
+        quoted = '"' + name.replace('"', '""') + '"'
+        csv.append(f'{quoted},{short},{rng.choice(organisms)},"n, {i}"')
+    return [
+        ("fasta", ("\n".join(fasta) + "\n").encode()),
+        ("fastq", ("\n".join(fastq) + "\n").encode()),
+        ("csv", ("\r\n".join(csv) + "\r\n").encode()),
+    ]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("part", "batch", "max_records"), [(1000, 4000, 10_000), (1000, 50_000, 7), (400, 1, 10_000)])
+def test_the_c_rows_are_the_python_rows(seed: int, part: int, batch: int, max_records: int) -> None:
+    """Short records turned into rows in C give the very batches of the Python path: the same
+    boundaries (bytes counted alike, names that grow in JSON, attributes, the record limit), the
+    same rows, parts and numbers, whatever the format and wherever the chunks end."""
+    if batching.accelerator is None:
+        pytest.fail("the batcher's C extension was not built (a compiler is required)")
+    for fmt, data in random_inputs(seed):
+        if fmt != "fasta" and part < 1000:
+            continue  # a read or a row must fit in one part
+        chunk = random.Random(seed).choice([97, 4096, 65536])
+        native = batches_by_pieces(data, fmt, chunk, part, batch, max_records, native=True)
+        python = batches_by_pieces(data, fmt, chunk, part, batch, max_records, native=False)
+        assert len(native) > 1 and sum(len(b.records) for b in native) == 300
+        assert [b.to_bytes() for b in native] == [b.to_bytes() for b in python], fmt
+        assert [b.records.model_dump() for b in native] == [b.records.model_dump() for b in python]
+
+
+def test_the_c_rows_leave_what_they_do_not_take_to_python() -> None:
+    """Events that are not the engine's short whole records go to ``Batcher._whole`` unchanged: a
+    record as long as a part is cut into parts, attributes of other types are refused as before."""
+    if batching.accelerator is None:
+        pytest.fail("the batcher's C extension was not built (a compiler is required)")
+    base = dict(line_number=1, gene_name="r", seq_id="r", description="", md5="m", refget="SQ.x")
+    long_read = WholeRecord(ordinal=0, data=b"A" * 1000, **base)  # type: ignore[arg-type]
+    short = WholeRecord(ordinal=1, data=b"ACGT", **base)  # type: ignore[arg-type]
+    batcher = Batcher(UPLOAD, 1, 1000, 10**6)
+    [batch] = [*batcher.add([long_read, short], 0), *batcher.finish(0)]
+    assert [(p.ordinal, p.part_no, len(p.residues)) for p in batch.parts.rows()] == [(0, 0, 1000)]
+    assert [(r.ordinal, r.part_count, r.residues) for r in batch.records.rows()] == [(0, 1, None), (1, 0, "ACGT")]
+    odd = short._replace(ordinal=2, attributes={"k": 1})  # not a str: json_bytes_bound refuses it
+    with pytest.raises(TypeError):
+        list(Batcher(UPLOAD, 1, 1000, 10**6).add([odd], 0))
