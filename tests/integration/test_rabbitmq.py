@@ -12,10 +12,11 @@ import pika
 import pytest
 
 from shared.broker import RECV_BYTES, Consumer, Publisher, connect, declare_topology
-from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch, ShardRequested
+from shared.messages import AssembleRequested, ParseCompleted, RecordColumns, SequenceBatch, ShardRequested
 from shared.settings import Settings
 from shared.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, GiveUp, PermanentFailure
 from shared.uploads import ObjectCreated
+from tests.builders import record, sequence_batch
 
 pytestmark = pytest.mark.integration
 
@@ -158,6 +159,33 @@ def test_a_shard_request_is_taken_from_the_pipeline_exchange_only(isolated: Sett
     consumer.stop()
     thread.join(10)
     assert handled == [request] and _depth(isolated, isolated.queue("parse")) == 0
+
+
+def test_a_batch_whose_record_ordinals_skip_is_dead_lettered_unread(isolated: Settings) -> None:
+    """A batch claiming records far past the ones before it (a hostile or broken publisher on the
+    pipeline exchange) never reaches the persister's handler: its ``[records_from, records_through)``
+    would not name its own records, which the assembler relies on to read a window at once."""
+    handled: list[object] = []
+    consumer = Consumer(isolated, PERSIST, handled.append, lambda message, reason: None)
+    upload = uuid.uuid4()
+    good = sequence_batch(upload, 1, 0, [record(0, residues="AC", length=2), record(1, residues="GT", length=2)])
+    hostile = good.model_copy(
+        update={
+            "batch_no": 1,
+            "records": RecordColumns.from_rows(
+                [record(2, residues="AC", length=2), record(10**9, residues="GT", length=2)]
+            ),
+        }
+    )
+    publisher = Publisher(isolated)
+    publisher.publish(hostile)
+    publisher.publish(good)
+    publisher.close()
+    thread = _run(consumer)
+    _wait(lambda: _depth(isolated, isolated.queue("persist") + ".dead") == 1 and handled == [good])
+    consumer.stop()
+    thread.join(10)
+    assert handled == [good] and _depth(isolated, isolated.queue("persist")) == 0
 
 
 def test_a_large_body_arrives_whole_in_frame_sized_reads(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
