@@ -76,15 +76,16 @@ def cpu_seconds() -> dict[str, float]:
     services by module, Postgres, RGW, RabbitMQ (``beam``) and everything else; and, under
     ``KERNEL`` + kind, the part of them spent in the kernel (system time: copies through loopback
     sockets and into files, I/O, page faults), which the servers spend much of and the services little."""
-    tick = os.sysconf("SC_CLK_TCK")
     found: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
+        cpu = naive.process_cpu(int(stat.parent.name))
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
             cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
+        except OSError:
             continue
-        user, system = int(fields[11]) / tick, int(fields[12]) / tick
+        if cpu is None:
+            continue
+        used, system = cpu
         if "services." in cmdline and ".main" in cmdline:
             kind = cmdline.split("services.", 1)[1].split(".main", 1)[0]
         elif cmdline.startswith("postgres"):
@@ -97,7 +98,7 @@ def cpu_seconds() -> dict[str, float]:
             kind = "rabbitmq"
         else:
             kind = "other"
-        found[kind] = found.get(kind, 0.0) + user + system
+        found[kind] = found.get(kind, 0.0) + used
         found[KERNEL + kind] = found.get(KERNEL + kind, 0.0) + system
     return found
 
