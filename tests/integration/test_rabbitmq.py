@@ -56,17 +56,22 @@ def _depth(settings: Settings, queue: str) -> int:
         connection.close()
 
 
-def _run(consumer: Consumer) -> threading.Thread:
-    thread = threading.Thread(target=consumer.serve, daemon=True)
-    thread.start()
-    return thread
-
-
 def _wait(predicate: object, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.1)
+
+
+def _serve_until(consumer: Consumer, predicate: object, timeout: float = 30) -> None:
+    """Run the consumer on a thread until ``predicate`` holds, then stop it and wait for it."""
+    thread = threading.Thread(target=consumer.serve, daemon=True)
+    thread.start()
+    try:
+        _wait(predicate, timeout)
+    finally:
+        consumer.stop()
+        thread.join(10)
 
 
 def test_publish_confirmed_consume_and_ack(isolated: Settings) -> None:
@@ -75,10 +80,7 @@ def test_publish_confirmed_consume_and_ack(isolated: Settings) -> None:
     publisher = Publisher(isolated)
     message = AssembleRequested(upload_id=uuid.uuid4(), generation=1)
     publisher.publish(message)
-    thread = _run(consumer)
-    _wait(lambda: seen)
-    consumer.stop()
-    thread.join(10)
+    _serve_until(consumer, lambda: seen)
     assert seen == [message]  # decoded once, by the stage, before the handler saw it
     assert _depth(isolated, isolated.queue("assemble")) == 0  # acknowledged, not requeued
     publisher.close()
@@ -104,10 +106,7 @@ def test_failing_message_is_retried_then_dead_lettered(isolated: Settings) -> No
 
     consumer = Consumer(isolated, PERSIST, handler, lambda message, reason: gave_up.append(reason))
     Publisher(isolated).publish(done)
-    thread = _run(consumer)
-    _wait(lambda: gave_up, timeout=60)
-    consumer.stop()
-    thread.join(10)
+    _serve_until(consumer, lambda: gave_up, timeout=60)
     assert attempts == [done] * isolated.max_deliveries
     # the upload is told a safe reason and an error id; the exception's text stays in the log
     assert "database on fire" not in gave_up[0].reason and len(gave_up[0].error_id) == 16
@@ -125,10 +124,7 @@ def test_permanent_failure_is_dead_lettered_at_once(isolated: Settings) -> None:
 
     consumer = Consumer(isolated, PARSE, handler, lambda events, reason: gave_up.append(reason))
     Publisher(isolated).publish_raw(isolated.events_exchange, isolated.events_routing_key, b'{"Records": []}')
-    thread = _run(consumer)
-    _wait(lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1)
-    consumer.stop()
-    thread.join(10)
+    _serve_until(consumer, lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1)
     assert attempts == [[]] and len(gave_up) == 1 and "cannot be helped" not in gave_up[0].reason
 
 
@@ -137,10 +133,7 @@ def test_body_that_does_not_decode_is_dead_lettered_without_reaching_the_handler
     gave_up: list[GiveUp] = []
     consumer = Consumer(isolated, PARSE, attempts.append, lambda events, reason: gave_up.append(reason))
     Publisher(isolated).publish_raw(isolated.events_exchange, isolated.events_routing_key, b"garbage")
-    thread = _run(consumer)
-    _wait(lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1)
-    consumer.stop()
-    thread.join(10)
+    _serve_until(consumer, lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1)
     assert attempts == [] and gave_up == []
 
 
@@ -154,10 +147,7 @@ def test_a_shard_request_is_taken_from_the_pipeline_exchange_only(isolated: Sett
     publisher.publish_raw(isolated.events_exchange, isolated.events_routing_key, request.to_bytes())
     publisher.publish(request)  # on the pipeline exchange, as a parser sends it
     publisher.close()
-    thread = _run(consumer)
-    _wait(lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1 and handled == [request])
-    consumer.stop()
-    thread.join(10)
+    _serve_until(consumer, lambda: _depth(isolated, isolated.queue("parse") + ".dead") == 1 and handled == [request])
     assert handled == [request] and _depth(isolated, isolated.queue("parse")) == 0
 
 
@@ -181,10 +171,7 @@ def test_a_batch_whose_record_ordinals_skip_is_dead_lettered_unread(isolated: Se
     publisher.publish(hostile)
     publisher.publish(good)
     publisher.close()
-    thread = _run(consumer)
-    _wait(lambda: _depth(isolated, isolated.queue("persist") + ".dead") == 1 and handled == [good])
-    consumer.stop()
-    thread.join(10)
+    _serve_until(consumer, lambda: _depth(isolated, isolated.queue("persist") + ".dead") == 1 and handled == [good])
     assert handled == [good] and _depth(isolated, isolated.queue("persist")) == 0
 
 
