@@ -19,6 +19,7 @@
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <Python.h>
 #include <pthread.h>
+#include <signal.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -284,6 +285,131 @@ static PyObject *record_of(const unsigned char *buf, const Span *sp, const unsig
     return record;
 }
 
+/* --- The helper thread ----------------------------------------------------------------------------
+ *
+ * Each round hands half its hashing to a second thread. Starting a thread per round cost more than
+ * the round's own work on short reads (a FASTQ file of 200-byte reads makes ~2,500 rounds per GiB,
+ * and each pthread_create and join is tens of microseconds of kernel time on the calling thread),
+ * so each thread that calls in keeps one helper, started on its first round and waiting on a
+ * condition variable between jobs. It is stopped and joined when that thread ends (the key's
+ * destructor); a forked child forgets its parent's (the thread is not there) and starts its own.
+ * The helper blocks every signal: they stay with the interpreter's threads.
+ */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    void *(*job)(void *); /* NULL: idle */
+    void *arg;
+    int quit;
+    pthread_t thread;
+} Helper;
+
+static pthread_key_t helper_key;
+static pthread_once_t helper_once = PTHREAD_ONCE_INIT;
+static int helper_key_ok;
+
+static void *helper_main(void *p)
+{
+    Helper *h = p;
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (h->job == NULL && !h->quit)
+            pthread_cond_wait(&h->wake, &h->lock);
+        if (h->job == NULL)
+            break;
+        void *(*job)(void *) = h->job;
+        void *arg = h->arg;
+        pthread_mutex_unlock(&h->lock);
+        job(arg);
+        pthread_mutex_lock(&h->lock);
+        h->job = NULL;
+        pthread_cond_signal(&h->done);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+/* The calling thread ends: its helper is told to quit and joined. */
+static void helper_stop(void *p)
+{
+    Helper *h = p;
+    pthread_mutex_lock(&h->lock);
+    h->quit = 1;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->thread, NULL);
+    pthread_cond_destroy(&h->wake);
+    pthread_cond_destroy(&h->done);
+    pthread_mutex_destroy(&h->lock);
+    PyMem_RawFree(h);
+}
+
+/* In a forked child only the forking thread exists: the helper it remembers is gone (its memory
+   is left, as its lock may have been held at the fork). */
+static void helper_forget(void)
+{
+    if (helper_key_ok)
+        pthread_setspecific(helper_key, NULL);
+}
+
+static void helper_key_init(void)
+{
+    helper_key_ok = pthread_key_create(&helper_key, helper_stop) == 0 &&
+                    pthread_atfork(NULL, NULL, helper_forget) == 0;
+}
+
+/* This thread's helper, started if need be; NULL if it cannot be (the caller works alone). */
+static Helper *helper_get(void)
+{
+    pthread_once(&helper_once, helper_key_init);
+    if (!helper_key_ok)
+        return NULL;
+    Helper *h = pthread_getspecific(helper_key);
+    if (h != NULL)
+        return h;
+    h = PyMem_RawCalloc(1, sizeof(Helper));
+    if (h == NULL)
+        return NULL;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int started = pthread_mutex_init(&h->lock, NULL) == 0 && pthread_cond_init(&h->wake, NULL) == 0 &&
+                  pthread_cond_init(&h->done, NULL) == 0 && pthread_create(&h->thread, NULL, helper_main, h) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!started || pthread_setspecific(helper_key, h) != 0) {
+        if (started)
+            helper_stop(h);
+        else
+            PyMem_RawFree(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* Hand ``job(arg)`` to this thread's helper; 0 if there is none (then the caller does it). */
+static int helper_start(void *(*job)(void *), void *arg)
+{
+    Helper *h = helper_get();
+    if (h == NULL)
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    h->job = job;
+    h->arg = arg;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+    return 1;
+}
+
+/* Wait until the job handed over by helper_start is done. */
+static void helper_wait(void)
+{
+    Helper *h = pthread_getspecific(helper_key);
+    pthread_mutex_lock(&h->lock);
+    while (h->job != NULL)
+        pthread_cond_wait(&h->done, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+}
+
 /* Records per round: scan (GIL held), clean and hash (two threads, GIL released), build objects. */
 #define ROUND 4096
 
@@ -348,16 +474,15 @@ static Py_ssize_t emit_round(const unsigned char *buf, const unsigned char *tabl
         {buf, &cleaner, tls_data, tls_norm, spans, 0, count / 2},
         {buf, &cleaner, tls_data, tls_norm, spans, count / 2, count},
     };
-    pthread_t helper;
     int threaded = 0;
     Py_BEGIN_ALLOW_THREADS
     if (count >= PARALLEL_MIN)
-        threaded = pthread_create(&helper, NULL, clean_and_hash, &halves[1]) == 0;
+        threaded = helper_start(clean_and_hash, &halves[1]);
     if (!threaded)
         halves[0].last = count;
     clean_and_hash(&halves[0]);
     if (threaded)
-        pthread_join(helper, NULL);
+        helper_wait();
     Py_END_ALLOW_THREADS
 
     return emit_spans(buf, spans, tls_data, count, ordinal, line, pos, fasta, out, record_type);
@@ -544,14 +669,13 @@ static PyObject *fastq_records(PyObject *self, PyObject *args)
             goto done;
         }
         Round first = {buf, &cleaner, cur, count, 0};
-        pthread_t helper;
         int threaded = 0;
         Py_BEGIN_ALLOW_THREADS
         if (count >= PARALLEL_MIN)
-            threaded = pthread_create(&helper, NULL, work_round_thread, &first) == 0;
+            threaded = helper_start(work_round_thread, &first);
         work_round(&first);
         if (threaded)
-            pthread_join(helper, NULL);
+            helper_wait();
         Py_END_ALLOW_THREADS
     }
     while (count > 0) {
@@ -565,14 +689,14 @@ static PyObject *fastq_records(PyObject *self, PyObject *args)
             goto done;
         }
         Round round = {buf, &cleaner, nxt, next_count, 0};
-        pthread_t helper;
-        int threaded = next_count >= PARALLEL_MIN && pthread_create(&helper, NULL, work_round_thread, &round) == 0;
+        /* The helper never takes the GIL, so the hand-over needs no release of it. */
+        int threaded = next_count >= PARALLEL_MIN && helper_start(work_round_thread, &round);
         Py_ssize_t k = emit_spans(buf, cur->spans, cur->data, count, &ordinal, &line, &pos, 0, out, record_type);
-        if (next_count > 0) { /* what the helper has not taken yet; then it is joined, whatever happened */
+        if (next_count > 0) { /* what the helper has not taken yet; then it is waited for, whatever happened */
             Py_BEGIN_ALLOW_THREADS
             work_round(&round);
             if (threaded)
-                pthread_join(helper, NULL);
+                helper_wait();
             Py_END_ALLOW_THREADS
         }
         if (k < 0)

@@ -119,3 +119,72 @@ def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.Monkey
         with monkeypatch.context() as m:
             m.setattr(native, "accelerator", None)
             assert events_of(data, chunk, "x.fq") == accelerated
+
+
+def _many_reads(count: int) -> bytes:
+    """Enough plain four-line reads for the C loop to hand rounds to its helper thread."""
+    return b"".join(b"@r%d\n%s\n+\n%s\n" % (i, b"ACGT" * 38, b"I" * 152) for i in range(count))
+
+
+def _threads() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_a_thread_that_ends_takes_its_native_helper_with_it() -> None:
+    """Each thread that runs the C loop keeps one helper thread; it must be joined when that thread ends."""
+    import threading
+
+    from shared.parsing import native
+
+    if native.accelerator is None:
+        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    data = _many_reads(3000)
+    expected = events_of(data, 1 << 20, "x.fq")
+    before = _threads()
+    seen: list[list[object]] = []
+    for _ in range(5):
+        worker = threading.Thread(target=lambda: seen.append(list(events_of(data, 1 << 20, "x.fq"))))
+        worker.start()
+        worker.join()
+    assert seen == [expected] * 5
+    assert _threads() == before  # five helpers started, five joined
+
+
+def test_a_forked_child_parses_with_its_own_helper() -> None:
+    """A child forked after the parent's helper started must not wait on a thread it does not have."""
+    import os
+    import pickle
+    import select
+
+    from shared.parsing import native
+
+    if native.accelerator is None:
+        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    data = _many_reads(3000)
+    expected = events_of(data, 1 << 20, "x.fq")  # this thread's helper is running now
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: parse again and report the events, whatever happens
+        try:
+            os.close(read_end)
+            os.write(write_end, pickle.dumps([tuple(e) for e in events_of(data, 1 << 20, "x.fq")]))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    received = b""
+    try:
+        while True:
+            ready, _, _ = select.select([read_end], [], [], 30)
+            assert ready, "the forked child hung in the C loop"
+            part = os.read(read_end, 1 << 20)
+            if not part:
+                break
+            received += part
+    finally:
+        os.close(read_end)
+        if not received:
+            os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert pickle.loads(received) == [tuple(e) for e in expected]
