@@ -308,9 +308,15 @@ static pthread_key_t helper_key;
 static pthread_once_t helper_once = PTHREAD_ONCE_INIT;
 static int helper_key_ok;
 
+/* Its name in /proc/PID/task/TID/comm (top -H, the tests): at most 15 characters. */
+#define HELPER_NAME "engine-helper"
+
 static void *helper_main(void *p)
 {
     Helper *h = p;
+#ifdef __GLIBC__
+    pthread_setname_np(pthread_self(), HELPER_NAME);
+#endif
     pthread_mutex_lock(&h->lock);
     for (;;) {
         while (h->job == NULL && !h->quit)
