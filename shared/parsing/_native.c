@@ -287,9 +287,9 @@ static PyObject *record_of(const unsigned char *buf, const Span *sp, const unsig
 
 /* --- The helper thread ----------------------------------------------------------------------------
  *
- * Each round hands half its hashing to a second thread. Starting a thread per round cost more than
- * the round's own work on short reads (a FASTQ file of 200-byte reads makes ~2,500 rounds per GiB,
- * and each pthread_create and join is tens of microseconds of kernel time on the calling thread),
+ * Each round hands half its hashing to a second thread. Starting a thread per round was a cost of
+ * its own on short reads (a million 200-base reads make ~2,500 rounds, and each pthread_create and
+ * join is tens of microseconds of kernel time on the calling thread),
  * so each thread that calls in keeps one helper, started on its first round and waiting on a
  * condition variable between jobs. It is stopped and joined when that thread ends (the key's
  * destructor); a forked child forgets its parent's (the thread is not there) and starts its own.
