@@ -157,6 +157,9 @@ static PyObject *take_whole(PyObject *self, PyObject *args)
         Py_ssize_t meta = metadata_bytes(gene_name, PyTuple_GET_ITEM(ev, W_ATTRIBUTES), overhead);
         if (meta < 0)
             break;
+        /* Counted before pair_fallback (Python code) runs: once ``ev`` is released, ``data`` and
+           ``quality`` may be gone with it. */
+        Py_ssize_t size = PyBytes_GET_SIZE(data) + (quality == Py_None ? 0 : PyBytes_GET_SIZE(quality)) + meta;
         Py_INCREF(ev);
         PyObject *row = row_of(record_type, ev, data, quality, pair_native, pair_fallback);
         Py_DECREF(ev);
@@ -166,7 +169,7 @@ static PyObject *take_whole(PyObject *self, PyObject *args)
         Py_DECREF(row);
         if (appended < 0)
             return NULL;
-        bytes_now += PyBytes_GET_SIZE(data) + (quality == Py_None ? 0 : PyBytes_GET_SIZE(quality)) + meta;
+        bytes_now += size;
         if (bytes_now >= batch_bytes || PyList_GET_SIZE(rows) >= max_records) {
             full = 1;
             i++;
