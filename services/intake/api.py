@@ -11,7 +11,7 @@ import functools
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -580,10 +580,8 @@ def healthz(services: ServicesDep) -> Any:
 
 def create_app(settings: Settings) -> FastAPI:
     pool = request_pool(settings)
-    from collections.abc import AsyncIterator
-    from contextlib import asynccontextmanager
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open(wait=True, timeout=60)
         try:
