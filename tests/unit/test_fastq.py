@@ -122,6 +122,94 @@ def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.Monkey
             assert events_of(data, chunk, "x.fq") == accelerated
 
 
+# Where a record the C loop does not take falls in its run of plain reads: on and beside the
+# edges of its blocks (64 reads) and rounds (2048), and inside them.
+_STOPS = (0, 63, 64, 65, 130, 2047, 2048, 2049, 3001, 4095)
+
+
+def _reads_with_stops(count: int, odd: bytes) -> bytes:
+    plain = [
+        b"@r%d lane %d\n%s\n+\n%s\n" % (i, i % 3, (b"ACGTN"[i % 5 :] + b"ACGTN"[: i % 5]) * 30, b"I#5" * 50)
+        for i in range(count)
+    ]
+    for at in _STOPS:
+        plain[at] = odd.replace(b"@x", b"@r%d" % at, 1)
+    return b"".join(plain)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"@x caf\xc3\xa9\nACGT\n+\nIIII\n",  # a title the C loop leaves to Python, parsed there
+        b"@x\r\nACGT\r\n+\r\nIIII\r\n",  # CRLF
+        b"@x\nAC\nGT\n+\nII\nII\n",  # multi-line
+        # These three stop the C loop's scan; this one passes it and stops its emission instead:
+        # the C cleaning takes a gap for Python to judge.
+        b"@x\nAC-GT\n+\nIIIII\n",
+    ],
+)
+def test_long_runs_stopped_anywhere_in_a_round_match_the_python_path(
+    monkeypatch: pytest.MonkeyPatch, odd: bytes
+) -> None:
+    """The C loop hashes blocks of a round on two threads and emits them in order as they are
+    ready; a record it does not take ends the round there (found by its scan, or by its cleaning
+    on either thread), whichever block either thread is on."""
+    from shared.parsing import native
+
+    if native.accelerator is None:
+        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    data = _reads_with_stops(5000, odd)
+    for chunk in (1 << 22, 512 * 1024, 99_991):
+        accelerated = events_of(data, chunk, "x.fq")
+        assert len(accelerated) == 5000
+        with monkeypatch.context() as m:
+            m.setattr(native, "accelerator", None)
+            assert events_of(data, chunk, "x.fq") == accelerated
+
+
+@pytest.mark.parametrize("limit", [1, 64, 130, 2048, 2049, 4999])
+def test_the_record_limit_falls_anywhere_in_a_round(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    from shared.parsing import native
+
+    if native.accelerator is None:
+        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    data = _many_reads(5000)
+    limits = Limits(max_records=limit)
+
+    def failure() -> tuple[str, int | None, int | None]:
+        with pytest.raises(ParseError) as caught:
+            events_of(data, 1 << 22, "x.fq", limits=limits)
+        return caught.value.code.value, caught.value.line, caught.value.column
+
+    accelerated = failure()
+    assert accelerated[0] == "too_many_records"
+    with monkeypatch.context() as m:
+        m.setattr(native, "accelerator", None)
+        assert failure() == accelerated
+
+
+def test_a_bad_quality_deep_in_a_round_is_reported_where_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.parsing import native
+
+    if native.accelerator is None:
+        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    data = _many_reads(5000).replace(
+        b"@r3001\n" + b"ACGT" * 38 + b"\n+\n" + b"I" * 152,
+        b"@r3001\n" + b"ACGT" * 38 + b"\n+\n" + b"I" * 100 + b" " + b"I" * 51,
+    )
+
+    def failure() -> tuple[str, int | None, int | None]:
+        with pytest.raises(ParseError) as caught:
+            events_of(data, 1 << 22, "x.fq")
+        return caught.value.code.value, caught.value.line, caught.value.column
+
+    accelerated = failure()
+    assert accelerated[1] == 3001 * 4 + 4
+    with monkeypatch.context() as m:
+        m.setattr(native, "accelerator", None)
+        assert failure() == accelerated
+
+
 def _many_reads(count: int) -> bytes:
     """Enough plain four-line reads for the C loop to hand rounds to its helper thread."""
     return b"".join(b"@r%d\n%s\n+\n%s\n" % (i, b"ACGT" * 38, b"I" * 152) for i in range(count))
