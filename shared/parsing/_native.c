@@ -562,10 +562,10 @@ static int plain_text(const unsigned char *s, Py_ssize_t n)
  * the last block. (Rounds of 512 that were hashed ahead while the previous round was emitted left
  * the first round of every piece hashed before any object was built, and the helper idle while
  * the last was built: 0.25 s and 0.17 s of a 1.2 s run over a million reads. This schedule took
- * 14-16 % off plain FASTQ. On FASTQ.gz the inflater is a third busy thread for two cores, and the
- * earlier schedule, which left it a core more often, parsed ~9 % faster: README, "Parsing engine
- * against Biopython".) A round stops at the first record that is not plain, which Python then
- * takes.
+ * 13-16 % off plain FASTQ. On FASTQ.gz the inflater is a third busy thread for two cores, and the
+ * earlier schedule, which left it a core more often, took 8-10 % less time: README, "Parsing
+ * engine against Biopython".) A round stops at the first record that is not plain, which Python
+ * then takes.
  */
 
 /* Spans a thread claims at a time from a round. */
