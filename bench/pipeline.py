@@ -266,7 +266,8 @@ def buffer_misses(settings: Settings) -> dict[str, float]:
     A relation that outgrows the buffers shows here first: the content indexes take one random
     insert per record each, so once they no longer fit every insert may miss, and the misses grow
     faster than the records (measured: ~9 k per hash index at 1 GiB, ~760 k at 4 GiB). Each miss
-    evicts a buffer, and a dirty one is written by the backend itself."""
+    evicts a buffer, and a dirty one is written by the backend itself. Backends report their
+    counts within about a second of a transaction's end, so a run's last second may be missing."""
     with psycopg.connect(settings.pg_migration_dsn) as conn:
         rows = conn.execute(
             "SELECT relname, heap_blks_read + coalesce(toast_blks_read, 0) + coalesce(tidx_blks_read, 0)"
