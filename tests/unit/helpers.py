@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
+
+import pytest
 
 from shared.parsing.alphabet import get_alphabet
 from shared.parsing.engine import Limits, SequenceStream
+from shared.parsing.errors import ParseError
 from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
 
 
@@ -63,3 +67,20 @@ def parse_split_at(data: bytes, cut: int, **kwargs: Any) -> list[dict[str, Any]]
     stream = SequenceStream(get_alphabet(kwargs.get("alphabet", "nucleotide")), kwargs.get("filename"))
     events = [*stream.feed(data[:cut]), *stream.feed(data[cut:]), *stream.finish()]
     return collect(events)
+
+
+def native_module() -> ModuleType:
+    """``shared.parsing.native`` with its C accelerator, failing the test where it was not built:
+    a test of the C loops must not pass by running the Python ones."""
+    from shared.parsing import native
+
+    if native.accelerator is None:
+        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    return native
+
+
+def parse_failure(data: bytes, chunk: int, filename: str, **kwargs: Any) -> tuple[str, int | None, int | None]:
+    """The code, line and column of the ParseError that ``data`` must raise."""
+    with pytest.raises(ParseError) as caught:
+        events_of(data, chunk, filename, **kwargs)
+    return caught.value.code.value, caught.value.line, caught.value.column

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shared.parsing.errors import ParseError
-from tests.unit.helpers import events_of, parse, parse_split_at
+from tests.unit.helpers import events_of, native_module, parse, parse_split_at
 
 QUIRKS = (
     b";a comment before everything\n"
@@ -134,10 +134,7 @@ def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.Monkey
     """The C loops (shared/parsing/_native.c) against the pure-Python ones, on every kind of record."""
     import random
 
-    from shared.parsing import native
-
-    if native.accelerator is None:
-        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    native = native_module()
     rng = random.Random(3)
     headers = [
         b"r%d plain",
@@ -184,12 +181,10 @@ def test_native_and_python_paths_report_the_same_error(monkeypatch: pytest.Monke
 @pytest.mark.parametrize("alphabet", ["nucleotide", "protein", "any"])
 def test_native_cleaning_accepts_exactly_the_alphabets_letters(alphabet: str) -> None:
     """Every byte value, inside a sixteen-byte block and in a line's tail, against the alphabet."""
-    from shared.parsing import native
     from shared.parsing.alphabet import get_alphabet
     from shared.parsing.records import RecordBuilder
 
-    if native.accelerator is None:
-        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    native = native_module()
     builder = RecordBuilder(get_alphabet(alphabet), [])
     letters = builder.letters
     scratch = bytearray(100)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from shared.parsing.engine import Limits
 from shared.parsing.errors import ParseError
-from tests.unit.helpers import events_of, parse, parse_split_at
+from tests.unit.helpers import events_of, native_module, parse, parse_failure, parse_split_at
 
 # Four-line and multi-line records, CRLF, quality lines starting with '@' and '+', a '+' line that
 # repeats the title, a zero-length read, blank lines between records, no trailing newline.
@@ -94,10 +94,7 @@ def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.Monkey
     """The C loop for four-line records (shared/parsing/_native.c) against the Python one."""
     import random
 
-    from shared.parsing import native
-
-    if native.accelerator is None:
-        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    native = native_module()
     rng = random.Random(5)
     parts = []
     for i in range(500):
@@ -154,10 +151,7 @@ def test_long_runs_stopped_anywhere_in_a_round_match_the_python_path(
     """The C loop hashes blocks of a round on two threads and emits them in order as they are
     ready; a record it does not take ends the round there (found by its scan, or by its cleaning
     on either thread), whichever block either thread is on."""
-    from shared.parsing import native
-
-    if native.accelerator is None:
-        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    native = native_module()
     data = _reads_with_stops(5000, odd)
     for chunk in (1 << 22, 512 * 1024, 99_991):
         accelerated = events_of(data, chunk, "x.fq")
@@ -169,45 +163,27 @@ def test_long_runs_stopped_anywhere_in_a_round_match_the_python_path(
 
 @pytest.mark.parametrize("limit", [1, 64, 130, 2048, 2049, 4999])
 def test_the_record_limit_falls_anywhere_in_a_round(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
-    from shared.parsing import native
-
-    if native.accelerator is None:
-        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    native = native_module()
     data = _many_reads(5000)
     limits = Limits(max_records=limit)
-
-    def failure() -> tuple[str, int | None, int | None]:
-        with pytest.raises(ParseError) as caught:
-            events_of(data, 1 << 22, "x.fq", limits=limits)
-        return caught.value.code.value, caught.value.line, caught.value.column
-
-    accelerated = failure()
+    accelerated = parse_failure(data, 1 << 22, "x.fq", limits=limits)
     assert accelerated[0] == "too_many_records"
     with monkeypatch.context() as m:
         m.setattr(native, "accelerator", None)
-        assert failure() == accelerated
+        assert parse_failure(data, 1 << 22, "x.fq", limits=limits) == accelerated
 
 
 def test_a_bad_quality_deep_in_a_round_is_reported_where_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.parsing import native
-
-    if native.accelerator is None:
-        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    native = native_module()
     data = _many_reads(5000).replace(
         b"@r3001\n" + b"ACGT" * 38 + b"\n+\n" + b"I" * 152,
         b"@r3001\n" + b"ACGT" * 38 + b"\n+\n" + b"I" * 100 + b" " + b"I" * 51,
     )
-
-    def failure() -> tuple[str, int | None, int | None]:
-        with pytest.raises(ParseError) as caught:
-            events_of(data, 1 << 22, "x.fq")
-        return caught.value.code.value, caught.value.line, caught.value.column
-
-    accelerated = failure()
+    accelerated = parse_failure(data, 1 << 22, "x.fq")
     assert accelerated[1] == 3001 * 4 + 4
     with monkeypatch.context() as m:
         m.setattr(native, "accelerator", None)
-        assert failure() == accelerated
+        assert parse_failure(data, 1 << 22, "x.fq") == accelerated
 
 
 def _many_reads(count: int) -> bytes:
@@ -230,10 +206,7 @@ def test_a_thread_that_ends_takes_its_native_helper_with_it() -> None:
     """Each thread that runs the C loop keeps one helper thread; it must be joined when that thread ends."""
     import threading
 
-    from shared.parsing import native
-
-    if native.accelerator is None:
-        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    native_module()
     data = _many_reads(3000)
     expected = events_of(data, 1 << 20, "x.fq")
     assert _helpers(), "this thread's helper should be running"
@@ -264,10 +237,7 @@ def test_a_forked_child_parses_with_its_own_helper() -> None:
     import pickle
     import select
 
-    from shared.parsing import native
-
-    if native.accelerator is None:
-        pytest.fail("the C accelerator was not built (a compiler and OpenSSL headers are required)")
+    native_module()
     data = _many_reads(3000)
     expected = events_of(data, 1 << 20, "x.fq")  # this thread's helper is running now
     read_end, write_end = os.pipe()
