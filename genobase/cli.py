@@ -198,7 +198,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in services.instances():
         pid = services.pid(name)
         ok &= pid is not None
-        print(f"{name:<12} {'running, pid ' + str(pid) if pid else 'not running'}")
+        state = f"running, pid {pid}" if pid else "not running"
+        if services.supervisor(name) is None:
+            state += " (no supervisor: not restarted if it dies)" if pid else ""
+        elif restarts := services.restarts(name):
+            state += f", restarted {restarts} time(s) by its supervisor (see {services.log_file(name)})"
+        print(f"{name:<12} {state}")
     base = known.get("GENOBASE_CEPH_BASE")
     rgw = bool(base) and stack.CephCluster(Path(base or ".")).running()
     ok &= rgw
@@ -240,6 +245,7 @@ def _pipeline_status(settings: Settings) -> None:
 def _compose_status() -> int:
     """The containers as compose reports them, then whether the intake answers its health check."""
     listing = subprocess.run([*_compose(), "ps"], check=False)
+    _compose_restarts()
     settings = load_settings()
     try:
         health = httpx.get(f"{settings.status_base_url}/healthz", timeout=10)
@@ -249,6 +255,18 @@ def _compose_status() -> int:
         print(f"intake     {settings.status_base_url}: not answering ({exc})")
         healthy = False
     return 0 if listing.returncode == 0 and healthy else 1
+
+
+def _compose_restarts() -> None:
+    """How often Docker restarted each container (``restart: unless-stopped``), where it did."""
+    ids = subprocess.run([*_compose(), "ps", "-q"], check=False, capture_output=True, text=True).stdout.split()
+    if not ids:
+        return
+    inspect = ["docker", "inspect", "--format", "{{.Name}} {{.RestartCount}}", *ids]
+    for line in subprocess.run(inspect, check=False, capture_output=True, text=True).stdout.splitlines():
+        name, _, count = line.strip().lstrip("/").partition(" ")
+        if count.isdigit() and int(count):
+            print(f"{name}: restarted {count} time(s) by Docker")
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -330,8 +348,12 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     if args.replay:
-        taken, restarted = dead_letters.replay(settings)
-        print(f"{taken} dead letter(s) taken; restarted uploads: {', '.join(map(str, restarted)) or 'none'}")
+        done = dead_letters.replay_all(settings)
+        print(f"{done.taken} dead letter(s) taken; restarted uploads: {', '.join(map(str, done.restarted)) or 'none'}")
+        for letter in done.refused:
+            print(f"refused   {letter.stage:<9} ({letter.reason})")
+        if done.refused:
+            print(f"{len(done.refused)} dead letter(s) refused: they fail the checks a message must pass on arrival")
         return 0
     letters = dead_letters.show(settings)
     for letter, uploads in letters:

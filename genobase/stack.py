@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -273,7 +274,13 @@ def service_settings(service: str, values: dict[str, str]) -> dict[str, str]:
     access, secret = service_key_settings(service)
     if access in values:
         own["GENOBASE_S3_ACCESS_KEY"], own["GENOBASE_S3_SECRET_KEY"] = values[access], values[secret]
+    if service in BROKER_FREE_SERVICES:
+        own.pop("GENOBASE_AMQP_URL", None)
     return own
+
+
+# Services that never talk to RabbitMQ: they are given no broker credentials at all.
+BROKER_FREE_SERVICES = frozenset({"refget"})
 
 
 # The stages that may run as several processes at once: RabbitMQ's competing consumers share their
@@ -323,18 +330,61 @@ def replica_metrics_port(values: dict[str, str], service: str, replica: int) -> 
     return str(int(base) + 10 * (replica - 1))
 
 
+# Each service runs under a small supervisor, like radosgw in ceph.sh: a bash loop that starts it
+# again whenever it exits, unless it was told to stop (``<name>.stopping`` exists). It writes the
+# running process's pid to ``<name>.pid`` and the number of restarts to ``<name>.restarts`` (read by
+# ``genobase status``), and gives each new process that number in GENOBASE_PROCESS_RESTARTS (its
+# ``genobase_process_restarts`` gauge). The wait before a restart doubles from 0.5 s to 30 s while
+# the service keeps dying within a minute of its start, so a service that cannot start does not spin.
+SUPERVISOR_SCRIPT = r"""
+name=$1; run_dir=$2; python=$3; module=$4
+stopping="$run_dir/$name.stopping"; restarts=0; delay=0.5; child=
+trap 'touch "$stopping"; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
+while [ ! -e "$stopping" ]; do
+  started=$SECONDS
+  GENOBASE_PROCESS_RESTARTS=$restarts "$python" -m "$module" </dev/null &
+  child=$!
+  echo "$child" > "$run_dir/$name.pid"
+  wait "$child"; rc=$?
+  while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
+  [ -e "$stopping" ] && break
+  restarts=$((restarts + 1))
+  echo "$restarts" > "$run_dir/$name.restarts"
+  echo "{\"event\": \"$name exited with status $rc; restart $restarts in $delay s\", \"logger\": \"supervisor\"}" >&2
+  sleep "$delay"
+  if [ $((SECONDS - started)) -ge 60 ]; then delay=0.5; else delay=$(awk "BEGIN{d=$delay*2; print (d>30)?30:d}"); fi
+done
+"""
+SUPERVISOR_MARK = "genobase-supervisor"  # the script's $0: how a supervisor is told from other processes
+
+
+def open_private_log(path: Path) -> int:
+    """A log file's descriptor for appending, owner-only from its first byte.
+
+    A service's log may hold what its settings let slip in an exception (a DSN, an address), so it
+    is kept like every other file that may hold a secret; an existing one is made owner-only too.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 @dataclass
 class ServiceProcesses:
-    """The pipeline services as detached processes, with pid files and logs under ``run_dir``.
+    """The pipeline services as supervised processes, with pid files and logs under ``run_dir``.
 
     Each reads its own settings file, ``<run_dir>/<service>.env`` (mode 600), written from the
     stack's ``values`` by ``service_settings``: a service never reads the stack file itself. A
     service with replicas (``GENOBASE_REPLICAS=parser=2,...`` among the values) runs as several
     processes, ``parser``, ``parser-2`` ..., each with its own pid file, log and metrics port.
+    Each runs under a supervisor (``SUPERVISOR_SCRIPT``) that restarts it when it dies; a process
+    started with a failpoint (GENOBASE_FAILPOINT, the fault tests' crash on purpose) runs alone.
     """
 
     run_dir: Path
     values: dict[str, str]
+    # What each service runs as (``python -m``); the supervisor's unit test runs a stand-in.
+    module_template: str = "services.{service}.main"
 
     @property
     def replicas(self) -> dict[str, int]:
@@ -348,42 +398,47 @@ class ServiceProcesses:
     def running_instances(self) -> list[str]:
         """Every process with a pid file that still runs (whatever the replicas are now)."""
         found = {path.stem for path in self.run_dir.glob("*.pid")}
+        found |= {path.stem for path in self.run_dir.glob("*.supervisor")}
         ordered = [name for name in self.instances() if name in found]
         extra = sorted(found.difference(ordered))
-        return [name for name in [*ordered, *extra] if self.pid(name) is not None]
+        return [name for name in [*ordered, *extra] if self.pid(name) is not None or self.supervisor(name)]
 
     def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
 
+    def supervisor_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.supervisor"
+
     def log_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.log"
+
+    def restarts(self, name: str) -> int:
+        """How many times the supervisor restarted ``name`` since it was started."""
+        try:
+            text = (self.run_dir / f"{name}.restarts").read_text().strip()
+        except FileNotFoundError:
+            return 0
+        return int(text) if text.isdigit() else 0
 
     def metrics_port(self, name: str) -> str | None:
         return replica_metrics_port(self.values, *split_instance(name))
 
     def pid(self, name: str) -> int | None:
-        try:
-            pid = int(self.pid_file(name).read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
+        """The service process of ``name`` if it runs (not its supervisor)."""
         service, _ = split_instance(name)
-        if f"services.{service}.main".encode() not in cmdline:
-            return None
-        try:
-            status = Path(f"/proc/{pid}/stat").read_text().split()[2]
-        except OSError:
-            return None
-        return None if status == "Z" else pid
+        return _running(self.pid_file(name), self.module_template.format(service=service).encode())
+
+    def supervisor(self, name: str) -> int | None:
+        """The supervisor of ``name`` if it runs."""
+        return _running(self.supervisor_file(name), f"{SUPERVISOR_MARK}\0{name}\0".encode())
 
     def start(self, name: str, extra_env: dict[str, str] | None = None) -> int:
         """Start instance ``name`` unless it runs; returns its pid. ``extra_env`` is for this process only."""
         existing = self.pid(name)
         if existing is not None:
             return existing
+        if self.supervisor(name) is not None:
+            return self._wait_for_restart(name)
         service, replica = split_instance(name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         settings_file = self.run_dir / f"{service}.env"
@@ -393,17 +448,41 @@ class ServiceProcesses:
         port = self.metrics_port(name)
         if replica > 1 and port is not None:
             own["GENOBASE_METRICS_PORT"] = port
-        with open(self.log_file(name), "ab") as log:
+        env = {**inherited, **own, **(extra_env or {})}
+        module = self.module_template.format(service=service)
+        for stale in (f"{name}.stopping", f"{name}.restarts", f"{name}.pid", f"{name}.supervisor"):
+            (self.run_dir / stale).unlink(missing_ok=True)
+        log = open_private_log(self.log_file(name))
+        try:
+            if "GENOBASE_FAILPOINT" in env:  # meant to die there and stay down: no supervisor
+                command = [sys.executable, "-m", module]
+            else:
+                command = ["bash", "-c", SUPERVISOR_SCRIPT, SUPERVISOR_MARK, name, str(self.run_dir), sys.executable]
+                command.append(module)
             process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}.main"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env={**inherited, **own, **(extra_env or {})},
-                start_new_session=True,
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
             )
-        self.pid_file(name).write_text(str(process.pid))
-        return process.pid
+        finally:
+            os.close(log)
+        if command[0] != "bash":
+            self.pid_file(name).write_text(str(process.pid))
+            return process.pid
+        self.supervisor_file(name).write_text(str(process.pid))
+        return self._wait_for_restart(name, lambda: process.poll() is None)
+
+    def _wait_for_restart(self, name: str, alive: Callable[[], bool] | None = None, timeout: float = 40) -> int:
+        """The pid of the process the supervisor of ``name`` runs, once it has started one.
+
+        ``alive`` says whether the supervisor still runs (its ``Popen`` when this process started
+        it: /proc may show a process's command line empty for a moment just after it started).
+        """
+        alive = alive or (lambda: self.supervisor(name) is not None)
+        deadline = time.monotonic() + timeout
+        while (pid := self.pid(name)) is None:
+            if not alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the supervisor of {name} started no process (see {self.log_file(name)})")
+            time.sleep(0.05)
+        return pid
 
     def start_all(self) -> dict[str, int]:
         """Start every instance that is not running; stop replicas beyond the configured counts."""
@@ -414,9 +493,27 @@ class ServiceProcesses:
         return {name: self.start(name) for name in wanted}
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        """Stop ``name`` with ``sig`` (SIGKILL: a crash), and its supervisor, which does not restart it."""
+        (self.run_dir / f"{name}.stopping").touch()
+        supervisor = self.supervisor(name)
+        self._end(name, sig, timeout)
+        if supervisor is not None:
+            deadline = time.monotonic() + 5  # it sees the mark once its process is gone (or its wait is over)
+            while time.monotonic() < deadline and self.supervisor(name) is not None:
+                _reap(supervisor)
+                time.sleep(0.05)
+            if self.supervisor(name) is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(supervisor, signal.SIGKILL)
+                time.sleep(0.1)
+            _reap(supervisor)
+            self._end(name, sig, timeout)  # one it started just before it saw the mark
+        self.pid_file(name).unlink(missing_ok=True)
+        self.supervisor_file(name).unlink(missing_ok=True)
+
+    def _end(self, name: str, sig: int, timeout: float) -> None:
         pid = self.pid(name)
         if pid is None:
-            self.pid_file(name).unlink(missing_ok=True)
             return
         os.kill(pid, sig)
         deadline = time.monotonic() + timeout
@@ -427,11 +524,26 @@ class ServiceProcesses:
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
             _reap(pid)
-        self.pid_file(name).unlink(missing_ok=True)
 
     def stop_all(self) -> None:
         for name in dict.fromkeys([*self.instances(), *self.running_instances()]):
             self.stop(name)
+
+
+def _running(pid_file: Path, mark: bytes) -> int | None:
+    """The pid in ``pid_file`` if that process runs and its command line holds ``mark``."""
+    try:
+        pid = int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    if mark not in cmdline:
+        return None
+    return None if status == "Z" else pid
 
 
 def _reap(pid: int) -> None:

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -26,7 +26,9 @@ from pika.adapters.blocking_connection import BlockingChannel
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared import metrics
+from shared.consumer_metrics import Refusal, refused
 from shared.messages import Message
+from shared.parsing.errors import bounded
 from shared.settings import Settings
 from shared.stages import STAGE_NAMES, GiveUp, InvalidMessage, PermanentFailure, Stage
 from shared.uploads import new_error_id
@@ -215,20 +217,110 @@ class PipelinedPublisher:
         self._publisher.close()
 
 
+# Headers only the broker writes (dead-lettering) or this module writes (refusing a message): a
+# message that arrives on a work queue carrying one is forged, since a genuine one is published
+# without them. Refusing those on arrival is what lets ``genobase dead-letters`` trust the ones it
+# finds on a dead letter: the broker updates a forged ``x-death`` entry instead of adding its own.
+RESERVED_HEADER_PREFIXES = ("x-death", "x-first-death-", "x-last-death-", "x-genobase-")
+REFUSED_HEADER = "x-genobase-refused"  # a ``Refusal``: the consumer refused the message on arrival
+REFUSED_DETAIL_HEADER = "x-genobase-detail"  # why, in a few words (bounded, no secrets: about the message)
+ORIGIN_HEADER = "x-genobase-origin"  # the exchange the broker said it was published to
+# A refused body is kept in its dead letter up to this much: enough to see what it was, while a
+# forged giant is not stored again whole.
+REFUSED_BODY_KEPT_BYTES = 64 * 1024
+MAX_DETAIL_BYTES = 300
+
+
+class Refused(Exception):
+    """A message refused on arrival (its headers, size or body): dead-lettered at once, with ``reason``."""
+
+    def __init__(self, reason: Refusal, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = bounded(detail, MAX_DETAIL_BYTES)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What a consumer takes from one delivery once its headers and size passed the checks."""
+
+    body: bytes
+    previous: int  # deliveries before this one, as the broker counted them
+    from_pipeline: bool  # published on the pipeline's own exchange (the broker says so, not the message)
+
+
+def check_arrival(
+    stage: Stage[Any], settings: Settings, exchange: str, redelivered: bool, headers: object, body: bytes
+) -> Arrival:
+    """Check what arrived before anything decodes it; raises ``Refused``.
+
+    ``exchange`` and ``redelivered`` come from the broker's delivery, which a publisher cannot
+    forge; the headers come from the publisher, so each is checked for its type.
+    """
+    limit = stage.max_body_bytes(settings)
+    if len(body) > limit:
+        raise Refused(Refusal.TOO_LARGE, f"a body of {len(body)} bytes, above the {stage.name} limit of {limit}")
+    if headers is None:
+        headers = {}
+    if not isinstance(headers, dict):
+        raise Refused(Refusal.BAD_HEADER, "the headers are not a table")
+    for name in headers:
+        if not isinstance(name, str) or name.lower().startswith(RESERVED_HEADER_PREFIXES):
+            raise Refused(Refusal.BAD_HEADER, f"header {str(name)[:60]!r} is set by the broker only")
+    previous = delivery_count(headers, redelivered=redelivered, max_deliveries=settings.max_deliveries)
+    return Arrival(body, previous, exchange == settings.pipeline_exchange)
+
+
+def delivery_count(headers: dict[str, object], *, redelivered: bool, max_deliveries: int) -> int:
+    """Deliveries before this one, from the quorum queue's ``x-delivery-count``.
+
+    A first delivery has had none, whatever the header says (some broker versions pass a
+    publisher's header through until they count one themselves); a count is clamped to the range
+    the broker can send. A header that is not an integer is a forgery: ``Refused``.
+    """
+    raw = headers.get("x-delivery-count")
+    if raw is None:
+        return 0
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise Refused(Refusal.BAD_HEADER, "x-delivery-count is not a number")
+    if not redelivered:
+        return 0
+    return min(max(raw, 0), max_deliveries)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     stage: str
     body: bytes
     reason: str
+    # Set when the consumer refused it on arrival (a ``Refusal``): it never was a message of its queue.
+    refused: str | None = None
+    # The exchange it was first published to, as the broker recorded it (None: unknown).
+    origin: str | None = None
 
 
-def _death_reason(properties: pika.BasicProperties) -> str:
-    headers = properties.headers or {}
-    deaths = headers.get("x-death") or []
-    if deaths:
+def _text(value: object, limit: int = 200) -> str:
+    return bounded(str(value), limit) if isinstance(value, str | int) else "?"
+
+
+def read_dead_letter(stage: str, properties: pika.BasicProperties, body: bytes) -> DeadLetter:
+    """A dead letter as the broker holds it; never raises, whatever its headers are."""
+    headers = properties.headers if isinstance(properties.headers, dict) else {}
+    reason = headers.get(REFUSED_HEADER)
+    if isinstance(reason, str):
+        detail = headers.get(REFUSED_DETAIL_HEADER)
+        origin = headers.get(ORIGIN_HEADER)
+        why = f"refused on arrival: {_text(reason, 40)}" + (f" ({_text(detail, 300)})" if detail else "")
+        return DeadLetter(
+            stage, body, why, refused=_text(reason, 40), origin=origin if isinstance(origin, str) else None
+        )
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
         first = deaths[0]
-        return f"{first.get('reason', '?')} after {first.get('count', '?')} time(s) from {first.get('queue', '?')}"
-    return str(headers.get("x-first-death-reason", "unknown"))
+        why = f"{_text(first.get('reason'))} after {_text(first.get('count'))} time(s) from {_text(first.get('queue'))}"
+        origin = first.get("exchange")
+        return DeadLetter(stage, body, why, origin=origin if isinstance(origin, str) else None)
+    return DeadLetter(stage, body, "unknown")
 
 
 def list_dead_letters(settings: Settings, stage: str, limit: int = 1000) -> list[DeadLetter]:
@@ -241,7 +333,7 @@ def list_dead_letters(settings: Settings, stage: str, limit: int = 1000) -> list
             method, properties, body = channel.basic_get(f"{settings.queue(stage)}.dead", auto_ack=False)
             if method is None:
                 break
-            found.append(DeadLetter(stage, body, _death_reason(properties)))
+            found.append(read_dead_letter(stage, properties, body))
         return found
     finally:
         connection.close()
@@ -257,7 +349,7 @@ def take_dead_letters(settings: Settings, stage: str, handle: Callable[[DeadLett
             method, properties, body = channel.basic_get(f"{settings.queue(stage)}.dead", auto_ack=False)
             if method is None:
                 break
-            handle(DeadLetter(stage, body, _death_reason(properties)))
+            handle(read_dead_letter(stage, properties, body))
             channel.basic_ack(method.delivery_tag)
             taken += 1
         return taken
@@ -265,12 +357,23 @@ def take_dead_letters(settings: Settings, stage: str, handle: Callable[[DeadLett
         connection.close()
 
 
+# How one message is settled: acknowledged, returned for another try, dead-lettered by the broker
+# (after its handler failed for good) or refused (dead-lettered by the consumer, with its reason).
+Outcome = str | Refused
+
+
 class Consumer(Generic[M]):
     """Consumes one queue: one message at a time on a worker thread, ack after the handler returns.
 
-    The body is decoded once, by the stage's decoder; one that does not decode is dead-lettered at
-    once. A handler that raises is retried with backoff by requeueing; on the last allowed delivery
-    ``give_up`` is told why (to fail the upload) and the message goes to the dead-letter queue.
+    Every delivery is checked on arrival (``check_arrival``: its size and headers) and decoded
+    once, by the stage's decoder; one that fails either is refused: acknowledged and put on the
+    dead-letter queue with its reason, and counted (``genobase_messages_refused_total``). A handler
+    that raises is retried with backoff by requeueing; on the last allowed delivery ``give_up`` is
+    told why (to fail the upload) and the message goes to the dead-letter queue.
+
+    Nothing a message holds can stop the consumer: pika's callback and the worker catch every
+    exception, and a done-callback on the worker's future settles the message should anything
+    still escape, so no message is left unacknowledged holding a prefetch slot.
     """
 
     def __init__(
@@ -296,16 +399,23 @@ class Consumer(Generic[M]):
         self.serve()
 
     def serve(self) -> None:
-        """Consume, reconnecting with backoff whenever the broker goes away, until ``stop``."""
+        """Consume, reconnecting with backoff whenever the broker goes away, until ``stop``.
+
+        Any other failure of the loop is logged and treated the same way: the connection is
+        dropped (its unacknowledged messages go back to the queue) and a new one made.
+        """
         backoff = 0.5
         while not self._stopping.is_set():
             try:
                 self._consume()
                 backoff = 0.5
-            except CONNECTION_ERRORS as exc:
+            except Exception as exc:
                 if self._stopping.is_set():
                     break
-                log.warning("broker connection lost, reconnecting", queue=self._queue, error=str(exc))
+                if isinstance(exc, CONNECTION_ERRORS):
+                    log.warning("broker connection lost, reconnecting", queue=self._queue, error=str(exc))
+                else:
+                    log.exception("consumer loop failed, reconnecting", queue=self._queue)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 15)
         # Messages still waiting for the worker go back to the broker with the connection.
@@ -339,45 +449,108 @@ class Consumer(Generic[M]):
         properties: pika.BasicProperties,
         body: bytes,
     ) -> None:
-        headers = properties.headers or {}
-        previous = int(headers.get("x-delivery-count", 0))
-        # Where the body was published (kept on redelivery): the stage decides what it takes from whom.
-        from_pipeline = method.exchange == self._settings.pipeline_exchange
-        self._worker.submit(self._work, connection, channel, method.delivery_tag, previous, body, from_pipeline)
+        """pika's callback, on the connection's thread. It never raises: an exception here would
+        leave pika's loop and end the process with every prefetched message in it."""
+        tag, exchange = method.delivery_tag, method.exchange
+        try:
+            arrival = check_arrival(
+                self._stage, self._settings, exchange, bool(method.redelivered), properties.headers, body
+            )
+        except Exception as exc:
+            refusal = exc if isinstance(exc, Refused) else self._internal(exc)
+            log.error("refusing message on arrival", queue=self._queue, reason=refusal.reason, detail=refusal.detail)
+            self._count(refusal, len(body))
+            self._settle(channel, tag, refusal, body, exchange)
+            return
+        try:
+            future = self._worker.submit(self._work, connection, channel, tag, arrival, exchange)
+        except RuntimeError:  # the worker is shutting down: the message goes back with the connection
+            return
+        future.add_done_callback(functools.partial(self._settle_if_raised, connection, channel, tag, body, exchange))
 
     def _work(
         self,
         connection: pika.BlockingConnection,
         channel: BlockingChannel,
         tag: int,
-        previous: int,
-        body: bytes,
-        from_pipeline: bool,
+        arrival: Arrival,
+        exchange: str,
     ) -> None:
         structlog.contextvars.clear_contextvars()
-        outcome = self._handle(body, previous, from_pipeline)
+        outcome: Outcome
         try:
-            connection.add_callback_threadsafe(functools.partial(self._settle, channel, tag, outcome))
+            outcome = self._handle(arrival.body, arrival.previous, arrival.from_pipeline)
+        except Exception as exc:
+            outcome = self._internal(exc)
+            self._count(outcome, len(arrival.body))
+        self._settle_threadsafe(connection, channel, tag, outcome, arrival.body, exchange)
+
+    def _settle_if_raised(
+        self,
+        connection: pika.BlockingConnection,
+        channel: BlockingChannel,
+        tag: int,
+        body: bytes,
+        exchange: str,
+        future: Future[None],
+    ) -> None:
+        """The last guard: should ``_work`` itself raise, the message is still settled (refused)."""
+        if future.cancelled() or future.exception() is None:
+            return
+        refusal = self._internal(future.exception())
+        self._count(refusal, len(body))
+        self._settle_threadsafe(connection, channel, tag, refusal, body, exchange)
+
+    def _internal(self, exc: BaseException | None) -> Refused:
+        log.error("the consumer failed around its handler; refusing the message", queue=self._queue, exc_info=exc)
+        return Refused(Refusal.INTERNAL, f"the {self._stage.name} consumer failed: {type(exc).__name__}")
+
+    def _count(self, outcome: Outcome, size: int) -> None:
+        """Metrics of a message settled without ``_handle`` having counted it."""
+        name = self._stage.name
+        metrics.MESSAGE_BYTES.labels(name).inc(size)
+        metrics.MESSAGES.labels(name, "dead-letter").inc()
+        metrics.DEAD_LETTERS.labels(name).inc()
+        if isinstance(outcome, Refused):
+            refused(name, outcome.reason)
+
+    def _settle_threadsafe(
+        self,
+        connection: pika.BlockingConnection,
+        channel: BlockingChannel,
+        tag: int,
+        outcome: Outcome,
+        body: bytes,
+        exchange: str,
+    ) -> None:
+        try:
+            connection.add_callback_threadsafe(functools.partial(self._settle, channel, tag, outcome, body, exchange))
         except CONNECTION_ERRORS:
             log.warning("connection gone before settling; the broker will redeliver", queue=self._queue)
 
-    def _handle(self, body: bytes, previous: int, from_pipeline: bool) -> str:
-        """Decode and handle one body; returns how to settle it: ack, requeue or dead-letter."""
+    def _handle(self, body: bytes, previous: int, from_pipeline: bool) -> Outcome:
+        """Decode and handle one body; returns how to settle it: ack, requeue, dead-letter or refuse."""
         started = time.perf_counter()
         metrics.MESSAGE_BYTES.labels(self._stage.name).inc(len(body))
         outcome = self._outcome(body, previous, from_pipeline)
-        metrics.MESSAGES.labels(self._stage.name, outcome).inc()
+        label = "dead-letter" if isinstance(outcome, Refused) else outcome
+        metrics.MESSAGES.labels(self._stage.name, label).inc()
         metrics.STAGE_SECONDS.labels(self._stage.name).observe(time.perf_counter() - started)
-        if outcome == "dead-letter":
+        if label == "dead-letter":
             metrics.DEAD_LETTERS.labels(self._stage.name).inc()
+        if isinstance(outcome, Refused):
+            refused(self._stage.name, outcome.reason)
         return outcome
 
-    def _outcome(self, body: bytes, previous: int, from_pipeline: bool) -> str:
+    def _outcome(self, body: bytes, previous: int, from_pipeline: bool) -> Outcome:
         try:
             message = self._stage.decode(body, from_pipeline=from_pipeline)
         except InvalidMessage as exc:
-            log.error("rejecting message that does not decode", queue=self._queue, error=str(exc))
-            return "dead-letter"
+            log.error("refusing message that does not decode", queue=self._queue, error=str(exc))
+            return Refused(Refusal.INVALID, str(exc))
+        except Exception as exc:  # a decoder that broke on what it was given: the body is at fault
+            log.error("refusing message that broke its decoder", queue=self._queue, exc_info=True)
+            return Refused(Refusal.INVALID, f"the body broke the {self._stage.name} decoder: {type(exc).__name__}")
         try:
             self._handler(message)
             outcome = "ack"
@@ -415,11 +588,40 @@ class Consumer(Generic[M]):
         except Exception:
             log.exception("could not record the failure", queue=self._queue)
 
-    @staticmethod
-    def _settle(channel: BlockingChannel, tag: int, outcome: str) -> None:
+    def _settle(self, channel: BlockingChannel, tag: int, outcome: Outcome, body: bytes, exchange: str) -> None:
+        """On the connection's thread. A lost channel is left to the broker (it redelivers); any
+        other failure is logged, never raised into pika's loop."""
         if not channel.is_open:
             return
-        if outcome == "ack":
-            channel.basic_ack(tag)
-        else:
-            channel.basic_nack(tag, requeue=outcome == "requeue")
+        try:
+            if isinstance(outcome, Refused):
+                self._refuse(channel, tag, outcome, body, exchange)
+            elif outcome == "ack":
+                channel.basic_ack(tag)
+            else:
+                channel.basic_nack(tag, requeue=outcome == "requeue")
+        except CONNECTION_ERRORS:
+            log.warning("channel lost while settling; the broker will redeliver", queue=self._queue)
+        except Exception:
+            log.exception("could not settle a message", queue=self._queue)
+
+    def _refuse(self, channel: BlockingChannel, tag: int, refusal: Refused, body: bytes, exchange: str) -> None:
+        """Dead-letter a refused message ourselves, with clean headers that say why, then ack it.
+
+        The broker's own dead-lettering (a nack) would keep the publisher's headers, forged ones
+        included; these dead letters carry only what this consumer wrote.
+        """
+        channel.basic_publish(
+            exchange=self._settings.dead_letter_exchange,
+            routing_key=self._queue,
+            body=body[:REFUSED_BODY_KEPT_BYTES],
+            properties=pika.BasicProperties(
+                delivery_mode=pika.DeliveryMode.Persistent,
+                headers={
+                    REFUSED_HEADER: refusal.reason.value,
+                    REFUSED_DETAIL_HEADER: refusal.detail,
+                    ORIGIN_HEADER: exchange,
+                },
+            ),
+        )
+        channel.basic_ack(tag)

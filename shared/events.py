@@ -7,6 +7,10 @@ matter (measured and documented in the design brief):
   space as ``+``); RGW sends the key plain and the name without prefix.
 * MinIO's ``s3:ObjectCreated:*`` also fires for tagging and retention changes; only the four kinds
   that create content are taken.
+
+The events exchange is writable by the object store's own broker user, so a body here is untrusted
+input: every field is checked for its type and size, and anything else is a ``MalformedEvent``
+(never a ``ValueError``/``TypeError`` that a consumer would not recognise as "dead-letter it").
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import orjson
 from shared.uploads import ObjectCreated, Upload
 
 CREATION_EVENTS = frozenset({"Put", "Post", "Copy", "CompleteMultipartUpload"})
+MAX_KEY_BYTES = 1024  # S3's limit on an object key
+# No string field of a genuine notification comes near this (a URL-encoded key is at most 3x 1024).
+MAX_FIELD_CHARS = 4 * MAX_KEY_BYTES
 
 
 class MalformedEvent(ValueError):
@@ -40,28 +47,53 @@ def normalise_event(body: bytes) -> list[ObjectCreated]:
 def _record_to_created(record: Any) -> ObjectCreated | None:
     if not isinstance(record, dict):
         raise MalformedEvent("a record is not an object")
-    name = str(record.get("eventName", ""))
+    name = _text(record, "eventName", default="")
     kind, _, detail = name.removeprefix("s3:").partition(":")
     if kind != "ObjectCreated" or detail not in CREATION_EVENTS:
         return None
-    try:
-        s3 = record["s3"]
-        obj = s3["object"]
-        bucket = s3["bucket"]["name"]
-        raw_key = obj["key"]
-    except (KeyError, TypeError) as exc:
-        raise MalformedEvent(f"creation record lacks {exc}") from exc
-    source = str(record.get("eventSource", ""))
+    s3, obj, bucket_doc = record.get("s3"), None, None
+    if isinstance(s3, dict):
+        obj, bucket_doc = s3.get("object"), s3.get("bucket")
+    if not isinstance(obj, dict) or not isinstance(bucket_doc, dict):
+        raise MalformedEvent("creation record lacks s3.object or s3.bucket")
+    bucket, raw_key = _text(bucket_doc, "name"), _text(obj, "key")
+    if not bucket or not raw_key:
+        raise MalformedEvent("creation record lacks a bucket name or an object key")
+    source = _text(record, "eventSource", default="")
     # AWS and MinIO URL-encode keys; only Ceph sends them as they are.
     key = raw_key if source.startswith("ceph") else unquote_plus(raw_key)
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise MalformedEvent(f"object key longer than S3's {MAX_KEY_BYTES} bytes")
     return ObjectCreated(
         bucket=bucket,
         key=key,
-        size=int(obj.get("size") or 0),
-        etag=str(obj.get("eTag") or "").strip('"'),
-        sequencer=obj.get("sequencer") or None,
+        size=_size(obj.get("size")),
+        etag=_text(obj, "eTag", default="").strip('"'),
+        sequencer=_text(obj, "sequencer", default="") or None,
         event_time=_parse_time(record.get("eventTime")),
     )
+
+
+def _text(doc: dict[str, Any], field: str, default: str | None = None) -> str:
+    """A string field as it was sent: a number, list or object where text belongs is a forgery.
+
+    Absent or null gives ``default`` (a required field has none and is malformed when missing).
+    """
+    value = doc.get(field)
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str) or len(value) > MAX_FIELD_CHARS:
+        raise MalformedEvent(f"{field} is not a string of at most {MAX_FIELD_CHARS} characters")
+    return value
+
+
+def _size(value: Any) -> int:
+    """The object's size as stores send it: a JSON integer (absent or null: 0, the store is asked anyway)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise MalformedEvent("object size is not a non-negative integer")
+    return value
 
 
 def replay_event(upload: Upload) -> bytes:

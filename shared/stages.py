@@ -7,14 +7,16 @@ and goes to the dead-letter queue at once. ``genobase dead-letters`` decodes wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from shared.events import MalformedEvent, normalise_event
 from shared.messages import AssembleRequested, ParseCompleted, PersistMessage, SequenceBatch, ShardRequested
 from shared.parsing.errors import bounded
+from shared.settings import Settings
 from shared.uploads import ObjectCreated
 
 M = TypeVar("M")
@@ -47,6 +49,9 @@ class Decoder(Protocol[M_co]):
 class Stage(Generic[M]):
     name: str  # the queue is ``<prefix>.<name>``
     decode: Decoder[M]
+    # The largest body the stage takes: anything longer is refused before it is decoded, so that a
+    # forged giant costs one read, not a JSON parse and a model per field.
+    max_body_bytes: Callable[[Settings], int]
 
 
 # A shard request names its kind where a bucket notification never does.
@@ -85,9 +90,28 @@ def _decoder(adapter: TypeAdapter[M], what: str) -> Decoder[M]:
     return decode
 
 
-PARSE: Stage[list[ObjectCreated] | ShardRequested] = Stage("parse", _parse_message)
-PERSIST: Stage[SequenceBatch | ParseCompleted] = Stage(
-    "persist", _decoder(TypeAdapter[SequenceBatch | ParseCompleted](PersistMessage), "persist")
+# A bucket notification is a few KiB (one record; a key is at most 1 KiB) and a shard request or an
+# assembly request a few hundred bytes.
+SMALL_MESSAGE_BYTES = 256 * 1024
+
+
+def _persist_body_limit(settings: Settings) -> int:
+    """A batch closes at ``batch_bytes`` plus one record, whose title the engine bounds at a few MiB;
+    JSON adds its quoting and the numbers. 16x the batch size (64 MiB by default) is far above
+    that and below RabbitMQ's own 128 MiB message limit."""
+    return max(16 * settings.batch_bytes, 64 * 1024 * 1024)
+
+
+PARSE: Stage[list[ObjectCreated] | ShardRequested] = Stage(
+    "parse", _parse_message, lambda settings: SMALL_MESSAGE_BYTES
 )
-ASSEMBLE: Stage[AssembleRequested] = Stage("assemble", _decoder(TypeAdapter(AssembleRequested), "assemble"))
+PERSIST: Stage[SequenceBatch | ParseCompleted] = Stage(
+    "persist",
+    _decoder(TypeAdapter[SequenceBatch | ParseCompleted](PersistMessage), "persist"),
+    _persist_body_limit,
+)
+ASSEMBLE: Stage[AssembleRequested] = Stage(
+    "assemble", _decoder(TypeAdapter(AssembleRequested), "assemble"), lambda settings: SMALL_MESSAGE_BYTES
+)
+STAGES: dict[str, Stage[Any]] = {stage.name: stage for stage in (PARSE, PERSIST, ASSEMBLE)}
 STAGE_NAMES: tuple[str, ...] = (PARSE.name, PERSIST.name, ASSEMBLE.name)

@@ -7,6 +7,7 @@ import functools
 from services.assembler.handler import AssemblerDeps, give_up, handle_assemble
 from shared import metrics
 from shared.broker import Consumer
+from shared.consumer_metrics import record_restarts
 from shared.logging import configure_logging
 from shared.parsing.native import share_malloc_arena
 from shared.postgres.connection import Database
@@ -23,6 +24,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging("assembler", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
+    record_restarts("assembler")  # how often its supervisor has had to start it again
     deps = AssemblerDeps(settings, PostgresUploads(Database(settings)), ObjectStore(settings))
     consumer = Consumer(
         settings,

@@ -7,6 +7,7 @@ import functools
 from services.parser.handler import ParserDeps, give_up, handle_parse
 from shared import metrics
 from shared.broker import Consumer, PipelinedPublisher
+from shared.consumer_metrics import record_restarts
 from shared.logging import configure_logging
 from shared.parsing.native import share_malloc_arena
 from shared.postgres.connection import Database
@@ -23,6 +24,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging("parser", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
+    record_restarts("parser")  # how often its supervisor has had to start it again
     deps = ParserDeps(
         settings, PostgresUploads(Database(settings)), ObjectStore(settings), PipelinedPublisher(settings)
     )

@@ -7,6 +7,7 @@ import functools
 from services.persister.handler import PersisterDeps, give_up, handle_persist
 from shared import metrics
 from shared.broker import Consumer, Publisher
+from shared.consumer_metrics import record_restarts
 from shared.logging import configure_logging
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
@@ -20,6 +21,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging("persister", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
+    record_restarts("persister")  # how often its supervisor has had to start it again
     deps = PersisterDeps(PostgresUploads(Database(settings)), Publisher(settings))
     consumer = Consumer(
         settings,

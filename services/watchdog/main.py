@@ -10,6 +10,7 @@ import structlog
 from services.watchdog.handler import WatchdogDeps, sweep
 from shared import metrics
 from shared.broker import Publisher
+from shared.consumer_metrics import record_restarts
 from shared.logging import configure_logging
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
@@ -23,6 +24,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging("watchdog", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
+    record_restarts("watchdog")  # how often its supervisor has had to start it again
     uploads = PostgresUploads(Database(settings))
     publisher = Publisher(settings)
     deps = WatchdogDeps(settings, uploads, publisher, ObjectStore(settings))
