@@ -34,6 +34,20 @@ HTTP_REQUESTS = Counter(
     "genobase_http_requests", "HTTP requests, by route template and status", ["route", "method", "status"]
 )
 HTTP_SECONDS = Histogram("genobase_http_request_seconds", "HTTP request latency", ["route", "method"])
+# The methods a label may name; any other (a client may send any token) is counted as "other".
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"  # every path no route matched, whatever it was
+
+
+def method_label(method: str) -> str:
+    """The request's method as a label: one of ``HTTP_METHODS``, or ``other``."""
+    return method if method in HTTP_METHODS else "other"
+
+
+def route_label(scope: Scope) -> str:
+    """The template of the route that matched (the router sets it on the scope), or ``unmatched``."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
 def serve(settings: Settings) -> None:
@@ -47,7 +61,8 @@ def ended(state: str, code: str | None = None) -> None:
 
 
 class HttpMetrics:
-    """ASGI middleware: count and time each request under its route's template (bounded labels).
+    """ASGI middleware: count and time each request under its route's template (bounded labels: a
+    known method or ``other``, a route template or ``unmatched``, a status the service answers).
 
     Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which would pipe every streamed
     response (a whole chromosome from refget) through an extra queue. The time is to the end of
@@ -73,6 +88,6 @@ class HttpMetrics:
         try:
             await self._app(scope, receive, sending)
         finally:
-            template = getattr(scope.get("route"), "path", "unmatched")  # set by the router as it matched
-            HTTP_REQUESTS.labels(template, scope["method"], status).inc()
-            HTTP_SECONDS.labels(template, scope["method"]).observe(time.perf_counter() - started)
+            route, method = route_label(scope), method_label(scope["method"])
+            HTTP_REQUESTS.labels(route, method, status).inc()
+            HTTP_SECONDS.labels(route, method).observe(time.perf_counter() - started)

@@ -103,13 +103,16 @@ class Settings(BaseSettings):
     intake_port: int = 8000
     public_base_url: str | None = None
 
-    # refget: the read API (GA4GH refget v2 sequences and sequence collections). Reads are public,
-    # as on every refget server, unless refget_require_key; a level-2 collection or a comparison
-    # holds its arrays, so collections above seqcol_max_elements records are refused (413), and so
-    # is a posted collection over seqcol_max_post_bytes (before it is parsed).
+    # refget: the read API (GA4GH refget v2 sequences and sequence collections). Sequences and
+    # collections are their owners' data: every read needs an API key, which reads what its owner's
+    # uploads hold (an admin key: everything), unless refget_public, which lets anyone read
+    # everything (reference sequences meant to be shared). A level-2 collection or a comparison
+    # holds its arrays: above seqcol_max_elements records, or names together above
+    # seqcol_max_post_bytes, they are refused (413), and so is a posted collection over
+    # seqcol_max_post_bytes (before it is read further) or with an element over max_header_bytes.
     refget_host: str = "127.0.0.1"
     refget_port: int = 8001
-    refget_require_key: bool = False
+    refget_public: bool = False
     seqcol_max_elements: int = 100_000
     seqcol_max_post_bytes: int = 16 * MiB
 

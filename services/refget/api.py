@@ -9,22 +9,27 @@ as well as v2.0's, and service-info carries the v1 ``service`` object beside v2'
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Security, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from psycopg_pool import ConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.refget.posted import MAX_DEPTH, PostLimits, parse_collection
 from services.refget.ranges import Refused, Slice, requested_slice
 from shared import metrics
 from shared.access import Caller
 from shared.body_limit import BodyLimit
+from shared.http_guard import AuthBeforeBody, RequestId, Unauthorized, authenticated, error_body
 from shared.postgres import keys
 from shared.postgres import refget as queries
 from shared.postgres.connection import request_pool
@@ -56,10 +61,40 @@ def _accepted(accept: str | None, offered: set[str]) -> str | None:
     return None
 
 
+# A reader: the owner behind a key, or None when reads are public (GENOBASE_REFGET_PUBLIC=true).
+Reader = Caller | None
+Authenticate = Callable[[str | None], Reader]
+_MAX_KEY = 256  # longer than any key: refused without a look-up
+
+
+def reader_authentication(settings: Settings, pool: ConnectionPool[Any]) -> Authenticate:
+    """Who reads, from the ``Authorization`` header: public reading needs (and checks) no key;
+    otherwise a missing, unknown or revoked key is ``Unauthorized``."""
+
+    def authenticate(header: str | None) -> Reader:
+        if settings.refget_public:
+            return None
+        scheme, _, key = (header or "").strip().partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise Unauthorized("an API key is required: Authorization: Bearer KEY")
+        found = None
+        if len(key) <= _MAX_KEY:
+            with pool.connection() as conn:
+                found = keys.find_key(conn, key)
+        if found is None or found.revoked:
+            raise Unauthorized("the API key is not valid")
+        return Caller(found.name, found.admin)
+
+    return authenticate
+
+
 class Services:
     def __init__(self, settings: Settings, pool: ConnectionPool[Any]) -> None:
         self.settings = settings
         self.pool = pool
+        self.authenticate = reader_authentication(settings, pool)
+        self.post_limits = PostLimits(settings.seqcol_max_elements, settings.max_header_bytes)
 
 
 def get_services(request: Request) -> Services:
@@ -67,34 +102,28 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-_bearer = HTTPBearer(auto_error=False, description="an API key, when GENOBASE_REFGET_REQUIRE_KEY=true")
+# Declared for the OpenAPI page; the key itself is read by ``get_reader`` (or ``AuthBeforeBody``).
+_bearer = HTTPBearer(auto_error=False, description="an API key (not needed when GENOBASE_REFGET_PUBLIC=true)")
 
 
-def get_reader(
-    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
-) -> Caller | None:
-    """None: reads are public. With GENOBASE_REFGET_REQUIRE_KEY, the key's owner (401 without one)."""
-    if not services.settings.refget_require_key:
-        return None
-    unauthorized = HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        {"code": "unauthorized", "message": "an API key is required: Authorization: Bearer KEY"},
-        headers={"WWW-Authenticate": 'Bearer realm="genobase"'},
-    )
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise unauthorized
-    with services.pool.connection() as conn:
-        found = keys.find_key(conn, credentials.credentials)
-    if found is None or found.revoked:
-        raise unauthorized
-    return Caller(found.name, found.admin)
+def get_reader(request: Request, services: ServicesDep, _key: Annotated[Any, Security(_bearer)]) -> Reader:
+    """The reader of this request (401 without a valid key, unless reads are public)."""
+    try:
+        reader: Reader = authenticated(request, services.authenticate)  # type: ignore[assignment]
+    except Unauthorized as refusal:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            {"code": "unauthorized", "message": refusal.message},
+            headers={"WWW-Authenticate": 'Bearer realm="genobase"'},
+        ) from None
+    return reader
 
 
-ReaderDep = Annotated[Caller | None, Depends(get_reader)]
+ReaderDep = Annotated[Reader, Depends(get_reader)]
 
 
-def _owner(reader: Caller | None) -> str | None:
-    """Whose collections a reader may list: everyone's (public, or an admin key) or its own."""
+def _owner(reader: Reader) -> str | None:
+    """Whose uploads a reader sees: everyone's (public reading, or an admin key) or its owner's."""
     return None if reader is None or reader.admin else reader.name
 
 
@@ -134,12 +163,13 @@ def sequence_service_info(services: ServicesDep) -> dict[str, Any]:
     }
 
 
-def _find(services: Services, raw_id: str) -> queries.StoredSequence:
+def _find(services: Services, raw_id: str, reader: Reader) -> queries.StoredSequence:
+    """The sequence, if an upload the reader sees holds it: another owner's is 404 like an unknown one."""
     digest = _sequence_id(raw_id)
     found = None
     if digest is not None:
         with services.pool.connection() as conn:
-            found = queries.find_sequence(conn, digest)
+            found = queries.find_sequence(conn, digest, _owner(reader))
     if found is None:
         raise _refuse(404, "not_found", f"no sequence {raw_id[:80]}")
     return found
@@ -149,7 +179,7 @@ def _find(services: Services, raw_id: str) -> queries.StoredSequence:
 def get_sequence(
     sequence_id: str,
     services: ServicesDep,
-    _reader: ReaderDep,
+    reader: ReaderDep,
     start: str | None = None,
     end: str | None = None,
     accept: Annotated[str | None, Header()] = None,
@@ -159,7 +189,7 @@ def get_sequence(
     media = _accepted(accept, _TEXT_TYPES)
     if media is None:
         raise _refuse(406, "not_acceptable", f"this endpoint answers {V2_TEXT} or text/plain")
-    found = _find(services, sequence_id)
+    found = _find(services, sequence_id, reader)
     try:
         wanted = requested_slice(found.length, found.circular, start, end, range_header)
     except Refused as refused:
@@ -179,11 +209,15 @@ def get_sequence(
 
 
 def _residues(services: Services, found: queries.StoredSequence, wanted: Slice) -> Iterator[bytes]:
-    """Upper-cased (the digests are of the upper-cased sequence), a few parts at a time."""
-    spans = [(wanted.start, found.length), (0, wanted.end)] if wanted.wraps else [(wanted.start, wanted.end)]
-    with services.pool.connection() as conn:
-        for first, last in spans:
-            for piece in queries.read_residues(conn, found, first, last):
+    """Upper-cased (the digests are of the upper-cased sequence), a few parts at a time. Each query
+    takes a pooled session and gives it back before its parts are sent: a client that reads slowly
+    holds one query's parts in memory, never a session other requests wait for."""
+    ends = [(wanted.start, found.length), (0, wanted.end)] if wanted.wraps else [(wanted.start, wanted.end)]
+    for first, last in ends:
+        for span in queries.read_spans(found, first, last):
+            with services.pool.connection() as conn:
+                pieces = queries.read_span(conn, found, span)
+            for piece in pieces:
                 yield piece.upper()
 
 
@@ -191,15 +225,16 @@ def _residues(services: Services, found: queries.StoredSequence, wanted: Slice) 
 def get_metadata(
     sequence_id: str,
     services: ServicesDep,
-    _reader: ReaderDep,
+    reader: ReaderDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
+    """The sequence's digests and length, and the names it has in the uploads the reader sees."""
     media = _accepted(accept, _JSON_TYPES)
     if media is None:
         raise _refuse(406, "not_acceptable", f"this endpoint answers {V2_JSON} or application/json")
-    found = _find(services, sequence_id)
+    found = _find(services, sequence_id, reader)
     with services.pool.connection() as conn:
-        names = queries.aliases(conn, found)
+        names = queries.aliases(conn, found, _owner(reader))
     metadata = {
         "md5": found.md5,
         "ga4gh": found.refget,
@@ -233,22 +268,37 @@ def seqcol_service_info() -> dict[str, Any]:
     }
 
 
-def _stored(services: Services, digest: str, reader: Caller | None) -> tuple[uuid.UUID, Collection]:
-    with services.pool.connection() as conn:
-        found = queries.find_collection(conn, digest, owner=_owner(reader))
+# A seqcol digest (of a collection or of one attribute): 32 base64url characters. Anything else is
+# answered 404 without a query (a NUL byte, say, would be a database error).
+_DIGEST = re.compile(r"[A-Za-z0-9_-]{32}")
+# The deepest page a listing serves: OFFSET stays far inside Postgres's bigint.
+MAX_PAGE = 1_000_000
+
+
+def _stored(services: Services, digest: str, reader: Reader) -> tuple[uuid.UUID, Collection]:
+    found = None
+    if _DIGEST.fullmatch(digest):
+        with services.pool.connection() as conn:
+            found = queries.find_collection(conn, digest, _owner(reader))
     if found is None:
         raise _refuse(404, "not_found", f"no collection {digest[:80]}")
     return found
 
 
 def _arrays(services: Services, upload_id: uuid.UUID, collection: Collection) -> dict[str, list[Any]]:
-    if collection.count > services.settings.seqcol_max_elements:
-        raise _refuse(
-            413,
-            "collection_too_large",
-            f"collections above {services.settings.seqcol_max_elements} sequences are served at level 1 only",
-        )
+    """Level 2, bounded before it is read: by its count, and by its names' bytes (a name can be as
+    long as a FASTA header)."""
+    limit = services.settings.seqcol_max_elements
+    if collection.count > limit:
+        raise _refuse(413, "collection_too_large", f"collections above {limit} sequences are served at level 1 only")
     with services.pool.connection() as conn:
+        if queries.names_bytes(conn, upload_id) > services.settings.seqcol_max_post_bytes:
+            raise _refuse(
+                413,
+                "collection_too_large",
+                f"collections whose names exceed {services.settings.seqcol_max_post_bytes} bytes "
+                "are served at level 1 only",
+            )
         return queries.collection_arrays(conn, upload_id)
 
 
@@ -269,8 +319,10 @@ def get_collection(
 def get_attribute(attribute: str, digest: str, services: ServicesDep, reader: ReaderDep) -> list[Any]:
     if attribute not in ATTRIBUTES:  # unknown, or transient (sorted_name_length_pairs): never served alone
         raise _refuse(404, "not_found", f"no attribute {attribute[:80]}")
-    with services.pool.connection() as conn:
-        found = queries.find_collection(conn, digest, attribute=attribute, owner=_owner(reader))
+    found = None
+    if _DIGEST.fullmatch(digest):
+        with services.pool.connection() as conn:
+            found = queries.find_collection(conn, digest, _owner(reader), attribute=attribute)
     if found is None:
         raise _refuse(404, "not_found", f"no {attribute} {digest[:80]}")
     return _arrays(services, *found)[attribute]
@@ -283,30 +335,50 @@ def compare_two(digest_a: str, digest_b: str, services: ServicesDep, reader: Rea
     return {"digests": {"a": digest_a, "b": digest_b}, **compare(a, b)}
 
 
-@collections.post("/comparison/{digest_a}")
+async def _posted_body(request: Request) -> bytes:
+    """The body as bytes, already bounded by bytes and nesting (``BodyLimit``); parsed by the route,
+    on a worker thread, not by FastAPI on the event loop."""
+    return await request.body()
+
+
+_POSTED_COLLECTION = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "description": "a level-2 collection"}}},
+    }
+}
+
+
+@collections.post("/comparison/{digest_a}", openapi_extra=_POSTED_COLLECTION)
 def compare_with_posted(
-    digest_a: str, body: dict[str, list[Any]], services: ServicesDep, reader: ReaderDep
+    digest_a: str, body: Annotated[bytes, Depends(_posted_body)], services: ServicesDep, reader: ReaderDep
 ) -> dict[str, Any]:
-    if sum(len(v) for v in body.values()) > 6 * services.settings.seqcol_max_elements:
-        raise _refuse(413, "collection_too_large", "the posted collection is too large to compare")
+    """Compare a stored collection with a posted level-2 one (every element typed and bounded)."""
+    try:
+        posted = parse_collection(body, services.post_limits)
+    except Refused as refused:
+        raise _refuse(refused.status, refused.code, refused.message) from None
     a = _arrays(services, *_stored(services, digest_a, reader))
-    return {"digests": {"a": digest_a, "b": "POSTed seqcol"}, **compare(a, body)}
+    return {"digests": {"a": digest_a, "b": "POSTed seqcol"}, **compare(a, posted)}
 
 
 def _page(results: list[str], total: int, page: int, page_size: int) -> dict[str, Any]:
     return {"results": results, "pagination": {"page": page, "page_size": page_size, "total": total}}
 
 
+PageDep = Annotated[int, Query(ge=0, le=MAX_PAGE)]
+PageSizeDep = Annotated[int, Query(ge=1, le=1000)]
+
+
 @collections.get("/list/collection")
 def list_collections(
-    request: Request,
-    services: ServicesDep,
-    reader: ReaderDep,
-    page: Annotated[int, Query(ge=0)] = 0,
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    request: Request, services: ServicesDep, reader: ReaderDep, page: PageDep = 0, page_size: PageSizeDep = 100
 ) -> dict[str, Any]:
-    """Collections of finished uploads; any attribute given (``names=<digest>``…) must match (AND)."""
+    """Collections of finished uploads the reader sees; any attribute given (``names=<digest>``…)
+    must match (AND). A value that is not a digest matches nothing."""
     filters = {k: v for k, v in request.query_params.items() if k in (*ATTRIBUTES, "sorted_name_length_pairs")}
+    if not all(_DIGEST.fullmatch(v) for v in filters.values()):
+        return _page([], 0, page, page_size)
     with services.pool.connection() as conn:
         results, total = queries.list_collections(conn, filters, page, page_size, _owner(reader))
     return _page(results, total, page, page_size)
@@ -314,17 +386,40 @@ def list_collections(
 
 @collections.get("/list/attributes/{attribute}")
 def list_attributes(
-    attribute: str,
-    services: ServicesDep,
-    reader: ReaderDep,
-    page: Annotated[int, Query(ge=0)] = 0,
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    attribute: str, services: ServicesDep, reader: ReaderDep, page: PageDep = 0, page_size: PageSizeDep = 100
 ) -> dict[str, Any]:
     if attribute not in ATTRIBUTES:
         raise _refuse(404, "not_found", f"no attribute {attribute[:80]}")
     with services.pool.connection() as conn:
         results, total = queries.list_attribute_digests(conn, attribute, page, page_size, _owner(reader))
     return _page(results, total, page, page_size)
+
+
+# --- errors: every answer a code and a safe message ---------------------------------------------------
+
+
+def _status_code_name(status_code: int) -> str:
+    names = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "request_too_large"}
+    return names.get(status_code, "bad_request" if status_code < 500 else "internal_error")
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (no route, wrong method) in the shape of the routes' own."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    if not (isinstance(detail, dict) and "code" in detail):
+        detail = error_body(_status_code_name(exc.status_code), str(detail)[:200])["detail"]
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """A parameter out of its bounds: 422 naming the parameter and the rule, never echoing the input."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
+        for error in exc.errors()[:5]
+    ]
+    return JSONResponse(error_body("invalid_request", "; ".join(problems)[:500]), status_code=422)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -343,9 +438,16 @@ def create_app(settings: Settings) -> FastAPI:
         description="GA4GH refget v2.0 sequences and sequence collections, read from what Genobase stored.",
         lifespan=lifespan,
     )
-    app.state.services = Services(settings, pool)
-    app.add_middleware(BodyLimit, max_bytes=settings.seqcol_max_post_bytes)  # POST /comparison: unparsed
+    services = Services(settings, pool)
+    app.state.services = services
+    # Outermost last: a request id for everything; metrics; a key before any body is read; the body
+    # bounded by bytes and nesting before anything parses it (POST /comparison).
+    app.add_middleware(BodyLimit, max_bytes=settings.seqcol_max_post_bytes, max_json_depth=MAX_DEPTH)
+    app.add_middleware(AuthBeforeBody, authenticate=services.authenticate)
     app.add_middleware(metrics.HttpMetrics)
+    app.add_middleware(RequestId)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(sequences)
     app.include_router(collections)
 

@@ -1,17 +1,20 @@
 """Reading stored sequences and collections back (the refget service's queries, and the digests).
 
 A sequence is found by content (MD5 or ``SQ.`` digest) among the records of finished uploads; the
-same sequence stored by several uploads is one sequence. A slice reads only the stored parts it
-overlaps, and only their overlapping bytes (``substring`` on an uncompressed, out-of-line column
-fetches just the chunks it needs). A collection's arrays are the records of one finished
-generation in file order; the sorted ones are sorted by Postgres, on disk if need be.
+same sequence stored by several uploads is one sequence. Every read takes ``owner``: the name of
+the owner whose uploads the reader sees, or None for all of them (an admin key, or public
+reading); another owner's sequence or collection is then not found, as one that does not exist.
+A slice reads only the stored parts it overlaps, and only their overlapping bytes (``substring`` on
+an uncompressed, out-of-line column fetches just the chunks it needs), a few parts per query: the
+caller takes a pooled session for each query only, never for as long as a client reads. A
+collection's arrays are the records of one finished generation in file order; the sorted ones are
+sorted by Postgres, on disk if need be.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -32,7 +35,11 @@ _PAIR_DIGEST = (
     "'base64'), '+/', '-_')"
 )
 _DONE = State.DONE.value
-READ_PARTS = 8  # parts fetched per query when a sequence streams: about 8 MiB at a time
+# Parts fetched per query when a sequence streams: about 2 MiB, the most one stream holds while its
+# client reads (the session goes back to the pool between queries).
+READ_PARTS = 2
+# Whose uploads a read sees: ``%(owner)s`` None is everyone's (admin, public reading).
+_VISIBLE = "(%(owner)s::text IS NULL OR u.owner = %(owner)s)"
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,9 @@ class StoredSequence:
     circular: bool
 
 
-def find_sequence(conn: Connection, digest: str) -> StoredSequence | None:
-    """By MD5 (32 hex digits) or by GA4GH digest (``SQ.…``); None if no finished upload holds it."""
+def find_sequence(conn: Connection, digest: str, owner: str | None) -> StoredSequence | None:
+    """By MD5 (32 hex digits) or by GA4GH digest (``SQ.…``); None if no finished upload ``owner``
+    sees holds it (circular if any of those says so)."""
     column = "refget" if digest.startswith("SQ.") else "md5"
     row = conn.execute(
         sql.SQL(
@@ -58,9 +66,9 @@ def find_sequence(conn: Connection, digest: str) -> StoredSequence | None:
             "  (SELECT octet_length(p.residues) FROM sequence_parts p "
             "   WHERE p.upload_id = r.upload_id AND p.ordinal = r.ordinal AND p.part_no = 0) AS part_size "
             "FROM sequence_records r JOIN uploads u ON u.id = r.upload_id "
-            "WHERE r.{} = %s AND u.state = %s ORDER BY u.circular DESC LIMIT 1"
+            f"WHERE r.{{}} = %(digest)s AND u.state = %(done)s AND {_VISIBLE} ORDER BY u.circular DESC LIMIT 1"
         ).format(sql.Identifier(column)),
-        (digest, _DONE),
+        {"digest": digest, "done": _DONE, "owner": owner},
     ).fetchone()
     if row is None:
         return None
@@ -76,54 +84,81 @@ def find_sequence(conn: Connection, digest: str) -> StoredSequence | None:
     )
 
 
-def aliases(conn: Connection, sequence: StoredSequence, limit: int = 100) -> list[str]:
-    """The record ids under which finished uploads hold this sequence."""
+def aliases(conn: Connection, sequence: StoredSequence, owner: str | None, limit: int = 100) -> list[str]:
+    """The record ids under which finished uploads ``owner`` sees hold this sequence."""
     rows = conn.execute(
         "SELECT DISTINCT r.seq_id FROM sequence_records r JOIN uploads u ON u.id = r.upload_id "
-        "WHERE r.md5 = %s AND u.state = %s ORDER BY r.seq_id LIMIT %s",
-        (sequence.md5, _DONE, limit),
+        f"WHERE r.md5 = %(md5)s AND u.state = %(done)s AND {_VISIBLE} ORDER BY r.seq_id LIMIT %(limit)s",
+        {"md5": sequence.md5, "done": _DONE, "owner": owner, "limit": limit},
     ).fetchall()
     return [row["seq_id"] for row in rows]
 
 
-def read_residues(conn: Connection, sequence: StoredSequence, start: int, end: int) -> Iterator[bytes]:
-    """The residues ``[start, end)`` as stored (case kept), part by part, a few parts per query."""
+class SequenceChanged(Exception):
+    """The record a stream reads no longer holds its sequence (its upload was processed again)."""
+
+
+@dataclass(frozen=True)
+class ReadSpan:
+    """One query's worth of a read: ``[start, end)`` of a sequence, parts ``first_part..last_part``."""
+
+    start: int
+    end: int
+    first_part: int
+    last_part: int
+
+
+def read_spans(sequence: StoredSequence, start: int, end: int) -> list[ReadSpan]:
+    """``[start, end)`` cut into queries of at most ``READ_PARTS`` parts (one for an inline record)."""
     if end <= start:
-        return
+        return []
+    if sequence.part_count == 0:
+        return [ReadSpan(start, end, 0, 0)]
+    size = sequence.part_size
+    first, last = start // size, (end - 1) // size
+    return [
+        ReadSpan(start, end, batch_first, min(batch_first + READ_PARTS - 1, last))
+        for batch_first in range(first, last + 1, READ_PARTS)
+    ]
+
+
+def read_span(conn: Connection, sequence: StoredSequence, span: ReadSpan) -> list[bytes]:
+    """The residues of one span as stored (case kept), part by part. Raises ``SequenceChanged`` if
+    the record no longer holds this sequence, so a stream never mixes two sequences."""
     if sequence.part_count == 0:
         row = conn.execute(
             "SELECT substring(residues FROM %s FOR %s) AS piece FROM sequence_records "
-            "WHERE upload_id = %s AND ordinal = %s",
-            (start + 1, end - start, sequence.upload_id, sequence.ordinal),
+            "WHERE upload_id = %s AND ordinal = %s AND md5 = %s",
+            (span.start + 1, span.end - span.start, sequence.upload_id, sequence.ordinal, sequence.md5),
             binary=True,  # bytea as its bytes, not hex text
         ).fetchone()
-        if row is not None and row["piece"]:
-            yield bytes(row["piece"])
-        return
+        if row is None:
+            raise SequenceChanged(sequence.md5)
+        return [bytes(row["piece"])] if row["piece"] else []
     size = sequence.part_size
-    first, last = start // size, (end - 1) // size
-    for batch_first in range(first, last + 1, READ_PARTS):
-        batch_last = min(batch_first + READ_PARTS - 1, last)
-        rows = conn.execute(
-            # offsets inside one part (at most a part's size) fit the int that substring takes
-            "SELECT substring(residues FROM (greatest(%(start)s - part_no::bigint * %(size)s, 0) + 1)::int "
-            "  FOR (least(%(end)s - part_no::bigint * %(size)s, %(size)s) "
-            "       - greatest(%(start)s - part_no::bigint * %(size)s, 0))::int) AS piece "
-            "FROM sequence_parts WHERE upload_id = %(upload)s AND ordinal = %(ordinal)s "
-            "AND part_no BETWEEN %(first)s AND %(last)s ORDER BY part_no",
-            {
-                "start": start,
-                "end": end,
-                "size": size,
-                "upload": sequence.upload_id,
-                "ordinal": sequence.ordinal,
-                "first": batch_first,
-                "last": batch_last,
-            },
-            binary=True,  # bytea as its bytes, not hex text to decode
-        ).fetchall()
-        for row in rows:
-            yield bytes(row["piece"])
+    rows = conn.execute(
+        # offsets inside one part (at most a part's size) fit the int that substring takes
+        "SELECT substring(p.residues FROM (greatest(%(start)s - p.part_no::bigint * %(size)s, 0) + 1)::int "
+        "  FOR (least(%(end)s - p.part_no::bigint * %(size)s, %(size)s) "
+        "       - greatest(%(start)s - p.part_no::bigint * %(size)s, 0))::int) AS piece "
+        "FROM sequence_parts p JOIN sequence_records r ON r.upload_id = p.upload_id AND r.ordinal = p.ordinal "
+        "WHERE p.upload_id = %(upload)s AND p.ordinal = %(ordinal)s AND r.md5 = %(md5)s "
+        "AND p.part_no BETWEEN %(first)s AND %(last)s ORDER BY p.part_no",
+        {
+            "start": span.start,
+            "end": span.end,
+            "size": size,
+            "upload": sequence.upload_id,
+            "ordinal": sequence.ordinal,
+            "md5": sequence.md5,
+            "first": span.first_part,
+            "last": span.last_part,
+        },
+        binary=True,  # bytea as its bytes, not hex text to decode
+    ).fetchall()
+    if len(rows) != span.last_part - span.first_part + 1:
+        raise SequenceChanged(sequence.md5)
+    return [bytes(row["piece"]) for row in rows]
 
 
 # --- collections ----------------------------------------------------------------------------------
@@ -234,13 +269,13 @@ def _collection(row: dict[str, Any]) -> Collection:
 
 
 def find_collection(
-    conn: Connection, digest: str, attribute: str = "digest", owner: str | None = None
+    conn: Connection, digest: str, owner: str | None, attribute: str = "digest"
 ) -> tuple[uuid.UUID, Collection] | None:
-    """A finished upload with this collection (or attribute) digest; ``owner`` limits it to one owner's."""
+    """A finished upload ``owner`` sees with this collection (or attribute) digest."""
     row = conn.execute(
         sql.SQL(
             f"SELECT {_COLLECTION_COLUMNS} FROM collections c {_FINISHED} "
-            "WHERE c.{} = %(digest)s AND (%(owner)s::text IS NULL OR u.owner = %(owner)s) LIMIT 1"
+            f"WHERE c.{{}} = %(digest)s AND {_VISIBLE} LIMIT 1"
         ).format(sql.Identifier(attribute)),
         {"digest": digest, "owner": owner, "done": _DONE},
     ).fetchone()
@@ -255,8 +290,16 @@ def collection_of_upload(conn: Connection, upload_id: uuid.UUID, generation: int
     return _collection(row) if row else None
 
 
+def names_bytes(conn: Connection, upload_id: uuid.UUID) -> int:
+    """The bytes of a collection's names together: what its level 2 holds beyond fixed-size elements."""
+    row = conn.execute(
+        "SELECT coalesce(sum(octet_length(seq_id)), 0) AS n FROM sequence_records WHERE upload_id = %s", (upload_id,)
+    ).fetchone()
+    return int(row["n"]) if row else 0
+
+
 def collection_arrays(conn: Connection, upload_id: uuid.UUID) -> dict[str, list[Any]]:
-    """Level 2: the attribute arrays of a collection (the caller bounds its size first)."""
+    """Level 2: the attribute arrays of a collection (the caller bounds its count and ``names_bytes`` first)."""
     names: list[str] = []
     lengths: list[int] = []
     sequences: list[str] = []
@@ -279,7 +322,7 @@ def list_collections(
     conn: Connection, filters: dict[str, str], page: int, page_size: int, owner: str | None
 ) -> tuple[list[str], int]:
     """Distinct collection digests of finished uploads matching every attribute filter, and their total."""
-    where: list[sql.Composable] = [sql.SQL("(%(owner)s::text IS NULL OR u.owner = %(owner)s)")]
+    where: list[sql.Composable] = [sql.SQL(_VISIBLE)]
     params: dict[str, Any] = {"owner": owner, "done": _DONE, "limit": page_size, "offset": page * page_size}
     for i, (attribute, digest) in enumerate(sorted(filters.items())):
         where.append(sql.SQL("c.{} = %(f{})s").format(sql.Identifier(attribute), sql.SQL(str(i))))
@@ -299,7 +342,7 @@ def list_attribute_digests(
 ) -> tuple[list[str], int]:
     column = sql.Identifier(attribute)
     params = {"owner": owner, "done": _DONE, "limit": page_size, "offset": page * page_size}
-    base = sql.SQL(f"FROM collections c {_FINISHED} WHERE (%(owner)s::text IS NULL OR u.owner = %(owner)s)")
+    base = sql.SQL(f"FROM collections c {_FINISHED} WHERE {_VISIBLE}")
     total = conn.execute(sql.SQL("SELECT count(DISTINCT c.{}) AS n ").format(column) + base, params).fetchone()
     rows = conn.execute(
         sql.SQL("SELECT DISTINCT c.{} AS v ").format(column)

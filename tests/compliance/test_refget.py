@@ -1,5 +1,9 @@
 """The GA4GH's own suites against the running refget service, over sequences the pipeline stored.
 
+The suites send no key, so they run against a second refget process of the stack with public
+reading on (``GENOBASE_REFGET_PUBLIC=true``, what a server of shared reference sequences sets);
+the stack's own refget is private (tests/security/test_refget_private.py).
+
 * refget sequences: the ``refget-compliance`` suite (PyPI), its three test sequences uploaded
   through the pipeline first (the suite loads nothing itself); its JSON report is read, since the
   suite always exits 0.
@@ -13,6 +17,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ import pytest
 from refget.compliance import run_compliance
 from refget.utils import fasta_to_seqcol_dict, seqcol_digest
 
-from tests.conftest import Pipeline
+from tests.conftest import Pipeline, another_process
 from tests.e2e.test_pipeline import upload_via_intake
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +46,15 @@ DOCUMENTED_SKIPS = {
 
 
 @pytest.fixture(scope="module")
+def public_refget_url(pipeline: Pipeline) -> Iterator[str]:
+    """A refget process of this run that anyone may read (``GENOBASE_REFGET_PUBLIC=true``)."""
+    with another_process(pipeline, "refget", "GENOBASE_REFGET_PORT", {"GENOBASE_REFGET_PUBLIC": "true"}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def refget_url(pipeline: Pipeline) -> str:
+    """The stack's own refget (private: reads need a key), once it answers."""
     url = f"http://127.0.0.1:{pipeline.settings.refget_port}"
     deadline = time.monotonic() + 60
     while True:
@@ -67,11 +80,13 @@ def suite_sequences(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
     return {name: _load(pipeline, SUITE_SEQUENCES / f"{name}.faa", circular=name == "NC") for name in ("I", "VI", "NC")}
 
 
-def test_the_refget_compliance_suite_passes(refget_url: str, suite_sequences: dict[str, Any], tmp_path: Path) -> None:
+def test_the_refget_compliance_suite_passes(
+    public_refget_url: str, suite_sequences: dict[str, Any], tmp_path: Path
+) -> None:
     report_path = tmp_path / "report.json"
     cli = Path(sys.executable).parent / "refget-compliance"
     run = subprocess.run(
-        [str(cli), "report", "-s", f"{refget_url}/", "--json", str(report_path), "--no-web"],
+        [str(cli), "report", "-s", f"{public_refget_url}/", "--json", str(report_path), "--no-web"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -104,8 +119,8 @@ def test_the_collection_digest_is_in_the_result_document(seqcol_uploads: dict[st
     assert document["collection_digest"] == status["collection_digest"]
 
 
-def test_the_seqcol_compliance_runner_passes(refget_url: str, seqcol_uploads: dict[str, Any]) -> None:
-    report = run_compliance(refget_url)
+def test_the_seqcol_compliance_runner_passes(public_refget_url: str, seqcol_uploads: dict[str, Any]) -> None:
+    report = run_compliance(public_refget_url)
     failed = {r["name"]: r["error"] for r in report["results"] if not r["passed"]}
     assert failed == {}
     assert report["passed"] == report["total"] >= 40

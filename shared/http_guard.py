@@ -1,0 +1,201 @@
+"""Guards every HTTP service puts in front of its routes (plain ASGI, so streamed answers pass untouched).
+
+* ``RequestId``: every answer carries an ``X-Request-ID`` (a well-formed incoming one is kept, so a
+  client or proxy can follow its request; anything else is replaced), every log line written while
+  the request runs names it (structlog contextvars), and an exception no route handled becomes a
+  500 with a code, a safe message and an ``error_id`` (the detail is logged under it, never sent).
+* ``AuthBeforeBody``: a request that carries a body is authenticated from its headers before one
+  byte of the body is read, so a caller without a key cannot make the service receive, buffer or
+  parse anything.
+* ``json_too_deep``: whether a JSON text nests deeper than a limit, found in linear time without
+  parsing it (Python's parser recurses, and what it builds from a deep text is costly to walk).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger()
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# What a client may name its request: short, and safe in a header and a log line.
+_WELL_FORMED_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
+# Where ``AuthBeforeBody`` leaves what ``authenticate`` returned (Starlette's ``request.state``).
+CALLER_STATE = "authenticated_caller"
+
+
+def error_body(code: str, message: str, **extra: str) -> dict[str, Any]:
+    """The one shape of every refusal and failure: ``{"detail": {"code", "message", ...}}``."""
+    return {"detail": {"code": code, "message": message, **extra}}
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers") or []:
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """The id ``RequestId`` gave this request (None outside it)."""
+    value = scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+class RequestId:
+    """ASGI middleware, outermost: a request id in the answer's headers and on every log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        if incoming is not None and _WELL_FORMED_ID.fullmatch(incoming):
+            request_id = incoming.decode("ascii")
+        else:
+            request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", request_id.encode("ascii"))]}
+            await send(message)
+
+        # bound for this request's task; route handlers on worker threads get a copy of the context
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self._app(scope, receive, sending)
+            except Exception:  # no route handled it: a safe answer, the detail in the log
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("request failed", error_id=error_id, path=scope.get("path", "")[:200])
+                if status == 0:  # nothing sent yet; else the client sees the body cut short
+                    answer = JSONResponse(
+                        error_body("internal_error", "the request failed", error_id=error_id), status_code=500
+                    )
+                    await answer(scope, receive, sending)
+            finally:
+                log.debug(
+                    "request",
+                    method=str(scope.get("method", ""))[:16],
+                    path=scope.get("path", "")[:200],
+                    status=status,
+                    seconds=round(time.perf_counter() - started, 4),
+                )
+
+
+class Unauthorized(Exception):
+    """``authenticate`` refuses the request: 401 with this (safe) message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def unauthorized_response(message: str) -> JSONResponse:
+    return JSONResponse(
+        error_body("unauthorized", message),
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="genobase"'},
+    )
+
+
+def carries_body(scope: Scope) -> bool:
+    """Whether the request says a body follows (a Content-Length above zero, or a chunked body)."""
+    length = _header(scope, b"content-length")
+    chunked = _header(scope, b"transfer-encoding") is not None
+    return chunked or (length is not None and length.strip() not in (b"", b"0"))
+
+
+def authorization(scope: Scope) -> str | None:
+    value = _header(scope, b"authorization")
+    return None if value is None else value.decode("latin-1")
+
+
+class AuthBeforeBody:
+    """ASGI middleware: a request with a body is authenticated from its headers before the body is read.
+
+    ``authenticate`` gets the ``Authorization`` header (or None), runs on a worker thread (it may
+    look the key up in a database) and returns the caller, or raises ``Unauthorized``: the answer is
+    then 401 and the body is never received (the server closes the connection after the answer).
+    The caller is kept in the request's state: ``authenticated()`` hands it to the route without a
+    second look-up. Put it outside every middleware that reads the body (``BodyLimit``).
+    """
+
+    def __init__(self, app: ASGIApp, authenticate: Callable[[str | None], object]) -> None:
+        self._app = app
+        self._authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not carries_body(scope):
+            await self._app(scope, receive, send)
+            return
+        try:
+            caller = await anyio.to_thread.run_sync(self._authenticate, authorization(scope))
+        except Unauthorized as refusal:
+            await unauthorized_response(refusal.message)(scope, receive, send)
+            return
+        scope.setdefault("state", {})[CALLER_STATE] = caller
+        await self._app(scope, receive, send)
+
+
+def authenticated(request: Request, authenticate: Callable[[str | None], object]) -> object:
+    """The caller ``AuthBeforeBody`` found for this request, or ``authenticate`` run now (a request
+    without a body). Raises ``Unauthorized``."""
+    state = request.scope.get("state", {})
+    if CALLER_STATE in state:
+        return state[CALLER_STATE]
+    return authenticate(authorization(request.scope))
+
+
+# Everything but quotes and brackets is dropped; braces count as brackets (a mismatched pair is
+# invalid JSON, which the parser refuses afterwards: only the depth matters here).
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_SLICE = 1024 * 1024  # the text is walked a slice at a time: no one call holds the interpreter long
+
+
+def json_too_deep(text: bytes, max_depth: int) -> bool:
+    """Whether ``text`` nests arrays and objects more than ``max_depth`` deep (or leaves some open).
+
+    Linear, and never recursive: escapes go first (a backslash occurs only in strings, so every
+    quote left opens or closes one), then all but quotes and brackets; brackets inside strings are
+    dropped; then each of at most ``max_depth`` passes removes the innermost level. Each step is
+    one C-speed bytes operation over the text, or over one slice of it.
+    """
+    unescaped = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # a string without brackets leaves '""' (two strings that meet leave '""' too; joining them
+    # moves no bracket in or out of a string)
+    structure = unescaped.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    outside: list[bytes] = []
+    in_string = False
+    for at in range(0, len(structure), _SLICE):
+        parts = structure[at : at + _SLICE].split(b'"')
+        outside.extend(parts[1 if in_string else 0 :: 2])
+        if len(parts) % 2 == 0:  # an odd number of quotes in this slice
+            in_string = not in_string
+    brackets = b"".join(outside).translate(_SQUARE)
+    if b"[" * (max_depth + 1) in brackets:  # the commonest deep text, found at once
+        return True
+    for _ in range(max_depth):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
