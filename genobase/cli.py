@@ -301,7 +301,7 @@ def _wait_for(client: httpx.Client, url: str, timeout: float) -> dict[str, objec
         if line != shown:
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
             shown = line
-        if status["state"] in ("done", "failed", "expired"):
+        if status["state"] in ("done", "failed", "expired", "revoked"):
             print(file=sys.stderr)
             return status
         if time.monotonic() > deadline:
@@ -314,7 +314,7 @@ def _report(status: dict[str, object], output: str | None) -> int:
     if status["state"] == "expired":
         print("expired: no object was written before the upload URL ran out", file=sys.stderr)
         return 1
-    if status["state"] == "failed":
+    if status["state"] in ("failed", "revoked"):  # revoked: the owner's keys were, with its code
         error = status["error"]
         assert isinstance(error, dict)
         where = ""
@@ -392,6 +392,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 print(f"no active key named {args.name!r}", file=sys.stderr)
                 return 1
             print(f"revoked {args.name!r}" + (" and its S3 user" if removed else ""))
+            # The watchdog ends its open tickets (and aborts their multipart uploads) on its next
+            # sweep; an object that still arrives through one is recorded as revoked, not parsed.
+            print("its open tickets end as 'revoked' at the watchdog's next sweep")
             return 0
         for name, admin, created, revoked in keys.list_keys(conn):
             state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
@@ -472,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         "--s3", action="store_true", help="also S3 credentials that can write only under NAME/ in the uploads bucket"
     )
     keys_sub.add_parser("list", help="every key, active or revoked (never the keys themselves)")
-    revoke = keys_sub.add_parser("revoke", help="the key (and its S3 user) stops working at once")
+    revoke = keys_sub.add_parser(
+        "revoke", help="the key (and its S3 user) stops working at once; its owner's open tickets end as revoked"
+    )
     revoke.add_argument("name")
     keys.set_defaults(func=cmd_keys)
     args = parser.parse_args(argv)

@@ -67,6 +67,15 @@ class ParseUploads(Failing, Protocol):
         (without reading the plan: a generation may have many shards, each asks once)."""
         ...
 
+    def draw_inflation(self, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
+        """Let the generation inflate up to ``upto`` bytes of gzip content if its owner's uploads
+        together stay within ``quota``; False: no room, nothing drawn."""
+        ...
+
+    def settle_inflation(self, upload_id: uuid.UUID, generation: int, inflated: int) -> None:
+        """The parse ended having inflated ``inflated`` bytes: what it drew beyond that goes back."""
+        ...
+
 
 class PersistUploads(Failing, Protocol):
     def store_batch(self, batch: SequenceBatch) -> PersistOutcome: ...
@@ -141,6 +150,10 @@ class SweepUploads(Protocol):
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]: ...
 
     def expire_tickets(self, grace: timedelta) -> list[Upload]: ...
+
+    def revoke_tickets(self) -> list[Upload]:
+        """End the registered uploads still waiting for their object whose owner's keys are revoked."""
+        ...
 
 
 # --- the object store ---------------------------------------------------------------------------

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     max_records: int = 1_000_000_000  # too_many_records
     max_decompressed_bytes: int = 64 * 1024**3  # decompression_limit
     max_compression_ratio: int = 1000  # decompression_limit
+    # gzip content an owner's uploads may inflate together (the parser draws it as it inflates;
+    # each upload is bounded on its own by max_decompressed_bytes): inflation_quota_exceeded.
+    quota_inflated_bytes: int = 10 * 1024**4
     # A parse that reads no new range and publishes no batch for this long fails with parse_stalled
     # (a last line of defence: e.g. a small gzip that inflates to endless empty lines).
     parse_stall_seconds: float = 120
@@ -100,6 +103,13 @@ class Settings(BaseSettings):
     # stack file, where `genobase up` writes the admin key it makes on its first run).
     api_key: SecretStr | None = None
     intake_host: str = "127.0.0.1"
+    # An owner's quotas (admin keys are not held to them). Registrations beyond a count are refused
+    # with 429 and Retry-After, beyond the stored bytes with 413 (each with its code); the stored
+    # bytes are the sizes of the owner's objects plus those its open tickets declared.
+    quota_stored_bytes: int = 10 * 1024**4
+    quota_uploads_in_flight: int = 100  # waiting for their object or being processed
+    quota_open_multipart_uploads: int = 10  # multipart tickets waiting for their parts
+    quota_registrations_per_minute: int = 60
     intake_port: int = 8000
     public_base_url: str | None = None
 

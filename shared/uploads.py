@@ -28,10 +28,11 @@ class State(StrEnum):
     DONE = "done"
     FAILED = "failed"
     EXPIRED = "expired"  # registered, but no object came within the ticket's lifetime and grace
+    REVOKED = "revoked"  # its owner's keys were revoked: the ticket ended, or the object that came is not processed
 
 
 ALL_STATES = frozenset(State)
-TERMINAL = frozenset({State.DONE, State.FAILED, State.EXPIRED})
+TERMINAL = frozenset({State.DONE, State.FAILED, State.EXPIRED, State.REVOKED})
 # States in which some stage owes the upload work (awaiting_upload waits for the user instead).
 LIVE = frozenset({State.QUEUED, State.PARSING, State.PERSISTING, State.ASSEMBLING})
 
@@ -88,6 +89,12 @@ PICK_UP_STALLED = Transition("pick_up_stalled", LIVE, None)
 RETRY_LOST_BATCH = Transition("retry_lost_batch", frozenset({State.PERSISTING}), State.PARSING)
 # The watchdog ends a registered upload whose ticket is over (see ``ticket_expired``).
 EXPIRE = Transition("expire", frozenset({State.AWAITING_UPLOAD}), State.EXPIRED)
+# Revoking an owner's keys stops its outstanding tickets: the watchdog ends each registered upload
+# still waiting for its object (and aborts its multipart upload), and an object that arrives for a
+# revoked owner -- through a presigned URL still within its lifetime -- is recorded as a generation
+# of its own that is never parsed (``decide_claim``: wherever it would have started one).
+REVOKE_TICKET = Transition("revoke_ticket", frozenset({State.AWAITING_UPLOAD}), State.REVOKED)
+REFUSE_OBJECT = Transition("refuse_object", NEW_GENERATION.sources, State.REVOKED)
 
 TRANSITIONS: tuple[Transition, ...] = (
     NEW_GENERATION,
@@ -105,6 +112,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     PICK_UP_STALLED,
     RETRY_LOST_BATCH,
     EXPIRE,
+    REVOKE_TICKET,
+    REFUSE_OBJECT,
 )
 
 
@@ -121,6 +130,9 @@ class PipelineErrorCode(StrEnum):
     PROCESSING_FAILED = "processing_failed"  # the parse stage's message was dead-lettered
     PERSIST_FAILED = "persist_failed"
     ASSEMBLE_FAILED = "assemble_failed"
+    OWNER_REVOKED = "owner_revoked"  # the upload's owner has no valid key any more (state ``revoked``)
+    # The owner's uploads together inflated more gzip content than GENOBASE_QUOTA_INFLATED_BYTES.
+    INFLATION_QUOTA_EXCEEDED = "inflation_quota_exceeded"
 
 
 # Every code an upload can fail with: the engine's and the pipeline's, each defined once.
@@ -234,6 +246,9 @@ class Upload:
     finished_at: datetime | None = _per_generation()
     pickups: int = _per_generation(0)
     picked_up_at: datetime | None = _per_generation()
+    # gzip content inflated by the parse so far, drawn from the owner's quota ahead of use (see
+    # ``shared/postgres/uploads.py:draw_inflation``); the owner's total is the sum over its uploads.
+    inflated_bytes: int = _per_generation(0)
 
     def idle(self, now: datetime) -> timedelta:
         """How long a live stage has not moved (zero once the upload waits for nobody but the user)."""
@@ -257,7 +272,8 @@ class Upload:
 
     @property
     def failure(self) -> Failure | None:
-        if self.state is not State.FAILED:
+        """Why the upload failed or was refused (``revoked`` carries its code too)."""
+        if self.state not in (State.FAILED, State.REVOKED):
             return None
         return Failure(
             error_code(self.error_code or PipelineErrorCode.PROCESSING_FAILED),
@@ -291,6 +307,7 @@ class ClaimAction(StrEnum):
     # The upload changed between the look and the lock, so that the event would now start a
     # generation the store was not asked about: look again (HEAD) before anything changes.
     UNCONFIRMED = "unconfirmed"
+    REVOKED = "revoked"  # a new object of a revoked owner: recorded as ``revoked``, never parsed
 
 
 class ClaimDecision(StrEnum):
@@ -302,9 +319,14 @@ class ClaimDecision(StrEnum):
     DUPLICATE = "duplicate"
     STALE = "stale"
     UNCONFIRMED = "unconfirmed"
+    # What would have been CREATE or NEW_GENERATION, for an owner whose keys are revoked: the object
+    # becomes a generation of its own, in state ``revoked`` (``REFUSE_OBJECT``), and is not parsed.
+    REFUSE_OBJECT = "refuse_object"
 
     @property
     def action(self) -> ClaimAction:
+        if self is ClaimDecision.REFUSE_OBJECT:
+            return ClaimAction.REVOKED
         if self is ClaimDecision.DUPLICATE:
             return ClaimAction.DUPLICATE
         if self is ClaimDecision.STALE:
@@ -314,15 +336,102 @@ class ClaimDecision(StrEnum):
         return ClaimAction.PARSE
 
 
-def decide_claim(upload: Upload | None, event: ObjectCreated) -> ClaimDecision:
-    """Decide what an event means, keyed on bucket + key + etag, from the upload as it is now."""
+def decide_claim(upload: Upload | None, event: ObjectCreated, *, owner_revoked: bool = False) -> ClaimDecision:
+    """Decide what an event means, keyed on bucket + key + etag, from the upload as it is now.
+
+    ``owner_revoked``: the owner of the key (the upload's, or for a new key the owner its prefix
+    names) holds keys and every one is revoked. An object that arrives then is not processed; one
+    that arrived before (a redelivery of a claimed generation, ``RESUME``) still is.
+    """
     if upload is None:
-        return ClaimDecision.CREATE
+        return ClaimDecision.REFUSE_OBJECT if owner_revoked else ClaimDecision.CREATE
     if upload.etag == event.etag:
         return ClaimDecision.RESUME if START_PARSING.allows(upload.state) else ClaimDecision.DUPLICATE
     if upload.etag is not None and _is_older(event, upload):
         return ClaimDecision.STALE
-    return ClaimDecision.NEW_GENERATION
+    return ClaimDecision.REFUSE_OBJECT if owner_revoked else ClaimDecision.NEW_GENERATION
+
+
+# --- an owner's quotas at registration ------------------------------------------------------
+
+# Registrations are counted over this window (GENOBASE_QUOTA_REGISTRATIONS_PER_MINUTE).
+RATE_WINDOW = timedelta(minutes=1)
+# How long a client refused for uploads in flight or open multipart uploads is told to wait: one of
+# its uploads must end first, which a retry a little later can find.
+BUSY_RETRY_AFTER = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """What one owner may hold and do (``GENOBASE_QUOTA_*``); admin keys are not limited."""
+
+    stored_bytes: int
+    uploads_in_flight: int
+    open_multipart_uploads: int
+    registrations_per_minute: int
+
+
+@dataclass(frozen=True)
+class OwnerUsage:
+    """An owner's uploads as the quotas count them, read under the owner's registration lock.
+
+    ``stored_bytes``: the sizes of its uploads that hold an object (any state with an etag) or wait
+    for one (``awaiting_upload``: the declared size is reserved). ``in_flight``: uploads awaiting
+    their object or owed work by a stage. ``open_multipart_uploads``: multipart uploads still
+    waiting for their parts. ``registrations``: registrations within ``RATE_WINDOW``, the oldest
+    ``oldest_registration_age`` ago.
+    """
+
+    stored_bytes: int
+    in_flight: int
+    open_multipart_uploads: int
+    registrations: int
+    oldest_registration_age: timedelta | None
+
+
+class QuotaCode(StrEnum):
+    STORAGE = "storage_quota_exceeded"  # 413: waiting does not help
+    IN_FLIGHT = "too_many_uploads_in_flight"  # 429
+    MULTIPART = "too_many_multipart_uploads"  # 429
+    RATE = "registration_rate_exceeded"  # 429
+
+
+@dataclass(frozen=True)
+class QuotaRefusal:
+    code: QuotaCode
+    message: str  # safe to show: the owner's own counts and limits
+    retry_after: timedelta | None  # None: a retry cannot succeed by waiting (HTTP 413)
+
+
+def quota_refusal(usage: OwnerUsage, quotas: Quotas, size: int, *, multipart: bool) -> QuotaRefusal | None:
+    """Whether one more registration of ``size`` bytes (a multipart one or not) is refused, and why."""
+    if usage.registrations >= quotas.registrations_per_minute:
+        age = usage.oldest_registration_age or timedelta(0)
+        return QuotaRefusal(
+            QuotaCode.RATE,
+            f"at most {quotas.registrations_per_minute} registrations a minute",
+            max(RATE_WINDOW - age, timedelta(seconds=1)),
+        )
+    if usage.in_flight >= quotas.uploads_in_flight:
+        return QuotaRefusal(
+            QuotaCode.IN_FLIGHT,
+            f"at most {quotas.uploads_in_flight} uploads waiting for their file or being processed",
+            BUSY_RETRY_AFTER,
+        )
+    if multipart and usage.open_multipart_uploads >= quotas.open_multipart_uploads:
+        return QuotaRefusal(
+            QuotaCode.MULTIPART,
+            f"at most {quotas.open_multipart_uploads} multipart uploads waiting for their parts",
+            BUSY_RETRY_AFTER,
+        )
+    if usage.stored_bytes + size > quotas.stored_bytes:
+        return QuotaRefusal(
+            QuotaCode.STORAGE,
+            f"this upload would bring the owner's stored bytes to {usage.stored_bytes + size}; "
+            f"the quota is {quotas.stored_bytes}",
+            None,
+        )
+    return None
 
 
 # How far ahead of our clock an event's time may be. Beyond it the event is dated by its arrival:
@@ -341,15 +450,18 @@ def needs_object_check(decision: ClaimDecision) -> bool:
     """Whether the store must first confirm the event's object: anything that creates a generation.
 
     A new generation deletes the previous one's rows and result, so it starts only for an object
-    the store shows with the event's etag; a forged or outdated event then changes nothing.
+    the store shows with the event's etag; a forged or outdated event then changes nothing. A
+    refused object replaces the generation too (in state ``revoked``): the same check applies.
     """
-    return decision in (ClaimDecision.CREATE, ClaimDecision.NEW_GENERATION)
+    return decision in (ClaimDecision.CREATE, ClaimDecision.NEW_GENERATION, ClaimDecision.REFUSE_OBJECT)
 
 
-def decide_locked_claim(upload: Upload | None, event: ObjectCreated, confirmed: bool) -> ClaimDecision:
+def decide_locked_claim(
+    upload: Upload | None, event: ObjectCreated, confirmed: bool, *, owner_revoked: bool = False
+) -> ClaimDecision:
     """``decide_claim`` again under the key's lock, where ``confirmed`` says whether the store showed
     the event's object before: a generation is never started on an event it was not asked about."""
-    decision = decide_claim(upload, event)
+    decision = decide_claim(upload, event, owner_revoked=owner_revoked)
     if needs_object_check(decision) and not confirmed:
         return ClaimDecision.UNCONFIRMED
     return decision

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import re
 import threading
 import uuid
@@ -27,10 +28,12 @@ from pydantic import BaseModel, Field, field_validator
 
 from services.intake.multipart import MAX_PARTS
 from services.intake.multipart import plan as multipart_plan
+from services.intake.page_headers import PageHeaders
 from shared import metrics
 from shared.access import Caller, can_see, owner_prefix
 from shared.body_limit import BodyLimit
 from shared.broker import connect as amqp_connect
+from shared.http_guard import RequestId
 from shared.parsing.alphabet import AlphabetName
 from shared.postgres import keys
 from shared.postgres import refget as collections
@@ -38,7 +41,7 @@ from shared.postgres import uploads as queries
 from shared.postgres.connection import ping, request_pool
 from shared.settings import Settings
 from shared.storage import ObjectStore
-from shared.uploads import ERROR_CODES, ErrorCode, State, Upload, new_error_id
+from shared.uploads import ERROR_CODES, ErrorCode, QuotaRefusal, Quotas, State, Upload, new_error_id, quota_refusal
 
 # S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
 # ``<owner>/<upload id>/<name>`` (a key name is at most 63 bytes, an id 36), so a name of 512 bytes
@@ -50,6 +53,10 @@ MAX_OBJECT_BYTES = 5 * 1024**4
 # A registration is a few hundred bytes of JSON: anything much larger is refused unread.
 MAX_REQUEST_BYTES = 64 * 1024
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+# A look-up by object: what S3 allows (a bucket name is 3-63 characters, a key at most 1,024 bytes)
+# and nothing Postgres cannot hold in text (NUL), so that no query string reaches it unchecked.
+_BUCKET_NAME = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
+_OBJECT_KEY = r"^[^\x00-\x1f\x7f]+$"
 
 log = structlog.get_logger()
 
@@ -387,12 +394,42 @@ def to_status(upload: Upload, services: Services, collection_digest: str | None 
     )
 
 
-@router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=UploadTicket)
+def quotas_of(settings: Settings) -> Quotas:
+    return Quotas(
+        stored_bytes=settings.quota_stored_bytes,
+        uploads_in_flight=settings.quota_uploads_in_flight,
+        open_multipart_uploads=settings.quota_open_multipart_uploads,
+        registrations_per_minute=settings.quota_registrations_per_minute,
+    )
+
+
+def quota_exceeded(refusal: QuotaRefusal, owner: str) -> HTTPException:
+    """429 with Retry-After for a count or a rate (waiting helps), 413 for the stored bytes."""
+    error_id = new_error_id()
+    log.info("registration refused by a quota", owner=owner, code=refusal.code.value, error_id=error_id)
+    body = {"code": refusal.code.value, "message": refusal.message, "error_id": error_id}
+    if refusal.retry_after is None:
+        return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, body)
+    seconds = max(1, math.ceil(refusal.retry_after.total_seconds()))
+    return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, body, headers={"Retry-After": str(seconds)})
+
+
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "larger than GENOBASE_MAX_UPLOAD_BYTES (upload_too_large), or beyond the owner's stored "
+          "bytes (storage_quota_exceeded)"},
+    429: {"description": "beyond the owner's uploads in flight, open multipart uploads or registrations a minute "
+          "(too_many_uploads_in_flight, too_many_multipart_uploads, registration_rate_exceeded); "
+          "the Retry-After header says when to try again"},
+}  # fmt: skip
+
+
+@router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=UploadTicket, responses=_REFUSALS)
 def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep) -> UploadTicket:
     """Register an upload and get a presigned PUT URL for one object key of exactly the declared size.
 
     The key is under the caller's prefix. A ticket not used within its lifetime (plus
-    GENOBASE_TICKET_GRACE_SECONDS) ends as ``expired``.
+    GENOBASE_TICKET_GRACE_SECONDS) ends as ``expired``. An owner's quotas (``GENOBASE_QUOTA_*``;
+    admin keys have none) refuse a registration beyond them: 429 with Retry-After, or 413.
     """
     settings = services.settings
     if body.size > settings.max_upload_bytes:
@@ -403,12 +440,25 @@ def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep)
     upload_id = uuid.uuid4()
     key = object_key(upload_id, body.filename, caller.name)
     multipart = body.size > settings.multipart_threshold_bytes
+    quotas = None if caller.admin else quotas_of(settings)
+    if quotas is not None:
+        # A first look, without the lock: a refused caller costs the store nothing (no multipart
+        # upload started and aborted); the decision that counts is taken again in the registration.
+        with services.pool.connection() as conn:
+            refusal = quota_refusal(queries.owner_usage(conn, caller.name), quotas, body.size, multipart=multipart)
+        if refusal is not None:
+            raise quota_exceeded(refusal, caller.name)
     ttl = settings.multipart_ttl_seconds if multipart else settings.presign_ttl_seconds
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
     bucket = settings.uploads_bucket
     store_upload_id = services.store.start_multipart(bucket, key) if multipart else None
     try:
-        _register(services, body, caller, upload_id, key, expires_at, store_upload_id)
+        _register(services, body, caller, upload_id, key, expires_at, store_upload_id, quotas)
+    except queries.QuotaExceeded as exc:
+        if store_upload_id is not None:
+            with contextlib.suppress(Exception):
+                services.store.abort_multipart(bucket, key, store_upload_id)
+        raise quota_exceeded(exc.refusal, caller.name) from None
     except BaseException:
         if store_upload_id is not None:  # no row: nothing else would ever abort it
             with contextlib.suppress(Exception):
@@ -455,6 +505,7 @@ def _register(
     key: str,
     expires_at: datetime,
     store_upload_id: str | None,
+    quotas: Quotas | None,
 ) -> None:
     with services.pool.connection() as conn:
         queries.register_upload(
@@ -470,6 +521,7 @@ def _register(
             expires_at,
             body.circular,
             store_upload_id,
+            quotas,
         )
 
 
@@ -531,9 +583,17 @@ def upload_status(upload_id: uuid.UUID, services: ServicesDep, caller: CallerDep
 
 @router.get("/uploads", response_model=UploadStatus)
 def find_upload(
-    services: ServicesDep, caller: CallerDep, bucket: Annotated[str, Query()], key: Annotated[str, Query()]
+    services: ServicesDep,
+    caller: CallerDep,
+    bucket: Annotated[str, Query(min_length=3, max_length=63, pattern=_BUCKET_NAME)],
+    key: Annotated[str, Query(min_length=1, max_length=MAX_KEY_BYTES, pattern=_OBJECT_KEY)],
 ) -> UploadStatus:
     """Look an upload up by its object, e.g. one written straight to the bucket without registering."""
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            {"code": "key_too_long", "message": f"an object key is at most {MAX_KEY_BYTES} bytes of UTF-8"},
+        )
     with services.pool.connection() as conn:
         upload = queries.find_upload(conn, bucket, key)
         if upload is None or not can_see(caller, upload.owner):
@@ -590,15 +650,21 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.services.broker.close()
             pool.close()
 
+    # No Swagger UI or ReDoc: FastAPI's pages load their scripts and styles from a CDN, and these
+    # pages load nothing from elsewhere. The OpenAPI document stays at /openapi.json.
     app = FastAPI(
         title="Genobase intake",
         version="0.1.0",
         description="Register genome sequence uploads and follow them through the pipeline.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = Services(settings, pool, ObjectStore(settings))
     app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)
     app.add_middleware(metrics.HttpMetrics)
+    app.add_middleware(PageHeaders, store_origin=settings.presign_endpoint)
+    app.add_middleware(RequestId)  # outermost: every answer, refusals included, carries its id
     app.include_router(router)
     # The upload page: static, public (it holds nothing; every call it makes needs the user's key).
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -85,6 +85,17 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
         return
     upload = claim.upload
     bind_upload(upload.id, upload.generation)
+    if claim.action is ClaimAction.REVOKED:
+        IGNORED["owner revoked"] += 1
+        log.warning(
+            "object of a revoked owner not processed",
+            owner=upload.owner,
+            bucket=event.bucket,
+            key=event.key,
+            error_id=upload.error_id,
+            ignored=dict(IGNORED),
+        )
+        return
     if claim.action is not ClaimAction.PARSE:
         log.info("event needs no work", action=claim.action.value, bucket=event.bucket, key=event.key)
         return
@@ -128,6 +139,12 @@ def _split(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> bool:
         if planned is None:
             return False
         shards, source_md5, source_sha256 = planned
+        content = sum(shard.content_bytes for shard in shards if shard.bgzf)
+        if content and not deps.uploads.draw_inflation(
+            upload.id, upload.generation, content, deps.settings.quota_inflated_bytes
+        ):
+            _fail_inflation_quota(upload, content, deps)
+            return True
         saved = deps.uploads.save_shard_plan(upload.id, upload.generation, shards, source_md5, source_sha256)
         if saved is None:
             log.info("generation no longer parsing; its shards are not requested")
@@ -317,6 +334,44 @@ class ProgressBudget:
             raise ParseStalled(f"no progress for {idle:.0f} s (limit {self._seconds:.0f} s)")
 
 
+class InflationQuotaExceeded(Exception):
+    """The owner's uploads together would inflate more than GENOBASE_QUOTA_INFLATED_BYTES."""
+
+
+# How much of the owner's inflation quota a parse draws at a time: one small transaction per step.
+INFLATION_DRAW_STEP = 64 * 1024 * 1024
+
+
+class InflationDraw:
+    """Keeps the owner's inflation quota drawn ahead of what the parse inflated.
+
+    ``check`` runs after each inflated piece, before its records are published: when the piece
+    went past what was drawn, the next step is drawn (or, near the quota, just what was inflated);
+    a refusal stops the parse. A parse of the same generation again starts from what it drew before.
+    """
+
+    def __init__(self, upload: Upload, quota: int, uploads: ParseUploads) -> None:
+        self._upload = upload
+        self._quota = quota
+        self._uploads = uploads
+        self.drawn = upload.inflated_bytes
+
+    def check(self, inflated: int) -> None:
+        if inflated <= self.drawn:
+            return
+        for upto in (inflated + INFLATION_DRAW_STEP, inflated):
+            if self._uploads.draw_inflation(self._upload.id, self._upload.generation, upto, self._quota):
+                self.drawn = upto
+                return
+        raise InflationQuotaExceeded(f"{inflated} bytes inflated; the owner's quota is {self._quota}")
+
+    def settle(self, inflated: int) -> None:
+        """The parse ended (whichever way): what it drew beyond ``inflated`` goes back to the owner."""
+        if self.drawn > inflated:
+            self._uploads.settle_inflation(self._upload.id, self._upload.generation, inflated)
+            self.drawn = inflated
+
+
 @dataclass(frozen=True)
 class Source:
     """The object a parse reads, pinned to the generation's etag."""
@@ -346,6 +401,8 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
         shard_start=shard.start if shard else None,
     )
     budget = ProgressBudget(settings.parse_stall_seconds)
+    # A bgzip shard's content was drawn from the owner's quota when the shards were planned.
+    inflation = InflationDraw(upload, settings.quota_inflated_bytes, deps.uploads) if shard is None else None
     if shard is not None:
         start, end = shard.start, shard.end
     else:
@@ -381,6 +438,8 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
                 for piece in content.feed(chunk) if content is not None else (chunk,):
                     for events in stream.pieces(piece):  # one bounded piece of content at a time
                         budget.check()
+                        if inflation is not None:
+                            inflation.check(stream.inflated_bytes)
                         publish(batcher.add(events, offset))
             if content is not None and not content.complete:
                 raise RuntimeError(f"shard {shard and shard.number}: its blocks hold less content than planned")
@@ -388,6 +447,8 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
             publish(batcher.finish(offset))
     except ParseError as exc:
         deps.publisher.flush()  # batches already sent are dropped by the persister: the generation failed
+        if inflation is not None:
+            inflation.settle(stream.inflated_bytes)
         failure = Failure(exc.code, exc.message, exc.line, exc.column)
         log.info(
             "input rejected",
@@ -399,8 +460,15 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
         )
         deps.uploads.fail(upload.id, upload.generation, failure)
         return
+    except InflationQuotaExceeded as exc:
+        deps.publisher.flush()
+        log.warning("inflation quota exceeded", error=str(exc))
+        _fail_inflation_quota(upload, stream.inflated_bytes, deps)
+        return
     except ParseStalled as exc:
         deps.publisher.flush()
+        if inflation is not None:
+            inflation.settle(stream.inflated_bytes)
         failure = Failure(PipelineErrorCode.PARSE_STALLED, f"the parse made no progress: {exc}")
         log.warning("parse stalled", error=str(exc), error_id=failure.error_id)
         deps.uploads.fail(upload.id, upload.generation, failure)
@@ -420,6 +488,8 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
         # The plan and the parse disagree on where records start: retried, then dead-lettered.
         raise RuntimeError(f"shard {shard.number}: {shard.records} records planned, {batcher.record_count} parsed")
     source_md5, source_sha256 = digests.finish() if digests is not None else (None, None)
+    if inflation is not None:
+        inflation.settle(stream.inflated_bytes)
     deps.publisher.publish(
         ParseCompleted(
             upload_id=upload.id,
@@ -438,6 +508,16 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
     metrics.BYTES.labels("parse").inc(offset - start)
     metrics.RECORDS.labels("parse").inc(batcher.record_count)
     log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset - start)
+
+
+def _fail_inflation_quota(upload: Upload, inflated: int, deps: ParserDeps) -> None:
+    failure = Failure(
+        PipelineErrorCode.INFLATION_QUOTA_EXCEEDED,
+        f"the owner's uploads together would inflate more than {deps.settings.quota_inflated_bytes} bytes "
+        "of compressed content (GENOBASE_QUOTA_INFLATED_BYTES)",
+    )
+    log.warning("owner's inflation quota reached", inflated=inflated, error_id=failure.error_id)
+    deps.uploads.fail(upload.id, upload.generation, failure)
 
 
 def _stored_size(source: Source, deps: ParserDeps) -> int:

@@ -1,7 +1,9 @@
 """Watchdog: find uploads whose stage stopped moving and issue that stage's message again.
 
 It also ends registered uploads whose ticket ran out with no object written (``expired``), so
-that an abandoned registration does not wait in ``awaiting_upload`` forever.
+that an abandoned registration does not wait in ``awaiting_upload`` forever, and those of an owner
+whose keys were revoked (``revoked``): their multipart uploads are aborted, so that no part of a
+revoked ticket can still be completed into an object.
 
 Messages are not lost by design (confirms, acks after commit, quorum queues), but a message can
 still go missing outside the pipeline's control -- a purged queue, an operator's mistake, a
@@ -43,26 +45,40 @@ def reissue(upload: Upload, publisher: EventPublisher) -> None:
         publisher.publish_event(replay_event(upload))
 
 
+def _abort_multipart(upload: Upload, store: MultipartAborter) -> bool | None:
+    """Abort the ended ticket's multipart upload, if it had one: its parts would stay in the bucket,
+    and a revoked owner could still complete it. A failed abort is retried by hand (README); the
+    ticket's end is already recorded. None: no multipart upload."""
+    if upload.multipart_upload_id is None:
+        return None
+    try:
+        return store.abort_multipart(upload.bucket, upload.key, upload.multipart_upload_id)
+    except Exception:
+        log.exception("could not abort the ended ticket's multipart upload", upload_id=str(upload.id))
+        return False
+
+
 def sweep(deps: WatchdogDeps) -> list[Upload]:
-    """One pass: expire the tickets that ran out, then re-issue the message of every stalled upload.
+    """One pass: end the tickets that ran out or whose owner was revoked, then re-issue the message
+    of every stalled upload.
 
     Returns the uploads picked up.
     """
     for upload in deps.uploads.expire_tickets(timedelta(seconds=deps.settings.ticket_grace_seconds)):
-        # An abandoned multipart upload's parts would stay in the bucket: they go with the ticket. A
-        # failed abort is retried by hand (README); the expiry itself is already recorded.
-        aborted = None
-        if upload.multipart_upload_id is not None:
-            try:
-                aborted = deps.store.abort_multipart(upload.bucket, upload.key, upload.multipart_upload_id)
-            except Exception:
-                log.exception("could not abort the expired multipart upload", upload_id=str(upload.id))
         log.info(
             "ticket expired with no object written",
             upload_id=str(upload.id),
             generation=upload.generation,
             ticket_expired_at=upload.ticket_expires_at.isoformat() if upload.ticket_expires_at else None,
-            multipart_aborted=aborted,
+            multipart_aborted=_abort_multipart(upload, deps.store),
+        )
+    for upload in deps.uploads.revoke_tickets():
+        log.info(
+            "ticket of a revoked owner ended",
+            upload_id=str(upload.id),
+            owner=upload.owner,
+            error_id=upload.error_id,
+            multipart_aborted=_abort_multipart(upload, deps.store),
         )
     after = timedelta(seconds=deps.settings.stall_after_seconds)
     picked = deps.uploads.pick_up_stalled(after, lambda upload: reissue(upload, deps.publisher))

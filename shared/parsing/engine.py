@@ -195,6 +195,11 @@ class GzipStream:
                 yield out
             data = rest
 
+    @property
+    def inflated_bytes(self) -> int:
+        """Content inflated so far, over every member."""
+        return self._out
+
     def finish(self) -> None:
         if self._member_open:
             raise ParseError(ParseErrorCode.TRUNCATED_COMPRESSION, "gzip stream ends in the middle of a member")
@@ -244,6 +249,11 @@ class SequenceStream:
     @property
     def record_count(self) -> int:
         return self._parser.record_count if self._parser else 0
+
+    @property
+    def inflated_bytes(self) -> int:
+        """gzip content inflated so far (0 for input that is not compressed)."""
+        return self._gzip.inflated_bytes if self._gzip is not None else 0
 
     def feed(self, chunk: bytes) -> Iterator[Event]:
         """The events of ``chunk``, produced a piece at a time as they are iterated (see ``pieces``)."""

@@ -1,4 +1,9 @@
-"""API keys on Postgres: made (the key returned once, its hash stored), listed, revoked, looked up."""
+"""API keys on Postgres: made (the key returned once, its hash stored), listed, revoked, looked up.
+
+A key's name is its owner today; an owner may hold several keys one day. "A revoked owner" is
+therefore defined once, here, over all of an owner's keys: it has keys and every one is revoked
+(``REVOKED_OWNERS``). An owner with no key at all (an object outside every prefix) is not revoked.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,10 @@ from datetime import datetime
 
 from shared.access import ApiKey, key_hash, new_key, valid_key_name
 from shared.postgres.connection import Connection
+
+# The owners whose keys are all revoked, as a subquery (one column, ``owner``). Grouped by owner so
+# that a second key of the same owner, once keys have an owner column of their own, keeps it valid.
+REVOKED_OWNERS = "SELECT name AS owner FROM api_keys GROUP BY name HAVING bool_and(revoked_at IS NOT NULL)"
 
 
 class KeyExists(ValueError):
@@ -41,3 +50,23 @@ def revoke_key(conn: Connection, name: str) -> bool:
 def find_key(conn: Connection, key: str) -> ApiKey | None:
     row = conn.execute("SELECT name, admin, revoked_at FROM api_keys WHERE key_hash = %s", (key_hash(key),)).fetchone()
     return None if row is None else ApiKey(row["name"], row["admin"], row["revoked_at"] is not None)
+
+
+def owner_revoked(conn: Connection, owner: str | None) -> bool:
+    """Whether ``owner`` holds keys and every one of them is revoked."""
+    if owner is None:
+        return False
+    row = conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM ({REVOKED_OWNERS}) revoked WHERE owner = %s) AS revoked", (owner,)
+    ).fetchone()
+    return bool(row and row["revoked"])
+
+
+def is_admin(conn: Connection, owner: str | None) -> bool:
+    """Whether ``owner`` holds an active admin key (admin keys are not held to the quotas)."""
+    if owner is None:
+        return False
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE name = %s AND admin AND revoked_at IS NULL) AS admin", (owner,)
+    ).fetchone()
+    return bool(row and row["admin"])

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import sql
@@ -23,7 +23,7 @@ from shared import metrics
 from shared.access import owner_of_object
 from shared.logging import carry_context
 from shared.messages import ParseCompleted, SequenceBatch
-from shared.postgres import refget, sequences
+from shared.postgres import keys, refget, sequences
 from shared.postgres.connection import Connection, Database, connect
 from shared.record_schema import ResultPiece
 from shared.seqcol import Collection, SortedArrays
@@ -39,9 +39,12 @@ from shared.uploads import (
     PARSE_SHARD,
     PICK_UP_STALLED,
     PLAN_SHARDS,
+    RATE_WINDOW,
     RECORD_ASSEMBLY_PROGRESS,
+    REFUSE_OBJECT,
     REQUEUE,
     RETRY_LOST_BATCH,
+    REVOKE_TICKET,
     START_ASSEMBLY,
     START_PARSING,
     STORE_BATCH,
@@ -53,14 +56,21 @@ from shared.uploads import (
     Failure,
     NameCounts,
     ObjectCreated,
+    OwnerUsage,
     PersistOutcome,
+    PipelineErrorCode,
+    QuotaRefusal,
+    Quotas,
     ResultLocation,
     Shard,
     ShardToParse,
     State,
     Transition,
     Upload,
+    decide_claim,
     decide_locked_claim,
+    needs_object_check,
+    quota_refusal,
 )
 
 # Every query names the columns it reads (the fields of ``Upload``), never ``*``: a service still
@@ -94,6 +104,40 @@ def _assignments(values: dict[str, Any]) -> sql.Composed:
     return sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in values)
 
 
+class QuotaExceeded(Exception):
+    """A registration the owner's quotas refuse (nothing was written)."""
+
+    def __init__(self, refusal: QuotaRefusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+def _lock_owner(conn: Connection, owner: str) -> None:
+    """Serialise, per owner, what its quotas count (inside the caller's transaction): two requests
+    of one owner cannot both see room for one more."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"quota:{owner}",))
+
+
+def owner_usage(conn: Connection, owner: str) -> OwnerUsage:
+    """The owner's uploads as ``shared/uploads.py:OwnerUsage`` counts them (one pass over its rows)."""
+    row = conn.execute(
+        "SELECT COALESCE(sum(bytes_total) FILTER (WHERE state = %(awaiting)s OR etag IS NOT NULL), 0) AS stored, "
+        "count(*) FILTER (WHERE state = ANY(%(in_flight)s)) AS in_flight, "
+        "count(*) FILTER (WHERE state = %(awaiting)s AND multipart_upload_id IS NOT NULL) AS multipart, "
+        "count(*) FILTER (WHERE registered AND created_at > now() - %(window)s) AS registrations, "
+        "now() - min(created_at) FILTER (WHERE registered AND created_at > now() - %(window)s) AS oldest "
+        "FROM uploads WHERE owner = %(owner)s",
+        {
+            "owner": owner,
+            "awaiting": State.AWAITING_UPLOAD.value,
+            "in_flight": sorted({State.AWAITING_UPLOAD.value, *(s.value for s in LIVE)}),
+            "window": RATE_WINDOW,
+        },
+    ).fetchone()
+    assert row is not None
+    return OwnerUsage(int(row["stored"]), row["in_flight"], row["multipart"], row["registrations"], row["oldest"])
+
+
 def register_upload(
     conn: Connection,
     upload_id: uuid.UUID,
@@ -107,6 +151,37 @@ def register_upload(
     ticket_expires_at: datetime | None = None,
     circular: bool = False,
     multipart_upload_id: str | None = None,
+    quotas: Quotas | None = None,
+) -> Upload:
+    """Register an upload; with ``quotas``, only if the owner's quotas leave room for it
+    (``QuotaExceeded`` if not), decided and written under the owner's lock in one transaction."""
+    with conn.transaction():
+        if quotas is not None and owner is not None:
+            _lock_owner(conn, owner)
+            refusal = quota_refusal(
+                owner_usage(conn, owner), quotas, size or 0, multipart=multipart_upload_id is not None
+            )
+            if refusal is not None:
+                raise QuotaExceeded(refusal)
+        return _insert_registration(
+            conn, upload_id, bucket, key, filename, declared_format, alphabet, size, owner, ticket_expires_at,
+            circular, multipart_upload_id,
+        )  # fmt: skip
+
+
+def _insert_registration(
+    conn: Connection,
+    upload_id: uuid.UUID,
+    bucket: str,
+    key: str,
+    filename: str,
+    declared_format: str | None,
+    alphabet: str,
+    size: int | None,
+    owner: str | None,
+    ticket_expires_at: datetime | None,
+    circular: bool,
+    multipart_upload_id: str | None,
 ) -> Upload:
     row = conn.execute(
         "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total, "
@@ -146,52 +221,63 @@ def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False
 
     Creates the upload of an object nobody registered; starts a new generation (dropping the old
     generation's rows) when the key was overwritten -- both only for an event the store confirmed
-    (``confirmed``); recognises duplicate and stale events.
+    (``confirmed``); recognises duplicate and stale events. For an owner whose keys are revoked,
+    either becomes a generation in state ``revoked`` that is never parsed.
     """
     with conn.transaction():
         row = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = %s FOR UPDATE", (event.bucket, event.key)).fetchone()
         current = Upload.from_row(row) if row else None
-        decision = decide_locked_claim(current, event, confirmed)
+        owner = current.owner if current is not None else _owner_of_new_object(conn, event.key)
+        # Asked only where the answer matters: where the event would start a generation.
+        revoked = needs_object_check(decide_claim(current, event)) and keys.owner_revoked(conn, owner)
+        decision = decide_locked_claim(current, event, confirmed, owner_revoked=revoked)
         if decision is ClaimDecision.UNCONFIRMED:
             if current is None:  # uploads are never deleted: the caller looked, saw one, and it is gone
                 raise RuntimeError(f"the upload of {event.key!r} vanished between look and lock")
             return Claim(decision.action, current)
-        if decision is ClaimDecision.CREATE:
-            # An object written under a key name's prefix belongs to that owner (shared/access.py).
-            first = event.key.partition("/")[0]
-            named = {r["name"] for r in conn.execute("SELECT name FROM api_keys WHERE name = %s", (first,))}
+        if decision in (ClaimDecision.CREATE, ClaimDecision.REFUSE_OBJECT) and current is None:
+            refused = decision is ClaimDecision.REFUSE_OBJECT
+            failure = _refused_failure() if refused else None
+            values = {
+                "id": uuid.uuid4(),
+                "bucket": event.bucket,
+                "key": event.key,
+                "filename": event.key.rsplit("/", 1)[-1],
+                "registered": False,
+                "state": _target(REFUSE_OBJECT if refused else NEW_GENERATION),
+                "generation": 1,
+                "etag": event.etag,
+                "sequencer": event.sequencer,
+                "event_time": event.event_time,
+                "bytes_total": event.size,
+                # An object written under a key name's prefix belongs to that owner (shared/access.py).
+                "owner": owner,
+                **_failure_columns(failure),
+                "finished_at": datetime.now(UTC) if refused else None,
+            }
+            insert = sql.SQL("INSERT INTO uploads ({}) VALUES ({}) ON CONFLICT (bucket, key) DO NOTHING " + _RETURNING)
+            columns = sql.SQL(", ").join(map(sql.Identifier, values))
             row = conn.execute(
-                "INSERT INTO uploads (id, bucket, key, filename, registered, state, generation, etag, "
-                "sequencer, event_time, bytes_total, owner) VALUES (%s, %s, %s, %s, false, %s, 1, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (bucket, key) DO NOTHING " + _RETURNING,
-                (
-                    uuid.uuid4(),
-                    event.bucket,
-                    event.key,
-                    event.key.rsplit("/", 1)[-1],
-                    _target(NEW_GENERATION),
-                    event.etag,
-                    event.sequencer,
-                    event.event_time,
-                    event.size,
-                    owner_of_object(event.key, named),
-                ),
+                insert.format(columns, sql.SQL(", ").join(map(sql.Placeholder, values))), values
             ).fetchone()
             if row is None:  # lost a race with a concurrent claim: decide again under its lock
                 return claim_object(conn, event, confirmed)
-            return Claim(ClaimAction.PARSE, Upload.from_row(row))
+            return Claim(decision.action, Upload.from_row(row))
         assert current is not None
-        if decision is not ClaimDecision.NEW_GENERATION:
+        if decision not in (ClaimDecision.NEW_GENERATION, ClaimDecision.REFUSE_OBJECT):
             return Claim(decision.action, current)
         _delete_rows(conn, current.id)
+        refused = decision is ClaimDecision.REFUSE_OBJECT
         values = {
             **GENERATION_RESET,
-            "state": _target(NEW_GENERATION),
+            "state": _target(REFUSE_OBJECT if refused else NEW_GENERATION),
             "etag": event.etag,
             "sequencer": event.sequencer,
             "event_time": event.event_time,
             "bytes_total": event.size,
         }
+        if refused:
+            values.update(_failure_columns(_refused_failure()), finished_at=datetime.now(UTC))
         row = conn.execute(
             sql.SQL(
                 "UPDATE uploads SET {}, generation = generation + 1, updated_at = now() WHERE id = %(id)s " + _RETURNING
@@ -199,7 +285,17 @@ def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False
             {**values, "id": current.id},
         ).fetchone()
         assert row is not None
-        return Claim(ClaimAction.PARSE, Upload.from_row(row))
+        return Claim(decision.action, Upload.from_row(row))
+
+
+def _owner_of_new_object(conn: Connection, key: str) -> str | None:
+    first = key.partition("/")[0]
+    named = {r["name"] for r in conn.execute("SELECT name FROM api_keys WHERE name = %s", (first,))}
+    return owner_of_object(key, named)
+
+
+def _refused_failure() -> Failure:
+    return Failure(PipelineErrorCode.OWNER_REVOKED, "the owner's API keys were revoked: this object is not processed")
 
 
 def _delete_rows(conn: Connection, upload_id: uuid.UUID) -> None:
@@ -280,6 +376,72 @@ def expire_tickets(conn: Connection, grace: timedelta, limit: int = 1000) -> lis
         (_target(EXPIRE), _sources(EXPIRE), grace, limit, _sources(EXPIRE)),
     ).fetchall()
     return [Upload.from_row(row) for row in rows]
+
+
+def revoke_tickets(conn: Connection, limit: int = 1000) -> list[Upload]:
+    """End every registered upload still waiting for its object whose owner's keys are all revoked.
+
+    Each gets the code ``owner_revoked`` and an error id of its own; an object that still comes
+    through the ticket's URL is refused at its claim (``REFUSE_OBJECT``).
+    """
+    failure = _refused_failure()
+    rows = conn.execute(
+        "UPDATE uploads SET state = %(target)s, error_code = %(code)s, error_message = %(message)s, "
+        "error_id = substr(md5(random()::text || id::text), 1, 16), finished_at = clock_timestamp(), "
+        "updated_at = now() WHERE id IN ("
+        "  SELECT id FROM uploads WHERE state = ANY(%(sources)s) "
+        f"  AND owner IN (SELECT owner FROM ({keys.REVOKED_OWNERS}) revoked)"
+        "  ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+        ") AND state = ANY(%(sources)s) " + _RETURNING,
+        {
+            "target": _target(REVOKE_TICKET),
+            "sources": _sources(REVOKE_TICKET),
+            "code": failure.code.value,
+            "message": failure.message,
+            "limit": limit,
+        },
+    ).fetchall()
+    return [Upload.from_row(row) for row in rows]
+
+
+def draw_inflation(conn: Connection, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
+    """Let the generation's parse inflate up to ``upto`` bytes of gzip content, if its owner's quota
+    has room: the owner's uploads together (this one counted at ``upto``) stay within ``quota``.
+
+    Drawn ahead of use, under the owner's lock, so that parses of one owner running at once cannot
+    overdraw it; a repeated parse of the same generation draws only beyond what it drew before. An
+    upload without an owner, or of an admin key, is not held to it. False: no room (nothing changes).
+    """
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT owner, inflated_bytes FROM uploads WHERE id = %s AND generation = %s FOR UPDATE",
+            (upload_id, generation),
+        ).fetchone()
+        if row is None:
+            return True  # replaced meanwhile: its parse's batches are dropped anyway
+        if row["inflated_bytes"] >= upto:
+            return True
+        owner = row["owner"]
+        if owner is not None and not keys.is_admin(conn, owner):
+            _lock_owner(conn, owner)
+            used = conn.execute(
+                "SELECT COALESCE(sum(inflated_bytes), 0) AS used FROM uploads WHERE owner = %s AND id <> %s",
+                (owner, upload_id),
+            ).fetchone()
+            assert used is not None
+            if int(used["used"]) + upto > quota:
+                return False
+        conn.execute("UPDATE uploads SET inflated_bytes = %s WHERE id = %s", (upto, upload_id))
+    return True
+
+
+def settle_inflation(conn: Connection, upload_id: uuid.UUID, generation: int, inflated: int) -> None:
+    """Give back what a parse drew beyond what it inflated (only ever lowers: needs no owner lock)."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE uploads SET inflated_bytes = LEAST(inflated_bytes, %s) WHERE id = %s AND generation = %s",
+            (inflated, upload_id, generation),
+        )
 
 
 def try_lock_generation(conn: Connection, upload_id: uuid.UUID, stage: str) -> bool:
@@ -656,7 +818,16 @@ class PostgresUploads:
             database.close()
 
     def claim(self, event: ObjectCreated, confirmed: bool) -> Claim:
-        return claim_object(self._db.conn, event, confirmed)
+        claim = claim_object(self._db.conn, event, confirmed)
+        if claim.action is ClaimAction.REVOKED:
+            metrics.ended(State.REVOKED.value, claim.upload.error_code)
+        return claim
+
+    def draw_inflation(self, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
+        return draw_inflation(self._db.conn, upload_id, generation, upto, quota)
+
+    def settle_inflation(self, upload_id: uuid.UUID, generation: int, inflated: int) -> None:
+        settle_inflation(self._db.conn, upload_id, generation, inflated)
 
     def find(self, bucket: str, key: str) -> Upload | None:
         return find_upload(self._db.conn, bucket, key)
@@ -761,3 +932,10 @@ class PostgresUploads:
         for _ in expired:
             metrics.ended(State.EXPIRED.value)
         return expired
+
+    def revoke_tickets(self) -> list[Upload]:
+        with self._db.conn.transaction():
+            revoked = revoke_tickets(self._db.conn)
+        for upload in revoked:
+            metrics.ended(State.REVOKED.value, upload.error_code)
+        return revoked

@@ -30,7 +30,9 @@ from shared.uploads import (
     PICK_UP_STALLED,
     PLAN_SHARDS,
     RECORD_ASSEMBLY_PROGRESS,
+    REFUSE_OBJECT,
     RETRY_LOST_BATCH,
+    REVOKE_TICKET,
     START_ASSEMBLY,
     START_PARSING,
     STORE_BATCH,
@@ -41,12 +43,16 @@ from shared.uploads import (
     NameCounts,
     ObjectCreated,
     PersistOutcome,
+    PipelineErrorCode,
     ResultLocation,
     Shard,
     ShardToParse,
     State,
     Upload,
+    decide_claim,
     decide_locked_claim,
+    needs_object_check,
+    new_error_id,
 )
 
 
@@ -80,6 +86,9 @@ class FakeUploads:
         self.fail_on_store: BaseException | None = None
         self.collections: dict[uuid.UUID, Collection] = {}
         self.before_claim: Callable[[], None] | None = None  # runs between the look and the lock
+        self.owners: set[str] = set()  # key names: an object under "<name>/" is that owner's
+        self.revoked_owners: set[str] = set()  # of them, those whose keys are all revoked
+        self.admins: set[str] = set()  # owners with an admin key (not held to the quotas)
 
     # --- helpers for tests
     def add(self, upload: Upload) -> Upload:
@@ -112,28 +121,55 @@ class FakeUploads:
         if self.before_claim is not None:
             self.before_claim()
             current = self.find(event.bucket, event.key)
-        decision = decide_locked_claim(current, event, confirmed)
+        first, slash, _ = event.key.partition("/")
+        owner = current.owner if current is not None else (first if slash and first in self.owners else None)
+        revoked = needs_object_check(decide_claim(current, event)) and owner in self.revoked_owners
+        decision = decide_locked_claim(current, event, confirmed, owner_revoked=revoked)
         if decision is ClaimDecision.UNCONFIRMED:
             assert current is not None
             return Claim(decision.action, current)
         event_fields = dict(etag=event.etag, sequencer=event.sequencer, event_time=event.event_time)
-        if decision is ClaimDecision.CREATE:
+        refused = decision is ClaimDecision.REFUSE_OBJECT
+        refusal: dict[str, Any] = dict(
+            error_code=PipelineErrorCode.OWNER_REVOKED.value, error_message="revoked", error_id=new_error_id(),
+            finished_at=datetime.now(UTC),
+        ) if refused else {}  # fmt: skip
+        if current is None and decision in (ClaimDecision.CREATE, ClaimDecision.REFUSE_OBJECT):
             now = datetime.now(UTC)
+            target = (REFUSE_OBJECT if refused else NEW_GENERATION).target
             created = make_upload(
                 id=uuid.uuid4(), bucket=event.bucket, key=event.key, filename=event.key.rsplit("/", 1)[-1],
-                registered=False, state=NEW_GENERATION.target, generation=1, created_at=now, updated_at=now,
-                bytes_total=event.size, bytes_done=0, **event_fields,
+                registered=False, state=target, generation=1, created_at=now, updated_at=now,
+                bytes_total=event.size, bytes_done=0, owner=owner,
+                **event_fields, **refusal,
             )  # fmt: skip
             return Claim(decision.action, self.add(created))
         assert current is not None
-        if decision is not ClaimDecision.NEW_GENERATION:
+        if decision not in (ClaimDecision.NEW_GENERATION, ClaimDecision.REFUSE_OBJECT):
             return Claim(decision.action, current)
         self._drop_rows(current.id)
+        move = REFUSE_OBJECT if refused else NEW_GENERATION
         fresh = self._set(
-            current, **GENERATION_RESET, state=NEW_GENERATION.apply(current.state),
+            current, **{**GENERATION_RESET, **refusal}, state=move.apply(current.state),
             generation=current.generation + 1, bytes_total=event.size, **event_fields,
         )  # fmt: skip
         return Claim(decision.action, fresh)
+
+    def draw_inflation(self, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload.generation != generation or upload.inflated_bytes >= upto:
+            return True
+        if upload.owner is not None and upload.owner not in self.admins:
+            used = sum(u.inflated_bytes for u in self.uploads.values() if u.owner == upload.owner and u.id != upload_id)
+            if used + upto > quota:
+                return False
+        self._set(upload, inflated_bytes=upto)
+        return True
+
+    def settle_inflation(self, upload_id: uuid.UUID, generation: int, inflated: int) -> None:
+        upload = self.uploads.get(upload_id)
+        if upload is not None and upload.generation == generation:
+            self._set(upload, inflated_bytes=min(upload.inflated_bytes, inflated))
 
     def find(self, bucket: str, key: str) -> Upload | None:
         return next((u for u in self.uploads.values() if (u.bucket, u.key) == (bucket, key)), None)
@@ -356,6 +392,17 @@ class FakeUploads:
                 self.uploads[upload.id] = updated
                 expired.append(updated)
         return expired
+
+    def revoke_tickets(self) -> list[Upload]:
+        revoked = []
+        for upload in list(self.uploads.values()):
+            if REVOKE_TICKET.allows(upload.state) and upload.owner in self.revoked_owners:
+                ended = self._set(
+                    upload, state=REVOKE_TICKET.apply(upload.state), error_code=PipelineErrorCode.OWNER_REVOKED.value,
+                    error_message="revoked", error_id=new_error_id(), finished_at=datetime.now(UTC),
+                )  # fmt: skip
+                revoked.append(ended)
+        return revoked
 
 
 class FakeObjects:

@@ -237,7 +237,8 @@ def test_a_multipart_upload_whose_registration_fails_is_aborted(monkeypatch: pyt
         raise RuntimeError("database away")
 
     app = create_app(Settings(multipart_threshold_bytes=10))
-    app.dependency_overrides[get_caller] = lambda: Caller("tester", admin=False)
+    # an admin: no quota to look up first, so the registration itself is what fails
+    app.dependency_overrides[get_caller] = lambda: Caller("tester", admin=True)
     app.state.services.store = Store()
     monkeypatch.setattr(api, "_register", refuse)
     response = TestClient(app, raise_server_exceptions=False).post("/uploads", json={"filename": "x.fa", "size": 100})

@@ -78,10 +78,11 @@ def test_the_states_of_the_schema_are_the_enum() -> None:
 
 def test_state_sets_and_moves() -> None:
     assert LIVE | TERMINAL | {State.AWAITING_UPLOAD} == ALL_STATES and not LIVE & TERMINAL
-    assert next_states(State.DONE) == {State.QUEUED}  # only a new object changes a finished upload
-    assert next_states(State.EXPIRED) == {State.QUEUED}  # a late object is still processed
+    # only a new object changes a finished upload (refused, ``revoked``, if its owner's keys are)
+    assert next_states(State.DONE) == {State.QUEUED, State.REVOKED}
+    assert next_states(State.EXPIRED) == {State.QUEUED, State.REVOKED}  # a late object is still processed
     assert State.EXPIRED in next_states(State.AWAITING_UPLOAD)
-    assert next_states(State.FAILED) == {State.QUEUED}
+    assert next_states(State.FAILED) == {State.QUEUED, State.REVOKED}
     assert State.FAILED in next_states(State.AWAITING_UPLOAD)
     assert next_states(State.ASSEMBLING) >= {State.DONE, State.FAILED}
     assert State.DONE not in next_states(State.PARSING)  # no stage skips the assembly

@@ -78,7 +78,7 @@ async function follow(ticket) {
     const status = await api("GET", `/uploads/${ticket.id}`);
     $("state").textContent = `Pipeline: ${status.state} — ${status.progress.records_done} records`;
     $("processed").value = status.progress.fraction;
-    if (["done", "failed", "expired"].includes(status.state)) return status;
+    if (["done", "failed", "expired", "revoked"].includes(status.state)) return status;
     await new Promise((r) => setTimeout(r, 700));
   }
 }
@@ -107,11 +107,11 @@ send.addEventListener("click", async () => {
       link.href = status.result.url;
       link.textContent = "Download the result";
       outcome.replaceChildren(`Done: ${status.result.records} records. `, link);
-    } else if (status.state === "failed") {
+    } else if (status.state === "failed" || status.state === "revoked") {
       const e = status.error;
       const where = e.line ? ` at line ${e.line}` + (e.column ? `, column ${e.column}` : "") : "";
       outcome.className = "error";
-      outcome.textContent = `Failed: ${e.code}${where}: ${e.message}`;
+      outcome.textContent = `${status.state === "revoked" ? "Not processed" : "Failed"}: ${e.code}${where}: ${e.message}`;
     } else {
       outcome.className = "error";
       outcome.textContent = "The upload expired before the file arrived.";
