@@ -64,7 +64,9 @@ def submit_and_wait(http: httpx.Client, job: Job, timeout: float = 300) -> Outco
     ticket = response.json()
     for attempt in range(5):
         try:
-            httpx.put(ticket["upload_url"], content=job.data, timeout=120).raise_for_status()
+            httpx.put(
+                ticket["upload_url"], content=job.data, headers=ticket["upload_headers"], timeout=120
+            ).raise_for_status()
             break
         except httpx.TransportError:
             if attempt == 4:

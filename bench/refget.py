@@ -55,7 +55,12 @@ def _load_one(settings_key: str, base_url: str) -> None:
     size = path.stat().st_size
     ticket = http.post("/uploads", json={"filename": path.name, "size": size}).raise_for_status().json()
     with path.open("rb") as body:
-        httpx.put(ticket["upload_url"], content=body, headers={"Content-Length": str(size)}, timeout=None)
+        httpx.put(
+            ticket["upload_url"],
+            content=body,
+            headers={**ticket["upload_headers"], "Content-Length": str(size)},
+            timeout=None,
+        )
     while (state := http.get(f"/uploads/{ticket['id']}").json()["state"]) not in ("done", "failed"):
         time.sleep(0.5)
     if state != "done":

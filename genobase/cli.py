@@ -89,7 +89,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack.write_env_file(path, values)
     settings = load_settings()
     values |= stack.prepare_pipeline(
-        settings, rgw_push_endpoint=stack.amqp_url("genobase-rgw", rgw_amqp_password, stack.AMQP_VHOST)
+        settings, rgw_push_endpoint=stack.amqp_url("genobase-rgw", rgw_amqp_password, stack.AMQP_VHOST), ceph=ceph
     )
     stack.write_env_file(path, values)
     if "GENOBASE_API_KEY" not in values:
@@ -408,7 +408,7 @@ def _create_owner_s3_user(settings: Settings, owner: str) -> None:
 
     users = s3_users(settings)
     credentials = users.ensure_user(owner_user(owner))
-    users.grant(owner_user(owner), owner_grants(owner, settings.uploads_bucket))
+    users.grant(owner_user(owner), owner_grants(owner, settings.uploads_bucket, settings.results_bucket))
     print(f"S3 endpoint     {settings.presign_endpoint}")
     print(f"S3 may write    s3://{settings.uploads_bucket}/{owner}/... (and read nothing)")
     print(f"S3 access key   {credentials.access_key}")

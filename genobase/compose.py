@@ -24,6 +24,7 @@ SECRETS = (
     ("GENOBASE_PARSER_S3_SECRET_KEY", 40),
     ("GENOBASE_ASSEMBLER_S3_SECRET_KEY", 40),
     ("GENOBASE_WATCHDOG_S3_SECRET_KEY", 40),
+    ("GENOBASE_DOWNLOADS_S3_SECRET_KEY", 40),
 )
 # Published on the host's loopback (compose.yaml), away from a Postgres or RabbitMQ the host may run.
 PG_HOST_PORT = "15432"

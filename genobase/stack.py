@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -165,6 +165,8 @@ def amqp_url(user: str, password: str, vhost: str, host: str = "127.0.0.1", port
 class CephCluster:
     base: Path
     rgw_port: int = 7480
+    notify_port: int = 7478  # the gateway that delivers events; it refuses every request (ceph.sh)
+    wire_port: int = 7479  # the wiring gateway, up only while notifications are wired (ceph.sh)
     mon_port: int = 3300
     mon_v1_port: int = 6789
     store: str = "bluestore"
@@ -176,6 +178,8 @@ class CephCluster:
             "MEMSTORE_BYTES": str(self.memstore_bytes),
             "BASE": str(self.base),
             "RGW_PORT": str(self.rgw_port),
+            "NOTIFY_PORT": str(self.notify_port),
+            "WIRE_PORT": str(self.wire_port),
             "MON_PORT": str(self.mon_port),
             "MON_V1_PORT": str(self.mon_v1_port),
             "OSD_STORE": self.store,
@@ -202,6 +206,20 @@ class CephCluster:
 
     def running(self) -> bool:
         return subprocess.run(["bash", script("ceph.sh"), "status"], env=self._env()).returncode == 0
+
+    @contextlib.contextmanager
+    def wiring_gateway(self) -> Iterator[str]:
+        """The wiring gateway, up for as long as the block runs; yields its endpoint.
+
+        It is the one gateway that answers topic and bucket-notification calls: the serving
+        gateway refuses them (ceph.sh), so that no owner or anonymous caller can read a topic's
+        broker password or remove the wiring, and the delivering gateway answers nothing at all.
+        """
+        subprocess.run(["bash", script("ceph.sh"), "wire-start"], check=True, env=self._env())
+        try:
+            yield f"http://127.0.0.1:{self.wire_port}"
+        finally:
+            subprocess.run(["bash", script("ceph.sh"), "wire-stop"], check=False, env=self._env())
 
 
 def new_secret(length: int = 24) -> str:
@@ -268,12 +286,20 @@ def service_settings(service: str, values: dict[str, str]) -> dict[str, str]:
     owner's Postgres role, the broker users' passwords and the other services' keys are left out.
     """
     others = {name for svc in SERVICES for name in (*service_key_settings(svc), metrics_port_setting(svc))}
+    others |= {name for user in SECOND_S3_USERS.values() for name in service_key_settings(user)}
     own = {k: v for k, v in values.items() if k not in CLI_ONLY_SETTINGS and k not in others}
     if metrics_port_setting(service) in values:
         own["GENOBASE_METRICS_PORT"] = values[metrics_port_setting(service)]
     access, secret = service_key_settings(service)
     if access in values:
         own["GENOBASE_S3_ACCESS_KEY"], own["GENOBASE_S3_SECRET_KEY"] = values[access], values[secret]
+    if service in SECOND_S3_USERS:
+        access, secret = service_key_settings(SECOND_S3_USERS[service])
+        if access in values:
+            own["GENOBASE_S3_DOWNLOAD_ACCESS_KEY"], own["GENOBASE_S3_DOWNLOAD_SECRET_KEY"] = (
+                values[access],
+                values[secret],
+            )
     if service in BROKER_FREE_SERVICES:
         own.pop("GENOBASE_AMQP_URL", None)
     return own
@@ -281,6 +307,10 @@ def service_settings(service: str, values: dict[str, str]) -> dict[str, str]:
 
 # Services that never talk to RabbitMQ: they are given no broker credentials at all.
 BROKER_FREE_SERVICES = frozenset({"refget"})
+
+
+# A service's second S3 user (shared/s3_users.py): the intake signs result links as "downloads".
+SECOND_S3_USERS = {"intake": "downloads"}
 
 
 # The stages that may run as several processes at once: RabbitMQ's competing consumers share their
@@ -576,7 +606,10 @@ def browser_origins(base_url: str) -> list[str]:
 
 
 def prepare_pipeline(
-    settings: Settings, rgw_push_endpoint: str | None, s3_secrets: dict[str, str] | None = None
+    settings: Settings,
+    rgw_push_endpoint: str | None,
+    s3_secrets: dict[str, str] | None = None,
+    ceph: CephCluster | None = None,
 ) -> dict[str, str]:
     """Everything the services expect to exist: schema, exchanges and queues, buckets, notifications,
     and each S3-using service's own user and grants.
@@ -597,18 +630,22 @@ def prepare_pipeline(
     store = ObjectStore(settings)
     store.ensure_bucket(settings.uploads_bucket)
     store.ensure_bucket(settings.results_bucket)
+    store.protect_buckets((settings.uploads_bucket, settings.results_bucket))
     if rgw_push_endpoint is not None:
+        if ceph is None:
+            raise ValueError("wiring RGW's notifications needs its cluster (the wiring gateway)")
         store.allow_browser_uploads(settings.uploads_bucket, browser_origins(settings.status_base_url))
-        wire_rgw(
-            settings.s3_endpoint,
-            settings.s3_access_key.get_secret_value(),
-            settings.s3_secret_key.get_secret_value(),
-            settings.uploads_bucket,
-            settings.events_routing_key,
-            rgw_push_endpoint,
-            settings.events_exchange,
-            settings.s3_region,
-        )
+        with ceph.wiring_gateway() as wiring_endpoint:
+            wire_rgw(
+                wiring_endpoint,
+                settings.s3_access_key.get_secret_value(),
+                settings.s3_secret_key.get_secret_value(),
+                settings.uploads_bucket,
+                settings.events_routing_key,
+                rgw_push_endpoint,
+                settings.events_exchange,
+                settings.s3_region,
+            )
     from shared.s3_users import provision_services
 
     keys: dict[str, str] = {}

@@ -92,7 +92,7 @@ def upload(
             _save(state_path, ticket)
     print(f"upload {ticket['id']} -> s3://{ticket['bucket']}/{ticket['key']}", file=sys.stderr)
     if ticket["upload_method"] == "PUT":
-        _put(path, ticket["upload_url"])
+        _put(path, ticket["upload_url"], ticket.get("upload_headers", {}))
     else:
         _multipart(client, path, ticket, workers)
         state_path.unlink(missing_ok=True)
@@ -112,7 +112,8 @@ def _resumable(client: httpx.Client, state_path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _put(path: Path, url: str) -> None:
+def _put(path: Path, url: str, signed_headers: dict[str, str]) -> None:
+    """PUT the file to its ticket, with the headers the ticket signed (the store checks them)."""
     size = path.stat().st_size
     progress = Progress(size)
 
@@ -122,7 +123,7 @@ def _put(path: Path, url: str) -> None:
                 progress.add(len(chunk))
                 yield chunk
 
-    response = httpx.put(url, content=body(), headers={"Content-Length": str(size)}, timeout=None)
+    response = httpx.put(url, content=body(), headers={**signed_headers, "Content-Length": str(size)}, timeout=None)
     progress.finish()
     if response.status_code >= 300:
         raise SystemExit(f"upload failed: HTTP {response.status_code} {response.text[:500]}")

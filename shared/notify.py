@@ -36,9 +36,11 @@ def wire_rgw(
 ) -> str:
     """Create (or update) the topic and point the bucket's notifications at it; returns the topic ARN.
 
-    ``amqp_endpoint`` carries the broker user and password. RGW accepts a password in a topic only
-    over HTTPS; the stack's RGW listens on loopback and trusts ``X-Forwarded-Proto`` (ceph.sh sets
-    ``rgw trust forwarded https``), so these calls say they came through a TLS proxy.
+    ``endpoint`` is the wiring gateway (``CephCluster.wiring_gateway``): the serving gateway
+    refuses topic and bucket-notification calls. ``amqp_endpoint`` carries the broker user and
+    password. RGW accepts a password in a topic only over HTTPS; the wiring gateway listens on
+    loopback, only while it wires, and trusts ``X-Forwarded-Proto`` (ceph.sh), so these calls say
+    they came through a TLS proxy.
     """
     config = Config(signature_version="s3v4", s3={"addressing_style": "path"})
     sns = boto3.client(

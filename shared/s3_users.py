@@ -27,10 +27,30 @@ from botocore.exceptions import ClientError
 from shared.settings import Settings
 
 # The users the services run as, and what each does: the parser reads uploads; the assembler writes
-# results (multipart, and aborts its own unfinished attempts); the intake presigns uploads and
-# result downloads and checks that the uploads bucket answers; the watchdog aborts the multipart
-# uploads of expired tickets. The persister uses no S3.
-S3_SERVICES = ("intake", "parser", "assembler", "watchdog")
+# results (multipart, and aborts its own unfinished attempts); the intake signs the clients' uploads
+# and checks that the uploads bucket answers; "downloads" is the intake's second user, which signs
+# the links to results and nothing else; the watchdog aborts the multipart uploads of expired
+# tickets. The persister uses no S3.
+#
+# The intake's two users keep a ticket from reading anything: a presigned PUT carries its signer's
+# rights, and a client may add headers the signature does not cover. With ``x-amz-copy-source`` a
+# ticket would copy any object its signer can read into the ticket's key, so the signer of tickets
+# can read nothing at all, and the signer of result links can write nothing.
+S3_SERVICES = ("intake", "downloads", "parser", "assembler", "watchdog")
+
+# What no user may do to an object beyond what its grants allow, whoever wrote the object. On RGW
+# an object's writer owns it and its ACL lets the writer read it (the intake's user writes every
+# object that arrives through a ticket), and a writer may add grants for others (``x-amz-grant-*``):
+# an explicit Deny in the bucket's policy outweighs every ACL.
+OBJECT_ACTIONS = (
+    "s3:GetObject",
+    "s3:GetObjectAcl",
+    "s3:PutObjectAcl",
+    "s3:DeleteObject",
+    "s3:GetObjectTagging",
+    "s3:PutObjectTagging",
+    "s3:DeleteObjectTagging",
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +76,23 @@ class Grant:
 _WRITE_OBJECTS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
 
 
+def _with_denials(allowed: tuple[Grant, ...], buckets: tuple[str, ...]) -> tuple[Grant, ...]:
+    """``allowed``, then a Deny of every object action that ``allowed`` does not give, per bucket.
+
+    A bucket where the user may read some prefix only (none today) keeps its reads: the denial is
+    per bucket, so it never takes back what ``allowed`` gives.
+    """
+    denials = []
+    for bucket in buckets:
+        given = {a for g in allowed if g.effect == "Allow" and bucket in buckets_of([g]) for a in g.actions}
+        refused = tuple(a for a in OBJECT_ACTIONS if a not in given)
+        if refused:
+            denials.append(Grant(refused, (f"{bucket}/*",), effect="Deny"))
+    return (*allowed, *denials)
+
+
 def service_grants(uploads_bucket: str, results_bucket: str) -> dict[str, tuple[Grant, ...]]:
-    return {
+    allowed: dict[str, tuple[Grant, ...]] = {
         "parser": (Grant(("s3:GetObject",), (f"{uploads_bucket}/*",)),),
         "assembler": (
             Grant(_WRITE_OBJECTS, (f"{results_bucket}/*",)),
@@ -66,22 +101,17 @@ def service_grants(uploads_bucket: str, results_bucket: str) -> dict[str, tuple[
         "watchdog": (Grant(("s3:AbortMultipartUpload",), (f"{uploads_bucket}/*",)),),
         "intake": (
             Grant(_WRITE_OBJECTS, (f"{uploads_bucket}/*",)),
-            Grant(("s3:GetObject",), (f"{results_bucket}/*",)),
             Grant(("s3:ListBucket",), (uploads_bucket,)),
         ),
+        "downloads": (Grant(("s3:GetObject",), (f"{results_bucket}/*",)),),
     }
+    buckets = (uploads_bucket, results_bucket)
+    return {service: _with_denials(grants, buckets) for service, grants in allowed.items()}
 
 
-def owner_grants(owner: str, uploads_bucket: str) -> tuple[Grant, ...]:
+def owner_grants(owner: str, uploads_bucket: str, results_bucket: str) -> tuple[Grant, ...]:
     """Write under ``<owner>/`` in the uploads bucket, and nothing else: not even read back."""
-    return (
-        Grant(_WRITE_OBJECTS, (f"{uploads_bucket}/{owner}/*",)),
-        Grant(
-            ("s3:GetObject", "s3:GetObjectAcl", "s3:PutObjectAcl", "s3:DeleteObject"),
-            (f"{uploads_bucket}/*",),
-            effect="Deny",
-        ),
-    )
+    return _with_denials((Grant(_WRITE_OBJECTS, (f"{uploads_bucket}/{owner}/*",)),), (uploads_bucket, results_bucket))
 
 
 def service_user(service: str) -> str:

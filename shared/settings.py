@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     s3_public_endpoint: str | None = None
     s3_access_key: SecretStr = SecretStr("")
     s3_secret_key: SecretStr = SecretStr("")
+    # The intake's second S3 user, which signs the links to results (and can do nothing else);
+    # unset, the main user signs them.
+    s3_download_access_key: SecretStr = SecretStr("")
+    s3_download_secret_key: SecretStr = SecretStr("")
     s3_region: str = "us-east-1"
     uploads_bucket: str = "uploads"
     results_bucket: str = "results"

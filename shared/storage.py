@@ -39,12 +39,22 @@ def uploads_of_key(pages: Iterable[dict[str, Any]], key: str) -> list[dict[str, 
     return [upload for page in pages for upload in page.get("Uploads", []) if upload["Key"] == key]
 
 
-def make_client(settings: Settings, endpoint: str | None = None) -> Any:
+# The one Content-Type an object PUT through a ticket may have: the ticket signs it, so a client
+# that sends another (or none) is refused by the store. The intake gives it to the client with the
+# ticket (``upload_headers``). The pipeline never reads it: the format is found from the content.
+UPLOAD_CONTENT_TYPE = "application/octet-stream"
+
+
+def make_client(settings: Settings, endpoint: str | None = None, credentials: tuple[str, str] | None = None) -> Any:
+    access, secret = credentials or (
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+    )
     return boto3.client(
         "s3",
         endpoint_url=endpoint or settings.s3_endpoint,
-        aws_access_key_id=settings.s3_access_key.get_secret_value(),
-        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
         region_name=settings.s3_region,
         config=Config(
             signature_version="s3v4",
@@ -67,12 +77,47 @@ class ObjectStore:
         self.client = make_client(settings)
         # Presigned URLs sign the Host header: sign with the endpoint the client will use.
         self._presigner = make_client(settings, settings.presign_endpoint)
+        # Result links are signed by a user of their own, which can read results and nothing else;
+        # the user that signs tickets can read nothing (shared/s3_users.py says why).
+        download_access = settings.s3_download_access_key.get_secret_value()
+        self._download_presigner = (
+            make_client(
+                settings,
+                settings.presign_endpoint,
+                (download_access, settings.s3_download_secret_key.get_secret_value()),
+            )
+            if download_access
+            else self._presigner
+        )
 
     def ensure_bucket(self, bucket: str) -> None:
         try:
             self.client.head_bucket(Bucket=bucket)
         except ClientError:
             self.client.create_bucket(Bucket=bucket)
+
+    def protect_buckets(self, buckets: tuple[str, ...]) -> None:
+        """Make the store ignore every public grant on ``buckets`` and their objects.
+
+        A client may add ``x-amz-acl: public-read`` or an ``x-amz-grant-*`` header to a presigned
+        PUT (RGW does not require them to be signed); with ``IgnorePublicAcls`` such a grant is
+        kept but never honoured. The other three switches stay off: with ``BlockPublicAcls`` RGW
+        Pacific refuses every PUT, even one with no ACL at all, and with ``BlockPublicPolicy`` it
+        refuses the bucket policies that carry the users' grants (measured on 16.2.15). MinIO has no
+        object ACLs: nothing to do there.
+        """
+        if self._settings.s3_kind == "minio":
+            return
+        for bucket in buckets:
+            self.client.put_public_access_block(
+                Bucket=bucket,
+                PublicAccessBlockConfiguration={
+                    "BlockPublicAcls": False,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": False,
+                    "RestrictPublicBuckets": False,
+                },
+            )
 
     def allow_browser_uploads(self, bucket: str, origins: list[str]) -> None:
         """CORS on ``bucket`` for the upload page's origins: PUT of a file or of parts, POST to
@@ -172,16 +217,19 @@ class ObjectStore:
             body.close()
 
     def presign_put(self, bucket: str, key: str, ttl: int, size: int) -> str:
-        """A PUT URL for exactly ``size`` bytes: Content-Length is signed, so any other body is refused."""
+        """A PUT URL for exactly ``size`` bytes of ``UPLOAD_CONTENT_TYPE``: both are signed, so the
+        store refuses any other body or type; the client sends ``Content-Type`` as the ticket says."""
+        params = {"Bucket": bucket, "Key": key, "ContentLength": size, "ContentType": UPLOAD_CONTENT_TYPE}
         return self._presigner.generate_presigned_url(  # type: ignore[no-any-return]
-            "put_object", Params={"Bucket": bucket, "Key": key, "ContentLength": size}, ExpiresIn=ttl
+            "put_object", Params=params, ExpiresIn=ttl
         )
 
     # --- multipart uploads of a client, signed by the intake --------------------------------------
 
     def start_multipart(self, bucket: str, key: str) -> str:
         """A new multipart upload of ``key``; returns its id."""
-        return str(self.client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"])
+        response = self.client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=UPLOAD_CONTENT_TYPE)
+        return str(response["UploadId"])
 
     def presign_part(self, bucket: str, key: str, upload_id: str, number: int, md5: str, size: int, ttl: int) -> str:
         """A PUT URL for part ``number`` whose MD5 (base64) and length are signed: the store refuses
@@ -223,7 +271,7 @@ class ObjectStore:
         return True
 
     def presign_get(self, bucket: str, key: str, ttl: int) -> str:
-        return self._presigner.generate_presigned_url(  # type: ignore[no-any-return]
+        return self._download_presigner.generate_presigned_url(  # type: ignore[no-any-return]
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
         )
 

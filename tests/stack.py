@@ -260,6 +260,8 @@ class NativeProvider:
         self._ceph = stack.CephCluster(
             self._dir / "ceph",
             rgw_port=stack.free_port(),
+            notify_port=stack.free_port(),
+            wire_port=stack.free_port(),
             mon_port=stack.free_port(),
             mon_v1_port=stack.free_port(),
             store="memstore",
@@ -281,7 +283,7 @@ class NativeProvider:
         }
         settings = Settings(**_as_kwargs(env))
         env |= stack.prepare_pipeline(
-            settings, rgw_push_endpoint=stack.amqp_url(run.rgw_amqp_user, rgw_password, run.vhost)
+            settings, rgw_push_endpoint=stack.amqp_url(run.rgw_amqp_user, rgw_password, run.vhost), ceph=self._ceph
         )
         warm_up_notifications(settings)
         return env

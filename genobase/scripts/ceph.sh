@@ -5,8 +5,28 @@
 #                   cluster is restarted with its data)
 #   ceph.sh stop    stop the daemons recorded in $BASE/pids (rgw first, mon last); WIPE=1 removes $BASE
 #   ceph.sh status  exit 0 when radosgw answers
+#   ceph.sh wire-start / wire-stop
+#                   start / stop the wiring gateway (below) on 127.0.0.1:$WIRE_PORT
 #
-# Settings (environment): BASE, RGW_PORT (7480), MON_PORT (3300), MON_V1_PORT (6789),
+# Three gateways share the cluster, each with only what its part needs:
+# * rgw.a serves everyone (the services, tickets, owners' S3 keys) on $RGW_PORT: the S3 and admin
+#   ops APIs only. No caller -- an owner's keys, a service's, or none at all -- can list, read,
+#   create or delete a notification topic or a bucket notification through it (the topics carry
+#   the broker user's password, and on Ceph Pacific any user of the tenant may otherwise read or
+#   delete them), and it trusts no forwarded header. Its Ceph key cannot take a notification
+#   queue's lock (no class "lock" in the notif namespace): it queues events, never delivers them.
+# * rgw.notify delivers the queued events to the broker: it alone holds the queues' locks. It has
+#   the notifications API and nothing else (RGW connects to AMQP only where that API is on), and
+#   its frontend refuses every request. Because no client load reaches it, a crash of rgw.a under
+#   load (seen on 16.2.15) no longer holds the queues for the 90 s that a dead owner's lock lasts.
+# * rgw.wire runs only while `genobase up` wires the bucket to the broker (wire-start, wire-stop):
+#   the notifications API, and "X-Forwarded-Proto: https" believed (RGW takes a password in a
+#   topic only over HTTPS). Making a topic takes a key that could also lock the topic's queue: a
+#   lock this gateway still holds when it stops is broken then, so that rgw.notify takes it at
+#   once instead of waiting 90 s for it to expire.
+#
+# Settings (environment): BASE, RGW_PORT (7480), NOTIFY_PORT (7478), WIRE_PORT (7479), MON_PORT (3300),
+# MON_V1_PORT (6789),
 # OSD_STORE=bluestore|memstore (bluestore: data on a sparse file of BLUESTORE_BLOCK_SIZE, default
 # 64 GiB, kept across restarts; deleted objects free space inside it but never shrink it; memstore:
 # RAM only, for throwaway test clusters).
@@ -22,6 +42,8 @@ umask 077
 cmd=${1:-start}
 BASE=${BASE:?BASE must name the cluster directory}
 RGW_PORT=${RGW_PORT:-7480}
+WIRE_PORT=${WIRE_PORT:-7479}
+NOTIFY_PORT=${NOTIFY_PORT:-7478}
 MON_PORT=${MON_PORT:-3300}
 MON_V1_PORT=${MON_V1_PORT:-6789}
 OSD_STORE=${OSD_STORE:-bluestore}
@@ -34,15 +56,16 @@ T0=$(date +%s.%N)
 log() { awk -v t0="$T0" -v now="$(date +%s.%N)" -v m="$*" 'BEGIN{printf "[ceph %5.2fs] %s\n", now-t0, m}' >&2; }
 ceph_() { timeout 30 ceph --connect-timeout 20 "$@"; }
 
-rgw_answers() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$RGW_PORT/" || true)" = 200 ]; }
+answers() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/" || true)" = "${2:-200}" ]; }
+rgw_answers() { answers "$RGW_PORT"; }
 
 stop() {
-  for name in rgw.a osd.0 mon.a; do
+  for name in rgw.wire rgw.a rgw.notify osd.0 mon.a; do
     f=$BASE/pids/$name.pid
     [ -e "$f" ] || continue
     pid=$(cat "$f")
     if kill -0 "$pid" 2>/dev/null; then
-      [ "$name" = rgw.a ] && touch "$BASE/run/rgw.stopping"
+      case $name in rgw.a|rgw.notify) touch "$BASE/run/$name.stopping" ;; esac
       # each daemon leads its own process group (setsid): signal the group, supervisor included
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
       for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
@@ -80,24 +103,58 @@ start_daemons() {
   done
   ceph_ osd dump | grep -q '^osd.0 up' || { echo "osd.0 did not come up" >&2; return 1; }
   log "osd.0 up ($OSD_STORE)"
-  rm -f "$BASE/run/rgw.stopping"
-  # radosgw (Pacific 16.2.15) has been seen to segfault in a messenger thread under load: a small
-  # supervisor restarts it; its data lives in the OSD, so nothing is lost but the requests in flight.
-  setsid bash -c 'while :; do
-      radosgw -f -n client.rgw.a
-      rc=$?
-      [ -e "$0/run/rgw.stopping" ] && exit 0
-      echo "radosgw exited with status $rc; restarting" >&2
-      sleep 0.5
-    done' "$BASE" </dev/null >>"$BASE/log/rgw.a.out" 2>&1 &
-  echo $! > "$BASE/pids/rgw.a.pid"
+  gateway_caps
+  mkdir -p "$BASE/rgw/ceph-rgw.a" "$BASE/rgw/ceph-rgw.notify"
+  supervise rgw.notify
+  supervise rgw.a
   for _ in $(seq 1 480); do
-    rgw_answers && break
-    kill -0 "$(cat "$BASE/pids/rgw.a.pid")" 2>/dev/null || { tail -n 20 "$BASE/log/rgw.a.out" >&2; return 1; }
+    rgw_answers && answers "$NOTIFY_PORT" 405 && break
+    for name in rgw.a rgw.notify; do
+      kill -0 "$(cat "$BASE/pids/$name.pid")" 2>/dev/null || { tail -n 20 "$BASE/log/$name.out" >&2; return 1; }
+    done
     sleep 0.25
   done
   rgw_answers || { echo "radosgw not answering on $RGW_PORT" >&2; return 1; }
-  log "radosgw answering on 127.0.0.1:$RGW_PORT"
+  answers "$NOTIFY_PORT" 405 || { echo "the delivering radosgw is not up on $NOTIFY_PORT" >&2; return 1; }
+  log "radosgw answering on 127.0.0.1:$RGW_PORT (events delivered by rgw.notify)"
+}
+
+# radosgw (Pacific 16.2.15) has been seen to segfault in a messenger thread under load: a small
+# supervisor restarts a gateway; its data lives in the OSD, so nothing is lost but the requests in
+# flight. Each restart is counted in $BASE/run/<name>.restarts.
+supervise() {
+  local name=$1
+  rm -f "$BASE/run/$name.stopping"
+  setsid bash -c 'while :; do
+      radosgw -f -n "client.$1"
+      rc=$?
+      [ -e "$0/run/$1.stopping" ] && exit 0
+      echo "radosgw $1 exited with status $rc; restarting" >&2
+      echo $(( $(cat "$0/run/$1.restarts" 2>/dev/null || echo 0) + 1 )) > "$0/run/$1.restarts"
+      sleep 0.5
+    done' "$BASE" "$name" </dev/null >>"$BASE/log/$name.out" 2>&1 &
+  echo $! > "$BASE/pids/$name.pid"
+}
+
+# Each gateway's Ceph key, made where missing, with its capabilities set anew (clusters made by an
+# older version of this script get today's). rgw.a may write events into the notification queues
+# (class 2pc_queue) but not lock them (class "lock" needs x there); every other pool and namespace
+# of the zone is its in full. rgw.notify and rgw.wire may do everything.
+gateway_caps() {
+  local keys=$BASE/keyring log_pool=default.rgw.log limited name
+  limited="allow rwx pool=.rgw.root, allow rwx pool=default.rgw.control, allow rwx pool=default.rgw.meta"
+  limited+=", allow rwx pool=default.rgw.otp, allow rwx pool=default.rgw.buckets.index"
+  limited+=", allow rwx pool=default.rgw.buckets.data, allow rwx pool=default.rgw.buckets.non-ec"
+  for ns in '""' gc lc intent usage reshard; do limited+=", allow rwx pool=$log_pool namespace=$ns"; done
+  limited+=", allow rw pool=$log_pool namespace=notif, allow pool=$log_pool namespace=notif class 2pc_queue"
+  for name in rgw.a rgw.notify rgw.wire; do
+    [ -s "$keys/ceph.client.$name.keyring" ] \
+      || ceph_ auth get-or-create "client.$name" mon 'allow rw' osd 'allow rwx' \
+        -o "$keys/ceph.client.$name.keyring" 2>>"$BASE/log/auth.out"
+  done
+  ceph_ auth caps client.rgw.a mon 'allow rw' osd "$limited" 2>>"$BASE/log/auth.out"
+  ceph_ auth caps client.rgw.wire mon 'allow rw' osd 'allow rwx' 2>>"$BASE/log/auth.out"
+  ceph_ auth caps client.rgw.notify mon 'allow rw' osd 'allow rwx' 2>>"$BASE/log/auth.out"
 }
 
 write_conf() {
@@ -172,10 +229,87 @@ rgw dns name = 127.0.0.1
 rgw thread pool size = 64
 rgw gc obj min wait = 5
 rgw gc processor period = 10
-# A topic's push endpoint may carry the broker user's password only over HTTPS; RGW listens on
-# loopback only, so the stack's own SNS calls say "X-Forwarded-Proto: https" (shared/notify.py).
+# S3 and the admin ops API, nothing else: no notifications API (topics, bucket notifications), no
+# Swift, STS or IAM; and no trust in a client's X-Forwarded-Proto.
+rgw enable apis = s3, admin
+rgw trust forwarded https = false
+
+[client.rgw.notify]
+keyring = $BASE/keyring/ceph.client.rgw.notify.keyring
+rgw data = $BASE/rgw/\$cluster-rgw.notify
+# a frontend that refuses every request: the notifications API alone, and no S3 to reach it by
+rgw frontends = beast endpoint=127.0.0.1:$NOTIFY_PORT
+rgw enable apis = notifications
+rgw enable gc threads = false
+rgw enable lc threads = false
+rgw enable quota threads = false
+rgw run sync thread = false
+
+[client.rgw.wire]
+keyring = $BASE/keyring/ceph.client.rgw.wire.keyring
+rgw data = $BASE/rgw/\$cluster-rgw.wire
+rgw frontends = beast endpoint=127.0.0.1:$WIRE_PORT
+rgw dns name = 127.0.0.1
+# the wiring gateway: the notifications API, and "X-Forwarded-Proto: https" believed so that a
+# topic may carry the broker password (shared/notify.py sends it); no background work of its own
+rgw enable apis = s3, notifications
 rgw trust forwarded https = true
+rgw enable gc threads = false
+rgw enable lc threads = false
+rgw enable quota threads = false
+rgw run sync thread = false
 CONF
+}
+
+wire_start() {
+  running || { echo "no cluster running in $BASE" >&2; return 1; }
+  answers "$WIRE_PORT" && { log "wiring gateway already answering"; return 0; }
+  mkdir -p "$BASE/rgw/ceph-rgw.wire"
+  setsid radosgw -f -n client.rgw.wire </dev/null >>"$BASE/log/rgw.wire.out" 2>&1 &
+  echo $! > "$BASE/pids/rgw.wire.pid"
+  for _ in $(seq 1 240); do
+    answers "$WIRE_PORT" && break
+    kill -0 "$(cat "$BASE/pids/rgw.wire.pid")" 2>/dev/null || { tail -n 20 "$BASE/log/rgw.wire.out" >&2; return 1; }
+    sleep 0.25
+  done
+  answers "$WIRE_PORT" || { echo "wiring gateway not answering on $WIRE_PORT" >&2; return 1; }
+  # its RADOS clients' ids, by which wire_stop knows the locks it took
+  timeout 30 ceph --admin-daemon "$BASE/run/ceph-mon.a.asok" sessions | python3 -c '
+import json, sys
+print(" ".join("client.%d" % s["global_id"] for s in json.load(sys.stdin) if s.get("entity_name") == "client.rgw.wire"))
+' > "$BASE/run/rgw.wire.clients"
+  log "wiring gateway answering on 127.0.0.1:$WIRE_PORT"
+}
+
+# Break every notification queue lock held by one of the stopped wiring gateway's clients.
+break_wire_locks() {
+  local clients queue holder cookie
+  clients=$(cat "$BASE/run/rgw.wire.clients" 2>/dev/null || true)
+  [ -n "$clients" ] || return 0
+  for queue in $(timeout 30 rados -p default.rgw.log -N notif ls 2>/dev/null | grep -vx queues_list_object); do
+    read -r holder cookie < <(timeout 30 rados -p default.rgw.log -N notif lock info "$queue" "${queue}_lock" 2>/dev/null \
+      | python3 -c 'import json, sys; l = json.load(sys.stdin)["lockers"]; print(l[0]["name"], l[0]["cookie"]) if l else print()' \
+      || true)
+    if [ -n "${holder:-}" ] && [[ " $clients " == *" $holder "* ]]; then
+      timeout 30 rados -p default.rgw.log -N notif lock break "$queue" "${queue}_lock" "$holder" --lock-cookie "$cookie" \
+        && log "broke the wiring gateway's lock on queue $queue"
+    fi
+  done
+  rm -f "$BASE/run/rgw.wire.clients"
+}
+
+wire_stop() {
+  local f=$BASE/pids/rgw.wire.pid pid
+  [ -e "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; }
+    log "stopped rgw.wire (pid $pid)"
+  fi
+  rm -f "$f"
+  break_wire_locks
 }
 
 start() {
@@ -185,12 +319,15 @@ start() {
   fi
   if [ "$OSD_STORE" = bluestore ] && [ -e "$BASE/osd/ceph-0/block" ] && [ -e "$BASE/created" ]; then
     log "restarting existing BlueStore cluster"
+    # the configuration is this script's: written anew, so that a cluster made by an older
+    # version gets today's gateway settings
+    write_conf "$(awk '$1 == "fsid" {print $3}' "$CEPH_CONF")"
     start_mon
     start_daemons
     return 0
   fi
   rm -rf "$BASE"
-  mkdir -p "$BASE"/{mon/ceph-a,osd/ceph-0,rgw/ceph-rgw.a,log,run,pids,crash,keyring}
+  mkdir -p "$BASE"/{mon/ceph-a,osd/ceph-0,rgw/ceph-rgw.a,rgw/ceph-rgw.notify,rgw/ceph-rgw.wire,log,run,pids,crash,keyring}
   trap 'rc=$?; if [ $rc -ne 0 ]; then echo "ceph start failed (rc=$rc)" >&2; stop; fi' EXIT
   local fsid osd_uuid
   fsid=$(uuidgen); osd_uuid=$(uuidgen)
@@ -209,7 +346,6 @@ start() {
   ceph-osd -i 0 --mkfs --osd-uuid "$osd_uuid" >"$BASE/log/osd.0.mkfs.out" 2>&1 \
     || { tail -n 30 "$BASE/log/osd.0.mkfs.out" >&2; exit 1; }
   log "osd.0 mkfs done ($OSD_STORE)"
-  ceph_ auth get-or-create client.rgw.a mon 'allow rw' osd 'allow rwx' -o "$keys/ceph.client.rgw.a.keyring" 2>>"$BASE/log/auth.out"
   start_daemons
   # keys generated here, never passed in: they reach the caller through user.json (mode 600)
   radosgw-admin user create --uid=genobase --display-name=genobase --gen-access-key --gen-secret \
@@ -223,5 +359,7 @@ case "$cmd" in
   start) start ;;
   stop) stop ;;
   status) rgw_answers ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  wire-start) wire_start ;;
+  wire-stop) wire_stop ;;
+  *) echo "usage: $0 start|stop|status|wire-start|wire-stop" >&2; exit 2 ;;
 esac

@@ -40,7 +40,7 @@ from shared.postgres import refget as collections
 from shared.postgres import uploads as queries
 from shared.postgres.connection import ping, request_pool
 from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
 from shared.uploads import ERROR_CODES, ErrorCode, QuotaRefusal, Quotas, State, Upload, new_error_id, quota_refusal
 
 # S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
@@ -114,6 +114,9 @@ class UploadTicket(BaseModel):
     key: str
     upload_method: Literal["PUT", "multipart"] = "PUT"
     upload_url: str | None = Field(default=None, description="PUT: the presigned URL for the whole file")
+    upload_headers: dict[str, str] = Field(
+        default_factory=dict, description="PUT: headers to send with upload_url, exactly (they are signed)"
+    )
     multipart: MultipartTicket | None = None
     expires_at: datetime
     status_url: str
@@ -471,6 +474,7 @@ def create_upload(body: UploadRequest, services: ServicesDep, caller: CallerDep)
             bucket=bucket,
             key=key,
             upload_url=services.store.presign_put(bucket, key, ttl, body.size),
+            upload_headers={"Content-Type": UPLOAD_CONTENT_TYPE},
             expires_at=expires_at,
             status_url=status_url,
         )

@@ -29,7 +29,7 @@ def upload_via_intake(pipeline: Pipeline, filename: str, data: bytes, **extra: A
     response = pipeline.http.post("/uploads", json={"filename": filename, "size": len(data), **extra})
     assert response.status_code == 201, response.text
     ticket: dict[str, Any] = response.json()
-    put = http.put(ticket["upload_url"], content=data)
+    put = http.put(ticket["upload_url"], content=data, headers=ticket["upload_headers"])
     assert put.status_code == 200, put.text
     return ticket
 

@@ -86,7 +86,12 @@ def test_one_line_of_two_gigabytes_fails_at_its_start(
     ticket = response.raise_for_status().json()
     ledger.attempt(ticket["id"], "failed")
     ledger.inject("bad input")
-    put = httpx.put(ticket["upload_url"], content=body(), headers={"Content-Length": str(size)}, timeout=600)
+    put = httpx.put(
+        ticket["upload_url"],
+        content=body(),
+        headers={**ticket["upload_headers"], "Content-Length": str(size)},
+        timeout=600,
+    )
     assert put.status_code == 200, put.text
     try:
         status = pipeline.wait_for(ticket["id"], timeout=300)

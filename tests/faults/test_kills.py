@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests import http
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import download
@@ -124,7 +124,7 @@ def test_overwritten_object_is_a_new_generation(pipeline: Pipeline, settings: Se
     assert pipeline.wait_for(ticket["id"])["state"] == "done"
     ledger.inject("object overwritten (new generation)")
     url = ObjectStore(settings).presign_put(ticket["bucket"], ticket["key"], 60, len(second))
-    put = http.put(url, content=second)
+    put = http.put(url, content=second, headers={"Content-Type": UPLOAD_CONTENT_TYPE})
     assert put.status_code == 200
     deadline = time.monotonic() + 180  # RGW persistent topics occasionally hold an event back for a minute
     while (status := pipeline.status(ticket["id"]))["generation"] < 2:

@@ -13,7 +13,7 @@ import pytest
 
 from shared.broker import Publisher
 from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests import http
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import rgw_style_event
@@ -122,7 +122,8 @@ def test_an_event_time_in_the_future_does_not_make_later_events_stale(
     _publish_event(settings, ticket["bucket"], ticket["key"], len(first), etag, datetime.now(UTC) + timedelta(days=365))
     ledger.inject("notification dated a year ahead")
     time.sleep(3)
-    put = http.put(store.presign_put(ticket["bucket"], ticket["key"], 60, len(second)), content=second)
+    url = store.presign_put(ticket["bucket"], ticket["key"], 60, len(second))
+    put = http.put(url, content=second, headers={"Content-Type": UPLOAD_CONTENT_TYPE})
     assert put.status_code == 200
     deadline = time.monotonic() + 180  # RGW persistent topics occasionally hold an event back for a minute
     while (status := pipeline.status(ticket["id"]))["generation"] < 2 or status["state"] not in ("done", "failed"):

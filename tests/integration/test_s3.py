@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 
 from shared.settings import Settings
-from shared.storage import ObjectChanged, ObjectStore
+from shared.storage import UPLOAD_CONTENT_TYPE, ObjectChanged, ObjectStore
 from tests import http
 
 pytestmark = pytest.mark.integration
@@ -85,8 +85,8 @@ def test_stale_multipart_uploads_are_aborted(store: ObjectStore, settings: Setti
 def test_presigned_put_is_scoped_to_one_key(store: ObjectStore, settings: Settings) -> None:
     key = _key()
     url = store.presign_put(settings.results_bucket, key, 60, len(b">a\nAC\n"))
-    assert http.put(url, content=b">a\nAC\n").status_code == 200
+    assert http.put(url, content=b">a\nAC\n", headers={"Content-Type": UPLOAD_CONTENT_TYPE}).status_code == 200
     other = url.replace(key, key + "x")
-    assert http.put(other, content=b">a\nAC\n").status_code == 403
+    assert http.put(other, content=b">a\nAC\n", headers={"Content-Type": UPLOAD_CONTENT_TYPE}).status_code == 403
     get = store.presign_get(settings.results_bucket, key, 60)
     assert http.get(get).content == b">a\nAC\n"

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from genobase import stack
 from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests.conftest import Pipeline
 from tests.security.test_keys import client
 from tests.stack import NativeProvider, StackProvider, _as_kwargs
@@ -145,11 +145,13 @@ def test_each_service_s3_user_reaches_only_its_own_part(
     key = f"svc-check/{uuid.uuid4()}.fa"
     ObjectStore(settings).client.put_object(Bucket=uploads, Key=key, Body=FASTA)
     assert pipeline.wait_for_object(uploads, key)["state"] == "done"
-    parser, assembler, intake = (service_s3(settings, stack_env, s) for s in ("parser", "assembler", "intake"))
+    parser, assembler, intake, downloads = (
+        service_s3(settings, stack_env, s) for s in ("parser", "assembler", "intake", "downloads")
+    )
     assert parser.get_object(Bucket=uploads, Key=key)["Body"].read() == FASTA  # what it does
     result_key = f"svc-check/{uuid.uuid4()}.json"
     assembler.put_object(Bucket=results, Key=result_key, Body=b"{}")
-    assert intake.get_object(Bucket=results, Key=result_key)["Body"].read() == b"{}"  # a download URL's read
+    assert downloads.get_object(Bucket=results, Key=result_key)["Body"].read() == b"{}"  # a result link's read
     beyond = {
         "parser writes uploads": lambda: parser.put_object(Bucket=uploads, Key=key, Body=b"x"),
         "parser reads results": lambda: parser.get_object(Bucket=results, Key=result_key),
@@ -158,6 +160,10 @@ def test_each_service_s3_user_reaches_only_its_own_part(
         "assembler writes uploads": lambda: assembler.put_object(Bucket=uploads, Key=key, Body=b"x"),
         "assembler deletes results": lambda: assembler.delete_object(Bucket=results, Key=result_key),
         "intake reads uploads": lambda: intake.get_object(Bucket=uploads, Key=key),
+        "intake reads results": lambda: intake.get_object(Bucket=results, Key=result_key),
+        "downloads reads uploads": lambda: downloads.get_object(Bucket=uploads, Key=key),
+        "downloads writes uploads": lambda: downloads.put_object(Bucket=uploads, Key=key, Body=b"x"),
+        "downloads writes results": lambda: downloads.put_object(Bucket=results, Key=result_key, Body=b"x"),
         "intake writes results": lambda: intake.put_object(Bucket=results, Key=result_key, Body=b"x"),
         "intake deletes uploads": lambda: intake.delete_object(Bucket=uploads, Key=key),
     }
@@ -176,11 +182,13 @@ def test_each_service_s3_user_reaches_only_its_own_part(
 def test_a_presigned_put_takes_exactly_the_declared_size(pipeline: Pipeline, settings: Settings) -> None:
     ticket = pipeline.http.post("/uploads", json={"filename": "sized.fa", "size": len(FASTA)}).raise_for_status().json()
     for body in (FASTA + b">b\nAC\n", FASTA[:-2], b""):
-        put = httpx.put(ticket["upload_url"], content=body, timeout=30)
+        put = httpx.put(ticket["upload_url"], content=body, headers=ticket["upload_headers"], timeout=30)
         assert put.status_code == 403, (len(body), put.status_code, put.text)
     assert not ObjectStore(settings).exists(ticket["bucket"], ticket["key"])
     assert pipeline.status(ticket["id"])["state"] == "awaiting_upload"
-    assert httpx.put(ticket["upload_url"], content=FASTA, timeout=30).status_code == 200
+    assert (
+        httpx.put(ticket["upload_url"], content=FASTA, headers=ticket["upload_headers"], timeout=30).status_code == 200
+    )
     assert pipeline.wait_for(ticket["id"])["state"] == "done"
 
 
@@ -201,7 +209,7 @@ def test_an_unused_ticket_stops_working_and_expires(
     intake = Settings(**_as_kwargs({**stack_env, **own}))
     short = ObjectStore(intake).presign_put(ticket["bucket"], ticket["key"], 1, len(FASTA))
     time.sleep(2.5)
-    assert httpx.put(short, content=FASTA, timeout=30).status_code == 403
+    assert httpx.put(short, content=FASTA, headers={"Content-Type": UPLOAD_CONTENT_TYPE}, timeout=30).status_code == 403
     # Its ticket's end, moved into the past (as the clock would), then the watchdog's sweep.
     with psycopg.connect(settings.pg_dsn.get_secret_value(), autocommit=True) as conn:
         conn.execute(
@@ -238,7 +246,8 @@ def test_secret_files_are_owner_only(pipeline: Pipeline, stack_provider: StackPr
         for path in [ceph / "user.json", *(ceph / "keyring").iterdir()]:
             modes[str(path.relative_to(ceph))] = oct(path.stat().st_mode & 0o777)
         assert oct((ceph / "keyring").stat().st_mode & 0o777) == "0o700"
-        assert len(list((ceph / "keyring").iterdir())) == 4  # mon., client.admin, osd.0, client.rgw.a
+        # mon., client.admin, osd.0, and the three gateways' (client.rgw.a, .notify, .wire)
+        assert len(list((ceph / "keyring").iterdir())) == 6
     assert set(modes.values()) == {"0o600"}, modes
 
 

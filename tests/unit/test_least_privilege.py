@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from genobase import stack
-from shared.s3_users import S3_SERVICES, _sid, _sid_prefix, owner_grants, service_grants
+from shared.s3_users import OBJECT_ACTIONS, S3_SERVICES, Grant, _sid, _sid_prefix, owner_grants, service_grants
 
 VALUES = {
     "GENOBASE_PG_DSN": "postgresql://genobase_app:rt@127.0.0.1/genobase",
@@ -24,6 +24,8 @@ VALUES = {
     "GENOBASE_INTAKE_S3_SECRET_KEY": "intake-secret",
     "GENOBASE_WATCHDOG_S3_ACCESS_KEY": "WATCHDOG",
     "GENOBASE_WATCHDOG_S3_SECRET_KEY": "watchdog-secret",
+    "GENOBASE_DOWNLOADS_S3_ACCESS_KEY": "DOWNLOADS",
+    "GENOBASE_DOWNLOADS_S3_SECRET_KEY": "downloads-secret",
     "GENOBASE_UPLOADS_BUCKET": "uploads",
 }
 
@@ -36,33 +38,55 @@ def test_each_service_gets_its_own_s3_keys_and_no_other_secret() -> None:
         text = "\n".join(given.values())
         for secret in ("owner", "admin-secret", "gbk_admin", "rgwpw", "ADMIN"):
             assert secret not in text.split("\n"), (service, secret)
-        own = {s for s in S3_SERVICES if s != service}
+        second = stack.SECOND_S3_USERS.get(service)
+        own = {s for s in S3_SERVICES if s not in (service, second)}
         for other in own:
             assert f"{other}-secret" not in text, (service, other)
         if service in S3_SERVICES:
             assert given["GENOBASE_S3_SECRET_KEY"] == f"{service}-secret"
         else:
             assert "GENOBASE_S3_SECRET_KEY" not in given  # persister and refget use no S3
+        if second is not None:
+            assert given["GENOBASE_S3_DOWNLOAD_SECRET_KEY"] == f"{second}-secret"
+        else:
+            assert "GENOBASE_S3_DOWNLOAD_SECRET_KEY" not in given
+
+
+def _actions(grants: tuple[Grant, ...]) -> set[tuple[str, str, str]]:
+    return {(a, r, g.effect) for g in grants for a in g.actions for r in g.resources}
 
 
 def test_service_grants_are_what_each_does() -> None:
     grants = service_grants("up", "res")
-    actions = {
-        svc: {(a, r, g.effect) for g in gs for a in g.actions for r in g.resources} for svc, gs in grants.items()
-    }
-    assert actions["parser"] == {("s3:GetObject", "up/*", "Allow")}
-    assert ("s3:PutObject", "res/*", "Allow") in actions["assembler"]
-    assert not any(r.startswith("up") for _, r, _ in actions["assembler"])  # never touches uploads
-    assert ("s3:PutObject", "up/*", "Allow") in actions["intake"]
-    assert not any(a == "s3:GetObject" and r == "up/*" for a, r, _ in actions["intake"])  # presigns, never reads
-    assert actions["watchdog"] == {("s3:AbortMultipartUpload", "up/*", "Allow")}
-    assert not any(a in ("s3:DeleteObject", "s3:*") for svc in actions.values() for a, _, _ in svc)
+    allowed = {svc: {(a, r) for a, r, e in _actions(gs) if e == "Allow"} for svc, gs in grants.items()}
+    assert allowed["parser"] == {("s3:GetObject", "up/*")}
+    assert ("s3:PutObject", "res/*") in allowed["assembler"]
+    assert not any(r.startswith("up") for _, r in allowed["assembler"])  # never touches uploads
+    assert ("s3:PutObject", "up/*") in allowed["intake"]
+    assert not any(a == "s3:GetObject" for a, _ in allowed["intake"])  # signs tickets, reads nothing
+    assert allowed["downloads"] == {("s3:GetObject", "res/*")}  # signs result links, writes nothing
+    assert allowed["watchdog"] == {("s3:AbortMultipartUpload", "up/*")}
+    assert not any(a in ("s3:DeleteObject", "s3:*") for svc in allowed.values() for a, _ in svc)
+
+
+def test_every_user_is_denied_every_object_action_beyond_its_grants() -> None:
+    """An ACL (the writer's own, or one a client added to a ticket) cannot give back what is denied."""
+    everyone = {**service_grants("up", "res"), "owner": owner_grants("alice", "up", "res")}
+    for user, grants in everyone.items():
+        actions = _actions(grants)
+        allowed = {(a, r) for a, r, e in actions if e == "Allow"}
+        for bucket in ("up", "res"):
+            for action in OBJECT_ACTIONS:
+                if (action, f"{bucket}/*") not in allowed:
+                    assert (action, f"{bucket}/*", "Deny") in actions, (user, action, bucket)
+        assert not any((a, r, "Deny") in actions for a, r in allowed), user  # no denial of its own grants
 
 
 def test_owner_grants_write_under_the_prefix_and_deny_reads() -> None:
-    allow, deny = owner_grants("alice", "up")
+    allow, deny_uploads, deny_results = owner_grants("alice", "up", "res")
     assert allow.effect == "Allow" and allow.resources == ("up/alice/*",) and "s3:GetObject" not in allow.actions
-    assert deny.effect == "Deny" and "s3:GetObject" in deny.actions and deny.resources == ("up/*",)
+    assert deny_uploads.effect == "Deny" and "s3:GetObject" in deny_uploads.actions
+    assert deny_uploads.resources == ("up/*",) and deny_results.resources == ("res/*",)
     statement = allow.statement("S1", "arn:aws:iam:::user/owner-alice")
     assert statement["Resource"] == ["arn:aws:s3:::up/alice/*"]
     assert statement["Principal"] == {"AWS": ["arn:aws:iam:::user/owner-alice"]}

@@ -94,7 +94,7 @@ send.addEventListener("click", async () => {
     const ticket = await api("POST", "/uploads", { filename: file.name, size: file.size });
     const started = Date.now();
     if (ticket.upload_method === "PUT") {
-      await put(ticket.upload_url, file, {}, (loaded) => showSent(loaded, file.size, started));
+      await put(ticket.upload_url, file, ticket.upload_headers || {}, (loaded) => showSent(loaded, file.size, started));
     } else {
       await sendParts(ticket, file, started);
     }
