@@ -165,10 +165,17 @@ class ObjectChanged(Exception):
 
 @dataclass(frozen=True)
 class ObjectStat:
-    """What the store shows of an object now: its etag (unquoted) and size."""
+    """What the store shows of an object now: its etag (unquoted) and size.
+
+    ``unsigned_attributes``: what the object carries that no ticket signs (user metadata, tags, a
+    Content-Type other than the ticket's, caching or encoding headers), by header name. A client
+    may add those headers to a presigned PUT and the store keeps them; the parser refuses such an
+    object of a registered upload (``shared/storage.py`` says which headers count).
+    """
 
     etag: str
     size: int
+    unsigned_attributes: tuple[str, ...] = ()
 
 
 class ObjectReader(Protocol):

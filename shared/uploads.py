@@ -133,6 +133,8 @@ class PipelineErrorCode(StrEnum):
     OWNER_REVOKED = "owner_revoked"  # the upload's owner has no valid key any more (state ``revoked``)
     # The owner's uploads together inflated more gzip content than GENOBASE_QUOTA_INFLATED_BYTES.
     INFLATION_QUOTA_EXCEEDED = "inflation_quota_exceeded"
+    # The object of a registered upload carries what its ticket did not sign (ObjectStat).
+    UNSIGNED_HEADERS = "unsigned_headers"
 
 
 # Every code an upload can fail with: the engine's and the pipeline's, each defined once.

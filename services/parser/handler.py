@@ -107,6 +107,8 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
         if not deps.uploads.start_parsing(upload.id, upload.generation):
             log.info("generation no longer parseable", state=upload.state.value)
             return
+        if upload.registered and _carries_unsigned_headers(event, upload, deps):
+            return
         if _split(event, upload, deps):
             return
         _parse(Source(event.bucket, event.key, event.etag), upload, deps)
@@ -508,6 +510,26 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
     metrics.BYTES.labels("parse").inc(offset - start)
     metrics.RECORDS.labels("parse").inc(batcher.record_count)
     log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset - start)
+
+
+def _carries_unsigned_headers(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> bool:
+    """Fail the generation if its object carries headers its ticket did not sign; True if it did.
+
+    A presigned PUT signs its size and Content-Type; the store also keeps metadata, tags and
+    caching or encoding headers that a client adds unsigned, and no bucket policy can refuse them.
+    What a ticket was not given is refused here, before any of the object is read. An object the
+    store no longer shows with the event's etag is left to the parse, which finds it changed.
+    """
+    stored = deps.store.stat(event.bucket, event.key)
+    if stored is None or stored.etag != event.etag or not stored.unsigned_attributes:
+        return False
+    failure = Failure(
+        PipelineErrorCode.UNSIGNED_HEADERS,
+        "the upload carries headers its ticket did not sign: " + ", ".join(stored.unsigned_attributes),
+    )
+    log.warning("object with unsigned headers refused", headers=stored.unsigned_attributes, error_id=failure.error_id)
+    deps.uploads.fail(upload.id, upload.generation, failure)
+    return True
 
 
 def _fail_inflation_quota(upload: Upload, inflated: int, deps: ParserDeps) -> None:

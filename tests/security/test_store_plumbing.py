@@ -226,3 +226,29 @@ def test_no_service_reads_what_owners_uploaded_through_tickets(
     downloads_access = stack_env[stack.service_key_settings("downloads")[0]]
     assert downloads_access in result_url
     assert httpx.get(result_url, timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "added",
+    [
+        {"x-amz-meta-origin": "elsewhere"},
+        {"x-amz-tagging": "project=other"},
+        {"Cache-Control": "public, max-age=31536000"},
+        {"Content-Encoding": "gzip"},
+        {"Content-Disposition": "attachment; filename=evil.html"},
+        {"x-amz-website-redirect-location": "/elsewhere"},
+    ],
+)
+def test_what_a_ticket_did_not_sign_fails_the_upload_unread(
+    pipeline: Pipeline, settings: Settings, api_owners: tuple[str, str], added: dict[str, str]
+) -> None:
+    """The store keeps these unsigned headers (no bucket policy can refuse them on RGW): the parser
+    refuses the object of a registered upload that carries any, before reading it."""
+    _, thief = api_owners
+    ticket = client(pipeline, thief).post("/uploads", json={"filename": "extra.fa", "size": len(FASTA)}).json()
+    put = httpx.put(ticket["upload_url"], content=FASTA, headers={**ticket["upload_headers"], **added}, timeout=30)
+    assert put.status_code == 200, put.text  # taken by the store ...
+    status = pipeline.wait_for(ticket["id"])
+    assert status["state"] == "failed", status  # ... and refused by the pipeline
+    assert status["error"]["code"] == "unsigned_headers", status
+    assert status["progress"]["records_done"] == 0

@@ -412,6 +412,7 @@ class FakeObjects:
         self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.on_read: Callable[[int], None] | None = None
         self.multipart: set[tuple[str, str, str]] = set()  # (bucket, key, upload id) open
+        self.unsigned: dict[tuple[str, str], tuple[str, ...]] = {}  # attributes no ticket signs
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
         if (bucket, key, upload_id) not in self.multipart:
@@ -419,13 +420,18 @@ class FakeObjects:
         self.multipart.remove((bucket, key, upload_id))
         return True
 
-    def put(self, bucket: str, key: str, data: bytes, etag: str) -> ObjectCreated:
+    def put(
+        self, bucket: str, key: str, data: bytes, etag: str, unsigned_attributes: tuple[str, ...] = ()
+    ) -> ObjectCreated:
         self.objects[(bucket, key)] = (data, etag)
+        self.unsigned[(bucket, key)] = unsigned_attributes
         return ObjectCreated(bucket=bucket, key=key, size=len(data), etag=etag, event_time=datetime.now(UTC))
 
     def stat(self, bucket: str, key: str) -> ObjectStat | None:
         found = self.objects.get((bucket, key))
-        return None if found is None else ObjectStat(found[1], len(found[0]))
+        if found is None:
+            return None
+        return ObjectStat(found[1], len(found[0]), self.unsigned.get((bucket, key), ()))
 
     def exists(self, bucket: str, key: str) -> bool:
         return (bucket, key) in self.objects

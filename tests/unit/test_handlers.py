@@ -553,3 +553,26 @@ def test_an_upload_changed_between_look_and_lock_is_looked_at_again(parser: Pars
     handle_parse([first.model_copy(update={"event_time": None})], parser)  # e1 redelivered
     after = uploads.uploads[upload.id]
     assert (after.etag, after.generation) == ("e2", 2)  # e1 is not in the store: nothing changed
+
+
+@pytest.mark.parametrize("registered", [True, False])
+def test_a_ticket_upload_carrying_unsigned_headers_fails_unread(
+    parser: ParserDeps, objects: FakeObjects, registered: bool
+) -> None:
+    """What a presigned PUT did not sign (metadata, tags, caching headers) refuses a registered
+    upload's object before any of it is read; an object written with the owner's own keys is not
+    a ticket's, and keeps what its writer gave it."""
+    if registered:
+        ticket = make_upload(bucket=BUCKET, key="m.fa", state=State.AWAITING_UPLOAD, etag=None, generation=0)
+        parser.uploads.add(ticket)  # type: ignore[attr-defined]
+    reads: list[int] = []
+    objects.on_read = reads.append
+    event = objects.put(BUCKET, "m.fa", FASTA, "e1", unsigned_attributes=("x-amz-meta-evil", "x-amz-tagging-count"))
+    handle_parse([event], parser)
+    upload = only(parser.uploads)  # type: ignore[arg-type]
+    if registered:
+        assert upload.state is State.FAILED and upload.error_code == PipelineErrorCode.UNSIGNED_HEADERS
+        assert "x-amz-meta-evil" in (upload.error_message or "") and reads == []
+        assert parser.publisher.messages == []  # type: ignore[attr-defined]
+    else:
+        assert upload.state is State.PARSING and reads
