@@ -21,9 +21,13 @@ from typing import Any
 
 import anyio.to_thread
 import structlog
+from psycopg_pool import ConnectionPool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.access import Caller
+from shared.postgres import keys
 
 log = structlog.get_logger()
 
@@ -154,6 +158,25 @@ class AuthBeforeBody:
             return
         scope.setdefault("state", {})[CALLER_STATE] = caller
         await self._app(scope, receive, send)
+
+
+MAX_KEY_CHARS = 256  # longer than any key: refused without a look-up
+
+
+def api_key_caller(pool: ConnectionPool[Any], header: str | None) -> Caller:
+    """The owner behind an ``Authorization: Bearer KEY`` header; ``Unauthorized`` for a missing,
+    unknown or revoked key. The one key check of the intake and refget (``AuthBeforeBody``)."""
+    scheme, _, key = (header or "").strip().partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("an API key is required: Authorization: Bearer KEY")
+    found = None
+    if len(key) <= MAX_KEY_CHARS:
+        with pool.connection() as conn:
+            found = keys.find_key(conn, key)
+    if found is None or found.revoked:
+        raise Unauthorized("the API key is not valid")
+    return Caller(found.name, found.admin)
 
 
 def authenticated(request: Request, authenticate: Callable[[str | None], object]) -> object:

@@ -33,9 +33,8 @@ from shared import metrics
 from shared.access import Caller, can_see, owner_prefix
 from shared.body_limit import BodyLimit
 from shared.broker import connect as amqp_connect
-from shared.http_guard import RequestId
+from shared.http_guard import AuthBeforeBody, RequestId, Unauthorized, api_key_caller, authenticated
 from shared.parsing.alphabet import AlphabetName
-from shared.postgres import keys
 from shared.postgres import refget as collections
 from shared.postgres import uploads as queries
 from shared.postgres.connection import ping, request_pool
@@ -52,6 +51,7 @@ MAX_FILENAME_BYTES = 512
 MAX_OBJECT_BYTES = 5 * 1024**4
 # A registration is a few hundred bytes of JSON: anything much larger is refused unread.
 MAX_REQUEST_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 3  # the deepest request schema: {"parts": [{"number", "md5", "size"}]}
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 # A look-up by object: what S3 allows (a bucket name is 3-63 characters, a key at most 1,024 bytes)
 # and nothing Postgres cannot hold in text (NUL), so that no query string reaches it unchecked.
@@ -293,6 +293,10 @@ class Services:
         self.store = store
         self.broker = BrokerProbe(settings)
 
+    def authenticate(self, header: str | None) -> Caller:
+        """The caller behind an ``Authorization`` header (``AuthBeforeBody`` runs it before a body is read)."""
+        return api_key_caller(self.pool, header)
+
 
 def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
@@ -311,16 +315,17 @@ def _unauthorized(message: str) -> HTTPException:
 
 
 def get_caller(
-    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+    request: Request,
+    services: ServicesDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Caller:
-    """The owner behind the request's key: a missing, unknown or revoked key is a 401."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("an API key is required: Authorization: Bearer KEY")
-    with services.pool.connection() as conn:
-        found = keys.find_key(conn, credentials.credentials)
-    if found is None or found.revoked:
-        raise _unauthorized("the API key is not valid")
-    return Caller(found.name, found.admin)
+    """The owner behind the request's key: a missing, unknown or revoked key is a 401. A request
+    with a body was already authenticated, before its body was read (``AuthBeforeBody``)."""
+    try:
+        caller: Caller = authenticated(request, services.authenticate)  # type: ignore[assignment]
+    except Unauthorized as refusal:
+        raise _unauthorized(refusal.message) from None
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -665,7 +670,8 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = Services(settings, pool, ObjectStore(settings))
-    app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, max_json_depth=MAX_JSON_DEPTH)
+    app.add_middleware(AuthBeforeBody, authenticate=app.state.services.authenticate)
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(PageHeaders, store_origin=settings.presign_endpoint)
     app.add_middleware(RequestId)  # outermost: every answer, refusals included, carries its id

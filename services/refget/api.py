@@ -29,8 +29,7 @@ from services.refget.ranges import Refused, Slice, requested_slice
 from shared import metrics
 from shared.access import Caller
 from shared.body_limit import BodyLimit
-from shared.http_guard import AuthBeforeBody, RequestId, Unauthorized, authenticated, error_body
-from shared.postgres import keys
+from shared.http_guard import AuthBeforeBody, RequestId, Unauthorized, api_key_caller, authenticated, error_body
 from shared.postgres import refget as queries
 from shared.postgres.connection import request_pool
 from shared.seqcol import ATTRIBUTES, Collection, compare
@@ -64,7 +63,6 @@ def _accepted(accept: str | None, offered: set[str]) -> str | None:
 # A reader: the owner behind a key, or None when reads are public (GENOBASE_REFGET_PUBLIC=true).
 Reader = Caller | None
 Authenticate = Callable[[str | None], Reader]
-_MAX_KEY = 256  # longer than any key: refused without a look-up
 
 
 def reader_authentication(settings: Settings, pool: ConnectionPool[Any]) -> Authenticate:
@@ -72,19 +70,7 @@ def reader_authentication(settings: Settings, pool: ConnectionPool[Any]) -> Auth
     otherwise a missing, unknown or revoked key is ``Unauthorized``."""
 
     def authenticate(header: str | None) -> Reader:
-        if settings.refget_public:
-            return None
-        scheme, _, key = (header or "").strip().partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise Unauthorized("an API key is required: Authorization: Bearer KEY")
-        found = None
-        if len(key) <= _MAX_KEY:
-            with pool.connection() as conn:
-                found = keys.find_key(conn, key)
-        if found is None or found.revoked:
-            raise Unauthorized("the API key is not valid")
-        return Caller(found.name, found.admin)
+        return None if settings.refget_public else api_key_caller(pool, header)
 
     return authenticate
 

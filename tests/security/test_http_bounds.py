@@ -256,3 +256,22 @@ def test_every_answer_names_its_request_and_its_log_lines_do(
             break
         time.sleep(0.2)
     assert lines and all(line["request_id"] == mine for line in lines)
+
+
+def test_a_post_to_the_intake_without_a_key_is_refused_before_its_body_is_read(pipeline: Pipeline) -> None:
+    """The intake's routes take bodies from owners only: no key, no body read, no parse."""
+    base = pipeline.settings.status_base_url
+    for path in ("/uploads", f"/uploads/{uuid.uuid4()}/parts"):
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {16 * MiB}\r\n\r\n"
+        ).encode()
+        with _raw_request(base, head) as sock:
+            sock.settimeout(5)
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 401"), (path, answer[:200])
+
+
+def test_a_body_nested_deeper_than_the_intakes_schemas_is_refused_unparsed(pipeline: Pipeline) -> None:
+    body = b'{"filename": "a.fa", "size": 1, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    answer = pipeline.http.post("/uploads", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and answer.json()["detail"]["code"] == "too_deep", answer.text
