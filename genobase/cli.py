@@ -50,10 +50,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack.ensure_pg_role("genobase", pg_password, "genobase")
     runtime_password = known.get("GENOBASE_PG_RUNTIME_PASSWORD") or stack.new_secret()
     stack.ensure_pg_role(stack.PG_RUNTIME_ROLE, runtime_password)
+    # refget and the persister log in as roles of their own (the migrations grant their tables)
+    refget_password = known.get("GENOBASE_PG_REFGET_PASSWORD") or stack.new_secret()
+    stack.ensure_pg_role(stack.PG_REFGET_ROLE, refget_password)
+    persister_password = known.get("GENOBASE_PG_PERSISTER_PASSWORD") or stack.new_secret()
+    stack.ensure_pg_role(stack.PG_PERSISTER_ROLE, persister_password)
     # RabbitMQ: the stack's own vhost and user; the object store publishes as a user that can only
     # publish events. guest has no permission on the vhost.
     amqp_password = known.get("GENOBASE_RABBITMQ_PASSWORD") or stack.new_secret()
     rgw_amqp_password = known.get("GENOBASE_RABBITMQ_RGW_PASSWORD") or stack.new_secret()
+    persister_amqp_password = known.get("GENOBASE_RABBITMQ_PERSISTER_PASSWORD") or stack.new_secret()
     base_settings = Settings()
     stack.ensure_rabbitmq_user("genobase", amqp_password, stack.AMQP_VHOST)
     stack.ensure_rabbitmq_user(
@@ -61,6 +67,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         rgw_amqp_password,
         stack.AMQP_VHOST,
         *stack.rgw_publisher_permissions(base_settings.events_exchange),
+    )
+    stack.ensure_rabbitmq_user(
+        "genobase-persister", persister_amqp_password, stack.AMQP_VHOST, *stack.persister_permissions(base_settings)
     )
     ceph = stack.CephCluster(HOME.resolve() / "ceph", store=args.store)
     access, secret = ceph.start()
@@ -72,6 +81,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         "GENOBASE_PG_RUNTIME_PASSWORD": runtime_password,
         "GENOBASE_PG_OWNER_DSN": f"postgresql://genobase:{pg_password}@127.0.0.1:5432/genobase",
         "GENOBASE_PG_DSN": f"postgresql://{stack.PG_RUNTIME_ROLE}:{runtime_password}@127.0.0.1:5432/genobase",
+        "GENOBASE_PG_REFGET_PASSWORD": refget_password,
+        "GENOBASE_REFGET_PG_DSN": f"postgresql://{stack.PG_REFGET_ROLE}:{refget_password}@127.0.0.1:5432/genobase",
+        "GENOBASE_PG_PERSISTER_PASSWORD": persister_password,
+        "GENOBASE_PERSISTER_PG_DSN": (
+            f"postgresql://{stack.PG_PERSISTER_ROLE}:{persister_password}@127.0.0.1:5432/genobase"
+        ),
+        "GENOBASE_RABBITMQ_PERSISTER_PASSWORD": persister_amqp_password,
+        "GENOBASE_PERSISTER_AMQP_URL": stack.amqp_url("genobase-persister", persister_amqp_password, stack.AMQP_VHOST),
         "GENOBASE_RABBITMQ_PASSWORD": amqp_password,
         "GENOBASE_RABBITMQ_RGW_PASSWORD": rgw_amqp_password,
         "GENOBASE_AMQP_URL": stack.amqp_url("genobase", amqp_password, stack.AMQP_VHOST),

@@ -29,6 +29,8 @@ from shared.settings import Settings
 SERVICES = ("intake", "parser", "persister", "assembler", "watchdog", "refget")
 AMQP_VHOST = "genobase"  # the stack's own RabbitMQ vhost (users: genobase, genobase-rgw)
 PG_RUNTIME_ROLE = "genobase_app"  # the services' Postgres role (rows only); "genobase" owns the schema
+PG_REFGET_ROLE = "genobase_refget"  # refget's: reads its tables (shared/postgres/migrate.py)
+PG_PERSISTER_ROLE = "genobase_persister"  # the persister's: loads batches
 
 
 def script(name: str) -> str:
@@ -256,6 +258,9 @@ CLI_ONLY_SETTINGS = frozenset(
         "GENOBASE_PG_OWNER_DSN",
         "GENOBASE_PG_PASSWORD",
         "GENOBASE_PG_RUNTIME_PASSWORD",
+        "GENOBASE_PG_REFGET_PASSWORD",
+        "GENOBASE_PG_PERSISTER_PASSWORD",
+        "GENOBASE_RABBITMQ_PERSISTER_PASSWORD",
         "GENOBASE_RABBITMQ_PASSWORD",
         "GENOBASE_RABBITMQ_RGW_PASSWORD",
         "GENOBASE_S3_ACCESS_KEY",  # the store's admin user
@@ -302,7 +307,31 @@ def service_settings(service: str, values: dict[str, str]) -> dict[str, str]:
             )
     if service in BROKER_FREE_SERVICES:
         own.pop("GENOBASE_AMQP_URL", None)
+    for name in (n for names in OWN_CREDENTIALS.values() for n in names):
+        own.pop(name, None)  # another service's own credentials: never given
+    for name, as_name in OWN_CREDENTIALS.get(service, {}).items():
+        if name in values:
+            own[as_name] = values[name]
+    if "GENOBASE_PERSISTER_AMQP_URL" in values and service == "persister":
+        own["GENOBASE_AMQP_DECLARE_TOPOLOGY"] = "false"  # its user may not configure (persister_permissions)
     return own
+
+
+# Credentials of a service's own, kept in the stack file under names of their own and given to that
+# service alone, under the general name: refget's read-only Postgres role, the persister's
+# Postgres role and broker user (shared/postgres/migrate.py, persister_permissions).
+OWN_CREDENTIALS = {
+    "refget": {"GENOBASE_REFGET_PG_DSN": "GENOBASE_PG_DSN"},
+    "persister": {"GENOBASE_PERSISTER_PG_DSN": "GENOBASE_PG_DSN", "GENOBASE_PERSISTER_AMQP_URL": "GENOBASE_AMQP_URL"},
+}
+
+
+def persister_permissions(settings: Settings) -> tuple[str, str, str]:
+    """What the persister's own broker user may do, as ``rabbitmqctl set_permissions`` takes them:
+    configure nothing (``genobase up`` declares the topology), publish to the pipeline exchange (its
+    assembly requests) and the dead-letter exchange (messages it refuses), consume its own queue."""
+    exchanges = "|".join(re.escape(e) for e in (settings.pipeline_exchange, settings.dead_letter_exchange))
+    return "^$", f"^({exchanges})$", f"^{re.escape(settings.queue('persist'))}$"
 
 
 # Services that never talk to RabbitMQ: they are given no broker credentials at all.

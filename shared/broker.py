@@ -429,7 +429,10 @@ class Consumer(Generic[M]):
         self._connection = connection
         try:
             channel = connection.channel()
-            declare_topology(channel, self._settings)
+            if self._settings.amqp_declare_topology:
+                declare_topology(channel, self._settings)
+            else:  # a user that may not configure: the topology must already be there
+                channel.queue_declare(self._queue, passive=True)
             channel.basic_qos(prefetch_count=self._settings.prefetch)
             channel.basic_consume(self._queue, functools.partial(self._on_message, connection))
             log.info("consuming", queue=self._queue)

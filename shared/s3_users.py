@@ -42,14 +42,25 @@ S3_SERVICES = ("intake", "downloads", "parser", "assembler", "watchdog")
 # an object's writer owns it and its ACL lets the writer read it (the intake's user writes every
 # object that arrives through a ticket), and a writer may add grants for others (``x-amz-grant-*``):
 # an explicit Deny in the bucket's policy outweighs every ACL.
+# A request that names a version (``versionId=null`` too, on a bucket that never had versioning)
+# is checked against the ``*Version*`` action instead: each is denied alongside its plain twin.
 OBJECT_ACTIONS = (
     "s3:GetObject",
+    "s3:GetObjectVersion",
     "s3:GetObjectAcl",
+    "s3:GetObjectVersionAcl",
     "s3:PutObjectAcl",
+    "s3:PutObjectVersionAcl",
     "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
     "s3:GetObjectTagging",
+    "s3:GetObjectVersionTagging",
     "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
     "s3:DeleteObjectTagging",
+    "s3:DeleteObjectVersionTagging",
+    "s3:GetObjectTorrent",
+    "s3:GetObjectVersionTorrent",
 )
 
 

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     s3_secret_key: SecretStr = SecretStr("")
     # The intake's second S3 user, which signs the links to results (and can do nothing else);
     # unset, the main user signs them.
+    # The roles of the stages that need less than the runtime role's rows of every table (refget
+    # reads, the persister loads batches): set, the migrations grant each its own tables
+    # (shared/postgres/migrate.py) and the stack gives it as that service's GENOBASE_PG_DSN.
+    refget_pg_dsn: SecretStr = SecretStr("")
+    persister_pg_dsn: SecretStr = SecretStr("")
+    # false for a broker user that may not configure (the persister's own): the topology is then
+    # only checked (its queue declared passively), as `genobase up` declared it
+    amqp_declare_topology: bool = True
     s3_download_access_key: SecretStr = SecretStr("")
     s3_download_secret_key: SecretStr = SecretStr("")
     s3_region: str = "us-east-1"

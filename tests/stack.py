@@ -71,6 +71,18 @@ class RunResources:
         return f"genobase_rt_{self.token}"
 
     @property
+    def pg_refget_role(self) -> str:
+        return f"genobase_rf_{self.token}"
+
+    @property
+    def pg_persister_role(self) -> str:
+        return f"genobase_ps_{self.token}"
+
+    @property
+    def persister_amqp_user(self) -> str:
+        return f"genobase-test-{self.token}-persister"
+
+    @property
     def topic(self) -> str:
         return f"genobase-test-{self.token}"
 
@@ -251,11 +263,18 @@ class NativeProvider:
             self._admin_dsn = f"postgresql://genobase_test:{password}@127.0.0.1:5432/postgres"
         _create_database(self._admin_dsn, run.database)
         _create_role(self._admin_dsn, run.pg_runtime_role, self._runtime_password)
+        own_roles = {role: stack.new_secret() for role in (run.pg_refget_role, run.pg_persister_role)}
+        for role, password in own_roles.items():
+            _create_role(self._admin_dsn, role, password)
         # the run's own vhost and users, as `genobase up` makes them: guest gets nothing here
         amqp_password, rgw_password = stack.new_secret(), stack.new_secret()
         stack.ensure_rabbitmq_user(run.amqp_user, amqp_password, run.vhost)
         stack.ensure_rabbitmq_user(
             run.rgw_amqp_user, rgw_password, run.vhost, *stack.rgw_publisher_permissions(Settings().events_exchange)
+        )
+        persister_password = stack.new_secret()
+        stack.ensure_rabbitmq_user(
+            run.persister_amqp_user, persister_password, run.vhost, *stack.persister_permissions(Settings())
         )
         self._ceph = stack.CephCluster(
             self._dir / "ceph",
@@ -274,6 +293,15 @@ class NativeProvider:
                 _with_user(self._admin_dsn, run.pg_runtime_role, self._runtime_password), run.database
             ),
             "GENOBASE_AMQP_URL": stack.amqp_url(run.amqp_user, amqp_password, run.vhost),
+            # refget's and the persister's own Postgres roles and the persister's broker user
+            **{
+                name: _with_database(_with_user(self._admin_dsn, role, own_roles[role]), run.database)
+                for name, role in (
+                    ("GENOBASE_REFGET_PG_DSN", run.pg_refget_role),
+                    ("GENOBASE_PERSISTER_PG_DSN", run.pg_persister_role),
+                )
+            },
+            "GENOBASE_PERSISTER_AMQP_URL": stack.amqp_url(run.persister_amqp_user, persister_password, run.vhost),
             "GENOBASE_EVENTS_ROUTING_KEY": run.topic,
             "GENOBASE_S3_ENDPOINT": self._ceph.endpoint,
             "GENOBASE_S3_ACCESS_KEY": access,
@@ -333,11 +361,12 @@ class NativeProvider:
         if self._ceph is not None:
             self._ceph.stop(wipe=True)
         subprocess.run(["rabbitmqctl", "delete_vhost", self.run.vhost], check=False, capture_output=True)
-        for user in (self.run.amqp_user, self.run.rgw_amqp_user):
+        for user in (self.run.amqp_user, self.run.rgw_amqp_user, self.run.persister_amqp_user):
             stack.delete_rabbitmq_user(user)
         if self._admin_dsn:
             _drop_database(self._admin_dsn, self.run.database)
-            _drop_role(self._admin_dsn, self.run.pg_runtime_role)
+            for role in (self.run.pg_runtime_role, self.run.pg_refget_role, self.run.pg_persister_role):
+                _drop_role(self._admin_dsn, role)
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -671,7 +671,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = Services(settings, pool, ObjectStore(settings))
     app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, max_json_depth=MAX_JSON_DEPTH)
-    app.add_middleware(AuthBeforeBody, authenticate=app.state.services.authenticate)
+    # looked up per request: whatever authenticates the app's services (a test's stand-in too)
+    app.add_middleware(AuthBeforeBody, authenticate=lambda header: app.state.services.authenticate(header))
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(PageHeaders, store_origin=settings.presign_endpoint)
     app.add_middleware(RequestId)  # outermost: every answer, refusals included, carries its id

@@ -32,6 +32,44 @@ class RuntimeRole:
     password: str | None = None
 
 
+# What each stage with a role of its own may do, table by table; nothing else of the schema is in
+# its reach. refget reads (the key of its caller, the uploads it may see, their records and
+# collections); the persister loads batches and moves its uploads' counters, and never reads a key.
+SERVICE_PRIVILEGES: dict[str, dict[str, str]] = {
+    "refget": {
+        table: "SELECT"
+        for table in ("api_keys", "uploads", "sequence_records", "sequence_parts", "collections", "schema_migrations")
+    },
+    "persister": {
+        "uploads": "SELECT, UPDATE",
+        "upload_batches": "SELECT, INSERT",
+        "upload_shards": "SELECT, UPDATE",
+        "sequence_records": "SELECT, INSERT",
+        "sequence_parts": "SELECT, INSERT",
+        "schema_migrations": "SELECT",
+    },
+}
+
+
+@dataclass(frozen=True)
+class ServiceRole:
+    """A stage's own role (``SERVICE_PRIVILEGES``), and its password where it must be created."""
+
+    service: str
+    role: RuntimeRole
+
+
+def service_roles(settings: Settings) -> list[ServiceRole]:
+    """The stages' own roles the settings name (``GENOBASE_REFGET_PG_DSN``, ``GENOBASE_PERSISTER_PG_DSN``)."""
+    found = []
+    for service, dsn in (("refget", settings.refget_pg_dsn), ("persister", settings.persister_pg_dsn)):
+        parts = urlsplit(dsn.get_secret_value())
+        if parts.username:
+            password = unquote(parts.password) if parts.password else None
+            found.append(ServiceRole(service, RuntimeRole(unquote(parts.username), password)))
+    return found
+
+
 def runtime_role(settings: Settings) -> RuntimeRole | None:
     """The user of the services' DSN when migrations run as another role; None when they are one."""
     runtime = urlsplit(settings.pg_dsn.get_secret_value())
@@ -41,8 +79,9 @@ def runtime_role(settings: Settings) -> RuntimeRole | None:
     return RuntimeRole(unquote(runtime.username), unquote(runtime.password) if runtime.password else None)
 
 
-def migrate(conn: Connection, runtime: RuntimeRole | None = None) -> list[str]:
-    """Apply the versioned SQL files in order, then grant ``runtime``; returns the files applied now."""
+def migrate(conn: Connection, runtime: RuntimeRole | None = None, services: tuple[ServiceRole, ...] = ()) -> list[str]:
+    """Apply the versioned SQL files in order, then grant ``runtime`` and each of ``services``;
+    returns the files applied now."""
     applied_now: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -64,7 +103,43 @@ def migrate(conn: Connection, runtime: RuntimeRole | None = None) -> list[str]:
             applied_now.append(version)
         if runtime is not None:
             grant_runtime(conn, runtime)
+        for service in services:
+            grant_service(conn, service)
     return applied_now
+
+
+def _ensure_login_role(conn: Connection, runtime: RuntimeRole) -> sql.Identifier:
+    role = sql.Identifier(runtime.name)
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (runtime.name,)).fetchone()
+    if not exists:
+        if runtime.password is None:
+            raise RuntimeError(f"role {runtime.name!r} does not exist and has no password to create it")
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                role, sql.Literal(runtime.password)
+            )
+        )
+    return role
+
+
+def grant_service(conn: Connection, service: ServiceRole) -> None:
+    """A stage's own role gets exactly its tables' privileges (``SERVICE_PRIVILEGES``); created if missing.
+
+    Everything is taken back first, so that a privilege dropped from the table here is dropped
+    from the role too.
+    """
+    role = _ensure_login_role(conn, service.role)
+    database = sql.Identifier(conn.info.dbname)
+    for statement in (
+        "GRANT CONNECT ON DATABASE {db} TO {role}",
+        "GRANT USAGE ON SCHEMA public TO {role}",
+        "REVOKE CREATE ON SCHEMA public FROM {role}",
+        "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
+        "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}",
+    ):
+        conn.execute(sql.SQL(statement).format(db=database, role=role))
+    for table, privileges in SERVICE_PRIVILEGES[service.service].items():
+        conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), sql.Identifier(table), role))
 
 
 def grant_runtime(conn: Connection, runtime: RuntimeRole) -> None:
@@ -73,16 +148,7 @@ def grant_runtime(conn: Connection, runtime: RuntimeRole) -> None:
     Creating it needs CREATEROLE (compose's owner is the image's superuser); on the native stack
     ``genobase up`` creates both roles first, and this only grants.
     """
-    role = sql.Identifier(runtime.name)
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (runtime.name,)).fetchone()
-    if not exists:
-        if runtime.password is None:
-            raise RuntimeError(f"runtime role {runtime.name!r} does not exist and has no password to create it")
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                role, sql.Literal(runtime.password)
-            )
-        )
+    role = _ensure_login_role(conn, runtime)
     database = sql.Identifier(conn.info.dbname)
     for statement in (
         "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
@@ -100,6 +166,7 @@ def migrate_database(settings: Settings) -> list[str]:
     return migrate_with_retry(
         lambda: psycopg.connect(settings.pg_migration_dsn, autocommit=True, row_factory=dict_row),
         runtime=runtime_role(settings),
+        services=tuple(service_roles(settings)),
     )
 
 
@@ -134,7 +201,10 @@ def settings_below_bulk_load(settings: Settings) -> dict[str, str]:
 
 
 def migrate_with_retry(
-    open_connection: Callable[[], Connection], within_seconds: float = 120, runtime: RuntimeRole | None = None
+    open_connection: Callable[[], Connection],
+    within_seconds: float = 120,
+    runtime: RuntimeRole | None = None,
+    services: tuple[ServiceRole, ...] = (),
 ) -> list[str]:
     """Connect and migrate, again with backoff while Postgres is not ready (or restarts under us).
 
@@ -155,7 +225,7 @@ def migrate_with_retry(
     )
     def attempt() -> list[str]:
         with open_connection() as conn:
-            return migrate(conn, runtime)
+            return migrate(conn, runtime, services)
 
     return attempt()
 

@@ -134,8 +134,9 @@ def test_the_stack_admin_cannot_change_the_wiring_through_the_serving_gateway(
     assert outcome(lambda: admin.delete_topic(TopicArn=f"arn:aws:sns:default::{settings.events_routing_key}")) != "ok"
 
 
+@pytest.mark.parametrize("version", ["", "?versionId=null"])  # a named version is checked as GetObjectVersion
 def test_a_ticket_cannot_copy_another_owners_object_or_publish_it(
-    pipeline: Pipeline, settings: Settings, api_owners: tuple[str, str]
+    pipeline: Pipeline, settings: Settings, api_owners: tuple[str, str], version: str
 ) -> None:
     victim, thief = api_owners
     mine = upload_through_ticket(pipeline, victim, FASTA)
@@ -143,7 +144,7 @@ def test_a_ticket_cannot_copy_another_owners_object_or_publish_it(
     ticket = client(pipeline, thief).post("/uploads", json={"filename": "copy.fa", "size": 0}).raise_for_status().json()
     headers = {
         **ticket["upload_headers"],
-        "x-amz-copy-source": f"{mine['bucket']}/{mine['key']}",
+        "x-amz-copy-source": f"{mine['bucket']}/{mine['key']}{version}",
         "x-amz-acl": "public-read",
     }
     put = httpx.put(ticket["upload_url"], content=b"", headers=headers, timeout=30)
@@ -210,6 +211,10 @@ def test_no_service_reads_what_owners_uploaded_through_tickets(
         s3 = service_s3(settings, stack_env, service)
         attempts = {
             "read": lambda s3=s3: s3.get_object(Bucket=bucket, Key=key),
+            "read a version": lambda s3=s3: s3.get_object(Bucket=bucket, Key=key, VersionId="null"),
+            "read a version's ACL": lambda s3=s3: s3.get_object_acl(Bucket=bucket, Key=key, VersionId="null"),
+            "read its tags": lambda s3=s3: s3.get_object_tagging(Bucket=bucket, Key=key),
+            "delete a version": lambda s3=s3: s3.delete_object(Bucket=bucket, Key=key, VersionId="null"),
             "read its ACL": lambda s3=s3: s3.get_object_acl(Bucket=bucket, Key=key),
             "open its ACL": lambda s3=s3: s3.put_object_acl(Bucket=bucket, Key=key, ACL="public-read"),
             "tag": lambda s3=s3: s3.put_object_tagging(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import orjson
 import pika
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from services.assembler.document import ResultDocument
@@ -116,12 +117,18 @@ def test_progress_fraction() -> None:
     assert progress_fraction(make_upload(bytes_total=None)) == 0.0
 
 
+def signed_in(app: FastAPI, caller: Caller) -> FastAPI:
+    """``app`` with every request's key taken as ``caller``'s (keys themselves: tests/security)."""
+    app.dependency_overrides[get_caller] = lambda: caller
+    app.state.services.authenticate = lambda header: caller  # the check before a body is read
+    return app
+
+
 @pytest.fixture(scope="module")
 def intake() -> TestClient:
     """The routes without their servers: validation and limits answer before any of them is needed."""
     app = create_app(Settings())
-    app.dependency_overrides[get_caller] = lambda: Caller("tester", admin=False)  # keys: tests/security
-    return TestClient(app)
+    return TestClient(signed_in(app, Caller("tester", admin=False)))
 
 
 @pytest.mark.parametrize(
@@ -147,8 +154,7 @@ def test_long_names_within_the_byte_budget_are_accepted() -> None:
 
 
 def test_sizes_above_the_upload_limit_are_413() -> None:
-    app = create_app(Settings(max_upload_bytes=1000))
-    app.dependency_overrides[get_caller] = lambda: Caller("tester", admin=False)
+    app = signed_in(create_app(Settings(max_upload_bytes=1000)), Caller("tester", admin=False))
     response = TestClient(app).post("/uploads", json={"filename": "x.fa", "size": 1001})
     assert response.status_code == 413 and response.json()["detail"]["code"] == "upload_too_large"
 
@@ -238,7 +244,7 @@ def test_a_multipart_upload_whose_registration_fails_is_aborted(monkeypatch: pyt
 
     app = create_app(Settings(multipart_threshold_bytes=10))
     # an admin: no quota to look up first, so the registration itself is what fails
-    app.dependency_overrides[get_caller] = lambda: Caller("tester", admin=True)
+    signed_in(app, Caller("tester", admin=True))
     app.state.services.store = Store()
     monkeypatch.setattr(api, "_register", refuse)
     response = TestClient(app, raise_server_exceptions=False).post("/uploads", json={"filename": "x.fa", "size": 100})

@@ -137,7 +137,7 @@ def test_migration_retries_while_postgres_is_not_ready(monkeypatch: pytest.Monke
             raise psycopg.OperationalError("the database system is starting up")
         return Ready()
 
-    monkeypatch.setattr(migrations, "migrate", lambda conn, runtime: ["0001_initial"])
+    monkeypatch.setattr(migrations, "migrate", lambda conn, runtime, services: ["0001_initial"])
     assert migrations.migrate_with_retry(open_connection, within_seconds=30) == ["0001_initial"]  # type: ignore[arg-type]
     assert calls == ["connect"] * 3
 

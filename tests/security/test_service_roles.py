@@ -1,0 +1,99 @@
+"""refget's and the persister's own credentials against the running stack: each reaches its part.
+
+refget reads (its callers' keys, the uploads they may see, records, parts and collections) and
+writes nothing; the persister loads batches and moves its uploads' counters, and neither reads a
+key nor deletes anything; the persister's broker user consumes its own queue and publishes to the
+pipeline and dead-letter exchanges, nothing else (RabbitMQ lets whoever may consume a queue also
+purge it: both are "read").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pika
+import pika.exceptions
+import psycopg
+import pytest
+
+from genobase import stack
+from tests.conftest import Pipeline
+
+pytestmark = pytest.mark.e2e
+
+
+def refused_by_postgres(dsn: str, statement: str) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn.execute(statement)
+        except psycopg.errors.InsufficientPrivilege:
+            return True
+    return False
+
+
+def test_refget_reads_and_writes_nothing(pipeline: Pipeline, stack_env: dict[str, str]) -> None:
+    dsn = stack.service_settings("refget", stack_env)["GENOBASE_PG_DSN"]
+    assert dsn == stack_env["GENOBASE_REFGET_PG_DSN"]
+    for table in ("api_keys", "uploads", "sequence_records", "sequence_parts", "collections"):
+        assert not refused_by_postgres(dsn, f"SELECT 1 FROM {table} LIMIT 1"), table
+    writes = [
+        "UPDATE uploads SET state = state WHERE false",
+        "DELETE FROM sequence_records WHERE false",
+        "INSERT INTO api_keys (name, key_hash, admin) VALUES ('x', 'x', true)",
+        "UPDATE api_keys SET admin = true WHERE false",
+        "SELECT 1 FROM upload_batches LIMIT 1",
+        "CREATE TABLE mine (x int)",
+    ]
+    assert [w for w in writes if not refused_by_postgres(dsn, w)] == []
+
+
+def test_the_persister_loads_batches_and_reads_no_key(pipeline: Pipeline, stack_env: dict[str, str]) -> None:
+    dsn = stack.service_settings("persister", stack_env)["GENOBASE_PG_DSN"]
+    assert dsn == stack_env["GENOBASE_PERSISTER_PG_DSN"]
+    assert not refused_by_postgres(dsn, "UPDATE uploads SET records_done = records_done WHERE false")
+    beyond = [
+        "SELECT 1 FROM api_keys LIMIT 1",
+        "UPDATE api_keys SET admin = true WHERE false",
+        "DELETE FROM uploads WHERE false",
+        "DELETE FROM sequence_records WHERE false",
+        "UPDATE sequence_records SET upload_id = upload_id WHERE false",
+        "SELECT 1 FROM collections LIMIT 1",
+        "TRUNCATE upload_batches",
+    ]
+    assert [b for b in beyond if not refused_by_postgres(dsn, b)] == []
+
+
+def _broker_refuses(url: str, action: Callable[[pika.adapters.blocking_connection.BlockingChannel], object]) -> bool:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        try:
+            action(channel)
+        except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.UnroutableError) as exc:
+            return not isinstance(exc, pika.exceptions.UnroutableError) and exc.reply_code == 403
+        return False
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def test_the_persisters_broker_user_reaches_only_its_queue_and_exchanges(
+    pipeline: Pipeline, stack_env: dict[str, str]
+) -> None:
+    given = stack.service_settings("persister", stack_env)
+    url = given["GENOBASE_AMQP_URL"]
+    assert url == stack_env["GENOBASE_PERSISTER_AMQP_URL"] and given["GENOBASE_AMQP_DECLARE_TOPOLOGY"] == "false"
+    settings = pipeline.settings
+    assert not _broker_refuses(url, lambda ch: ch.queue_declare(settings.queue("persist"), passive=True))
+    beyond = {
+        "take parse work": lambda ch: ch.basic_get(settings.queue("parse")),
+        "take assembly work": lambda ch: ch.basic_get(settings.queue("assemble")),
+        "publish an event": lambda ch: ch.basic_publish(settings.events_exchange, settings.events_routing_key, b"{}"),
+        "declare a queue": lambda ch: ch.queue_declare("mine"),
+        "read the dead letters": lambda ch: ch.basic_get(settings.queue("persist") + ".dead"),
+    }
+    assert [name for name, action in beyond.items() if not _broker_refuses(url, action)] == []
+    for service in stack.SERVICES:
+        if service != "persister":
+            assert stack_env["GENOBASE_PERSISTER_AMQP_URL"] not in stack.service_settings(service, stack_env).values()
