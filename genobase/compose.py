@@ -17,6 +17,8 @@ DEFAULT_MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
 SECRETS = (
     ("GENOBASE_PG_PASSWORD", 24),  # the schema's owner (the migrate job only)
     ("GENOBASE_PG_RUNTIME_PASSWORD", 24),  # genobase_app, the services' role
+    ("GENOBASE_PG_REFGET_PASSWORD", 24),  # genobase_refget: refget reads (shared/postgres/migrate.py)
+    ("GENOBASE_PG_PERSISTER_PASSWORD", 24),  # genobase_persister: loads batches
     ("GENOBASE_RABBITMQ_PASSWORD", 24),
     ("GENOBASE_S3_ACCESS_KEY", 20),  # MinIO's root user (minio-notify and `genobase keys --s3` only)
     ("GENOBASE_S3_SECRET_KEY", 40),
@@ -43,6 +45,8 @@ def env_file(existing: dict[str, str], new_secret: Callable[[int], str]) -> dict
         values.setdefault(name, new_secret(length))
     values["GENOBASE_PG_PASSWORD_URL"] = url_part(values["GENOBASE_PG_PASSWORD"])
     values["GENOBASE_PG_RUNTIME_PASSWORD_URL"] = url_part(values["GENOBASE_PG_RUNTIME_PASSWORD"])
+    values["GENOBASE_PG_REFGET_PASSWORD_URL"] = url_part(values["GENOBASE_PG_REFGET_PASSWORD"])
+    values["GENOBASE_PG_PERSISTER_PASSWORD_URL"] = url_part(values["GENOBASE_PG_PERSISTER_PASSWORD"])
     values["GENOBASE_RABBITMQ_PASSWORD_URL"] = url_part(values["GENOBASE_RABBITMQ_PASSWORD"])
     return values
 

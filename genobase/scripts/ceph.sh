@@ -103,6 +103,10 @@ start_daemons() {
   done
   ceph_ osd dump | grep -q '^osd.0 up' || { echo "osd.0 did not come up" >&2; return 1; }
   log "osd.0 up ($OSD_STORE)"
+  start_gateways
+}
+
+start_gateways() {
   gateway_caps
   mkdir -p "$BASE/rgw/ceph-rgw.a" "$BASE/rgw/ceph-rgw.notify"
   supervise rgw.notify
@@ -312,9 +316,35 @@ wire_stop() {
   break_wire_locks
 }
 
+# Stop the two long-lived gateways (and a wiring gateway left behind), leaving mon and OSD up.
+stop_gateways() {
+  local name f pid
+  for name in rgw.wire rgw.a rgw.notify; do
+    f=$BASE/pids/$name.pid
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    touch "$BASE/run/$name.stopping"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; }
+    rm -f "$f"
+  done
+}
+
 start() {
   if running; then
-    rgw_answers && { log "already running"; return 0; }
+    if rgw_answers && answers "$NOTIFY_PORT" 405 && grep -q '^\[client.rgw.notify\]' "$CEPH_CONF"; then
+      log "already running"; return 0
+    fi
+    if rgw_answers; then
+      # gateways of an older configuration (one gateway, with the notifications API) or a dead
+      # delivering gateway: both are started anew, with today's settings and keys
+      log "restarting the gateways with the current configuration"
+      stop_gateways
+      write_conf "$(awk '$1 == "fsid" {print $3}' "$CEPH_CONF")"
+      start_gateways
+      return 0
+    fi
     echo "cluster in $BASE is partly running; run '$0 stop' first" >&2; return 1
   fi
   if [ "$OSD_STORE" = bluestore ] && [ -e "$BASE/osd/ceph-0/block" ] && [ -e "$BASE/created" ]; then

@@ -28,7 +28,6 @@ from pydantic import BaseModel, Field, field_validator
 
 from services.intake.multipart import MAX_PARTS
 from services.intake.multipart import plan as multipart_plan
-from services.intake.page_headers import PageHeaders
 from shared import metrics
 from shared.access import Caller, can_see, owner_prefix
 from shared.body_limit import BodyLimit
@@ -38,6 +37,7 @@ from shared.parsing.alphabet import AlphabetName
 from shared.postgres import refget as collections
 from shared.postgres import uploads as queries
 from shared.postgres.connection import ping, request_pool
+from shared.security_headers import PageHeaders
 from shared.settings import Settings
 from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
 from shared.uploads import ERROR_CODES, ErrorCode, QuotaRefusal, Quotas, State, Upload, new_error_id, quota_refusal

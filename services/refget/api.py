@@ -32,6 +32,7 @@ from shared.body_limit import BodyLimit
 from shared.http_guard import AuthBeforeBody, RequestId, Unauthorized, api_key_caller, authenticated, error_body
 from shared.postgres import refget as queries
 from shared.postgres.connection import request_pool
+from shared.security_headers import PageHeaders
 from shared.seqcol import ATTRIBUTES, Collection, compare
 from shared.settings import Settings
 
@@ -423,6 +424,9 @@ def create_app(settings: Settings) -> FastAPI:
         title="Genobase refget",
         description="GA4GH refget v2.0 sequences and sequence collections, read from what Genobase stored.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN: not served; /openapi.json stays
+        docs_url=None,
+        redoc_url=None,
     )
     services = Services(settings, pool)
     app.state.services = services
@@ -431,6 +435,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.seqcol_max_post_bytes, max_json_depth=MAX_DEPTH)
     app.add_middleware(AuthBeforeBody, authenticate=services.authenticate)
     app.add_middleware(metrics.HttpMetrics)
+    app.add_middleware(PageHeaders)  # a policy that lets nothing load from elsewhere, no framing, nosniff
     app.add_middleware(RequestId)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -47,6 +47,21 @@ def _raw_request(url: str, head: bytes, receive_buffer: int | None = None) -> so
     return sock
 
 
+def _answer(sock: socket.socket) -> bytes:
+    """The whole answer on ``sock``: its head, then as many body bytes as its Content-Length says."""
+    data = b""
+    while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length and (chunk := sock.recv(65536)):
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 @pytest.fixture(scope="module")
 def stored(pipeline: Pipeline) -> dict[str, Any]:
     """A collection, and a 24 MiB sequence: longer than what socket buffers hold."""
@@ -70,7 +85,7 @@ def test_a_post_without_a_key_is_refused_before_its_body_is_read(
     ).encode()
     with _raw_request(refget_url, head) as sock:
         sock.settimeout(5)
-        answer = sock.recv(65536)
+        answer = _answer(sock)
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     assert b'"unauthorized"' in answer and b"x-request-id" in answer.lower()
 
@@ -267,7 +282,7 @@ def test_a_post_to_the_intake_without_a_key_is_refused_before_its_body_is_read(p
         ).encode()
         with _raw_request(base, head) as sock:
             sock.settimeout(5)
-            answer = sock.recv(65536)
+            answer = _answer(sock)
         assert answer.startswith(b"HTTP/1.1 401"), (path, answer[:200])
 
 
@@ -275,3 +290,12 @@ def test_a_body_nested_deeper_than_the_intakes_schemas_is_refused_unparsed(pipel
     body = b'{"filename": "a.fa", "size": 1, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     answer = pipeline.http.post("/uploads", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 400 and answer.json()["detail"]["code"] == "too_deep", answer.text
+
+
+def test_refget_serves_no_cdn_pages_and_sends_a_content_security_policy(refget_url: str) -> None:  # noqa: F811
+    for path in ("/docs", "/redoc"):
+        assert httpx.get(refget_url + path, timeout=10).status_code == 404, path
+    answer = httpx.get(refget_url + "/sequence/service-info", timeout=10)
+    policy = answer.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert answer.headers["x-content-type-options"] == "nosniff"

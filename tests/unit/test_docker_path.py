@@ -69,12 +69,18 @@ def test_services_get_their_own_credentials_in_compose() -> None:
 
     config = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = config["services"]
+    own_role = {"refget": "genobase_refget:", "persister": "genobase_persister:"}
     for name in ("intake", "parser", "persister", "assembler", "watchdog", "refget"):
         env = services[name]["environment"]
-        assert "GENOBASE_PG_OWNER_DSN" not in env and "genobase_app:" in env["GENOBASE_PG_DSN"]
+        assert "GENOBASE_PG_OWNER_DSN" not in env and own_role.get(name, "genobase_app:") in env["GENOBASE_PG_DSN"]
         assert env.get("GENOBASE_S3_ACCESS_KEY") in (None, f"genobase-{name}"), name
         assert "GENOBASE_S3_ACCESS_KEY}" not in str(env.get("GENOBASE_S3_SECRET_KEY", "")), name
-        assert env["GENOBASE_AMQP_URL"].endswith("@rabbitmq:5672/genobase")
+        if name == "refget":
+            assert env["GENOBASE_AMQP_URL"] == ""  # no broker credentials at all
+        else:
+            assert env["GENOBASE_AMQP_URL"].endswith("@rabbitmq:5672/genobase")
+    for role in own_role.values():  # the migrate job makes both roles and grants their tables
+        assert any(role in str(v) for v in services["migrate"]["environment"].values()), role
     for name in ("persister", "refget"):
         assert "GENOBASE_S3_SECRET_KEY" not in services[name]["environment"]
     assert "GENOBASE_PG_OWNER_DSN" in services["migrate"]["environment"]
