@@ -23,6 +23,7 @@ from shared.uploads import (
     Failure,
     NameCounts,
     ObjectCreated,
+    OwnerUsage,
     PersistOutcome,
     ResultLocation,
     Shard,
@@ -65,6 +66,10 @@ class ParseUploads(Failing, Protocol):
     def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> ShardToParse | None:
         """The upload, the shard and the plan's shard count, if its generation is still parsing
         (without reading the plan: a generation may have many shards, each asks once)."""
+        ...
+
+    def owner_usage(self, owner: str) -> OwnerUsage | None:
+        """The owner's uploads as the quotas count them; None for an owner with an admin key."""
         ...
 
     def draw_inflation(self, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -135,6 +135,8 @@ class PipelineErrorCode(StrEnum):
     INFLATION_QUOTA_EXCEEDED = "inflation_quota_exceeded"
     # The object of a registered upload carries what its ticket did not sign (ObjectStat).
     UNSIGNED_HEADERS = "unsigned_headers"
+    # An object written with an owner's own S3 keys while the owner is over a quota (direct_write_refusal).
+    QUOTA_EXCEEDED = "quota_exceeded"
 
 
 # Every code an upload can fail with: the engine's and the pipeline's, each defined once.
@@ -403,6 +405,44 @@ class QuotaRefusal:
     code: QuotaCode
     message: str  # safe to show: the owner's own counts and limits
     retry_after: timedelta | None  # None: a retry cannot succeed by waiting (HTTP 413)
+
+
+class QuotaSettings(Protocol):
+    """Where the quotas are set (``shared/settings.py``: ``GENOBASE_QUOTA_*``)."""
+
+    quota_stored_bytes: int
+    quota_uploads_in_flight: int
+    quota_open_multipart_uploads: int
+    quota_registrations_per_minute: int
+
+
+def quotas_of(settings: QuotaSettings) -> Quotas:
+    return Quotas(
+        stored_bytes=settings.quota_stored_bytes,
+        uploads_in_flight=settings.quota_uploads_in_flight,
+        open_multipart_uploads=settings.quota_open_multipart_uploads,
+        registrations_per_minute=settings.quota_registrations_per_minute,
+    )
+
+
+def direct_write_refusal(usage: OwnerUsage, quotas: Quotas) -> QuotaRefusal | None:
+    """Whether an object an owner wrote with its own S3 keys (no registration) is refused.
+
+    ``usage`` already counts the object's own upload. Such writes are not registered, so neither
+    the registration rate nor the multipart count applies; the uploads in flight and the stored
+    bytes do, as for a registration.
+    """
+    if usage.in_flight > quotas.uploads_in_flight:
+        return QuotaRefusal(
+            QuotaCode.IN_FLIGHT, f"at most {quotas.uploads_in_flight} uploads being processed", BUSY_RETRY_AFTER
+        )
+    if usage.stored_bytes > quotas.stored_bytes:
+        return QuotaRefusal(
+            QuotaCode.STORAGE,
+            f"the owner's stored bytes would be {usage.stored_bytes}; the quota is {quotas.stored_bytes}",
+            None,
+        )
+    return None
 
 
 def quota_refusal(usage: OwnerUsage, quotas: Quotas, size: int, *, multipart: bool) -> QuotaRefusal | None:

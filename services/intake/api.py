@@ -40,7 +40,17 @@ from shared.postgres.connection import ping, request_pool
 from shared.security_headers import PageHeaders
 from shared.settings import Settings
 from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
-from shared.uploads import ERROR_CODES, ErrorCode, QuotaRefusal, Quotas, State, Upload, new_error_id, quota_refusal
+from shared.uploads import (
+    ERROR_CODES,
+    ErrorCode,
+    QuotaRefusal,
+    Quotas,
+    State,
+    Upload,
+    new_error_id,
+    quota_refusal,
+    quotas_of,
+)
 
 # S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
 # ``<owner>/<upload id>/<name>`` (a key name is at most 63 bytes, an id 36), so a name of 512 bytes
@@ -399,15 +409,6 @@ def to_status(upload: Upload, services: Services, collection_digest: str | None 
         collection_digest=collection_digest,
         created_at=upload.created_at,
         updated_at=upload.updated_at,
-    )
-
-
-def quotas_of(settings: Settings) -> Quotas:
-    return Quotas(
-        stored_bytes=settings.quota_stored_bytes,
-        uploads_in_flight=settings.quota_uploads_in_flight,
-        open_multipart_uploads=settings.quota_open_multipart_uploads,
-        registrations_per_minute=settings.quota_registrations_per_minute,
     )
 
 

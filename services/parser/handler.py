@@ -46,7 +46,9 @@ from shared.uploads import (
     Shard,
     Upload,
     decide_claim,
+    direct_write_refusal,
     needs_object_check,
+    quotas_of,
     trusted_event_time,
 )
 
@@ -108,6 +110,8 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
             log.info("generation no longer parseable", state=upload.state.value)
             return
         if upload.registered and _carries_unsigned_headers(event, upload, deps):
+            return
+        if not upload.registered and _over_quota(upload, deps):
             return
         if _split(event, upload, deps):
             return
@@ -510,6 +514,24 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
     metrics.BYTES.labels("parse").inc(offset - start)
     metrics.RECORDS.labels("parse").inc(batcher.record_count)
     log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset - start)
+
+
+def _over_quota(upload: Upload, deps: ParserDeps) -> bool:
+    """Fail the generation of an owner's direct write while the owner is over a quota; True if so.
+
+    Registrations are held to the quotas by the intake; an object written with the owner's own S3
+    keys is found here, before any of it is read (it stays in the store, unprocessed).
+    """
+    if upload.owner is None:
+        return False
+    usage = deps.uploads.owner_usage(upload.owner)
+    refusal = None if usage is None else direct_write_refusal(usage, quotas_of(deps.settings))
+    if refusal is None:
+        return False
+    failure = Failure(PipelineErrorCode.QUOTA_EXCEEDED, f"{refusal.code.value}: {refusal.message}")
+    log.warning("direct write over the owner's quota refused", quota=refusal.code.value, error_id=failure.error_id)
+    deps.uploads.fail(upload.id, upload.generation, failure)
+    return True
 
 
 def _carries_unsigned_headers(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> bool:

@@ -823,6 +823,12 @@ class PostgresUploads:
             metrics.ended(State.REVOKED.value, claim.upload.error_code)
         return claim
 
+    def owner_usage(self, owner: str) -> OwnerUsage | None:
+        with self._db.conn.transaction():
+            if keys.is_admin(self._db.conn, owner):
+                return None
+            return owner_usage(self._db.conn, owner)
+
     def draw_inflation(self, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
         return draw_inflation(self._db.conn, upload_id, generation, upto, quota)
 

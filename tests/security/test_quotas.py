@@ -21,6 +21,7 @@ from shared.postgres.connection import connect
 from shared.settings import Settings
 from tests import http
 from tests.conftest import Pipeline, another_process
+from tests.security.test_least_privilege import keys_cli, make_s3_owner, s3_as
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
@@ -198,3 +199,39 @@ def test_parses_at_once_cannot_overdraw_an_owners_inflation_quota(settings: Sett
     with connect(settings, autocommit=True) as conn:
         total = conn.execute("SELECT sum(inflated_bytes) AS n FROM uploads WHERE owner = %s", (name,)).fetchone()
     assert total is not None and total["n"] == 40 * MiB
+
+
+DIRECT_QUOTA = 64 * 1024
+
+
+@pytest.fixture
+def low_stored_bytes_parser(pipeline: Pipeline) -> Iterator[None]:
+    """The run's parser restarted with a low stored-bytes quota; restored afterwards."""
+    pipeline.processes.stop("parser")
+    try:
+        pipeline.start_consuming("parser", {"GENOBASE_QUOTA_STORED_BYTES": str(DIRECT_QUOTA)})
+        yield
+    finally:
+        pipeline.processes.stop("parser")
+        pipeline.start_consuming("parser")
+
+
+def test_an_owners_direct_writes_are_held_to_its_quotas(
+    pipeline: Pipeline, settings: Settings, low_stored_bytes_parser: None
+) -> None:
+    """Registrations meet the quotas at the intake; what an owner writes with its own S3 keys meets
+    them in the parser, before any of it is read."""
+    owner = make_s3_owner(settings, f"direct-{uuid.uuid4().hex[:6]}")
+    try:
+        s3 = s3_as(settings, owner["access"], owner["secret"])
+        bucket = settings.uploads_bucket
+        small, big = f"{owner['name']}/small.fa", f"{owner['name']}/big.fa"
+        s3.put_object(Bucket=bucket, Key=small, Body=b">s\nACGT\n")
+        assert pipeline.wait_for_object(bucket, small)["state"] == "done"
+        s3.put_object(Bucket=bucket, Key=big, Body=b">big\n" + b"ACGT" * (20 * 1024) + b"\n")  # 80 KiB
+        status = pipeline.wait_for_object(bucket, big)
+        assert status["state"] == "failed" and status["error"]["code"] == "quota_exceeded", status
+        assert "storage_quota_exceeded" in status["error"]["message"]
+        assert status["progress"]["records_done"] == 0
+    finally:
+        keys_cli(settings, "revoke", owner["name"])

@@ -25,6 +25,7 @@ from shared.uploads import (
     FINISH,
     FINISH_PARSING,
     GENERATION_RESET,
+    LIVE,
     NEW_GENERATION,
     PARSE_SHARD,
     PICK_UP_STALLED,
@@ -42,6 +43,7 @@ from shared.uploads import (
     Failure,
     NameCounts,
     ObjectCreated,
+    OwnerUsage,
     PersistOutcome,
     PipelineErrorCode,
     ResultLocation,
@@ -154,6 +156,19 @@ class FakeUploads:
             generation=current.generation + 1, bytes_total=event.size, **event_fields,
         )  # fmt: skip
         return Claim(decision.action, fresh)
+
+    def owner_usage(self, owner: str) -> OwnerUsage | None:
+        if owner in self.admins:
+            return None
+        mine = [u for u in self.uploads.values() if u.owner == owner]
+        in_flight = {State.AWAITING_UPLOAD, *LIVE}
+        return OwnerUsage(
+            stored_bytes=sum(u.bytes_total or 0 for u in mine if u.state is State.AWAITING_UPLOAD or u.etag),
+            in_flight=sum(u.state in in_flight for u in mine),
+            open_multipart_uploads=sum(u.state is State.AWAITING_UPLOAD and bool(u.multipart_upload_id) for u in mine),
+            registrations=0,
+            oldest_registration_age=None,
+        )
 
     def draw_inflation(self, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
         upload = self.uploads.get(upload_id)

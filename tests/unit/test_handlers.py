@@ -576,3 +576,24 @@ def test_a_ticket_upload_carrying_unsigned_headers_fails_unread(
         assert parser.publisher.messages == []  # type: ignore[attr-defined]
     else:
         assert upload.state is State.PARSING and reads
+
+
+@pytest.mark.parametrize("owner_is_admin", [False, True])
+def test_a_direct_write_over_the_owners_quota_fails_unread(
+    uploads: FakeUploads, objects: FakeObjects, publisher: FakePublisher, owner_is_admin: bool
+) -> None:
+    """An object written with an owner's own S3 keys meets the owner's quotas in the parser."""
+    parser = ParserDeps(Settings(quota_uploads_in_flight=1), uploads, objects, publisher)
+    uploads.owners.add("alice")  # a key named alice exists: objects under alice/ are hers
+    if owner_is_admin:
+        uploads.admins.add("alice")
+    uploads.add(make_upload(bucket=BUCKET, key="alice/busy.fa", owner="alice", state=State.PARSING, etag="e0"))
+    reads: list[int] = []
+    objects.on_read = reads.append
+    handle_parse([objects.put(BUCKET, "alice/more.fa", FASTA, "e1")], parser)
+    (upload,) = (u for u in uploads.uploads.values() if u.key == "alice/more.fa")
+    if owner_is_admin:
+        assert upload.state is State.PARSING and reads
+    else:
+        assert upload.state is State.FAILED and upload.error_code == PipelineErrorCode.QUOTA_EXCEEDED
+        assert "too_many_uploads_in_flight" in (upload.error_message or "") and reads == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from shared.uploads import (
     State,
     decide_claim,
     decide_locked_claim,
+    direct_write_refusal,
     needs_object_check,
     next_states,
     quota_refusal,
@@ -256,3 +258,15 @@ def test_admin_owners_and_plain_files_draw_no_inflation(uploads: FakeUploads, ob
     handle_parse([objects.put(BUCKET, "carol/plain.fa", CONTENT, "p1")], parser(uploads, objects, settings))
     assert {u.state for u in uploads.uploads.values()} == {State.PARSING}
     assert uploads.find(BUCKET, "carol/plain.fa").inflated_bytes == 0  # type: ignore[union-attr]
+
+
+def test_a_direct_write_is_refused_past_the_in_flight_or_stored_quota() -> None:
+    quotas = Quotas(stored_bytes=100, uploads_in_flight=2, open_multipart_uploads=1, registrations_per_minute=1)
+    fine = OwnerUsage(
+        stored_bytes=100, in_flight=2, open_multipart_uploads=5, registrations=9, oldest_registration_age=None
+    )
+    assert direct_write_refusal(fine, quotas) is None  # its own upload counted: at the quota, not past it
+    busy = dataclasses.replace(fine, in_flight=3)
+    full = dataclasses.replace(fine, stored_bytes=101)
+    assert direct_write_refusal(busy, quotas).code is QuotaCode.IN_FLIGHT  # type: ignore[union-attr]
+    assert direct_write_refusal(full, quotas).code is QuotaCode.STORAGE  # type: ignore[union-attr]
