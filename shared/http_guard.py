@@ -13,14 +13,19 @@
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 import time
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import anyio.to_thread
 import structlog
+from fastapi import HTTPException
 from psycopg_pool import ConnectionPool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -83,6 +88,8 @@ class RequestId:
                 message = {**message, "headers": [*headers, (b"x-request-id", request_id.encode("ascii"))]}
             await send(message)
 
+        client = scope.get("client")
+        client_token = CLIENT_ADDRESS.set(str(client[0]) if client else None)
         # bound for this request's task; route handlers on worker threads get a copy of the context
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
@@ -96,6 +103,7 @@ class RequestId:
                     )
                     await answer(scope, receive, sending)
             finally:
+                CLIENT_ADDRESS.reset(client_token)
                 log.debug(
                     "request",
                     method=str(scope.get("method", ""))[:16],
@@ -113,9 +121,83 @@ class Unauthorized(Exception):
         self.message = message
 
 
-def unauthorized_response(message: str) -> JSONResponse:
+class Throttled(Unauthorized):
+    """Too many unknown keys from the request's address: 429, to try again after ``retry_after`` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many unknown API keys from this address; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+# The address of the request being served (set by ``RequestId``); worker threads see a copy.
+CLIENT_ADDRESS: ContextVar[str | None] = ContextVar("genobase_client_address", default=None)
+
+
+class FailedKeyLimiter:
+    """At most ``failures`` unknown or revoked keys per client address within ``window`` seconds.
+
+    Each key look-up takes a pooled database connection: without a bound, a flood of invented keys
+    would hold them all and keep every other request waiting. Past the bound an address is refused
+    (429) before any look-up, valid keys included, until its oldest failure leaves the window. The
+    addresses kept are bounded too (the least recently failing are forgotten first).
+    """
+
+    def __init__(
+        self,
+        failures: int = 100,
+        window: float = 10.0,
+        addresses: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._failures, self._window, self._addresses, self._clock = failures, window, addresses, clock
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until ``address`` may try a key again; None if it may now."""
+        with self._lock:
+            times = self._seen.get(address)
+            if times is None:
+                return None
+            while times and times[0] <= self._clock() - self._window:
+                times.popleft()
+            if len(times) < self._failures:
+                return None
+            return max(1, math.ceil(times[0] + self._window - self._clock()))
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            times = self._seen.pop(address, None) or deque(maxlen=self._failures)
+            times.append(self._clock())
+            self._seen[address] = times  # the most recent last
+            while len(self._seen) > self._addresses:
+                self._seen.popitem(last=False)
+
+
+FAILED_KEYS = FailedKeyLimiter()
+
+
+def refusal_error(refusal: Unauthorized) -> HTTPException:
+    """A route's refusal of a key: 401, or 429 with Retry-After for an address that tried too many."""
+    if isinstance(refusal, Throttled):
+        return HTTPException(
+            429,
+            {"code": "too_many_failed_keys", "message": refusal.message},
+            headers={"Retry-After": str(refusal.retry_after)},
+        )
+    detail = {"code": "unauthorized", "message": refusal.message}
+    return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="genobase"'})
+
+
+def unauthorized_response(refusal: Unauthorized) -> JSONResponse:
+    if isinstance(refusal, Throttled):
+        return JSONResponse(
+            error_body("too_many_failed_keys", refusal.message),
+            status_code=429,
+            headers={"Retry-After": str(refusal.retry_after)},
+        )
     return JSONResponse(
-        error_body("unauthorized", message),
+        error_body("unauthorized", refusal.message),
         status_code=401,
         headers={"WWW-Authenticate": 'Bearer realm="genobase"'},
     )
@@ -154,7 +236,7 @@ class AuthBeforeBody:
         try:
             caller = await anyio.to_thread.run_sync(self._authenticate, authorization(scope))
         except Unauthorized as refusal:
-            await unauthorized_response(refusal.message)(scope, receive, send)
+            await unauthorized_response(refusal)(scope, receive, send)
             return
         scope.setdefault("state", {})[CALLER_STATE] = caller
         await self._app(scope, receive, send)
@@ -170,11 +252,16 @@ def api_key_caller(pool: ConnectionPool[Any], header: str | None) -> Caller:
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("an API key is required: Authorization: Bearer KEY")
+    address = CLIENT_ADDRESS.get()
+    if address is not None and (wait := FAILED_KEYS.retry_after(address)) is not None:
+        raise Throttled(wait)
     found = None
     if len(key) <= MAX_KEY_CHARS:
         with pool.connection() as conn:
             found = keys.find_key(conn, key)
     if found is None or found.revoked:
+        if address is not None:
+            FAILED_KEYS.failed(address)
         raise Unauthorized("the API key is not valid")
     return Caller(found.name, found.admin)
 

@@ -32,7 +32,7 @@ from shared import metrics
 from shared.access import Caller, can_see, owner_prefix
 from shared.body_limit import BodyLimit
 from shared.broker import connect as amqp_connect
-from shared.http_guard import AuthBeforeBody, RequestId, Unauthorized, api_key_caller, authenticated
+from shared.http_guard import AuthBeforeBody, RequestId, Unauthorized, api_key_caller, authenticated, refusal_error
 from shared.parsing.alphabet import AlphabetName
 from shared.postgres import refget as collections
 from shared.postgres import uploads as queries
@@ -316,14 +316,6 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _bearer = HTTPBearer(auto_error=False, description="an API key (genobase keys create NAME)")
 
 
-def _unauthorized(message: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        {"code": "unauthorized", "message": message},
-        headers={"WWW-Authenticate": 'Bearer realm="genobase"'},
-    )
-
-
 def get_caller(
     request: Request,
     services: ServicesDep,
@@ -334,7 +326,7 @@ def get_caller(
     try:
         caller: Caller = authenticated(request, services.authenticate)  # type: ignore[assignment]
     except Unauthorized as refusal:
-        raise _unauthorized(refusal.message) from None
+        raise refusal_error(refusal) from None
     return caller
 
 

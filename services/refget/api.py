@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Security, status
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
@@ -29,7 +29,15 @@ from services.refget.ranges import Refused, Slice, requested_slice
 from shared import metrics
 from shared.access import Caller
 from shared.body_limit import BodyLimit
-from shared.http_guard import AuthBeforeBody, RequestId, Unauthorized, api_key_caller, authenticated, error_body
+from shared.http_guard import (
+    AuthBeforeBody,
+    RequestId,
+    Unauthorized,
+    api_key_caller,
+    authenticated,
+    error_body,
+    refusal_error,
+)
 from shared.postgres import refget as queries
 from shared.postgres.connection import request_pool
 from shared.security_headers import PageHeaders
@@ -98,11 +106,7 @@ def get_reader(request: Request, services: ServicesDep, _key: Annotated[Any, Sec
     try:
         reader: Reader = authenticated(request, services.authenticate)  # type: ignore[assignment]
     except Unauthorized as refusal:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            {"code": "unauthorized", "message": refusal.message},
-            headers={"WWW-Authenticate": 'Bearer realm="genobase"'},
-        ) from None
+        raise refusal_error(refusal) from None
     return reader
 
 

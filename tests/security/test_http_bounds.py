@@ -25,7 +25,7 @@ import pytest
 
 from genobase import stack
 from tests.compliance.test_refget import refget_url  # noqa: F401  (the fixture)
-from tests.conftest import Pipeline
+from tests.conftest import Pipeline, another_process
 from tests.e2e.test_pipeline import upload_via_intake
 
 pytestmark = pytest.mark.e2e
@@ -299,3 +299,22 @@ def test_refget_serves_no_cdn_pages_and_sends_a_content_security_policy(refget_u
     policy = answer.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
     assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_an_address_that_floods_invented_keys_is_throttled_before_any_lookup(pipeline: Pipeline) -> None:
+    """Each key look-up takes a database connection: an address past 100 unknown keys in 10 s is
+    answered 429 with Retry-After at once, until its window passes (a second intake process, so
+    that this run's own intake keeps serving the other tests from this address)."""
+    with another_process(pipeline, "intake", "GENOBASE_INTAKE_PORT", {}) as url, httpx.Client(base_url=url) as http:
+        codes = [
+            http.get("/uploads/00000000-0000-0000-0000-000000000000", headers={"Authorization": f"Bearer gbk_{i:040d}"})
+            for i in range(101)
+        ]
+        assert {c.status_code for c in codes[:100]} == {401}
+        throttled = codes[100]
+        assert throttled.status_code == 429 and throttled.json()["detail"]["code"] == "too_many_failed_keys"
+        assert 1 <= int(throttled.headers["Retry-After"]) <= 10
+        # refused before the look-up: a valid key from the address waits too, for as long
+        assert http.get("/uploads", headers={"Authorization": f"Bearer {pipeline.api_key}"}).status_code == 429
+    # the stack's own intake, another process, still answers this address
+    assert pipeline.http.get("/healthz").status_code == 200

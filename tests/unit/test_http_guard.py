@@ -22,6 +22,7 @@ from shared import metrics
 from shared.body_limit import BodyLimit
 from shared.http_guard import (
     AuthBeforeBody,
+    FailedKeyLimiter,
     RequestId,
     Unauthorized,
     authenticated,
@@ -215,3 +216,19 @@ def test_metric_labels_take_only_known_methods_and_routes() -> None:
     assert REGISTRY.get_sample_value(
         "genobase_http_requests_total", {"route": "unmatched", "method": "GET", "status": "404"}
     )
+
+
+def test_an_address_that_tried_too_many_unknown_keys_waits_for_its_window() -> None:
+    now = [100.0]
+    limiter = FailedKeyLimiter(failures=3, window=10, addresses=2, clock=lambda: now[0])
+    for _ in range(3):
+        assert limiter.retry_after("10.0.0.1") is None
+        limiter.failed("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") == 10 and limiter.retry_after("10.0.0.2") is None
+    now[0] += 9.5
+    assert limiter.retry_after("10.0.0.1") == 1  # rounded up: never "try again in 0 s"
+    now[0] += 0.6
+    assert limiter.retry_after("10.0.0.1") is None  # the oldest failure left the window
+    limiter.failed("a")
+    limiter.failed("b")  # three addresses for room for two: the least recent is forgotten
+    assert "10.0.0.1" not in limiter._seen and set(limiter._seen) == {"a", "b"}
