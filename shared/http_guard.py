@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.access import Caller
+from shared.access import Caller, key_hash
 from shared.postgres import keys
 
 log = structlog.get_logger()
@@ -137,9 +137,11 @@ class FailedKeyLimiter:
     """At most ``failures`` unknown or revoked keys per client address within ``window`` seconds.
 
     Each key look-up takes a pooled database connection: without a bound, a flood of invented keys
-    would hold them all and keep every other request waiting. Past the bound an address is refused
-    (429) before any look-up, valid keys included, until its oldest failure leaves the window. The
-    addresses kept are bounded too (the least recently failing are forgotten first).
+    would hold them all and keep every other request waiting. Past the bound an address's keys are
+    looked up only if they were found valid before (``KNOWN_KEYS``); any other is refused (429)
+    before a look-up until the address's oldest failure leaves the window. So a flood from an
+    address that others share (every client of a stack on one host is 127.0.0.1) does not lock out
+    the keys in use. The addresses kept are bounded too (the least recently failing go first).
     """
 
     def __init__(
@@ -175,6 +177,36 @@ class FailedKeyLimiter:
 
 
 FAILED_KEYS = FailedKeyLimiter()
+
+
+class KnownKeys:
+    """Hashes of keys found valid lately (bounded, the least recent forgotten first).
+
+    Only a hint for ``FailedKeyLimiter``: a known key is still looked up every time, so revoking
+    it ends it at once.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._hashes: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key_hash: str) -> None:
+        with self._lock:
+            self._hashes.pop(key_hash, None)
+            self._hashes[key_hash] = None
+            while len(self._hashes) > self._size:
+                self._hashes.popitem(last=False)
+
+    def __contains__(self, key_hash: object) -> bool:
+        with self._lock:
+            return key_hash in self._hashes
+
+
+KNOWN_KEYS = KnownKeys()
+# Key look-ups at once, whatever their address: half of a service's database pool (8) at most, so
+# that invented keys from many addresses still leave the other half to the requests being served.
+LOOKUPS = threading.BoundedSemaphore(4)
 
 
 def refusal_error(refusal: Unauthorized) -> HTTPException:
@@ -253,16 +285,18 @@ def api_key_caller(pool: ConnectionPool[Any], header: str | None) -> Caller:
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("an API key is required: Authorization: Bearer KEY")
     address = CLIENT_ADDRESS.get()
-    if address is not None and (wait := FAILED_KEYS.retry_after(address)) is not None:
+    hashed = key_hash(key)
+    if address is not None and hashed not in KNOWN_KEYS and (wait := FAILED_KEYS.retry_after(address)) is not None:
         raise Throttled(wait)
     found = None
     if len(key) <= MAX_KEY_CHARS:
-        with pool.connection() as conn:
+        with LOOKUPS, pool.connection() as conn:
             found = keys.find_key(conn, key)
     if found is None or found.revoked:
         if address is not None:
             FAILED_KEYS.failed(address)
         raise Unauthorized("the API key is not valid")
+    KNOWN_KEYS.add(hashed)
     return Caller(found.name, found.admin)
 
 

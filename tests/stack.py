@@ -260,6 +260,8 @@ class NativeProvider:
             password = stack.new_secret()
             # creates each run's database and its runtime role
             stack.ensure_pg_role("genobase_test", password, attributes="CREATEDB CREATEROLE")
+            # the fault tests watch and end the services' sessions, each service's role its own
+            stack.psql_as_postgres("GRANT pg_read_all_stats, pg_signal_backend TO genobase_test")
             self._admin_dsn = f"postgresql://genobase_test:{password}@127.0.0.1:5432/postgres"
         _create_database(self._admin_dsn, run.database)
         _create_role(self._admin_dsn, run.pg_runtime_role, self._runtime_password)
@@ -315,6 +317,12 @@ class NativeProvider:
         )
         warm_up_notifications(settings)
         return env
+
+    @property
+    def notify_endpoint(self) -> str:
+        """The gateway that only delivers events (it answers no request)."""
+        assert self._ceph is not None
+        return f"http://127.0.0.1:{self._ceph.notify_port}"
 
     @property
     def ceph_base(self) -> Path:

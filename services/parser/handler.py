@@ -111,7 +111,7 @@ def parse_object(event: ObjectCreated, deps: ParserDeps) -> None:
             return
         if upload.registered and _carries_unsigned_headers(event, upload, deps):
             return
-        if not upload.registered and _over_quota(upload, deps):
+        if _over_quota(upload, deps):
             return
         if _split(event, upload, deps):
             return
@@ -517,10 +517,13 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
 
 
 def _over_quota(upload: Upload, deps: ParserDeps) -> bool:
-    """Fail the generation of an owner's direct write while the owner is over a quota; True if so.
+    """Fail a generation that takes its owner past a quota; True if it did.
 
-    Registrations are held to the quotas by the intake; an object written with the owner's own S3
-    keys is found here, before any of it is read (it stays in the store, unprocessed).
+    Registrations are held to the quotas by the intake, but an owner's own S3 keys may write any
+    object under its prefix: a new key, or a registered key again, with another size. Every
+    generation is therefore counted here, before any of it is read (the object stays in the store,
+    unprocessed). A ticket's own object never fails this: its registration was counted within the
+    quotas, and this refuses only what is past them.
     """
     if upload.owner is None:
         return False

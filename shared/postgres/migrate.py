@@ -35,6 +35,9 @@ class RuntimeRole:
 # What each stage with a role of its own may do, table by table; nothing else of the schema is in
 # its reach. refget reads (the key of its caller, the uploads it may see, their records and
 # collections); the persister loads batches and moves its uploads' counters, and never reads a key.
+# A generation that fails loses its rows (``fail_upload``), and the persister fails the generation
+# of a batch it gives up on: so it deletes by upload where rows are kept, and updates no row but
+# an upload's and a shard's.
 SERVICE_PRIVILEGES: dict[str, dict[str, str]] = {
     "refget": {
         table: "SELECT"
@@ -42,10 +45,11 @@ SERVICE_PRIVILEGES: dict[str, dict[str, str]] = {
     },
     "persister": {
         "uploads": "SELECT, UPDATE",
-        "upload_batches": "SELECT, INSERT",
-        "upload_shards": "SELECT, UPDATE",
-        "sequence_records": "SELECT, INSERT",
-        "sequence_parts": "SELECT, INSERT",
+        "upload_batches": "SELECT, INSERT, DELETE",
+        "upload_shards": "SELECT, UPDATE, DELETE",
+        "sequence_records": "SELECT, INSERT, DELETE",
+        "sequence_parts": "SELECT, INSERT, DELETE",
+        "collections": "SELECT, DELETE",
         "schema_migrations": "SELECT",
     },
 }

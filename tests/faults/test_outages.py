@@ -60,7 +60,8 @@ def test_broker_restarted_while_batches_are_in_flight(
 
 
 def copy_running(settings: Settings) -> bool:
-    with psycopg.connect(settings.pg_dsn.get_secret_value(), autocommit=True) as conn:
+    """Whether the persister is in a COPY (seen as the run's owner: another role's query is hidden)."""
+    with psycopg.connect(settings.pg_migration_dsn, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
             "AND query ~ '^COPY \"?sequence_(records|parts)\"? .* FROM STDIN'"

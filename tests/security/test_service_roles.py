@@ -1,10 +1,10 @@
 """refget's and the persister's own credentials against the running stack: each reaches its part.
 
 refget reads (its callers' keys, the uploads they may see, records, parts and collections) and
-writes nothing; the persister loads batches and moves its uploads' counters, and neither reads a
-key nor deletes anything; the persister's broker user consumes its own queue and publishes to the
-pipeline and dead-letter exchanges, nothing else (RabbitMQ lets whoever may consume a queue also
-purge it: both are "read").
+writes nothing. The persister loads batches and moves its uploads' counters (and drops the rows of
+a generation it fails); it neither reads a key nor makes or deletes an upload. The persister's
+broker user consumes its own queue and publishes to the pipeline and dead-letter exchanges,
+nothing else (RabbitMQ lets whoever may consume a queue also purge it: both are "read").
 """
 
 from __future__ import annotations
@@ -47,17 +47,20 @@ def test_refget_reads_and_writes_nothing(pipeline: Pipeline, stack_env: dict[str
     assert [w for w in writes if not refused_by_postgres(dsn, w)] == []
 
 
-def test_the_persister_loads_batches_and_reads_no_key(pipeline: Pipeline, stack_env: dict[str, str]) -> None:
+def test_the_persister_loads_batches_and_touches_no_key_nor_upload_row(
+    pipeline: Pipeline, stack_env: dict[str, str]
+) -> None:
     dsn = stack.service_settings("persister", stack_env)["GENOBASE_PG_DSN"]
     assert dsn == stack_env["GENOBASE_PERSISTER_PG_DSN"]
     assert not refused_by_postgres(dsn, "UPDATE uploads SET records_done = records_done WHERE false")
     beyond = [
         "SELECT 1 FROM api_keys LIMIT 1",
         "UPDATE api_keys SET admin = true WHERE false",
+        "DELETE FROM api_keys WHERE false",
         "DELETE FROM uploads WHERE false",
-        "DELETE FROM sequence_records WHERE false",
+        "INSERT INTO uploads (id) VALUES (gen_random_uuid())",
         "UPDATE sequence_records SET upload_id = upload_id WHERE false",
-        "SELECT 1 FROM collections LIMIT 1",
+        "INSERT INTO collections (upload_id) VALUES (gen_random_uuid())",
         "TRUNCATE upload_batches",
     ]
     assert [b for b in beyond if not refused_by_postgres(dsn, b)] == []

@@ -26,6 +26,7 @@ from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests.conftest import Pipeline
 from tests.security.test_keys import client
 from tests.security.test_least_privilege import keys_cli, make_s3_owner, s3_as, service_s3
+from tests.stack import NativeProvider, StackProvider
 
 pytestmark = pytest.mark.e2e
 FASTA = b">secret\nACGTACGTTTGACCA\n"
@@ -123,6 +124,36 @@ def test_no_caller_without_keys_reads_a_topic(pipeline: Pipeline, settings: Sett
             answer = httpx.post(settings.s3_endpoint + "/", data=form, headers=headers, timeout=30)
             assert answer.status_code >= 400, (action, headers, answer.text[:300])
             assert "amqp" not in answer.text.lower(), (action, headers)
+
+
+def test_the_delivering_gateway_answers_no_request(
+    pipeline: Pipeline, settings: Settings, stack_provider: StackProvider, s3_owner: dict[str, str]
+) -> None:
+    """It has the notifications API (RGW connects to AMQP only where it is on) and no S3: every
+    call, a topic's included, is refused, with keys or without."""
+    if not isinstance(stack_provider, NativeProvider):
+        pytest.skip("MinIO has no such gateway: its AMQP target is server configuration")
+    endpoint = stack_provider.notify_endpoint
+    for sns in (
+        boto3.client(
+            "sns",
+            endpoint_url=endpoint,
+            aws_access_key_id=access,
+            aws_secret_access_key=secret,
+            region_name=settings.s3_region,
+            config=Config(signature_version="s3v4", retries={"max_attempts": 1}),
+        )
+        for access, secret in (
+            (s3_owner["access"], s3_owner["secret"]),
+            (settings.s3_access_key.get_secret_value(), settings.s3_secret_key.get_secret_value()),
+        )
+    ):
+        sns.meta.events.register("before-sign.sns.*", _claim_https)
+        assert outcome(lambda sns=sns: sns.list_topics()) != "ok"
+    for headers in ({}, {"X-Forwarded-Proto": "https"}):
+        answer = httpx.post(endpoint + "/", data={"Action": "ListTopics"}, headers=headers, timeout=30)
+        assert answer.status_code == 405 and "amqp" not in answer.text.lower()
+    assert httpx.get(f"{endpoint}/{settings.uploads_bucket}", timeout=30).status_code == 405
 
 
 def test_the_stack_admin_cannot_change_the_wiring_through_the_serving_gateway(

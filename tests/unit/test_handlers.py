@@ -597,3 +597,18 @@ def test_a_direct_write_over_the_owners_quota_fails_unread(
     else:
         assert upload.state is State.FAILED and upload.error_code == PipelineErrorCode.QUOTA_EXCEEDED
         assert "too_many_uploads_in_flight" in (upload.error_message or "") and reads == []
+
+
+def test_a_registered_key_written_again_with_the_owners_own_keys_meets_the_quotas(
+    uploads: FakeUploads, objects: FakeObjects, publisher: FakePublisher
+) -> None:
+    """A 1-byte registration, then a large object written to its key with the owner's S3 keys."""
+    parser = ParserDeps(Settings(quota_stored_bytes=1000), uploads, objects, publisher)
+    uploads.add(
+        make_upload(bucket=BUCKET, key="alice/1/f.fa", owner="alice", state=State.AWAITING_UPLOAD, etag=None,
+                    generation=0, bytes_total=1)
+    )  # fmt: skip
+    handle_parse([objects.put(BUCKET, "alice/1/f.fa", FASTA, "e1")], parser)
+    upload = only(uploads)
+    assert upload.state is State.FAILED and upload.error_code == PipelineErrorCode.QUOTA_EXCEEDED
+    assert "storage_quota_exceeded" in (upload.error_message or "")

@@ -23,6 +23,7 @@ from shared.body_limit import BodyLimit
 from shared.http_guard import (
     AuthBeforeBody,
     FailedKeyLimiter,
+    KnownKeys,
     RequestId,
     Unauthorized,
     authenticated,
@@ -216,6 +217,13 @@ def test_metric_labels_take_only_known_methods_and_routes() -> None:
     assert REGISTRY.get_sample_value(
         "genobase_http_requests_total", {"route": "unmatched", "method": "GET", "status": "404"}
     )
+
+
+def test_known_keys_are_bounded_and_forget_the_least_recent() -> None:
+    known = KnownKeys(size=2)
+    for key_hash in ("a", "b", "a", "c"):
+        known.add(key_hash)
+    assert "a" in known and "c" in known and "b" not in known
 
 
 def test_an_address_that_tried_too_many_unknown_keys_waits_for_its_window() -> None:
