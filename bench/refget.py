@@ -85,7 +85,8 @@ def main() -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
     base = f"http://{settings.refget_host}:{settings.refget_port}/sequence/{md5}"
     rng = random.Random(7)
-    with httpx.Client(timeout=60) as client:
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {key}"}) as client:  # reads need a key
         client.get(base, params={"start": 0, "end": 10}).raise_for_status()  # warm the connection and pool
         latencies = []
         for _ in range(args.requests):
