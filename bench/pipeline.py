@@ -120,7 +120,7 @@ def warn_if_radosgw_restarted(before: set[int]) -> None:
     deliver the topic's queued notifications until the dead one's lock expires (~60-90 s), which
     lands in the pipeline's time. Say so rather than print such a run's figures as if they held."""
     if before and radosgw_pids() != before:
-        print("  WARNING: radosgw restarted during this run (see README, Load): its times are not comparable")
+        print("  WARNING: radosgw restarted during this run (docs/benchmarks.md, Load): its times are not comparable")
 
 
 def print_cpu(before: dict[str, float], after: dict[str, float], elapsed: float) -> float:

@@ -134,7 +134,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         want = ", ".join(f"{name} {BULK_LOAD_SETTINGS[name]}" for name in low)
         print(
             f"  (this server runs with {have}; compose's Postgres with {want}: uploads of several GiB"
-            " cost more per GiB here, see README 'Cost linear in size')"
+            " cost more per GiB here, see docs/benchmarks.md 'Cost linear in size')"
         )
     services = _services()
     for name, pid in pids.items():

@@ -275,7 +275,7 @@ def metrics_port_setting(service: str) -> str:
     return f"GENOBASE_{service.upper()}_METRICS_PORT"
 
 
-# `genobase up`'s metrics ports, one per service (README "Metrics").
+# `genobase up`'s metrics ports, one per service (docs/operations.md "Metrics").
 METRICS_PORTS = {name: 9101 + i for i, name in enumerate(SERVICES)}
 
 

@@ -87,13 +87,13 @@ class Settings(BaseSettings):
     result_part_bytes: int = 8 * MiB
     # A FASTA (plain or bgzip) larger than this is parsed in shards of at least this size, by every parser
     # replica at once (services/parser). 0: never split -- the planning reads the object once
-    # more, which pays only where several parsers share the work (README "One large file over several
+    # more, which pays only where several parsers share the work (docs/operations.md "One large file over several
     # parsers").
     shard_bytes: int = 0
     # How often the assembler looks for newly committed batches while it follows a parse.
     assembly_poll_seconds: float = 0.1
 
-    # Input limits (README "Limits"): each refuses an input with its own error code.
+    # Input limits (docs/architecture.md "Limits"): each refuses an input with its own error code.
     max_header_bytes: int = 64 * 1024  # FASTA header: header_too_long
     max_title_bytes: int = 64 * 1024  # FASTQ title: title_too_long
     max_field_bytes: int = 64 * 1024  # CSV/TSV name, attribute, column name: field_too_long

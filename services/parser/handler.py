@@ -299,7 +299,7 @@ def _claim(event: ObjectCreated, deps: ParserDeps, attempts: int = 3) -> Claim |
 
 
 def parse_limits(settings: Settings) -> Limits:
-    """The engine's limits from the settings (README "Limits")."""
+    """The engine's limits from the settings (docs/architecture.md "Limits")."""
     return Limits(
         max_header_bytes=settings.max_header_bytes,
         max_title_bytes=settings.max_title_bytes,

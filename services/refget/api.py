@@ -2,7 +2,7 @@
 pipeline stored. Read-only; every query is in ``shared/postgres/refget.py``.
 
 Where the refget compliance suite (written for v1.0) and the v2.0 specification differ, this
-follows v2.0 and also answers the suite (README "Read API"): the v1.0 media types are accepted
+follows v2.0 and also answers the suite (docs/api.md "Read API"): the v1.0 media types are accepted
 as well as v2.0's, and service-info carries the v1 ``service`` object beside v2's ``refget``.
 """
 

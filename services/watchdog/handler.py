@@ -47,7 +47,7 @@ def reissue(upload: Upload, publisher: EventPublisher) -> None:
 
 def _abort_multipart(upload: Upload, store: MultipartAborter) -> bool | None:
     """Abort the ended ticket's multipart upload, if it had one: its parts would stay in the bucket,
-    and a revoked owner could still complete it. A failed abort is retried by hand (README); the
+    and a revoked owner could still complete it. A failed abort is logged (multipart_aborted=false) for an operator; the
     ticket's end is already recorded. None: no multipart upload."""
     if upload.multipart_upload_id is None:
         return None

@@ -31,7 +31,7 @@ _EXTENSIONS = {
 
 @dataclass(frozen=True)
 class Limits:
-    """Every bound the engine enforces, each failing with its own code (README: "Limits").
+    """Every bound the engine enforces, each failing with its own code (docs/architecture.md: "Limits").
 
     Names, titles and cells are bounded so that a record's metadata stays small beside a batch;
     sequences are never bounded (they stream), FASTQ reads are (stored whole with their quality).

@@ -188,7 +188,7 @@ def autovacuum_is_off(settings: Settings) -> bool:
 # server has less. With 128 MB of shared buffers the content indexes of a few million records no
 # longer stay cached, and with 1 GB of WAL between checkpoints a 4 GiB upload spans a dozen of
 # them, each followed by full-page images: measured here, a 4 GiB upload then cost 7-21 % more per
-# GiB than a 1 GiB one (README "Cost linear in size").
+# GiB than a 1 GiB one (docs/benchmarks.md, "Cost linear in size").
 BULK_LOAD_SETTINGS = {"shared_buffers": "512MB", "max_wal_size": "8GB"}
 
 

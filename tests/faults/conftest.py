@@ -3,7 +3,7 @@
 At the end of the run each upload is looked up in Postgres and counted as completed, failed with a
 reason, or lost (never finished, or failed without one); its stored rows are compared with the
 records of its input, which gives the records lost and duplicated. The figures are printed after
-the test summary (and are the ones quoted in the README).
+the test summary (and are the ones quoted in docs/testing.md).
 """
 
 from __future__ import annotations
