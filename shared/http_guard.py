@@ -277,6 +277,15 @@ class AuthBeforeBody:
 MAX_KEY_CHARS = 256  # longer than any key: refused without a look-up
 
 
+def serve(app: ASGIApp, host: str, port: int) -> None:
+    """Run an HTTP service under uvicorn. ``proxy_headers`` is off: the client's address is the
+    connection's, never an X-Forwarded-For a client wrote (uvicorn believes one from 127.0.0.1 by
+    default, and every client of a stack on one host is that), so ``FAILED_KEYS`` counts by it."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
+
+
 def api_key_caller(pool: ConnectionPool[Any], header: str | None) -> Caller:
     """The owner behind an ``Authorization: Bearer KEY`` header; ``Unauthorized`` for a missing,
     unknown or revoked key. The one key check of the intake and refget (``AuthBeforeBody``)."""
@@ -298,6 +307,14 @@ def api_key_caller(pool: ConnectionPool[Any], header: str | None) -> Caller:
         raise Unauthorized("the API key is not valid")
     KNOWN_KEYS.add(hashed)
     return Caller(found.name, found.admin)
+
+
+def caller_or_refusal(request: Request, authenticate: Callable[[str | None], object]) -> object:
+    """``authenticated``, for a route's dependency: a refused key becomes its 401 or 429."""
+    try:
+        return authenticated(request, authenticate)
+    except Unauthorized as refusal:
+        raise refusal_error(refusal) from None
 
 
 def authenticated(request: Request, authenticate: Callable[[str | None], object]) -> object:

@@ -32,7 +32,7 @@ from shared import metrics
 from shared.access import Caller, can_see, owner_prefix
 from shared.body_limit import BodyLimit
 from shared.broker import connect as amqp_connect
-from shared.http_guard import AuthBeforeBody, RequestId, Unauthorized, api_key_caller, authenticated, refusal_error
+from shared.http_guard import AuthBeforeBody, RequestId, api_key_caller, caller_or_refusal
 from shared.parsing.alphabet import AlphabetName
 from shared.postgres import refget as collections
 from shared.postgres import uploads as queries
@@ -323,10 +323,7 @@ def get_caller(
 ) -> Caller:
     """The owner behind the request's key: a missing, unknown or revoked key is a 401. A request
     with a body was already authenticated, before its body was read (``AuthBeforeBody``)."""
-    try:
-        caller: Caller = authenticated(request, services.authenticate)  # type: ignore[assignment]
-    except Unauthorized as refusal:
-        raise refusal_error(refusal) from None
+    caller: Caller = caller_or_refusal(request, services.authenticate)  # type: ignore[assignment]
     return caller
 
 

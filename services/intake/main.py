@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.intake.api import create_app
 from shared import metrics
 from shared.consumer_metrics import record_restarts
+from shared.http_guard import serve
 from shared.logging import configure_logging
 from shared.settings import get_settings
 
@@ -16,15 +15,7 @@ def main() -> None:
     configure_logging("intake", settings.log_level, settings.log_json, settings.replica)
     metrics.serve(settings)
     record_restarts("intake")  # how often its supervisor has had to start it again
-    # proxy_headers off: the client's address is the connection's, never an X-Forwarded-For a
-    # client wrote (uvicorn believes one from 127.0.0.1 by default, and every client here is that)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.intake_host,
-        port=settings.intake_port,
-        log_level="warning",
-        proxy_headers=False,
-    )
+    serve(create_app(settings), settings.intake_host, settings.intake_port)
 
 
 if __name__ == "__main__":

@@ -32,11 +32,9 @@ from shared.body_limit import BodyLimit
 from shared.http_guard import (
     AuthBeforeBody,
     RequestId,
-    Unauthorized,
     api_key_caller,
-    authenticated,
+    caller_or_refusal,
     error_body,
-    refusal_error,
 )
 from shared.postgres import refget as queries
 from shared.postgres.connection import request_pool
@@ -103,10 +101,7 @@ _bearer = HTTPBearer(auto_error=False, description="an API key (not needed when 
 
 def get_reader(request: Request, services: ServicesDep, _key: Annotated[Any, Security(_bearer)]) -> Reader:
     """The reader of this request (401 without a valid key, unless reads are public)."""
-    try:
-        reader: Reader = authenticated(request, services.authenticate)  # type: ignore[assignment]
-    except Unauthorized as refusal:
-        raise refusal_error(refusal) from None
+    reader: Reader = caller_or_refusal(request, services.authenticate)  # type: ignore[assignment]
     return reader
 
 

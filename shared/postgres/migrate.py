@@ -126,6 +126,13 @@ def _ensure_login_role(conn: Connection, runtime: RuntimeRole) -> sql.Identifier
     return role
 
 
+def _grant(conn: Connection, role: sql.Identifier, *statements: str) -> None:
+    """Run each statement with ``{role}`` and ``{db}`` (this database) filled in."""
+    database = sql.Identifier(conn.info.dbname)
+    for statement in statements:
+        conn.execute(sql.SQL(statement).format(db=database, role=role))
+
+
 def grant_service(conn: Connection, service: ServiceRole) -> None:
     """A stage's own role gets exactly its tables' privileges (``SERVICE_PRIVILEGES``); created if missing.
 
@@ -133,15 +140,15 @@ def grant_service(conn: Connection, service: ServiceRole) -> None:
     from the role too.
     """
     role = _ensure_login_role(conn, service.role)
-    database = sql.Identifier(conn.info.dbname)
-    for statement in (
+    _grant(
+        conn,
+        role,
         "GRANT CONNECT ON DATABASE {db} TO {role}",
         "GRANT USAGE ON SCHEMA public TO {role}",
         "REVOKE CREATE ON SCHEMA public FROM {role}",
         "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}",
         "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}",
-    ):
-        conn.execute(sql.SQL(statement).format(db=database, role=role))
+    )
     for table, privileges in SERVICE_PRIVILEGES[service.service].items():
         conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), sql.Identifier(table), role))
 
@@ -153,16 +160,16 @@ def grant_runtime(conn: Connection, runtime: RuntimeRole) -> None:
     ``genobase up`` creates both roles first, and this only grants.
     """
     role = _ensure_login_role(conn, runtime)
-    database = sql.Identifier(conn.info.dbname)
-    for statement in (
+    _grant(
+        conn,
+        role,
         "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
         "GRANT USAGE ON SCHEMA public TO {role}",
         "REVOKE CREATE ON SCHEMA public FROM {role}",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
         "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {role}",
         "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
-    ):
-        conn.execute(sql.SQL(statement).format(db=database, role=role))
+    )
 
 
 def migrate_database(settings: Settings) -> list[str]:

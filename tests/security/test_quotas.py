@@ -7,6 +7,7 @@ bucket and pipeline; each test has owners of its own, so that one's counts do no
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import uuid
 from collections.abc import Iterator
@@ -139,16 +140,22 @@ INFLATION_QUOTA = 3 * MiB
 CONTENT = b">a\n" + b"ACGT" * (MiB // 2) + b"\n"  # 2 MiB of FASTA, a few KiB of gzip
 
 
-@pytest.fixture
-def low_inflation_parser(pipeline: Pipeline) -> Iterator[None]:
-    """The run's parser restarted with a low inflation quota; restored afterwards."""
+@contextlib.contextmanager
+def parser_with(pipeline: Pipeline, settings: dict[str, str]) -> Iterator[None]:
+    """The run's parser restarted with ``settings`` (a low quota); restored afterwards."""
     pipeline.processes.stop("parser")
     try:
-        pipeline.start_consuming("parser", {"GENOBASE_QUOTA_INFLATED_BYTES": str(INFLATION_QUOTA)})
+        pipeline.start_consuming("parser", settings)
         yield
     finally:
         pipeline.processes.stop("parser")
         pipeline.start_consuming("parser")
+
+
+@pytest.fixture
+def low_inflation_parser(pipeline: Pipeline) -> Iterator[None]:
+    with parser_with(pipeline, {"GENOBASE_QUOTA_INFLATED_BYTES": str(INFLATION_QUOTA)}):
+        yield
 
 
 def test_an_owners_gzip_uploads_together_cannot_inflate_beyond_its_quota(
@@ -206,14 +213,8 @@ DIRECT_QUOTA = 64 * 1024
 
 @pytest.fixture
 def low_stored_bytes_parser(pipeline: Pipeline) -> Iterator[None]:
-    """The run's parser restarted with a low stored-bytes quota; restored afterwards."""
-    pipeline.processes.stop("parser")
-    try:
-        pipeline.start_consuming("parser", {"GENOBASE_QUOTA_STORED_BYTES": str(DIRECT_QUOTA)})
+    with parser_with(pipeline, {"GENOBASE_QUOTA_STORED_BYTES": str(DIRECT_QUOTA)}):
         yield
-    finally:
-        pipeline.processes.stop("parser")
-        pipeline.start_consuming("parser")
 
 
 def test_an_owners_direct_writes_are_held_to_its_quotas(
