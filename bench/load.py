@@ -129,7 +129,7 @@ def report(outcomes: list[Outcome], wall: float) -> None:
 def main() -> None:
     from bench.pipeline import RUN_DIR, reset_peak, rss_peak_mib
     from genobase import stack
-    from shared.settings import get_settings
+    from shared.runtime.settings import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--uploads", type=int, default=200)

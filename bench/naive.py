@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from shared.storage import ObjectStore
+from shared.s3.store import ObjectStore
 
 RANGE_BYTES = 8 * 1024 * 1024
 PART_BYTES = 8 * 1024 * 1024

@@ -45,8 +45,8 @@ from bench import naive
 from bench.generate import generate
 from genobase import stack, transfer
 from shared.postgres.migrate import BULK_LOAD_SETTINGS, settings_below_bulk_load
-from shared.settings import Settings, get_settings, stack_file
-from shared.storage import ObjectStore
+from shared.runtime.settings import Settings, get_settings, stack_file
+from shared.s3.store import ObjectStore
 
 RUN_DIR = Path(os.environ.get("GENOBASE_HOME", ".genobase")) / "run"
 # (chromosomes of 40 Mbp, reads of 150-250 bp): the 1 GiB file of ../shared/perf-envelope.md, scaled.

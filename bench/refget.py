@@ -26,7 +26,7 @@ import psycopg
 
 from bench.generate import generate
 from genobase import stack
-from shared.settings import get_settings
+from shared.runtime.settings import get_settings
 
 RUN_DIR = Path(os.environ.get("GENOBASE_HOME", ".genobase")) / "run"
 LENGTH = 40_000_000

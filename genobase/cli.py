@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from genobase import compose, stack, transfer
-from shared.settings import Settings, load_settings, stack_file
+from shared.runtime.settings import Settings, load_settings, stack_file
 
 HOME = Path(os.environ.get("GENOBASE_HOME", ".genobase"))
 
@@ -238,10 +238,10 @@ def _pipeline_status(settings: Settings) -> None:
     """Each queue's depth (and its dead letters), and the uploads in flight and stalled."""
     from datetime import timedelta
 
-    from shared.broker import connect as amqp_connect
+    from shared.domain.stages import ASSEMBLE, PARSE, PERSIST
     from shared.postgres.connection import connect as pg_connect
     from shared.postgres.uploads import in_flight
-    from shared.stages import ASSEMBLE, PARSE, PERSIST
+    from shared.rabbitmq.broker import connect as amqp_connect
 
     connection = amqp_connect(settings)
     try:
@@ -421,7 +421,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def _create_owner_s3_user(settings: Settings, owner: str) -> None:
     """S3 credentials that write under ``<owner>/`` in the uploads bucket and read nothing (shown once)."""
-    from shared.s3_users import owner_grants, owner_user, s3_users
+    from shared.s3.users import owner_grants, owner_user, s3_users
 
     users = s3_users(settings)
     credentials = users.ensure_user(owner_user(owner))
@@ -436,7 +436,7 @@ def _remove_owner_s3_user(settings: Settings, owner: str) -> bool:
     """Remove the owner's S3 user, where this stack's S3 admin is configured; True if there was one."""
     if not settings.s3_access_key.get_secret_value():
         return False
-    from shared.s3_users import owner_user, s3_users
+    from shared.s3.users import owner_user, s3_users
 
     return s3_users(settings).remove_user(owner_user(owner))
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from shared.broker import DeadLetter, Publisher, list_dead_letters, take_dead_letters
-from shared.events import replay_event
+from shared.domain.events import replay_event
+from shared.domain.stages import STAGE_NAMES, STAGES
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
-from shared.settings import Settings
-from shared.stages import STAGE_NAMES, STAGES
+from shared.rabbitmq.broker import DeadLetter, Publisher, list_dead_letters, take_dead_letters
+from shared.runtime.settings import Settings
 
 log = structlog.get_logger()
 

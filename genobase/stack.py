@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 SERVICES = ("intake", "parser", "persister", "assembler", "watchdog", "refget")
 AMQP_VHOST = "genobase"  # the stack's own RabbitMQ vhost (users: genobase, genobase-rgw)
@@ -338,7 +338,7 @@ def persister_permissions(settings: Settings) -> tuple[str, str, str]:
 BROKER_FREE_SERVICES = frozenset({"refget"})
 
 
-# A service's second S3 user (shared/s3_users.py): the intake signs result links as "downloads".
+# A service's second S3 user (shared/s3/users.py): the intake signs result links as "downloads".
 SECOND_S3_USERS = {"intake": "downloads"}
 
 
@@ -645,10 +645,10 @@ def prepare_pipeline(
 
     Returns the services' S3 keys as stack-file settings (``service_key_settings``).
     """
-    from shared.broker import connect, declare_topology
-    from shared.notify import wire_rgw
     from shared.postgres.migrate import migrate_database
-    from shared.storage import ObjectStore
+    from shared.rabbitmq.broker import connect, declare_topology
+    from shared.s3.notify import wire_rgw
+    from shared.s3.store import ObjectStore
 
     migrate_database(settings)
     connection = connect(settings)
@@ -675,7 +675,7 @@ def prepare_pipeline(
                 settings.events_exchange,
                 settings.s3_region,
             )
-    from shared.s3_users import provision_services
+    from shared.s3.users import provision_services
 
     keys: dict[str, str] = {}
     for service, credentials in provision_services(settings, s3_secrets).items():

@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from shared.failpoints import failpoint
+from shared.runtime.failpoints import failpoint
 
 READ_CHUNK = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""Test data built by field name from the one record definition (``shared/record_schema.py``)."""
+"""Test data built by field name from the one record definition (``shared/domain/record_schema.py``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 from Bio import bgzf
 
-from shared.messages import RecordColumns, SequenceBatch, SequenceParts
-from shared.record_schema import Part, Record
+from shared.domain.messages import RecordColumns, SequenceBatch, SequenceParts
+from shared.domain.record_schema import Part, Record
 
 _DEFAULTS: dict[str, Any] = {
     "line_number": 1,

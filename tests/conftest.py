@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from genobase import stack
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.stack import StackProvider, _as_kwargs, select_provider
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from genobase import compose, stack
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 MINIO_IMAGE = os.environ.get("GENOBASE_MINIO_IMAGE", compose.DEFAULT_MINIO_IMAGE)
 RABBITMQ_IMAGE = "rabbitmq:3.13-management"
@@ -183,8 +183,8 @@ def warm_up_notifications(settings: Settings) -> None:
     A new persistent RGW topic delivers its first event only after several seconds (measured
     ~9-12 s); paying that once here keeps the tests' own timings honest.
     """
-    from shared.broker import connect
-    from shared.storage import ObjectStore
+    from shared.rabbitmq.broker import connect
+    from shared.s3.store import ObjectStore
 
     store = ObjectStore(settings)
     connection = connect(settings)
@@ -423,7 +423,7 @@ class ContainersProvider:
         env["GENOBASE_S3_KIND"] = "minio"
         settings = Settings(**_as_kwargs(env))
         env |= stack.prepare_pipeline(settings, rgw_push_endpoint=None)
-        from shared.notify import wire_minio
+        from shared.s3.notify import wire_minio
 
         wire_minio(s3, minio_key, minio_secret, run.uploads_bucket, target)
         warm_up_notifications(settings)

@@ -255,7 +255,7 @@ rgw data = $BASE/rgw/\$cluster-rgw.wire
 rgw frontends = beast endpoint=127.0.0.1:$WIRE_PORT
 rgw dns name = 127.0.0.1
 # the wiring gateway: the notifications API, and "X-Forwarded-Proto: https" believed so that a
-# topic may carry the broker password (shared/notify.py sends it); no background work of its own
+# topic may carry the broker password (shared/s3/notify.py sends it); no background work of its own
 rgw enable apis = s3, notifications
 rgw trust forwarded https = true
 rgw enable gc threads = false

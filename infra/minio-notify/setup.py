@@ -8,7 +8,7 @@ before a queue is bound to receive it:
 2. the uploads and results buckets,
 3. the uploads bucket's notification to ``arn:minio:sqs::GENOBASE:amqp`` for the four kinds of
    object creation (``s3:ObjectCreated:*`` would also fire on tagging and retention changes),
-4. a MinIO user and policy for each service that uses S3 (``shared/s3_users.py``), with the
+4. a MinIO user and policy for each service that uses S3 (``shared/s3/users.py``), with the
    secrets compose gives it (``GENOBASE_<SERVICE>_S3_SECRET_KEY``) -- the services never get the
    root user.
 
@@ -21,11 +21,11 @@ from __future__ import annotations
 import os
 import time
 
-from shared.broker import connect, declare_topology
-from shared.notify import wire_minio
-from shared.s3_users import S3_SERVICES, provision_services
-from shared.settings import get_settings
-from shared.storage import ObjectStore
+from shared.rabbitmq.broker import connect, declare_topology
+from shared.runtime.settings import get_settings
+from shared.s3.notify import wire_minio
+from shared.s3.store import ObjectStore
+from shared.s3.users import S3_SERVICES, provision_services
 
 
 def main() -> None:

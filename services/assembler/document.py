@@ -2,7 +2,7 @@
 
 The document keeps the original system's record fields (``line_number``, ``gene_name``,
 ``sequence``) and adds Genobase's; which fields, under which keys and in which order, comes from
-``shared/record_schema.py``. ``sequence`` comes after them in each record so that its parts can be
+``shared/domain/record_schema.py``. ``sequence`` comes after them in each record so that its parts can be
 written as they arrive from the database: nothing, not even one chromosome, is held whole. A
 FASTQ record's ``quality`` follows its sequence.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from shared.record_schema import DOCUMENT_FIELDS, Record, ResultPiece
+from shared.domain.record_schema import DOCUMENT_FIELDS, Record, ResultPiece
 
 FLUSH_BYTES = 1024 * 1024
 

@@ -22,16 +22,16 @@ from typing import Any
 import structlog
 
 from services.assembler.document import ResultDocument
-from shared import metrics
-from shared.failpoints import failpoint
-from shared.logging import bind_upload, carry_context
-from shared.messages import AssembleRequested
-from shared.ports import AssemblyUploads, ResultWriter
-from shared.record_schema import ResultPiece
-from shared.seqcol import Collection, CollectionDigester, SortedArrays
-from shared.settings import Settings
-from shared.stages import GiveUp
-from shared.uploads import Failure, NameCounts, PipelineErrorCode, ResultLocation, State, Upload, result_key
+from shared.domain.messages import AssembleRequested
+from shared.domain.ports import AssemblyUploads, ResultWriter
+from shared.domain.record_schema import ResultPiece
+from shared.domain.seqcol import Collection, CollectionDigester, SortedArrays
+from shared.domain.stages import GiveUp
+from shared.domain.uploads import Failure, NameCounts, PipelineErrorCode, ResultLocation, State, Upload, result_key
+from shared.runtime import metrics
+from shared.runtime.failpoints import failpoint
+from shared.runtime.logs import bind_upload, carry_context
+from shared.runtime.settings import Settings
 
 log = structlog.get_logger()
 PROGRESS_EVERY_SECONDS = 1.0

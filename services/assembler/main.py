@@ -5,17 +5,17 @@ from __future__ import annotations
 import functools
 
 from services.assembler.handler import AssemblerDeps, give_up, handle_assemble
-from shared import metrics
-from shared.broker import Consumer
-from shared.consumer_metrics import record_restarts
-from shared.logging import configure_logging
+from shared.domain.stages import ASSEMBLE
 from shared.parsing.native import share_malloc_arena
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
-from shared.runtime_tuning import keep_freed_buffers, relax_gc
-from shared.settings import get_settings
-from shared.stages import ASSEMBLE
-from shared.storage import ObjectStore
+from shared.rabbitmq.broker import Consumer
+from shared.runtime import metrics
+from shared.runtime.consumer_metrics import record_restarts
+from shared.runtime.logs import configure_logging
+from shared.runtime.settings import get_settings
+from shared.runtime.tuning import keep_freed_buffers, relax_gc
+from shared.s3.store import ObjectStore
 
 
 def main() -> None:

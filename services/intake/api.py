@@ -28,19 +28,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from services.intake.multipart import MAX_PARTS
 from services.intake.multipart import plan as multipart_plan
-from shared import metrics
-from shared.access import Caller, can_see, owner_prefix
-from shared.body_limit import BodyLimit
-from shared.broker import connect as amqp_connect
-from shared.http_guard import AuthBeforeBody, RequestId, api_key_caller, caller_or_refusal
-from shared.parsing.alphabet import AlphabetName
-from shared.postgres import refget as collections
-from shared.postgres import uploads as queries
-from shared.postgres.connection import ping, request_pool
-from shared.security_headers import PageHeaders
-from shared.settings import Settings
-from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
-from shared.uploads import (
+from shared.domain.access import Caller, can_see, owner_prefix
+from shared.domain.uploads import (
     ERROR_CODES,
     ErrorCode,
     QuotaRefusal,
@@ -51,6 +40,17 @@ from shared.uploads import (
     quota_refusal,
     quotas_of,
 )
+from shared.parsing.alphabet import AlphabetName
+from shared.postgres import refget as collections
+from shared.postgres import uploads as queries
+from shared.postgres.connection import ping, request_pool
+from shared.rabbitmq.broker import connect as amqp_connect
+from shared.runtime import metrics
+from shared.runtime.settings import Settings
+from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
+from shared.web.body_limit import BodyLimit
+from shared.web.guard import AuthBeforeBody, RequestId, api_key_caller, caller_or_refusal
+from shared.web.headers import PageHeaders
 
 # S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
 # ``<owner>/<upload id>/<name>`` (a key name is at most 63 bytes, an id 36), so a name of 512 bytes

@@ -17,12 +17,12 @@
  * each record's bytes (as ``Batcher._whole`` counts them) to ``bytes_now``; stops after the event
  * that fills the batch (``full``: ``bytes_now >= batch_bytes`` or ``len(rows) >= max_records``),
  * at the first event it does not take, or at the end. ``pair_native(name, length)`` gives the pair
- * digest or None, then ``pair_fallback(name, length)`` is asked (``shared/seqcol.py``).
+ * digest or None, then ``pair_fallback(name, length)`` is asked (``shared/domain/seqcol.py``).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* WholeRecord's fields, and the number of Record's (shared/parsing/records.py, shared/record_schema.py). */
+/* WholeRecord's fields, and the number of Record's (shared/parsing/records.py, shared/domain/record_schema.py). */
 enum { W_ORDINAL, W_LINE, W_GENE_NAME, W_SEQ_ID, W_DESCRIPTION, W_DATA, W_MD5, W_REFGET, W_QUALITY, W_ATTRIBUTES, W_FIELDS };
 #define RECORD_FIELDS 13
 

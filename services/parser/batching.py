@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from types import ModuleType
 
-from shared.messages import RecordColumns, SequenceBatch, SequenceParts
+from shared.domain.messages import RecordColumns, SequenceBatch, SequenceParts
+from shared.domain.record_schema import Part, Record
+from shared.domain.seqcol import pair_digest
 from shared.parsing.native import accelerator as _native
 from shared.parsing.records import Event, RecordEnd, RecordStart, Residues, WholeRecord
-from shared.record_schema import Part, Record
-from shared.seqcol import pair_digest
 
 _new_tuple = tuple.__new__
 

@@ -26,18 +26,10 @@ import structlog
 
 from services.parser.batching import Batcher
 from services.parser.source_digests import SourceDigests
-from shared import metrics
-from shared.failpoints import failpoint
-from shared.logging import bind_upload
-from shared.messages import ParseCompleted, SequenceBatch, ShardRequested
-from shared.parsing.alphabet import get_alphabet
-from shared.parsing.engine import GZIP_MAGIC, GzipStream, Limits, Resume, SequenceStream
-from shared.parsing.errors import ParseError
-from shared.parsing.shards import BgzfShardScanner, FastaShardScanner, ShardContent
-from shared.ports import ObjectChanged, ObjectReader, ParseUploads, PipelinedPublisher
-from shared.settings import Settings
-from shared.stages import GiveUp
-from shared.uploads import (
+from shared.domain.messages import ParseCompleted, SequenceBatch, ShardRequested
+from shared.domain.ports import ObjectChanged, ObjectReader, ParseUploads, PipelinedPublisher
+from shared.domain.stages import GiveUp
+from shared.domain.uploads import (
     Claim,
     ClaimAction,
     Failure,
@@ -51,6 +43,14 @@ from shared.uploads import (
     quotas_of,
     trusted_event_time,
 )
+from shared.parsing.alphabet import get_alphabet
+from shared.parsing.engine import GZIP_MAGIC, GzipStream, Limits, Resume, SequenceStream
+from shared.parsing.errors import ParseError
+from shared.parsing.shards import BgzfShardScanner, FastaShardScanner, ShardContent
+from shared.runtime import metrics
+from shared.runtime.failpoints import failpoint
+from shared.runtime.logs import bind_upload
+from shared.runtime.settings import Settings
 
 log = structlog.get_logger()
 # Events acknowledged without any effect, by why (logged with each one).

@@ -5,17 +5,17 @@ from __future__ import annotations
 import functools
 
 from services.parser.handler import ParserDeps, give_up, handle_parse
-from shared import metrics
-from shared.broker import Consumer, PipelinedPublisher
-from shared.consumer_metrics import record_restarts
-from shared.logging import configure_logging
+from shared.domain.stages import PARSE
 from shared.parsing.native import share_malloc_arena
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
-from shared.runtime_tuning import keep_freed_buffers, relax_gc
-from shared.settings import get_settings
-from shared.stages import PARSE
-from shared.storage import ObjectStore
+from shared.rabbitmq.broker import Consumer, PipelinedPublisher
+from shared.runtime import metrics
+from shared.runtime.consumer_metrics import record_restarts
+from shared.runtime.logs import configure_logging
+from shared.runtime.settings import get_settings
+from shared.runtime.tuning import keep_freed_buffers, relax_gc
+from shared.s3.store import ObjectStore
 
 
 def main() -> None:

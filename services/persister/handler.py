@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from shared import metrics
-from shared.failpoints import failpoint
-from shared.logging import bind_upload
-from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
-from shared.ports import PersistUploads, Publisher
-from shared.stages import GiveUp
-from shared.uploads import Failure, PipelineErrorCode
+from shared.domain.messages import AssembleRequested, ParseCompleted, SequenceBatch
+from shared.domain.ports import PersistUploads, Publisher
+from shared.domain.stages import GiveUp
+from shared.domain.uploads import Failure, PipelineErrorCode
+from shared.runtime import metrics
+from shared.runtime.failpoints import failpoint
+from shared.runtime.logs import bind_upload
 
 log = structlog.get_logger()
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import functools
 
 from services.persister.handler import PersisterDeps, give_up, handle_persist
-from shared import metrics
-from shared.broker import Consumer, Publisher
-from shared.consumer_metrics import record_restarts
-from shared.logging import configure_logging
+from shared.domain.stages import PERSIST
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
-from shared.runtime_tuning import keep_freed_buffers, relax_gc
-from shared.settings import get_settings
-from shared.stages import PERSIST
+from shared.rabbitmq.broker import Consumer, Publisher
+from shared.runtime import metrics
+from shared.runtime.consumer_metrics import record_restarts
+from shared.runtime.logs import configure_logging
+from shared.runtime.settings import get_settings
+from shared.runtime.tuning import keep_freed_buffers, relax_gc
 
 
 def main() -> None:

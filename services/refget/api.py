@@ -26,21 +26,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.refget.posted import MAX_DEPTH, PostLimits, parse_collection
 from services.refget.ranges import Refused, Slice, requested_slice
-from shared import metrics
-from shared.access import Caller
-from shared.body_limit import BodyLimit
-from shared.http_guard import (
+from shared.domain.access import Caller
+from shared.domain.seqcol import ATTRIBUTES, Collection, compare
+from shared.postgres import refget as queries
+from shared.postgres.connection import request_pool
+from shared.runtime import metrics
+from shared.runtime.settings import Settings
+from shared.web.body_limit import BodyLimit
+from shared.web.guard import (
     AuthBeforeBody,
     RequestId,
     api_key_caller,
     caller_or_refusal,
     error_body,
 )
-from shared.postgres import refget as queries
-from shared.postgres.connection import request_pool
-from shared.security_headers import PageHeaders
-from shared.seqcol import ATTRIBUTES, Collection, compare
-from shared.settings import Settings
+from shared.web.headers import PageHeaders
 
 log = structlog.get_logger()
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from services.refget.api import create_app
-from shared import metrics
-from shared.consumer_metrics import record_restarts
-from shared.http_guard import serve
-from shared.logging import configure_logging
-from shared.settings import get_settings
+from shared.runtime import metrics
+from shared.runtime.consumer_metrics import record_restarts
+from shared.runtime.logs import configure_logging
+from shared.runtime.settings import get_settings
+from shared.web.guard import serve
 
 
 def main() -> None:

@@ -19,12 +19,12 @@ from datetime import timedelta
 
 import structlog
 
-from shared import metrics
-from shared.events import replay_event
-from shared.messages import AssembleRequested
-from shared.ports import EventPublisher, MultipartAborter, SweepUploads
-from shared.settings import Settings
-from shared.uploads import State, Upload
+from shared.domain.events import replay_event
+from shared.domain.messages import AssembleRequested
+from shared.domain.ports import EventPublisher, MultipartAborter, SweepUploads
+from shared.domain.uploads import State, Upload
+from shared.runtime import metrics
+from shared.runtime.settings import Settings
 
 log = structlog.get_logger()
 

@@ -8,14 +8,14 @@ import threading
 import structlog
 
 from services.watchdog.handler import WatchdogDeps, sweep
-from shared import metrics
-from shared.broker import Publisher
-from shared.consumer_metrics import record_restarts
-from shared.logging import configure_logging
 from shared.postgres.connection import Database
 from shared.postgres.uploads import PostgresUploads
-from shared.settings import get_settings
-from shared.storage import ObjectStore
+from shared.rabbitmq.broker import Publisher
+from shared.runtime import metrics
+from shared.runtime.consumer_metrics import record_restarts
+from shared.runtime.logs import configure_logging
+from shared.runtime.settings import get_settings
+from shared.s3.store import ObjectStore
 
 log = structlog.get_logger()
 

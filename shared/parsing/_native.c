@@ -984,7 +984,7 @@ static PyObject *share_malloc_arena(PyObject *self, PyObject *unused)
 
 /* The GA4GH digest (SHA-512, first 24 bytes, base64url) of a canonical name-length pair,
    {"length":N,"name":"NAME"}: an element of a sequence collection's sorted_name_length_pairs
-   (shared/seqcol.py:pair_digest). Only for a plain name -- printable ASCII without '"' or '\\', its
+   (shared/domain/seqcol.py:pair_digest). Only for a plain name -- printable ASCII without '"' or '\\', its
    own JSON string once quoted -- else None, and Python's canonical JSON takes it. */
 static PyObject *pair_digest(PyObject *self, PyObject *args)
 {

@@ -1,7 +1,7 @@
 """The one error type of the parsing engine: what is wrong, and where in the source.
 
 ``ParseErrorCode`` is every code the engine can fail an input with, defined here once; the
-domain's ``ErrorCode`` (``shared/uploads.py``) adds the pipeline's own codes to these, and the
+domain's ``ErrorCode`` (``shared/domain/uploads.py``) adds the pipeline's own codes to these, and the
 API documents both from there. The engine itself depends on nothing outside this package.
 """
 

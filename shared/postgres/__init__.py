@@ -2,6 +2,6 @@
 
 ``connection`` opens sessions and replaces broken ones; ``migrate`` applies ``migrations/*.sql``;
 ``uploads`` holds every query of the upload state machine (its state sets come from
-``shared/uploads.py``); ``sequences`` copies records and parts in and out (its column lists come
-from ``shared/record_schema.py``), with ``binary_copy`` formatting a batch's rows in C.
+``shared/domain/uploads.py``); ``sequences`` copies records and parts in and out (its column lists come
+from ``shared/domain/record_schema.py``), with ``binary_copy`` formatting a batch's rows in C.
 """

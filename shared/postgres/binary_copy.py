@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from shared.record_schema import Schema
+from shared.domain.record_schema import Schema
 
 accelerator: ModuleType | None
 try:

@@ -9,7 +9,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 Connection = psycopg.Connection[dict[str, Any]]
 

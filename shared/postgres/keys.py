@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.access import ApiKey, key_hash, new_key, valid_key_name
+from shared.domain.access import ApiKey, key_hash, new_key, valid_key_name
 from shared.postgres.connection import Connection
 
 # The owners whose keys are all revoked, as a subquery (one column, ``owner``). Grouped by owner so

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.postgres.connection import Connection
-from shared.settings import Settings, get_settings
+from shared.runtime.settings import Settings, get_settings
 
 MIGRATION_LOCK = 0x67656E6F  # advisory lock key: one migrator at a time
 

@@ -22,9 +22,9 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from shared.domain.seqcol import ArrayDigest, Collection, CollectionDigester, SortedArrays
+from shared.domain.uploads import State
 from shared.postgres.connection import Connection
-from shared.seqcol import ArrayDigest, Collection, CollectionDigester, SortedArrays
-from shared.uploads import State
 
 # The canonical JSON of a name-length pair, its GA4GH digest and that of a sequence, in SQL: the
 # database sorts millions of them without Python holding any (names carry no control characters:

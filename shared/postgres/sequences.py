@@ -1,6 +1,6 @@
 """Records and parts in and out of Postgres by binary ``COPY``, one bounded batch or part at a time.
 
-The column and type lists come from ``shared/record_schema.py``. Text kept as ``bytea`` (residues,
+The column and type lists come from ``shared/domain/record_schema.py``. Text kept as ``bytea`` (residues,
 qualities: ASCII the parser validated) is encoded on the way in and decoded on the way out, except
 the residues read back, which stay bytes all the way into the result document.
 """
@@ -18,11 +18,11 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 from psycopg.types.string import BytesBinaryDumper
 
-from shared.messages import SequenceBatch
+from shared.domain.messages import SequenceBatch
+from shared.domain.record_schema import PART, RECORD, Record, ResultPiece, Schema
+from shared.domain.uploads import NameCounts
 from shared.postgres import binary_copy
 from shared.postgres.connection import Connection
-from shared.record_schema import PART, RECORD, Record, ResultPiece, Schema
-from shared.uploads import NameCounts
 
 
 def _ascii_column(values: list[str | None]) -> list[bytes | None]:

@@ -3,7 +3,7 @@
 Every state change of an upload happens under a row lock on its ``uploads`` row, so concurrent
 consumers (duplicate events, redeliveries, several persisters) serialise per upload and the
 counters stay exact. The states each query accepts and sets come from the transitions in
-``shared/uploads.py``; the decision of what an event means is ``decide_claim``'s, made under the lock.
+``shared/domain/uploads.py``; the decision of what an event means is ``decide_claim``'s, made under the lock.
 """
 
 from __future__ import annotations
@@ -19,15 +19,11 @@ from typing import Any
 
 from psycopg import sql
 
-from shared import metrics
-from shared.access import owner_of_object
-from shared.logging import carry_context
-from shared.messages import ParseCompleted, SequenceBatch
-from shared.postgres import keys, refget, sequences
-from shared.postgres.connection import Connection, Database, connect
-from shared.record_schema import ResultPiece
-from shared.seqcol import Collection, SortedArrays
-from shared.uploads import (
+from shared.domain.access import owner_of_object
+from shared.domain.messages import ParseCompleted, SequenceBatch
+from shared.domain.record_schema import ResultPiece
+from shared.domain.seqcol import Collection, SortedArrays
+from shared.domain.uploads import (
     ASSEMBLE,
     EXPIRE,
     FAIL,
@@ -72,6 +68,10 @@ from shared.uploads import (
     needs_object_check,
     quota_refusal,
 )
+from shared.postgres import keys, refget, sequences
+from shared.postgres.connection import Connection, Database, connect
+from shared.runtime import metrics
+from shared.runtime.logs import carry_context
 
 # Every query names the columns it reads (the fields of ``Upload``), never ``*``: a service still
 # running the previous version keeps working after a migration adds a column, instead of failing
@@ -119,7 +119,7 @@ def _lock_owner(conn: Connection, owner: str) -> None:
 
 
 def owner_usage(conn: Connection, owner: str) -> OwnerUsage:
-    """The owner's uploads as ``shared/uploads.py:OwnerUsage`` counts them (one pass over its rows)."""
+    """The owner's uploads as ``shared/domain/uploads.py:OwnerUsage`` counts them (one pass over its rows)."""
     row = conn.execute(
         "SELECT COALESCE(sum(bytes_total) FILTER (WHERE state = %(awaiting)s OR etag IS NOT NULL), 0) AS stored, "
         "count(*) FILTER (WHERE state = ANY(%(in_flight)s)) AS in_flight, "
@@ -250,7 +250,7 @@ def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False
                 "sequencer": event.sequencer,
                 "event_time": event.event_time,
                 "bytes_total": event.size,
-                # An object written under a key name's prefix belongs to that owner (shared/access.py).
+                # An object written under a key name's prefix belongs to that owner (shared/domain/access.py).
                 "owner": owner,
                 **_failure_columns(failure),
                 "finished_at": datetime.now(UTC) if refused else None,
@@ -798,7 +798,7 @@ def finish_assembly(
 class PostgresUploads:
     """The upload store of one worker thread, on its own Postgres sessions.
 
-    Implements the narrow interfaces of ``shared/ports.py`` for every handler. Most work runs on
+    Implements the narrow interfaces of ``shared/domain/ports.py`` for every handler. Most work runs on
     one session; the assembler's read-back streams records and parts over two more at the same
     time, and its progress updates over a fourth, while the first two are busy with ``COPY``.
     """

@@ -17,8 +17,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from genobase import stack
-from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.runtime.settings import Settings
+from shared.s3.store import ObjectStore
 from tests.conftest import Pipeline
 from tests.e2e.test_multipart import intake as multipart_intake  # noqa: F401  (the fixture)
 

@@ -21,8 +21,8 @@ import httpx
 import psycopg
 import pytest
 
-from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.runtime.settings import Settings
+from shared.s3.store import ObjectStore
 from tests.conftest import Pipeline, another_process
 
 pytestmark = pytest.mark.e2e

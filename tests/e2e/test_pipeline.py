@@ -14,9 +14,9 @@ import orjson
 import psycopg
 import pytest
 
-from shared.broker import Publisher
-from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.rabbitmq.broker import Publisher
+from shared.runtime.settings import Settings
+from shared.s3.store import ObjectStore
 from tests import http
 from tests.conftest import FIXTURES, Pipeline
 from tests.reference import csv_records, fasta_records, fastq_records

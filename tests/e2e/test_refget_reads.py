@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.domain.seqcol import sha512t24u
 from shared.postgres import keys
 from shared.postgres.connection import connect
-from shared.seqcol import sha512t24u
 from tests.compliance.test_refget import refget_url  # noqa: F401  (the fixture)
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import upload_via_intake

@@ -20,7 +20,7 @@ import pytest
 
 from genobase import stack
 from shared.postgres.connection import connect
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.builders import bgzip
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import assert_same_records, download, upload_via_intake

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import upload_via_intake
 

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.runtime.settings import Settings
+from shared.s3.store import ObjectStore
 from tests.conftest import Pipeline
 from tests.faults.conftest import FaultLedger
 

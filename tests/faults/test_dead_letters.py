@@ -8,12 +8,12 @@ import psycopg
 import pytest
 
 from genobase import dead_letters
-from shared.broker import Publisher, list_dead_letters, take_dead_letters
+from shared.domain.uploads import Failure, ObjectCreated, PipelineErrorCode
 from shared.postgres import uploads as db
 from shared.postgres.connection import connect
-from shared.settings import Settings
-from shared.storage import ObjectStore
-from shared.uploads import Failure, ObjectCreated, PipelineErrorCode
+from shared.rabbitmq.broker import Publisher, list_dead_letters, take_dead_letters
+from shared.runtime.settings import Settings
+from shared.s3.store import ObjectStore
 from tests.builders import record, sequence_batch
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import assert_same_records, download, rgw_style_event

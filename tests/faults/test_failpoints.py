@@ -1,4 +1,4 @@
-"""Crashes at precise points (shared/failpoints.py): the service SIGKILLs itself there.
+"""Crashes at precise points (shared/runtime/failpoints.py): the service SIGKILLs itself there.
 
 Killing from outside hits "somewhere in the middle"; these hit the moments that matter most for
 exactly-once: the persister between a commit and its ack, the parser with part of a file's
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
 from tests.faults.conftest import FaultLedger
 from tests.faults.test_kills import assert_exact_result, assert_no_orphaned_multipart, many_records, record_count

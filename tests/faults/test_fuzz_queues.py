@@ -19,9 +19,9 @@ import orjson
 import pika
 import pytest
 
-from shared.broker import connect
-from shared.messages import AssembleRequested, ParseCompleted, ShardRequested
-from shared.settings import Settings
+from shared.domain.messages import AssembleRequested, ParseCompleted, ShardRequested
+from shared.rabbitmq.broker import connect
+from shared.runtime.settings import Settings
 from tests.builders import record, sequence_batch
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import rgw_style_event

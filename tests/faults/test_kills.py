@@ -16,8 +16,8 @@ import orjson
 import psycopg
 import pytest
 
-from shared.settings import Settings
-from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
+from shared.runtime.settings import Settings
+from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests import http
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import download

@@ -22,7 +22,7 @@ import pytest
 from bench.load import Outcome, run
 from bench.workload import Job, jobs
 from genobase import stack
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import assert_same_records, download
 from tests.faults.conftest import FaultLedger

@@ -13,7 +13,7 @@ import time
 import psycopg
 import pytest
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
 from tests.faults.conftest import FaultLedger
 from tests.faults.test_kills import assert_exact_result, many_records, record_count, wait_until

@@ -11,9 +11,9 @@ import orjson
 import psycopg
 import pytest
 
-from shared.broker import Publisher
-from shared.settings import Settings
-from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
+from shared.rabbitmq.broker import Publisher
+from shared.runtime.settings import Settings
+from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests import http
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import rgw_style_event

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from shared.broker import connect
-from shared.settings import Settings
+from shared.rabbitmq.broker import connect
+from shared.runtime.settings import Settings
 from tests.conftest import STALL_AFTER_SECONDS, Pipeline
 from tests.faults.conftest import FaultLedger
 from tests.faults.test_kills import assert_exact_result, many_records, record_count, wait_until

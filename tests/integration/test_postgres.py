@@ -10,7 +10,20 @@ import psycopg
 import pytest
 from refget.utils import canonical_str, sha512t24u_digest
 
-from shared.messages import ParseCompleted, SequenceBatch
+from shared.domain.messages import ParseCompleted, SequenceBatch
+from shared.domain.record_schema import RECORD, Part
+from shared.domain.seqcol import SortedArrays, pair_digest
+from shared.domain.uploads import (
+    Claim,
+    ClaimAction,
+    Failure,
+    ObjectCreated,
+    ParseErrorCode,
+    PersistOutcome,
+    Shard,
+    State,
+    Upload,
+)
 from shared.postgres import binary_copy
 from shared.postgres import uploads as db
 from shared.postgres.connection import Connection, connect
@@ -23,20 +36,7 @@ from shared.postgres.migrate import (
 )
 from shared.postgres.refget import sorted_array_digest, sorted_arrays
 from shared.postgres.sequences import iter_result_pieces
-from shared.record_schema import RECORD, Part
-from shared.seqcol import SortedArrays, pair_digest
-from shared.settings import Settings
-from shared.uploads import (
-    Claim,
-    ClaimAction,
-    Failure,
-    ObjectCreated,
-    ParseErrorCode,
-    PersistOutcome,
-    Shard,
-    State,
-    Upload,
-)
+from shared.runtime.settings import Settings
 from tests.builders import record, sequence_batch
 from tests.stack import TEST_DATABASE_ICU_LOCALE
 

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pika
 import pytest
 
-from shared.broker import RECV_BYTES, Consumer, Publisher, connect, declare_topology
-from shared.messages import AssembleRequested, ParseCompleted, RecordColumns, SequenceBatch, ShardRequested
-from shared.settings import Settings
-from shared.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, GiveUp, PermanentFailure
-from shared.uploads import ObjectCreated
+from shared.domain.messages import AssembleRequested, ParseCompleted, RecordColumns, SequenceBatch, ShardRequested
+from shared.domain.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, GiveUp, PermanentFailure
+from shared.domain.uploads import ObjectCreated
+from shared.rabbitmq.broker import RECV_BYTES, Consumer, Publisher, connect, declare_topology
+from shared.runtime.settings import Settings
 from tests.builders import record, sequence_batch
 
 pytestmark = pytest.mark.integration

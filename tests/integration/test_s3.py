@@ -8,8 +8,8 @@ from itertools import pairwise
 
 import pytest
 
-from shared.settings import Settings
-from shared.storage import UPLOAD_CONTENT_TYPE, ObjectChanged, ObjectStore
+from shared.runtime.settings import Settings
+from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectChanged, ObjectStore
 from tests import http
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ import pika
 import pytest
 
 from genobase import dead_letters, stack
-from shared.broker import list_dead_letters, take_dead_letters
-from shared.messages import ShardRequested
-from shared.settings import Settings
-from shared.stages import STAGE_NAMES
+from shared.domain.messages import ShardRequested
+from shared.domain.stages import STAGE_NAMES
+from shared.rabbitmq.broker import list_dead_letters, take_dead_letters
+from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
 from tests.e2e.test_metrics import Samples, scrape, value
 from tests.e2e.test_pipeline import generated_fasta, rgw_style_event, upload_via_intake

@@ -12,8 +12,8 @@ import pytest
 
 from shared.postgres import keys
 from shared.postgres.connection import connect
-from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.runtime.settings import Settings
+from shared.s3.store import ObjectStore
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import upload_via_intake
 

@@ -25,8 +25,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from genobase import stack
-from shared.settings import Settings
-from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
+from shared.runtime.settings import Settings
+from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests.conftest import Pipeline
 from tests.security.test_keys import client
 from tests.stack import NativeProvider, StackProvider, _as_kwargs

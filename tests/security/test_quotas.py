@@ -19,7 +19,7 @@ import pytest
 
 from shared.postgres import keys
 from shared.postgres.connection import connect
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 from tests import http
 from tests.conftest import Pipeline, another_process
 from tests.security.test_least_privilege import keys_cli, make_s3_owner, s3_as

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.domain.seqcol import sha512t24u
 from shared.postgres import keys
 from shared.postgres.connection import connect
-from shared.seqcol import sha512t24u
 from tests.compliance.test_refget import public_refget_url, refget_url  # noqa: F401  (the fixtures)
 from tests.conftest import Pipeline
 

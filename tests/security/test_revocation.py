@@ -20,8 +20,8 @@ import pytest
 
 from shared.postgres import keys
 from shared.postgres.connection import connect
-from shared.settings import Settings
-from shared.storage import ObjectStore
+from shared.runtime.settings import Settings
+from shared.s3.store import ObjectStore
 from tests import http
 from tests.conftest import Pipeline, another_process
 

@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
 from genobase import stack
-from shared.settings import Settings
-from shared.storage import UPLOAD_CONTENT_TYPE, ObjectStore
+from shared.runtime.settings import Settings
+from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests.conftest import Pipeline
 from tests.security.test_keys import client
 from tests.security.test_least_privilege import keys_cli, make_s3_owner, s3_as, service_s3

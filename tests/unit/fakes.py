@@ -1,7 +1,7 @@
-"""In-memory stand-ins for the ports in ``shared/ports.py``, for the handlers' unit tests.
+"""In-memory stand-ins for the ports in ``shared/domain/ports.py``, for the handlers' unit tests.
 
 ``FakeUploads`` keeps the domain's rules (``decide_claim`` and the transitions of
-``shared/uploads.py``) the way the Postgres adapter does, without SQL; the integration tests run
+``shared/domain/uploads.py``) the way the Postgres adapter does, without SQL; the integration tests run
 the adapter itself against the real server.
 """
 
@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.messages import Message, ParseCompleted, SequenceBatch
-from shared.ports import ObjectChanged, ObjectStat
-from shared.record_schema import Part, Record, ResultPiece
-from shared.seqcol import Collection, CollectionDigester, SortedArrays, pair_digest, sorted_arrays
-from shared.uploads import (
+from shared.domain.messages import Message, ParseCompleted, SequenceBatch
+from shared.domain.ports import ObjectChanged, ObjectStat
+from shared.domain.record_schema import Part, Record, ResultPiece
+from shared.domain.seqcol import Collection, CollectionDigester, SortedArrays, pair_digest, sorted_arrays
+from shared.domain.uploads import (
     ASSEMBLE,
     EXPIRE,
     FAIL,

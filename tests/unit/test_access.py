@@ -1,8 +1,8 @@
-"""Keys, callers and owners (shared/access.py): who may see an upload."""
+"""Keys, callers and owners (shared/domain/access.py): who may see an upload."""
 
 from __future__ import annotations
 
-from shared.access import Caller, can_see, key_hash, new_key, owner_of_object, valid_key_name
+from shared.domain.access import Caller, can_see, key_hash, new_key, owner_of_object, valid_key_name
 
 
 def test_keys_are_random_and_only_hashed() -> None:

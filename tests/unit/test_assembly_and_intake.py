@@ -20,10 +20,10 @@ from services.intake.api import (
     object_key,
     progress_fraction,
 )
-from shared.access import Caller, valid_key_name
-from shared.record_schema import Record, ResultPiece
-from shared.settings import Settings
-from shared.uploads import State
+from shared.domain.access import Caller, valid_key_name
+from shared.domain.record_schema import Record, ResultPiece
+from shared.domain.uploads import State
+from shared.runtime.settings import Settings
 from tests.builders import record
 from tests.unit.fakes import make_upload
 

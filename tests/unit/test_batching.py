@@ -9,12 +9,12 @@ from refget.utils import canonical_str, sha512t24u_digest
 
 from services.parser import batching
 from services.parser.batching import Batcher
-from shared.messages import SequenceBatch
+from shared.domain.messages import SequenceBatch
+from shared.domain.record_schema import Record
+from shared.domain.seqcol import pair_digest
 from shared.parsing.alphabet import get_alphabet
 from shared.parsing.engine import SequenceStream
 from shared.parsing.records import Event, WholeRecord
-from shared.record_schema import Record
-from shared.seqcol import pair_digest
 
 UPLOAD = uuid.UUID(int=1)
 

@@ -15,9 +15,9 @@ from psycopg.postgres import types as pg_types
 from psycopg.types.json import set_json_dumps
 from psycopg.types.string import BytesBinaryDumper
 
+from shared.domain.record_schema import PART, RECORD, Part, Record, Schema
 from shared.postgres import binary_copy
 from shared.postgres.sequences import _ENCODERS
-from shared.record_schema import PART, RECORD, Part, Record, Schema
 from tests.builders import record
 
 

@@ -16,10 +16,10 @@ import pika
 import pytest
 from prometheus_client import REGISTRY
 
-from shared import broker
-from shared.messages import AssembleRequested, ShardRequested
-from shared.settings import Settings
-from shared.stages import ASSEMBLE, PARSE, Stage
+from shared.domain.messages import AssembleRequested, ShardRequested
+from shared.domain.stages import ASSEMBLE, PARSE, Stage
+from shared.rabbitmq import broker
+from shared.runtime.settings import Settings
 
 SETTINGS = Settings(max_deliveries=3)
 

@@ -109,7 +109,7 @@ def test_build_context_leaves_out_data_and_secrets() -> None:
 
 
 def test_multipart_uploads_are_found_by_exact_key() -> None:
-    from shared.storage import uploads_of_key
+    from shared.s3.store import uploads_of_key
 
     pages = [
         {

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.events import MalformedEvent, normalise_event
+from shared.domain.events import MalformedEvent, normalise_event
 
 EVENTS = Path(__file__).parents[1] / "fixtures" / "events"
 
@@ -65,7 +65,7 @@ def test_malformed(body: bytes) -> None:
 
 
 def test_replay_event_round_trips_awkward_keys() -> None:
-    from shared.events import replay_event
+    from shared.domain.events import replay_event
     from tests.unit.fakes import make_upload
 
     key = "lab runs/a+b ü/x%20y.fa"

@@ -16,12 +16,12 @@ from services.parser.handler import give_up as give_up_parse
 from services.persister.handler import PersisterDeps, handle_persist
 from services.persister.handler import give_up as give_up_persist
 from services.watchdog.handler import WatchdogDeps, sweep
-from shared.events import normalise_event
-from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch
-from shared.record_schema import Part
-from shared.settings import Settings
-from shared.stages import GiveUp
-from shared.uploads import Failure, ParseErrorCode, PipelineErrorCode, State, Upload, result_key
+from shared.domain.events import normalise_event
+from shared.domain.messages import AssembleRequested, ParseCompleted, SequenceBatch
+from shared.domain.record_schema import Part
+from shared.domain.stages import GiveUp
+from shared.domain.uploads import Failure, ParseErrorCode, PipelineErrorCode, State, Upload, result_key
+from shared.runtime.settings import Settings
 from tests.builders import record, sequence_batch
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads, make_upload
 

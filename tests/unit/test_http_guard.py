@@ -18,9 +18,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from shared import metrics
-from shared.body_limit import BodyLimit
-from shared.http_guard import (
+from shared.runtime import metrics
+from shared.web.body_limit import BodyLimit
+from shared.web.guard import (
     AuthBeforeBody,
     FailedKeyLimiter,
     KnownKeys,

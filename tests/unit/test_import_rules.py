@@ -4,6 +4,10 @@
 * ``shared/`` imports no service and not the CLI (services import it, never the reverse).
 * The parsing engine (``shared/parsing/``) imports nothing of the project outside itself: it is a
   library of bytes in, records out, usable and testable alone.
+* The domain (``shared/domain/``) imports no adapter (``shared/postgres``, ``shared/rabbitmq``,
+  ``shared/s3``) and no HTTP edge (``shared/web``): only itself, the pure engine and the settings'
+  types. The service layer (``shared/usecases/``) may use the domain and the runtime, never an
+  adapter: adapters are handed to it through the ports.
 
 Read from the source with ``ast`` (imports inside functions count too), so a rule broken anywhere
 fails here, without importing anything.
@@ -60,6 +64,20 @@ def test_shared_imports_no_service_nor_the_cli() -> None:
 
 def test_the_parsing_engine_imports_nothing_of_the_project_but_itself() -> None:
     assert _broken("shared/parsing", lambda path, name: name.startswith("shared.parsing")) == []
+
+
+DOMAIN_MAY_IMPORT = ("shared.domain", "shared.parsing", "shared.runtime.settings")
+USECASES_MAY_IMPORT = ("shared.usecases", "shared.domain", "shared.parsing", "shared.runtime")
+
+
+def test_the_domain_imports_no_adapter() -> None:
+    assert _broken("shared/domain", lambda path, name: name.startswith(DOMAIN_MAY_IMPORT)) == []
+
+
+def test_the_use_cases_import_no_adapter() -> None:
+    if not (ROOT / "shared/usecases").is_dir():
+        return
+    assert _broken("shared/usecases", lambda path, name: name.startswith(USECASES_MAY_IMPORT)) == []
 
 
 def test_the_rules_see_imports() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from genobase import stack
-from shared.s3_users import OBJECT_ACTIONS, S3_SERVICES, Grant, _sid, _sid_prefix, owner_grants, service_grants
+from shared.s3.users import OBJECT_ACTIONS, S3_SERVICES, Grant, _sid, _sid_prefix, owner_grants, service_grants
 
 VALUES = {
     "GENOBASE_PG_DSN": "postgresql://genobase_app:rt@127.0.0.1/genobase",

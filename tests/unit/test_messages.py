@@ -8,7 +8,7 @@ import orjson
 import pytest
 from pydantic import ConfigDict, ValidationError, create_model
 
-from shared.messages import (
+from shared.domain.messages import (
     AssembleRequested,
     ParseCompleted,
     RecordColumns,
@@ -16,8 +16,8 @@ from shared.messages import (
     SequenceParts,
     ShardRequested,
 )
-from shared.record_schema import PART, RECORD
-from shared.stages import ASSEMBLE, PARSE, PERSIST, InvalidMessage
+from shared.domain.record_schema import PART, RECORD
+from shared.domain.stages import ASSEMBLE, PARSE, PERSIST, InvalidMessage
 from tests.builders import record
 
 decode_persist_message = functools.partial(PERSIST.decode, from_pipeline=True)

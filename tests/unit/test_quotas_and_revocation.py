@@ -11,9 +11,8 @@ import pytest
 
 from services.parser.handler import INFLATION_DRAW_STEP, ParserDeps, handle_parse
 from services.watchdog.handler import WatchdogDeps, sweep
-from shared.messages import ParseCompleted
-from shared.settings import Settings
-from shared.uploads import (
+from shared.domain.messages import ParseCompleted
+from shared.domain.uploads import (
     BUSY_RETRY_AFTER,
     TERMINAL,
     ClaimAction,
@@ -31,6 +30,7 @@ from shared.uploads import (
     next_states,
     quota_refusal,
 )
+from shared.runtime.settings import Settings
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeUploads, make_upload
 
 SETTINGS = Settings(read_range_bytes=4096, part_bytes=1024, batch_bytes=4096)

@@ -11,10 +11,9 @@ from typing import get_args
 import pytest
 
 from services.assembler import document
-from shared.messages import RecordColumns, SequenceParts
-from shared.postgres import sequences
-from shared.record_schema import DOCUMENT_FIELDS, PART, RECORD, Record
-from shared.uploads import (
+from shared.domain.messages import RecordColumns, SequenceParts
+from shared.domain.record_schema import DOCUMENT_FIELDS, PART, RECORD, Record
+from shared.domain.uploads import (
     ALL_STATES,
     ERROR_CODES,
     GENERATION_RESET,
@@ -29,6 +28,7 @@ from shared.uploads import (
     decide_claim,
     next_states,
 )
+from shared.postgres import sequences
 from tests.unit.fakes import make_upload
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -82,7 +82,7 @@ def test_a_posted_collection_over_the_limit_is_refused_unparsed() -> None:
     from fastapi.testclient import TestClient
 
     from services.refget.api import create_app
-    from shared.settings import Settings
+    from shared.runtime.settings import Settings
 
     client = TestClient(create_app(Settings(seqcol_max_post_bytes=1000, refget_public=True)))
     response = client.post("/comparison/x", content=b'{"names": [' + b'"a",' * 1000 + b'"a"]}')

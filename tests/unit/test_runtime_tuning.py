@@ -1,4 +1,4 @@
-"""The bulk stages' collector schedule and allocator thresholds (shared/runtime_tuning.py)."""
+"""The bulk stages' collector schedule and allocator thresholds (shared/runtime/tuning.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.runtime_tuning import GC_THRESHOLDS, relax_gc
+from shared.runtime.tuning import GC_THRESHOLDS, relax_gc
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_cycles_made_after_it_are_still_collected() -> None:
 _FAULTS = textwrap.dedent(
     """
     import resource, sys
-    from shared.runtime_tuning import keep_freed_buffers
+    from shared.runtime.tuning import keep_freed_buffers
     if sys.argv[1] == "tuned":
         assert keep_freed_buffers()
     size = 6 * 1024 * 1024
@@ -87,11 +87,11 @@ _FAILURE_CYCLES = textwrap.dedent(
     """
     import gc, uuid
     import psycopg
-    import shared.broker as broker
+    import shared.rabbitmq.broker as broker
     from services.persister.handler import PersisterDeps, give_up, handle_persist
-    from shared.logging import configure_logging
-    from shared.settings import get_settings
-    from shared.stages import PERSIST
+    from shared.runtime.logs import configure_logging
+    from shared.runtime.settings import get_settings
+    from shared.domain.stages import PERSIST
     from tests.builders import record, sequence_batch
     from tests.unit.fakes import FakePublisher, FakeUploads
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from refget.utils import canonical_str, compare_seqcols, fasta_to_seqcol_dict, seqcol_digest, sha512t24u_digest
 
-from shared import seqcol
-from shared.seqcol import (
+from shared.domain import seqcol
+from shared.domain.seqcol import (
     CollectionDigester,
     canonical,
     canonical_pair,

@@ -16,10 +16,10 @@ from services.assembler.handler import AssemblerDeps, handle_assemble
 from services.parser.handler import ParserDeps, handle_parse
 from services.parser.handler import give_up as give_up_parse
 from services.persister.handler import PersisterDeps, handle_persist
-from shared.messages import AssembleRequested, ParseCompleted, SequenceBatch, ShardRequested
-from shared.settings import Settings
-from shared.stages import GiveUp
-from shared.uploads import ParseErrorCode, PipelineErrorCode, State, Upload, result_key
+from shared.domain.messages import AssembleRequested, ParseCompleted, SequenceBatch, ShardRequested
+from shared.domain.stages import GiveUp
+from shared.domain.uploads import ParseErrorCode, PipelineErrorCode, State, Upload, result_key
+from shared.runtime.settings import Settings
 from tests.builders import bgzip
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads
 from tests.unit.helpers import parse

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.storage import KEPT_UNSIGNED_HEADERS, UPLOAD_CONTENT_TYPE, unsigned_attributes
+from shared.s3.store import KEPT_UNSIGNED_HEADERS, UPLOAD_CONTENT_TYPE, unsigned_attributes
 
 
 def test_an_object_as_a_ticket_wrote_it_carries_nothing_unsigned() -> None:

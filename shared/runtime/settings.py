@@ -44,7 +44,7 @@ class Settings(BaseSettings):
 
     # S3
     s3_endpoint: str = "http://127.0.0.1:7480"
-    # Which object store: users and grants are made differently (shared/s3_users.py).
+    # Which object store: users and grants are made differently (shared/s3/users.py).
     s3_kind: Literal["rgw", "minio"] = "rgw"
     # The endpoint clients outside the network use; presigned URLs sign the Host header.
     s3_public_endpoint: str | None = None
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     stall_after_seconds: float = 300
     watchdog_interval_seconds: float = 15
 
-    # Prometheus metrics (shared/metrics.py): this process's /metrics port; none: not served.
+    # Prometheus metrics (shared/runtime/metrics.py): this process's /metrics port; none: not served.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
 

@@ -1,6 +1,6 @@
 """Metrics of the queue consumers' own defences and of the supervisor that restarts services.
 
-Kept apart from ``shared/metrics.py`` (the pipeline's work) because these count what went wrong
+Kept apart from ``shared/runtime/metrics.py`` (the pipeline's work) because these count what went wrong
 around the work: messages refused before any handler saw them, and processes that died.
 Label values are bounded sets: stage names and the ``Refusal`` reasons below.
 """

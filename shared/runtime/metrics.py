@@ -13,7 +13,7 @@ import time
 from prometheus_client import Counter, Histogram, start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 MESSAGES = Counter("genobase_messages", "Messages a stage handled, by how each was settled", ["stage", "outcome"])
 STAGE_SECONDS = Histogram(

@@ -18,8 +18,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from shared.ports import ObjectChanged, ObjectStat
-from shared.settings import Settings
+from shared.domain.ports import ObjectChanged, ObjectStat
+from shared.runtime.settings import Settings
 
 __all__ = ["ObjectChanged", "ObjectStore", "make_client"]
 
@@ -101,7 +101,7 @@ class ObjectStore:
         # Presigned URLs sign the Host header: sign with the endpoint the client will use.
         self._presigner = make_client(settings, settings.presign_endpoint)
         # Result links are signed by a user of their own, which can read results and nothing else;
-        # the user that signs tickets can read nothing (shared/s3_users.py says why).
+        # the user that signs tickets can read nothing (shared/s3/users.py says why).
         download_access = settings.s3_download_access_key.get_secret_value()
         self._download_presigner = (
             make_client(

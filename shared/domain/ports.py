@@ -1,7 +1,7 @@
 """What each handler needs from the outside world, as narrow interfaces (``typing.Protocol``).
 
 The handlers in ``services/*/handler.py`` depend on these, never on an adapter: the services'
-``main.py`` wire in the real ones (``shared/postgres``, ``shared/storage``, ``shared/broker``),
+``main.py`` wire in the real ones (``shared/postgres``, ``shared/s3``, ``shared/rabbitmq``),
 and the unit tests (``tests/unit/fakes.py``) wire in-memory ones that keep the same rules.
 """
 
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from shared.messages import Message, ParseCompleted, SequenceBatch
-from shared.record_schema import ResultPiece
-from shared.seqcol import Collection, SortedArrays
-from shared.uploads import (
+from shared.domain.messages import Message, ParseCompleted, SequenceBatch
+from shared.domain.record_schema import ResultPiece
+from shared.domain.seqcol import Collection, SortedArrays
+from shared.domain.uploads import (
     Claim,
     CommittedBatch,
     Failure,
@@ -127,7 +127,7 @@ class AssemblyUploads(Failing, Protocol):
         ...
 
     def sorted_arrays(self, upload_id: uuid.UUID) -> SortedArrays:
-        """The sequence collection's sorted arrays, digested (shared/seqcol.py): needs every record
+        """The sequence collection's sorted arrays, digested (shared/domain/seqcol.py): needs every record
         stored; safe beside ``result_pieces`` too."""
         ...
 
@@ -175,7 +175,7 @@ class ObjectStat:
     ``unsigned_attributes``: what the object carries that no ticket signs (user metadata, tags, a
     Content-Type other than the ticket's, caching or encoding headers), by header name. A client
     may add those headers to a presigned PUT and the store keeps them; the parser refuses such an
-    object of a registered upload (``shared/storage.py`` says which headers count).
+    object of a registered upload (``shared/s3/store.py`` says which headers count).
     """
 
     etag: str

@@ -25,13 +25,13 @@ import structlog
 from pika.adapters.blocking_connection import BlockingChannel
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
-from shared import metrics
-from shared.consumer_metrics import Refusal, refused
-from shared.messages import Message
+from shared.domain.messages import Message
+from shared.domain.stages import STAGE_NAMES, GiveUp, InvalidMessage, PermanentFailure, Stage
+from shared.domain.uploads import new_error_id
 from shared.parsing.errors import bounded
-from shared.settings import Settings
-from shared.stages import STAGE_NAMES, GiveUp, InvalidMessage, PermanentFailure, Stage
-from shared.uploads import new_error_id
+from shared.runtime import metrics
+from shared.runtime.consumer_metrics import Refusal, refused
+from shared.runtime.settings import Settings
 
 M = TypeVar("M")
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (

@@ -7,7 +7,7 @@ import anyio.to_thread
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.http_guard import error_body, json_too_deep
+from shared.web.guard import error_body, json_too_deep
 
 
 class BodyLimit:

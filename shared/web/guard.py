@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.access import Caller, key_hash
+from shared.domain.access import Caller, key_hash
 from shared.postgres import keys
 
 log = structlog.get_logger()

@@ -21,7 +21,7 @@ from urllib.parse import quote_plus, unquote_plus
 
 import orjson
 
-from shared.uploads import ObjectCreated, Upload
+from shared.domain.uploads import ObjectCreated, Upload
 
 CREATION_EVENTS = frozenset({"Put", "Post", "Copy", "CompleteMultipartUpload"})
 MAX_KEY_BYTES = 1024  # S3's limit on an object key

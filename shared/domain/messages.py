@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, TypeV
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from shared.record_schema import PART, RECORD, Part, Record, Schema
+from shared.domain.record_schema import PART, RECORD, Part, Record, Schema
 
 _ColumnsT = TypeVar("_ColumnsT", bound="_Columns")
 
@@ -45,7 +45,7 @@ class _Columns(BaseModel):
 
     Bulk data goes columnar because validating and encoding a few lists is two orders of magnitude
     cheaper than a model per row (measured: ~30 ms against ~200 ms for 20,000 records). The fields
-    are not written here: each table's model is derived from its row type in ``shared/record_schema``.
+    are not written here: each table's model is derived from its row type in ``shared/domain/record_schema``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -203,5 +203,5 @@ class AssembleRequested(Message):
     generation: int
 
 
-# The persist queue carries two kinds, told apart by their ``kind`` field (``shared/stages.py`` decodes it).
+# The persist queue carries two kinds, told apart by their ``kind`` field (``shared/domain/stages.py`` decodes it).
 PersistMessage = Annotated[SequenceBatch | ParseCompleted, Field(discriminator="kind")]

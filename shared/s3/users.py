@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
 
-from shared.settings import Settings
+from shared.runtime.settings import Settings
 
 # The users the services run as, and what each does: the parser reads uploads; the assembler writes
 # results (multipart, and aborts its own unfinished attempts); the intake signs the clients' uploads

@@ -176,7 +176,7 @@ class Failure:
 
 
 class ObjectCreated(BaseModel):
-    """A new object in a bucket, whichever object store announced it (``shared/events.py``)."""
+    """A new object in a bucket, whichever object store announced it (``shared/domain/events.py``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -219,7 +219,7 @@ class Upload:
     sequencer: str | None = None
     event_time: datetime | None = None
     bytes_total: int | None = None
-    owner: str | None = None  # the key name it belongs to (shared/access.py)
+    owner: str | None = None  # the key name it belongs to (shared/domain/access.py)
     ticket_expires_at: datetime | None = None  # when the presigned URL stops working (registered only)
     circular: bool = False  # declared at registration: its sequences are circular (refget)
     multipart_upload_id: str | None = None  # registered above the multipart threshold: the store's id
@@ -408,7 +408,7 @@ class QuotaRefusal:
 
 
 class QuotaSettings(Protocol):
-    """Where the quotas are set (``shared/settings.py``: ``GENOBASE_QUOTA_*``)."""
+    """Where the quotas are set (``shared/runtime/settings.py``: ``GENOBASE_QUOTA_*``)."""
 
     quota_stored_bytes: int
     quota_uploads_in_flight: int

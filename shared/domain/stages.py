@@ -1,6 +1,6 @@
 """The pipeline's three queues and how each one's messages are decoded, in one place.
 
-The consumer (``shared/broker.py``) decodes a body once with its stage's decoder and hands the
+The consumer (``shared/rabbitmq/broker.py``) decodes a body once with its stage's decoder and hands the
 handler, and ``give_up``, the typed message; a body that does not decode is an ``InvalidMessage``
 and goes to the dead-letter queue at once. ``genobase dead-letters`` decodes with the same stages.
 """
@@ -13,11 +13,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from shared.events import MalformedEvent, normalise_event
-from shared.messages import AssembleRequested, ParseCompleted, PersistMessage, SequenceBatch, ShardRequested
+from shared.domain.events import MalformedEvent, normalise_event
+from shared.domain.messages import AssembleRequested, ParseCompleted, PersistMessage, SequenceBatch, ShardRequested
+from shared.domain.uploads import ObjectCreated
 from shared.parsing.errors import bounded
-from shared.settings import Settings
-from shared.uploads import ObjectCreated
+from shared.runtime.settings import Settings
 
 M = TypeVar("M")
 M_co = TypeVar("M_co", covariant=True)

@@ -1,6 +1,6 @@
 """The stored sequence record, defined once: every other list of its fields is derived from ``Record``.
 
-A record's fields travel column by column in ``SequenceBatch`` (``shared/messages.py`` builds
+A record's fields travel column by column in ``SequenceBatch`` (``shared/domain/messages.py`` builds
 ``RecordColumns`` from ``Record``), are copied into ``sequence_records`` with the Postgres types
 given here (``shared/postgres/sequences.py``), read back in the same order, and written into the
 result document under the keys given here (``services/assembler/document.py``). Adding a field is
