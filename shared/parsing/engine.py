@@ -6,7 +6,7 @@ breaks a tie. Nothing here does I/O; the parser service feeds chunks it read fro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,18 +15,14 @@ from shared.parsing.delimited import DelimitedParser, find_columns
 from shared.parsing.errors import ParseError, ParseErrorCode
 from shared.parsing.fasta import FastaParser
 from shared.parsing.fastq import FastqParser
+from shared.parsing.formats import FORMAT_NAMES, Format, format_of_name
 from shared.parsing.inflate import InflateError, gzip_member_inflater
 from shared.parsing.records import Event
 from shared.parsing.workers import pool
 
 GZIP_MAGIC = b"\x1f\x8b"
 DETECT_BYTES = 64 * 1024
-FORMATS = ("fasta", "fastq", "csv", "tsv")
-_EXTENSIONS = {
-    ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".faa": "fasta", ".ffn": "fasta", ".fas": "fasta",
-    ".fastq": "fastq", ".fq": "fastq",
-    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
-}  # fmt: skip
+FORMATS = FORMAT_NAMES
 
 
 @dataclass(frozen=True)
@@ -85,9 +81,9 @@ def detect_format(head: bytes, filename: str | None = None) -> str:
     for delimiter, name in (("\t", "tsv"), (",", "csv")):
         if delimiter in first_line and find_columns(first_line.split(delimiter)) is not None:
             return name
-    suffix = _suffix(filename)
-    if suffix in _EXTENSIONS and text:
-        return _EXTENSIONS[suffix]
+    named = format_of_name(filename)
+    if named is not None and text:
+        return named.value
     if not head:
         raise ParseError(ParseErrorCode.EMPTY_FILE, "the file is empty", 1, 1)
     raise ParseError(
@@ -99,31 +95,41 @@ def detect_format(head: bytes, filename: str | None = None) -> str:
     )
 
 
-def _suffix(filename: str | None) -> str:
-    if not filename:
-        return ""
-    name = filename.lower().removesuffix(".gz").removesuffix(".bgz")
-    dot = name.rfind(".")
-    return name[dot:] if dot >= 0 else ""
-
-
-def make_parser(fmt: str, alphabet: Alphabet, limits: Limits) -> FormatParser:
-    if fmt == "fasta":
-        return FastaParser(alphabet, max_header_bytes=limits.max_header_bytes, max_records=limits.max_records)
-    if fmt == "fastq":
-        return FastqParser(
-            alphabet, limits.max_line_bytes, limits.max_read_bytes, limits.max_records, limits.max_title_bytes
-        )
-    if fmt in ("csv", "tsv"):
+def _delimited(delimiter: bytes) -> Callable[[Alphabet, Limits], FormatParser]:
+    def make(alphabet: Alphabet, limits: Limits) -> FormatParser:
         return DelimitedParser(
             alphabet,
-            delimiter=b"," if fmt == "csv" else b"\t",
+            delimiter=delimiter,
             max_row_bytes=limits.max_row_bytes,
             max_records=limits.max_records,
             max_field_bytes=limits.max_field_bytes,
             max_attributes_bytes=limits.max_attributes_bytes,
         )
-    raise ParseError(ParseErrorCode.UNSUPPORTED_FORMAT, f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+    return make
+
+
+# Each format's parser, made from the alphabet and the limits: the one table a new format joins.
+PARSERS: dict[Format, Callable[[Alphabet, Limits], FormatParser]] = {
+    Format.FASTA: lambda alphabet, limits: FastaParser(
+        alphabet, max_header_bytes=limits.max_header_bytes, max_records=limits.max_records
+    ),
+    Format.FASTQ: lambda alphabet, limits: FastqParser(
+        alphabet, limits.max_line_bytes, limits.max_read_bytes, limits.max_records, limits.max_title_bytes
+    ),
+    Format.CSV: _delimited(b","),
+    Format.TSV: _delimited(b"\t"),
+}
+
+
+def make_parser(fmt: str, alphabet: Alphabet, limits: Limits) -> FormatParser:
+    try:
+        make = PARSERS[Format(fmt)]
+    except ValueError:
+        raise ParseError(
+            ParseErrorCode.UNSUPPORTED_FORMAT, f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}"
+        ) from None
+    return make(alphabet, limits)
 
 
 # The compressed bytes handed to the inflater at once (see ``GzipStream._inflate``).
