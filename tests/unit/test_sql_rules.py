@@ -2,7 +2,8 @@
 (``genobase/``) nor the rest of ``shared/`` imports the driver or holds an SQL statement.
 
 Read from the source with ``ast``, like the import rules: a statement is a string constant that
-starts with an SQL verb (upper case, as the project writes SQL) and names what it works on (``SELECT 1 FROM``, ``INSERT INTO``, ...).
+starts with an SQL verb (upper case, as the project writes SQL) and names what it works on
+(``SELECT 1 FROM``, ``INSERT INTO``, ...).
 """
 
 from __future__ import annotations
