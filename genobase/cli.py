@@ -381,41 +381,42 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """API keys: made (the key printed once, alone on the last line), listed, revoked."""
-    from shared.postgres import keys
-    from shared.postgres.connection import connect
+    from shared.postgres.keys import PostgresKeys
+    from shared.usecases import keys
 
     settings = load_settings()
-    with connect(settings, autocommit=True) as conn:
-        if args.action == "create":
+    store = PostgresKeys.from_settings(settings)
+    if args.action == "create":
+        try:
+            key = keys.create_key(store, args.name, admin=args.admin)
+        except keys.KeyRefused as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+        if args.s3:
             try:
-                key = keys.create_key(conn, args.name, args.admin)
-            except ValueError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                _create_owner_s3_user(settings, args.name)
+            except Exception as exc:
+                keys.revoke_key(store, args.name)
+                print(f"error: could not make the S3 user ({exc.__class__.__name__}); key revoked", file=sys.stderr)
                 return 1
-            if args.s3:
-                try:
-                    _create_owner_s3_user(settings, args.name)
-                except Exception as exc:
-                    keys.revoke_key(conn, args.name)
-                    print(f"error: could not make the S3 user ({exc.__class__.__name__}); key revoked", file=sys.stderr)
-                    return 1
-            print(f"key {args.name!r}{' (admin)' if args.admin else ''}: shown once, only its hash is kept")
-            print(key)
-            return 0
-        if args.action == "revoke":
-            was_active = keys.revoke_key(conn, args.name)
-            removed = _remove_owner_s3_user(settings, args.name)
-            if not was_active and not removed:
-                print(f"no active key named {args.name!r}", file=sys.stderr)
-                return 1
-            print(f"revoked {args.name!r}" + (" and its S3 user" if removed else ""))
-            # The watchdog ends its open tickets (and aborts their multipart uploads) on its next
-            # sweep; an object that still arrives through one is recorded as revoked, not parsed.
-            print("its open tickets end as 'revoked' at the watchdog's next sweep")
-            return 0
-        for name, admin, created, revoked in keys.list_keys(conn):
-            state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
-            print(f"{name:<24} {'admin' if admin else 'owner':<6} created {created:%Y-%m-%d %H:%M}  {state}")
+        print(f"key {args.name!r}{' (admin)' if args.admin else ''}: shown once, only its hash is kept")
+        print(key)
+        return 0
+    if args.action == "revoke":
+        was_active = keys.revoke_key(store, args.name)
+        removed = _remove_owner_s3_user(settings, args.name)
+        if not was_active and not removed:
+            print(f"no active key named {args.name!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.name!r}" + (" and its S3 user" if removed else ""))
+        # The watchdog ends its open tickets (and aborts their multipart uploads) on its next
+        # sweep; an object that still arrives through one is recorded as revoked, not parsed.
+        print("its open tickets end as 'revoked' at the watchdog's next sweep")
+        return 0
+    for listed in keys.list_keys(store):
+        state = f"revoked {listed.revoked_at:%Y-%m-%d %H:%M}" if listed.revoked_at else "active"
+        role = "admin" if listed.admin else "owner"
+        print(f"{listed.name:<24} {role:<6} created {listed.created_at:%Y-%m-%d %H:%M}  {state}")
     return 0
 
 

@@ -24,6 +24,8 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
+from shared.postgres.provision import ensure_pg_role as ensure_pg_role
+from shared.postgres.provision import psql_as_postgres as psql_as_postgres
 from shared.runtime.settings import Settings
 
 SERVICES = ("intake", "parser", "persister", "assembler", "watchdog", "refget")
@@ -76,47 +78,6 @@ def stop_base_services(names: list[str]) -> None:
     if "postgresql" in names:
         version = sorted(os.listdir("/etc/postgresql"))[-1]
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop"], check=False)
-
-
-def psql_as_postgres(sql: str) -> str:
-    """Run SQL as the postgres superuser over the local socket (peer auth on Debian).
-
-    The SQL goes in on standard input, never on the command line: it may hold a password.
-    """
-    cmd = ["psql", "-qAtX", "-v", "ON_ERROR_STOP=1"]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    else:
-        cmd += ["-h", "127.0.0.1", "-U", "postgres"]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, input=sql).stdout
-
-
-def ensure_pg_role(role: str, password: str, database: str | None = None, attributes: str = "") -> None:
-    """A login role (with ``attributes``, e.g. CREATEDB for the tests' admin) and, optionally, its database.
-
-    Every attribute not asked for is taken away, so a role made by an older version loses it.
-    """
-    from psycopg import sql
-
-    exists = psql_as_postgres(
-        sql.SQL("SELECT 1 FROM pg_roles WHERE rolname = {}").format(sql.Literal(role)).as_string()
-    ).strip()
-    verb = "ALTER" if exists else "CREATE"
-    wanted = set(attributes.split())
-    flags = " ".join(flag if flag in wanted else f"NO{flag}" for flag in ("CREATEDB", "CREATEROLE"))
-    statement = sql.SQL("{} ROLE {} LOGIN {} PASSWORD {}").format(
-        sql.SQL(verb), sql.Identifier(role), sql.SQL(flags), sql.Literal(password)
-    )
-    psql_as_postgres(statement.as_string())
-    if (
-        database
-        and not psql_as_postgres(
-            sql.SQL("SELECT 1 FROM pg_database WHERE datname = {}").format(sql.Literal(database)).as_string()
-        ).strip()
-    ):
-        psql_as_postgres(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(role)).as_string()
-        )
 
 
 def rabbitmqctl(*args: str, stdin: str | None = None) -> str:
@@ -613,16 +574,10 @@ def _reap(pid: int) -> None:
 
 def first_admin_key(settings: Settings) -> str:
     """An admin key for a stack's first run (named ``admin``, or ``admin-N`` if taken); returns the key."""
-    from shared.postgres import keys
-    from shared.postgres.connection import connect as pg_connect
+    from shared.postgres.keys import PostgresKeys
+    from shared.usecases.keys import create_admin_key
 
-    with pg_connect(settings, autocommit=True) as conn:
-        for attempt in range(100):
-            try:
-                return keys.create_key(conn, "admin" if attempt == 0 else f"admin-{attempt}", admin=True)
-            except keys.KeyExists:
-                continue
-    raise RuntimeError("no free admin key name")
+    return create_admin_key(PostgresKeys.from_settings(settings))
 
 
 def browser_origins(base_url: str) -> list[str]:

@@ -12,6 +12,8 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 # A key's name is also its owner prefix in the uploads bucket: path-safe, short, lower case.
 KEY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -27,9 +29,45 @@ class Caller:
 
 @dataclass(frozen=True)
 class ApiKey:
+    """A stored key as a look-up finds it (by its hash): whose it is, whether admin, whether revoked."""
+
     name: str
     admin: bool
     revoked: bool
+
+
+@dataclass(frozen=True)
+class ListedKey:
+    """A key as ``genobase keys list`` shows it: never the key, nor its hash."""
+
+    name: str
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyStore(Protocol):
+    """Where API keys are kept: by name, with the SHA-256 of the key (``key_hash``), never the key.
+
+    A name is taken for good: a revoked key keeps its name, so no later key inherits the owner's
+    uploads and objects under its prefix.
+    """
+
+    def add(self, name: str, hashed: str, *, admin: bool) -> bool:
+        """Keep a new key; False (and nothing kept) if a key of that name exists, revoked or not."""
+        ...
+
+    def find(self, hashed: str) -> ApiKey | None:
+        """The key whose hash is ``hashed``, revoked or not; None if there is none."""
+        ...
+
+    def revoke(self, name: str) -> bool:
+        """Revoke the key named ``name``; False if there is no such key or it was revoked already."""
+        ...
+
+    def all_keys(self) -> list[ListedKey]:
+        """Every key, active or revoked, by name."""
+        ...
 
 
 def new_key() -> str:

@@ -1,7 +1,9 @@
-"""The Postgres adapter: connections, migrations, the upload queries and the sequence COPY streams.
+"""The Postgres adapter: the SQL of shared/ and genobase/ is here, nowhere else (test_sql_rules.py).
 
 ``connection`` opens sessions and replaces broken ones; ``migrate`` applies ``migrations/*.sql``;
 ``uploads`` holds every query of the upload state machine (its state sets come from
 ``shared/domain/uploads.py``); ``sequences`` copies records and parts in and out (its column lists come
-from ``shared/domain/record_schema.py``), with ``binary_copy`` formatting a batch's rows in C.
+from ``shared/domain/record_schema.py``), with ``binary_copy`` formatting a batch's rows in C;
+``keys`` keeps the API keys (``PostgresKeys``, the keys' use cases' ``KeyStore``); ``provision``
+makes the stack's roles and database as the superuser.
 """

@@ -31,8 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.domain.access import Caller, key_hash
-from shared.postgres import keys
+from shared.domain.access import Caller, KeyStore, key_hash
+from shared.postgres.keys import PostgresKeys
+from shared.usecases import keys as key_cases
 
 log = structlog.get_logger()
 
@@ -286,9 +287,13 @@ def serve(app: ASGIApp, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
-def api_key_caller(pool: ConnectionPool[Any], header: str | None) -> Caller:
+def api_key_caller(store: KeyStore | ConnectionPool[Any], header: str | None, /) -> Caller:
     """The owner behind an ``Authorization: Bearer KEY`` header; ``Unauthorized`` for a missing,
-    unknown or revoked key. The one key check of the intake and refget (``AuthBeforeBody``)."""
+    unknown or revoked key. The one key check of the intake and refget (``AuthBeforeBody``).
+
+    ``store`` is where keys are looked up: a ``KeyStore``, or a service's request pool (its keys
+    are then ``PostgresKeys`` on that pool's sessions).
+    """
     scheme, _, key = (header or "").strip().partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
@@ -297,16 +302,17 @@ def api_key_caller(pool: ConnectionPool[Any], header: str | None) -> Caller:
     hashed = key_hash(key)
     if address is not None and hashed not in KNOWN_KEYS and (wait := FAILED_KEYS.retry_after(address)) is not None:
         raise Throttled(wait)
-    found = None
+    caller = None
     if len(key) <= MAX_KEY_CHARS:
-        with LOOKUPS, pool.connection() as conn:
-            found = keys.find_key(conn, key)
-    if found is None or found.revoked:
+        keys = PostgresKeys.from_pool(store) if isinstance(store, ConnectionPool) else store
+        with LOOKUPS:
+            caller = key_cases.authenticate(keys, key)
+    if caller is None:
         if address is not None:
             FAILED_KEYS.failed(address)
         raise Unauthorized("the API key is not valid")
     KNOWN_KEYS.add(hashed)
-    return Caller(found.name, found.admin)
+    return caller
 
 
 def caller_or_refusal(request: Request, authenticate: Callable[[str | None], object]) -> object:

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from shared.domain.seqcol import sha512t24u
-from shared.postgres import keys
-from shared.postgres.connection import connect
+from shared.postgres.keys import PostgresKeys
+from shared.usecases.keys import create_key
 from tests.compliance.test_refget import refget_url  # noqa: F401  (the fixture)
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import upload_via_intake
@@ -121,8 +121,8 @@ def test_reads_need_a_key_and_listings_are_the_owners(
     long_record: dict[str, Any],
 ) -> None:
     token = uuid.uuid4().hex[:6]
-    with connect(pipeline.settings, autocommit=True) as conn:
-        alice, bob = (keys.create_key(conn, f"{who}-{token}", admin=False) for who in ("ra", "rb"))
+    store = PostgresKeys.from_settings(pipeline.settings)
+    alice, bob = (create_key(store, f"{who}-{token}", admin=False) for who in ("ra", "rb"))
     as_alice = httpx.Client(base_url=pipeline.settings.status_base_url, headers={"Authorization": f"Bearer {alice}"})
     data = fasta([(f"mine-{token}", "ACGTACGTAC")])
     ticket = as_alice.post("/uploads", json={"filename": "mine.fa", "size": len(data)}).raise_for_status().json()

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared.postgres import keys
 from shared.postgres.connection import connect
+from shared.postgres.keys import PostgresKeys
 from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
+from shared.usecases.keys import create_key, revoke_key
 from tests.conftest import Pipeline
 from tests.e2e.test_pipeline import upload_via_intake
 
@@ -26,9 +27,9 @@ def owners(settings: Settings) -> Iterator[dict[str, str]]:
     """Two owners' keys and a revoked one, made for this module."""
     token = uuid.uuid4().hex[:8]
     names = {"alice": f"alice-{token}", "bob": f"bob-{token}", "gone": f"gone-{token}"}
-    with connect(settings, autocommit=True) as conn:
-        made = {role: keys.create_key(conn, name, admin=False) for role, name in names.items()}
-        keys.revoke_key(conn, names["gone"])
+    store = PostgresKeys.from_settings(settings)
+    made = {role: create_key(store, name, admin=False) for role, name in names.items()}
+    revoke_key(store, names["gone"])
     made.update({f"{role}-name": name for role, name in names.items()})
     yield made
 

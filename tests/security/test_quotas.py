@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.postgres import keys
 from shared.postgres.connection import connect
+from shared.postgres.keys import PostgresKeys
 from shared.runtime.settings import Settings
+from shared.usecases.keys import create_key
 from tests import http
 from tests.conftest import Pipeline, another_process
 from tests.security.test_least_privilege import keys_cli, make_s3_owner, s3_as
@@ -49,8 +50,7 @@ def new_owner(settings: Settings) -> str:
 
 def new_named_owner(settings: Settings) -> tuple[str, str]:
     name = f"quota-{uuid.uuid4().hex[:10]}"
-    with connect(settings, autocommit=True) as conn:
-        return name, keys.create_key(conn, name, admin=False)
+    return name, create_key(PostgresKeys.from_settings(settings), name, admin=False)
 
 
 def client(url: str, key: str) -> httpx.Client:

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from shared.domain.seqcol import sha512t24u
-from shared.postgres import keys
-from shared.postgres.connection import connect
+from shared.postgres.keys import PostgresKeys
+from shared.usecases.keys import create_key, revoke_key
 from tests.compliance.test_refget import public_refget_url, refget_url  # noqa: F401  (the fixtures)
 from tests.conftest import Pipeline
 
@@ -42,9 +42,9 @@ def _upload(pipeline: Pipeline, key: str, filename: str, data: bytes) -> dict[st
 def owners(pipeline: Pipeline) -> Iterator[dict[str, Any]]:
     """Alice's upload holds a sequence of her own and one she shares with Bob's upload."""
     token = uuid.uuid4().hex[:6]
-    with connect(pipeline.settings, autocommit=True) as conn:
-        alice, bob, gone = (keys.create_key(conn, f"{who}-{token}", admin=False) for who in ("pa", "pb", "pg"))
-        keys.revoke_key(conn, f"pg-{token}")
+    store = PostgresKeys.from_settings(pipeline.settings)
+    alice, bob, gone = (create_key(store, f"{who}-{token}", admin=False) for who in ("pa", "pb", "pg"))
+    revoke_key(store, f"pg-{token}")
     rng = random.Random(token)
     own, shared = ("".join(rng.choice("ACGT") for _ in range(300)) for _ in range(2))
     alice_status = _upload(pipeline, alice, "alice.fa", _fasta([(f"own-{token}", own), (f"a-shared-{token}", shared)]))

@@ -18,10 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.postgres import keys
 from shared.postgres.connection import connect
+from shared.postgres.keys import PostgresKeys
 from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
+from shared.usecases.keys import create_key, revoke_key
 from tests import http
 from tests.conftest import Pipeline, another_process
 
@@ -35,14 +36,12 @@ def new_owner(pipeline: Pipeline) -> tuple[str, httpx.Client]:
     """A fresh owner's key (not an admin), and a client of the session's intake with it."""
     settings = pipeline.settings
     name = f"rev-{uuid.uuid4().hex[:10]}"
-    with connect(settings, autocommit=True) as conn:
-        key = keys.create_key(conn, name, admin=False)
+    key = create_key(PostgresKeys.from_settings(settings), name, admin=False)
     return name, httpx.Client(base_url=settings.status_base_url, timeout=30, headers={"Authorization": f"Bearer {key}"})
 
 
 def revoke(settings: Settings, name: str) -> None:
-    with connect(settings, autocommit=True) as conn:
-        assert keys.revoke_key(conn, name)
+    assert revoke_key(PostgresKeys.from_settings(settings), name)
 
 
 def wait_until(pipeline: Pipeline, upload_id: str, done: Any, timeout: float = 240) -> dict[str, Any]:

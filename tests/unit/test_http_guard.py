@@ -11,6 +11,7 @@ import anyio
 import pytest
 import structlog
 from prometheus_client import REGISTRY
+from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -18,18 +19,27 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
+from shared.domain.access import Caller, KeyStore
+from shared.postgres.keys import PostgresKeys
 from shared.runtime import metrics
+from shared.usecases.keys import create_key, revoke_key
+from shared.web import guard
 from shared.web.body_limit import BodyLimit
 from shared.web.guard import (
+    CLIENT_ADDRESS,
+    MAX_KEY_CHARS,
     AuthBeforeBody,
     FailedKeyLimiter,
     KnownKeys,
     RequestId,
+    Throttled,
     Unauthorized,
+    api_key_caller,
     authenticated,
     carries_body,
     json_too_deep,
 )
+from tests.unit.fakes_keys import FakeKeys
 
 
 @pytest.mark.parametrize(
@@ -240,3 +250,95 @@ def test_an_address_that_tried_too_many_unknown_keys_waits_for_its_window() -> N
     limiter.failed("a")
     limiter.failed("b")  # three addresses for room for two: the least recent is forgotten
     assert "10.0.0.1" not in limiter._seen and set(limiter._seen) == {"a", "b"}
+
+
+@pytest.fixture
+def limited(monkeypatch: pytest.MonkeyPatch) -> FailedKeyLimiter:
+    """A fresh failure limiter (2 unknown keys per address) and known keys, for one test."""
+    limiter = FailedKeyLimiter(failures=2, window=60)
+    monkeypatch.setattr(guard, "FAILED_KEYS", limiter)
+    monkeypatch.setattr(guard, "KNOWN_KEYS", KnownKeys())
+    return limiter
+
+
+def _from(address: str | None, store: KeyStore | ConnectionPool[Any], header: str | None) -> Caller:
+    """The key check as a request from ``address`` meets it."""
+    token = CLIENT_ADDRESS.set(address)
+    try:
+        return api_key_caller(store, header)
+    finally:
+        CLIENT_ADDRESS.reset(token)
+
+
+def test_the_key_check_names_the_caller_of_a_valid_key(limited: FailedKeyLimiter) -> None:
+    keys = FakeKeys()
+    key = create_key(keys, "alice", admin=True)
+    for header in (f"Bearer {key}", f"bearer   {key} ", f"  BEARER {key}"):
+        caller = _from("10.0.0.1", keys, header)
+        assert caller == Caller("alice", admin=True)
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer   ", "Basic abc", "gbk_abc"])
+def test_a_missing_key_is_refused_without_a_look_up(limited: FailedKeyLimiter, header: str | None) -> None:
+    keys = FakeKeys()
+    with pytest.raises(Unauthorized, match="an API key is required") as refused:
+        _from("10.0.0.2", keys, header)
+    assert not isinstance(refused.value, Throttled) and keys.lookups == 0
+    assert limited.retry_after("10.0.0.2") is None  # not counted as a failed key
+
+
+def test_unknown_revoked_and_over_long_keys_are_refused_alike_and_counted(limited: FailedKeyLimiter) -> None:
+    keys = FakeKeys()
+    revoked = create_key(keys, "gone", admin=False)
+    revoke_key(keys, "gone")
+    with pytest.raises(Unauthorized, match="not valid"):
+        _from("10.0.0.3", keys, f"Bearer {revoked}")
+    with pytest.raises(Unauthorized, match="not valid"):
+        _from("10.0.0.4", keys, "Bearer gbk_" + "x" * MAX_KEY_CHARS)
+    assert keys.lookups == 1  # the over-long key was refused without one
+    with pytest.raises(Unauthorized, match="not valid"):
+        _from("10.0.0.3", keys, "Bearer gbk_invented")
+    with pytest.raises(Throttled) as throttled:  # the address's third unknown key within the window
+        _from("10.0.0.3", keys, "Bearer gbk_another")
+    assert throttled.value.retry_after > 0 and keys.lookups == 2  # refused before a look-up
+
+
+def test_a_throttled_address_still_gets_in_with_a_key_seen_valid(limited: FailedKeyLimiter) -> None:
+    keys = FakeKeys()
+    key = create_key(keys, "alice", admin=False)
+    _from("10.0.0.5", keys, f"Bearer {key}")
+    for invented in ("gbk_a", "gbk_b"):
+        with pytest.raises(Unauthorized):
+            _from("10.0.0.5", keys, f"Bearer {invented}")
+    assert limited.retry_after("10.0.0.5") is not None
+    assert _from("10.0.0.5", keys, f"Bearer {key}").name == "alice"
+    revoke_key(keys, "alice")  # a known key is still looked up: revoking it ends it at once
+    with pytest.raises(Unauthorized, match="not valid"):
+        _from("10.0.0.5", keys, f"Bearer {key}")
+
+
+def test_without_an_address_nothing_is_throttled(limited: FailedKeyLimiter) -> None:
+    keys = FakeKeys()
+    for _ in range(5):
+        with pytest.raises(Unauthorized) as refused:
+            _from(None, keys, "Bearer gbk_invented")
+        assert not isinstance(refused.value, Throttled)
+    assert keys.lookups == 5
+
+
+def test_a_request_pool_is_taken_as_postgres_keys_on_its_sessions(
+    limited: FailedKeyLimiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intake and refget hand the key check their request pool; its look-ups go to ``PostgresKeys``."""
+    keys = FakeKeys()
+    key = create_key(keys, "alice", admin=False)
+    pools: list[object] = []
+
+    def from_pool(pool: object) -> FakeKeys:
+        pools.append(pool)
+        return keys
+
+    monkeypatch.setattr(PostgresKeys, "from_pool", from_pool)
+    pool: ConnectionPool[Any] = ConnectionPool("postgresql://nowhere.invalid/none", open=False)
+    assert _from("10.0.0.6", pool, f"Bearer {key}") == Caller("alice", admin=False)
+    assert pools == [pool]
