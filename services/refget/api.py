@@ -1,5 +1,8 @@
 """The read API: GA4GH refget v2.0 sequences and sequence collections (seqcol), over what the
-pipeline stored. Read-only; every query is in ``shared/postgres/refget.py``.
+pipeline stored. Read-only. A route parses its request, calls its use case
+(``shared/usecases/refget.py``) and shapes the answer; the use cases read the store through the read
+ports (``shared/domain/read_ports.py``), which ``create_app`` wires to Postgres
+(``shared/postgres/refget.py``) and ``build_app`` takes from its caller (fakes in the unit tests).
 
 Where the refget compliance suite (written for v1.0) and the v2.0 specification differ, this
 follows v2.0 and also answers the suite (docs/api.md "Read API"): the v1.0 media types are accepted
@@ -8,12 +11,9 @@ as well as v2.0's, and service-info carries the v1 ``service`` object beside v2'
 
 from __future__ import annotations
 
-import json
-import re
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from importlib import resources
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
@@ -25,13 +25,13 @@ from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.refget.posted import MAX_DEPTH, PostLimits, parse_collection
-from services.refget.ranges import Refused, Slice, requested_slice
-from shared.domain.access import Caller
-from shared.domain.seqcol import ATTRIBUTES, Collection, compare
-from shared.postgres import refget as queries
-from shared.postgres.connection import request_pool
+from services.refget.ranges import Refused, requested_slice
+from shared.domain.read_ports import CollectionReads, SequenceReads, StoreHealth
+from shared.postgres.refget import PostgresReads
 from shared.runtime import metrics
 from shared.runtime.settings import Settings
+from shared.usecases import refget as reads
+from shared.usecases.refget import CollectionLimits, NotFound, Page, Reader, ReadRefused
 from shared.web.body_limit import BodyLimit
 from shared.web.guard import (
     AuthBeforeBody,
@@ -48,8 +48,6 @@ V2_TEXT = "text/vnd.ga4gh.refget.v2.0.0+plain"
 V2_JSON = "application/vnd.ga4gh.refget.v2.0.0+json"
 _TEXT_TYPES = {V2_TEXT, "text/vnd.ga4gh.refget.v1.0.0+plain", "text/plain", "text/*", "*/*"}
 _JSON_TYPES = {V2_JSON, "application/vnd.ga4gh.refget.v1.0.0+json", "application/json", "application/*", "*/*"}
-_MD5 = 32  # hex digits
-STREAM_CHUNK = 1024 * 1024
 
 
 def _refuse(status_code: int, code: str, message: str) -> HTTPException:
@@ -67,8 +65,6 @@ def _accepted(accept: str | None, offered: set[str]) -> str | None:
     return None
 
 
-# A reader: the owner behind a key, or None when reads are public (GENOBASE_REFGET_PUBLIC=true).
-Reader = Caller | None
 Authenticate = Callable[[str | None], Reader]
 
 
@@ -82,12 +78,26 @@ def reader_authentication(settings: Settings, pool: ConnectionPool[Any]) -> Auth
     return authenticate
 
 
+@dataclass(frozen=True)
+class ReadPorts:
+    """The store the routes read, one port per kind of read (one object may be all three)."""
+
+    sequences: SequenceReads
+    collections: CollectionReads
+    health: StoreHealth
+
+
 class Services:
-    def __init__(self, settings: Settings, pool: ConnectionPool[Any]) -> None:
+    """What the routes are given: the read ports, the key check and the limits, from the settings."""
+
+    def __init__(self, settings: Settings, ports: ReadPorts, authenticate: Authenticate) -> None:
         self.settings = settings
-        self.pool = pool
-        self.authenticate = reader_authentication(settings, pool)
+        self.sequences = ports.sequences
+        self.collections = ports.collections
+        self.health = ports.health
+        self.authenticate = authenticate
         self.post_limits = PostLimits(settings.seqcol_max_elements, settings.max_header_bytes)
+        self.collection_limits = CollectionLimits.of(settings)
 
 
 def get_services(request: Request) -> Services:
@@ -108,57 +118,12 @@ def get_reader(request: Request, services: ServicesDep, _key: Annotated[Any, Sec
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 
 
-def _owner(reader: Reader) -> str | None:
-    """Whose uploads a reader sees: everyone's (public reading, or an admin key) or its owner's."""
-    return None if reader is None or reader.admin else reader.name
-
-
-def _sequence_id(raw: str) -> str | None:
-    """An id as stored: ``md5:``/``ga4gh:`` prefixes dropped; None if it cannot be a digest."""
-    value = raw
-    for prefix in ("md5:", "ga4gh:"):
-        if value.lower().startswith(prefix):
-            value = value[len(prefix) :]
-    if value.startswith("SQ.") and len(value) == 35:
-        return value
-    if len(value) == _MD5 and all(c in "0123456789abcdefABCDEF" for c in value):
-        return value.lower()
-    return None
-
-
 sequences = APIRouter(prefix="/sequence", tags=["refget sequences"])
 
 
 @sequences.get("/service-info")
-def sequence_service_info(services: ServicesDep) -> dict[str, Any]:
-    refget = {
-        "circular_supported": True,
-        "subsequence_limit": None,
-        "algorithms": ["md5", "ga4gh"],
-        "identifier_types": ["md5", "ga4gh"],
-    }
-    return {
-        "id": "org.genobase.refget",
-        "name": "Genobase refget",
-        "type": {"group": "org.ga4gh", "artifact": "refget", "version": "2.0.0"},
-        "organization": {"name": "Genobase", "url": "https://github.com/genobase"},
-        "version": "2.0.0",
-        "refget": refget,
-        # v1.0's shape, for clients (and the compliance suite) written against it
-        "service": {**refget, "supported_api_versions": ["1.0", "2.0"]},
-    }
-
-
-def _find(services: Services, raw_id: str, reader: Reader) -> queries.StoredSequence:
-    """The sequence, if an upload the reader sees holds it: another owner's is 404 like an unknown one."""
-    digest = _sequence_id(raw_id)
-    found = None
-    if digest is not None:
-        with services.pool.connection() as conn:
-            found = queries.find_sequence(conn, digest, _owner(reader))
-    if found is None:
-        raise _refuse(404, "not_found", f"no sequence {raw_id[:80]}")
-    return found
+def sequence_service_info() -> dict[str, Any]:
+    return reads.sequence_service_info()
 
 
 @sequences.get("/{sequence_id}", response_class=Response)
@@ -175,7 +140,7 @@ def get_sequence(
     media = _accepted(accept, _TEXT_TYPES)
     if media is None:
         raise _refuse(406, "not_acceptable", f"this endpoint answers {V2_TEXT} or text/plain")
-    found = _find(services, sequence_id, reader)
+    found = reads.find_sequence(services.sequences, sequence_id, reader)
     try:
         wanted = requested_slice(found.length, found.circular, start, end, range_header)
     except Refused as refused:
@@ -185,26 +150,13 @@ def get_sequence(
     if wanted.partial:
         headers["Content-Range"] = f"bytes {wanted.start}-{wanted.end - 1}/{found.length}"
     content_type = "text/plain" if media == "text/plain" else V2_TEXT
-    body = _residues(services, found, wanted)
+    body = reads.residues(services.sequences, found, wanted.start, wanted.end, wraps=wanted.wraps)
     return StreamingResponse(
         body,
         status_code=206 if wanted.partial else 200,
         media_type=f"{content_type}; charset=us-ascii",
         headers=headers,
     )
-
-
-def _residues(services: Services, found: queries.StoredSequence, wanted: Slice) -> Iterator[bytes]:
-    """Upper-cased (the digests are of the upper-cased sequence), a few parts at a time. Each query
-    takes a pooled session and gives it back before its parts are sent: a client that reads slowly
-    holds one query's parts in memory, never a session other requests wait for."""
-    ends = [(wanted.start, found.length), (0, wanted.end)] if wanted.wraps else [(wanted.start, wanted.end)]
-    for first, last in ends:
-        for span in queries.read_spans(found, first, last):
-            with services.pool.connection() as conn:
-                pieces = queries.read_span(conn, found, span)
-            for piece in pieces:
-                yield piece.upper()
 
 
 @sequences.get("/{sequence_id}/metadata")
@@ -218,15 +170,8 @@ def get_metadata(
     media = _accepted(accept, _JSON_TYPES)
     if media is None:
         raise _refuse(406, "not_acceptable", f"this endpoint answers {V2_JSON} or application/json")
-    found = _find(services, sequence_id, reader)
-    with services.pool.connection() as conn:
-        names = queries.aliases(conn, found, _owner(reader))
-    metadata = {
-        "md5": found.md5,
-        "ga4gh": found.refget,
-        "length": found.length,
-        "aliases": [{"alias": name, "naming_authority": "genobase"} for name in names],
-    }
+    found = reads.find_sequence(services.sequences, sequence_id, reader)
+    metadata = reads.sequence_metadata(services.sequences, found, reader)
     content_type = "application/json" if media == "application/json" else V2_JSON
     return JSONResponse({"metadata": metadata}, media_type=content_type)
 
@@ -236,56 +181,13 @@ def get_metadata(
 collections = APIRouter(tags=["sequence collections"])
 
 
-def _schema() -> dict[str, Any]:
-    text = (resources.files("refget") / "schemas" / "seqcol.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
 @collections.get("/service-info")
 def seqcol_service_info() -> dict[str, Any]:
-    return {
-        "id": "org.genobase.seqcol",
-        "name": "Genobase sequence collections",
-        "type": {"group": "org.ga4gh", "artifact": "refget-seqcol", "version": "1.0.0"},
-        "organization": {"name": "Genobase", "url": "https://github.com/genobase"},
-        "version": "1.0.0",
-        "seqcol": {"schema": _schema(), "sorted_name_length_pairs": True},
-    }
+    return reads.seqcol_service_info()
 
 
-# A seqcol digest (of a collection or of one attribute): 32 base64url characters. Anything else is
-# answered 404 without a query (a NUL byte, say, would be a database error).
-_DIGEST = re.compile(r"[A-Za-z0-9_-]{32}")
 # The deepest page a listing serves: OFFSET stays far inside Postgres's bigint.
 MAX_PAGE = 1_000_000
-
-
-def _stored(services: Services, digest: str, reader: Reader) -> tuple[uuid.UUID, Collection]:
-    found = None
-    if _DIGEST.fullmatch(digest):
-        with services.pool.connection() as conn:
-            found = queries.find_collection(conn, digest, _owner(reader))
-    if found is None:
-        raise _refuse(404, "not_found", f"no collection {digest[:80]}")
-    return found
-
-
-def _arrays(services: Services, upload_id: uuid.UUID, collection: Collection) -> dict[str, list[Any]]:
-    """Level 2, bounded before it is read: by its count, and by its names' bytes (a name can be as
-    long as a FASTA header)."""
-    limit = services.settings.seqcol_max_elements
-    if collection.count > limit:
-        raise _refuse(413, "collection_too_large", f"collections above {limit} sequences are served at level 1 only")
-    with services.pool.connection() as conn:
-        if queries.names_bytes(conn, upload_id) > services.settings.seqcol_max_post_bytes:
-            raise _refuse(
-                413,
-                "collection_too_large",
-                f"collections whose names exceed {services.settings.seqcol_max_post_bytes} bytes "
-                "are served at level 1 only",
-            )
-        return queries.collection_arrays(conn, upload_id)
 
 
 @collections.get("/collection/{digest}")
@@ -295,30 +197,17 @@ def get_collection(
     reader: ReaderDep,
     level: Annotated[int, Query(ge=1, le=2)] = 2,
 ) -> dict[str, Any]:
-    upload_id, collection = _stored(services, digest, reader)
-    if level == 1:
-        return collection.level1()
-    return _arrays(services, upload_id, collection)
+    return reads.collection(services.collections, digest, reader, level, services.collection_limits)
 
 
 @collections.get("/attribute/collection/{attribute}/{digest}")
 def get_attribute(attribute: str, digest: str, services: ServicesDep, reader: ReaderDep) -> list[Any]:
-    if attribute not in ATTRIBUTES:  # unknown, or transient (sorted_name_length_pairs): never served alone
-        raise _refuse(404, "not_found", f"no attribute {attribute[:80]}")
-    found = None
-    if _DIGEST.fullmatch(digest):
-        with services.pool.connection() as conn:
-            found = queries.find_collection(conn, digest, _owner(reader), attribute=attribute)
-    if found is None:
-        raise _refuse(404, "not_found", f"no {attribute} {digest[:80]}")
-    return _arrays(services, *found)[attribute]
+    return reads.attribute(services.collections, attribute, digest, reader, services.collection_limits)
 
 
 @collections.get("/comparison/{digest_a}/{digest_b}")
 def compare_two(digest_a: str, digest_b: str, services: ServicesDep, reader: ReaderDep) -> dict[str, Any]:
-    a = _arrays(services, *_stored(services, digest_a, reader))
-    b = _arrays(services, *_stored(services, digest_b, reader))
-    return {"digests": {"a": digest_a, "b": digest_b}, **compare(a, b)}
+    return reads.compare_stored(services.collections, digest_a, digest_b, reader, services.collection_limits)
 
 
 async def _posted_body(request: Request) -> bytes:
@@ -344,12 +233,14 @@ def compare_with_posted(
         posted = parse_collection(body, services.post_limits)
     except Refused as refused:
         raise _refuse(refused.status, refused.code, refused.message) from None
-    a = _arrays(services, *_stored(services, digest_a, reader))
-    return {"digests": {"a": digest_a, "b": "POSTed seqcol"}, **compare(a, posted)}
+    return reads.compare_with_posted(services.collections, digest_a, posted, reader, services.collection_limits)
 
 
-def _page(results: list[str], total: int, page: int, page_size: int) -> dict[str, Any]:
-    return {"results": results, "pagination": {"page": page, "page_size": page_size, "total": total}}
+def _page(page: Page) -> dict[str, Any]:
+    return {
+        "results": page.results,
+        "pagination": {"page": page.page, "page_size": page.page_size, "total": page.total},
+    }
 
 
 PageDep = Annotated[int, Query(ge=0, le=MAX_PAGE)]
@@ -362,23 +253,14 @@ def list_collections(
 ) -> dict[str, Any]:
     """Collections of finished uploads the reader sees; any attribute given (``names=<digest>``…)
     must match (AND). A value that is not a digest matches nothing."""
-    filters = {k: v for k, v in request.query_params.items() if k in (*ATTRIBUTES, "sorted_name_length_pairs")}
-    if not all(_DIGEST.fullmatch(v) for v in filters.values()):
-        return _page([], 0, page, page_size)
-    with services.pool.connection() as conn:
-        results, total = queries.list_collections(conn, filters, page, page_size, _owner(reader))
-    return _page(results, total, page, page_size)
+    return _page(reads.list_collections(services.collections, request.query_params, page, page_size, reader))
 
 
 @collections.get("/list/attributes/{attribute}")
 def list_attributes(
     attribute: str, services: ServicesDep, reader: ReaderDep, page: PageDep = 0, page_size: PageSizeDep = 100
 ) -> dict[str, Any]:
-    if attribute not in ATTRIBUTES:
-        raise _refuse(404, "not_found", f"no attribute {attribute[:80]}")
-    with services.pool.connection() as conn:
-        results, total = queries.list_attribute_digests(conn, attribute, page, page_size, _owner(reader))
-    return _page(results, total, page, page_size)
+    return _page(reads.list_attribute_digests(services.collections, attribute, page, page_size, reader))
 
 
 # --- errors: every answer a code and a safe message ---------------------------------------------------
@@ -408,17 +290,37 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("invalid_request", "; ".join(problems)[:500]), status_code=422)
 
 
+async def _read_refused(_request: Request, exc: Exception) -> JSONResponse:
+    """A use case's refusal: not found (404), or a collection too large to serve (413)."""
+    assert isinstance(exc, ReadRefused)
+    status_code = 404 if isinstance(exc, NotFound) else 413
+    return JSONResponse(error_body(exc.code, exc.message), status_code=status_code)
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
 def create_app(settings: Settings) -> FastAPI:
-    pool = request_pool(settings)
+    """The service: its reads from Postgres, keys checked against the same pool."""
+    store = PostgresReads(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool.open(wait=True, timeout=60)
+        store.open()
         try:
             yield
         finally:
-            pool.close()
+            store.close()
 
+    ports = ReadPorts(sequences=store, collections=store, health=store)
+    return build_app(settings, ports, reader_authentication(settings, store.pool), lifespan=lifespan)
+
+
+def build_app(
+    settings: Settings, ports: ReadPorts, authenticate: Authenticate, lifespan: Lifespan | None = None
+) -> FastAPI:
+    """The read API over any store that has the read ports (``create_app``: Postgres; the unit
+    tests: in-memory fakes) and any key check; ``lifespan`` opens and closes the store."""
     app = FastAPI(
         title="Genobase refget",
         description="GA4GH refget v2.0 sequences and sequence collections, read from what Genobase stored.",
@@ -427,7 +329,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    services = Services(settings, pool)
+    services = Services(settings, ports, authenticate)
     app.state.services = services
     # Outermost last: a request id for everything; metrics; a key before any body is read; the body
     # bounded by bytes and nesting before anything parses it (POST /comparison).
@@ -438,13 +340,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestId)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(ReadRefused, _read_refused)
     app.include_router(sequences)
     app.include_router(collections)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
-        with pool.connection() as conn:
-            conn.execute("SELECT 1")
+        ports.health.ping()
         return {"status": "ok"}
 
     return app
