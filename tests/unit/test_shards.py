@@ -15,23 +15,7 @@ from shared.parsing.errors import ParseError
 from shared.parsing.records import Event
 from shared.parsing.shards import BgzfShardScanner, FastaShardScanner, ShardContent, ShardStart
 from tests.builders import bgzip
-from tests.unit.helpers import collect, events_of
-
-
-def random_fasta(rng: random.Random, records: int) -> bytes:
-    out = []
-    for i in range(records):
-        if i and rng.random() < 0.1:
-            out.append(b"; a comment > not a header\n")
-        out.append(b">seq%d %s\n" % (i, b"desc" * rng.randrange(3)))
-        length = rng.choice([0, 1, 5, 60, 61, 200, 1000, 5000])
-        residues = bytes(rng.choice(b"ACGTN") for _ in range(length))
-        width = rng.choice([60, 70, 1_000_000])
-        eol = b"\r\n" if rng.random() < 0.05 else b"\n"
-        out.extend(residues[j : j + width] + eol for j in range(0, length, width))
-        if rng.random() < 0.05:
-            out.append(b"\n")  # a blank line inside a record
-    return b"".join(out)
+from tests.unit.helpers import collect, events_of, random_fasta
 
 
 def brute_force_starts(data: bytes, shard_bytes: int) -> list[ShardStart]:
