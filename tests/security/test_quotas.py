@@ -22,7 +22,7 @@ from shared.postgres.connection import connect
 from shared.runtime.settings import Settings
 from tests import http
 from tests.conftest import Pipeline, another_process
-from tests.security.test_least_privilege import keys_cli, make_s3_owner, s3_as
+from tests.security.helpers import keys_cli, make_s3_owner, s3_as
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
