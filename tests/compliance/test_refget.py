@@ -84,6 +84,7 @@ def seqcol_uploads(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
 
 
 def test_collection_digests_match_the_reference_implementation(seqcol_uploads: dict[str, dict[str, Any]]) -> None:
+    assert len(SEQCOL_FASTAS) == 6, SEQCOL_FASTAS  # the six test FASTAs, not an empty glob
     for path in SEQCOL_FASTAS:
         expected = seqcol_digest(fasta_to_seqcol_dict(str(path)))
         assert seqcol_uploads[path.name]["collection_digest"] == expected, path.name

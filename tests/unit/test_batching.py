@@ -64,6 +64,7 @@ def test_parts_and_batches_are_bounded_and_complete() -> None:
             assert part_no == expected_part.get(ordinal, 0)
             expected_part[ordinal] = part_no + 1
             sequences[ordinal] = sequences.get(ordinal, "") + residues
+    assert expected_part, "no record was cut into parts: the part checks above checked nothing"
     records = [r for b in batches for r in b.records.rows()]
     assert [r.ordinal for r in records] == list(range(40))
     for ordinal, length, part_count, inline in ((r.ordinal, r.length, r.part_count, r.residues) for r in records):

@@ -126,6 +126,7 @@ def test_a_bgzip_file_splits_where_its_content_does(seed: int) -> None:
             (s.offset, s.ordinal, s.line) for s in plain.starts
         ]
         assert scanner.size == len(packed) and scanner.content.size == len(data)
+    assert len(scanner.starts) > 1, "one shard: no start inside the file was checked"
     for start in scanner.starts[1:]:
         # The block named holds the record's first byte at ``within``: read from there alone.
         block = packed[start.block : start.block + start.block_size]
@@ -138,6 +139,7 @@ def test_shard_content_is_cut_from_whole_blocks() -> None:
     scanner = BgzfShardScanner(30_000, 1 << 40, 1000)
     scanner.feed(packed)
     starts = scanner.starts
+    assert len(starts) > 1, "one shard: no cut was checked"
     for first, after in zip(starts, [*starts[1:], None], strict=True):
         end = len(packed) if after is None else after.block + (after.block_size if after.within else 0)
         content_end = len(data) if after is None else after.content_offset
