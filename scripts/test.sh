@@ -18,4 +18,6 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# --cov: branch coverage of services/ and shared/domain ([tool.coverage.*] in pyproject.toml), its
+# table (fully covered files left out) and TOTAL line printed at the end of the run.
+exec .venv/bin/python -m pytest --cov --cov-report=term-missing:skip-covered "$@"

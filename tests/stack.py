@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from genobase import compose, stack
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 
 MINIO_IMAGE = os.environ.get("GENOBASE_MINIO_IMAGE", compose.DEFAULT_MINIO_IMAGE)
@@ -191,14 +191,12 @@ def warm_up_notifications(settings: Settings) -> None:
     try:
         channel = connection.channel()
         store.client.put_object(Bucket=settings.uploads_bucket, Key="_warmup/probe", Body=b"probe")
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+
+        def probe_arrived() -> bool:
             method, _props, body = channel.basic_get(settings.queue("parse"), auto_ack=True)
-            if method is not None and b"_warmup/probe" in body:
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("no bucket notification reached RabbitMQ within 90 s")
+            return method is not None and b"_warmup/probe" in body
+
+        poll_until(probe_arrived, timeout=90, interval=0.2, what="a bucket notification reaching RabbitMQ")
         store.client.delete_object(Bucket=settings.uploads_bucket, Key="_warmup/probe")
     finally:
         connection.close()
@@ -230,16 +228,14 @@ def _terminate_sessions(admin_dsn: str, database: str) -> None:
 
 
 def _wait_for_database(admin_dsn: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with psycopg.connect(admin_dsn, connect_timeout=2) as conn:
-                conn.execute("SELECT 1")
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    def answers() -> bool:
+        with psycopg.connect(admin_dsn, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+
+    poll_until(
+        answers, timeout=timeout, interval=0.2, what="PostgreSQL answering", retry_on=(psycopg.OperationalError,)
+    )
 
 
 class NativeProvider:

@@ -20,7 +20,6 @@ from genobase import stack
 from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
 from tests.conftest import Pipeline
-from tests.e2e.test_multipart import intake as multipart_intake  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.e2e
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -49,7 +48,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
 
 
 @pytest.fixture(scope="module")
-def pages(pipeline: Pipeline, settings: Settings, multipart_intake: str) -> dict[str, str]:  # noqa: F811
+def pages(pipeline: Pipeline, settings: Settings, multipart_intake: str) -> dict[str, str]:
     """Both intakes' pages may send to the uploads bucket from the browser (CORS)."""
     base = pipeline.settings.status_base_url
     origins = [*stack.browser_origins(base), *stack.browser_origins(multipart_intake)]

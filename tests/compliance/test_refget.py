@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +25,8 @@ import pytest
 from refget.compliance import run_compliance
 from refget.utils import fasta_to_seqcol_dict, seqcol_digest
 
-from tests.conftest import Pipeline, another_process
-from tests.e2e.test_pipeline import upload_via_intake
+from tests.conftest import Pipeline
+from tests.helpers import upload_via_intake
 
 pytestmark = pytest.mark.e2e
 SUITE_SEQUENCES = Path(compliance_suite.__file__).parent / "sequences"
@@ -43,28 +41,6 @@ DOCUMENTED_SKIPS = {
     # this server supports circular sequences, so the "not supported" error cases do not apply
     "test_sequence_circular_support_false_errors",
 }
-
-
-@pytest.fixture(scope="module")
-def public_refget_url(pipeline: Pipeline) -> Iterator[str]:
-    """A refget process of this run that anyone may read (``GENOBASE_REFGET_PUBLIC=true``)."""
-    with another_process(pipeline, "refget", "GENOBASE_REFGET_PORT", {"GENOBASE_REFGET_PUBLIC": "true"}) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def refget_url(pipeline: Pipeline) -> str:
-    """The stack's own refget (private: reads need a key), once it answers."""
-    url = f"http://127.0.0.1:{pipeline.settings.refget_port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "refget never answered\n" + pipeline.logs()
-        time.sleep(0.25)
 
 
 def _load(pipeline: Pipeline, path: Path, **extra: Any) -> dict[str, Any]:
@@ -108,6 +84,7 @@ def seqcol_uploads(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
 
 
 def test_collection_digests_match_the_reference_implementation(seqcol_uploads: dict[str, dict[str, Any]]) -> None:
+    assert len(SEQCOL_FASTAS) == 6, SEQCOL_FASTAS  # the six test FASTAs, not an empty glob
     for path in SEQCOL_FASTAS:
         expected = seqcol_digest(fasta_to_seqcol_dict(str(path)))
         assert seqcol_uploads[path.name]["collection_digest"] == expected, path.name

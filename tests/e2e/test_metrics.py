@@ -6,32 +6,15 @@ import hashlib
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from genobase import stack
-from tests.compliance.test_refget import refget_url  # noqa: F401  (the fixture)
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import generated_fasta, upload_via_intake
+from tests.helpers import generated_fasta, scrape, upload_via_intake, value
 
 pytestmark = pytest.mark.e2e
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def scrape(pipeline: Pipeline, service: str) -> Samples:
-    port = pipeline.processes.values[stack.metrics_port_setting(service)]
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).raise_for_status().text
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def test_the_counters_move_by_exactly_the_work_done(pipeline: Pipeline, refget_url: str) -> None:  # noqa: F811
+def test_the_counters_move_by_exactly_the_work_done(pipeline: Pipeline, refget_url: str) -> None:
     before = {service: scrape(pipeline, service) for service in stack.SERVICES}
     first = "ACGT" * 50
     good = f">m0\n{first}\n".encode() + generated_fasta(24, seed=4)

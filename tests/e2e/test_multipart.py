@@ -13,27 +13,19 @@ import json
 import random
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
-from tests.conftest import Pipeline, another_process
+from tests.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def intake(pipeline: Pipeline) -> Iterator[str]:
-    low = {"GENOBASE_MULTIPART_THRESHOLD_BYTES": str(8 * MiB), "GENOBASE_MULTIPART_MIN_PART_BYTES": str(5 * MiB)}
-    with another_process(pipeline, "intake", "GENOBASE_INTAKE_PORT", low) as url:
-        yield url
 
 
 def big_fasta(path: Path, megabytes: int) -> int:
@@ -51,7 +43,7 @@ def big_fasta(path: Path, megabytes: int) -> int:
 
 
 def test_the_cli_sends_parts_and_resumes_after_being_killed(
-    pipeline: Pipeline, settings: Settings, intake: str, tmp_path: Path
+    pipeline: Pipeline, settings: Settings, multipart_intake: str, tmp_path: Path
 ) -> None:
     source = tmp_path / "big.fa"
     records = big_fasta(source, 18)  # 4 parts of 5 MiB
@@ -61,7 +53,8 @@ def test_the_cli_sends_parts_and_resumes_after_being_killed(
         "GENOBASE_API_KEY": pipeline.api_key,
         "GENOBASE_HOME": str(tmp_path / "home"),
     }
-    command = [sys.executable, "-m", "genobase.cli", "upload", str(source), "--intake", intake, "--parallel", "1"]
+    cli = [sys.executable, "-m", "genobase.cli"]
+    command = [*cli, "upload", str(source), "--intake", multipart_intake, "--parallel", "1"]
     killed = subprocess.run(
         command, env={**env, "GENOBASE_FAILPOINT": "cli.after_part:2"}, capture_output=True, text=True, timeout=120
     )
@@ -94,9 +87,9 @@ def _ticket(pipeline: Pipeline, intake: str, size: int) -> dict[str, object]:
     return ticket
 
 
-def test_a_corrupted_or_cut_part_is_refused_by_the_store(pipeline: Pipeline, intake: str) -> None:
+def test_a_corrupted_or_cut_part_is_refused_by_the_store(pipeline: Pipeline, multipart_intake: str) -> None:
     size = 12 * MiB
-    ticket = _ticket(pipeline, intake, size)
+    ticket = _ticket(pipeline, multipart_intake, size)
     plan = ticket["multipart"]
     assert isinstance(plan, dict) and plan["part_size"] == 5 * MiB and plan["part_count"] == 3
     part = random.Random(1).randbytes(5 * MiB)
@@ -117,9 +110,9 @@ def test_a_corrupted_or_cut_part_is_refused_by_the_store(pipeline: Pipeline, int
 
 
 def test_an_abandoned_multipart_upload_is_aborted_when_its_ticket_expires(
-    pipeline: Pipeline, settings: Settings, intake: str
+    pipeline: Pipeline, settings: Settings, multipart_intake: str
 ) -> None:
-    ticket = _ticket(pipeline, intake, 9 * MiB)
+    ticket = _ticket(pipeline, multipart_intake, 9 * MiB)
     plan = ticket["multipart"]
     assert isinstance(plan, dict)
     part = bytes(5 * MiB)
@@ -132,7 +125,10 @@ def test_an_abandoned_multipart_upload_is_aborted_when_its_ticket_expires(
     assert len(store.multipart_uploads(bucket, key)) == 1
     with psycopg.connect(settings.pg_dsn.get_secret_value(), autocommit=True) as conn:  # as the clock would
         conn.execute("UPDATE uploads SET ticket_expires_at = now() - interval '5 s' WHERE id = %s", (ticket["id"],))
-    deadline = time.monotonic() + 20
-    while pipeline.status(str(ticket["id"]))["state"] != "expired" or store.multipart_uploads(bucket, key):
-        assert time.monotonic() < deadline, (pipeline.status(str(ticket["id"])), store.multipart_uploads(bucket, key))
-        time.sleep(0.5)
+    poll_until(
+        lambda: pipeline.status(str(ticket["id"]))["state"] == "expired" and not store.multipart_uploads(bucket, key),
+        timeout=20,
+        interval=0.5,
+        what="the ticket expired and its multipart upload aborted",
+        describe=lambda: f"{pipeline.status(str(ticket['id']))} {store.multipart_uploads(bucket, key)}",
+    )

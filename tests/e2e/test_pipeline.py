@@ -5,61 +5,32 @@ from __future__ import annotations
 import gzip
 import hashlib
 import random
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 import pytest
 
 from shared.rabbitmq.broker import Publisher
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
 from tests import http
-from tests.conftest import FIXTURES, Pipeline
+from tests.conftest import Pipeline
+from tests.helpers import (
+    assert_same_records,
+    download,
+    generated_fasta,
+    rgw_style_event,
+    settled,
+    upload_via_intake,
+    wait_until_consumed,
+)
 from tests.reference import csv_records, fasta_records, fastq_records
 
 pytestmark = pytest.mark.e2e
 SAMPLES = Path(__file__).parents[2] / "samples"
-
-
-def upload_via_intake(pipeline: Pipeline, filename: str, data: bytes, **extra: Any) -> dict[str, Any]:
-    response = pipeline.http.post("/uploads", json={"filename": filename, "size": len(data), **extra})
-    assert response.status_code == 201, response.text
-    ticket: dict[str, Any] = response.json()
-    put = http.put(ticket["upload_url"], content=data, headers=ticket["upload_headers"])
-    assert put.status_code == 200, put.text
-    return ticket
-
-
-def download(status: dict[str, Any]) -> dict[str, Any]:
-    response = http.get(status["result"]["url"])
-    response.raise_for_status()
-    doc: dict[str, Any] = orjson.loads(response.content)
-    return doc
-
-
-def assert_same_records(doc: dict[str, Any], expected: list[dict[str, Any]]) -> None:
-    got = doc["records"]
-    assert len(got) == len(expected)
-    for record, want in zip(got, expected, strict=True):
-        assert record == want
-
-
-def generated_fasta(records: int, seed: int) -> bytes:
-    rng = random.Random(seed)
-    lines = []
-    for i in range(records):
-        width = rng.choice([50, 60, 61, 80, 1000])
-        length = rng.choice([0, 1, 59, 60, 200, 5000, 150_000])
-        seq = "".join(rng.choice("ACGTNacgtRYKM") for _ in range(length))
-        lines.append(f">rec{i} sample {i} > inside header")
-        lines.extend(seq[j : j + width] for j in range(0, length, width))
-        if i % 7 == 0:
-            lines.append("")
-    return ("\r\n" if seed % 2 else "\n").join(lines).encode() + b"\n"
 
 
 def test_fasta_through_presigned_upload(pipeline: Pipeline) -> None:
@@ -151,29 +122,23 @@ def test_unregistered_object_written_straight_to_the_bucket(pipeline: Pipeline, 
     data = generated_fasta(5, seed=8)
     key = f"lab uploads/run {uuid.uuid4().hex[:6]}/reads.fa"
     ObjectStore(settings).client.put_object(Bucket=settings.uploads_bucket, Key=key, Body=data)
-    deadline = time.monotonic() + 180  # RGW persistent topics occasionally hold an event back for a minute
-    while True:
+
+    def registered() -> dict[str, Any] | None:
         response = pipeline.http.get("/uploads", params={"bucket": settings.uploads_bucket, "key": key})
-        if response.status_code == 200:
-            break
-        assert response.status_code == 404
-        assert time.monotonic() < deadline, "the event never created an upload"
-        time.sleep(0.25)
-    upload = response.json()
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
+    # RGW persistent topics occasionally hold an event back for a minute
+    upload = poll_until(registered, timeout=180, what="an upload made by the object's event")
     assert upload["registered"] is False
     assert upload["filename"] == "reads.fa"
     status = pipeline.wait_for(upload["id"])
     assert status["state"] == "done", pipeline.logs()
     assert status["key"] == key
     assert_same_records(download(status), fasta_records(data))
-
-
-def rgw_style_event(bucket: str, key: str, size: int, etag: str) -> bytes:
-    body = orjson.loads((FIXTURES / "events" / "rgw-put.json").read_bytes())
-    obj = body["Records"][0]["s3"]["object"]
-    body["Records"][0]["s3"]["bucket"]["name"] = bucket
-    obj.update(key=key, size=size, eTag=etag)
-    return orjson.dumps(body)
 
 
 def test_same_event_twice_gives_one_result(pipeline: Pipeline, settings: Settings) -> None:
@@ -183,12 +148,13 @@ def test_same_event_twice_gives_one_result(pipeline: Pipeline, settings: Setting
     assert first["state"] == "done", pipeline.logs()
     store = ObjectStore(settings)
     etag = store.head(ticket["bucket"], ticket["key"])["ETag"].strip('"')
+    before = settled(pipeline, "parser", "parse")
     publisher = Publisher(settings)
     event = rgw_style_event(ticket["bucket"], ticket["key"], len(data), etag)
     publisher.publish_raw(settings.events_exchange, settings.events_routing_key, event)
     publisher.publish_raw(settings.events_exchange, settings.events_routing_key, event)
     publisher.close()
-    time.sleep(3)  # give the duplicates time to be (not) processed
+    wait_until_consumed(pipeline, settings, "parse", before, published=2)  # the duplicates taken (and ignored)
     again = pipeline.wait_for(ticket["id"])
     assert again["state"] == "done"
     assert again["generation"] == first["generation"] == 1

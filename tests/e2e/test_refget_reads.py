@@ -15,9 +15,8 @@ import pytest
 from shared.domain.seqcol import sha512t24u
 from shared.postgres.keys import PostgresKeys
 from shared.usecases.keys import create_key
-from tests.compliance.test_refget import refget_url  # noqa: F401  (the fixture)
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import upload_via_intake
+from tests.helpers import upload_via_intake
 
 pytestmark = pytest.mark.e2e
 PART = 1024 * 1024  # the pipeline's part size (GENOBASE_PART_BYTES)
@@ -47,7 +46,7 @@ def long_record(pipeline: Pipeline) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def refget(pipeline: Pipeline, refget_url: str) -> Iterator[httpx.Client]:  # noqa: F811
+def refget(pipeline: Pipeline, refget_url: str) -> Iterator[httpx.Client]:
     """The stack's refget, read with the run's admin key (reads need a key by default)."""
     headers = {"Authorization": f"Bearer {pipeline.api_key}"}
     with httpx.Client(base_url=refget_url, headers=headers, timeout=60) as client:
@@ -117,7 +116,7 @@ def test_the_upload_lists_as_a_collection(refget: httpx.Client, long_record: dic
 
 def test_reads_need_a_key_and_listings_are_the_owners(
     pipeline: Pipeline,
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     long_record: dict[str, Any],
 ) -> None:
     token = uuid.uuid4().hex[:6]

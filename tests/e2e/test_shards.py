@@ -10,7 +10,6 @@ plan's, whichever parser took which shard: the single-parser run must give the s
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,10 +19,11 @@ import pytest
 
 from genobase import stack
 from shared.postgres.connection import connect
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from tests.builders import bgzip
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import assert_same_records, download, upload_via_intake
+from tests.helpers import assert_same_records, download, upload_via_intake
 from tests.reference import fasta_records
 
 pytestmark = pytest.mark.e2e
@@ -160,10 +160,12 @@ def test_a_shard_whose_parser_is_killed_is_parsed_by_the_other(
     ticket = upload_via_intake(pipeline, "killed.fa", DATA)
     status = pipeline.wait_for(ticket["id"])
     assert status["state"] == "done", status
-    deadline = time.monotonic() + 10
-    while pipeline.processes.pid(PARSER_2) is not None:
-        assert time.monotonic() < deadline, "the second parser never reached its failpoint"
-        time.sleep(0.2)
+    poll_until(
+        lambda: pipeline.processes.pid(PARSER_2) is None,
+        timeout=10,
+        interval=0.2,
+        what="the second parser ended at its failpoint",
+    )
     assert_same_records(download(status), fasta_records(DATA))
     rows = stored(settings, ticket["id"])
     assert len(rows["shards"]) >= 5 and parsed_shards(pipeline, PARSER_2, ticket["id"]) == set()

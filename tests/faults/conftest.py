@@ -18,7 +18,7 @@ import pytest
 
 from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import upload_via_intake
+from tests.helpers import upload_via_intake
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -12,12 +13,13 @@ from shared.domain.uploads import Failure, ObjectCreated, PipelineErrorCode
 from shared.postgres import uploads as db
 from shared.postgres.connection import connect
 from shared.rabbitmq.broker import Publisher, list_dead_letters, take_dead_letters
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
 from tests.builders import record, sequence_batch
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import assert_same_records, download, rgw_style_event
 from tests.faults.conftest import FaultLedger
+from tests.helpers import assert_same_records, download, rgw_style_event
 from tests.reference import fasta_records
 
 pytestmark = pytest.mark.e2e
@@ -86,10 +88,17 @@ def test_poison_message_is_dead_lettered_while_others_are_served(
     other = ledger.upload(pipeline, "beside-poison.fasta", data, "done", 2)
     assert pipeline.wait_for(other["id"])["state"] == "done"
 
-    deadline = time.monotonic() + 180  # max_deliveries attempts with their backoff
-    while (status := pipeline.status(str(upload.id)))["state"] != "failed":
-        assert time.monotonic() < deadline, status
-        time.sleep(0.5)
+    def failed() -> dict[str, Any] | None:
+        status = pipeline.status(str(upload.id))
+        return status if status["state"] == "failed" else None
+
+    status = poll_until(
+        failed,
+        timeout=180,  # max_deliveries attempts with their backoff
+        interval=0.5,
+        what="the poisoned upload failed",
+        describe=lambda: str(pipeline.status(str(upload.id))),
+    )
     assert status["error"]["code"] == "persist_failed"
     # A safe message and an error id: the exception's text (Postgres's words) is in the log only.
     assert f"failed {settings.max_deliveries} times" in status["error"]["message"]

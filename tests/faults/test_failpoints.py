@@ -8,14 +8,13 @@ started again as ``genobase up`` would, and the result must be identical to an u
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
 from tests.faults.conftest import FaultLedger
-from tests.faults.test_kills import assert_exact_result, assert_no_orphaned_multipart, many_records, record_count
+from tests.helpers import assert_exact_result, assert_no_orphaned_multipart, many_records, record_count
 
 
 @pytest.mark.parametrize(
@@ -37,12 +36,19 @@ def test_crash_at_a_precise_point_changes_nothing(
         data = many_records(60, seed=sum(point.encode()))
         ticket = ledger.upload(pipeline, f"failpoint-{service}.fasta", data, "done", record_count(data))
         ledger.inject(fault)
-        deadline = time.monotonic() + 240
-        while pipeline.processes.pid(service) is not None:
+
+        def ended_at_the_failpoint() -> bool:
             status = pipeline.status(ticket["id"])
             assert status["state"] != "done", f"finished without reaching {point}: {status}"
-            assert time.monotonic() < deadline, f"{service} never reached {point}: {status}"
-            time.sleep(0.1)
+            return pipeline.processes.pid(service) is None
+
+        poll_until(
+            ended_at_the_failpoint,
+            timeout=240,
+            interval=0.1,
+            what=f"{service} ended at {point}",
+            describe=lambda: str(pipeline.status(ticket["id"])),
+        )
     finally:
         pipeline.processes.start(service)  # what `genobase up` does for a service that is not running
     assert_exact_result(pipeline, settings, ticket["id"], data)

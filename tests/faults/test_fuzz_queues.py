@@ -10,7 +10,6 @@ names in them. Afterwards every queue drains, no consumer has died, and a genuin
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -21,12 +20,12 @@ import pytest
 
 from shared.domain.messages import AssembleRequested, ParseCompleted, ShardRequested
 from shared.rabbitmq.broker import connect
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from tests.builders import record, sequence_batch
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import rgw_style_event
-from tests.security.test_forged_messages import RgwPublisher, clear_dead_letters, genuine_upload_completes
-from tests.security.test_forged_messages import rgw_publisher as rgw_publisher
+from tests.helpers import ready_messages, rgw_style_event
+from tests.security.helpers import RgwPublisher, clear_dead_letters, genuine_upload_completes
 
 pytestmark = pytest.mark.e2e
 SEED = 20240611
@@ -111,18 +110,6 @@ def random_headers(rng: random.Random) -> dict[str, Any] | None:
     return {name: rng.choice(values) for name in names * rng.randint(1, 2)}
 
 
-def depth(settings: Settings, queue: str) -> int:
-    """Messages on ``queue``, ready or delivered and not yet acknowledged."""
-    connection = connect(settings)
-    try:
-        channel = connection.channel()
-        ok = channel.queue_declare(queue, passive=True).method
-        waiting = int(ok.message_count)
-    finally:
-        connection.close()
-    return waiting
-
-
 def test_random_messages_on_every_queue_stop_nothing(
     pipeline: Pipeline,
     settings: Settings,
@@ -150,11 +137,14 @@ def test_random_messages_on_every_queue_stop_nothing(
     finally:
         connection.close()
     # Every queue drains: nothing is left holding a prefetch slot.
-    deadline = time.monotonic() + 240
     queues = [settings.queue(stage) for stage in ("parse", "persist", "assemble")]
-    while any(depth(settings, queue) for queue in queues):
-        assert time.monotonic() < deadline, {queue: depth(settings, queue) for queue in queues}
-        time.sleep(1)
+    poll_until(
+        lambda: not any(ready_messages(settings, queue) for queue in queues),
+        timeout=240,
+        interval=1,
+        what="every queue drained",
+        describe=lambda: str({queue: ready_messages(settings, queue) for queue in queues}),
+    )
     genuine_upload_completes(pipeline, "after-the-fuzz.fa")
     assert pipeline.pids() == before, pipeline.logs()  # no consumer died (nor had to be restarted)
     clear_dead_letters(settings)

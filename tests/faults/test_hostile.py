@@ -18,8 +18,8 @@ import pytest
 
 from genobase import stack
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import assert_same_records, download
 from tests.faults.conftest import FaultLedger
+from tests.helpers import assert_same_records, download
 from tests.reference import fasta_records
 
 pytestmark = pytest.mark.e2e

@@ -8,6 +8,7 @@ order), every invalid upload fails at its line and column, and each replica did 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import signal
 import threading
@@ -22,10 +23,11 @@ import pytest
 from bench.load import Outcome, run
 from bench.workload import Job, jobs
 from genobase import stack
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import assert_same_records, download
 from tests.faults.conftest import FaultLedger
+from tests.helpers import assert_same_records, download
 from tests.reference import csv_records, fasta_records, fastq_records
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +58,16 @@ def replicas(pipeline: Pipeline) -> Iterator[list[str]]:
         sizes[name] = log.stat().st_size if log.exists() else 0
         pipeline.processes.start(name, {"GENOBASE_METRICS_PORT": str(stack.free_port())})
     try:
-        deadline = time.monotonic() + 60
+        started = time.monotonic()
         for name in names:
             if name.startswith("watchdog"):
                 continue  # no queue: it sweeps
-            while not _consuming(pipeline, name, sizes[name]):
-                assert time.monotonic() < deadline, f"{name} never started consuming"
-                time.sleep(0.2)
+            poll_until(
+                functools.partial(_consuming, pipeline, name, sizes[name]),
+                timeout=max(60 - (time.monotonic() - started), 0.2),  # 60 s for them all
+                interval=0.2,
+                what=f"{name} consuming its queue",
+            )
         yield names
     finally:
         for name in names:

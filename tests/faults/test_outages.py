@@ -13,10 +13,11 @@ import time
 import psycopg
 import pytest
 
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
 from tests.faults.conftest import FaultLedger
-from tests.faults.test_kills import assert_exact_result, many_records, record_count, wait_until
+from tests.helpers import assert_exact_result, many_records, record_count, wait_until
 from tests.stack import StackProvider
 
 pytestmark = pytest.mark.e2e
@@ -74,9 +75,7 @@ def test_postgres_restarted_during_copy(
 ) -> None:
     before = pipeline.pids()
     data, upload_id = upload_and_wait_for_parsing(pipeline, ledger, "postgres-restart.fasta", 23)
-    deadline = time.monotonic() + 60
-    while not copy_running(settings):
-        assert time.monotonic() < deadline, "never saw the persister in a COPY"
+    poll_until(lambda: copy_running(settings), timeout=60, interval=0.01, what="the persister in a COPY")
     how = stack_provider.restart_database()
     fault = f"Postgres {'restarted' if how == 'restart' else how} during a COPY"
     ledger.inject(fault)

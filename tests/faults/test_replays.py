@@ -3,7 +3,6 @@ an object deleted since; and one dated far ahead, which must not make later genu
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,13 +11,13 @@ import psycopg
 import pytest
 
 from shared.rabbitmq.broker import Publisher
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests import http
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import rgw_style_event
 from tests.faults.conftest import FaultLedger
-from tests.faults.test_kills import many_records, record_count
+from tests.helpers import many_records, record_count, rgw_style_event, settled, wait_until_consumed
 
 pytestmark = pytest.mark.e2e
 
@@ -34,13 +33,14 @@ def test_duplicate_and_late_notifications_give_one_result(
     event = rgw_style_event(ticket["bucket"], ticket["key"], len(data), etag)
     late = orjson.loads(event)
     late["Records"][0]["eventTime"] = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    before = settled(pipeline, "parser", "parse")
     publisher = Publisher(settings)
     for body in (event, event, orjson.dumps(late)):
         publisher.publish_raw(settings.events_exchange, settings.events_routing_key, body)
     publisher.close()
     for kind in ("notification delivered twice", "notification delivered twice", "notification replayed an hour later"):
         ledger.inject(kind)
-    time.sleep(5)  # the parser has long taken all three: a duplicate is acknowledged in milliseconds
+    wait_until_consumed(pipeline, settings, "parse", before, published=3)
     again = pipeline.wait_for(ticket["id"])
     assert (again["generation"], again["result"]["key"], again["times"]) == (
         first["generation"],
@@ -62,9 +62,12 @@ def _publish_event(settings: Settings, bucket: str, key: str, size: int, etag: s
     publisher.close()
 
 
-def _unchanged(pipeline: Pipeline, settings: Settings, before: dict[str, Any], records: int) -> None:
-    """Given the parser time to take the event: the same generation, result and stage times, and rows."""
-    time.sleep(5)
+def _unchanged(
+    pipeline: Pipeline, settings: Settings, before: dict[str, Any], records: int, settled_before: float
+) -> None:
+    """Once the parser has taken and settled the event (``settled_before``: its count before the
+    event was published): the same generation, result and stage times, and rows."""
+    wait_until_consumed(pipeline, settings, "parse", settled_before, published=1)
     after = pipeline.status(before["id"])
     fields = ("state", "generation", "times", "error")
     assert {k: after[k] for k in fields} == {k: before[k] for k in fields}
@@ -85,14 +88,16 @@ def test_forged_and_outdated_notifications_change_nothing(
     done = pipeline.wait_for(ticket["id"])
     assert done["state"] == "done"
     soon = datetime.now(UTC) + timedelta(seconds=30)
+    before = settled(pipeline, "parser", "parse")
     _publish_event(settings, ticket["bucket"], ticket["key"], len(data), "0123456789abcdef", soon)
     ledger.inject("forged notification (etag not in the store)")
-    _unchanged(pipeline, settings, done, record_count(data))
+    _unchanged(pipeline, settings, done, record_count(data), before)
     ledger.survive("forged notification (etag not in the store)")
 
+    before = settled(pipeline, "parser", "parse")
     _publish_event(settings, f"{settings.uploads_bucket}-other", ticket["key"], len(data), "0badc0de", soon)
     ledger.inject("notification for another bucket")
-    _unchanged(pipeline, settings, done, record_count(data))
+    _unchanged(pipeline, settings, done, record_count(data), before)
     assert (
         pipeline.http.get(
             "/uploads", params={"bucket": f"{settings.uploads_bucket}-other", "key": ticket["key"]}
@@ -102,9 +107,10 @@ def test_forged_and_outdated_notifications_change_nothing(
     ledger.survive("notification for another bucket")
 
     ObjectStore(settings).client.delete_object(Bucket=ticket["bucket"], Key=ticket["key"])
+    before = settled(pipeline, "parser", "parse")
     _publish_event(settings, ticket["bucket"], ticket["key"], len(data), "fedcba9876543210", soon)
     ledger.inject("notification for a deleted object")
-    _unchanged(pipeline, settings, done, record_count(data))
+    _unchanged(pipeline, settings, done, record_count(data), before)
     ledger.survive("notification for a deleted object")
 
 
@@ -119,15 +125,24 @@ def test_an_event_time_in_the_future_does_not_make_later_events_stale(
     assert stat is not None
     etag = stat.etag
     # The same object announced again, dated a year ahead: it must not be kept as "the newest time".
+    before = settled(pipeline, "parser", "parse")
     _publish_event(settings, ticket["bucket"], ticket["key"], len(first), etag, datetime.now(UTC) + timedelta(days=365))
     ledger.inject("notification dated a year ahead")
-    time.sleep(3)
+    wait_until_consumed(pipeline, settings, "parse", before, published=1)  # taken before the overwrite below
     url = store.presign_put(ticket["bucket"], ticket["key"], 60, len(second))
     put = http.put(url, content=second, headers={"Content-Type": UPLOAD_CONTENT_TYPE})
     assert put.status_code == 200
-    deadline = time.monotonic() + 180  # RGW persistent topics occasionally hold an event back for a minute
-    while (status := pipeline.status(ticket["id"]))["generation"] < 2 or status["state"] not in ("done", "failed"):
-        assert time.monotonic() < deadline, (status, pipeline.logs())
-        time.sleep(0.2)
+
+    def second_generation_finished() -> dict[str, Any] | None:
+        status = pipeline.status(ticket["id"])
+        return status if status["generation"] >= 2 and status["state"] in ("done", "failed") else None
+
+    status = poll_until(
+        second_generation_finished,
+        timeout=180,  # RGW persistent topics occasionally hold an event back for a minute
+        interval=0.2,
+        what="the overwritten object's second generation finished",
+        describe=lambda: f"{pipeline.status(ticket['id'])}\n{pipeline.logs()}",
+    )
     assert status["state"] == "done" and status["result"]["records"] == record_count(second)
     ledger.survive("notification dated a year ahead")

@@ -10,15 +10,15 @@ has shown the stall, so that the test can see both halves).
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
 from shared.rabbitmq.broker import connect
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from tests.conftest import STALL_AFTER_SECONDS, Pipeline
 from tests.faults.conftest import FaultLedger
-from tests.faults.test_kills import assert_exact_result, many_records, record_count, wait_until
+from tests.helpers import assert_exact_result, many_records, record_count, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -28,10 +28,12 @@ def purge_returned_message(settings: Settings, queue: str, timeout: float = 30) 
     connection = connect(settings)
     try:
         channel = connection.channel()
-        deadline = time.monotonic() + timeout
-        while channel.queue_purge(queue).method.message_count == 0:
-            assert time.monotonic() < deadline, f"the killed consumer's message never returned to {queue}"
-            time.sleep(0.05)
+        poll_until(
+            lambda: channel.queue_purge(queue).method.message_count > 0,
+            timeout=timeout,
+            interval=0.05,
+            what=f"the killed consumer's message back in {queue} (and purged)",
+        )
     finally:
         connection.close()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ from shared.domain.messages import AssembleRequested, ParseCompleted, RecordColu
 from shared.domain.stages import ASSEMBLE, PARSE, PERSIST, STAGE_NAMES, GiveUp, PermanentFailure
 from shared.domain.uploads import ObjectCreated
 from shared.rabbitmq.broker import RECV_BYTES, Consumer, Publisher, connect, declare_topology
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from tests.builders import record, sequence_batch
 
@@ -57,10 +57,7 @@ def _depth(settings: Settings, queue: str) -> int:
 
 
 def _wait(predicate: object, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
+    poll_until(lambda: bool(predicate()), timeout=timeout, interval=0.1, what="the condition")  # type: ignore[operator]
 
 
 def _serve_until(consumer: Consumer, predicate: object, timeout: float = 30) -> None:

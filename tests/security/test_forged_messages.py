@@ -11,94 +11,27 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import orjson
-import pika
 import pytest
 
-from genobase import dead_letters, stack
+from genobase import dead_letters
 from shared.domain.messages import ShardRequested
-from shared.domain.stages import STAGE_NAMES
-from shared.rabbitmq.broker import list_dead_letters, take_dead_letters
+from shared.rabbitmq.broker import list_dead_letters
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from tests.conftest import Pipeline
-from tests.e2e.test_metrics import Samples, scrape, value
-from tests.e2e.test_pipeline import generated_fasta, rgw_style_event, upload_via_intake
-from tests.stack import NativeProvider, StackProvider
+from tests.helpers import Samples, rgw_style_event, scrape, upload_via_intake, value
+from tests.security.helpers import RgwPublisher, clear_dead_letters, genuine_upload_completes
 
 pytestmark = pytest.mark.e2e
-
-
-class RgwPublisher:
-    """A broker user with exactly the object store's permissions, publishing with confirms."""
-
-    def __init__(self, settings: Settings, user: str, password: str) -> None:
-        url = urlsplit(settings.amqp_url.get_secret_value())
-        parameters = pika.ConnectionParameters(
-            host=url.hostname or "127.0.0.1",
-            port=url.port or 5672,
-            virtual_host=unquote(url.path.lstrip("/")),
-            credentials=pika.PlainCredentials(user, password),
-            connection_attempts=1,
-            heartbeat=0,  # idle for minutes between a test's publishing and the fixture's end
-        )
-        self.settings = settings
-        self.connection = pika.BlockingConnection(parameters)
-        self.channel = self.connection.channel()
-        self.channel.confirm_delivery()
-
-    def publish(self, body: bytes, headers: dict[str, Any] | None = None) -> None:
-        self.channel.basic_publish(
-            self.settings.events_exchange,
-            self.settings.events_routing_key,
-            body,
-            pika.BasicProperties(headers=headers, delivery_mode=pika.DeliveryMode.Persistent),
-            mandatory=True,
-        )
-
-    def close(self) -> None:
-        if self.connection.is_open:
-            self.connection.close()
-
-
-@pytest.fixture(scope="module")
-def rgw_publisher(stack_provider: StackProvider, settings: Settings) -> Iterator[RgwPublisher]:
-    """The store's broker user as ``genobase up`` makes it (``stack.rgw_publisher_permissions``)."""
-    if not isinstance(stack_provider, NativeProvider):
-        pytest.skip("the object store's own broker user is made by the native stack")
-    user, password = f"forger-{uuid.uuid4().hex[:8]}", stack.new_secret()
-    vhost = unquote(urlsplit(settings.amqp_url.get_secret_value()).path.lstrip("/"))
-    stack.ensure_rabbitmq_user(user, password, vhost, *stack.rgw_publisher_permissions(settings.events_exchange))
-    publisher = RgwPublisher(settings, user, password)
-    try:
-        yield publisher
-    finally:
-        publisher.close()
-        stack.delete_rabbitmq_user(user)
 
 
 def creation_event(**object_fields: Any) -> bytes:
     body = orjson.loads(rgw_style_event("forged-bucket", "forged/key.fa", 10, "etag"))
     body["Records"][0]["s3"]["object"].update(object_fields)
     return orjson.dumps(body)
-
-
-def clear_dead_letters(settings: Settings) -> list[Any]:
-    """Take every dead letter off (so the other tests find the queues empty); returns them."""
-    taken: list[Any] = []
-    for stage in STAGE_NAMES:
-        take_dead_letters(settings, stage, taken.append)
-    return taken
-
-
-def genuine_upload_completes(pipeline: Pipeline, name: str, timeout: float = 90) -> None:
-    data = generated_fasta(5, seed=len(name))
-    ticket = upload_via_intake(pipeline, name, data)
-    status = pipeline.wait_for(ticket["id"], timeout=timeout)
-    assert status["state"] == "done", (status, pipeline.logs())
 
 
 def refused_since(pipeline: Pipeline, before: Samples) -> dict[str, float]:
@@ -136,11 +69,15 @@ def test_forged_events_are_refused_and_the_parser_keeps_working(
     invalid = len(FORGED_SIZES) + 3 + 1  # sizes, two keys, the body, the shard request
 
     genuine_upload_completes(pipeline, "after-forged-events.fa")
-    deadline = time.monotonic() + 30
-    while (counts := refused_since(pipeline, before)) != {"invalid": invalid, "too_large": 1, "bad_header": 1}:
-        # (x-delivery-count: RabbitMQ 3.10's quorum queues overwrite it; refused where a broker passes it on.)
-        assert time.monotonic() < deadline, counts
-        time.sleep(0.5)
+    # (x-delivery-count: RabbitMQ 3.10's quorum queues overwrite it; refused where a broker passes it on.)
+    expected = {"invalid": invalid, "too_large": 1, "bad_header": 1}
+    poll_until(
+        lambda: refused_since(pipeline, before) == expected,
+        timeout=30,
+        interval=0.5,
+        what=f"the parser's refusals {expected}",
+        describe=lambda: f"refused: {refused_since(pipeline, before)}",
+    )
     assert pipeline.pids() == before_pids  # no consumer died (nor was restarted)
     letters = [letter for letter in list_dead_letters(settings, "parse") if letter.refused]
     assert {letter.refused for letter in letters} >= {"invalid", "too_large", "bad_header"}
@@ -160,10 +97,12 @@ def test_a_forged_dead_letter_gains_nothing_by_replay(
     death = {"exchange": settings.pipeline_exchange, "queue": settings.queue("parse"), "reason": "rejected"}
     rgw_publisher.publish(forged, headers={"x-death": [death]})
     rgw_publisher.publish(forged)
-    deadline = time.monotonic() + 30
-    while len(list_dead_letters(settings, "parse")) < 2:
-        assert time.monotonic() < deadline, "the forged shard requests were never dead-lettered"
-        time.sleep(0.2)
+    poll_until(
+        lambda: len(list_dead_letters(settings, "parse")) >= 2,
+        timeout=30,
+        interval=0.2,
+        what="the forged shard requests dead-lettered",
+    )
     listed = dead_letters.show(settings)
     assert [uploads for _, uploads in listed] == [[], []]  # neither names an upload
     done = dead_letters.replay_all(settings)

@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from genobase import stack
-from tests.compliance.test_refget import refget_url  # noqa: F401  (the fixture)
+from shared.runtime.polling import poll_until
 from tests.conftest import Pipeline, another_process
-from tests.e2e.test_pipeline import upload_via_intake
+from tests.helpers import upload_via_intake
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
@@ -75,7 +75,7 @@ def stored(pipeline: Pipeline) -> dict[str, Any]:
 
 
 def test_a_post_without_a_key_is_refused_before_its_body_is_read(
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     stored: dict[str, Any],
 ) -> None:
     """The request says 16 MiB follow and sends none: the 401 comes at once, not after a body."""
@@ -97,7 +97,7 @@ def _nested(size: int) -> bytes:
 
 def test_a_deeply_nested_body_is_refused_before_it_is_parsed(
     pipeline: Pipeline,
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     stored: dict[str, Any],
 ) -> None:
     url = f"{refget_url}/comparison/{stored['collection']}"
@@ -109,7 +109,7 @@ def test_a_deeply_nested_body_is_refused_before_it_is_parsed(
 
 def test_each_posted_element_is_bounded_not_only_their_count(
     pipeline: Pipeline,
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     stored: dict[str, Any],
 ) -> None:
     url = f"{refget_url}/comparison/{stored['collection']}"
@@ -122,7 +122,7 @@ def test_each_posted_element_is_bounded_not_only_their_count(
 
 
 def test_big_posts_without_a_key_do_not_slow_service_info(
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     stored: dict[str, Any],
 ) -> None:
     """Two clients post 16 MiB nested bodies without a key, over and over, while a third asks
@@ -163,7 +163,7 @@ def test_big_posts_without_a_key_do_not_slow_service_info(
 
 def test_slow_readers_of_long_sequences_hold_no_database_session(
     pipeline: Pipeline,
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     stored: dict[str, Any],
 ) -> None:
     """More stalled readers than the service has sessions (8): another read still answers at once."""
@@ -198,7 +198,7 @@ def _metrics_text(pipeline: Pipeline, service: str) -> str:
 @pytest.mark.parametrize("service", ["refget", "intake"])
 def test_invented_methods_and_paths_do_not_grow_metrics(
     pipeline: Pipeline,
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     service: str,
 ) -> None:
     url = refget_url if service == "refget" else pipeline.settings.status_base_url
@@ -218,7 +218,7 @@ def test_invented_methods_and_paths_do_not_grow_metrics(
 
 def test_numbers_and_digests_in_a_query_are_bounded(
     pipeline: Pipeline,
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     stored: dict[str, Any],
 ) -> None:
     with httpx.Client(base_url=refget_url, headers=_headers(pipeline), timeout=30) as client:
@@ -246,7 +246,7 @@ def test_numbers_and_digests_in_a_query_are_bounded(
 
 def test_every_answer_names_its_request_and_its_log_lines_do(
     pipeline: Pipeline,
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     stored: dict[str, Any],
 ) -> None:
     answers = [
@@ -264,13 +264,13 @@ def test_every_answer_names_its_request_and_its_log_lines_do(
     replaced = httpx.get(f"{refget_url}/service-info", headers={"X-Request-ID": "no good\tid"})
     assert replaced.headers["X-Request-ID"] != "no good\tid"
     log = pipeline.processes.log_file("refget")
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [json.loads(line) for line in log.read_text().splitlines() if mine in line]
-        if lines or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert lines and all(line["request_id"] == mine for line in lines)
+    lines = poll_until(
+        lambda: [json.loads(line) for line in log.read_text().splitlines() if mine in line] or None,
+        timeout=10,
+        interval=0.2,
+        what="a refget log line naming the request",
+    )
+    assert all(line["request_id"] == mine for line in lines)
 
 
 def test_a_post_to_the_intake_without_a_key_is_refused_before_its_body_is_read(pipeline: Pipeline) -> None:
@@ -292,7 +292,7 @@ def test_a_body_nested_deeper_than_the_intakes_schemas_is_refused_unparsed(pipel
     assert answer.status_code == 400 and answer.json()["detail"]["code"] == "too_deep", answer.text
 
 
-def test_refget_serves_no_cdn_pages_and_sends_a_content_security_policy(refget_url: str) -> None:  # noqa: F811
+def test_refget_serves_no_cdn_pages_and_sends_a_content_security_policy(refget_url: str) -> None:
     for path in ("/docs", "/redoc"):
         assert httpx.get(refget_url + path, timeout=10).status_code == 404, path
     answer = httpx.get(refget_url + "/sequence/service-info", timeout=10)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 
 import httpx
 import pytest
 
+from shared.runtime.polling import poll_until
 from tests.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
@@ -83,13 +83,12 @@ def test_every_log_line_of_a_request_names_it(pipeline: Pipeline) -> None:
     since = log.stat().st_size
     answer = pipeline.http.get(f"/uploads/{uuid.uuid4()}", headers={"X-Request-ID": mine})
     assert answer.status_code == 404 and answer.headers["x-request-id"] == mine
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [json.loads(line) for line in log.read_bytes()[since:].splitlines() if mine.encode() in line]
-        if lines or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert lines, "no log line names the request"
+    lines = poll_until(
+        lambda: [json.loads(line) for line in log.read_bytes()[since:].splitlines() if mine.encode() in line] or None,
+        timeout=10,
+        interval=0.2,
+        what="an intake log line naming the request",
+    )
     assert all(line.get("request_id") == mine for line in lines)
 
 

@@ -7,7 +7,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from shared.postgres.connection import connect
@@ -16,7 +15,8 @@ from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
 from shared.usecases.keys import create_key, revoke_key
 from tests.conftest import Pipeline
-from tests.e2e.test_pipeline import upload_via_intake
+from tests.helpers import upload_via_intake
+from tests.security.helpers import client
 
 pytestmark = pytest.mark.e2e
 FASTA = b">a\nACGT\n"
@@ -32,11 +32,6 @@ def owners(settings: Settings) -> Iterator[dict[str, str]]:
     revoke_key(store, names["gone"])
     made.update({f"{role}-name": name for role, name in names.items()})
     yield made
-
-
-def client(pipeline: Pipeline, key: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=pipeline.settings.status_base_url, timeout=30, headers=headers)
 
 
 ROUTES = [("POST", "/uploads", {"json": {"filename": "x.fa", "size": 1}}), ("GET", f"/uploads/{uuid.uuid4()}", {}),

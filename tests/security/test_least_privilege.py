@@ -8,43 +8,29 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import boto3
 import httpx
 import pika
 import psycopg
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from genobase import stack
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests.conftest import Pipeline
-from tests.security.test_keys import client
+from tests.security.helpers import client, keys_cli, make_s3_owner, s3_as, service_s3
 from tests.stack import NativeProvider, StackProvider, _as_kwargs
 
 pytestmark = pytest.mark.e2e
 FASTA = b">a\nACGT\n"
 REFUSED = {"AccessDenied", "InvalidAccessKeyId", "403", "SignatureDoesNotMatch"}
-
-
-def s3_as(settings: Settings, access: str, secret: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint,
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        region_name=settings.s3_region,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
 
 
 def refused(call: Callable[[], object]) -> bool:
@@ -53,39 +39,6 @@ def refused(call: Callable[[], object]) -> bool:
     except ClientError as exc:
         return exc.response["Error"]["Code"] in REFUSED
     return False
-
-
-def cli_env(settings: Settings) -> dict[str, str]:
-    """The CLI as an operator runs it: the admin's settings, no stack file."""
-    return {
-        "GENOBASE_STACK_FILE": "/nonexistent/stack.env",
-        "GENOBASE_PG_DSN": settings.pg_dsn.get_secret_value(),
-        "GENOBASE_S3_ENDPOINT": settings.s3_endpoint,
-        "GENOBASE_S3_KIND": settings.s3_kind,
-        "GENOBASE_S3_ACCESS_KEY": settings.s3_access_key.get_secret_value(),
-        "GENOBASE_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-        "GENOBASE_UPLOADS_BUCKET": settings.uploads_bucket,
-        "GENOBASE_RESULTS_BUCKET": settings.results_bucket,
-        "PATH": "/usr/bin:/bin",
-    }
-
-
-def keys_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "genobase.cli", "keys", *args],
-        env=cli_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def make_s3_owner(settings: Settings, name: str) -> dict[str, str]:
-    made = keys_cli(settings, "create", name, "--s3")
-    assert made.returncode == 0, made.stderr
-    lines = made.stdout.strip().splitlines()
-    fields = {line[:15].strip(): line[16:].strip() for line in lines[:-1] if line.startswith("S3 ")}
-    return {"name": name, "key": lines[-1], "access": fields["S3 access key"], "secret": fields["S3 secret key"]}
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +79,13 @@ def test_revoking_an_owner_ends_its_s3_credentials_too(pipeline: Pipeline, setti
     s3.put_object(Bucket=settings.uploads_bucket, Key=f"{owner['name']}/before.fa", Body=FASTA)
     revoked = keys_cli(settings, "revoke", owner["name"])
     assert revoked.returncode == 0 and "S3 user" in revoked.stdout, revoked.stderr
-    deadline = time.monotonic() + 10  # RGW caches users for a moment
-    while not refused(lambda: s3.put_object(Bucket=settings.uploads_bucket, Key=f"{owner['name']}/a.fa", Body=FASTA)):
-        assert time.monotonic() < deadline, "revoked S3 credentials still write"
-        time.sleep(0.5)
+    poll_until(
+        lambda: refused(lambda: s3.put_object(Bucket=settings.uploads_bucket, Key=f"{owner['name']}/a.fa", Body=FASTA)),
+        timeout=10,  # RGW caches users for a moment
+        interval=0.5,
+        what="the revoked S3 credentials refused",
+    )
     assert client(pipeline, owner["key"]).get(f"/uploads/{uuid.uuid4()}").status_code == 401
-
-
-def service_s3(settings: Settings, stack_env: dict[str, str], service: str) -> Any:
-    access, secret = stack.service_key_settings(service)
-    return s3_as(settings, stack_env[access], stack_env[secret])
 
 
 def test_each_service_s3_user_reaches_only_its_own_part(
@@ -215,10 +165,13 @@ def test_an_unused_ticket_stops_working_and_expires(
         conn.execute(
             "UPDATE uploads SET ticket_expires_at = now() - interval '5 seconds' WHERE id = %s", (ticket["id"],)
         )
-    deadline = time.monotonic() + 20
-    while (state := pipeline.status(ticket["id"])["state"]) != "expired":
-        assert state == "awaiting_upload" and time.monotonic() < deadline, state
-        time.sleep(0.5)
+
+    def expired() -> bool:
+        state: str = pipeline.status(ticket["id"])["state"]
+        assert state in ("awaiting_upload", "expired"), state
+        return state == "expired"
+
+    poll_until(expired, timeout=20, interval=0.5, what="the unused ticket expired")
     assert not ObjectStore(settings).exists(ticket["bucket"], ticket["key"])
 
 

@@ -23,7 +23,7 @@ from shared.runtime.settings import Settings
 from shared.usecases.keys import create_key
 from tests import http
 from tests.conftest import Pipeline, another_process
-from tests.security.test_least_privilege import keys_cli, make_s3_owner, s3_as
+from tests.security.helpers import keys_cli, make_s3_owner, s3_as
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024

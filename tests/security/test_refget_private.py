@@ -19,7 +19,6 @@ import pytest
 from shared.domain.seqcol import sha512t24u
 from shared.postgres.keys import PostgresKeys
 from shared.usecases.keys import create_key, revoke_key
-from tests.compliance.test_refget import public_refget_url, refget_url  # noqa: F401  (the fixtures)
 from tests.conftest import Pipeline
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +78,7 @@ def _read_routes(owners: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("who", [None, "wrong", "revoked"])
-def test_every_read_needs_a_valid_key(refget_url: str, owners: dict[str, Any], who: str | None) -> None:  # noqa: F811
+def test_every_read_needs_a_valid_key(refget_url: str, owners: dict[str, Any], who: str | None) -> None:
     headers = {"Authorization": "Bearer gbk_not-a-key"} if who == "wrong" else _as(owners, who)
     for method, path in _read_routes(owners):
         extra: dict[str, Any] = {"json": {"names": ["x"]}} if method == "POST" else {}
@@ -89,13 +88,13 @@ def test_every_read_needs_a_valid_key(refget_url: str, owners: dict[str, Any], w
         assert answer.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_service_info_and_health_stay_public(refget_url: str) -> None:  # noqa: F811
+def test_service_info_and_health_stay_public(refget_url: str) -> None:
     for path in ("/healthz", "/service-info", "/sequence/service-info", "/openapi.json"):
         assert httpx.get(f"{refget_url}{path}", timeout=30).status_code == 200, path
 
 
 def test_another_owners_sequence_is_not_found_exactly_as_an_unknown_one(
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     owners: dict[str, Any],
 ) -> None:
     unknown = "0" * 32
@@ -115,7 +114,7 @@ def test_another_owners_sequence_is_not_found_exactly_as_an_unknown_one(
 
 
 def test_a_sequence_two_owners_uploaded_is_readable_by_each_under_their_own_names(
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     owners: dict[str, Any],
 ) -> None:
     token = owners["token"]
@@ -131,7 +130,7 @@ def test_a_sequence_two_owners_uploaded_is_readable_by_each_under_their_own_name
 
 
 def test_collections_are_listed_and_served_for_their_owner_only(
-    refget_url: str,  # noqa: F811
+    refget_url: str,
     owners: dict[str, Any],
 ) -> None:
     alice_digest, bob_digest = owners["alice_collection"], owners["bob_collection"]
@@ -162,7 +161,7 @@ def test_collections_are_listed_and_served_for_their_owner_only(
     assert posted.status_code == 404
 
 
-def test_public_reading_is_an_explicit_setting(public_refget_url: str, owners: dict[str, Any]) -> None:  # noqa: F811
+def test_public_reading_is_an_explicit_setting(public_refget_url: str, owners: dict[str, Any]) -> None:
     assert httpx.get(f"{public_refget_url}/sequence/{owners['own']}").status_code == 200
     listed = httpx.get(f"{public_refget_url}/list/collection", params={"page_size": 1000}).json()["results"]
     assert {owners["alice_collection"], owners["bob_collection"]} <= set(listed)

@@ -20,6 +20,7 @@ import pytest
 
 from shared.postgres.connection import connect
 from shared.postgres.keys import PostgresKeys
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
 from shared.usecases.keys import create_key, revoke_key
@@ -46,13 +47,17 @@ def revoke(settings: Settings, name: str) -> None:
 
 def wait_until(pipeline: Pipeline, upload_id: str, done: Any, timeout: float = 240) -> dict[str, Any]:
     """Poll the upload's status (as the admin) until ``done(status)``."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def reached() -> dict[str, Any] | None:
         status = pipeline.status(upload_id)
-        if done(status):
-            return status
-        assert time.monotonic() < deadline, status
-        time.sleep(0.25)
+        return status if done(status) else None
+
+    return poll_until(
+        reached,
+        timeout=timeout,
+        what=f"upload {upload_id} as awaited",
+        describe=lambda: str(pipeline.status(upload_id)),
+    )
 
 
 def records_of(settings: Settings, upload_id: str) -> int:
@@ -115,13 +120,12 @@ def test_an_object_written_under_a_revoked_owners_prefix_is_not_processed(
     revoke(settings, name)
     key = f"{name}/direct/{uuid.uuid4()}.fa"
     ObjectStore(settings).client.put_object(Bucket=settings.uploads_bucket, Key=key, Body=FASTA)
-    deadline = time.monotonic() + 240
-    while (
-        found := pipeline.http.get("/uploads", params={"bucket": settings.uploads_bucket, "key": key})
-    ).status_code == 404:
-        assert time.monotonic() < deadline, "the object's event never created an upload"
-        time.sleep(0.25)
-    assert_revoked(found.json())
+
+    def registered() -> httpx.Response | None:
+        found = pipeline.http.get("/uploads", params={"bucket": settings.uploads_bucket, "key": key})
+        return None if found.status_code == 404 else found
+
+    assert_revoked(poll_until(registered, timeout=240, what="an upload made by the object's event").json())
 
 
 @pytest.fixture(scope="module")

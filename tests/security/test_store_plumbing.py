@@ -24,8 +24,7 @@ from genobase import stack
 from shared.runtime.settings import Settings
 from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests.conftest import Pipeline
-from tests.security.test_keys import client
-from tests.security.test_least_privilege import keys_cli, make_s3_owner, s3_as, service_s3
+from tests.security.helpers import client, keys_cli, make_s3_owner, s3_as, service_s3
 from tests.stack import NativeProvider, StackProvider
 
 pytestmark = pytest.mark.e2e

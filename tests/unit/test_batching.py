@@ -15,6 +15,7 @@ from shared.domain.seqcol import pair_digest
 from shared.parsing.alphabet import get_alphabet
 from shared.parsing.engine import SequenceStream
 from shared.parsing.records import Event, WholeRecord
+from tests.unit.helpers import require_native
 
 UPLOAD = uuid.UUID(int=1)
 
@@ -63,6 +64,7 @@ def test_parts_and_batches_are_bounded_and_complete() -> None:
             assert part_no == expected_part.get(ordinal, 0)
             expected_part[ordinal] = part_no + 1
             sequences[ordinal] = sequences.get(ordinal, "") + residues
+    assert expected_part, "no record was cut into parts: the part checks above checked nothing"
     records = [r for b in batches for r in b.records.rows()]
     assert [r.ordinal for r in records] == list(range(40))
     for ordinal, length, part_count, inline in ((r.ordinal, r.length, r.part_count, r.residues) for r in records):
@@ -117,10 +119,9 @@ def test_batches_are_bounded_by_their_json_bytes_whatever_the_names(header: str)
 def rows_built_in(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test that takes it runs twice: short records turned into rows by ``_batch_rows.c``, and
     by ``Batcher._whole`` alone."""
+    require_native(batching)  # the C run must be C, whichever run this is
     if request.param == "Python":
         monkeypatch.setattr(batching, "accelerator", None)
-    elif batching.accelerator is None:
-        pytest.fail("the batcher's C extension was not built (a compiler is required)")
     return str(request.param)
 
 
@@ -213,8 +214,7 @@ def test_the_c_rows_are_the_python_rows(seed: int, part: int, batch: int, max_re
     """Short records turned into rows in C give the very batches of the Python path: the same
     boundaries (bytes counted alike, names that grow in JSON, attributes, the record limit), the
     same rows, parts and numbers, whatever the format and wherever the chunks end."""
-    if batching.accelerator is None:
-        pytest.fail("the batcher's C extension was not built (a compiler is required)")
+    require_native(batching)
     for fmt, data in random_inputs(seed):
         if fmt != "fasta" and part < 1000:
             continue  # a read or a row must fit in one part
@@ -229,8 +229,7 @@ def test_the_c_rows_are_the_python_rows(seed: int, part: int, batch: int, max_re
 def test_the_c_rows_leave_what_they_do_not_take_to_python() -> None:
     """Events that are not the engine's short whole records go to ``Batcher._whole`` unchanged: a
     record as long as a part is cut into parts, attributes of other types are refused as before."""
-    if batching.accelerator is None:
-        pytest.fail("the batcher's C extension was not built (a compiler is required)")
+    require_native(batching)
     base = dict(line_number=1, gene_name="r", seq_id="r", description="", md5="m", refget="SQ.x")
     long_read = WholeRecord(ordinal=0, data=b"A" * 1000, **base)  # type: ignore[arg-type]
     short = WholeRecord(ordinal=1, data=b"ACGT", **base)  # type: ignore[arg-type]

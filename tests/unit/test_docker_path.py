@@ -37,7 +37,9 @@ def test_compose_postgres_runs_with_the_bulk_load_settings_genobase_up_checks() 
 
 def test_every_password_in_a_compose_url_is_the_encoded_one() -> None:
     text = (ROOT / "compose.yaml").read_text()
-    for url in re.findall(r"(?:amqp|postgresql)://[^\s]+", text):
+    urls = re.findall(r"(?:amqp|postgresql)://[^\s]+", text)
+    assert urls, "no URL found in compose.yaml"
+    for url in urls:
         assert "_PASSWORD_URL" in url, url
 
 
@@ -89,7 +91,9 @@ def test_services_get_their_own_credentials_in_compose() -> None:
 
 def test_published_ports_listen_on_loopback_by_default() -> None:
     text = (ROOT / "compose.yaml").read_text()
-    for ports in re.findall(r"ports: \[(.*)\]", text):
+    published = re.findall(r"ports: \[(.*)\]", text)
+    assert published, "no published ports found in compose.yaml"
+    for ports in published:
         for port in ports.split(","):
             assert port.strip().strip('"').startswith("${GENOBASE_BIND:-127.0.0.1}:"), port
 

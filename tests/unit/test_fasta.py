@@ -163,9 +163,9 @@ def test_native_and_python_paths_give_the_same_events(monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("bad", [b">a\nACGT\n>b\nACXT\n>c\nA\n", b">a\nAC\n>b\xff\nAC\n>c\nA\n"])
 def test_native_and_python_paths_report_the_same_error(monkeypatch: pytest.MonkeyPatch, bad: bytes) -> None:
-    from shared.parsing import native
     from shared.parsing.errors import ParseError
 
+    native = native_module()
     with pytest.raises(ParseError) as accelerated:
         events_of(bad, 1 << 20, "x.fa")
     monkeypatch.setattr(native, "accelerator", None)

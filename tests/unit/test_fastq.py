@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+import functools
 import gzip
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from shared.parsing.engine import Limits
 from shared.parsing.errors import ParseError
+from shared.runtime.polling import poll_until
 from tests.unit.helpers import events_of, native_module, parse, parse_failure, parse_split_at
 
 # Four-line and multi-line records, CRLF, quality lines starting with '@' and '+', a '+' line that
@@ -202,6 +203,10 @@ def _helpers() -> set[str]:
     }
 
 
+def _all_ended(helpers: set[str]) -> bool:
+    return not helpers & _helpers()
+
+
 def test_a_thread_that_ends_takes_its_native_helper_with_it() -> None:
     """Each thread that runs the C loop keeps one helper thread; it must be joined when that thread ends."""
     import threading
@@ -225,10 +230,7 @@ def test_a_thread_that_ends_takes_its_native_helper_with_it() -> None:
         assert len(mine) == 1, "the worker had a helper of its own while it ran"
         # join() returns once the worker's Python thread state is gone; the thread-exit destructor
         # that stops the helper runs just after, as the OS thread ends.
-        deadline = time.monotonic() + 10
-        while mine & _helpers() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not mine & _helpers(), "the worker's helper was joined when the worker ended"
+        poll_until(functools.partial(_all_ended, mine), timeout=10, interval=0.01, what="the worker's helper joined")
 
 
 def test_a_forked_child_parses_with_its_own_helper() -> None:

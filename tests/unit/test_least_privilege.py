@@ -72,6 +72,7 @@ def test_service_grants_are_what_each_does() -> None:
 def test_every_user_is_denied_every_object_action_beyond_its_grants() -> None:
     """An ACL (the writer's own, or one a client added to a ticket) cannot give back what is denied."""
     everyone = {**service_grants("up", "res"), "owner": owner_grants("alice", "up", "res")}
+    denials_checked = 0
     for user, grants in everyone.items():
         actions = _actions(grants)
         allowed = {(a, r) for a, r, e in actions if e == "Allow"}
@@ -79,7 +80,9 @@ def test_every_user_is_denied_every_object_action_beyond_its_grants() -> None:
             for action in OBJECT_ACTIONS:
                 if (action, f"{bucket}/*") not in allowed:
                     assert (action, f"{bucket}/*", "Deny") in actions, (user, action, bucket)
+                    denials_checked += 1
         assert not any((a, r, "Deny") in actions for a, r in allowed), user  # no denial of its own grants
+    assert denials_checked >= len(everyone), denials_checked  # each user is denied something
 
 
 def test_owner_grants_write_under_the_prefix_and_deny_reads() -> None:

@@ -124,11 +124,14 @@ def test_registered_upload_gets_its_first_generation() -> None:
 
 def test_error_codes_are_unique_and_every_engine_error_uses_one() -> None:
     assert len(set(ERROR_CODES)) == len(ERROR_CODES) == len(ParseErrorCode) + len(PipelineErrorCode)
+    raised = 0
     for path in ROOT.glob("shared/parsing/*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ParseError":
                 code = ast.unparse(node.args[0])
                 assert code.startswith("ParseErrorCode"), f"{path.name}: ParseError({code}, ...)"
+                raised += 1
+    assert raised > 10, f"only {raised} ParseError calls found in shared/parsing: the search is broken"
 
 
 def test_upload_failure_is_typed() -> None:

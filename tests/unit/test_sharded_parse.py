@@ -22,8 +22,7 @@ from shared.domain.uploads import ParseErrorCode, PipelineErrorCode, State, Uplo
 from shared.runtime.settings import Settings
 from tests.builders import bgzip
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads
-from tests.unit.helpers import parse
-from tests.unit.test_shards import random_fasta
+from tests.unit.helpers import parse, random_fasta
 
 BASE = Settings(read_range_bytes=1000, part_bytes=1024, batch_bytes=3000, result_part_bytes=5 * 1024 * 1024)
 BUCKET = BASE.uploads_bucket

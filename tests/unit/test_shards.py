@@ -15,23 +15,7 @@ from shared.parsing.errors import ParseError
 from shared.parsing.records import Event
 from shared.parsing.shards import BgzfShardScanner, FastaShardScanner, ShardContent, ShardStart
 from tests.builders import bgzip
-from tests.unit.helpers import collect, events_of
-
-
-def random_fasta(rng: random.Random, records: int) -> bytes:
-    out = []
-    for i in range(records):
-        if i and rng.random() < 0.1:
-            out.append(b"; a comment > not a header\n")
-        out.append(b">seq%d %s\n" % (i, b"desc" * rng.randrange(3)))
-        length = rng.choice([0, 1, 5, 60, 61, 200, 1000, 5000])
-        residues = bytes(rng.choice(b"ACGTN") for _ in range(length))
-        width = rng.choice([60, 70, 1_000_000])
-        eol = b"\r\n" if rng.random() < 0.05 else b"\n"
-        out.extend(residues[j : j + width] + eol for j in range(0, length, width))
-        if rng.random() < 0.05:
-            out.append(b"\n")  # a blank line inside a record
-    return b"".join(out)
+from tests.unit.helpers import collect, events_of, random_fasta
 
 
 def brute_force_starts(data: bytes, shard_bytes: int) -> list[ShardStart]:
@@ -142,6 +126,7 @@ def test_a_bgzip_file_splits_where_its_content_does(seed: int) -> None:
             (s.offset, s.ordinal, s.line) for s in plain.starts
         ]
         assert scanner.size == len(packed) and scanner.content.size == len(data)
+    assert len(scanner.starts) > 1, "one shard: no start inside the file was checked"
     for start in scanner.starts[1:]:
         # The block named holds the record's first byte at ``within``: read from there alone.
         block = packed[start.block : start.block + start.block_size]
@@ -154,6 +139,7 @@ def test_shard_content_is_cut_from_whole_blocks() -> None:
     scanner = BgzfShardScanner(30_000, 1 << 40, 1000)
     scanner.feed(packed)
     starts = scanner.starts
+    assert len(starts) > 1, "one shard: no cut was checked"
     for first, after in zip(starts, [*starts[1:], None], strict=True):
         end = len(packed) if after is None else after.block + (after.block_size if after.within else 0)
         content_end = len(data) if after is None else after.content_offset

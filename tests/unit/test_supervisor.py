@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from genobase import stack
+from shared.runtime.polling import poll_until
 
 STAND_IN = """
 import os, signal, sys, time
@@ -49,10 +50,7 @@ def seen(processes: stack.ServiceProcesses) -> list[tuple[int, str]]:
 
 
 def wait(condition: Callable[[], object], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+    poll_until(lambda: bool(condition()), timeout=timeout, interval=0.05, what="the condition")
 
 
 def test_a_service_that_dies_is_restarted_and_counted(processes: stack.ServiceProcesses) -> None:
