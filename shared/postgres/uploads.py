@@ -361,6 +361,7 @@ class PostgresUploads:
 
     def __init__(self, sessions: Database | ConnectionPool[Connection]) -> None:
         self._databases: tuple[Database, ...] = ()
+        self._pool = None if isinstance(sessions, Database) else sessions
         if isinstance(sessions, Database):
             parts, progress = Database(sessions.settings), Database(sessions.settings)
             self._databases = (sessions, parts, progress)
@@ -382,8 +383,9 @@ class PostgresUploads:
             database.close()
 
     def ping(self) -> None:
-        """Raise if Postgres does not answer (the intake's health check)."""
-        with self._session() as conn:
+        """Raise if Postgres does not answer (the intake's health check: it waits at most 5 s for a
+        pool's session)."""
+        with self._pool.connection(timeout=5) if self._pool is not None else self._session() as conn:
             ping(conn)
 
     # --- the intake: registrations and the status of uploads

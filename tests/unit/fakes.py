@@ -35,6 +35,7 @@ from shared.domain.uploads import (
     RATE_WINDOW,
     RECORD_ASSEMBLY_PROGRESS,
     REFUSE_OBJECT,
+    REQUEUE,
     RETRY_LOST_BATCH,
     REVOKE_TICKET,
     START_ASSEMBLY,
@@ -118,6 +119,8 @@ class FakeUploads:
             del self.shards[key]
         for parsed in [k for k in self.shards_parsed if k[0] == upload_id]:
             del self.shards_parsed[parsed]
+        for committed in [k for k in self.batch_records if k[0] == upload_id]:
+            del self.batch_records[committed]
         for collection in [k for k in self.collections if k[0] == upload_id]:
             del self.collections[collection]
 
@@ -292,6 +295,15 @@ class FakeUploads:
         self._drop_rows(upload_id)
         return True
 
+    def requeue_failed(self, upload_id: uuid.UUID) -> Upload | None:
+        upload = self.uploads.get(upload_id)
+        if upload is None or not REQUEUE.allows(upload.state) or upload.etag is None:
+            return None
+        return self._set(
+            upload, state=REQUEUE.apply(upload.state), error_code=None, error_message=None, error_line=None,
+            error_column=None, error_id=None, finished_at=None,
+        )  # fmt: skip
+
     # --- PersistUploads
     def store_batch(self, batch: SequenceBatch) -> PersistOutcome:
         if self.fail_on_store is not None:
@@ -323,8 +335,9 @@ class FakeUploads:
             return PersistOutcome(False, False)
         state = FINISH_PARSING.apply(upload.state) if FINISH_PARSING.allows(upload.state) else upload.state
         if done.shard_count > 1:
-            plan = self.shards[(done.upload_id, done.generation)]
-            assert len(plan) == done.shard_count
+            plan = self.shards.get((done.upload_id, done.generation), [])
+            if len(plan) != done.shard_count:
+                raise RuntimeError(f"the plan has {len(plan)} shards, the parser counted {done.shard_count}")
             self.shards_parsed[(done.upload_id, done.generation, done.shard)] = done.batch_count
             counts = [self.shards_parsed.get((done.upload_id, done.generation, s.number)) for s in plan]
             if None in counts:
@@ -436,16 +449,16 @@ class FakeUploads:
 
     # --- SweepUploads
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]:
+        """All or nothing, as the adapter's one transaction: a failed reissue records no pick-up."""
         now = datetime.now(UTC)
         picked = []
-        for upload in list(self.uploads.values()):
+        for upload in sorted(self.uploads.values(), key=lambda u: u.updated_at):
             due = upload.picked_up_at is None or upload.picked_up_at < now - after
             if PICK_UP_STALLED.allows(upload.state) and upload.etag and upload.updated_at < now - after and due:
                 reissue(upload)
                 state = RETRY_LOST_BATCH.apply(upload.state) if RETRY_LOST_BATCH.allows(upload.state) else upload.state
-                updated = dataclasses.replace(upload, pickups=upload.pickups + 1, picked_up_at=now, state=state)
-                self.uploads[upload.id] = updated
-                picked.append(updated)
+                picked.append(dataclasses.replace(upload, pickups=upload.pickups + 1, picked_up_at=now, state=state))
+        self.uploads.update((upload.id, upload) for upload in picked)
         return picked
 
     def expire_tickets(self, grace: timedelta) -> list[Upload]:
