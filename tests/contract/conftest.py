@@ -19,7 +19,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from shared.postgres import keys
-from shared.postgres.connection import Database, connect
+from shared.postgres.connection import Database, connect, request_pool
 from shared.postgres.migrate import migrate_database
 from shared.postgres.uploads import PostgresUploads
 from shared.runtime.settings import Settings
@@ -51,8 +51,6 @@ def contract_settings(settings: Settings) -> Iterator[Settings]:
 class FakeSide:
     """The fake, and how a test arranges what the port does not write (keys, the clock, a state)."""
 
-    name = "fake"
-
     def __init__(self) -> None:
         self.uploads = FakeUploads()
 
@@ -79,20 +77,24 @@ class FakeSide:
 
 
 class PostgresSide:
-    """The adapter on its own sessions; arrangements as the schema's owner (the runtime role may not
-    write keys)."""
+    """The adapter on a worker's sessions (``Database``) or on an HTTP service's pool (``pooled``);
+    arrangements as the schema's owner (the runtime role may not write keys)."""
 
-    name = "postgres"
-
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, pooled: bool) -> None:
         self.settings = settings
-        self.uploads = PostgresUploads(Database(settings))
+        self._pool = request_pool(settings) if pooled else None
+        if self._pool is not None:
+            self._pool.open(wait=True, timeout=60)
+        self.uploads = self._store()
         self._others: list[PostgresUploads] = []
         self._owner = connect(settings, autocommit=True, owner=True)
 
+    def _store(self) -> PostgresUploads:
+        return PostgresUploads(self._pool if self._pool is not None else Database(self.settings))
+
     def another_worker(self) -> PostgresUploads:
         """A second worker: sessions of its own (session locks are per session)."""
-        other = PostgresUploads(Database(self.settings))
+        other = self._store()
         self._others.append(other)
         return other
 
@@ -114,16 +116,24 @@ class PostgresSide:
     def close(self) -> None:
         for uploads in (self.uploads, *self._others):
             uploads.reset()
+        if self._pool is not None:
+            self._pool.close()
         self._owner.close()
 
 
 Side = FakeSide | PostgresSide
 
 
-@pytest.fixture(params=["fake", "postgres"])
+@pytest.fixture(params=["fake", "postgres", "postgres-pool"])
 def side(request: pytest.FixtureRequest) -> Iterator[Side]:
-    """Each contract test runs on both sides; the adapter's asks for the run's server only then."""
-    chosen: Side = FakeSide() if request.param == "fake" else PostgresSide(request.getfixturevalue("contract_settings"))
+    """Each contract test runs on the fake and on the adapter, the latter both as the workers build
+    it and as the intake does; the adapter's sides ask for the run's server only then."""
+    chosen: Side
+    if request.param == "fake":
+        chosen = FakeSide()
+    else:
+        settings = request.getfixturevalue("contract_settings")
+        chosen = PostgresSide(settings, pooled=request.param == "postgres-pool")
     try:
         yield chosen
     finally:
