@@ -387,3 +387,18 @@ def test_health_shows_no_server_s_own_words() -> None:
 def test_health_is_ok_when_every_probe_answers() -> None:
     response = served(probes={"postgres": lambda: None, "s3": lambda: None}).client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok", "checks": {"postgres": "ok", "s3": "ok"}}
+
+
+def test_a_stage_that_stopped_moving_shows_as_stalled() -> None:
+    intake = served(Settings(stall_after_seconds=60))
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    stuck = intake.uploads.add(
+        make_upload(id=uuid.uuid4(), owner="tester", state=State.PERSISTING, updated_at=long_ago, pickups=2,
+                    picked_up_at=long_ago)
+    )  # fmt: skip
+    moving = intake.uploads.add(make_upload(id=uuid.uuid4(), key="k2", owner="tester", state=State.PARSING))
+    stall = intake.client.get(f"/uploads/{stuck.id}").json()["stall"]
+    assert stall["stalled"] is True and 7190 < stall["idle_seconds"] < 7300 and stall["pickups"] == 2
+    assert datetime.fromisoformat(stall["last_pickup_at"]) == long_ago
+    shown = intake.client.get(f"/uploads/{moving.id}").json()
+    assert shown["stall"]["stalled"] is False and shown["progress"]["fraction"] == 0.4
