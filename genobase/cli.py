@@ -239,8 +239,8 @@ def _pipeline_status(settings: Settings) -> None:
     from datetime import timedelta
 
     from shared.domain.stages import ASSEMBLE, PARSE, PERSIST
-    from shared.postgres.connection import connect as pg_connect
-    from shared.postgres.uploads import in_flight
+    from shared.postgres.connection import Database
+    from shared.postgres.uploads import PostgresUploads
     from shared.rabbitmq.broker import connect as amqp_connect
 
     connection = amqp_connect(settings)
@@ -253,8 +253,11 @@ def _pipeline_status(settings: Settings) -> None:
             print(f"queue {queue:<18} {waiting:>6} waiting  {dead:>4} dead letters")
     finally:
         connection.close()
-    with pg_connect(settings) as conn:
-        states, stalled = in_flight(conn, timedelta(seconds=settings.stall_after_seconds))
+    uploads = PostgresUploads(Database(settings))
+    try:
+        states, stalled = uploads.in_flight(timedelta(seconds=settings.stall_after_seconds))
+    finally:
+        uploads.reset()
     listed = ", ".join(f"{state} {count}" for state, count in sorted(states.items())) or "none"
     print(f"uploads in flight: {sum(states.values())} ({listed}); stalled: {stalled}")
 

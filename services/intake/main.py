@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.intake.api import create_app
+from services.intake.app import create_app
 from shared.runtime import metrics
 from shared.runtime.consumer_metrics import record_restarts
 from shared.runtime.logs import configure_logging

@@ -1,8 +1,9 @@
-"""What each handler needs from the outside world, as narrow interfaces (``typing.Protocol``).
+"""What each handler and use case needs from the outside world, as narrow interfaces (``typing.Protocol``).
 
-The handlers in ``services/*/handler.py`` depend on these, never on an adapter: the services'
-``main.py`` wire in the real ones (``shared/postgres``, ``shared/s3``, ``shared/rabbitmq``),
-and the unit tests (``tests/unit/fakes.py``) wire in-memory ones that keep the same rules.
+The handlers in ``services/*/handler.py`` and the intake's use cases (``shared/usecases/``) depend
+on these, never on an adapter: the services' wiring plugs in the real ones (``shared/postgres``,
+``shared/s3``, ``shared/rabbitmq``), and the unit tests (``tests/unit/fakes.py``) in-memory ones
+that keep the same rules (``tests/contract/`` holds both to the same behaviour).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from shared.domain.uploads import (
     ObjectCreated,
     OwnerUsage,
     PersistOutcome,
+    Quotas,
+    Registration,
     ResultLocation,
     Shard,
     ShardToParse,
@@ -161,7 +164,59 @@ class SweepUploads(Protocol):
         ...
 
 
+class IntakeUploads(Protocol):
+    """What the intake's use cases read and write of the uploads (``shared/usecases/uploads.py``)."""
+
+    def owner_usage(self, owner: str) -> OwnerUsage | None:
+        """The owner's uploads as the quotas count them; None for an owner with an admin key."""
+        ...
+
+    def register(self, registration: Registration, quotas: Quotas | None = None) -> Upload:
+        """Write the registration (state ``awaiting_upload``). With ``quotas``, only if the owner's
+        quotas leave room for it, decided under the owner's lock: ``QuotaExceeded`` if not, and
+        nothing is written."""
+        ...
+
+    def get(self, upload_id: uuid.UUID) -> Upload | None: ...
+
+    def find(self, bucket: str, key: str) -> Upload | None: ...
+
+    def collection_digest(self, upload_id: uuid.UUID, generation: int) -> str | None:
+        """The generation's sequence collection digest, once its assembly stored the collection."""
+        ...
+
+
 # --- the object store ---------------------------------------------------------------------------
+
+
+class UploadTickets(MultipartAborter, Protocol):
+    """What the intake asks of the object store: signed URLs for a client's writes and reads.
+
+    Nothing passes through the intake: the client sends its bytes to the store itself."""
+
+    def presign_put(self, bucket: str, key: str, ttl: int, size: int) -> str:
+        """A PUT URL for exactly ``size`` bytes (size and content type are signed)."""
+        ...
+
+    def start_multipart(self, bucket: str, key: str) -> str:
+        """A new multipart upload of ``key``; returns the store's id of it."""
+        ...
+
+    def presign_part(self, bucket: str, key: str, upload_id: str, number: int, md5: str, size: int, ttl: int) -> str:
+        """A PUT URL for one part, its MD5 (base64) and its length signed."""
+        ...
+
+    def presign_multipart(self, operation: str, bucket: str, key: str, upload_id: str, ttl: int) -> str:
+        """A URL to ``complete_multipart_upload``, ``abort_multipart_upload`` or ``list_parts``."""
+        ...
+
+    def parts(self, bucket: str, key: str, upload_id: str) -> list[tuple[int, str, int]]:
+        """(number, etag, size) of every part the store has of the multipart upload."""
+        ...
+
+    def presign_get(self, bucket: str, key: str, ttl: int) -> str:
+        """A GET URL for a result document."""
+        ...
 
 
 class ObjectChanged(Exception):

@@ -251,7 +251,8 @@ class Upload:
     pickups: int = _per_generation(0)
     picked_up_at: datetime | None = _per_generation()
     # gzip content inflated by the parse so far, drawn from the owner's quota ahead of use (see
-    # ``shared/postgres/uploads.py:draw_inflation``); the owner's total is the sum over its uploads.
+    # ``PostgresUploads.draw_inflation``, shared/postgres/uploads.py); the owner's total is the sum
+    # over its uploads.
     inflated_bytes: int = _per_generation(0)
 
     def idle(self, now: datetime) -> timedelta:
@@ -474,6 +475,36 @@ def quota_refusal(usage: OwnerUsage, quotas: Quotas, size: int, *, multipart: bo
             None,
         )
     return None
+
+
+class QuotaExceeded(Exception):
+    """A registration the owner's quotas refuse (nothing was written)."""
+
+    def __init__(self, refusal: QuotaRefusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the intake registers before the client writes its object: the row of an upload in
+    ``awaiting_upload``, under the key its ticket signs.
+
+    ``size``: the declared size (None for an upload not registered through the intake's API);
+    ``multipart_upload_id``: the store's id of the multipart upload started for it, if any.
+    """
+
+    upload_id: uuid.UUID
+    bucket: str
+    key: str
+    filename: str
+    declared_format: str | None
+    alphabet: str
+    size: int | None
+    owner: str | None = None
+    ticket_expires_at: datetime | None = None
+    circular: bool = False
+    multipart_upload_id: str | None = None
 
 
 # How far ahead of our clock an event's time may be. Beyond it the event is dated by its arrival:

@@ -35,7 +35,7 @@ class RuntimeRole:
 # What each stage with a role of its own may do, table by table; nothing else of the schema is in
 # its reach. refget reads (the key of its caller, the uploads it may see, their records and
 # collections); the persister loads batches and moves its uploads' counters, and never reads a key.
-# A generation that fails loses its rows (``fail_upload``), and the persister fails the generation
+# A generation that fails loses its rows (``PostgresUploads.fail``), and the persister fails the generation
 # of a batch it gives up on: so it deletes by upload where rows are kept, and updates no row but
 # an upload's and a shard's.
 SERVICE_PRIVILEGES: dict[str, dict[str, str]] = {

@@ -1,23 +1,27 @@
-"""The upload state machine on Postgres: every query of every stage, all parameterised.
+"""The upload state machine on Postgres: ``PostgresUploads``, the one way into the store for uploads.
 
-Every state change of an upload happens under a row lock on its ``uploads`` row, so concurrent
-consumers (duplicate events, redeliveries, several persisters) serialise per upload and the
-counters stay exact. The states each query accepts and sets come from the transitions in
-``shared/domain/uploads.py``; the decision of what an event means is ``decide_claim``'s, made under the lock.
+Every query of every stage is a method of ``PostgresUploads`` (the helpers below are pieces of them
+that run inside their transactions), all parameterised. Every state change of an upload happens
+under a row lock on its ``uploads`` row, so concurrent consumers (duplicate events, redeliveries,
+several persisters) serialise per upload and the counters stay exact. The states each query
+accepts and sets come from the transitions in ``shared/domain/uploads.py``; the decision of what
+an event means is ``decide_claim``'s, made under the lock.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from shared.domain.access import owner_of_object
 from shared.domain.messages import ParseCompleted, SequenceBatch
@@ -55,8 +59,9 @@ from shared.domain.uploads import (
     OwnerUsage,
     PersistOutcome,
     PipelineErrorCode,
-    QuotaRefusal,
+    QuotaExceeded,
     Quotas,
+    Registration,
     ResultLocation,
     Shard,
     ShardToParse,
@@ -69,7 +74,7 @@ from shared.domain.uploads import (
     quota_refusal,
 )
 from shared.postgres import keys, refget, sequences
-from shared.postgres.connection import Connection, Database, connect
+from shared.postgres.connection import Connection, Database, connect, ping
 from shared.runtime import metrics
 from shared.runtime.logs import carry_context
 
@@ -79,6 +84,16 @@ from shared.runtime.logs import carry_context
 _COLUMNS = ", ".join(sorted(UPLOAD_FIELDS))
 _RETURNING = f"RETURNING {_COLUMNS}"
 _SELECT = f"SELECT {_COLUMNS} FROM uploads"
+
+# The columns of ``upload_shards``, in the order of ``Shard``'s fields (named as the fields, but these).
+_SHARD_COLUMN_NAMES = tuple(
+    {"number": "shard", "start": "start_offset", "end": "end_offset", "skip": "skip_bytes"}.get(f.name, f.name)
+    for f in dataclasses.fields(Shard)
+)
+_SHARD_COLUMNS = ", ".join(_SHARD_COLUMN_NAMES)
+
+# A place to run statements: borrowed for a call (a pool's) or kept between calls (a worker's).
+Sessions = Callable[[], AbstractContextManager[Connection]]
 
 
 def _sources(transition: Transition) -> list[str]:
@@ -104,12 +119,21 @@ def _assignments(values: dict[str, Any]) -> sql.Composed:
     return sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(n), sql.Placeholder(n)) for n in values)
 
 
-class QuotaExceeded(Exception):
-    """A registration the owner's quotas refuse (nothing was written)."""
+def _refused_failure() -> Failure:
+    return Failure(PipelineErrorCode.OWNER_REVOKED, "the owner's API keys were revoked: this object is not processed")
 
-    def __init__(self, refusal: QuotaRefusal) -> None:
-        super().__init__(refusal.message)
-        self.refusal = refusal
+
+def _shard(row: dict[str, Any]) -> Shard:
+    return Shard(*(row[name] for name in _SHARD_COLUMN_NAMES))
+
+
+@contextmanager
+def _kept(database: Database) -> Iterator[Connection]:
+    """The worker thread's own session (opened again if Postgres dropped it), not closed after use."""
+    yield database.conn
+
+
+# --- pieces of the queries, run inside the caller's transaction --------------------------------
 
 
 def _lock_owner(conn: Connection, owner: str) -> None:
@@ -118,7 +142,7 @@ def _lock_owner(conn: Connection, owner: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"quota:{owner}",))
 
 
-def owner_usage(conn: Connection, owner: str) -> OwnerUsage:
+def _owner_usage(conn: Connection, owner: str) -> OwnerUsage:
     """The owner's uploads as ``shared/domain/uploads.py:OwnerUsage`` counts them (one pass over its rows)."""
     row = conn.execute(
         "SELECT COALESCE(sum(bytes_total) FILTER (WHERE state = %(awaiting)s OR etag IS NOT NULL), 0) AS stored, "
@@ -138,92 +162,33 @@ def owner_usage(conn: Connection, owner: str) -> OwnerUsage:
     return OwnerUsage(int(row["stored"]), row["in_flight"], row["multipart"], row["registrations"], row["oldest"])
 
 
-def register_upload(
-    conn: Connection,
-    upload_id: uuid.UUID,
-    bucket: str,
-    key: str,
-    filename: str,
-    declared_format: str | None,
-    alphabet: str,
-    size: int | None,
-    owner: str | None = None,
-    ticket_expires_at: datetime | None = None,
-    circular: bool = False,
-    multipart_upload_id: str | None = None,
-    quotas: Quotas | None = None,
-) -> Upload:
-    """Register an upload; with ``quotas``, only if the owner's quotas leave room for it
-    (``QuotaExceeded`` if not), decided and written under the owner's lock in one transaction."""
-    with conn.transaction():
-        if quotas is not None and owner is not None:
-            _lock_owner(conn, owner)
-            refusal = quota_refusal(
-                owner_usage(conn, owner), quotas, size or 0, multipart=multipart_upload_id is not None
-            )
-            if refusal is not None:
-                raise QuotaExceeded(refusal)
-        return _insert_registration(
-            conn, upload_id, bucket, key, filename, declared_format, alphabet, size, owner, ticket_expires_at,
-            circular, multipart_upload_id,
-        )  # fmt: skip
-
-
-def _insert_registration(
-    conn: Connection,
-    upload_id: uuid.UUID,
-    bucket: str,
-    key: str,
-    filename: str,
-    declared_format: str | None,
-    alphabet: str,
-    size: int | None,
-    owner: str | None,
-    ticket_expires_at: datetime | None,
-    circular: bool,
-    multipart_upload_id: str | None,
-) -> Upload:
+def _insert_registration(conn: Connection, registration: Registration) -> Upload:
+    r = registration
     row = conn.execute(
         "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total, "
         "owner, ticket_expires_at, circular, multipart_upload_id) "
         "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s, %s) " + _RETURNING,
         (
-            upload_id,
-            bucket,
-            key,
-            filename,
-            declared_format,
-            alphabet,
+            r.upload_id,
+            r.bucket,
+            r.key,
+            r.filename,
+            r.declared_format,
+            r.alphabet,
             State.AWAITING_UPLOAD.value,
-            size,
-            owner,
-            ticket_expires_at,
-            circular,
-            multipart_upload_id,
+            r.size,
+            r.owner,
+            r.ticket_expires_at,
+            r.circular,
+            r.multipart_upload_id,
         ),
     ).fetchone()
     assert row is not None
     return Upload.from_row(row)
 
 
-def get_upload(conn: Connection, upload_id: uuid.UUID) -> Upload | None:
-    row = conn.execute(f"{_SELECT} WHERE id = %s", (upload_id,)).fetchone()
-    return Upload.from_row(row) if row else None
-
-
-def find_upload(conn: Connection, bucket: str, key: str) -> Upload | None:
-    row = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = %s", (bucket, key)).fetchone()
-    return Upload.from_row(row) if row else None
-
-
-def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False) -> Claim:
-    """Apply what an object-created event means (``decide_locked_claim``) under the key's row lock.
-
-    Creates the upload of an object nobody registered; starts a new generation (dropping the old
-    generation's rows) when the key was overwritten -- both only for an event the store confirmed
-    (``confirmed``); recognises duplicate and stale events. For an owner whose keys are revoked,
-    either becomes a generation in state ``revoked`` that is never parsed.
-    """
+def _claim(conn: Connection, event: ObjectCreated, confirmed: bool) -> Claim:
+    """``PostgresUploads.claim`` on one session: the decision and its writes under the key's row lock."""
     with conn.transaction():
         row = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = %s FOR UPDATE", (event.bucket, event.key)).fetchone()
         current = Upload.from_row(row) if row else None
@@ -261,7 +226,7 @@ def claim_object(conn: Connection, event: ObjectCreated, confirmed: bool = False
                 insert.format(columns, sql.SQL(", ").join(map(sql.Placeholder, values))), values
             ).fetchone()
             if row is None:  # lost a race with a concurrent claim: decide again under its lock
-                return claim_object(conn, event, confirmed)
+                return _claim(conn, event, confirmed)
             return Claim(decision.action, Upload.from_row(row))
         assert current is not None
         if decision not in (ClaimDecision.NEW_GENERATION, ClaimDecision.REFUSE_OBJECT):
@@ -294,10 +259,6 @@ def _owner_of_new_object(conn: Connection, key: str) -> str | None:
     return owner_of_object(key, named)
 
 
-def _refused_failure() -> Failure:
-    return Failure(PipelineErrorCode.OWNER_REVOKED, "the owner's API keys were revoked: this object is not processed")
-
-
 def _delete_rows(conn: Connection, upload_id: uuid.UUID) -> None:
     conn.execute("DELETE FROM collections WHERE upload_id = %s", (upload_id,))
     conn.execute("DELETE FROM sequence_parts WHERE upload_id = %s", (upload_id,))
@@ -306,238 +267,7 @@ def _delete_rows(conn: Connection, upload_id: uuid.UUID) -> None:
     conn.execute("DELETE FROM upload_shards WHERE upload_id = %s", (upload_id,))
 
 
-def requeue_failed(conn: Connection, upload_id: uuid.UUID) -> Upload | None:
-    """Make a failed upload parseable again (same generation; its rows went when it failed)."""
-    values = {**_failure_columns(None), "finished_at": None, "state": _target(REQUEUE)}
-    with conn.transaction():
-        row = conn.execute(
-            sql.SQL(
-                "UPDATE uploads SET {}, updated_at = now() "
-                "WHERE id = %(id)s AND state = ANY(%(sources)s) AND etag IS NOT NULL " + _RETURNING
-            ).format(_assignments(values)),
-            {**values, "id": upload_id, "sources": _sources(REQUEUE)},
-        ).fetchone()
-    return Upload.from_row(row) if row else None
-
-
-def pick_up_stalled(
-    conn: Connection, after: timedelta, reissue: Callable[[Upload], None], limit: int = 100
-) -> list[Upload]:
-    """Issue the stage message of every upload that made no progress for ``after``, once per period.
-
-    A stalled upload is one whose message was lost or whose worker died holding it; the consumers
-    are idempotent, so issuing the message again is safe even when the stage was merely slow.
-    ``reissue`` runs under the row lock, before the pick-up is recorded: a failed publish leaves
-    the upload to the next sweep. An upload stuck in ``persisting`` lost a batch: it goes back to
-    ``parsing`` so that the re-parse is accepted (the persister skips the batches it has).
-    """
-    picked = []
-    with conn.transaction():
-        rows = conn.execute(
-            f"{_SELECT} WHERE state = ANY(%s) AND etag IS NOT NULL "
-            "AND updated_at < now() - %s AND (picked_up_at IS NULL OR picked_up_at < now() - %s) "
-            "ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            (_sources(PICK_UP_STALLED), after, after, limit),
-        ).fetchall()
-        for row in rows:
-            upload = Upload.from_row(row)
-            reissue(upload)
-            updated = conn.execute(
-                "UPDATE uploads SET pickups = pickups + 1, picked_up_at = now(), "
-                "state = CASE WHEN state = ANY(%s) THEN %s ELSE state END WHERE id = %s " + _RETURNING,
-                (_sources(RETRY_LOST_BATCH), _target(RETRY_LOST_BATCH), upload.id),
-            ).fetchone()
-            assert updated is not None
-            picked.append(Upload.from_row(updated))
-    return picked
-
-
-def in_flight(conn: Connection, stall_after: timedelta) -> tuple[dict[str, int], int]:
-    """Uploads some stage owes work, by state, and how many of them are stalled (``genobase status``)."""
-    rows = conn.execute(
-        "SELECT state, count(*) AS n, count(*) FILTER (WHERE updated_at < now() - %s) AS stalled "
-        "FROM uploads WHERE state = ANY(%s) GROUP BY state",
-        (stall_after, sorted(s.value for s in LIVE)),
-    ).fetchall()
-    return {row["state"]: row["n"] for row in rows}, sum(row["stalled"] for row in rows)
-
-
-def expire_tickets(conn: Connection, grace: timedelta, limit: int = 1000) -> list[Upload]:
-    """End every registered upload whose ticket is over by more than ``grace`` with no object written.
-
-    The same rule as ``Upload.ticket_expired``; an object that still comes afterwards starts a
-    generation like any other (``NEW_GENERATION`` applies to every state).
-    """
-    rows = conn.execute(
-        "UPDATE uploads SET state = %s, updated_at = now() WHERE id IN ("
-        "  SELECT id FROM uploads WHERE state = ANY(%s) AND etag IS NULL AND ticket_expires_at < now() - %s"
-        "  ORDER BY ticket_expires_at LIMIT %s FOR UPDATE SKIP LOCKED"
-        ") AND state = ANY(%s) " + _RETURNING,
-        (_target(EXPIRE), _sources(EXPIRE), grace, limit, _sources(EXPIRE)),
-    ).fetchall()
-    return [Upload.from_row(row) for row in rows]
-
-
-def revoke_tickets(conn: Connection, limit: int = 1000) -> list[Upload]:
-    """End every registered upload still waiting for its object whose owner's keys are all revoked.
-
-    Each gets the code ``owner_revoked`` and an error id of its own; an object that still comes
-    through the ticket's URL is refused at its claim (``REFUSE_OBJECT``).
-    """
-    failure = _refused_failure()
-    rows = conn.execute(
-        "UPDATE uploads SET state = %(target)s, error_code = %(code)s, error_message = %(message)s, "
-        "error_id = substr(md5(random()::text || id::text), 1, 16), finished_at = clock_timestamp(), "
-        "updated_at = now() WHERE id IN ("
-        "  SELECT id FROM uploads WHERE state = ANY(%(sources)s) "
-        f"  AND owner IN (SELECT owner FROM ({keys.REVOKED_OWNERS}) revoked)"
-        "  ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
-        ") AND state = ANY(%(sources)s) " + _RETURNING,
-        {
-            "target": _target(REVOKE_TICKET),
-            "sources": _sources(REVOKE_TICKET),
-            "code": failure.code.value,
-            "message": failure.message,
-            "limit": limit,
-        },
-    ).fetchall()
-    return [Upload.from_row(row) for row in rows]
-
-
-def draw_inflation(conn: Connection, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
-    """Let the generation's parse inflate up to ``upto`` bytes of gzip content, if its owner's quota
-    has room: the owner's uploads together (this one counted at ``upto``) stay within ``quota``.
-
-    Drawn ahead of use, under the owner's lock, so that parses of one owner running at once cannot
-    overdraw it; a repeated parse of the same generation draws only beyond what it drew before. An
-    upload without an owner, or of an admin key, is not held to it. False: no room (nothing changes).
-    """
-    with conn.transaction():
-        row = conn.execute(
-            "SELECT owner, inflated_bytes FROM uploads WHERE id = %s AND generation = %s FOR UPDATE",
-            (upload_id, generation),
-        ).fetchone()
-        if row is None:
-            return True  # replaced meanwhile: its parse's batches are dropped anyway
-        if row["inflated_bytes"] >= upto:
-            return True
-        owner = row["owner"]
-        if owner is not None and not keys.is_admin(conn, owner):
-            _lock_owner(conn, owner)
-            used = conn.execute(
-                "SELECT COALESCE(sum(inflated_bytes), 0) AS used FROM uploads WHERE owner = %s AND id <> %s",
-                (owner, upload_id),
-            ).fetchone()
-            assert used is not None
-            if int(used["used"]) + upto > quota:
-                return False
-        conn.execute("UPDATE uploads SET inflated_bytes = %s WHERE id = %s", (upto, upload_id))
-    return True
-
-
-def settle_inflation(conn: Connection, upload_id: uuid.UUID, generation: int, inflated: int) -> None:
-    """Give back what a parse drew beyond what it inflated (only ever lowers: needs no owner lock)."""
-    with conn.transaction():
-        conn.execute(
-            "UPDATE uploads SET inflated_bytes = LEAST(inflated_bytes, %s) WHERE id = %s AND generation = %s",
-            (inflated, upload_id, generation),
-        )
-
-
-def try_lock_generation(conn: Connection, upload_id: uuid.UUID, stage: str) -> bool:
-    """Session advisory lock: one worker per upload and stage; released if the worker dies."""
-    row = conn.execute(
-        "SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS ok", (f"{stage}:{upload_id}",)
-    ).fetchone()
-    return bool(row and row["ok"])
-
-
-def unlock_generation(conn: Connection, upload_id: uuid.UUID, stage: str) -> None:
-    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (f"{stage}:{upload_id}",))
-
-
-def start_parsing(conn: Connection, upload_id: uuid.UUID, generation: int) -> bool:
-    with conn.transaction():
-        row = conn.execute(
-            "UPDATE uploads SET state = %s, parsing_started_at = clock_timestamp(), updated_at = now() "
-            "WHERE id = %s AND generation = %s AND state = ANY(%s) RETURNING id",
-            (_target(START_PARSING), upload_id, generation, _sources(START_PARSING)),
-        ).fetchone()
-    return row is not None
-
-
-def fail_upload(conn: Connection, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
-    """Mark a generation failed and drop its rows; a no-op for a generation already replaced or done."""
-    values = {**_failure_columns(failure), "state": _target(FAIL)}
-    with conn.transaction():
-        row = conn.execute(
-            sql.SQL(
-                "UPDATE uploads SET {}, finished_at = clock_timestamp(), updated_at = now() "
-                "WHERE id = %(id)s AND (%(generation)s::int IS NULL OR generation = %(generation)s) "
-                "AND state = ANY(%(sources)s) RETURNING id"
-            ).format(_assignments(values)),
-            {**values, "id": upload_id, "generation": generation, "sources": _sources(FAIL)},
-        ).fetchone()
-        if row is not None:
-            _delete_rows(conn, upload_id)
-    return row is not None
-
-
-# --- shards (a large FASTA parsed by several parsers) ------------------------------------------
-
-# The columns of ``upload_shards``, in the order of ``Shard``'s fields (named as the fields, but these).
-_SHARD_COLUMN_NAMES = tuple(
-    {"number": "shard", "start": "start_offset", "end": "end_offset", "skip": "skip_bytes"}.get(f.name, f.name)
-    for f in dataclasses.fields(Shard)
-)
-_SHARD_COLUMNS = ", ".join(_SHARD_COLUMN_NAMES)
-
-
-def _shard(row: dict[str, Any]) -> Shard:
-    return Shard(*(row[name] for name in _SHARD_COLUMN_NAMES))
-
-
-def save_shard_plan(
-    conn: Connection,
-    upload_id: uuid.UUID,
-    generation: int,
-    shards: list[Shard],
-    source_md5: str,
-    source_sha256: str,
-) -> list[Shard] | None:
-    """Record a generation's shards (and the object's digests, read while planning), once.
-
-    Returns the plan in force -- this one, or the one a parser before it saved (the same bytes give
-    the same plan) -- or None if the generation is no longer parsing.
-    """
-    with conn.transaction():
-        row = conn.execute(
-            "SELECT id FROM uploads WHERE id = %s AND generation = %s AND state = ANY(%s) FOR UPDATE",
-            (upload_id, generation, _sources(PLAN_SHARDS)),
-        ).fetchone()
-        if row is None:
-            return None
-        existing = shard_plan(conn, upload_id, generation)
-        if existing:
-            return existing
-        with conn.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO upload_shards (upload_id, generation, {_SHARD_COLUMNS}) "
-                f"VALUES (%s, %s{', %s' * len(_SHARD_COLUMN_NAMES)})",
-                [
-                    (upload_id, generation, *dataclasses.astuple(shard))  # the columns' order is the fields'
-                    for shard in shards
-                ],
-            )
-        conn.execute(
-            "UPDATE uploads SET source_md5 = %s, source_sha256 = %s, updated_at = now() WHERE id = %s",
-            (source_md5, source_sha256, upload_id),
-        )
-    return shards
-
-
-def shard_plan(conn: Connection, upload_id: uuid.UUID, generation: int) -> list[Shard]:
-    """The generation's shards in order (empty for a generation parsed whole)."""
+def _shard_plan(conn: Connection, upload_id: uuid.UUID, generation: int) -> list[Shard]:
     rows = conn.execute(
         f"SELECT {_SHARD_COLUMNS} FROM upload_shards WHERE upload_id = %s AND generation = %s ORDER BY shard",
         (upload_id, generation),
@@ -553,24 +283,6 @@ def _shard_count(conn: Connection, upload_id: uuid.UUID, generation: int) -> int
         (upload_id, generation),
     ).fetchone()
     return 0 if row is None or row["last"] is None else int(row["last"]) + 1
-
-
-def shard_to_parse(conn: Connection, upload_id: uuid.UUID, generation: int, number: int) -> ShardToParse | None:
-    """The upload, the shard and the plan's shard count, if its generation is still parsing (a
-    request for a replaced or ended generation is stale)."""
-    row = conn.execute(
-        f"{_SELECT} WHERE id = %s AND generation = %s AND state = ANY(%s)",
-        (upload_id, generation, _sources(PARSE_SHARD)),
-    ).fetchone()
-    if row is None:
-        return None
-    shard = conn.execute(
-        f"SELECT {_SHARD_COLUMNS} FROM upload_shards WHERE upload_id = %s AND generation = %s AND shard = %s",
-        (upload_id, generation, number),
-    ).fetchone()
-    if shard is None:
-        return None
-    return ShardToParse(Upload.from_row(row), _shard(shard), _shard_count(conn, upload_id, generation))
 
 
 def _record_shard_parsed(conn: Connection, done: ParseCompleted) -> tuple[int, int] | None:
@@ -603,92 +315,12 @@ def _record_shard_parsed(conn: Connection, done: ParseCompleted) -> tuple[int, i
     return int(row["batches"]), int(row["records"])
 
 
-# --- persister --------------------------------------------------------------------------------
-
-
 def _lock_live(conn: Connection, upload_id: uuid.UUID, generation: int) -> Upload | None:
     row = conn.execute(
         f"{_SELECT} WHERE id = %s AND generation = %s AND state = ANY(%s) FOR UPDATE",
         (upload_id, generation, _sources(STORE_BATCH)),
     ).fetchone()
     return Upload.from_row(row) if row else None
-
-
-def store_batch(conn: Connection, batch: SequenceBatch) -> PersistOutcome:
-    """COPY one batch in, exactly once: the batch number is inserted in the same transaction."""
-    with conn.transaction():
-        upload = _lock_live(conn, batch.upload_id, batch.generation)
-        if upload is None:
-            return PersistOutcome(False, False)
-        fresh = conn.execute(
-            "INSERT INTO upload_batches (upload_id, generation, shard, batch_no, records_from, records_through) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING batch_no",
-            (
-                batch.upload_id,
-                batch.generation,
-                batch.shard,
-                batch.batch_no,
-                batch.records_from,
-                batch.records_through,
-            ),
-        ).fetchone()
-        if fresh is None:
-            return PersistOutcome(False, upload.complete)
-        sequences.copy_batch(conn, batch)
-        # A whole parse's offsets only grow; a shard's batch adds its own bytes (once: only a fresh
-        # batch gets here), capped at the object's size (bgzip shards share a block at their edge).
-        row = conn.execute(
-            "UPDATE uploads SET batches_done = batches_done + 1, records_done = records_done + %(records)s, "
-            "bytes_done = CASE WHEN %(added)s::bigint IS NULL THEN GREATEST(bytes_done, %(offset)s) "
-            "ELSE LEAST(bytes_done + %(added)s, COALESCE(bytes_total, bytes_done + %(added)s)) END, "
-            "updated_at = now() WHERE id = %(id)s " + _RETURNING,
-            {
-                "records": len(batch.records),
-                "added": batch.source_bytes,
-                "offset": batch.source_offset,
-                "id": batch.upload_id,
-            },
-        ).fetchone()
-        outcome = _assemble_if_complete(conn, row)
-        return replace(outcome, first_batch=batch.shard == 0 and batch.batch_no == 0)
-
-
-def record_parse_completed(conn: Connection, done: ParseCompleted) -> PersistOutcome:
-    with conn.transaction():
-        upload = _lock_live(conn, done.upload_id, done.generation)
-        if upload is None:
-            return PersistOutcome(False, False)
-        if done.shard_count > 1:
-            totals = _record_shard_parsed(conn, done)
-            if totals is None:  # other shards still being parsed
-                conn.execute("UPDATE uploads SET updated_at = now() WHERE id = %s", (done.upload_id,))
-                return PersistOutcome(True, False)
-            batches, records = totals
-            row = conn.execute(
-                "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = bytes_total, format = %s, "
-                "parsed_at = clock_timestamp(), state = CASE WHEN state = ANY(%s) THEN %s ELSE state END, "
-                "updated_at = now() WHERE id = %s " + _RETURNING,
-                (batches, records, done.format, _sources(FINISH_PARSING), _target(FINISH_PARSING), done.upload_id),
-            ).fetchone()
-            return _assemble_if_complete(conn, row)
-        row = conn.execute(
-            "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = %s, format = %s, "
-            "source_md5 = %s, source_sha256 = %s, "
-            "parsed_at = clock_timestamp(), state = CASE WHEN state = ANY(%s) THEN %s ELSE state END, "
-            "updated_at = now() WHERE id = %s " + _RETURNING,
-            (
-                done.batch_count,
-                done.record_count,
-                done.source_bytes,
-                done.format,
-                done.source_md5,
-                done.source_sha256,
-                _sources(FINISH_PARSING),
-                _target(FINISH_PARSING),
-                done.upload_id,
-            ),
-        ).fetchone()
-        return _assemble_if_complete(conn, row)
 
 
 def _assemble_if_complete(conn: Connection, row: dict[str, Any] | None) -> PersistOutcome:
@@ -705,11 +337,7 @@ def _assemble_if_complete(conn: Connection, row: dict[str, Any] | None) -> Persi
     return PersistOutcome(True, upload.complete)
 
 
-# --- assembler --------------------------------------------------------------------------------
-
-
-def assembling_upload(conn: Connection, upload_id: uuid.UUID, generation: int) -> Upload | None:
-    """The generation, if the assembler may work on it now (its parse may still be going on)."""
+def _assembling(conn: Connection, upload_id: uuid.UUID, generation: int) -> Upload | None:
     row = conn.execute(
         f"{_SELECT} WHERE id = %s AND generation = %s AND state = ANY(%s)",
         (upload_id, generation, _sources(ASSEMBLE)),
@@ -717,199 +345,409 @@ def assembling_upload(conn: Connection, upload_id: uuid.UUID, generation: int) -
     return Upload.from_row(row) if row else None
 
 
-def start_assembly(conn: Connection, upload_id: uuid.UUID, generation: int) -> None:
-    """The assembler began following the generation (its stage time; kept if already set)."""
-    with conn.transaction():
-        conn.execute(
-            "UPDATE uploads SET assembly_started_at = COALESCE(assembly_started_at, clock_timestamp()) "
-            "WHERE id = %s AND generation = %s AND state = ANY(%s)",
-            (upload_id, generation, _sources(ASSEMBLE)),
-        )
-
-
-def committed_batches(
-    conn: Connection, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
-) -> tuple[Upload | None, list[CommittedBatch]]:
-    """The generation as it is now (None once the assembler may no longer work on it) and its
-    committed batches from ``(from_shard, from_batch)`` on, in order.
-
-    The upload row is read first: when it says every batch is committed, the batches read after it
-    are all of them.
-    """
-    upload = assembling_upload(conn, upload_id, generation)
-    if upload is None:
-        return None, []
-    rows = conn.execute(
-        "SELECT shard, batch_no, records_from, records_through FROM upload_batches "
-        "WHERE upload_id = %s AND generation = %s AND (shard, batch_no) >= (%s, %s) ORDER BY shard, batch_no",
-        (upload_id, generation, from_shard, from_batch),
-    ).fetchall()
-    return upload, [
-        CommittedBatch(row["shard"], row["batch_no"], row["records_from"], row["records_through"]) for row in rows
-    ]
-
-
-def record_assembly_progress(conn: Connection, upload_id: uuid.UUID, generation: int, records: int) -> None:
-    with conn.transaction():
-        conn.execute(
-            "UPDATE uploads SET records_assembled = %s, updated_at = now() "
-            "WHERE id = %s AND generation = %s AND state = ANY(%s)",
-            (records, upload_id, generation, _sources(RECORD_ASSEMBLY_PROGRESS)),
-        )
-
-
-def finish_assembly(
-    conn: Connection,
-    upload_id: uuid.UUID,
-    generation: int,
-    result: ResultLocation,
-    counts: NameCounts,
-    collection: Collection | None = None,
-) -> bool:
-    """The generation is done: its result, its counts and its sequence collection, in one commit."""
-    with conn.transaction():
-        row = conn.execute(
-            "UPDATE uploads SET state = %s, result_bucket = %s, result_key = %s, result_size = %s, "
-            "result_records = %s, records_assembled = %s, duplicate_names = %s, empty_sequences = %s, "
-            "finished_at = clock_timestamp(), updated_at = now() "
-            "WHERE id = %s AND generation = %s AND state = ANY(%s) RETURNING id",
-            (
-                _target(FINISH),
-                result.bucket,
-                result.key,
-                result.size,
-                result.records,
-                result.records,
-                counts.duplicate_names,
-                counts.empty_sequences,
-                upload_id,
-                generation,
-                _sources(FINISH),
-            ),
-        ).fetchone()
-        if row is not None and collection is not None:
-            refget.store_collection(conn, upload_id, generation, collection)
-    return row is not None
-
-
 # --- the store the services use ---------------------------------------------------------------
 
 
 class PostgresUploads:
-    """The upload store of one worker thread, on its own Postgres sessions.
+    """The upload store, on Postgres sessions: every query of the pipeline's stages and of the intake.
 
-    Implements the narrow interfaces of ``shared/domain/ports.py`` for every handler. Most work runs on
-    one session; the assembler's read-back streams records and parts over two more at the same
-    time, and its progress updates over a fourth, while the first two are busy with ``COPY``.
+    Implements the narrow interfaces of ``shared/domain/ports.py``. A worker (a consumer, the
+    watchdog, the CLI) builds it on its thread's ``Database``: most work runs on that one session,
+    kept between calls; the assembler's read-back streams records and parts over two more at the
+    same time, and its progress updates over a fourth, while the first two are busy with ``COPY``.
+    An HTTP service, whose requests run on many threads, builds it on a ``ConnectionPool``: each
+    call borrows a session for its duration.
     """
 
-    def __init__(self, database: Database) -> None:
-        self._db = database
-        settings = database.settings
-        self._parts = Database(settings)
-        self._progress = Database(settings)
+    def __init__(self, sessions: Database | ConnectionPool[Connection]) -> None:
+        self._databases: tuple[Database, ...] = ()
+        self._pool = None if isinstance(sessions, Database) else sessions
+        if isinstance(sessions, Database):
+            parts, progress = Database(sessions.settings), Database(sessions.settings)
+            self._databases = (sessions, parts, progress)
+            self._session: Sessions = functools.partial(_kept, sessions)
+            self._parts: Sessions = functools.partial(_kept, parts)
+            self._progress: Sessions = functools.partial(_kept, progress)
+            # a session of its own, closed after use, for work run on another thread
+            self._own: Sessions = functools.partial(connect, sessions.settings, autocommit=True)
+        else:
+            self._session = self._parts = self._progress = self._own = sessions.connection
 
     def reset(self) -> None:
         """After a failure a session may be left inside a half-read COPY: start again on new ones.
 
-        Closing also ends the session that holds a generation's advisory lock.
+        Closing also ends the session that holds a generation's advisory lock. (A pool's sessions
+        are checked by the pool itself when borrowed.)
         """
-        for database in (self._db, self._parts, self._progress):
+        for database in self._databases:
             database.close()
 
+    def ping(self) -> None:
+        """Raise if Postgres does not answer (the intake's health check: it waits at most 5 s for a
+        pool's session)."""
+        with self._pool.connection(timeout=5) if self._pool is not None else self._session() as conn:
+            ping(conn)
+
+    # --- the intake: registrations and the status of uploads
+
+    def owner_usage(self, owner: str) -> OwnerUsage | None:
+        with self._session() as conn, conn.transaction():
+            if keys.is_admin(conn, owner):
+                return None
+            return _owner_usage(conn, owner)
+
+    def register(self, registration: Registration, quotas: Quotas | None = None) -> Upload:
+        """Register an upload; with ``quotas``, only if the owner's quotas leave room for it
+        (``QuotaExceeded`` if not), decided and written under the owner's lock in one transaction."""
+        owner = registration.owner
+        with self._session() as conn, conn.transaction():
+            if quotas is not None and owner is not None:
+                _lock_owner(conn, owner)
+                multipart = registration.multipart_upload_id is not None
+                refusal = quota_refusal(_owner_usage(conn, owner), quotas, registration.size or 0, multipart=multipart)
+                if refusal is not None:
+                    raise QuotaExceeded(refusal)
+            return _insert_registration(conn, registration)
+
+    def get(self, upload_id: uuid.UUID) -> Upload | None:
+        with self._session() as conn:
+            row = conn.execute(f"{_SELECT} WHERE id = %s", (upload_id,)).fetchone()
+        return Upload.from_row(row) if row else None
+
+    def find(self, bucket: str, key: str) -> Upload | None:
+        with self._session() as conn:
+            row = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = %s", (bucket, key)).fetchone()
+        return Upload.from_row(row) if row else None
+
+    def collection_digest(self, upload_id: uuid.UUID, generation: int) -> str | None:
+        """The sequence collection digest of the generation, once the assembler stored its collection."""
+        with self._session() as conn:
+            collection = refget.collection_of_upload(conn, upload_id, generation)
+        return collection.digest if collection else None
+
+    def in_flight(self, stall_after: timedelta) -> tuple[dict[str, int], int]:
+        """Uploads some stage owes work, by state, and how many of them are stalled (``genobase status``)."""
+        with self._session() as conn:
+            rows = conn.execute(
+                "SELECT state, count(*) AS n, count(*) FILTER (WHERE updated_at < now() - %s) AS stalled "
+                "FROM uploads WHERE state = ANY(%s) GROUP BY state",
+                (stall_after, sorted(s.value for s in LIVE)),
+            ).fetchall()
+        return {row["state"]: row["n"] for row in rows}, sum(row["stalled"] for row in rows)
+
+    # --- the parser
+
     def claim(self, event: ObjectCreated, confirmed: bool) -> Claim:
-        claim = claim_object(self._db.conn, event, confirmed)
+        """Apply what an object-created event means (``decide_locked_claim``) under the key's row lock.
+
+        Creates the upload of an object nobody registered; starts a new generation (dropping the old
+        generation's rows) when the key was overwritten -- both only for an event the store confirmed
+        (``confirmed``); recognises duplicate and stale events. For an owner whose keys are revoked,
+        either becomes a generation in state ``revoked`` that is never parsed.
+        """
+        with self._session() as conn:
+            claim = _claim(conn, event, confirmed)
         if claim.action is ClaimAction.REVOKED:
             metrics.ended(State.REVOKED.value, claim.upload.error_code)
         return claim
 
-    def owner_usage(self, owner: str) -> OwnerUsage | None:
-        with self._db.conn.transaction():
-            if keys.is_admin(self._db.conn, owner):
-                return None
-            return owner_usage(self._db.conn, owner)
-
     def draw_inflation(self, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
-        return draw_inflation(self._db.conn, upload_id, generation, upto, quota)
+        """Let the generation's parse inflate up to ``upto`` bytes of gzip content, if its owner's quota
+        has room: the owner's uploads together (this one counted at ``upto``) stay within ``quota``.
+
+        Drawn ahead of use, under the owner's lock, so that parses of one owner running at once cannot
+        overdraw it; a repeated parse of the same generation draws only beyond what it drew before. An
+        upload without an owner, or of an admin key, is not held to it. False: no room (nothing changes).
+        """
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT owner, inflated_bytes FROM uploads WHERE id = %s AND generation = %s FOR UPDATE",
+                (upload_id, generation),
+            ).fetchone()
+            if row is None:
+                return True  # replaced meanwhile: its parse's batches are dropped anyway
+            if row["inflated_bytes"] >= upto:
+                return True
+            owner = row["owner"]
+            if owner is not None and not keys.is_admin(conn, owner):
+                _lock_owner(conn, owner)
+                used = conn.execute(
+                    "SELECT COALESCE(sum(inflated_bytes), 0) AS used FROM uploads WHERE owner = %s AND id <> %s",
+                    (owner, upload_id),
+                ).fetchone()
+                assert used is not None
+                if int(used["used"]) + upto > quota:
+                    return False
+            conn.execute("UPDATE uploads SET inflated_bytes = %s WHERE id = %s", (upto, upload_id))
+        return True
 
     def settle_inflation(self, upload_id: uuid.UUID, generation: int, inflated: int) -> None:
-        settle_inflation(self._db.conn, upload_id, generation, inflated)
-
-    def find(self, bucket: str, key: str) -> Upload | None:
-        return find_upload(self._db.conn, bucket, key)
+        """Give back what a parse drew beyond what it inflated (only ever lowers: needs no owner lock)."""
+        with self._session() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE uploads SET inflated_bytes = LEAST(inflated_bytes, %s) WHERE id = %s AND generation = %s",
+                (inflated, upload_id, generation),
+            )
 
     @contextmanager
     def generation_lock(self, upload_id: uuid.UUID, stage: str) -> Iterator[bool]:
-        """Holds the stage's advisory lock on the upload while the block runs; yields False if taken."""
-        conn = self._db.conn
-        if not try_lock_generation(conn, upload_id, stage):
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            if self._db.usable:  # a broken session released its locks when it ended
-                unlock_generation(self._db.conn, upload_id, stage)
+        """Holds the stage's advisory lock on the upload while the block runs; yields False if taken.
+
+        A session advisory lock: one worker per upload and stage, released if the worker dies.
+        """
+        name = f"{stage}:{upload_id}"
+        with self._session() as conn:
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS ok", (name,)).fetchone()
+            if not (row and row["ok"]):
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                if not conn.closed and not conn.broken:  # a broken session released its locks when it ended
+                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
 
     def start_parsing(self, upload_id: uuid.UUID, generation: int) -> bool:
-        return start_parsing(self._db.conn, upload_id, generation)
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(
+                "UPDATE uploads SET state = %s, parsing_started_at = clock_timestamp(), updated_at = now() "
+                "WHERE id = %s AND generation = %s AND state = ANY(%s) RETURNING id",
+                (_target(START_PARSING), upload_id, generation, _sources(START_PARSING)),
+            ).fetchone()
+        return row is not None
 
     def save_shard_plan(
         self, upload_id: uuid.UUID, generation: int, shards: list[Shard], source_md5: str, source_sha256: str
     ) -> list[Shard] | None:
-        return save_shard_plan(self._db.conn, upload_id, generation, shards, source_md5, source_sha256)
+        """Record a generation's shards (and the object's digests, read while planning), once.
+
+        Returns the plan in force -- this one, or the one a parser before it saved (the same bytes give
+        the same plan) -- or None if the generation is no longer parsing.
+        """
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT id FROM uploads WHERE id = %s AND generation = %s AND state = ANY(%s) FOR UPDATE",
+                (upload_id, generation, _sources(PLAN_SHARDS)),
+            ).fetchone()
+            if row is None:
+                return None
+            existing = _shard_plan(conn, upload_id, generation)
+            if existing:
+                return existing
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO upload_shards (upload_id, generation, {_SHARD_COLUMNS}) "
+                    f"VALUES (%s, %s{', %s' * len(_SHARD_COLUMN_NAMES)})",
+                    [
+                        (upload_id, generation, *dataclasses.astuple(shard))  # the columns' order is the fields'
+                        for shard in shards
+                    ],
+                )
+            conn.execute(
+                "UPDATE uploads SET source_md5 = %s, source_sha256 = %s, updated_at = now() WHERE id = %s",
+                (source_md5, source_sha256, upload_id),
+            )
+        return shards
 
     def shard_plan(self, upload_id: uuid.UUID, generation: int) -> list[Shard]:
-        return shard_plan(self._db.conn, upload_id, generation)
+        """The generation's shards in order (empty for a generation parsed whole)."""
+        with self._session() as conn:
+            return _shard_plan(conn, upload_id, generation)
 
     def shard_to_parse(self, upload_id: uuid.UUID, generation: int, number: int) -> ShardToParse | None:
-        return shard_to_parse(self._db.conn, upload_id, generation, number)
+        """The upload, the shard and the plan's shard count, if its generation is still parsing (a
+        request for a replaced or ended generation is stale)."""
+        with self._session() as conn:
+            row = conn.execute(
+                f"{_SELECT} WHERE id = %s AND generation = %s AND state = ANY(%s)",
+                (upload_id, generation, _sources(PARSE_SHARD)),
+            ).fetchone()
+            if row is None:
+                return None
+            shard = conn.execute(
+                f"SELECT {_SHARD_COLUMNS} FROM upload_shards WHERE upload_id = %s AND generation = %s AND shard = %s",
+                (upload_id, generation, number),
+            ).fetchone()
+            if shard is None:
+                return None
+            return ShardToParse(Upload.from_row(row), _shard(shard), _shard_count(conn, upload_id, generation))
 
     def fail(self, upload_id: uuid.UUID, generation: int | None, failure: Failure) -> bool:
-        failed = fail_upload(self._db.conn, upload_id, generation, failure)
+        """Mark a generation failed and drop its rows; a no-op for a generation already replaced or done."""
+        values = {**_failure_columns(failure), "state": _target(FAIL)}
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(
+                sql.SQL(
+                    "UPDATE uploads SET {}, finished_at = clock_timestamp(), updated_at = now() "
+                    "WHERE id = %(id)s AND (%(generation)s::int IS NULL OR generation = %(generation)s) "
+                    "AND state = ANY(%(sources)s) RETURNING id"
+                ).format(_assignments(values)),
+                {**values, "id": upload_id, "generation": generation, "sources": _sources(FAIL)},
+            ).fetchone()
+            if row is not None:
+                _delete_rows(conn, upload_id)
+        failed = row is not None
         if failed:  # counted where it is recorded: once, whichever stage failed it
             metrics.ended(State.FAILED.value, failure.code.value)
         return failed
 
     def requeue_failed(self, upload_id: uuid.UUID) -> Upload | None:
-        return requeue_failed(self._db.conn, upload_id)
+        """Make a failed upload parseable again (same generation; its rows went when it failed)."""
+        values = {**_failure_columns(None), "finished_at": None, "state": _target(REQUEUE)}
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(
+                sql.SQL(
+                    "UPDATE uploads SET {}, updated_at = now() "
+                    "WHERE id = %(id)s AND state = ANY(%(sources)s) AND etag IS NOT NULL " + _RETURNING
+                ).format(_assignments(values)),
+                {**values, "id": upload_id, "sources": _sources(REQUEUE)},
+            ).fetchone()
+        return Upload.from_row(row) if row else None
+
+    # --- the persister
 
     def store_batch(self, batch: SequenceBatch) -> PersistOutcome:
-        return store_batch(self._db.conn, batch)
+        """COPY one batch in, exactly once: the batch number is inserted in the same transaction."""
+        with self._session() as conn, conn.transaction():
+            upload = _lock_live(conn, batch.upload_id, batch.generation)
+            if upload is None:
+                return PersistOutcome(False, False)
+            fresh = conn.execute(
+                "INSERT INTO upload_batches (upload_id, generation, shard, batch_no, records_from, records_through) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING batch_no",
+                (
+                    batch.upload_id,
+                    batch.generation,
+                    batch.shard,
+                    batch.batch_no,
+                    batch.records_from,
+                    batch.records_through,
+                ),
+            ).fetchone()
+            if fresh is None:
+                return PersistOutcome(False, upload.complete)
+            sequences.copy_batch(conn, batch)
+            # A whole parse's offsets only grow; a shard's batch adds its own bytes (once: only a fresh
+            # batch gets here), capped at the object's size (bgzip shards share a block at their edge).
+            row = conn.execute(
+                "UPDATE uploads SET batches_done = batches_done + 1, records_done = records_done + %(records)s, "
+                "bytes_done = CASE WHEN %(added)s::bigint IS NULL THEN GREATEST(bytes_done, %(offset)s) "
+                "ELSE LEAST(bytes_done + %(added)s, COALESCE(bytes_total, bytes_done + %(added)s)) END, "
+                "updated_at = now() WHERE id = %(id)s " + _RETURNING,
+                {
+                    "records": len(batch.records),
+                    "added": batch.source_bytes,
+                    "offset": batch.source_offset,
+                    "id": batch.upload_id,
+                },
+            ).fetchone()
+            outcome = _assemble_if_complete(conn, row)
+            return replace(outcome, first_batch=batch.shard == 0 and batch.batch_no == 0)
 
     def record_parse_completed(self, done: ParseCompleted) -> PersistOutcome:
-        return record_parse_completed(self._db.conn, done)
+        with self._session() as conn, conn.transaction():
+            upload = _lock_live(conn, done.upload_id, done.generation)
+            if upload is None:
+                return PersistOutcome(False, False)
+            if done.shard_count > 1:
+                totals = _record_shard_parsed(conn, done)
+                if totals is None:  # other shards still being parsed
+                    conn.execute("UPDATE uploads SET updated_at = now() WHERE id = %s", (done.upload_id,))
+                    return PersistOutcome(True, False)
+                batches, records = totals
+                row = conn.execute(
+                    "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = bytes_total, format = %s, "
+                    "parsed_at = clock_timestamp(), state = CASE WHEN state = ANY(%s) THEN %s ELSE state END, "
+                    "updated_at = now() WHERE id = %s " + _RETURNING,
+                    (batches, records, done.format, _sources(FINISH_PARSING), _target(FINISH_PARSING), done.upload_id),
+                ).fetchone()
+                return _assemble_if_complete(conn, row)
+            row = conn.execute(
+                "UPDATE uploads SET batches_total = %s, records_total = %s, bytes_done = %s, format = %s, "
+                "source_md5 = %s, source_sha256 = %s, "
+                "parsed_at = clock_timestamp(), state = CASE WHEN state = ANY(%s) THEN %s ELSE state END, "
+                "updated_at = now() WHERE id = %s " + _RETURNING,
+                (
+                    done.batch_count,
+                    done.record_count,
+                    done.source_bytes,
+                    done.format,
+                    done.source_md5,
+                    done.source_sha256,
+                    _sources(FINISH_PARSING),
+                    _target(FINISH_PARSING),
+                    done.upload_id,
+                ),
+            ).fetchone()
+            return _assemble_if_complete(conn, row)
+
+    # --- the assembler
 
     def assembling(self, upload_id: uuid.UUID, generation: int) -> Upload | None:
-        return assembling_upload(self._db.conn, upload_id, generation)
+        """The generation, if the assembler may work on it now (its parse may still be going on)."""
+        with self._session() as conn:
+            return _assembling(conn, upload_id, generation)
 
     def start_assembly(self, upload_id: uuid.UUID, generation: int) -> None:
-        start_assembly(self._db.conn, upload_id, generation)
+        """The assembler began following the generation (its stage time; kept if already set)."""
+        with self._session() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE uploads SET assembly_started_at = COALESCE(assembly_started_at, clock_timestamp()) "
+                "WHERE id = %s AND generation = %s AND state = ANY(%s)",
+                (upload_id, generation, _sources(ASSEMBLE)),
+            )
 
     def committed_batches(
         self, upload_id: uuid.UUID, generation: int, from_shard: int, from_batch: int
     ) -> tuple[Upload | None, list[CommittedBatch]]:
-        return committed_batches(self._db.conn, upload_id, generation, from_shard, from_batch)
+        """The generation as it is now (None once the assembler may no longer work on it) and its
+        committed batches from ``(from_shard, from_batch)`` on, in order.
+
+        The upload row is read first: when it says every batch is committed, the batches read after it
+        are all of them.
+        """
+        with self._session() as conn:
+            upload = _assembling(conn, upload_id, generation)
+            if upload is None:
+                return None, []
+            rows = conn.execute(
+                "SELECT shard, batch_no, records_from, records_through FROM upload_batches "
+                "WHERE upload_id = %s AND generation = %s AND (shard, batch_no) >= (%s, %s) ORDER BY shard, batch_no",
+                (upload_id, generation, from_shard, from_batch),
+            ).fetchall()
+        return upload, [
+            CommittedBatch(row["shard"], row["batch_no"], row["records_from"], row["records_through"]) for row in rows
+        ]
 
     def result_pieces(
         self, upload_id: uuid.UUID, first: int, end: int, *, one_batch: bool
     ) -> Generator[ResultPiece, None, None]:
-        return sequences.iter_result_pieces(self._db.conn, self._parts.conn, upload_id, first, end, one_batch=one_batch)
+        """The records of ``[first, end)`` and their parts, over two sessions at once (records and parts)."""
+        with self._session() as records_conn, self._parts() as parts_conn:
+            yield from sequences.iter_result_pieces(
+                records_conn, parts_conn, upload_id, first, end, one_batch=one_batch
+            )
 
     def name_counts(self, upload_id: uuid.UUID) -> NameCounts:
         """On a session of its own: the assembler runs it on another thread beside its streaming."""
-        with connect(self._db.settings, autocommit=True) as conn:
+        with self._own() as conn:
             return sequences.name_counts(conn, upload_id)
 
     def record_assembly_progress(self, upload_id: uuid.UUID, generation: int, records: int) -> None:
-        record_assembly_progress(self._progress.conn, upload_id, generation, records)
+        """On a session of its own: the assembler's main sessions may be busy streaming."""
+        with self._progress() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE uploads SET records_assembled = %s, updated_at = now() "
+                "WHERE id = %s AND generation = %s AND state = ANY(%s)",
+                (records, upload_id, generation, _sources(RECORD_ASSEMBLY_PROGRESS)),
+            )
 
     def sorted_arrays(self, upload_id: uuid.UUID) -> SortedArrays:
         """Each array on a session and a thread of its own, the two sorts at once (the assembler
         runs this on another thread beside its streaming)."""
 
         def digest(name: str) -> str:
-            with connect(self._db.settings, autocommit=True) as conn:
+            with self._own() as conn:
                 return refget.sorted_array_digest(conn, name, upload_id)
 
         with ThreadPoolExecutor(max_workers=len(refget.SORTED_ARRAYS), thread_name_prefix="sorted") as pool:
@@ -924,24 +762,109 @@ class PostgresUploads:
         counts: NameCounts,
         collection: Collection,
     ) -> bool:
-        finished = finish_assembly(self._db.conn, upload_id, generation, result, counts, collection)
+        """The generation is done: its result, its counts and its sequence collection, in one commit."""
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(
+                "UPDATE uploads SET state = %s, result_bucket = %s, result_key = %s, result_size = %s, "
+                "result_records = %s, records_assembled = %s, duplicate_names = %s, empty_sequences = %s, "
+                "finished_at = clock_timestamp(), updated_at = now() "
+                "WHERE id = %s AND generation = %s AND state = ANY(%s) RETURNING id",
+                (
+                    _target(FINISH),
+                    result.bucket,
+                    result.key,
+                    result.size,
+                    result.records,
+                    result.records,
+                    counts.duplicate_names,
+                    counts.empty_sequences,
+                    upload_id,
+                    generation,
+                    _sources(FINISH),
+                ),
+            ).fetchone()
+            if row is not None:
+                refget.store_collection(conn, upload_id, generation, collection)
+        finished = row is not None
         if finished:
             metrics.ended(State.DONE.value)
         return finished
 
-    def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]:
-        return pick_up_stalled(self._db.conn, after, reissue)
+    # --- the watchdog
 
-    def expire_tickets(self, grace: timedelta) -> list[Upload]:
-        with self._db.conn.transaction():
-            expired = expire_tickets(self._db.conn, grace)
+    def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None], *, limit: int = 100) -> list[Upload]:
+        """Issue the stage message of every upload that made no progress for ``after``, once per period.
+
+        A stalled upload is one whose message was lost or whose worker died holding it; the consumers
+        are idempotent, so issuing the message again is safe even when the stage was merely slow.
+        ``reissue`` runs under the row lock, before the pick-up is recorded: a failed publish leaves
+        the upload to the next sweep. An upload stuck in ``persisting`` lost a batch: it goes back to
+        ``parsing`` so that the re-parse is accepted (the persister skips the batches it has).
+        """
+        picked = []
+        with self._session() as conn, conn.transaction():
+            rows = conn.execute(
+                f"{_SELECT} WHERE state = ANY(%s) AND etag IS NOT NULL "
+                "AND updated_at < now() - %s AND (picked_up_at IS NULL OR picked_up_at < now() - %s) "
+                "ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                (_sources(PICK_UP_STALLED), after, after, limit),
+            ).fetchall()
+            for row in rows:
+                upload = Upload.from_row(row)
+                reissue(upload)
+                updated = conn.execute(
+                    "UPDATE uploads SET pickups = pickups + 1, picked_up_at = now(), "
+                    "state = CASE WHEN state = ANY(%s) THEN %s ELSE state END WHERE id = %s " + _RETURNING,
+                    (_sources(RETRY_LOST_BATCH), _target(RETRY_LOST_BATCH), upload.id),
+                ).fetchone()
+                assert updated is not None
+                picked.append(Upload.from_row(updated))
+        return picked
+
+    def expire_tickets(self, grace: timedelta, *, limit: int = 1000) -> list[Upload]:
+        """End every registered upload whose ticket is over by more than ``grace`` with no object written.
+
+        The same rule as ``Upload.ticket_expired``; an object that still comes afterwards starts a
+        generation like any other (``NEW_GENERATION`` applies to every state).
+        """
+        with self._session() as conn, conn.transaction():
+            rows = conn.execute(
+                "UPDATE uploads SET state = %s, updated_at = now() WHERE id IN ("
+                "  SELECT id FROM uploads WHERE state = ANY(%s) AND etag IS NULL AND ticket_expires_at < now() - %s"
+                "  ORDER BY ticket_expires_at LIMIT %s FOR UPDATE SKIP LOCKED"
+                ") AND state = ANY(%s) " + _RETURNING,
+                (_target(EXPIRE), _sources(EXPIRE), grace, limit, _sources(EXPIRE)),
+            ).fetchall()
+        expired = [Upload.from_row(row) for row in rows]
         for _ in expired:
             metrics.ended(State.EXPIRED.value)
         return expired
 
-    def revoke_tickets(self) -> list[Upload]:
-        with self._db.conn.transaction():
-            revoked = revoke_tickets(self._db.conn)
+    def revoke_tickets(self, *, limit: int = 1000) -> list[Upload]:
+        """End every registered upload still waiting for its object whose owner's keys are all revoked.
+
+        Each gets the code ``owner_revoked`` and an error id of its own; an object that still comes
+        through the ticket's URL is refused at its claim (``REFUSE_OBJECT``).
+        """
+        failure = _refused_failure()
+        with self._session() as conn, conn.transaction():
+            rows = conn.execute(
+                "UPDATE uploads SET state = %(target)s, error_code = %(code)s, error_message = %(message)s, "
+                "error_id = substr(md5(random()::text || id::text), 1, 16), finished_at = clock_timestamp(), "
+                "updated_at = now() WHERE id IN ("
+                "  SELECT id FROM uploads WHERE state = ANY(%(sources)s) "
+                f"  AND owner IN (SELECT owner FROM ({keys.REVOKED_OWNERS}) revoked)"
+                "  ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+                ") AND state = ANY(%(sources)s) " + _RETURNING,
+                {
+                    "target": _target(REVOKE_TICKET),
+                    "sources": _sources(REVOKE_TICKET),
+                    "code": failure.code.value,
+                    "message": failure.message,
+                    "limit": limit,
+                },
+            ).fetchall()
+        revoked = [Upload.from_row(row) for row in rows]
         for upload in revoked:
             metrics.ended(State.REVOKED.value, upload.error_code)
         return revoked

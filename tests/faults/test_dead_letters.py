@@ -10,8 +10,8 @@ import pytest
 
 from genobase import dead_letters
 from shared.domain.uploads import Failure, ObjectCreated, PipelineErrorCode
-from shared.postgres import uploads as db
-from shared.postgres.connection import connect
+from shared.postgres.connection import Database, connect
+from shared.postgres.uploads import PostgresUploads
 from shared.rabbitmq.broker import Publisher, list_dead_letters, take_dead_letters
 from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
@@ -31,12 +31,16 @@ def test_dead_letter_is_listed_and_replayed(pipeline: Pipeline, settings: Settin
     assert pipeline.wait_for(ticket["id"])["state"] == "done"
     # What a poison message leaves behind: its upload failed with the reason, the message dead-lettered.
     etag = ObjectStore(settings).head(ticket["bucket"], ticket["key"])["ETag"].strip('"')
-    with connect(settings, autocommit=True) as conn:
-        upload = db.get_upload(conn, ticket["id"])
+    store = PostgresUploads(Database(settings))
+    try:
+        upload = store.get(ticket["id"])
         assert upload is not None
-        conn.execute("UPDATE uploads SET state = 'parsing' WHERE id = %s", (upload.id,))
+        with connect(settings, autocommit=True) as conn:
+            conn.execute("UPDATE uploads SET state = 'parsing' WHERE id = %s", (upload.id,))
         failure = Failure(PipelineErrorCode.PROCESSING_FAILED, "failed 5 times: boom")
-        assert db.fail_upload(conn, upload.id, upload.generation, failure)
+        assert store.fail(upload.id, upload.generation, failure)
+    finally:
+        store.reset()
     publisher = Publisher(settings)
     publisher.publish_raw(
         "", settings.queue("parse") + ".dead", rgw_style_event(ticket["bucket"], ticket["key"], len(data), etag)
@@ -65,12 +69,15 @@ def test_poison_message_is_dead_lettered_while_others_are_served(
     """A message that fails the same way every time: a batch whose COPY Postgres always refuses
     (a NUL in a name, which the parser never lets through), for a live upload."""
     before = pipeline.processes.pid("persister")
-    with connect(settings, autocommit=True) as conn:
-        claim = db.claim_object(
-            conn,
+    store = PostgresUploads(Database(settings))
+    try:
+        claim = store.claim(
             ObjectCreated(bucket=settings.uploads_bucket, key=f"poison/{time.time_ns()}.fa", size=1, etag="p1"),
             confirmed=True,  # an upload made directly, with no object behind it
         )
+    finally:
+        store.reset()
+    with connect(settings, autocommit=True) as conn:
         # Being parsed, as far as anyone can tell, for the next hour: the watchdog must not take this
         # object-less upload back to the parser while the poison batch is being retried.
         conn.execute(

@@ -20,13 +20,13 @@ from shared.domain.uploads import (
     ObjectCreated,
     ParseErrorCode,
     PersistOutcome,
+    Registration,
     Shard,
     State,
     Upload,
 )
 from shared.postgres import binary_copy
-from shared.postgres import uploads as db
-from shared.postgres.connection import Connection, connect
+from shared.postgres.connection import Connection, Database, connect
 from shared.postgres.migrate import (
     BULK_LOAD_SETTINGS,
     autovacuum_is_off,
@@ -36,6 +36,7 @@ from shared.postgres.migrate import (
 )
 from shared.postgres.refget import sorted_array_digest, sorted_arrays
 from shared.postgres.sequences import iter_result_pieces
+from shared.postgres.uploads import PostgresUploads
 from shared.runtime.settings import Settings
 from tests.builders import record, sequence_batch
 from tests.stack import TEST_DATABASE_ICU_LOCALE
@@ -51,15 +52,25 @@ def conn(settings: Settings) -> Iterator[Connection]:
         yield connection
 
 
+@pytest.fixture
+def store(settings: Settings, conn: Connection) -> Iterator[PostgresUploads]:
+    """The adapter on sessions of its own (``conn``, migrated first, stays for the tests' own looks)."""
+    uploads = PostgresUploads(Database(settings))
+    try:
+        yield uploads
+    finally:
+        uploads.reset()
+
+
 def event(key: str, etag: str = "e1", when: datetime | None = None) -> ObjectCreated:
     return ObjectCreated(
         bucket="itest-bucket", key=key, size=10, etag=etag, sequencer="01", event_time=when or datetime.now(UTC)
     )
 
 
-def confirmed(conn: Connection, created: ObjectCreated) -> Claim:
+def confirmed(store: PostgresUploads, created: ObjectCreated) -> Claim:
     """A claim of an event whose object the store showed (the parser's HEAD)."""
-    return db.claim_object(conn, created, confirmed=True)
+    return store.claim(created, confirmed=True)
 
 
 def batch(upload: Upload, batch_no: int, ordinals: list[int]) -> SequenceBatch:
@@ -152,37 +163,39 @@ def test_the_runtime_role_reads_and_writes_rows_and_nothing_else(conn: Connectio
             conn.execute(statement)
 
 
-def test_claims_tell_new_duplicate_stale_and_overwritten(conn: Connection) -> None:
+def test_claims_tell_new_duplicate_stale_and_overwritten(conn: Connection, store: PostgresUploads) -> None:
     key = f"claims/{uuid.uuid4()}.fa"
     now = datetime.now(UTC)
-    first = confirmed(conn, event(key, "e1", now))
+    first = confirmed(store, event(key, "e1", now))
     assert first.action is ClaimAction.PARSE
     assert first.upload.registered is False and first.upload.generation == 1
     # a redelivery while still queued/parsing must be parsed (the first parser may have died)
-    assert confirmed(conn, event(key, "e1", now)).action is ClaimAction.PARSE
+    assert confirmed(store, event(key, "e1", now)).action is ClaimAction.PARSE
     conn.execute("UPDATE uploads SET state = 'done' WHERE id = %s", (first.upload.id,))
-    assert confirmed(conn, event(key, "e1", now)).action is ClaimAction.DUPLICATE
-    assert confirmed(conn, event(key, "e0", now - timedelta(hours=1))).action is ClaimAction.STALE
-    newer = confirmed(conn, event(key, "e2", now + timedelta(seconds=1)))
+    assert confirmed(store, event(key, "e1", now)).action is ClaimAction.DUPLICATE
+    assert confirmed(store, event(key, "e0", now - timedelta(hours=1))).action is ClaimAction.STALE
+    newer = confirmed(store, event(key, "e2", now + timedelta(seconds=1)))
     assert newer.action is ClaimAction.PARSE
     assert (newer.upload.id, newer.upload.generation, newer.upload.state) == (first.upload.id, 2, State.QUEUED)
 
 
-def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Settings, conn: Connection) -> None:
-    upload = confirmed(conn, event(f"batches/{uuid.uuid4()}.fa")).upload
-    assert db.start_parsing(conn, upload.id, upload.generation)
-    first = db.store_batch(conn, batch(upload, 0, [0, 1]))
+def test_batches_are_stored_exactly_once_and_complete_the_upload(
+    settings: Settings, conn: Connection, store: PostgresUploads
+) -> None:
+    upload = confirmed(store, event(f"batches/{uuid.uuid4()}.fa")).upload
+    assert store.start_parsing(upload.id, upload.generation)
+    first = store.store_batch(batch(upload, 0, [0, 1]))
     assert first == PersistOutcome(True, False, first_batch=True)  # the assembler may start following
-    assert db.store_batch(conn, batch(upload, 0, [0, 1])) == PersistOutcome(False, False)  # replay
-    following, committed = db.committed_batches(conn, upload.id, 1, 0, 0)
+    assert store.store_batch(batch(upload, 0, [0, 1])) == PersistOutcome(False, False)  # replay
+    following, committed = store.committed_batches(upload.id, 1, 0, 0)
     assert following is not None and following.state is State.PARSING and committed == [(0, 0, 0, 2)]
     done = ParseCompleted(
         upload_id=upload.id, generation=1, batch_count=2, record_count=3, source_bytes=10, format="fasta"
     )
-    assert db.record_parse_completed(conn, done) == PersistOutcome(True, False)
-    assert db.store_batch(conn, batch(upload, 1, [2])) == PersistOutcome(True, True)
-    assert db.store_batch(conn, batch(upload, 1, [2])) == PersistOutcome(False, True)  # replay re-announces
-    current = db.get_upload(conn, upload.id)
+    assert store.record_parse_completed(done) == PersistOutcome(True, False)
+    assert store.store_batch(batch(upload, 1, [2])) == PersistOutcome(True, True)
+    assert store.store_batch(batch(upload, 1, [2])) == PersistOutcome(False, True)  # replay re-announces
+    current = store.get(upload.id)
     assert current is not None
     assert (current.state, current.records_done, current.batches_done, current.bytes_done) == (
         State.ASSEMBLING, 3, 2, 10
@@ -195,7 +208,7 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
     ]  # fmt: skip
     assert rows[0].record == next(batch(upload, 0, [0]).records.rows())._replace(residues=None)
     # The assembler's view: batches in order with the records each completes, read window by window.
-    assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(0, 1, 2, 3)]
+    assert store.committed_batches(upload.id, 1, 0, 1)[1] == [(0, 1, 2, 3)]
     with connect(settings, autocommit=True) as parts_conn:
         window = list(iter_result_pieces(conn, parts_conn, upload.id, 1, 2))
         # One batch's records, read by one query instead of streamed: the same pieces, the same types.
@@ -205,7 +218,7 @@ def test_batches_are_stored_exactly_once_and_complete_the_upload(settings: Setti
 
 
 def test_a_batch_copied_by_psycopg_reads_back_as_one_formatted_in_c(
-    settings: Settings, conn: Connection, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, conn: Connection, monkeypatch: pytest.MonkeyPatch, store: PostgresUploads
 ) -> None:
     """The persister's two ways of writing a batch's rows (``binary_copy``'s C call, psycopg's
     ``write_row`` where it is not built) store the same records: names, attributes, qualities."""
@@ -219,8 +232,8 @@ def test_a_batch_copied_by_psycopg_reads_back_as_one_formatted_in_c(
     read: list[list[tuple[object, ...]]] = []
     for accelerator in (binary_copy.accelerator, None):
         monkeypatch.setattr(binary_copy, "accelerator", accelerator)
-        upload = confirmed(conn, event(f"copy/{uuid.uuid4()}.fq")).upload
-        stored = db.store_batch(conn, sequence_batch(upload.id, upload.generation, 0, records, parts))
+        upload = confirmed(store, event(f"copy/{uuid.uuid4()}.fq")).upload
+        stored = store.store_batch(sequence_batch(upload.id, upload.generation, 0, records, parts))
         assert stored.stored
         with connect(settings, autocommit=True) as parts_conn:
             read.append([tuple(p) for p in iter_result_pieces(conn, parts_conn, upload.id)])
@@ -229,19 +242,19 @@ def test_a_batch_copied_by_psycopg_reads_back_as_one_formatted_in_c(
     assert read[0][0][0] == records[0]._replace(residues=None)
 
 
-def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:
+def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection, store: PostgresUploads) -> None:
     """The plan is saved once; batches are numbered within shards; the last shard's end recorded
     sets the totals and completes the generation; a new generation drops the plan."""
-    upload = confirmed(conn, event(f"shards/{uuid.uuid4()}.fa")).upload
+    upload = confirmed(store, event(f"shards/{uuid.uuid4()}.fa")).upload
     plan = [Shard(0, 0, 10, 0, 1, 2), Shard(1, 10, 20, 2, 5, 1)]
-    assert db.save_shard_plan(conn, upload.id, 1, plan, "m", "s") is None  # not parsing yet
-    assert db.start_parsing(conn, upload.id, 1)
-    assert db.save_shard_plan(conn, upload.id, 1, plan, "m", "s") == plan
+    assert store.save_shard_plan(upload.id, 1, plan, "m", "s") is None  # not parsing yet
+    assert store.start_parsing(upload.id, 1)
+    assert store.save_shard_plan(upload.id, 1, plan, "m", "s") == plan
     other = [Shard(0, 0, 20, 0, 1, 3)]
-    assert db.save_shard_plan(conn, upload.id, 1, other, "x", "y") == plan  # the first plan stands
-    found = db.shard_to_parse(conn, upload.id, 1, 1)
+    assert store.save_shard_plan(upload.id, 1, other, "x", "y") == plan  # the first plan stands
+    found = store.shard_to_parse(upload.id, 1, 1)
     assert found is not None and found.shard == plan[1] and found.upload.source_md5 == "m" and found.shard_count == 2
-    assert db.shard_to_parse(conn, upload.id, 1, 2) is None and db.shard_to_parse(conn, upload.id, 2, 0) is None
+    assert store.shard_to_parse(upload.id, 1, 2) is None and store.shard_to_parse(upload.id, 2, 0) is None
 
     def shard_batch(shard: int, batch_no: int, ordinals: list[int]) -> SequenceBatch:
         return batch(upload, batch_no, ordinals).model_copy(update={"shard": shard, "source_bytes": 4})
@@ -252,73 +265,80 @@ def test_a_parse_in_shards_ends_when_every_shard_has(conn: Connection) -> None:
             record_count=plan[shard].records, source_bytes=10, format="fasta",
         )  # fmt: skip
 
-    assert db.store_batch(conn, shard_batch(1, 0, [2])) == PersistOutcome(True, False)  # not the first batch
-    assert db.get_upload(conn, upload.id).bytes_done == 4  # type: ignore[union-attr]  # its own bytes, added
-    assert db.record_parse_completed(conn, shard_done(1, 1)) == PersistOutcome(True, False)
+    assert store.store_batch(shard_batch(1, 0, [2])) == PersistOutcome(True, False)  # not the first batch
+    assert store.get(upload.id).bytes_done == 4  # type: ignore[union-attr]  # its own bytes, added
+    assert store.record_parse_completed(shard_done(1, 1)) == PersistOutcome(True, False)
     with pytest.raises(RuntimeError, match="the plan has 2 shards"):
-        db.record_parse_completed(conn, shard_done(1, 1).model_copy(update={"shard_count": 3}))
-    assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(True, False, first_batch=True)
-    assert db.store_batch(conn, shard_batch(0, 0, [0])) == PersistOutcome(False, False)  # replay
-    assert db.committed_batches(conn, upload.id, 1, 0, 1)[1] == [(1, 0, 2, 3)]
-    assert db.record_parse_completed(conn, shard_done(0, 2)) == PersistOutcome(True, False)
-    current = db.get_upload(conn, upload.id)
+        store.record_parse_completed(shard_done(1, 1).model_copy(update={"shard_count": 3}))
+    assert store.store_batch(shard_batch(0, 0, [0])) == PersistOutcome(True, False, first_batch=True)
+    assert store.store_batch(shard_batch(0, 0, [0])) == PersistOutcome(False, False)  # replay
+    assert store.committed_batches(upload.id, 1, 0, 1)[1] == [(1, 0, 2, 3)]
+    assert store.record_parse_completed(shard_done(0, 2)) == PersistOutcome(True, False)
+    current = store.get(upload.id)
     assert current is not None and (current.state, current.batches_total, current.records_total) == (
         State.PERSISTING, 3, 3
     )  # fmt: skip
-    assert db.store_batch(conn, shard_batch(0, 1, [1])) == PersistOutcome(True, True)
-    assert db.get_upload(conn, upload.id).bytes_done == 10  # type: ignore[union-attr]  # at most the object
-    assert [b[:2] for b in db.committed_batches(conn, upload.id, 1, 0, 0)[1]] == [(0, 0), (0, 1), (1, 0)]
-    newer = confirmed(conn, event(upload.key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
-    assert newer.generation == 2 and db.shard_plan(conn, upload.id, 2) == [] and db.shard_plan(conn, upload.id, 1) == []
+    assert store.store_batch(shard_batch(0, 1, [1])) == PersistOutcome(True, True)
+    assert store.get(upload.id).bytes_done == 10  # type: ignore[union-attr]  # at most the object
+    assert [b[:2] for b in store.committed_batches(upload.id, 1, 0, 0)[1]] == [(0, 0), (0, 1), (1, 0)]
+    newer = confirmed(store, event(upload.key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
+    assert newer.generation == 2 and store.shard_plan(upload.id, 2) == [] and store.shard_plan(upload.id, 1) == []
 
 
-def test_batches_of_a_replaced_generation_are_ignored(conn: Connection) -> None:
+def test_batches_of_a_replaced_generation_are_ignored(conn: Connection, store: PostgresUploads) -> None:
     key = f"generations/{uuid.uuid4()}.fa"
-    old = confirmed(conn, event(key, "e1")).upload
-    new = confirmed(conn, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
-    assert db.store_batch(conn, batch(old, 0, [0])).stored is False
-    assert db.store_batch(conn, batch(new, 0, [0])).stored is True
+    old = confirmed(store, event(key, "e1")).upload
+    new = confirmed(store, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
+    assert store.store_batch(batch(old, 0, [0])).stored is False
+    assert store.store_batch(batch(new, 0, [0])).stored is True
 
 
-def test_failure_keeps_the_reason_and_drops_the_rows(settings: Settings, conn: Connection) -> None:
-    upload = confirmed(conn, event(f"fail/{uuid.uuid4()}.fa")).upload
-    db.store_batch(conn, batch(upload, 0, [0, 1]))
-    assert db.fail_upload(
-        conn, upload.id, upload.generation, Failure(ParseErrorCode.INVALID_CHARACTER, "bad 'X'", 5, 3)
-    )
-    failed = db.get_upload(conn, upload.id)
+def test_failure_keeps_the_reason_and_drops_the_rows(
+    settings: Settings, conn: Connection, store: PostgresUploads
+) -> None:
+    upload = confirmed(store, event(f"fail/{uuid.uuid4()}.fa")).upload
+    store.store_batch(batch(upload, 0, [0, 1]))
+    assert store.fail(upload.id, upload.generation, Failure(ParseErrorCode.INVALID_CHARACTER, "bad 'X'", 5, 3))
+    failed = store.get(upload.id)
     assert failed is not None
     assert (failed.state, failed.error_code, failed.error_line, failed.error_column) == (
         State.FAILED, "invalid_character", 5, 3
     )  # fmt: skip
     with connect(settings, autocommit=True) as parts_conn:
         assert list(iter_result_pieces(conn, parts_conn, upload.id)) == []
-    assert db.store_batch(conn, batch(upload, 1, [2])).stored is False
+    assert store.store_batch(batch(upload, 1, [2])).stored is False
 
 
-def test_one_worker_per_generation(settings: Settings, conn: Connection) -> None:
+def test_one_worker_per_generation(settings: Settings, store: PostgresUploads) -> None:
+    """A session advisory lock per upload and stage, held while the block runs, released after it."""
     upload_id = uuid.uuid4()
-    with connect(settings, autocommit=True) as other:
-        assert db.try_lock_generation(conn, upload_id, "parse")
-        assert not db.try_lock_generation(other, upload_id, "parse")
-        assert db.try_lock_generation(other, upload_id, "assemble")
-        db.unlock_generation(conn, upload_id, "parse")
-        assert db.try_lock_generation(other, upload_id, "parse")
+    other = PostgresUploads(Database(settings))
+    try:
+        with store.generation_lock(upload_id, "parse") as held:
+            assert held
+            with other.generation_lock(upload_id, "parse") as taken:
+                assert not taken
+            with other.generation_lock(upload_id, "assemble") as apart:
+                assert apart
+        with other.generation_lock(upload_id, "parse") as after:
+            assert after
+    finally:
+        other.reset()
 
 
-def test_stalled_uploads_are_picked_up_once_per_period(conn: Connection) -> None:
-    ids = [confirmed(conn, event(f"stall/{uuid.uuid4()}.fa")).upload.id for _ in range(3)]
+def test_stalled_uploads_are_picked_up_once_per_period(conn: Connection, store: PostgresUploads) -> None:
+    ids = [confirmed(store, event(f"stall/{uuid.uuid4()}.fa")).upload.id for _ in range(3)]
     for upload_id, state in zip(ids[:2], ("persisting", "assembling"), strict=True):
         conn.execute(
             "UPDATE uploads SET state = %s, updated_at = now() - interval '2 hours' WHERE id = %s", (state, upload_id)
         )
     # ids[2] is queued and was touched just now: not stalled.
     hour = timedelta(hours=1)
-    assert db.get_upload(conn, ids[0]).stalled(datetime.now(UTC), hour)  # type: ignore[union-attr]
-    assert not db.get_upload(conn, ids[2]).stalled(datetime.now(UTC), hour)  # type: ignore[union-attr]
+    assert store.get(ids[0]).stalled(datetime.now(UTC), hour)  # type: ignore[union-attr]
+    assert not store.get(ids[2]).stalled(datetime.now(UTC), hour)  # type: ignore[union-attr]
 
     reissued: list[tuple[uuid.UUID, State]] = []
-    picked = db.pick_up_stalled(conn, hour, lambda u: reissued.append((u.id, u.state)))
+    picked = store.pick_up_stalled(hour, lambda u: reissued.append((u.id, u.state)))
     mine = {u.id: u for u in picked if u.id in ids}
     assert sorted(r for r in reissued if r[0] in ids) == sorted(
         [(ids[0], State.PERSISTING), (ids[1], State.ASSEMBLING)]
@@ -327,7 +347,7 @@ def test_stalled_uploads_are_picked_up_once_per_period(conn: Connection) -> None
     assert (mine[ids[0]].state, mine[ids[0]].pickups) == (State.PARSING, 1)
     assert (mine[ids[1]].state, mine[ids[1]].pickups) == (State.ASSEMBLING, 1)
     # Not again within the same period.
-    assert [u for u in db.pick_up_stalled(conn, hour, lambda u: None) if u.id in ids] == []
+    assert [u for u in store.pick_up_stalled(hour, lambda u: None) if u.id in ids] == []
 
     # A reissue that fails (broker away) records nothing: the next sweep tries again.
     conn.execute("UPDATE uploads SET picked_up_at = now() - interval '2 hours' WHERE id = %s", (ids[1],))
@@ -336,8 +356,8 @@ def test_stalled_uploads_are_picked_up_once_per_period(conn: Connection) -> None
         raise ConnectionError("broker away")
 
     with pytest.raises(ConnectionError):
-        db.pick_up_stalled(conn, hour, broker_away)
-    assert db.get_upload(conn, ids[1]).pickups == 1  # type: ignore[union-attr]
+        store.pick_up_stalled(hour, broker_away)
+    assert store.get(ids[1]).pickups == 1  # type: ignore[union-attr]
 
 
 def test_stored_columns_are_the_record_definition(conn: Connection) -> None:
@@ -350,13 +370,13 @@ def test_stored_columns_are_the_record_definition(conn: Connection) -> None:
     assert {r["column_name"]: r["udt_name"] for r in rows} == dict(zip(RECORD.fields, RECORD.sql_types, strict=True))
 
 
-def test_a_new_generation_resets_every_per_generation_field(conn: Connection) -> None:
+def test_a_new_generation_resets_every_per_generation_field(conn: Connection, store: PostgresUploads) -> None:
     key = f"reset/{uuid.uuid4()}.fa"
-    first = confirmed(conn, event(key, "e1")).upload
-    db.store_batch(conn, batch(first, 0, [0, 1]))
-    db.fail_upload(conn, first.id, first.generation, Failure(ParseErrorCode.EMPTY_FILE, "x", 1, 1))
+    first = confirmed(store, event(key, "e1")).upload
+    store.store_batch(batch(first, 0, [0, 1]))
+    store.fail(first.id, first.generation, Failure(ParseErrorCode.EMPTY_FILE, "x", 1, 1))
     conn.execute("UPDATE uploads SET pickups = 3, picked_up_at = now(), format = 'fasta' WHERE id = %s", (first.id,))
-    second = confirmed(conn, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
+    second = confirmed(store, event(key, "e2", datetime.now(UTC) + timedelta(seconds=5))).upload
     fresh = Upload(
         id=second.id, bucket=second.bucket, key=key, filename=second.filename, registered=False,
         declared_format=None, alphabet="nucleotide", state=State.QUEUED, generation=2, etag="e2",
@@ -366,50 +386,58 @@ def test_a_new_generation_resets_every_per_generation_field(conn: Connection) ->
     assert second == fresh
 
 
-def test_tickets_expire_after_their_grace_and_a_late_object_still_counts(conn: Connection) -> None:
+def test_tickets_expire_after_their_grace_and_a_late_object_still_counts(
+    conn: Connection, store: PostgresUploads
+) -> None:
     key = f"tickets/{uuid.uuid4()}.fa"
     past = datetime.now(UTC) - timedelta(minutes=10)
-    over = db.register_upload(conn, uuid.uuid4(), "itest-bucket", key, "a.fa", None, "nucleotide", 10, "o", past)
-    fresh = db.register_upload(
-        conn, uuid.uuid4(), "itest-bucket", key + ".2", "b.fa", None, "nucleotide", 10, "o", datetime.now(UTC)
+    over = store.register(Registration(uuid.uuid4(), "itest-bucket", key, "a.fa", None, "nucleotide", 10, "o", past))
+    fresh = store.register(
+        Registration(uuid.uuid4(), "itest-bucket", key + ".2", "b.fa", None, "nucleotide", 10, "o", datetime.now(UTC))
     )
-    expired = db.expire_tickets(conn, timedelta(minutes=5))
+    expired = store.expire_tickets(timedelta(minutes=5))
     assert fresh.id not in {u.id for u in expired}
     # Expired by this call, or a moment before by the run's own watchdog (same database, 1 s grace).
-    assert db.get_upload(conn, over.id).state is State.EXPIRED  # type: ignore[union-attr]
-    assert db.get_upload(conn, fresh.id).state is State.AWAITING_UPLOAD  # type: ignore[union-attr]
-    assert over.id not in {u.id for u in db.expire_tickets(conn, timedelta(minutes=5))}  # once
-    late = confirmed(conn, event(key, "e1"))
+    assert store.get(over.id).state is State.EXPIRED  # type: ignore[union-attr]
+    assert store.get(fresh.id).state is State.AWAITING_UPLOAD  # type: ignore[union-attr]
+    assert over.id not in {u.id for u in store.expire_tickets(timedelta(minutes=5))}  # once
+    late = confirmed(store, event(key, "e1"))
     assert late.action is ClaimAction.PARSE and late.upload.id == over.id and late.upload.generation == 1
 
 
-def test_a_claim_never_starts_a_generation_the_store_was_not_asked_about(conn: Connection) -> None:
+def test_a_claim_never_starts_a_generation_the_store_was_not_asked_about(
+    conn: Connection, store: PostgresUploads
+) -> None:
     key = f"unconfirmed/{uuid.uuid4()}.fa"
-    first = confirmed(conn, event(key, "e1"))
+    first = confirmed(store, event(key, "e1"))
     later = event(key, "e2", datetime.now(UTC) + timedelta(seconds=1))
-    assert db.claim_object(conn, later).action is ClaimAction.UNCONFIRMED  # would start generation 2
-    assert db.get_upload(conn, first.upload.id).etag == "e1"  # type: ignore[union-attr]
-    assert db.claim_object(conn, event(key, "e1")).action is ClaimAction.PARSE  # a redelivery needs no look
+    assert store.claim(later, confirmed=False).action is ClaimAction.UNCONFIRMED  # would start generation 2
+    assert store.get(first.upload.id).etag == "e1"  # type: ignore[union-attr]
+    assert store.claim(event(key, "e1"), confirmed=False).action is ClaimAction.PARSE  # a redelivery needs no look
 
 
-def test_queries_survive_a_migration_that_adds_a_column(conn: Connection, settings: Settings) -> None:
+def test_queries_survive_a_migration_that_adds_a_column(
+    conn: Connection, settings: Settings, store: PostgresUploads
+) -> None:
     """Services of the previous version keep running while a new migration adds a column: they
     name the columns they read, so their prepared statements stay valid."""
-    upload = confirmed(conn, event(f"rolling/{uuid.uuid4()}.fa")).upload
+    upload = confirmed(store, event(f"rolling/{uuid.uuid4()}.fa")).upload
     for _ in range(8):  # past psycopg's prepare threshold: the statement is server-side prepared now
-        assert db.get_upload(conn, upload.id) is not None
+        assert store.get(upload.id) is not None
     with connect(settings, autocommit=True, owner=True) as owner:
         owner.execute("ALTER TABLE uploads ADD COLUMN rolling_upgrade_probe integer")
         try:
             for _ in range(3):
-                found = db.get_upload(conn, upload.id)
+                found = store.get(upload.id)
                 assert found is not None and found.id == upload.id
-            assert db.fail_upload(conn, upload.id, upload.generation, Failure(ParseErrorCode.EMPTY_FILE, "x"))
+            assert store.fail(upload.id, upload.generation, Failure(ParseErrorCode.EMPTY_FILE, "x"))
         finally:
             owner.execute("ALTER TABLE uploads DROP COLUMN rolling_upgrade_probe")
 
 
-def test_the_collections_sorted_arrays_are_in_byte_order_whatever_the_databases_collation(conn: Connection) -> None:
+def test_the_collections_sorted_arrays_are_in_byte_order_whatever_the_databases_collation(
+    conn: Connection, store: PostgresUploads
+) -> None:
     """Mixed-case names and digests holding ``-`` and ``_``, which a linguistic collation (the
     Postgres image's default; this run's database where the server has ICU) sorts otherwise."""
     provider, locale = (
@@ -421,15 +449,15 @@ def test_the_collections_sorted_arrays_are_in_byte_order_whatever_the_databases_
     )  # type: ignore[union-attr]
     if provider == "i":
         assert locale == TEST_DATABASE_ICU_LOCALE
-    upload = confirmed(conn, event(f"seqcol/{uuid.uuid4()}.fa")).upload
-    assert db.start_parsing(conn, upload.id, 1)
+    upload = confirmed(store, event(f"seqcol/{uuid.uuid4()}.fa")).upload
+    assert store.start_parsing(upload.id, 1)
     names = ["b", "B", "_z", "-y", "a", "A", "Z1", "z_", "a-b", "a_b", "ab"] * 3
     refgets = [f"SQ.{sha512t24u_digest(f'seq{i}'.encode())}" for i in range(len(names))]
     records = [
         record(i, gene_name=name, seq_id=name, length=i, refget=refget, residues="A" * i)
         for i, (name, refget) in enumerate(zip(names, refgets, strict=True))
     ]
-    assert db.store_batch(conn, sequence_batch(upload.id, 1, 0, records)).stored
+    assert store.store_batch(sequence_batch(upload.id, 1, 0, records)).stored
     pairs = [sha512t24u_digest(canonical_str({"length": i, "name": n})) for i, n in enumerate(names)]
     assert sorted(refgets) != sorted(refgets, key=str.casefold)  # the case decides the order somewhere
     expected = SortedArrays(
@@ -438,23 +466,23 @@ def test_the_collections_sorted_arrays_are_in_byte_order_whatever_the_databases_
     )
     assert sorted_arrays(conn, upload.id) == expected  # pair digests computed by the SQL (stored NULL)
     # The same records with the pair digests the parser stores: the same arrays.
-    stored = confirmed(conn, event(f"seqcol/{uuid.uuid4()}.fa")).upload
-    assert db.start_parsing(conn, stored.id, 1)
+    stored = confirmed(store, event(f"seqcol/{uuid.uuid4()}.fa")).upload
+    assert store.start_parsing(stored.id, 1)
     with_digests = [r._replace(pair_digest=pair_digest(r.seq_id, r.length)) for r in records]
-    assert db.store_batch(conn, sequence_batch(stored.id, 1, 0, with_digests)).stored
+    assert store.store_batch(sequence_batch(stored.id, 1, 0, with_digests)).stored
     assert conn.execute(
         "SELECT count(pair_digest) AS n FROM sequence_records WHERE upload_id = %s", (stored.id,)
     ).fetchone() == {"n": len(records)}
     assert sorted_arrays(conn, stored.id) == expected
 
 
-def test_a_sorted_array_element_that_is_no_digest_is_a_damaged_store(conn: Connection) -> None:
+def test_a_sorted_array_element_that_is_no_digest_is_a_damaged_store(conn: Connection, store: PostgresUploads) -> None:
     """The sorted arrays are joined and hashed in bulk, as digests: anything else must not be
     hashed as if it were its own canonical JSON."""
-    upload = confirmed(conn, event(f"seqcol/{uuid.uuid4()}.fa")).upload
-    assert db.start_parsing(conn, upload.id, 1)
+    upload = confirmed(store, event(f"seqcol/{uuid.uuid4()}.fa")).upload
+    assert store.start_parsing(upload.id, 1)
     records = [record(0, refget="SQ.abc"), record(1, refget='SQ.a","b')]
-    assert db.store_batch(conn, sequence_batch(upload.id, 1, 0, records)).stored
+    assert store.store_batch(sequence_batch(upload.id, 1, 0, records)).stored
     assert sorted_array_digest(conn, "sorted_name_length_pairs", upload.id)
     with pytest.raises(ValueError, match="not a digest"):
         sorted_array_digest(conn, "sorted_sequences", upload.id)

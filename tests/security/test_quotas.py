@@ -185,20 +185,30 @@ def test_an_owners_gzip_uploads_together_cannot_inflate_beyond_its_quota(
 
 def test_parses_at_once_cannot_overdraw_an_owners_inflation_quota(settings: Settings) -> None:
     """Ten parses of one owner draw at the same instant, on ten sessions: room for four, four get it."""
-    from shared.postgres import uploads as queries
+    from shared.domain.uploads import Registration
+    from shared.postgres.connection import Database
+    from shared.postgres.uploads import PostgresUploads
 
     name, _ = new_named_owner(settings)
     ids = [uuid.uuid4() for _ in range(10)]
-    with connect(settings, autocommit=True) as conn:
+    store = PostgresUploads(Database(settings))
+    try:
         for upload_id in ids:
-            queries.register_upload(
-                conn, upload_id, settings.uploads_bucket, f"{name}/{upload_id}/x.fa.gz", "x.fa.gz", None,
-                "nucleotide", 1, name,
+            store.register(
+                Registration(
+                    upload_id, settings.uploads_bucket, f"{name}/{upload_id}/x.fa.gz", "x.fa.gz", None, "nucleotide",
+                    1, name,
+                )
             )  # fmt: skip
+    finally:
+        store.reset()
 
     def draw(upload_id: uuid.UUID) -> bool:
-        with connect(settings, autocommit=True) as conn:
-            return queries.draw_inflation(conn, upload_id, 0, 10 * MiB, 45 * MiB)
+        one_session = PostgresUploads(Database(settings))
+        try:
+            return one_session.draw_inflation(upload_id, 0, 10 * MiB, 45 * MiB)
+        finally:
+            one_session.reset()
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         granted = list(pool.map(draw, ids))

@@ -1,13 +1,15 @@
-"""In-memory stand-ins for the ports in ``shared/domain/ports.py``, for the handlers' unit tests.
+"""In-memory stand-ins for the ports in ``shared/domain/ports.py``, for the handlers' and the routes' unit tests.
 
 ``FakeUploads`` keeps the domain's rules (``decide_claim`` and the transitions of
-``shared/domain/uploads.py``) the way the Postgres adapter does, without SQL; the integration tests run
-the adapter itself against the real server.
+``shared/domain/uploads.py``) the way the Postgres adapter does, without SQL; the contract suite
+(``tests/contract/``) runs the same checks on it and on the adapter against the real server, so
+that the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -30,8 +32,10 @@ from shared.domain.uploads import (
     PARSE_SHARD,
     PICK_UP_STALLED,
     PLAN_SHARDS,
+    RATE_WINDOW,
     RECORD_ASSEMBLY_PROGRESS,
     REFUSE_OBJECT,
+    REQUEUE,
     RETRY_LOST_BATCH,
     REVOKE_TICKET,
     START_ASSEMBLY,
@@ -46,6 +50,9 @@ from shared.domain.uploads import (
     OwnerUsage,
     PersistOutcome,
     PipelineErrorCode,
+    QuotaExceeded,
+    Quotas,
+    Registration,
     ResultLocation,
     Shard,
     ShardToParse,
@@ -55,6 +62,7 @@ from shared.domain.uploads import (
     decide_locked_claim,
     needs_object_check,
     new_error_id,
+    quota_refusal,
 )
 
 
@@ -86,7 +94,8 @@ class FakeUploads:
         self.windows: list[tuple[int, int]] = []  # the assembler's reads, [first, end) of ordinals
         self.streamed_windows = 0  # of them, those that no one batch's numbers bound
         self.fail_on_store: BaseException | None = None
-        self.collections: dict[uuid.UUID, Collection] = {}
+        self.fail_on_register: BaseException | None = None  # the database away while registering
+        self.collections: dict[tuple[uuid.UUID, int], Collection] = {}  # by (upload, generation)
         self.before_claim: Callable[[], None] | None = None  # runs between the look and the lock
         self.owners: set[str] = set()  # key names: an object under "<name>/" is that owner's
         self.revoked_owners: set[str] = set()  # of them, those whose keys are all revoked
@@ -110,6 +119,10 @@ class FakeUploads:
             del self.shards[key]
         for parsed in [k for k in self.shards_parsed if k[0] == upload_id]:
             del self.shards_parsed[parsed]
+        for committed in [k for k in self.batch_records if k[0] == upload_id]:
+            del self.batch_records[committed]
+        for collection in [k for k in self.collections if k[0] == upload_id]:
+            del self.collections[collection]
 
     def _live(self, upload_id: uuid.UUID, generation: int) -> Upload | None:
         upload = self.uploads.get(upload_id)
@@ -160,15 +173,55 @@ class FakeUploads:
     def owner_usage(self, owner: str) -> OwnerUsage | None:
         if owner in self.admins:
             return None
+        return self._usage(owner)
+
+    def _usage(self, owner: str) -> OwnerUsage:
+        now = datetime.now(UTC)
         mine = [u for u in self.uploads.values() if u.owner == owner]
         in_flight = {State.AWAITING_UPLOAD, *LIVE}
+        recent = [u.created_at for u in mine if u.registered and u.created_at > now - RATE_WINDOW]
         return OwnerUsage(
             stored_bytes=sum(u.bytes_total or 0 for u in mine if u.state is State.AWAITING_UPLOAD or u.etag),
             in_flight=sum(u.state in in_flight for u in mine),
             open_multipart_uploads=sum(u.state is State.AWAITING_UPLOAD and bool(u.multipart_upload_id) for u in mine),
-            registrations=0,
-            oldest_registration_age=None,
+            registrations=len(recent),
+            oldest_registration_age=now - min(recent) if recent else None,
         )
+
+    # --- IntakeUploads
+    def register(self, registration: Registration, quotas: Quotas | None = None) -> Upload:
+        if self.fail_on_register is not None:
+            raise self.fail_on_register
+        r = registration
+        if quotas is not None and r.owner is not None:
+            multipart = r.multipart_upload_id is not None
+            refusal = quota_refusal(self._usage(r.owner), quotas, r.size or 0, multipart=multipart)
+            if refusal is not None:
+                raise QuotaExceeded(refusal)
+        now = datetime.now(UTC)
+        return self.add(
+            make_upload(
+                id=r.upload_id, bucket=r.bucket, key=r.key, filename=r.filename, registered=True,
+                declared_format=r.declared_format, alphabet=r.alphabet, state=State.AWAITING_UPLOAD, generation=0,
+                etag=None, created_at=now, updated_at=now, bytes_total=r.size, bytes_done=0, owner=r.owner,
+                ticket_expires_at=r.ticket_expires_at, circular=r.circular, multipart_upload_id=r.multipart_upload_id,
+            )
+        )  # fmt: skip
+
+    def get(self, upload_id: uuid.UUID) -> Upload | None:
+        return self.uploads.get(upload_id)
+
+    def collection_digest(self, upload_id: uuid.UUID, generation: int) -> str | None:
+        collection = self.collections.get((upload_id, generation))
+        return collection.digest if collection else None
+
+    def in_flight(self, stall_after: timedelta) -> tuple[dict[str, int], int]:
+        now = datetime.now(UTC)
+        live = [u for u in self.uploads.values() if u.state in LIVE]
+        states: dict[str, int] = {}
+        for upload in live:
+            states[upload.state.value] = states.get(upload.state.value, 0) + 1
+        return states, sum(u.updated_at < now - stall_after for u in live)
 
     def draw_inflation(self, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
         upload = self.uploads.get(upload_id)
@@ -242,6 +295,15 @@ class FakeUploads:
         self._drop_rows(upload_id)
         return True
 
+    def requeue_failed(self, upload_id: uuid.UUID) -> Upload | None:
+        upload = self.uploads.get(upload_id)
+        if upload is None or not REQUEUE.allows(upload.state) or upload.etag is None:
+            return None
+        return self._set(
+            upload, state=REQUEUE.apply(upload.state), error_code=None, error_message=None, error_line=None,
+            error_column=None, error_id=None, finished_at=None,
+        )  # fmt: skip
+
     # --- PersistUploads
     def store_batch(self, batch: SequenceBatch) -> PersistOutcome:
         if self.fail_on_store is not None:
@@ -273,8 +335,9 @@ class FakeUploads:
             return PersistOutcome(False, False)
         state = FINISH_PARSING.apply(upload.state) if FINISH_PARSING.allows(upload.state) else upload.state
         if done.shard_count > 1:
-            plan = self.shards[(done.upload_id, done.generation)]
-            assert len(plan) == done.shard_count
+            plan = self.shards.get((done.upload_id, done.generation), [])
+            if len(plan) != done.shard_count:
+                raise RuntimeError(f"the plan has {len(plan)} shards, the parser counted {done.shard_count}")
             self.shards_parsed[(done.upload_id, done.generation, done.shard)] = done.batch_count
             counts = [self.shards_parsed.get((done.upload_id, done.generation, s.number)) for s in plan]
             if None in counts:
@@ -375,7 +438,7 @@ class FakeUploads:
         upload = self.uploads.get(upload_id)
         if upload is None or upload.generation != generation or not FINISH.allows(upload.state):
             return False
-        self.collections[upload_id] = collection
+        self.collections[(upload_id, generation)] = collection
         self._set(
             upload, state=FINISH.apply(upload.state), result_bucket=result.bucket, result_key=result.key,
             result_size=result.size, result_records=result.records, records_assembled=result.records,
@@ -386,16 +449,16 @@ class FakeUploads:
 
     # --- SweepUploads
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]:
+        """All or nothing, as the adapter's one transaction: a failed reissue records no pick-up."""
         now = datetime.now(UTC)
         picked = []
-        for upload in list(self.uploads.values()):
+        for upload in sorted(self.uploads.values(), key=lambda u: u.updated_at):
             due = upload.picked_up_at is None or upload.picked_up_at < now - after
             if PICK_UP_STALLED.allows(upload.state) and upload.etag and upload.updated_at < now - after and due:
                 reissue(upload)
                 state = RETRY_LOST_BATCH.apply(upload.state) if RETRY_LOST_BATCH.allows(upload.state) else upload.state
-                updated = dataclasses.replace(upload, pickups=upload.pickups + 1, picked_up_at=now, state=state)
-                self.uploads[upload.id] = updated
-                picked.append(updated)
+                picked.append(dataclasses.replace(upload, pickups=upload.pickups + 1, picked_up_at=now, state=state))
+        self.uploads.update((upload.id, upload) for upload in picked)
         return picked
 
     def expire_tickets(self, grace: timedelta) -> list[Upload]:
@@ -420,20 +483,50 @@ class FakeUploads:
         return revoked
 
 
+STORE = "https://store.test"  # where FakeObjects's signed URLs point
+
+
 class FakeObjects:
-    """Objects by bucket and key, each with an etag; ``on_read`` runs before each range is returned."""
+    """Objects by bucket and key, each with an etag; ``on_read`` runs before each range is returned.
+
+    Also the intake's side of the store: multipart uploads started and aborted, signed URLs."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.on_read: Callable[[int], None] | None = None
         self.multipart: set[tuple[str, str, str]] = set()  # (bucket, key, upload id) open
+        self.aborted: list[str] = []  # the upload ids asked to be aborted, in order
+        self._multipart_ids = itertools.count(1)
+        self.stored_parts: dict[str, list[tuple[int, str, int]]] = {}  # (number, etag, size) by upload id
         self.unsigned: dict[tuple[str, str], tuple[str, ...]] = {}  # attributes no ticket signs
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
+        self.aborted.append(upload_id)
         if (bucket, key, upload_id) not in self.multipart:
             return False
         self.multipart.remove((bucket, key, upload_id))
         return True
+
+    # --- UploadTickets: signed URLs that say what they sign (a test reads them back)
+    def presign_put(self, bucket: str, key: str, ttl: int, size: int) -> str:
+        return f"{STORE}/{bucket}/{key}?put&size={size}&ttl={ttl}"
+
+    def start_multipart(self, bucket: str, key: str) -> str:
+        upload_id = f"m-{next(self._multipart_ids)}"
+        self.multipart.add((bucket, key, upload_id))
+        return upload_id
+
+    def presign_part(self, bucket: str, key: str, upload_id: str, number: int, md5: str, size: int, ttl: int) -> str:
+        return f"{STORE}/{bucket}/{key}?uploadId={upload_id}&partNumber={number}&md5={md5}&size={size}&ttl={ttl}"
+
+    def presign_multipart(self, operation: str, bucket: str, key: str, upload_id: str, ttl: int) -> str:
+        return f"{STORE}/{bucket}/{key}?{operation}&uploadId={upload_id}&ttl={ttl}"
+
+    def parts(self, bucket: str, key: str, upload_id: str) -> list[tuple[int, str, int]]:
+        return list(self.stored_parts.get(upload_id, []))
+
+    def presign_get(self, bucket: str, key: str, ttl: int) -> str:
+        return f"{STORE}/{bucket}/{key}?get&ttl={ttl}"
 
     def put(
         self, bucket: str, key: str, data: bytes, etag: str, unsigned_attributes: tuple[str, ...] = ()

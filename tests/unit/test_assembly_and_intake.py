@@ -1,31 +1,28 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pika
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from services.assembler.document import ResultDocument
-from services.intake.api import (
-    MAX_FILENAME_BYTES,
-    MAX_KEY_BYTES,
-    MAX_REQUEST_BYTES,
-    UploadRequest,
-    create_app,
-    get_caller,
-    object_key,
-    progress_fraction,
-)
+from services.intake.api import IntakeDeps
+from services.intake.app import BrokerProbe, build_app, create_app
+from services.intake.schemas import MAX_FILENAME_BYTES, MAX_KEY_BYTES, MAX_REQUEST_BYTES, UploadRequest
 from shared.domain.access import Caller, valid_key_name
 from shared.domain.record_schema import Record, ResultPiece
-from shared.domain.uploads import State
+from shared.domain.seqcol import Collection
+from shared.domain.uploads import NameCounts, ResultLocation, State
 from shared.runtime.settings import Settings
+from shared.usecases.uploads import Intake, object_key, progress_fraction
+from shared.web.guard import Unauthorized
 from tests.builders import record
-from tests.unit.fakes import make_upload
+from tests.unit.fakes import STORE, FakeObjects, FakeUploads, make_upload
 
 
 def document(rows: list[ResultPiece], provenance: dict[str, object] | None = None) -> list[bytes]:
@@ -117,18 +114,40 @@ def test_progress_fraction() -> None:
     assert progress_fraction(make_upload(bytes_total=None)) == 0.0
 
 
-def signed_in(app: FastAPI, caller: Caller) -> FastAPI:
-    """``app`` with every request's key taken as ``caller``'s (keys themselves: tests/security)."""
-    app.dependency_overrides[get_caller] = lambda: caller
-    app.state.services.authenticate = lambda header: caller  # the check before a body is read
-    return app
+TESTER = Caller("tester", admin=False)
+
+
+@dataclass
+class Served:
+    """The intake's app over fakes of its ports, and the fakes, to arrange and to look into."""
+
+    client: TestClient
+    uploads: FakeUploads
+    objects: FakeObjects
+
+
+def served(
+    settings: Settings | None = None,
+    caller: Caller | None = TESTER,
+    probes: Mapping[str, Callable[[], object]] | None = None,
+) -> Served:
+    """The intake with every request's key taken as ``caller``'s (None: every key refused; the keys
+    themselves: tests/security). A route that fails answers 500, as it would in service."""
+    uploads, objects = FakeUploads(), FakeObjects()
+
+    def authenticate(header: str | None) -> Caller:
+        if caller is None:
+            raise Unauthorized("the API key is not valid")
+        return caller
+
+    deps = IntakeDeps(Intake(settings or Settings(), uploads, objects), authenticate, probes or {})
+    return Served(TestClient(build_app(deps), raise_server_exceptions=False), uploads, objects)
 
 
 @pytest.fixture(scope="module")
 def intake() -> TestClient:
-    """The routes without their servers: validation and limits answer before any of them is needed."""
-    app = create_app(Settings())
-    return TestClient(signed_in(app, Caller("tester", admin=False)))
+    """The routes over empty fakes: validation and limits answer before any of them is needed."""
+    return served().client
 
 
 @pytest.mark.parametrize(
@@ -154,9 +173,10 @@ def test_long_names_within_the_byte_budget_are_accepted() -> None:
 
 
 def test_sizes_above_the_upload_limit_are_413() -> None:
-    app = signed_in(create_app(Settings(max_upload_bytes=1000)), Caller("tester", admin=False))
-    response = TestClient(app).post("/uploads", json={"filename": "x.fa", "size": 1001})
+    intake = served(Settings(max_upload_bytes=1000))
+    response = intake.client.post("/uploads", json={"filename": "x.fa", "size": 1001})
     assert response.status_code == 413 and response.json()["detail"]["code"] == "upload_too_large"
+    assert intake.uploads.uploads == {}
 
 
 def test_request_bodies_are_capped(intake: TestClient) -> None:
@@ -174,9 +194,149 @@ def test_request_bodies_are_capped(intake: TestClient) -> None:
     assert streamed.status_code == 413
 
 
-def test_health_checks_reuse_one_broker_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.intake import api
+def test_a_refused_key_is_401_before_any_route_runs() -> None:
+    intake = served(caller=None)
+    assert intake.client.post("/uploads", json={"filename": "x.fa", "size": 1}).status_code == 401
+    assert intake.client.get(f"/uploads/{uuid.uuid4()}").status_code == 401
+    assert intake.uploads.uploads == {}
 
+
+def test_a_ticket_is_one_signed_put_under_the_owner_s_prefix() -> None:
+    intake = served(Settings(presign_ttl_seconds=600))
+    response = intake.client.post("/uploads", json={"filename": "../reads.fa", "size": 12, "format": "fasta"})
+    assert response.status_code == 201, response.text
+    ticket = response.json()
+    upload = intake.uploads.uploads[uuid.UUID(ticket["id"])]
+    assert ticket["key"] == f"tester/{upload.id}/reads.fa" == upload.key
+    assert ticket["upload_method"] == "PUT" and ticket["multipart"] is None
+    assert ticket["upload_url"] == f"{STORE}/{upload.bucket}/{upload.key}?put&size=12&ttl=600"
+    assert ticket["upload_headers"] == {"Content-Type": "application/octet-stream"}
+    assert ticket["status_url"] == f"{Settings().status_base_url}/uploads/{upload.id}"
+    assert (upload.state, upload.owner, upload.bytes_total, upload.declared_format) == (
+        State.AWAITING_UPLOAD, "tester", 12, "fasta"
+    )  # fmt: skip
+    assert upload.ticket_expires_at is not None and upload.multipart_upload_id is None
+
+
+def test_a_multipart_ticket_signs_its_parts_and_lists_those_stored() -> None:
+    mib = 1024 * 1024
+    intake = served(Settings(multipart_threshold_bytes=10, multipart_min_part_bytes=5 * mib))
+    size = 12 * mib  # three parts: 5, 5 and 2 MiB
+    ticket = intake.client.post("/uploads", json={"filename": "big.fa", "size": size}).json()
+    multipart = ticket["multipart"]
+    assert ticket["upload_method"] == "multipart" and ticket["upload_url"] is None
+    assert (multipart["upload_id"], multipart["part_size"], multipart["part_count"]) == ("m-1", 5 * mib, 3)
+    assert multipart["parts_url"] == f"{ticket['status_url']}/parts"
+    assert "complete_multipart_upload&uploadId=m-1" in multipart["complete_url"]
+    assert intake.uploads.uploads[uuid.UUID(ticket["id"])].multipart_upload_id == "m-1"
+    md5 = "A" * 22 + "=="
+    parts = f"/uploads/{ticket['id']}/parts"
+    signed = intake.client.post(parts, json={"parts": [{"number": 3, "md5": md5}, {"number": 1, "md5": md5}]})
+    assert signed.status_code == 200, signed.text
+    assert [(p["number"], p["size"]) for p in signed.json()["parts"]] == [(3, 2 * mib), (1, 5 * mib)]
+    assert f"uploadId=m-1&partNumber=3&md5={md5}&size={2 * mib}" in signed.json()["parts"][0]["url"]
+    beyond = intake.client.post(parts, json={"parts": [{"number": 4, "md5": md5}]})
+    assert beyond.status_code == 422 and beyond.json()["detail"]["code"] == "no_such_part"
+    intake.objects.stored_parts["m-1"] = [(1, "e1", 5 * mib)]
+    assert intake.client.get(parts).json() == {"parts": [{"number": 1, "etag": "e1", "size": 5 * mib}]}
+
+
+def test_parts_are_only_for_a_multipart_upload_that_waits_for_them() -> None:
+    intake = served()
+    put = intake.client.post("/uploads", json={"filename": "x.fa", "size": 1}).json()
+    conflict = intake.client.get(f"/uploads/{put['id']}/parts")
+    assert conflict.status_code == 409 and conflict.json()["detail"]["code"] == "not_awaiting_parts"
+    assert intake.client.get(f"/uploads/{uuid.uuid4()}/parts").status_code == 404
+
+
+def test_quotas_refuse_with_429_and_retry_after_or_413() -> None:
+    intake = served(Settings(quota_uploads_in_flight=1, quota_stored_bytes=100))
+    assert intake.client.post("/uploads", json={"filename": "a.fa", "size": 10}).status_code == 201
+    busy = intake.client.post("/uploads", json={"filename": "b.fa", "size": 10})
+    assert busy.status_code == 429 and busy.json()["detail"]["code"] == "too_many_uploads_in_flight"
+    assert int(busy.headers["Retry-After"]) >= 1 and busy.json()["detail"]["error_id"]
+    intake.uploads.uploads.clear()
+    full = intake.client.post("/uploads", json={"filename": "c.fa", "size": 101})
+    assert full.status_code == 413 and full.json()["detail"]["code"] == "storage_quota_exceeded"
+    assert "Retry-After" not in full.headers and intake.uploads.uploads == {}
+
+
+def test_an_admin_key_has_no_quotas() -> None:
+    intake = served(Settings(quota_uploads_in_flight=1), caller=Caller("root", admin=True))
+    for name in ("a.fa", "b.fa", "c.fa"):
+        assert intake.client.post("/uploads", json={"filename": name, "size": 1}).status_code == 201
+
+
+def test_a_multipart_upload_whose_registration_fails_is_aborted() -> None:
+    """No row would ever let the watchdog find it: the intake aborts it itself."""
+    # an admin: no quota to look up first, so the registration itself is what fails
+    intake = served(Settings(multipart_threshold_bytes=10), caller=Caller("tester", admin=True))
+    intake.uploads.fail_on_register = RuntimeError("database away")
+    response = intake.client.post("/uploads", json={"filename": "x.fa", "size": 100})
+    assert response.status_code == 500 and intake.objects.aborted == ["m-1"] and intake.objects.multipart == set()
+
+
+def test_a_multipart_upload_its_registration_refuses_for_a_quota_is_aborted() -> None:
+    """The first look passed (here: none, the owner also holds an admin key); the decision taken
+    under the owner's lock refuses: the multipart upload already started is aborted."""
+    intake = served(Settings(multipart_threshold_bytes=10, quota_open_multipart_uploads=0))
+    intake.uploads.admins.add("tester")
+    response = intake.client.post("/uploads", json={"filename": "x.fa", "size": 100})
+    assert response.status_code == 429 and response.json()["detail"]["code"] == "too_many_multipart_uploads"
+    assert intake.objects.aborted == ["m-1"] and intake.uploads.uploads == {}
+
+
+def done_upload(uploads: FakeUploads, owner: str) -> uuid.UUID:
+    """An upload of ``owner``'s taken through the fake to ``done``, its collection stored."""
+    upload = uploads.add(
+        make_upload(id=uuid.uuid4(), bucket="uploads", key=f"{owner}/x.fa", owner=owner, state=State.ASSEMBLING)
+    )
+    collection = Collection("digest-1", "names", "lengths", "sequences", "pairs", "sorted pairs", "sorted", 2)
+    location = ResultLocation("results", "x.json", 40, 2)
+    assert uploads.finish_assembly(upload.id, upload.generation, location, NameCounts(0, 1), collection)
+    return upload.id
+
+
+def test_the_status_of_a_done_upload_links_its_result_and_names_its_collection() -> None:
+    intake = served(Settings(presign_ttl_seconds=60))
+    upload_id = done_upload(intake.uploads, "tester")
+    status = intake.client.get(f"/uploads/{upload_id}").json()
+    assert (status["state"], status["progress"]["fraction"], status["collection_digest"]) == ("done", 1.0, "digest-1")
+    result = status["result"]
+    assert result["url"] == f"{STORE}/results/x.json?get&ttl=60"
+    assert (result["bucket"], result["key"], result["size"], result["records"]) == ("results", "x.json", 40, 2)
+    assert datetime.fromisoformat(result["expires_at"]) <= datetime.now(UTC) + timedelta(seconds=60)
+    assert status["empty_sequences"] == 1 and status["error"] is None and status["stall"]["stalled"] is False
+    found = intake.client.get("/uploads", params={"bucket": "uploads", "key": "tester/x.fa"})
+    assert found.status_code == 200 and found.json()["id"] == str(upload_id)
+
+
+def test_another_owner_s_upload_is_as_if_it_did_not_exist() -> None:
+    intake = served()
+    theirs = done_upload(intake.uploads, "someone-else")
+    absent = intake.client.get(f"/uploads/{theirs}")
+    assert absent.status_code == 404 and absent.json() == {"detail": f"no upload {theirs}"}
+    by_object = intake.client.get("/uploads", params={"bucket": "uploads", "key": "someone-else/x.fa"})
+    assert by_object.status_code == 404 and by_object.json() == {
+        "detail": "no upload for s3://uploads/someone-else/x.fa"
+    }
+    admin = served(caller=Caller("root", admin=True))
+    admin.uploads.uploads.update(intake.uploads.uploads)
+    admin.uploads.collections.update(intake.uploads.collections)
+    assert admin.client.get(f"/uploads/{theirs}").status_code == 200
+
+
+def test_a_failed_upload_shows_its_error() -> None:
+    intake = served()
+    upload = intake.uploads.add(
+        make_upload(id=uuid.uuid4(), owner="tester", state=State.FAILED, error_code="invalid_character",
+                    error_message="bad 'X'", error_line=5, error_column=3, error_id="e-1")
+    )  # fmt: skip
+    error = intake.client.get(f"/uploads/{upload.id}").json()["error"]
+    assert error == {"code": "invalid_character", "message": "bad 'X'", "line": 5, "column": 3, "error_id": "e-1"}
+
+
+def test_health_checks_reuse_one_broker_connection() -> None:
     opened: list[FakeConnection] = []
 
     class FakeConnection:
@@ -194,8 +354,7 @@ def test_health_checks_reuse_one_broker_connection(monkeypatch: pytest.MonkeyPat
         opened.append(FakeConnection())
         return opened[-1]
 
-    monkeypatch.setattr(api, "amqp_connect", connect)
-    probe = api.BrokerProbe(Settings())
+    probe = BrokerProbe(Settings(), connect=connect)
     for _ in range(5):
         probe.ping()
     assert len(opened) == 1  # was a new connection (and a broker login) per call
@@ -207,17 +366,17 @@ def test_health_checks_reuse_one_broker_connection(monkeypatch: pytest.MonkeyPat
     assert len(opened) == 3
 
 
-def test_health_shows_no_server_s_own_words(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_health_shows_no_server_s_own_words() -> None:
     """/healthz is public: a failing dependency is 'unavailable' with an error id, its detail is logged."""
-    app = create_app(Settings())
-    services = app.state.services
+    wired = create_app(Settings()).state.deps
+    assert set(wired.probes) == {"postgres", "rabbitmq", "s3"}
 
-    def refused(*_: object, **__: object) -> None:
+    def refused() -> None:
         raise OSError("connection to amqp://genobase:hunter2@10.1.2.3 refused")
 
-    monkeypatch.setattr(services.broker, "ping", refused)
-    monkeypatch.setattr(services.store.client, "head_bucket", refused)
-    response = TestClient(app).get("/healthz")  # the pool is not open either: Postgres fails too
+    # The real Postgres probe, its pool not open (the app never started): it fails too.
+    intake = served(probes={"postgres": wired.probes["postgres"], "rabbitmq": refused, "s3": refused})
+    response = intake.client.get("/healthz")
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert set(checks) == {"postgres", "rabbitmq", "s3"}
@@ -225,27 +384,21 @@ def test_health_shows_no_server_s_own_words(monkeypatch: pytest.MonkeyPatch) -> 
     assert "hunter2" not in response.text and "10.1.2.3" not in response.text and "pool" not in response.text
 
 
-def test_a_multipart_upload_whose_registration_fails_is_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No row would ever let the watchdog find it: the intake aborts it itself."""
-    from services.intake import api
+def test_health_is_ok_when_every_probe_answers() -> None:
+    response = served(probes={"postgres": lambda: None, "s3": lambda: None}).client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok", "checks": {"postgres": "ok", "s3": "ok"}}
 
-    class Store:
-        aborted: list[str] = []
 
-        def start_multipart(self, bucket: str, key: str) -> str:
-            return "m-1"
-
-        def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
-            self.aborted.append(upload_id)
-            return True
-
-    def refuse(*_: object) -> None:
-        raise RuntimeError("database away")
-
-    app = create_app(Settings(multipart_threshold_bytes=10))
-    # an admin: no quota to look up first, so the registration itself is what fails
-    signed_in(app, Caller("tester", admin=True))
-    app.state.services.store = Store()
-    monkeypatch.setattr(api, "_register", refuse)
-    response = TestClient(app, raise_server_exceptions=False).post("/uploads", json={"filename": "x.fa", "size": 100})
-    assert response.status_code == 500 and Store.aborted == ["m-1"]
+def test_a_stage_that_stopped_moving_shows_as_stalled() -> None:
+    intake = served(Settings(stall_after_seconds=60))
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    stuck = intake.uploads.add(
+        make_upload(id=uuid.uuid4(), owner="tester", state=State.PERSISTING, updated_at=long_ago, pickups=2,
+                    picked_up_at=long_ago)
+    )  # fmt: skip
+    moving = intake.uploads.add(make_upload(id=uuid.uuid4(), key="k2", owner="tester", state=State.PARSING))
+    stall = intake.client.get(f"/uploads/{stuck.id}").json()["stall"]
+    assert stall["stalled"] is True and 7190 < stall["idle_seconds"] < 7300 and stall["pickups"] == 2
+    assert datetime.fromisoformat(stall["last_pickup_at"]) == long_ago
+    shown = intake.client.get(f"/uploads/{moving.id}").json()
+    assert shown["stall"]["stalled"] is False and shown["progress"]["fraction"] == 0.4

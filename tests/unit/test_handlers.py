@@ -361,7 +361,7 @@ def test_assembler_writes_records_as_their_batches_commit_in_order(uploads: Fake
     done = uploads.uploads[upload.id]
     assert done.state is State.DONE and done.assembly_started_at is not None
     # The collection digested on the way equals the one of all the records read at once.
-    assert uploads.collections[upload.id] == FakeUploads.collection_of(uploads.records[upload.id])
+    assert uploads.collections[(upload.id, upload.generation)] == FakeUploads.collection_of(uploads.records[upload.id])
 
 
 def assembled_with_batches(uploads: FakeUploads, batches: list[tuple[int | None, int | None]]) -> FakeUploads:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.intake.multipart import MAX_PARTS, S3_MIN_PART, MiB, plan
+from shared.domain.multipart import MAX_PARTS, S3_MIN_PART, MiB, plan
 
 
 @pytest.mark.parametrize("size", [1, 64 * MiB + 1, 10 * 1024 * MiB, 160 * 1024 * MiB, 5 * 1024**4])

@@ -1,0 +1,204 @@
+"""The intake's request and answer models (pydantic): what its OpenAPI document describes.
+
+The upload page (``static/upload.js``), the CLI and the end-to-end tests read these shapes; the
+routes (``api.py``) fill them from the use cases' domain values.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from shared.domain.multipart import MAX_PARTS
+from shared.domain.uploads import ERROR_CODES, ErrorCode, State
+from shared.parsing.alphabet import AlphabetName
+
+# S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
+# ``<owner>/<upload id>/<name>`` (a key name is at most 63 bytes, an id 36), so a name of 512 bytes
+# keeps it inside (tests/unit/test_assembly_and_intake.py checks the longest one).
+MAX_KEY_BYTES = 1024
+MAX_FILENAME_BYTES = 512
+MAX_OBJECT_BYTES = 5 * 1024**4
+# A registration is a few hundred bytes of JSON: anything much larger is refused unread.
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 3  # the deepest request schema: {"parts": [{"number", "md5", "size"}]}
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+# A look-up by object: what S3 allows (a bucket name is 3-63 characters, a key at most 1,024 bytes)
+# and nothing Postgres cannot hold in text (NUL), so that no query string reaches it unchecked.
+BUCKET_NAME = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
+OBJECT_KEY = r"^[^\x00-\x1f\x7f]+$"
+
+
+class UploadRequest(BaseModel):
+    filename: str = Field(
+        min_length=1,
+        max_length=255,
+        examples=["sample.fasta"],
+        description=f"at most 255 characters and {MAX_FILENAME_BYTES} bytes of UTF-8, no control characters",
+    )
+    size: int = Field(
+        ge=0,
+        le=MAX_OBJECT_BYTES,
+        description="the file's exact size in bytes: it is signed into the upload URL, so the store "
+        "refuses a body of any other length (at most GENOBASE_MAX_UPLOAD_BYTES)",
+    )
+    format: Literal["fasta", "fastq", "csv", "tsv"] | None = Field(
+        default=None, description="skip content detection and parse as this format"
+    )
+    alphabet: AlphabetName = AlphabetName.NUCLEOTIDE
+    circular: bool = Field(
+        default=False,
+        description="the file's sequences are circular (a plasmid, a mitochondrion): the refget API then "
+        "serves a slice whose start is after its end across the origin",
+    )
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_name(cls, filename: str) -> str:
+        if _UNSAFE.search(filename):
+            raise ValueError("a file name may not contain control characters")
+        if len(filename.encode("utf-8")) > MAX_FILENAME_BYTES:
+            raise ValueError(f"a file name may be at most {MAX_FILENAME_BYTES} bytes of UTF-8")
+        return filename
+
+
+class MultipartTicket(BaseModel):
+    """A multipart upload: ask ``parts_url`` for signed part URLs (with each part's MD5), PUT the
+    parts, then POST the CompleteMultipartUpload XML to ``complete_url`` -- straight to the store,
+    whose own notification then starts the pipeline."""
+
+    upload_id: str
+    part_size: int
+    part_count: int
+    parts_url: str = Field(description="POST {parts: [{number, md5}]} for signed part URLs; GET: the parts stored")
+    complete_url: str
+    abort_url: str
+    list_parts_url: str
+
+
+class UploadTicket(BaseModel):
+    id: uuid.UUID
+    bucket: str
+    key: str
+    upload_method: Literal["PUT", "multipart"] = "PUT"
+    upload_url: str | None = Field(default=None, description="PUT: the presigned URL for the whole file")
+    upload_headers: dict[str, str] = Field(
+        default_factory=dict, description="PUT: headers to send with upload_url, exactly (they are signed)"
+    )
+    multipart: MultipartTicket | None = None
+    expires_at: datetime
+    status_url: str
+
+
+class PartWanted(BaseModel):
+    number: int = Field(ge=1, le=MAX_PARTS)
+    md5: str = Field(pattern=r"^[A-Za-z0-9+/]{22}==$", description="the part's MD5, base64 (as Content-MD5)")
+
+
+class PartsRequest(BaseModel):
+    parts: list[PartWanted] = Field(min_length=1, max_length=1000)
+
+
+class SignedPart(BaseModel):
+    number: int
+    size: int
+    md5: str
+    url: str
+
+
+class StoredPart(BaseModel):
+    number: int
+    etag: str
+    size: int
+
+
+class PartsAnswer(BaseModel):
+    parts: list[SignedPart] | list[StoredPart]
+
+
+class Progress(BaseModel):
+    bytes_done: int
+    bytes_total: int | None
+    records_done: int
+    records_total: int | None
+    records_assembled: int
+    fraction: float = Field(ge=0, le=1)
+
+
+class UploadError(BaseModel):
+    code: ErrorCode = Field(description=f"why the upload failed; one of: {', '.join(ERROR_CODES)}")
+    message: str
+    line: int | None
+    column: int | None
+    error_id: str | None = Field(description="quote it to an operator: the service's log has the detail under it")
+
+
+class UploadResult(BaseModel):
+    url: str
+    expires_at: datetime
+    bucket: str
+    key: str
+    size: int
+    records: int
+
+
+class StageTimes(BaseModel):
+    """When the stages of the current generation started and ended (UTC)."""
+
+    parsing_started_at: datetime | None
+    parsed_at: datetime | None
+    assembly_started_at: datetime | None
+    finished_at: datetime | None
+
+
+class Stall(BaseModel):
+    """Whether the current stage has stopped moving, and how often the watchdog re-issued its work."""
+
+    stalled: bool = Field(description="no progress for longer than the configured stall time")
+    idle_seconds: float = Field(description="seconds since the upload last made progress")
+    pickups: int = Field(description="times the watchdog issued the stage's message again")
+    last_pickup_at: datetime | None
+
+
+class Source(BaseModel):
+    """The object this generation was made from; its digests once the parser has read it whole."""
+
+    bucket: str
+    key: str
+    etag: str | None
+    size: int | None
+    md5: str | None
+    sha256: str | None
+
+
+class UploadStatus(BaseModel):
+    id: uuid.UUID
+    bucket: str
+    key: str
+    filename: str
+    registered: bool
+    state: State
+    generation: int
+    format: str | None
+    progress: Progress
+    duplicate_names: int | None
+    empty_sequences: int | None
+    error: UploadError | None
+    result: UploadResult | None
+    times: StageTimes
+    stall: Stall
+    source: Source
+    collection_digest: str | None = Field(
+        default=None, description="the GA4GH sequence collection digest of the upload's records, once done"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    checks: dict[str, str]
