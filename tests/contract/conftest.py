@@ -18,11 +18,12 @@ import pytest
 from psycopg import sql
 from pydantic import SecretStr
 
-from shared.postgres import keys
 from shared.postgres.connection import Database, connect, request_pool
+from shared.postgres.keys import PostgresKeys
 from shared.postgres.migrate import migrate_database
 from shared.postgres.uploads import PostgresUploads
 from shared.runtime.settings import Settings
+from shared.usecases.keys import create_key, revoke_key
 from tests.stack import _create_database, _drop_database, _with_database
 from tests.unit.fakes import FakeUploads
 
@@ -99,10 +100,10 @@ class PostgresSide:
         return other
 
     def add_owner(self, name: str, *, admin: bool = False) -> None:
-        keys.create_key(self._owner, name, admin)
+        create_key(PostgresKeys.from_settings(self.settings), name, admin=admin)
 
     def revoke_owner(self, name: str) -> None:
-        keys.revoke_key(self._owner, name)
+        revoke_key(PostgresKeys.from_settings(self.settings), name)
 
     def set(self, upload_id: uuid.UUID, **columns: Any) -> None:
         assignments = sql.SQL(", ").join(

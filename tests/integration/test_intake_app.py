@@ -9,18 +9,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.intake.app import create_app
-from shared.postgres import keys
-from shared.postgres.connection import connect
+from shared.postgres.keys import PostgresKeys
 from shared.runtime.settings import Settings
+from shared.usecases.keys import create_key
 
 pytestmark = pytest.mark.integration
 
 
 def test_the_wired_intake_registers_an_upload_and_shows_it_to_its_owner_only(settings: Settings) -> None:
     name, other = f"wired-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
-    with connect(settings, autocommit=True) as conn:
-        mine = {"Authorization": f"Bearer {keys.create_key(conn, name, admin=False)}"}
-        theirs = {"Authorization": f"Bearer {keys.create_key(conn, other, admin=False)}"}
+    store = PostgresKeys.from_settings(settings)
+    mine = {"Authorization": f"Bearer {create_key(store, name, admin=False)}"}
+    theirs = {"Authorization": f"Bearer {create_key(store, other, admin=False)}"}
     with TestClient(create_app(settings)) as client:  # runs the app's start: the pool opens
         health = client.get("/healthz")
         assert health.json() == {"status": "ok", "checks": {"postgres": "ok", "rabbitmq": "ok", "s3": "ok"}}
