@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from genobase import compose, stack, transfer
+from shared.parsing.formats import FORMAT_NAMES
 from shared.runtime.settings import Settings, load_settings, stack_file
 
 HOME = Path(os.environ.get("GENOBASE_HOME", ".genobase"))
@@ -471,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("file")
     upload.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
     upload.add_argument("--output", help="where to write the result JSON (with --wait)")
-    upload.add_argument("--format", choices=["fasta", "fastq", "csv", "tsv"], help="skip format detection")
+    upload.add_argument("--format", choices=FORMAT_NAMES, help="skip format detection")
     upload.add_argument("--alphabet", choices=["nucleotide", "protein", "any"], default="nucleotide")
     upload.add_argument(
         "--circular", action="store_true", help="the sequences are circular (refget serves slices across the origin)"

@@ -239,7 +239,7 @@ def create_upload(body: UploadRequest, deps: DepsDep, caller: CallerDep) -> Uplo
     wanted = usecases.UploadWanted(
         filename=body.filename,
         size=body.size,
-        declared_format=body.format,
+        declared_format=body.format.value if body.format is not None else None,
         alphabet=body.alphabet.value,
         circular=body.circular,
     )

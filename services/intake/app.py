@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from services.intake.api import IntakeDeps, router
 from services.intake.schemas import MAX_JSON_DEPTH, MAX_REQUEST_BYTES
 from shared.postgres.connection import request_pool
+from shared.postgres.keys import PostgresKeys
 from shared.postgres.uploads import PostgresUploads
 from shared.rabbitmq.broker import connect as amqp_connect
 from shared.runtime import metrics
@@ -82,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     uploads = PostgresUploads(pool)
     deps = IntakeDeps(
         intake=Intake(settings, uploads, store),
-        authenticate=functools.partial(api_key_caller, pool),
+        authenticate=functools.partial(api_key_caller, PostgresKeys.from_pool(pool)),
         probes={
             "postgres": uploads.ping,
             "rabbitmq": broker.ping,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, field_validator
 from shared.domain.multipart import MAX_PARTS
 from shared.domain.uploads import ERROR_CODES, ErrorCode, State
 from shared.parsing.alphabet import AlphabetName
+from shared.parsing.formats import Format
 
 # S3's own bounds: a key is at most 1,024 bytes of UTF-8 and an object at most 5 TiB. The key is
 # ``<owner>/<upload id>/<name>`` (a key name is at most 63 bytes, an id 36), so a name of 512 bytes
@@ -46,9 +47,7 @@ class UploadRequest(BaseModel):
         description="the file's exact size in bytes: it is signed into the upload URL, so the store "
         "refuses a body of any other length (at most GENOBASE_MAX_UPLOAD_BYTES)",
     )
-    format: Literal["fasta", "fastq", "csv", "tsv"] | None = Field(
-        default=None, description="skip content detection and parse as this format"
-    )
+    format: Format | None = Field(default=None, description="skip content detection and parse as this format")
     alphabet: AlphabetName = AlphabetName.NUCLEOTIDE
     circular: bool = Field(
         default=False,

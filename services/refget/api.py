@@ -21,12 +21,13 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, R
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
-from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.refget.posted import MAX_DEPTH, PostLimits, parse_collection
 from services.refget.ranges import Refused, requested_slice
+from shared.domain.access import KeyStore
 from shared.domain.read_ports import CollectionReads, SequenceReads, StoreHealth
+from shared.postgres.keys import PostgresKeys
 from shared.postgres.refget import PostgresReads
 from shared.runtime import metrics
 from shared.runtime.settings import Settings
@@ -68,12 +69,12 @@ def _accepted(accept: str | None, offered: set[str]) -> str | None:
 Authenticate = Callable[[str | None], Reader]
 
 
-def reader_authentication(settings: Settings, pool: ConnectionPool[Any]) -> Authenticate:
+def reader_authentication(settings: Settings, keys: KeyStore) -> Authenticate:
     """Who reads, from the ``Authorization`` header: public reading needs (and checks) no key;
     otherwise a missing, unknown or revoked key is ``Unauthorized``."""
 
     def authenticate(header: str | None) -> Reader:
-        return None if settings.refget_public else api_key_caller(pool, header)
+        return None if settings.refget_public else api_key_caller(keys, header)
 
     return authenticate
 
@@ -313,7 +314,9 @@ def create_app(settings: Settings) -> FastAPI:
             store.close()
 
     ports = ReadPorts(sequences=store, collections=store, health=store)
-    return build_app(settings, ports, reader_authentication(settings, store.pool), lifespan=lifespan)
+    return build_app(
+        settings, ports, reader_authentication(settings, PostgresKeys.from_pool(store.pool)), lifespan=lifespan
+    )
 
 
 def build_app(

@@ -26,13 +26,11 @@ from typing import Any
 import anyio.to_thread
 import structlog
 from fastapi import HTTPException
-from psycopg_pool import ConnectionPool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.domain.access import Caller, KeyStore, key_hash
-from shared.postgres.keys import PostgresKeys
 from shared.usecases import keys as key_cases
 
 log = structlog.get_logger()
@@ -287,12 +285,11 @@ def serve(app: ASGIApp, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
-def api_key_caller(store: KeyStore | ConnectionPool[Any], header: str | None, /) -> Caller:
+def api_key_caller(store: KeyStore, header: str | None, /) -> Caller:
     """The owner behind an ``Authorization: Bearer KEY`` header; ``Unauthorized`` for a missing,
     unknown or revoked key. The one key check of the intake and refget (``AuthBeforeBody``).
 
-    ``store`` is where keys are looked up: a ``KeyStore``, or a service's request pool (its keys
-    are then ``PostgresKeys`` on that pool's sessions).
+    ``store`` is where keys are looked up (the service's ``PostgresKeys`` on its request pool).
     """
     scheme, _, key = (header or "").strip().partition(" ")
     key = key.strip()
@@ -304,9 +301,8 @@ def api_key_caller(store: KeyStore | ConnectionPool[Any], header: str | None, /)
         raise Throttled(wait)
     caller = None
     if len(key) <= MAX_KEY_CHARS:
-        keys = PostgresKeys.from_pool(store) if isinstance(store, ConnectionPool) else store
         with LOOKUPS:
-            caller = key_cases.authenticate(keys, key)
+            caller = key_cases.authenticate(store, key)
     if caller is None:
         if address is not None:
             FAILED_KEYS.failed(address)

@@ -20,7 +20,6 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from shared.domain.access import Caller, KeyStore
-from shared.postgres.keys import PostgresKeys
 from shared.runtime import metrics
 from shared.usecases.keys import create_key, revoke_key
 from shared.web import guard
@@ -324,21 +323,3 @@ def test_without_an_address_nothing_is_throttled(limited: FailedKeyLimiter) -> N
             _from(None, keys, "Bearer gbk_invented")
         assert not isinstance(refused.value, Throttled)
     assert keys.lookups == 5
-
-
-def test_a_request_pool_is_taken_as_postgres_keys_on_its_sessions(
-    limited: FailedKeyLimiter, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The intake and refget hand the key check their request pool; its look-ups go to ``PostgresKeys``."""
-    keys = FakeKeys()
-    key = create_key(keys, "alice", admin=False)
-    pools: list[object] = []
-
-    def from_pool(pool: object) -> FakeKeys:
-        pools.append(pool)
-        return keys
-
-    monkeypatch.setattr(PostgresKeys, "from_pool", from_pool)
-    pool: ConnectionPool[Any] = ConnectionPool("postgresql://nowhere.invalid/none", open=False)
-    assert _from("10.0.0.6", pool, f"Bearer {key}") == Caller("alice", admin=False)
-    assert pools == [pool]

@@ -1,5 +1,6 @@
-"""SQL lives in the Postgres adapter: outside ``shared/postgres/`` neither the CLI and stack code
-(``genobase/``) nor the rest of ``shared/`` imports the driver or holds an SQL statement.
+"""SQL lives in the Postgres adapter: outside ``shared/postgres/`` no module of the services
+(``services/``), the CLI and stack code (``genobase/``) or the rest of ``shared/`` imports the
+driver (``psycopg``, its pool included) or holds an SQL statement.
 
 Read from the source with ``ast``, like the import rules: a statement is a string constant that
 starts with an SQL verb (upper case, as the project writes SQL) and names what it works on
@@ -22,7 +23,7 @@ STATEMENT = re.compile(
 
 
 def _checked() -> list[Path]:
-    paths = [*(ROOT / "genobase").rglob("*.py"), *(ROOT / "shared").rglob("*.py")]
+    paths = [path for folder in ("genobase", "shared", "services") for path in (ROOT / folder).rglob("*.py")]
     return sorted(p for p in paths if ADAPTER not in p.parents)
 
 
@@ -33,7 +34,7 @@ def _driver_imports(tree: ast.AST) -> list[str]:
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.append(node.module)
-    return [name for name in names if name == "psycopg" or name.startswith("psycopg.")]
+    return [name for name in names if name.split(".")[0] in ("psycopg", "psycopg_pool")]
 
 
 def _statements(tree: ast.AST) -> list[str]:
