@@ -36,7 +36,13 @@ def rows(folder: Path = FIGURES_DIR) -> list[dict[str, Any]]:
     for path in sorted(folder.glob("*.json")):
         run = json.loads(path.read_text())
         for figure in run["figures"]:
-            row = {**figure, "date": run["date"], "command": run["command"], "machine": run["machine"]}
+            row = {
+                **figure,
+                "run": run["run"],
+                "date": run["date"],
+                "command": run["command"],
+                "machine": run["machine"],
+            }
             if figure["name"] not in newest or newest[figure["name"]]["date"] <= run["date"]:
                 newest[figure["name"]] = row
     return list(newest.values())
@@ -47,14 +53,21 @@ def table(folder: Path = FIGURES_DIR) -> str:
         "| figure | measured | against the baseline (same invocation) | target | met | measured on | command |",
         "|---|---|---|---|---|---|---|",
     ]
+    previous_run = None
     for row in rows(folder):
+        # The run's date, machine and command once, on its first figure: the rest are the same run's.
+        same_run = row["run"] == previous_run
+        previous_run = row["run"]
         ratio = f"{row['ratio']:.2f}\u00d7 {row['baseline']}" if row.get("ratio") is not None else "—"
         met = {True: "yes", False: "**no**", None: "—"}[row.get("met")]
         machine = row["machine"]
         where = f"{row['date'][:10]}, {machine['cores']} cores, {machine['memory_gib']:g} GiB"
+        command = f"`{row['command']}`"
+        if same_run:
+            where, command = "″", "″ (the same run)"
         lines.append(
             f"| {row['name']} | {_number(row['value'])} {row['unit']} | {ratio} | {row.get('target', '—')} | {met}"
-            f" | {where} | `{row['command']}` |"
+            f" | {where} | {command} |"
         )
     if len(lines) == 2:
         lines.append("| (no figures yet: run the commands below) | | | | | | |")
