@@ -57,7 +57,7 @@ class Outcome:
     @property
     def as_expected(self) -> bool:
         if self.job.valid:
-            return self.status["state"] == "done" and self.status["format"] == self.job.fmt
+            return bool(self.status["state"] == "done" and self.status["format"] == self.job.fmt)
         error = self.status.get("error") or {}
         return self.status["state"] == "failed" and (error.get("line"), error.get("column")) == self.job.error_at
 
