@@ -12,7 +12,10 @@ stale as the code starts using newer names. This script makes the promise a test
 2. ``.venv-floors`` (git-ignored) is built with the project installed in it, editable, under those
    pins. A floor that cannot be installed on this Python (no wheel, an sdist that no longer
    builds) or that conflicts with another floor fails here;
-3. the unit tests (and ``tests/contract`` where it exists) run in that virtualenv.
+3. what the unit tests do not reach is tried first: every module of the project imported, and the
+   S3 client built with the options shared/s3/store.py gives it (botocore rejects an option it
+   does not know; no connection is made);
+4. the unit tests (and ``tests/contract`` where it exists) run in that virtualenv.
 
 The virtualenv is kept while pyproject.toml, the pins and the Python version are unchanged (a
 stamp file holds their hash), so a repeated run costs only the tests.
@@ -41,6 +44,16 @@ VENV = ROOT / ".venv-floors"
 PINS = VENV / "floors.txt"
 STAMP = VENV / "floors.stamp"
 EXTRAS = ("dev",)
+SMOKE = """
+import importlib, pkgutil
+for name in ("shared", "services", "genobase"):
+    package = importlib.import_module(name)
+    for module in pkgutil.walk_packages(package.__path__, name + "."):
+        importlib.import_module(module.name)
+from shared.runtime.settings import Settings
+from shared.s3.store import make_client
+make_client(Settings(), endpoint="http://127.0.0.1:9")
+"""
 
 
 def floor_pins(pyproject: dict[str, object]) -> list[str]:
@@ -106,8 +119,14 @@ def main() -> int:
     else:
         print(f"check-floors: reusing {VENV.name} (pyproject and floors unchanged)", file=sys.stderr)
 
-    suites = [str(path) for path in (ROOT / "tests" / "unit", ROOT / "tests" / "contract") if path.is_dir()]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    smoke = subprocess.run([str(VENV / "bin" / "python"), "-c", SMOKE], cwd=ROOT, env=env, check=False)
+    if smoke.returncode != 0:
+        print(
+            f"check-floors: the project does not import or build its clients with the floors in {PINS}", file=sys.stderr
+        )
+        return smoke.returncode
+    suites = [str(path) for path in (ROOT / "tests" / "unit", ROOT / "tests" / "contract") if path.is_dir()]
     command = [str(VENV / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites, *args.pytest_args]
     result = subprocess.run(command, cwd=ROOT, env=env, check=False)
     if result.returncode != 0:
