@@ -19,7 +19,7 @@ bash scripts/setup.sh
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # The declared floors, tested: the unit tests again in .venv-floors, with the lowest versions
-# pyproject.toml allows (built once, reused while pyproject is unchanged; ~2.5 min when built, the
-# tests' ~1.5 min when reused). GENOBASE_SKIP_FLOORS=1 leaves it out.
+# pyproject.toml allows (built once, reused while pyproject is unchanged: ~2.5 min when built,
+# ~1 min when reused, on two cores). GENOBASE_SKIP_FLOORS=1 leaves it out.
 if [ "${GENOBASE_SKIP_FLOORS:-0}" != 1 ]; then .venv/bin/python scripts/check-floors.py; fi
 exec .venv/bin/python -m pytest "$@"
