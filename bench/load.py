@@ -10,6 +10,7 @@ end percentiles, outcomes against expectations, and every service process's peak
 
 The small-file figure of issue 13 is ``--uploads 100 --clients 1 --fixed-bytes 1000000``: 100
 sequential 1 MB FASTA uploads. Not a test: it asserts nothing (the fault suite's load test does).
+Its figures, with their targets, go to docs/bench/load-*.json (bench/report.py).
 """
 
 from __future__ import annotations
@@ -21,15 +22,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import httpx
 
+from bench.report import Figure, Target, run_name, write_figures
 from bench.workload import Job, jobs
+from shared.runtime.polling import StillWaiting, poll_until
 
 POLL_SECONDS = 0.05
+# Event -> end of one 1 MB upload over sequential ones (``--fixed-bytes``), at most.
+SMALL_FILE_TARGETS = {50: 1.0, 95: 2.0}
+RSS_TARGET_MIB = 200.0
 
 
 @dataclass
@@ -51,7 +57,7 @@ class Outcome:
     @property
     def as_expected(self) -> bool:
         if self.job.valid:
-            return self.status["state"] == "done" and self.status["format"] == self.job.fmt
+            return bool(self.status["state"] == "done" and self.status["format"] == self.job.fmt)
         error = self.status.get("error") or {}
         return self.status["state"] == "failed" and (error.get("line"), error.get("column")) == self.job.error_at
 
@@ -73,12 +79,20 @@ def submit_and_wait(http: httpx.Client, job: Job, timeout: float = 300) -> Outco
                 raise
             time.sleep(2**attempt)
     event = time.monotonic()
-    deadline = event + timeout
-    while True:
-        status: dict[str, Any] = http.get(f"/uploads/{ticket['id']}").raise_for_status().json()
-        if status["state"] in ("done", "failed") or time.monotonic() > deadline:
-            return Outcome(job, ticket["id"], time.monotonic() - event, status)
-        time.sleep(POLL_SECONDS)
+
+    def status() -> dict[str, Any]:
+        answer: dict[str, Any] = http.get(f"/uploads/{ticket['id']}").raise_for_status().json()
+        return answer
+
+    def ended() -> dict[str, Any] | None:
+        seen = status()
+        return seen if seen["state"] in ("done", "failed") else None
+
+    try:
+        last = poll_until(ended, timeout=timeout, interval=POLL_SECONDS, what=f"upload {ticket['id']} to end")
+    except StillWaiting:
+        last = status()  # not ended: an outcome all the same, counted as not as expected
+    return Outcome(job, ticket["id"], time.monotonic() - event, last)
 
 
 def run(make_client: Callable[[], httpx.Client], work: list[Job], clients: int) -> tuple[list[Outcome], float]:
@@ -102,7 +116,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def report(outcomes: list[Outcome], wall: float) -> None:
+def report(outcomes: list[Outcome], wall: float) -> list[Figure]:
     latencies = [o.latency for o in outcomes]
     total_bytes = sum(len(o.job.data) for o in outcomes)
     states = Counter(o.status["state"] for o in outcomes)
@@ -124,6 +138,14 @@ def report(outcomes: list[Outcome], wall: float) -> None:
             f"  of which the pipeline (parse started -> end): p50 {statistics.median(work):.2f} s, "
             f"p95 {percentile(work, 95):.2f} s, p99 {percentile(work, 99):.2f} s, max {max(work):.2f} s"
         )
+    figures = [
+        Figure("uploads per minute", rate, "per minute"),
+        Figure("uploads not ending as expected", len(unexpected), "uploads", Target("<=", 0)),
+        *(Figure(f"event -> end, p{q}", percentile(latencies, q), "s") for q in (50, 95, 99)),
+    ]
+    if work:
+        figures += [Figure(f"parse started -> end, p{q}", percentile(work, q), "s") for q in (50, 95, 99)]
+    return figures
 
 
 def main() -> None:
@@ -151,14 +173,23 @@ def main() -> None:
         return httpx.Client(base_url=settings.status_base_url, timeout=60, headers={"Authorization": f"Bearer {key}"})
 
     outcomes, wall = run(make_client, work, args.clients)
-    report(outcomes, wall)
+    figures = report(outcomes, wall)
     if args.fixed_bytes:
         latencies = [o.latency for o in outcomes]
         p50, p95 = statistics.median(latencies), percentile(latencies, 95)
         print(f"  small files: p50 {p50:.2f} s (target <= 1 s), p95 {p95:.2f} s (target <= 2 s)")
+        targets = {f"event -> end, p{q}": Target("<=", bound) for q, bound in SMALL_FILE_TARGETS.items()}
+        figures = [replace(figure, target=targets.get(figure.name, figure.target)) for figure in figures]
     for name, pid in pids.items():
         if pid is not None:
-            print(f"  peak RSS {name:<12} {rss_peak_mib(pid):7.1f} MiB")
+            peak = rss_peak_mib(pid)
+            print(f"  peak RSS {name:<12} {peak:7.1f} MiB")
+            figures.append(Figure(f"peak RSS {name}", peak, "MiB", Target("<=", RSS_TARGET_MIB)))
+    # The figures' names say which load they are under: a small-file run does not replace the mixed one's.
+    kind = f"{args.fixed_bytes:,} B FASTA" if args.fixed_bytes else f"mixed up to {args.max_bytes:,} B"
+    scope = f"load ({args.uploads} uploads, {args.clients} clients, {kind})"
+    figures = [replace(figure, name=f"{scope}: {figure.name}") for figure in figures]
+    write_figures(run_name("load", str(args.uploads), str(args.clients), str(args.fixed_bytes or "mixed")), figures)
 
 
 if __name__ == "__main__":

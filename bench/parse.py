@@ -15,8 +15,9 @@ and the highest peak RSS.
 Then the hostile families (inputs built to make a parser superlinear or hold memory), each at
 three sizes, through the engine: MB/s of input and peak RSS. A linear engine keeps its MB/s as the
 size grows; a superlinear one collapses (the old CSV quote scan fell ~4x per doubling).
-Not a test: it asserts nothing.
-``python -m bench.parse [--small N] [--big N] [--repeat N] [--only ordinary|hostile]``.
+Not a test: it asserts nothing. Its figures, with their targets and ratios, go to
+docs/bench/parse-*.json (bench/report.py), from which ``python -m bench.table`` makes the table.
+``python -m bench.parse [--small N] [--big N] [--repeat N] [--only ordinary|hostile] [--inputs ...]``.
 """
 
 from __future__ import annotations
@@ -33,9 +34,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.generate import generate
+from bench.report import Figure, Target, run_name, write_figures
 
 ALLOWED = b"ACGTURYKMSWBDHVNacgturykmswbdhvn-."
 CHUNK = 4 * 1024 * 1024
+# The engine's speed against Biopython's reader alone, at least, by input (CSV has no Biopython).
+RATIO_TARGETS = {"fasta": 1.5, "fasta.gz": 1.3, "fastq": 1.0, "fastq.gz": 1.3}
+# The engine's peak RSS, whatever the record sizes.
+RSS_TARGET_MIB = 150.0
+# A hostile family's speed at its largest size against its smallest, at least: a linear engine
+# keeps it (1x); tests/unit/test_hostile.py allows four times the time per byte at 16x the size.
+HOSTILE_SPEED_TARGET = 0.25
 
 
 def siblings(fasta: Path) -> dict[str, Path]:
@@ -193,9 +202,11 @@ def main() -> None:
         child(args.child[0], Path(args.child[1]))
         return
     if args.only != "hostile":
-        ordinary(args)
+        figures = ordinary(args)
+        write_figures(run_name("parse", args.file.stem, args.inputs or "all"), figures)
     if args.only != "ordinary":
-        hostile(args.file.parent, args.repeat)
+        figures = hostile(args.file.parent, args.repeat)
+        write_figures(run_name("parse", "hostile"), figures)
 
 
 def _child_run(kind: str, path: Path) -> dict[str, float]:
@@ -206,25 +217,48 @@ def _child_run(kind: str, path: Path) -> dict[str, float]:
     return result
 
 
-def hostile(folder: Path, repeat: int) -> None:
+def hostile(folder: Path, repeat: int) -> list[Figure]:
+    figures: list[Figure] = []
     folder.mkdir(parents=True, exist_ok=True)
     print(
         f"\n{'hostile family (content MB/s)':<32} " + " ".join(f"{f'{s} MiB: MB/s, RSS':>20}" for s in HOSTILE_SCALES)
     )
     for family, sized in hostile_files(folder).items():
         cells = []
+        speeds: list[float] = []
+        peaks: list[float] = []
         for scale, path in sized:
             runs = [_child_run("engine-input", path) for _ in range(repeat)]
             best = min(runs, key=lambda r: r["seconds"])
             peak = max(r["peak_mib"] for r in runs)
             # MB/s of content (what the family holds at this scale, inflated): a compressed bomb's
             # few kilobytes of input would say nothing.
-            cells.append(f"{scale * MiB / 1e6 / best['seconds']:8.0f} {peak:6.0f} MiB")
+            speeds.append(scale * MiB / 1e6 / best["seconds"])
+            peaks.append(peak)
+            cells.append(f"{speeds[-1]:8.0f} {peak:6.0f} MiB")
         print(f"{family:<32} " + " ".join(f"{c:>20}" for c in cells), flush=True)
+        largest, smallest = sized[-1][0], sized[0][0]
+        figures.append(
+            Figure(
+                f"hostile {family}: engine at {largest} MiB",
+                speeds[-1],
+                "MB/s",
+                Target(">=", HOSTILE_SPEED_TARGET, of="ratio"),
+                ratio=speeds[-1] / speeds[0],
+                baseline=f"at {smallest} MiB",
+            )
+        )
+        figures.append(
+            Figure(f"hostile {family}: engine peak RSS, any size", max(peaks), "MiB", Target("<=", RSS_TARGET_MIB))
+        )
+    return figures
 
 
-def ordinary(args: argparse.Namespace) -> None:
+def ordinary(args: argparse.Namespace) -> list[Figure]:
+    figures: list[Figure] = []
     files = siblings(generate(args.file, big=args.big, small=args.small))
+    # The figures name the file, so that a run on a small file does not stand for the 1 GiB one.
+    source = f"{args.big} long + {args.small:,} short records"
     print(f"{'input':<12} {'reader':<18} {'MB/s':>8} {'peak RSS':>10} {'engine ratio':>13}")
     wanted = set(args.inputs.split(",")) if args.inputs else set(files)
     for name, path in files.items():
@@ -243,6 +277,34 @@ def ordinary(args: argparse.Namespace) -> None:
             speed[kind] = best["bases"] / 1e6 / best["seconds"]
             ratio = f"{speed['engine'] / speed[kind]:.2f}x" if kind != "engine" else ""
             print(f"{name:<12} {kind:<18} {speed[kind]:8.0f} {peak:8.0f} MiB {ratio:>13}", flush=True)
+            if kind == "engine":
+                engine_peak = peak
+        label = f"parse {name.upper().replace('.GZ', '.gz')} ({source})"
+        if "biopython" in speed:
+            target = Target(">=", RATIO_TARGETS[name], of="ratio") if name in RATIO_TARGETS else None
+            figures.append(
+                Figure(
+                    f"{label}: engine",
+                    speed["engine"],
+                    "MB/s",
+                    target,
+                    ratio=speed["engine"] / speed["biopython"],
+                    baseline="Biopython",
+                )
+            )
+            figures.append(
+                Figure(
+                    f"{label}: engine, like for like",
+                    speed["engine"],
+                    "MB/s",
+                    ratio=speed["engine"] / speed["biopython+checks"],
+                    baseline="Biopython + checks",
+                )
+            )
+        else:
+            figures.append(Figure(f"{label}: engine", speed["engine"], "MB/s"))
+        figures.append(Figure(f"{label}: engine peak RSS", engine_peak, "MiB", Target("<=", RSS_TARGET_MIB)))
+    return figures
 
 
 if __name__ == "__main__":

@@ -20,12 +20,16 @@ puts it back afterwards (see ``bulk_load_server``); every invocation prints the 
 ``--shard-bytes 0,256m`` runs each file once per setting, the running parsers (``genobase up
 --replicas parser=N``) restarted with that ``GENOBASE_SHARD_BYTES`` and restored afterwards, and
 prints how each upload was split and which parser parsed which shard.
+
+Its figures (seconds, the ratios against the naive chain, peak RSS, CPU, the spread of time per
+GiB), with their targets, go to docs/bench/pipeline-*.json (bench/report.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import os
 import signal
@@ -43,8 +47,10 @@ import psycopg
 
 from bench import naive
 from bench.generate import generate
+from bench.report import Figure, Target, run_name, write_figures
 from genobase import stack, transfer
 from shared.postgres.migrate import BULK_LOAD_SETTINGS, settings_below_bulk_load
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings, get_settings, stack_file
 from shared.s3.store import ObjectStore
 
@@ -54,8 +60,12 @@ SIZES = {"256m": (5, 250_000), "1g": (20, 1_000_000), "4g": (80, 4_000_000)}
 # The pipeline's speed-up over each naive variant, at least (issue 13).
 TARGETS = {"defaults": 2.2, "uncompressed": 1.45}
 RSS_TARGET_MIB = 200.0
+RSS_TARGET = Target("<=", RSS_TARGET_MIB)
+NAIVE = {"defaults": "Postgres defaults", "uncompressed": "uncompressed residues"}
 # Time per GiB of the sizes run in one invocation: the slowest at most this much above the fastest.
 LINEARITY_TARGET = 0.15
+# The longest a benchmark upload may take before the benchmark gives up on it.
+UPLOAD_TIMEOUT_SECONDS = 3600
 
 
 def rss_peak_mib(pid: int) -> float:
@@ -252,11 +262,7 @@ def bulk_load_server(settings: Settings, enabled: bool) -> Iterator[None]:
 def _reload_until(settings: Settings, done: Callable[[], bool], timeout: float = 10.0) -> None:
     """Reload the server's configuration and wait until new sessions see it (a reload is a signal)."""
     as_superuser(settings, "SELECT pg_reload_conf()")
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not take the reloaded settings")
-        time.sleep(0.1)
+    poll_until(done, timeout=timeout, interval=0.1, what="the server to take the reloaded settings")
 
 
 def buffer_misses(settings: Settings) -> dict[str, float]:
@@ -352,14 +358,16 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         misses_before = buffer_misses(settings)
         print(f"upload ({ticket['upload_method']}) {t_event - t_put:.1f} s")
         peaks = dict.fromkeys(pids, 0.0)
-        while True:
-            status = http.get(f"/uploads/{ticket['id']}").json()
+
+        def ended() -> dict[str, Any] | None:
+            seen: dict[str, Any] = http.get(f"/uploads/{ticket['id']}").json()
             for name, pid in pids.items():
                 assert pid is not None
                 peaks[name] = max(peaks[name], rss_peak_mib(pid))
-            if status["state"] in ("done", "failed"):
-                break
-            time.sleep(0.25)  # as a client polls; the bench's polls are the intake's only work
+            return seen if seen["state"] in ("done", "failed") else None
+
+        # Every quarter of a second, as a client polls; the bench's polls are the intake's only work.
+        status = poll_until(ended, timeout=UPLOAD_TIMEOUT_SECONDS, interval=0.25, what=f"upload {ticket['id']} to end")
     elapsed = time.monotonic() - t_event
     cpu_after = cpu_seconds()
     wal_after = wal_counters(settings)
@@ -400,6 +408,11 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
     }
 
 
+def _logged_since(log: Path, since: int, line: bytes) -> bool:
+    """Whether ``line`` appears in the log after its first ``since`` bytes."""
+    return line in log.read_bytes()[since:]
+
+
 def parser_names(processes: stack.ServiceProcesses) -> list[str]:
     return [name for name in processes.running_instances() if stack.split_instance(name)[0] == "parser"]
 
@@ -419,11 +432,12 @@ def sharding_parsers(shard_bytes: int | None) -> Iterator[None]:
             log = processes.log_file(name)
             since = log.stat().st_size if log.exists() else 0
             processes.start(name, extra)
-            deadline = time.monotonic() + 60
-            while b'"event": "consuming"' not in log.read_bytes()[since:]:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{name} did not start consuming")
-                time.sleep(0.2)
+            poll_until(
+                functools.partial(_logged_since, log, since, b'"event": "consuming"'),
+                timeout=60,
+                interval=0.2,
+                what=f"{name} to start consuming",
+            )
 
     restart({"GENOBASE_SHARD_BYTES": str(shard_bytes)})
     split = f"split FASTA files above {shard_bytes / 2**20:.0f} MiB" if shard_bytes else "parse every file whole"
@@ -514,10 +528,16 @@ def _sizes(text: str) -> list[str]:
 
 
 def run_one(
-    settings: Settings, size_name: str, fmt: str, compare: bool, digest: bool, shard_settings: list[int | None]
+    settings: Settings,
+    size_name: str,
+    fmt: str,
+    compare: bool,
+    digest: bool,
+    shard_settings: list[int | None],
+    figures: list[Figure],
 ) -> tuple[int, float]:
     """One benchmark file through the pipeline (once per shard setting) and the naive chain;
-    returns (bytes, seconds of the first pipeline run)."""
+    returns (bytes, seconds of the first pipeline run) and adds its figures to ``figures``."""
     t = time.monotonic()
     path = bench_file(size_name, fmt)
     size = path.stat().st_size
@@ -527,6 +547,13 @@ def run_one(
         for shard_bytes in shard_settings:
             with sharding_parsers(shard_bytes):
                 results.append((shard_bytes, run_pipeline(settings, path, digest)))
+        for shard_bytes, result in results:
+            label = _label(size_name, fmt, shard_bytes)
+            figures.append(Figure(f"{label}: bucket event -> result", result["seconds"], "s"))
+            figures.append(Figure(f"{label}: CPU of every process over the run", result["cpu"], "s"))
+            figures.append(
+                Figure(f"{label}: highest service peak RSS", max(result["peaks"].values()), "MiB", RSS_TARGET)
+            )
         if compare:
             fastq = fmt == "fastq"
             last = results[-1][1]
@@ -534,6 +561,8 @@ def run_one(
                 "defaults": run_naive(settings, last["bucket"], last["key"], size, fastq, compressed=True),
                 "uncompressed": run_naive(settings, last["bucket"], last["key"], size, fastq, compressed=False),
             }
+            for variant, (seconds, _) in naive.items():
+                figures.append(Figure(f"{_label(size_name, fmt, None)}: naive chain, {NAIVE[variant]}", seconds, "s"))
             for shard_bytes, result in results:
                 how = "whole" if not shard_bytes else f"shards of {shard_bytes / 2**20:.0f} MiB"
                 print(
@@ -544,6 +573,16 @@ def run_one(
                     verdict = "meets" if ratio >= TARGETS[variant] else "BELOW"
                     print(f"  vs {variant:<13} {ratio:5.2f}x   target >= {TARGETS[variant]}x  ({verdict})")
                     print_cpu_bound(variant, seconds, cpu, result["cpu"])
+                    figures.append(
+                        Figure(
+                            f"{_label(size_name, fmt, shard_bytes)}: speed-up over the naive chain, {NAIVE[variant]}",
+                            result["seconds"],
+                            "s",
+                            Target(">=", TARGETS[variant], of="ratio"),
+                            ratio=ratio,
+                            baseline=f"the naive chain's {seconds:.1f} s",
+                        )
+                    )
     finally:
         # Leave no gigabytes behind: repeated runs would otherwise fill the OSD and the database.
         tables = ("sequence_parts", "sequence_records", "upload_shards", "upload_batches")
@@ -562,6 +601,13 @@ def run_one(
             for table in ("sequence_records", "sequence_parts"):
                 conn.execute(f"REINDEX TABLE CONCURRENTLY {table}")
     return size, float(results[0][1]["seconds"])
+
+
+def _label(size_name: str, fmt: str, shard_bytes: int | None) -> str:
+    """A figure's name: the file and, where the parsers were told, how it was split."""
+    split = "" if shard_bytes is None else (", whole" if not shard_bytes else f", shards of {shard_bytes // 2**20} MiB")
+    size = size_name[:-1] + (" MiB" if size_name.endswith("m") else " GiB")
+    return f"pipeline {size} {fmt.upper()}{split}"
 
 
 def main() -> None:
@@ -593,15 +639,33 @@ def main() -> None:
     # the server's settings back. (An upload in flight is left to the pipeline to finish.)
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     settings = get_settings()
+    figures: list[Figure] = []
     with bulk_load_server(settings, args.bulk_load_settings):
         print(f"Postgres: {server_settings(settings)}")
-        runs = [run_one(settings, name, args.format, args.compare, args.digest, args.shard_bytes) for name in args.size]
+        runs = [
+            run_one(settings, name, args.format, args.compare, args.digest, args.shard_bytes, figures)
+            for name in args.size
+        ]
     if len(runs) > 1:
         per_gib = [seconds / (size / 1024**3) for size, seconds in runs]
         spread = max(per_gib) / min(per_gib) - 1
         verdict = "meets" if spread <= LINEARITY_TARGET else "ABOVE"
         print("time per GiB: " + ", ".join(f"{n} {v:.1f} s" for n, v in zip(args.size, per_gib, strict=True)))
         print(f"  spread {spread * 100:.1f} %   target <= {LINEARITY_TARGET * 100:.0f} %  ({verdict})")
+        sizes = ", ".join(args.size)
+        figures.append(
+            Figure(
+                f"pipeline {args.format.upper()} time per GiB at {sizes}: spread",
+                spread * 100,
+                "%",
+                Target("<=", LINEARITY_TARGET * 100),
+            )
+        )
+    settings_name = "bulk-load-settings" if args.bulk_load_settings else ""
+    shards = ",".join("as-configured" if s is None else str(s // 2**20) for s in args.shard_bytes)
+    compare = "compare" if args.compare else ""
+    variant = (args.format, ",".join(args.size), compare, settings_name, shards)
+    write_figures(run_name("pipeline", *variant), figures)
 
 
 if __name__ == "__main__":

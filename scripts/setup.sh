@@ -24,4 +24,5 @@ if [ "$native" = 1 ]; then
   bash genobase/scripts/bootstrap.sh >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# constraints.txt pins every distribution to the tested version (refreshed on purpose: scripts/lock.sh).
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
