@@ -103,11 +103,13 @@ def quota_exceeded(refusal: QuotaRefusal, owner: str) -> HTTPException:
 def _refusal(refused: usecases.Refused) -> HTTPException:
     if isinstance(refused, NoSuchUpload):  # a plain message, as for a route that does not exist
         return HTTPException(status.HTTP_404_NOT_FOUND, refused.message)
-    code = {
+    statuses = {
         UploadTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
         NotAwaitingParts: status.HTTP_409_CONFLICT,
         NoSuchPart: status.HTTP_422_UNPROCESSABLE_CONTENT,
-    }[type(refused)]
+    }
+    # A refusal without a status of its own is the caller's request refused, never a 500.
+    code = next((code for kind, code in statuses.items() if isinstance(refused, kind)), status.HTTP_400_BAD_REQUEST)
     return HTTPException(code, {"code": refused.code, "message": refused.message})
 
 

@@ -32,7 +32,7 @@ from shared.postgres.refget import PostgresReads
 from shared.runtime import metrics
 from shared.runtime.settings import Settings
 from shared.usecases import refget as reads
-from shared.usecases.refget import CollectionLimits, NotFound, Page, Reader, ReadRefused
+from shared.usecases.refget import CollectionLimits, NotFound, Page, Reader, ReadRefused, TooLarge
 from shared.web.body_limit import BodyLimit
 from shared.web.guard import (
     AuthBeforeBody,
@@ -292,9 +292,9 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _read_refused(_request: Request, exc: Exception) -> JSONResponse:
-    """A use case's refusal: not found (404), or a collection too large to serve (413)."""
+    """A use case's refusal: not found (404), a collection too large to serve (413), any other 400."""
     assert isinstance(exc, ReadRefused)
-    status_code = 404 if isinstance(exc, NotFound) else 413
+    status_code = 404 if isinstance(exc, NotFound) else 413 if isinstance(exc, TooLarge) else 400
     return JSONResponse(error_body(exc.code, exc.message), status_code=status_code)
 
 

@@ -197,6 +197,11 @@ class KnownKeys:
             while len(self._hashes) > self._size:
                 self._hashes.popitem(last=False)
 
+    def forget(self, key_hash: str) -> None:
+        """A key no longer valid (revoked): its holder is limited like anyone guessing keys."""
+        with self._lock:
+            self._hashes.pop(key_hash, None)
+
     def __contains__(self, key_hash: object) -> bool:
         with self._lock:
             return key_hash in self._hashes
@@ -304,6 +309,7 @@ def api_key_caller(store: KeyStore, header: str | None, /) -> Caller:
         with LOOKUPS:
             caller = key_cases.authenticate(store, key)
     if caller is None:
+        KNOWN_KEYS.forget(hashed)
         if address is not None:
             FAILED_KEYS.failed(address)
         raise Unauthorized("the API key is not valid")

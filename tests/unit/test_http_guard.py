@@ -11,7 +11,6 @@ import anyio
 import pytest
 import structlog
 from prometheus_client import REGISTRY
-from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -260,7 +259,7 @@ def limited(monkeypatch: pytest.MonkeyPatch) -> FailedKeyLimiter:
     return limiter
 
 
-def _from(address: str | None, store: KeyStore | ConnectionPool[Any], header: str | None) -> Caller:
+def _from(address: str | None, store: KeyStore, header: str | None) -> Caller:
     """The key check as a request from ``address`` meets it."""
     token = CLIENT_ADDRESS.set(address)
     try:
@@ -313,6 +312,9 @@ def test_a_throttled_address_still_gets_in_with_a_key_seen_valid(limited: Failed
     assert _from("10.0.0.5", keys, f"Bearer {key}").name == "alice"
     revoke_key(keys, "alice")  # a known key is still looked up: revoking it ends it at once
     with pytest.raises(Unauthorized, match="not valid"):
+        _from("10.0.0.5", keys, f"Bearer {key}")
+    # ... and forgets it: its holder, throttled, is refused before any look-up, like a guesser
+    with pytest.raises(Throttled):
         _from("10.0.0.5", keys, f"Bearer {key}")
 
 
