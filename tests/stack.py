@@ -135,7 +135,7 @@ def select_provider() -> StackProvider:
 TEST_DATABASE_ICU_LOCALE = "en-US"
 
 
-def _create_database(admin_dsn: str, name: str) -> None:
+def create_database(admin_dsn: str, name: str) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         icu = conn.execute(
             "SELECT current_setting('server_version_num')::int >= 150000 "
@@ -149,7 +149,7 @@ def _create_database(admin_dsn: str, name: str) -> None:
         conn.execute(create)
 
 
-def _drop_database(admin_dsn: str, name: str) -> None:
+def drop_database(admin_dsn: str, name: str) -> None:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -172,7 +172,7 @@ def _with_user(dsn: str, user: str, password: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
 
 
-def _with_database(dsn: str, name: str) -> str:
+def with_database(dsn: str, name: str) -> str:
     parts = urllib.parse.urlsplit(dsn)
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
@@ -259,7 +259,7 @@ class NativeProvider:
             # the fault tests watch and end the services' sessions, each service's role its own
             stack.psql_as_postgres("GRANT pg_read_all_stats, pg_signal_backend TO genobase_test")
             self._admin_dsn = f"postgresql://genobase_test:{password}@127.0.0.1:5432/postgres"
-        _create_database(self._admin_dsn, run.database)
+        create_database(self._admin_dsn, run.database)
         _create_role(self._admin_dsn, run.pg_runtime_role, self._runtime_password)
         own_roles = {role: stack.new_secret() for role in (run.pg_refget_role, run.pg_persister_role)}
         for role, password in own_roles.items():
@@ -286,14 +286,14 @@ class NativeProvider:
         )
         access, secret = self._ceph.start()
         env = {
-            "GENOBASE_PG_OWNER_DSN": _with_database(self._admin_dsn, run.database),
-            "GENOBASE_PG_DSN": _with_database(
+            "GENOBASE_PG_OWNER_DSN": with_database(self._admin_dsn, run.database),
+            "GENOBASE_PG_DSN": with_database(
                 _with_user(self._admin_dsn, run.pg_runtime_role, self._runtime_password), run.database
             ),
             "GENOBASE_AMQP_URL": stack.amqp_url(run.amqp_user, amqp_password, run.vhost),
             # refget's and the persister's own Postgres roles and the persister's broker user
             **{
-                name: _with_database(_with_user(self._admin_dsn, role, own_roles[role]), run.database)
+                name: with_database(_with_user(self._admin_dsn, role, own_roles[role]), run.database)
                 for name, role in (
                     ("GENOBASE_REFGET_PG_DSN", run.pg_refget_role),
                     ("GENOBASE_PERSISTER_PG_DSN", run.pg_persister_role),
@@ -368,7 +368,7 @@ class NativeProvider:
         for user in (self.run.amqp_user, self.run.rgw_amqp_user, self.run.persister_amqp_user):
             stack.delete_rabbitmq_user(user)
         if self._admin_dsn:
-            _drop_database(self._admin_dsn, self.run.database)
+            drop_database(self._admin_dsn, self.run.database)
             for role in (self.run.pg_runtime_role, self.run.pg_refget_role, self.run.pg_persister_role):
                 _drop_role(self._admin_dsn, role)
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -24,7 +24,7 @@ from shared.postgres.migrate import migrate_database
 from shared.postgres.uploads import PostgresUploads
 from shared.runtime.settings import Settings
 from shared.usecases.keys import create_key, revoke_key
-from tests.stack import _create_database, _drop_database, _with_database
+from tests.stack import create_database, drop_database, with_database
 from tests.unit.fakes import FakeUploads
 
 
@@ -33,20 +33,20 @@ def contract_settings(settings: Settings) -> Iterator[Settings]:
     """The run's settings on a database of the suite's own (dropped at the end), migrated."""
     owner_dsn = settings.pg_migration_dsn
     name = urllib.parse.urlsplit(owner_dsn).path.lstrip("/") + "_contract"
-    admin = _with_database(owner_dsn, "postgres")
-    _drop_database(admin, name)
-    _create_database(admin, name)
+    admin = with_database(owner_dsn, "postgres")
+    drop_database(admin, name)
+    create_database(admin, name)
     own = settings.model_copy(
         update={
-            "pg_dsn": SecretStr(_with_database(settings.pg_dsn.get_secret_value(), name)),
-            "pg_owner_dsn": SecretStr(_with_database(owner_dsn, name)),
+            "pg_dsn": SecretStr(with_database(settings.pg_dsn.get_secret_value(), name)),
+            "pg_owner_dsn": SecretStr(with_database(owner_dsn, name)),
         }
     )
     migrate_database(own)
     try:
         yield own
     finally:
-        _drop_database(admin, name)
+        drop_database(admin, name)
 
 
 class FakeSide:
