@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 import uuid
 from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -585,8 +585,15 @@ class FakeResults:
         self.aborted += found
         return found
 
+    def multipart_writer(
+        self, bucket: str, key: str, part_bytes: int, content_type: str
+    ) -> AbstractContextManager[_Upload]:
+        if part_bytes < 5 * 1024 * 1024:  # as the real writer, when it is made: S3's smallest part
+            raise ValueError("S3 parts must be at least 5 MiB")
+        return self._writer(bucket, key)
+
     @contextmanager
-    def multipart_writer(self, bucket: str, key: str, part_bytes: int, content_type: str) -> Iterator[_Upload]:
+    def _writer(self, bucket: str, key: str) -> Iterator[_Upload]:
         upload = _Upload(self, (bucket, key))
         self.open.add((bucket, key))
         try:
