@@ -305,21 +305,33 @@ def reset_peak(pid: int) -> None:
 
 
 def records_digest(store: ObjectStore, bucket: str, key: str) -> str:
-    """SHA-256 of the result document's bytes from its records array on (the head names the upload).
+    """SHA-256 of the result document's records array, from ``"records":[`` to its closing ``]``.
 
-    Two versions of the code that write the same records, field for field and in the same order,
-    give the same digest for the same input.
+    The head names the upload and the trailer holds the run's times, so both are left out: two
+    versions of the code that write the same records, field for field and in the same order, give
+    the same digest for the same input. Records are one line each, so the array ends at the first
+    newline followed by ``]`` (a newline inside a record is escaped).
     """
     digest = hashlib.sha256()
+    opening, closing = b'"records":[', b"\n]"
     started = False
+    tail = b""  # the end of the previous piece, for a marker split across two pieces
     for piece in store.client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(8 * 1024 * 1024):
         if not started:
-            at = piece.find(b'"records":[')
+            piece = tail + piece
+            at = piece.find(opening)
             if at < 0:
+                tail = piece[-len(opening) :]
                 continue
-            piece, started = piece[at:], True
+            piece, started, tail = piece[at:], True, b""
+        joined = tail + piece
+        end = joined.find(closing)
+        if end >= 0:
+            digest.update(joined[len(tail) : end + len(closing)])
+            return digest.hexdigest()
         digest.update(piece)
-    return digest.hexdigest()
+        tail = joined[-(len(closing) - 1) :]
+    raise ValueError(f"s3://{bucket}/{key}: no complete records array")
 
 
 def bench_file(size: str, fmt: str) -> Path:
