@@ -1,4 +1,4 @@
-"""The Postgres adapter: the SQL of shared/ and genobase/ is here, nowhere else (test_sql_rules.py).
+"""The Postgres adapter: the project's SQL is here, nowhere else (tests/unit/test_sql_rules.py).
 
 ``connection`` opens sessions and replaces broken ones; ``migrate`` applies ``migrations/*.sql``;
 ``uploads`` holds every query of the upload state machine (its state sets come from
