@@ -58,23 +58,13 @@ class World(Protocol):
 
 
 class FakeWorld:
+    """The fake arranges its own data: a test's ``add_upload`` and ``reprocess`` are the fake's."""
+
     def __init__(self) -> None:
         self.fake = FakeReads()
         self.reads: Reads = self.fake
-
-    def add_upload(
-        self,
-        records: list[tuple[str, str]],
-        *,
-        owner: str | None = None,
-        circular: bool = False,
-        part_size: int = 0,
-        done: bool = True,
-    ) -> uuid.UUID:
-        return self.fake.add_upload(records, owner=owner, circular=circular, part_size=part_size, done=done)
-
-    def reprocess(self, upload_id: uuid.UUID) -> None:
-        self.fake.reprocess(upload_id)
+        self.add_upload = self.fake.add_upload
+        self.reprocess = self.fake.reprocess
 
 
 class PostgresWorld:

@@ -309,23 +309,6 @@ def test_failure_keeps_the_reason_and_drops_the_rows(
     assert store.store_batch(batch(upload, 1, [2])).stored is False
 
 
-def test_one_worker_per_generation(settings: Settings, store: PostgresUploads) -> None:
-    """A session advisory lock per upload and stage, held while the block runs, released after it."""
-    upload_id = uuid.uuid4()
-    other = PostgresUploads(Database(settings))
-    try:
-        with store.generation_lock(upload_id, "parse") as held:
-            assert held
-            with other.generation_lock(upload_id, "parse") as taken:
-                assert not taken
-            with other.generation_lock(upload_id, "assemble") as apart:
-                assert apart
-        with other.generation_lock(upload_id, "parse") as after:
-            assert after
-    finally:
-        other.reset()
-
-
 def test_stalled_uploads_are_picked_up_once_per_period(conn: Connection, store: PostgresUploads) -> None:
     ids = [confirmed(store, event(f"stall/{uuid.uuid4()}.fa")).upload.id for _ in range(3)]
     for upload_id, state in zip(ids[:2], ("persisting", "assembling"), strict=True):
