@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security, status
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.intake.schemas import (
@@ -45,6 +44,7 @@ from shared.s3.store import UPLOAD_CONTENT_TYPE
 from shared.usecases import uploads as usecases
 from shared.usecases.uploads import Intake, NoSuchPart, NoSuchUpload, NotAwaitingParts, UploadTooLarge, UploadView
 from shared.web.guard import caller_or_refusal
+from shared.web.problems import problem_response
 
 log = structlog.get_logger()
 
@@ -83,7 +83,8 @@ def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
-router = APIRouter()
+router = APIRouter(tags=["uploads"])
+health = APIRouter(tags=["health"])
 
 
 # --- refusals as HTTP ------------------------------------------------------------------------------
@@ -101,8 +102,8 @@ def quota_exceeded(refusal: QuotaRefusal, owner: str) -> HTTPException:
 
 
 def _refusal(refused: usecases.Refused) -> HTTPException:
-    if isinstance(refused, NoSuchUpload):  # a plain message, as for a route that does not exist
-        return HTTPException(status.HTTP_404_NOT_FOUND, refused.message)
+    if isinstance(refused, NoSuchUpload):  # the code of a route that does not exist: nothing told apart
+        return HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": refused.message})
     statuses = {
         UploadTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
         NotAwaitingParts: status.HTTP_409_CONFLICT,
@@ -254,7 +255,22 @@ def create_upload(body: UploadRequest, deps: DepsDep, caller: CallerDep) -> Uplo
     return ticket_answer(ticket, deps.intake.settings.status_base_url)
 
 
-@router.post("/uploads/{upload_id}/parts", response_model=PartsAnswer)
+_NOT_AWAITING: dict[int | str, dict[str, Any]] = {
+    409: {"description": "not a multipart upload waiting for its parts (not_awaiting_parts)"}
+}
+
+
+@router.post(
+    "/uploads/{upload_id}/parts",
+    response_model=PartsAnswer,
+    responses={
+        **_NOT_AWAITING,
+        422: {
+            "description": "a part number beyond the upload's (no_such_part), or a body "
+            "field that does not validate (invalid_request)"
+        },
+    },
+)
 def sign_parts(upload_id: uuid.UUID, body: PartsRequest, deps: DepsDep, caller: CallerDep) -> PartsAnswer:
     """Signed PUT URLs for parts of a multipart upload, each for its MD5 and its exact size."""
     wanted = [usecases.PartWanted(part.number, part.md5) for part in body.parts]
@@ -265,7 +281,7 @@ def sign_parts(upload_id: uuid.UUID, body: PartsRequest, deps: DepsDep, caller: 
     return PartsAnswer(parts=[SignedPart(number=p.number, size=p.size, md5=p.md5, url=p.url) for p in signed])
 
 
-@router.get("/uploads/{upload_id}/parts", response_model=PartsAnswer)
+@router.get("/uploads/{upload_id}/parts", response_model=PartsAnswer, responses=_NOT_AWAITING)
 def stored_parts(upload_id: uuid.UUID, deps: DepsDep, caller: CallerDep) -> PartsAnswer:
     """The parts the store already has: a client that was interrupted sends only the others."""
     try:
@@ -283,7 +299,11 @@ def upload_status(upload_id: uuid.UUID, deps: DepsDep, caller: CallerDep) -> Upl
         raise _refusal(refused) from None
 
 
-@router.get("/uploads", response_model=UploadStatus)
+@router.get(
+    "/uploads",
+    response_model=UploadStatus,
+    responses={404: {"description": "no upload the caller may see has this object (not_found)"}},
+)
 def find_upload(
     deps: DepsDep,
     caller: CallerDep,
@@ -302,10 +322,15 @@ def find_upload(
         raise _refusal(refused) from None
 
 
-@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+@health.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"description": "a dependency is unavailable (unavailable); the problem's checks name each"}},
+)
 def healthz(deps: DepsDep) -> Any:
     """Public: each dependency is "ok" or "unavailable" with an error id; the detail (addresses,
-    user names, a server's own words) goes to the intake's log under that id, never to the caller."""
+    user names, a server's own words) goes to the intake's log under that id, never to the caller.
+    Unhealthy, the answer is a 503 problem whose ``checks`` member holds the same."""
     checks: dict[str, str] = {}
     for name, probe in deps.probes.items():
         try:
@@ -315,8 +340,12 @@ def healthz(deps: DepsDep) -> Any:
             error_id = new_error_id()
             log.warning("health check failed", check=name, error=repr(exc), error_id=error_id)
             checks[name] = f"unavailable (error id {error_id})"
-    healthy = all(v == "ok" for v in checks.values())
-    body = Health(status="ok" if healthy else "degraded", checks=checks)
-    if healthy:
-        return body
-    return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+    unavailable = [name for name, check in checks.items() if check != "ok"]
+    if not unavailable:
+        return Health(status="ok", checks=checks)
+    return problem_response(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "unavailable",
+        f"unavailable: {', '.join(unavailable)}",
+        extensions={"checks": checks},
+    )

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.intake.api import IntakeDeps, router
+from services.intake.api import IntakeDeps, health, router
 from services.intake.schemas import MAX_JSON_DEPTH, MAX_REQUEST_BYTES
 from shared.postgres.connection import request_pool
 from shared.postgres.keys import PostgresKeys
@@ -30,6 +30,7 @@ from shared.runtime import metrics
 from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
 from shared.usecases.uploads import Intake
+from shared.web import problems
 from shared.web.body_limit import BodyLimit
 from shared.web.guard import AuthBeforeBody, RequestId, api_key_caller
 from shared.web.headers import PageHeaders
@@ -117,14 +118,17 @@ def build_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=problems.operation_id,
     )
     app.state.deps = deps
+    problems.install(app)  # every error answer an RFC 9457 problem, declared in /openapi.json
     app.add_middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES, max_json_depth=MAX_JSON_DEPTH)
     app.add_middleware(AuthBeforeBody, authenticate=deps.authenticate)
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(PageHeaders, store_origin=settings.presign_endpoint)
     app.add_middleware(RequestId)  # outermost: every answer, refusals included, carries its id
     app.include_router(router)
+    app.include_router(health)
     # The upload page: static, public (it holds nothing; every call it makes needs the user's key).
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

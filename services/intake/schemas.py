@@ -199,5 +199,5 @@ class UploadStatus(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok"]
     checks: dict[str, str]

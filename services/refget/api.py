@@ -18,13 +18,22 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel
 
 from services.refget.posted import MAX_DEPTH, PostLimits, parse_collection
 from services.refget.ranges import Refused, requested_slice
+from services.refget.schemas import (
+    AttributeValue,
+    Collection,
+    Comparison,
+    DigestPage,
+    Healthy,
+    SeqcolServiceInfo,
+    SequenceMetadata,
+    SequenceServiceInfo,
+)
 from shared.domain.access import KeyStore
 from shared.domain.read_ports import CollectionReads, SequenceReads, StoreHealth
 from shared.postgres.keys import PostgresKeys
@@ -33,15 +42,11 @@ from shared.runtime import metrics
 from shared.runtime.settings import Settings
 from shared.usecases import refget as reads
 from shared.usecases.refget import CollectionLimits, NotFound, Page, Reader, ReadRefused, TooLarge
+from shared.web import problems
 from shared.web.body_limit import BodyLimit
-from shared.web.guard import (
-    AuthBeforeBody,
-    RequestId,
-    api_key_caller,
-    caller_or_refusal,
-    error_body,
-)
+from shared.web.guard import AuthBeforeBody, RequestId, api_key_caller, caller_or_refusal
 from shared.web.headers import PageHeaders
+from shared.web.problems import problem_response
 
 log = structlog.get_logger()
 
@@ -53,6 +58,32 @@ _JSON_TYPES = {V2_JSON, "application/vnd.ga4gh.refget.v1.0.0+json", "application
 
 def _refuse(status_code: int, code: str, message: str) -> HTTPException:
     return HTTPException(status_code, {"code": code, "message": message})
+
+
+def _answers(model: type[BaseModel], *media_types: str, **errors: str) -> dict[str, Any]:
+    """A route's declared answers: ``model`` for its 200 (under each of ``media_types``, JSON by
+    default), and the refusals of its own (``e406="…"``); the errors every route can give, and the
+    problem shape of all of them, come from ``problems.document``. The answer is returned as the
+    use case built it (``response_model=None``): a large collection is not validated on each read."""
+    ref = {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+    content = {media: ref for media in media_types or ("application/json",)}
+    responses: dict[int | str, dict[str, Any]] = {200: {"model": model, "content": content}}
+    responses.update({int(code[1:]): {"description": text} for code, text in errors.items()})
+    return {"response_model": None, "responses": responses}
+
+
+_JSON_MEDIA = (V2_JSON, "application/json")
+_RESIDUES = {"schema": {"type": "string", "description": "upper-case residues, no line breaks"}}
+_SEQUENCE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the sequence, or the slice start/end asked for",
+          "content": {V2_TEXT: _RESIDUES, "text/plain": _RESIDUES}},
+    206: {"description": "the bytes a Range header asked for",
+          "content": {V2_TEXT: _RESIDUES, "text/plain": _RESIDUES}},
+    400: {"description": "start or end not a non-negative integer, a malformed Range, or both forms (bad_request)"},
+    406: {"description": "an Accept this route cannot answer (not_acceptable)"},
+    416: {"description": "out of the sequence's bounds, or start after end on a linear sequence "
+          "(range_not_satisfiable)"},
+}  # fmt: skip
 
 
 def _accepted(accept: str | None, offered: set[str]) -> str | None:
@@ -122,12 +153,12 @@ ReaderDep = Annotated[Reader, Depends(get_reader)]
 sequences = APIRouter(prefix="/sequence", tags=["refget sequences"])
 
 
-@sequences.get("/service-info")
+@sequences.get("/service-info", **_answers(SequenceServiceInfo))
 def sequence_service_info() -> dict[str, Any]:
     return reads.sequence_service_info()
 
 
-@sequences.get("/{sequence_id}", response_class=Response)
+@sequences.get("/{sequence_id}", response_class=Response, responses=_SEQUENCE_ANSWERS)
 def get_sequence(
     sequence_id: str,
     services: ServicesDep,
@@ -160,7 +191,10 @@ def get_sequence(
     )
 
 
-@sequences.get("/{sequence_id}/metadata")
+@sequences.get(
+    "/{sequence_id}/metadata",
+    **_answers(SequenceMetadata, *_JSON_MEDIA, e406="an Accept this route cannot answer (not_acceptable)"),
+)
 def get_metadata(
     sequence_id: str,
     services: ServicesDep,
@@ -182,7 +216,7 @@ def get_metadata(
 collections = APIRouter(tags=["sequence collections"])
 
 
-@collections.get("/service-info")
+@collections.get("/service-info", **_answers(SeqcolServiceInfo))
 def seqcol_service_info() -> dict[str, Any]:
     return reads.seqcol_service_info()
 
@@ -191,7 +225,10 @@ def seqcol_service_info() -> dict[str, Any]:
 MAX_PAGE = 1_000_000
 
 
-@collections.get("/collection/{digest}")
+_TOO_LARGE = "more elements than GENOBASE_SEQCOL_MAX_ELEMENTS to serve at level 2 (collection_too_large)"
+
+
+@collections.get("/collection/{digest}", **_answers(Collection, e413=_TOO_LARGE))
 def get_collection(
     digest: str,
     services: ServicesDep,
@@ -201,12 +238,12 @@ def get_collection(
     return reads.collection(services.collections, digest, reader, level, services.collection_limits)
 
 
-@collections.get("/attribute/collection/{attribute}/{digest}")
+@collections.get("/attribute/collection/{attribute}/{digest}", **_answers(AttributeValue, e413=_TOO_LARGE))
 def get_attribute(attribute: str, digest: str, services: ServicesDep, reader: ReaderDep) -> list[Any]:
     return reads.attribute(services.collections, attribute, digest, reader, services.collection_limits)
 
 
-@collections.get("/comparison/{digest_a}/{digest_b}")
+@collections.get("/comparison/{digest_a}/{digest_b}", **_answers(Comparison, e413=_TOO_LARGE))
 def compare_two(digest_a: str, digest_b: str, services: ServicesDep, reader: ReaderDep) -> dict[str, Any]:
     return reads.compare_stored(services.collections, digest_a, digest_b, reader, services.collection_limits)
 
@@ -225,7 +262,16 @@ _POSTED_COLLECTION = {
 }
 
 
-@collections.post("/comparison/{digest_a}", openapi_extra=_POSTED_COLLECTION)
+@collections.post(
+    "/comparison/{digest_a}",
+    openapi_extra=_POSTED_COLLECTION,
+    **_answers(
+        Comparison,
+        e400="not a level-2 collection, or an element of the wrong type (bad_request), or nested too deep (too_deep)",
+        e413="a body over GENOBASE_SEQCOL_MAX_POST_BYTES (request_too_large), an element over "
+        "GENOBASE_MAX_HEADER_BYTES (element_too_large), too many elements (collection_too_large)",
+    ),
+)
 def compare_with_posted(
     digest_a: str, body: Annotated[bytes, Depends(_posted_body)], services: ServicesDep, reader: ReaderDep
 ) -> dict[str, Any]:
@@ -248,7 +294,7 @@ PageDep = Annotated[int, Query(ge=0, le=MAX_PAGE)]
 PageSizeDep = Annotated[int, Query(ge=1, le=1000)]
 
 
-@collections.get("/list/collection")
+@collections.get("/list/collection", **_answers(DigestPage))
 def list_collections(
     request: Request, services: ServicesDep, reader: ReaderDep, page: PageDep = 0, page_size: PageSizeDep = 100
 ) -> dict[str, Any]:
@@ -257,45 +303,21 @@ def list_collections(
     return _page(reads.list_collections(services.collections, request.query_params, page, page_size, reader))
 
 
-@collections.get("/list/attributes/{attribute}")
+@collections.get("/list/attributes/{attribute}", **_answers(DigestPage))
 def list_attributes(
     attribute: str, services: ServicesDep, reader: ReaderDep, page: PageDep = 0, page_size: PageSizeDep = 100
 ) -> dict[str, Any]:
     return _page(reads.list_attribute_digests(services.collections, attribute, page, page_size, reader))
 
 
-# --- errors: every answer a code and a safe message ---------------------------------------------------
-
-
-def _status_code_name(status_code: int) -> str:
-    names = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "request_too_large"}
-    return names.get(status_code, "bad_request" if status_code < 500 else "internal_error")
-
-
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    """Starlette's own refusals (no route, wrong method) in the shape of the routes' own."""
-    assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail
-    if not (isinstance(detail, dict) and "code" in detail):
-        detail = error_body(_status_code_name(exc.status_code), str(detail)[:200])["detail"]
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
-    """A parameter out of its bounds: 422 naming the parameter and the rule, never echoing the input."""
-    assert isinstance(exc, RequestValidationError)
-    problems = [
-        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
-        for error in exc.errors()[:5]
-    ]
-    return JSONResponse(error_body("invalid_request", "; ".join(problems)[:500]), status_code=422)
+# --- errors: problem details (shared/web/problems.py), a use case's refusal among them ---------------
 
 
 async def _read_refused(_request: Request, exc: Exception) -> JSONResponse:
     """A use case's refusal: not found (404), a collection too large to serve (413), any other 400."""
     assert isinstance(exc, ReadRefused)
     status_code = 404 if isinstance(exc, NotFound) else 413 if isinstance(exc, TooLarge) else 400
-    return JSONResponse(error_body(exc.code, exc.message), status_code=status_code)
+    return problem_response(status_code, exc.code, exc.message)
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -328,6 +350,7 @@ def build_app(
         title="Genobase refget",
         description="GA4GH refget v2.0 sequences and sequence collections, read from what Genobase stored.",
         lifespan=lifespan,
+        generate_unique_id_function=problems.operation_id,
         # Swagger UI and ReDoc load their scripts from a CDN: not served; /openapi.json stays
         docs_url=None,
         redoc_url=None,
@@ -341,14 +364,14 @@ def build_app(
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(PageHeaders)  # a policy that lets nothing load from elsewhere, no framing, nosniff
     app.add_middleware(RequestId)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
+    problems.install(app)
     app.add_exception_handler(ReadRefused, _read_refused)
     app.include_router(sequences)
     app.include_router(collections)
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz", tags=["health"], **_answers(Healthy, e500="the store does not answer (internal_error)"))
     def healthz() -> dict[str, str]:
+        """Public: 200 when the store answers."""
         ports.health.ping()
         return {"status": "ok"}
 

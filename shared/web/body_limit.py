@@ -7,7 +7,8 @@ import anyio.to_thread
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.web.guard import error_body, json_too_deep
+from shared.web.guard import json_too_deep
+from shared.web.problems import problem_response
 
 
 class BodyLimit:
@@ -68,12 +69,8 @@ class BodyLimit:
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse(
-        error_body("request_too_large", f"request bodies are limited to {limit} bytes"), status_code=413
-    )
+    return problem_response(413, "request_too_large", f"request bodies are limited to {limit} bytes")
 
 
 def _too_deep(limit: int) -> JSONResponse:
-    return JSONResponse(
-        error_body("too_deep", f"request bodies nest at most {limit} arrays or objects deep"), status_code=400
-    )
+    return problem_response(400, "too_deep", f"request bodies nest at most {limit} arrays or objects deep")

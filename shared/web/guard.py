@@ -3,7 +3,7 @@
 * ``RequestId``: every answer carries an ``X-Request-ID`` (a well-formed incoming one is kept, so a
   client or proxy can follow its request; anything else is replaced), every log line written while
   the request runs names it (structlog contextvars), and an exception no route handled becomes a
-  500 with a code, a safe message and an ``error_id`` (the detail is logged under it, never sent).
+  500 problem ``internal_error`` with an ``error_id`` (the detail is logged under it, never sent).
 * ``AuthBeforeBody``: a request that carries a body is authenticated from its headers before one
   byte of the body is read, so a caller without a key cannot make the service receive, buffer or
   parse anything.
@@ -21,7 +21,6 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
 
 import anyio.to_thread
 import structlog
@@ -31,7 +30,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.domain.access import Caller, KeyStore, key_hash
+from shared.domain.uploads import new_error_id
 from shared.usecases import keys as key_cases
+from shared.web.problems import problem_response
 
 log = structlog.get_logger()
 
@@ -40,11 +41,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _WELL_FORMED_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
 # Where ``AuthBeforeBody`` leaves what ``authenticate`` returned (Starlette's ``request.state``).
 CALLER_STATE = "authenticated_caller"
-
-
-def error_body(code: str, message: str, **extra: str) -> dict[str, Any]:
-    """The one shape of every refusal and failure: ``{"detail": {"code", "message", ...}}``."""
-    return {"detail": {"code": code, "message": message, **extra}}
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -94,12 +90,10 @@ class RequestId:
             try:
                 await self._app(scope, receive, sending)
             except Exception:  # no route handled it: a safe answer, the detail in the log
-                error_id = uuid.uuid4().hex[:12]
+                error_id = new_error_id()
                 log.exception("request failed", error_id=error_id, path=scope.get("path", "")[:200])
                 if status == 0:  # nothing sent yet; else the client sees the body cut short
-                    answer = JSONResponse(
-                        error_body("internal_error", "the request failed", error_id=error_id), status_code=500
-                    )
+                    answer = problem_response(500, "internal_error", "the request failed", error_id=error_id)
                     await answer(scope, receive, sending)
             finally:
                 CLIENT_ADDRESS.reset(client_token)
@@ -213,6 +207,9 @@ KNOWN_KEYS = KnownKeys()
 LOOKUPS = threading.BoundedSemaphore(4)
 
 
+_CHALLENGE = 'Bearer realm="genobase"'
+
+
 def refusal_error(refusal: Unauthorized) -> HTTPException:
     """A route's refusal of a key: 401, or 429 with Retry-After for an address that tried too many."""
     if isinstance(refusal, Throttled):
@@ -222,21 +219,16 @@ def refusal_error(refusal: Unauthorized) -> HTTPException:
             headers={"Retry-After": str(refusal.retry_after)},
         )
     detail = {"code": "unauthorized", "message": refusal.message}
-    return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="genobase"'})
+    return HTTPException(401, detail, headers={"WWW-Authenticate": _CHALLENGE})
 
 
 def unauthorized_response(refusal: Unauthorized) -> JSONResponse:
+    """``refusal_error``'s answer, from the ASGI guard (no route and no exception handler yet)."""
     if isinstance(refusal, Throttled):
-        return JSONResponse(
-            error_body("too_many_failed_keys", refusal.message),
-            status_code=429,
-            headers={"Retry-After": str(refusal.retry_after)},
+        return problem_response(
+            429, "too_many_failed_keys", refusal.message, headers={"Retry-After": str(refusal.retry_after)}
         )
-    return JSONResponse(
-        error_body("unauthorized", refusal.message),
-        status_code=401,
-        headers={"WWW-Authenticate": 'Bearer realm="genobase"'},
-    )
+    return problem_response(401, "unauthorized", refusal.message, headers={"WWW-Authenticate": _CHALLENGE})
 
 
 def carries_body(scope: Scope) -> bool:

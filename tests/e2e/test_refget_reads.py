@@ -102,7 +102,7 @@ def test_refusals_carry_their_status_and_code(refget: httpx.Client, long_record:
         (refget.get(url, headers={"Range": "bytes=99999999-99999999"}), 416, "range_not_satisfiable"),
         (refget.request("PATCH", url), 405, "method_not_allowed"),
     ]:
-        assert answer.status_code == status and answer.json()["detail"]["code"] == code, answer.text
+        assert answer.status_code == status and answer.json()["code"] == code, answer.text
 
 
 def test_the_upload_lists_as_a_collection(refget: httpx.Client, long_record: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ def test_every_route_needs_a_valid_key(
     response = client(pipeline, key).request(method, path, **extra)  # type: ignore[arg-type]
     assert response.status_code == 401, response.text
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert response.json()["detail"]["code"] == "unauthorized"
+    assert response.json()["code"] == "unauthorized"
 
 
 def test_health_and_the_api_description_stay_public(pipeline: Pipeline) -> None:

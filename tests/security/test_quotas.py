@@ -23,6 +23,7 @@ from shared.runtime.settings import Settings
 from shared.usecases.keys import create_key
 from tests import http
 from tests.conftest import Pipeline, another_process
+from tests.problems import problem
 from tests.security.helpers import keys_cli, make_s3_owner, s3_as
 
 pytestmark = pytest.mark.e2e
@@ -63,8 +64,8 @@ def register(owner: httpx.Client, size: int = len(FASTA)) -> httpx.Response:
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
-    detail: dict[str, Any] = response.json()["detail"]
-    assert detail["code"] == code and detail["message"] and len(detail["error_id"]) == 16
+    detail = problem(response)
+    assert detail["code"] == code and detail["detail"]
     assert response.headers["x-request-id"]
     return detail
 

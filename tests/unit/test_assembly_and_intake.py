@@ -22,6 +22,7 @@ from shared.runtime.settings import Settings
 from shared.usecases.uploads import Intake, object_key, progress_fraction
 from shared.web.guard import Unauthorized
 from tests.builders import record
+from tests.problems import problem
 from tests.unit.fakes import STORE, FakeObjects, FakeUploads, make_upload
 
 
@@ -175,14 +176,14 @@ def test_long_names_within_the_byte_budget_are_accepted() -> None:
 def test_sizes_above_the_upload_limit_are_413() -> None:
     intake = served(Settings(max_upload_bytes=1000))
     response = intake.client.post("/uploads", json={"filename": "x.fa", "size": 1001})
-    assert response.status_code == 413 and response.json()["detail"]["code"] == "upload_too_large"
+    assert response.status_code == 413 and response.json()["code"] == "upload_too_large"
     assert intake.uploads.uploads == {}
 
 
 def test_request_bodies_are_capped(intake: TestClient) -> None:
     big = {"filename": "x.fa", "padding": "x" * (MAX_REQUEST_BYTES + 1)}
     response = intake.post("/uploads", json=big)
-    assert response.status_code == 413 and response.json()["detail"]["code"] == "request_too_large"
+    assert response.status_code == 413 and response.json()["code"] == "request_too_large"
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams in
         yield b'{"filename": "x.fa", "padding": "'
@@ -236,7 +237,7 @@ def test_a_multipart_ticket_signs_its_parts_and_lists_those_stored() -> None:
     assert [(p["number"], p["size"]) for p in signed.json()["parts"]] == [(3, 2 * mib), (1, 5 * mib)]
     assert f"uploadId=m-1&partNumber=3&md5={md5}&size={2 * mib}" in signed.json()["parts"][0]["url"]
     beyond = intake.client.post(parts, json={"parts": [{"number": 4, "md5": md5}]})
-    assert beyond.status_code == 422 and beyond.json()["detail"]["code"] == "no_such_part"
+    assert beyond.status_code == 422 and beyond.json()["code"] == "no_such_part"
     intake.objects.stored_parts["m-1"] = [(1, "e1", 5 * mib)]
     assert intake.client.get(parts).json() == {"parts": [{"number": 1, "etag": "e1", "size": 5 * mib}]}
 
@@ -245,7 +246,7 @@ def test_parts_are_only_for_a_multipart_upload_that_waits_for_them() -> None:
     intake = served()
     put = intake.client.post("/uploads", json={"filename": "x.fa", "size": 1}).json()
     conflict = intake.client.get(f"/uploads/{put['id']}/parts")
-    assert conflict.status_code == 409 and conflict.json()["detail"]["code"] == "not_awaiting_parts"
+    assert conflict.status_code == 409 and conflict.json()["code"] == "not_awaiting_parts"
     assert intake.client.get(f"/uploads/{uuid.uuid4()}/parts").status_code == 404
 
 
@@ -253,11 +254,11 @@ def test_quotas_refuse_with_429_and_retry_after_or_413() -> None:
     intake = served(Settings(quota_uploads_in_flight=1, quota_stored_bytes=100))
     assert intake.client.post("/uploads", json={"filename": "a.fa", "size": 10}).status_code == 201
     busy = intake.client.post("/uploads", json={"filename": "b.fa", "size": 10})
-    assert busy.status_code == 429 and busy.json()["detail"]["code"] == "too_many_uploads_in_flight"
-    assert int(busy.headers["Retry-After"]) >= 1 and busy.json()["detail"]["error_id"]
+    assert busy.status_code == 429 and busy.json()["code"] == "too_many_uploads_in_flight"
+    assert int(busy.headers["Retry-After"]) >= 1 and busy.json()["error_id"]
     intake.uploads.uploads.clear()
     full = intake.client.post("/uploads", json={"filename": "c.fa", "size": 101})
-    assert full.status_code == 413 and full.json()["detail"]["code"] == "storage_quota_exceeded"
+    assert full.status_code == 413 and full.json()["code"] == "storage_quota_exceeded"
     assert "Retry-After" not in full.headers and intake.uploads.uploads == {}
 
 
@@ -282,7 +283,7 @@ def test_a_multipart_upload_its_registration_refuses_for_a_quota_is_aborted() ->
     intake = served(Settings(multipart_threshold_bytes=10, quota_open_multipart_uploads=0))
     intake.uploads.admins.add("tester")
     response = intake.client.post("/uploads", json={"filename": "x.fa", "size": 100})
-    assert response.status_code == 429 and response.json()["detail"]["code"] == "too_many_multipart_uploads"
+    assert response.status_code == 429 and response.json()["code"] == "too_many_multipart_uploads"
     assert intake.objects.aborted == ["m-1"] and intake.uploads.uploads == {}
 
 
@@ -315,10 +316,11 @@ def test_another_owner_s_upload_is_as_if_it_did_not_exist() -> None:
     intake = served()
     theirs = done_upload(intake.uploads, "someone-else")
     absent = intake.client.get(f"/uploads/{theirs}")
-    assert absent.status_code == 404 and absent.json() == {"detail": f"no upload {theirs}"}
+    assert absent.status_code == 404 and problem(absent) == {"code": "not_found", "detail": f"no upload {theirs}"}
     by_object = intake.client.get("/uploads", params={"bucket": "uploads", "key": "someone-else/x.fa"})
-    assert by_object.status_code == 404 and by_object.json() == {
-        "detail": "no upload for s3://uploads/someone-else/x.fa"
+    assert by_object.status_code == 404 and problem(by_object) == {
+        "code": "not_found",
+        "detail": "no upload for s3://uploads/someone-else/x.fa",
     }
     admin = served(caller=Caller("root", admin=True))
     admin.uploads.uploads.update(intake.uploads.uploads)

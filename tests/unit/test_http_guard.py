@@ -37,6 +37,7 @@ from shared.web.guard import (
     carries_body,
     json_too_deep,
 )
+from tests.problems import problem
 from tests.unit.fakes_keys import FakeKeys
 
 
@@ -140,7 +141,8 @@ def test_without_a_key_a_body_is_never_received() -> None:
     anyio.run(_call, app, scope, receive, send)
     assert received == []
     assert sent[0]["status"] == 401
-    assert json.loads(sent[1]["body"])["detail"]["code"] == "unauthorized"
+    assert json.loads(sent[1]["body"])["code"] == "unauthorized"
+    assert (b"content-type", b"application/problem+json") in sent[0]["headers"]
 
 
 async def _call(app: Any, scope: Scope, receive: Receive, send: Send) -> None:
@@ -165,7 +167,7 @@ def test_with_a_key_the_caller_reaches_the_route_once_authenticated() -> None:
 def test_a_body_nested_deeper_than_allowed_is_refused_400() -> None:
     with TestClient(_app(_key_check)) as client:
         answer = client.post("/echo", content=b'{"a": [[[1]]]}', headers={"Authorization": "Bearer good"})
-        assert answer.status_code == 400 and answer.json()["detail"]["code"] == "too_deep"
+        assert answer.status_code == 400 and answer.json()["code"] == "too_deep"
         assert client.post("/echo", content=b"x" * 1001, headers={"Authorization": "Bearer good"}).status_code == 413
 
 
@@ -189,10 +191,10 @@ def test_an_unhandled_error_is_a_500_with_a_code_an_error_id_and_no_detail() -> 
     with structlog.testing.capture_logs() as logs, TestClient(_app(_key_check), raise_server_exceptions=False) as c:
         answer = c.get("/fail", headers={"X-Request-ID": "trace-me-please"})
     assert answer.status_code == 500 and answer.headers["x-request-id"] == "trace-me-please"
-    detail = answer.json()["detail"]
-    assert detail["code"] == "internal_error" and "secret" not in answer.text and detail["error_id"]
+    body = answer.json()
+    assert problem(answer) == {"code": "internal_error", "detail": "the request failed"} and "secret" not in answer.text
     failed = [line for line in logs if line["event"] == "request failed"]
-    assert failed and failed[0]["error_id"] == detail["error_id"]
+    assert failed and failed[0]["error_id"] == body["error_id"]
 
 
 def test_log_lines_of_a_request_name_its_id() -> None:

@@ -17,6 +17,7 @@ from shared.runtime.settings import Settings
 from shared.usecases import refget as reads
 from shared.usecases.refget import Reader
 from shared.web.guard import Unauthorized
+from tests.problems import problem
 from tests.unit.fakes_reads import FakeReads, FakeRecord, collection_of, md5_of, refget_of
 
 KEYS = {
@@ -66,8 +67,9 @@ def fake() -> FakeReads:
     return store
 
 
-def detail(code: str, message: str) -> dict[str, dict[str, str]]:
-    return {"detail": {"code": code, "message": message}}
+def detail(code: str, message: str) -> dict[str, str]:
+    """What ``problem`` leaves of a refusal's answer."""
+    return {"code": code, "detail": message}
 
 
 # --- sequences ----------------------------------------------------------------------------------------
@@ -126,7 +128,7 @@ def test_the_use_case_reads_a_span_only_when_the_client_wants_its_residues(fake:
 def test_an_unknown_sequence_is_404(fake: FakeReads, identifier: str, asked: int) -> None:
     response = client(fake).get(f"/sequence/{identifier}", headers=ALICE)
     assert response.status_code == 404
-    assert response.json() == detail("not_found", f"no sequence {unquote(identifier)[:80]}")
+    assert problem(response) == detail("not_found", f"no sequence {unquote(identifier)[:80]}")
     assert len(fake.finds) == asked
 
 
@@ -192,7 +194,7 @@ def test_slices_that_cannot_be_served(
 ) -> None:
     response = client(fake).get(f"/sequence/{md5_of(RESIDUES)}{query}", headers={**ALICE, **headers})
     assert response.status_code == status
-    assert response.json()["detail"]["code"] == code
+    assert response.json()["code"] == code
     assert fake.span_reads == []
 
 
@@ -215,7 +217,7 @@ def test_a_sequence_in_the_media_type_accepted(fake: FakeReads, accept: str | No
 def test_a_sequence_in_json_is_406_before_any_read(fake: FakeReads) -> None:
     response = client(fake).get(f"/sequence/{md5_of('ACGT')}", headers={**ALICE, "Accept": "application/json"})
     assert response.status_code == 406
-    assert response.json() == detail("not_acceptable", f"this endpoint answers {V2_TEXT} or text/plain")
+    assert problem(response) == detail("not_acceptable", f"this endpoint answers {V2_TEXT} or text/plain")
     assert fake.finds == []
 
 
@@ -249,7 +251,7 @@ def test_metadata_in_the_media_type_accepted(fake: FakeReads, accept: str, statu
     response = client(fake).get(f"/sequence/{md5_of('ACGT')}/metadata", headers={**ALICE, "Accept": accept})
     assert response.status_code == status
     if media is None:
-        assert response.json() == detail("not_acceptable", f"this endpoint answers {V2_JSON} or application/json")
+        assert problem(response) == detail("not_acceptable", f"this endpoint answers {V2_JSON} or application/json")
     else:
         assert response.headers["content-type"] == media
 
@@ -257,7 +259,7 @@ def test_metadata_in_the_media_type_accepted(fake: FakeReads, accept: str, statu
 def test_metadata_of_another_owners_sequence_is_404(fake: FakeReads) -> None:
     response = client(fake).get(f"/sequence/{md5_of('TTTTGGGG')}/metadata", headers=ALICE)
     assert response.status_code == 404
-    assert response.json() == detail("not_found", f"no sequence {md5_of('TTTTGGGG')}")
+    assert problem(response) == detail("not_found", f"no sequence {md5_of('TTTTGGGG')}")
 
 
 # --- sequence collections ------------------------------------------------------------------------------
@@ -285,13 +287,13 @@ def test_a_collection_at_level_1_and_2(fake: FakeReads) -> None:
     assert http.get(f"/collection/{COLLECTION.digest}", headers=ALICE).json() == LEVEL2
     assert http.get(f"/collection/{COLLECTION.digest}?level=2", headers=ALICE).json() == LEVEL2
     refused = http.get(f"/collection/{COLLECTION.digest}?level=3", headers=ALICE)
-    assert refused.status_code == 422 and refused.json()["detail"]["code"] == "invalid_request"
+    assert refused.status_code == 422 and refused.json()["code"] == "invalid_request"
 
 
 @pytest.mark.parametrize(("digest", "asked"), [(THEIRS.digest, 1), ("A" * 32, 1), ("short", 0), ("*" * 32, 0)])
 def test_a_collection_not_seen_is_404(fake: FakeReads, digest: str, asked: int) -> None:
     response = client(fake).get(f"/collection/{digest}", headers=ALICE)
-    assert response.status_code == 404 and response.json() == detail("not_found", f"no collection {digest}")
+    assert response.status_code == 404 and problem(response) == detail("not_found", f"no collection {digest}")
     assert len(fake.finds) == asked
 
 
@@ -299,12 +301,14 @@ def test_level_2_of_a_collection_too_large_is_413_and_level_1_is_served(fake: Fa
     by_count = client(fake, seqcol_max_elements=1)
     response = by_count.get(f"/collection/{COLLECTION.digest}", headers=ALICE)
     assert response.status_code == 413
-    assert response.json() == detail("collection_too_large", "collections above 1 sequences are served at level 1 only")
+    assert problem(response) == detail(
+        "collection_too_large", "collections above 1 sequences are served at level 1 only"
+    )
     assert by_count.get(f"/collection/{COLLECTION.digest}?level=1", headers=ALICE).status_code == 200
     by_names = client(fake, seqcol_max_post_bytes=7)  # "chr1" + "chr2": 8 bytes
     response = by_names.get(f"/collection/{COLLECTION.digest}", headers=ALICE)
     assert response.status_code == 413
-    assert response.json() == detail(
+    assert problem(response) == detail(
         "collection_too_large", "collections whose names exceed 7 bytes are served at level 1 only"
     )
     assert client(fake, seqcol_max_post_bytes=8).get(f"/collection/{COLLECTION.digest}", headers=ALICE).json() == LEVEL2
@@ -330,7 +334,7 @@ def test_an_attribute_by_its_digest(fake: FakeReads) -> None:
 def test_an_attribute_not_served_is_404(fake: FakeReads, path: str, message: str) -> None:
     values = {"snlp": COLLECTION.sorted_name_length_pairs, "names": COLLECTION.names, "theirs": THEIRS.names}
     response = client(fake).get("/attribute/collection/" + path.format(**values), headers=ALICE)
-    assert response.status_code == 404 and response.json() == detail("not_found", message.format(**values))
+    assert response.status_code == 404 and problem(response) == detail("not_found", message.format(**values))
 
 
 def test_two_stored_collections_compared(fake: FakeReads) -> None:
@@ -340,7 +344,7 @@ def test_two_stored_collections_compared(fake: FakeReads) -> None:
     assert body["digests"] == {"a": COLLECTION.digest, "b": other.digest}
     assert body["attributes"]["a_and_b"] and body["array_elements"]["a_count"]["names"] == 2
     missing = client(fake).get(f"/comparison/{COLLECTION.digest}/{THEIRS.digest}", headers=ALICE)
-    assert missing.status_code == 404 and missing.json() == detail("not_found", f"no collection {THEIRS.digest}")
+    assert missing.status_code == 404 and problem(missing) == detail("not_found", f"no collection {THEIRS.digest}")
     first_too_large = client(fake, seqcol_max_elements=1).get(
         f"/comparison/{COLLECTION.digest}/{THEIRS.digest}", headers=ALICE
     )
@@ -369,14 +373,14 @@ def test_a_stored_collection_compared_with_a_posted_one(fake: FakeReads) -> None
 def test_a_posted_collection_refused_before_any_read(fake: FakeReads, content: bytes, status: int, code: str) -> None:
     http = client(fake, seqcol_max_post_bytes=64)
     response = http.post(f"/comparison/{COLLECTION.digest}", content=content, headers=ALICE)
-    assert response.status_code == status and response.json()["detail"]["code"] == code
+    assert response.status_code == status and response.json()["code"] == code
     assert fake.finds == []
 
 
 def test_a_posted_collection_with_an_element_too_long_is_413(fake: FakeReads) -> None:
     long_name = {"names": ["n" * (Settings().max_header_bytes + 1)]}
     response = client(fake).post(f"/comparison/{COLLECTION.digest}", json=long_name, headers=ALICE)
-    assert response.status_code == 413 and response.json()["detail"]["code"] == "element_too_large"
+    assert response.status_code == 413 and response.json()["code"] == "element_too_large"
 
 
 def test_a_posted_body_without_a_key_is_401_unread(fake: FakeReads) -> None:
@@ -386,7 +390,7 @@ def test_a_posted_body_without_a_key_is_401_unread(fake: FakeReads) -> None:
 
 def test_a_posted_collection_against_a_stored_one_not_seen_is_404(fake: FakeReads) -> None:
     response = client(fake).post(f"/comparison/{THEIRS.digest}", json={"names": []}, headers=ALICE)
-    assert response.status_code == 404 and response.json() == detail("not_found", f"no collection {THEIRS.digest}")
+    assert response.status_code == 404 and problem(response) == detail("not_found", f"no collection {THEIRS.digest}")
 
 
 def _listing(http: TestClient, path: str, headers: dict[str, str]) -> Callable[[str], dict[str, object]]:
@@ -423,7 +427,7 @@ def test_collections_listed_by_page_and_filtered(fake: FakeReads) -> None:
 @pytest.mark.parametrize("query", ["?page=-1", "?page=1000001", "?page_size=0", "?page_size=1001", "?page=x"])
 def test_a_page_out_of_bounds_is_422(fake: FakeReads, query: str) -> None:
     response = client(fake).get(f"/list/collection{query}", headers=ALICE)
-    assert response.status_code == 422 and response.json()["detail"]["code"] == "invalid_request"
+    assert response.status_code == 422 and response.json()["code"] == "invalid_request"
 
 
 def test_an_attributes_digests_listed(fake: FakeReads) -> None:
@@ -434,7 +438,7 @@ def test_an_attributes_digests_listed(fake: FakeReads) -> None:
     assert listing("?page_size=1&page=1")["results"] == names[1:]
     for attribute in ("colour", "sorted_name_length_pairs"):
         response = client(fake).get(f"/list/attributes/{attribute}", headers=ALICE)
-        assert response.status_code == 404 and response.json() == detail("not_found", f"no attribute {attribute}")
+        assert response.status_code == 404 and problem(response) == detail("not_found", f"no attribute {attribute}")
 
 
 # --- the rest --------------------------------------------------------------------------------------------
@@ -449,7 +453,7 @@ def test_health_is_the_stores(fake: FakeReads) -> None:
 
 def test_an_unknown_route_answers_in_the_routes_shape(fake: FakeReads) -> None:
     response = client(fake).get("/nowhere", headers=ALICE)
-    assert response.status_code == 404 and response.json() == detail("not_found", "Not Found")
+    assert response.status_code == 404 and problem(response) == detail("not_found", "nothing is served at this path")
 
 
 def test_the_digests_of_the_fake_are_the_specifications() -> None:
