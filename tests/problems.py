@@ -8,6 +8,8 @@ import httpx
 
 from shared.web.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
 
+_PROBLEM = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
 
 def problem(response: httpx.Response) -> dict[str, Any]:
     """The answer's problem, its shape checked (media type, ``status`` equal to the answer's,
@@ -22,3 +24,30 @@ def problem(response: httpx.Response) -> dict[str, Any]:
     assert isinstance(error_id, str) and len(error_id) == 16, error_id
     assert isinstance(body["detail"], str) and body["detail"], body
     return body
+
+
+def check_openapi(document: dict[str, Any]) -> list[str]:
+    """Every operation of an OpenAPI document has a unique operationId and tags, and declares each
+    4xx and 5xx answer (500 always; 401 and 429 where a key is required, with their headers; 422
+    where it takes parameters or a body) as a problem. Returns the operation ids."""
+    schemas = document["components"]["schemas"]
+    assert {"type", "title", "status", "detail", "code", "error_id"} <= set(schemas["Problem"]["properties"])
+    assert "HTTPValidationError" not in schemas  # FastAPI's own 422 shape is gone
+    ids: list[str] = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            where = f"{method.upper()} {path}"
+            ids.append(operation["operationId"])
+            assert operation["operationId"].isidentifier() and operation.get("tags"), where
+            responses = operation["responses"]
+            assert "500" in responses, where
+            if operation.get("security"):
+                assert "WWW-Authenticate" in responses["401"]["headers"], where
+                assert "Retry-After" in responses["429"]["headers"], where
+            if operation.get("parameters") or "requestBody" in operation:
+                assert "422" in responses, where
+            for code, answer in responses.items():
+                if code[0] in "45":
+                    assert answer["content"] == _PROBLEM and answer["description"], (where, code)
+    assert len(ids) == len(set(ids)), ids
+    return ids

@@ -4,7 +4,8 @@ Against the stack's own refget (and, for the metric labels HttpMetrics gives bot
 a body is refused before it is read when the caller has no key; a body nesting deeper than the
 seqcol schema, or an element larger than a name, is refused before it is compared; slow readers
 of long sequences hold no database session; invented methods and paths do not grow /metrics;
-every number in a query is bounded (no database error); every answer names its request.
+every number in a query is bounded (no database error); every answer names its request; every
+error of both services is an RFC 9457 problem, as their OpenAPI documents declare.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from genobase import stack
 from shared.runtime.polling import poll_until
 from tests.conftest import Pipeline, another_process
 from tests.helpers import upload_via_intake
+from tests.problems import check_openapi, problem
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
@@ -324,3 +326,37 @@ def test_an_address_that_floods_invented_keys_is_throttled_before_any_lookup(pip
         assert http.get("/uploads/00000000-0000-0000-0000-000000000000", headers=spoofed).status_code == 429
     # the stack's own intake, another process, still answers this address
     assert pipeline.http.get("/healthz").status_code == 200
+
+
+def test_the_running_services_answer_every_kind_of_error_as_a_problem(pipeline: Pipeline, refget_url: str) -> None:
+    """Each answered by a different part of the service: the key guard, a route, FastAPI's
+    validation, Starlette's router, the body limit; the error id is in the service's log."""
+    intake, key, base = pipeline.http, _headers(pipeline), pipeline.settings.status_base_url  # intake: with the key
+    missing = intake.get(f"/uploads/{uuid.uuid4()}")
+    cases = [
+        (httpx.post(f"{base}/uploads", json={"filename": "x.fa", "size": 1}), 401, "unauthorized"),
+        (missing, 404, "not_found"),
+        (intake.get("/no/such/route"), 404, "not_found"),
+        (intake.delete("/healthz"), 405, "method_not_allowed"),
+        (intake.post("/uploads", json={"filename": "x.fa", "size": "9" * 500}), 422, "invalid_request"),
+        (intake.post("/uploads", content=b" " * (1 * MiB)), 413, "request_too_large"),
+        (httpx.get(f"{refget_url}/sequence/{'0' * 32}"), 401, "unauthorized"),
+        (httpx.get(f"{refget_url}/sequence/{'0' * 32}", headers=key), 404, "not_found"),
+        (httpx.post(f"{refget_url}/collection/x", headers=key), 405, "method_not_allowed"),
+        (httpx.get(f"{refget_url}/list/collection?page=-1", headers=key), 422, "invalid_request"),
+    ]
+    for answer, status, code in cases:
+        assert answer.status_code == status and problem(answer)["code"] == code, (status, code, answer.text)
+    assert cases[0][0].headers["www-authenticate"].startswith("Bearer") and cases[3][0].headers["allow"] == "GET"
+    assert "9" * 50 not in cases[4][0].text
+    error_id = missing.json()["error_id"]
+    log = pipeline.processes.log_file("intake")
+    logged = poll_until(
+        lambda: [json.loads(line) for line in log.read_text().splitlines() if error_id in line] or None,
+        timeout=10,
+        interval=0.2,
+        what="the intake's log line of the error",
+    )
+    assert logged[0]["detail"] == missing.json()["detail"] and logged[0]["code"] == "not_found"
+    for url in (base, refget_url):
+        check_openapi(httpx.get(f"{url}/openapi.json", timeout=10).raise_for_status().json())

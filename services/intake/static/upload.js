@@ -22,7 +22,8 @@ async function api(method, path, body) {
   });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const detail = data.detail && data.detail.message ? data.detail.message : JSON.stringify(data.detail || data);
+    // every error is an RFC 9457 problem: a code, a message safe to show, and an error id
+    const detail = typeof data.detail === "string" ? `${data.detail} (${data.code}, error id ${data.error_id})` : JSON.stringify(data);
     throw new Error(`HTTP ${response.status}: ${detail}`);
   }
   return data;
