@@ -23,7 +23,6 @@ from services.refget.api import ReadPorts
 from services.refget.api import build_app as build_refget
 from shared.domain.access import Caller
 from shared.runtime.settings import Settings
-from shared.usecases import uploads as usecases
 from shared.usecases.uploads import Intake
 from shared.web.guard import Throttled, Unauthorized
 from shared.web.problems import Problem
@@ -190,14 +189,13 @@ def test_an_invalid_request_is_a_422_problem_naming_the_fields_never_their_value
     assert [error["loc"] for error in problem(page)["errors"]] == [["query", "page"]]
 
 
-def test_an_unhandled_error_is_a_500_problem_without_its_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(*_args: object) -> None:
-        raise RuntimeError("password=hunter2 at 10.1.2.3")
-
-    monkeypatch.setattr(usecases, "show_upload", fail)
-    client = TestClient(intake_app(), raise_server_exceptions=False)
+def test_an_unhandled_error_is_a_500_problem_without_its_text() -> None:
+    uploads = FakeUploads()
+    uploads.fail_on_register = RuntimeError("password=hunter2 at 10.1.2.3")  # the database, failing
+    admin = Caller("root", admin=True)  # no quota to look up first: the registration itself fails
+    app = build_intake(IntakeDeps(Intake(Settings(), uploads, FakeObjects()), lambda _header: admin, {}))
     with structlog.testing.capture_logs() as logs:
-        answer = client.get(f"/uploads/{uuid.uuid4()}", headers=KEY)
+        answer = TestClient(app, raise_server_exceptions=False).post("/uploads", json={"filename": "x", "size": 1})
     assert answer.status_code == 500 and "hunter2" not in answer.text and "10.1.2.3" not in answer.text
     assert problem(answer) == {"code": "internal_error", "detail": "the request failed"}
     (logged,) = [line for line in logs if line["event"] == "request failed"]
