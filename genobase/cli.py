@@ -72,6 +72,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack.ensure_rabbitmq_user(
         "genobase-persister", persister_amqp_password, stack.AMQP_VHOST, *stack.persister_permissions(base_settings)
     )
+    intake_amqp_password = known.get("GENOBASE_RABBITMQ_INTAKE_PASSWORD") or stack.new_secret()
+    stack.ensure_rabbitmq_user(
+        "genobase-intake", intake_amqp_password, stack.AMQP_VHOST, *stack.intake_permissions(base_settings)
+    )
     ceph = stack.CephCluster(HOME.resolve() / "ceph", store=args.store)
     access, secret = ceph.start()
     values = {
@@ -90,6 +94,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         ),
         "GENOBASE_RABBITMQ_PERSISTER_PASSWORD": persister_amqp_password,
         "GENOBASE_PERSISTER_AMQP_URL": stack.amqp_url("genobase-persister", persister_amqp_password, stack.AMQP_VHOST),
+        "GENOBASE_RABBITMQ_INTAKE_PASSWORD": intake_amqp_password,
+        "GENOBASE_INTAKE_AMQP_URL": stack.amqp_url("genobase-intake", intake_amqp_password, stack.AMQP_VHOST),
         "GENOBASE_RABBITMQ_PASSWORD": amqp_password,
         "GENOBASE_RABBITMQ_RGW_PASSWORD": rgw_amqp_password,
         "GENOBASE_AMQP_URL": stack.amqp_url("genobase", amqp_password, stack.AMQP_VHOST),
