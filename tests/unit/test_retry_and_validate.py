@@ -28,7 +28,6 @@ from shared.domain.uploads import (
     Failure,
     Mode,
     OwnerUsage,
-    ParseErrorCode,
     PipelineErrorCode,
     QuotaCode,
     QuotaExceeded,
@@ -42,6 +41,7 @@ from shared.domain.uploads import (
     retry_quota_refusal,
     retry_refusal,
 )
+from shared.parsing.errors import ParseErrorCode
 from shared.runtime.settings import Settings
 from shared.usecases.uploads import (
     CannotRetry,
