@@ -475,7 +475,7 @@ def _remove_owner_s3_user(settings: Settings, owner: str) -> bool:
     return s3_users(settings).remove_user(owner_user(owner))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genobase", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="bring up the stack and the services (idempotent)")
@@ -552,6 +552,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     revoke.add_argument("name")
     keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args))
 

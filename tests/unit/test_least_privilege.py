@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from genobase import stack
+from shared.runtime.settings import Settings
 from shared.s3.users import OBJECT_ACTIONS, S3_SERVICES, Grant, _sid, _sid_prefix, owner_grants, service_grants
 
 VALUES = {
@@ -114,3 +115,13 @@ def test_the_object_stores_publisher_can_only_publish_events() -> None:
     configure, write, read = stack.rgw_publisher_permissions("genobase.events")
     assert write == r"^genobase\.events$"
     assert configure == read == r"^amq\.gen-.*"  # its own server-named reply queue, no pipeline queue
+
+
+def test_the_intakes_broker_user_can_only_publish_events() -> None:
+    """Its one publish is a retry's notification; nothing to configure, nothing to consume."""
+    assert stack.intake_permissions(Settings()) == ("^$", r"^genobase\.events$", "^$")
+    values = {**VALUES, "GENOBASE_INTAKE_AMQP_URL": "amqp://genobase-intake:intake-secret@127.0.0.1:5672/genobase"}
+    assert stack.service_settings("intake", values)["GENOBASE_AMQP_URL"] == values["GENOBASE_INTAKE_AMQP_URL"]
+    for service in stack.SERVICES:
+        if service != "intake":
+            assert "intake-secret" not in "\n".join(stack.service_settings(service, values).values()), service
