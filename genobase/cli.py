@@ -72,6 +72,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack.ensure_rabbitmq_user(
         "genobase-persister", persister_amqp_password, stack.AMQP_VHOST, *stack.persister_permissions(base_settings)
     )
+    intake_amqp_password = known.get("GENOBASE_RABBITMQ_INTAKE_PASSWORD") or stack.new_secret()
+    stack.ensure_rabbitmq_user(
+        "genobase-intake", intake_amqp_password, stack.AMQP_VHOST, *stack.intake_permissions(base_settings)
+    )
     ceph = stack.CephCluster(HOME.resolve() / "ceph", store=args.store)
     access, secret = ceph.start()
     values = {
@@ -90,6 +94,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         ),
         "GENOBASE_RABBITMQ_PERSISTER_PASSWORD": persister_amqp_password,
         "GENOBASE_PERSISTER_AMQP_URL": stack.amqp_url("genobase-persister", persister_amqp_password, stack.AMQP_VHOST),
+        "GENOBASE_RABBITMQ_INTAKE_PASSWORD": intake_amqp_password,
+        "GENOBASE_INTAKE_AMQP_URL": stack.amqp_url("genobase-intake", intake_amqp_password, stack.AMQP_VHOST),
         "GENOBASE_RABBITMQ_PASSWORD": amqp_password,
         "GENOBASE_RABBITMQ_RGW_PASSWORD": rgw_amqp_password,
         "GENOBASE_AMQP_URL": stack.amqp_url("genobase", amqp_password, stack.AMQP_VHOST),
@@ -301,10 +307,12 @@ def cmd_upload(args: argparse.Namespace) -> int:
         "alphabet": args.alphabet,
         "circular": args.circular,
     }
+    if args.validate:  # parsed and reported, nothing stored: there is nothing to come back for
+        registration["mode"] = "validate"
     with httpx.Client(base_url=base, timeout=60, headers=_auth(settings)) as client:
         # One signed PUT, or parallel parts that a second run of the same command resumes.
         ticket = transfer.upload(client, path, registration, HOME, workers=args.parallel)
-        if not args.wait:
+        if not (args.wait or args.validate):
             print(ticket["status_url"])
             return 0
         status = _wait_for(client, f"/uploads/{ticket['id']}", args.timeout)
@@ -343,6 +351,9 @@ def _report(status: dict[str, object], output: str | None) -> int:
             where = f" at line {error['line']}" + (f", column {error['column']}" if error.get("column") else "")
         print(f"failed: {error['code']}: {error['message']}{where}", file=sys.stderr)
         return 1
+    if status.get("mode") == "validate":  # a validation's report is all there is: no result
+        print(json.dumps({"valid": True, **dict(status["validation"] or {})}))  # type: ignore[call-overload]
+        return 0
     result = status["result"]
     assert isinstance(result, dict)
     if output:
@@ -354,6 +365,24 @@ def _report(status: dict[str, object], output: str | None) -> int:
     else:
         print(json.dumps({"result_url": result["url"], "records": result["records"]}))
     return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """``POST /uploads/{id}/retry``: a refusal is printed with its code (and the upload's state)."""
+    settings = load_settings()
+    base = args.intake or settings.status_base_url
+    with httpx.Client(base_url=base, timeout=60, headers=_auth(settings)) as client:
+        response = client.post(f"/uploads/{quote(args.id)}/retry")
+        if response.status_code != 202:
+            print(f"not retried: HTTP {response.status_code} {response.text[:500]}", file=sys.stderr)
+            return 1
+        retried = response.json()
+        print(f"upload {retried['id']}: generation {retried['generation']} {retried['state']}", file=sys.stderr)
+        if not args.wait:
+            print(f"{base}/uploads/{retried['id']}")
+            return 0
+        status = _wait_for(client, f"/uploads/{retried['id']}", args.timeout)
+    return _report(status, args.output)
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
@@ -446,7 +475,7 @@ def _remove_owner_s3_user(settings: Settings, owner: str) -> bool:
     return s3_users(settings).remove_user(owner_user(owner))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genobase", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="bring up the stack and the services (idempotent)")
@@ -480,7 +509,28 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("--timeout", type=float, default=3600)
     upload.add_argument("--parallel", type=int, default=4, help="parts sent at once (multipart uploads)")
     upload.add_argument("--intake", help="intake base URL (default: from the stack file)")
+    upload.add_argument(
+        "--validate",
+        action="store_true",
+        help="only check the file: parse it and report records, format and digests (or the first error with its "
+        "line and column); nothing is stored and the object is removed afterwards (implies --wait)",
+    )
     upload.set_defaults(func=cmd_upload)
+    validate = sub.add_parser("validate", help="check a file without storing it (upload --validate)")
+    validate.add_argument("file")
+    validate.add_argument("--format", choices=FORMAT_NAMES, help="skip format detection")
+    validate.add_argument("--alphabet", choices=["nucleotide", "protein", "any"], default="nucleotide")
+    validate.add_argument("--timeout", type=float, default=3600)
+    validate.add_argument("--parallel", type=int, default=4, help="parts sent at once (multipart uploads)")
+    validate.add_argument("--intake", help="intake base URL (default: from the stack file)")
+    validate.set_defaults(func=cmd_upload, validate=True, wait=True, output=None, circular=False)
+    retry = sub.add_parser("retry", help="process a failed upload again from its object (a new generation)")
+    retry.add_argument("id", help="the upload's id")
+    retry.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
+    retry.add_argument("--output", help="where to write the result JSON (with --wait)")
+    retry.add_argument("--timeout", type=float, default=3600)
+    retry.add_argument("--intake", help="intake base URL (default: from the stack file)")
+    retry.set_defaults(func=cmd_retry)
     lookup = sub.add_parser("lookup", help="status of an object written straight to the bucket")
     lookup.add_argument("bucket")
     lookup.add_argument("key")
@@ -502,6 +552,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     revoke.add_argument("name")
     keys.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args))
 

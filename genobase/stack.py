@@ -222,6 +222,7 @@ CLI_ONLY_SETTINGS = frozenset(
         "GENOBASE_PG_REFGET_PASSWORD",
         "GENOBASE_PG_PERSISTER_PASSWORD",
         "GENOBASE_RABBITMQ_PERSISTER_PASSWORD",
+        "GENOBASE_RABBITMQ_INTAKE_PASSWORD",
         "GENOBASE_RABBITMQ_PASSWORD",
         "GENOBASE_RABBITMQ_RGW_PASSWORD",
         "GENOBASE_S3_ACCESS_KEY",  # the store's admin user
@@ -280,10 +281,12 @@ def service_settings(service: str, values: dict[str, str]) -> dict[str, str]:
 
 # Credentials of a service's own, kept in the stack file under names of their own and given to that
 # service alone, under the general name: refget's read-only Postgres role, the persister's
-# Postgres role and broker user (shared/postgres/migrate.py, persister_permissions).
+# Postgres role and broker user (shared/postgres/migrate.py, persister_permissions), the intake's
+# broker user (intake_permissions).
 OWN_CREDENTIALS = {
     "refget": {"GENOBASE_REFGET_PG_DSN": "GENOBASE_PG_DSN"},
     "persister": {"GENOBASE_PERSISTER_PG_DSN": "GENOBASE_PG_DSN", "GENOBASE_PERSISTER_AMQP_URL": "GENOBASE_AMQP_URL"},
+    "intake": {"GENOBASE_INTAKE_AMQP_URL": "GENOBASE_AMQP_URL"},
 }
 
 
@@ -293,6 +296,14 @@ def persister_permissions(settings: Settings) -> tuple[str, str, str]:
     assembly requests) and the dead-letter exchange (messages it refuses), consume its own queue."""
     exchanges = "|".join(re.escape(e) for e in (settings.pipeline_exchange, settings.dead_letter_exchange))
     return "^$", f"^({exchanges})$", f"^{re.escape(settings.queue('persist'))}$"
+
+
+def intake_permissions(settings: Settings) -> tuple[str, str, str]:
+    """What the intake's own broker user may do, as ``rabbitmqctl set_permissions`` takes them:
+    publish to the events exchange (a retry's parse message, a notification like the object
+    store's: the parser checks it against the store as any event) and nothing else -- configure
+    nothing, consume nothing (its health check only opens a connection)."""
+    return "^$", f"^{re.escape(settings.events_exchange)}$", "^$"
 
 
 # Services that never talk to RabbitMQ: they are given no broker credentials at all.

@@ -63,9 +63,12 @@ class Progress:
         print(file=sys.stderr)
 
 
-def _state_path(home: Path, path: Path, base_url: str) -> Path:
+def _state_path(home: Path, path: Path, base_url: str, mode: str = "store") -> Path:
+    """Where an interrupted multipart upload of this file is remembered: one per file, intake and
+    mode (a validation of a file never resumes as its stored upload, nor the other way round)."""
     stat = path.stat()
-    key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{base_url}".encode()
+    suffix = "" if mode == "store" else f"\0{mode}"
+    key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{base_url}{suffix}".encode()
     return home / "transfers" / f"{hashlib.sha256(key).hexdigest()[:32]}.json"
 
 
@@ -81,7 +84,7 @@ def upload(
     client: httpx.Client, path: Path, registration: dict[str, Any], home: Path, workers: int = 4
 ) -> dict[str, Any]:
     """Send ``path``; returns its ticket once the store has the whole object."""
-    state_path = _state_path(home, path, str(client.base_url))
+    state_path = _state_path(home, path, str(client.base_url), str(registration.get("mode") or "store"))
     ticket = _resumable(client, state_path)
     if ticket is None:
         response = client.post("/uploads", json=registration)

@@ -83,6 +83,10 @@ class RunResources:
         return f"genobase-test-{self.token}-persister"
 
     @property
+    def intake_amqp_user(self) -> str:
+        return f"genobase-test-{self.token}-intake"
+
+    @property
     def topic(self) -> str:
         return f"genobase-test-{self.token}"
 
@@ -274,6 +278,10 @@ class NativeProvider:
         stack.ensure_rabbitmq_user(
             run.persister_amqp_user, persister_password, run.vhost, *stack.persister_permissions(Settings())
         )
+        intake_password = stack.new_secret()
+        stack.ensure_rabbitmq_user(
+            run.intake_amqp_user, intake_password, run.vhost, *stack.intake_permissions(Settings())
+        )
         self._ceph = stack.CephCluster(
             self._dir / "ceph",
             rgw_port=stack.free_port(),
@@ -300,6 +308,7 @@ class NativeProvider:
                 )
             },
             "GENOBASE_PERSISTER_AMQP_URL": stack.amqp_url(run.persister_amqp_user, persister_password, run.vhost),
+            "GENOBASE_INTAKE_AMQP_URL": stack.amqp_url(run.intake_amqp_user, intake_password, run.vhost),
             "GENOBASE_EVENTS_ROUTING_KEY": run.topic,
             "GENOBASE_S3_ENDPOINT": self._ceph.endpoint,
             "GENOBASE_S3_ACCESS_KEY": access,
@@ -365,7 +374,12 @@ class NativeProvider:
         if self._ceph is not None:
             self._ceph.stop(wipe=True)
         subprocess.run(["rabbitmqctl", "delete_vhost", self.run.vhost], check=False, capture_output=True)
-        for user in (self.run.amqp_user, self.run.rgw_amqp_user, self.run.persister_amqp_user):
+        for user in (
+            self.run.amqp_user,
+            self.run.rgw_amqp_user,
+            self.run.persister_amqp_user,
+            self.run.intake_amqp_user,
+        ):
             stack.delete_rabbitmq_user(user)
         if self._admin_dsn:
             drop_database(self._admin_dsn, self.run.database)

@@ -37,12 +37,22 @@ from services.intake.schemas import (
     UploadResult,
     UploadStatus,
     UploadTicket,
+    ValidationReport,
 )
 from shared.domain.access import Caller
-from shared.domain.uploads import QuotaExceeded, QuotaRefusal, new_error_id
+from shared.domain.uploads import Mode, QuotaExceeded, QuotaRefusal, new_error_id
 from shared.s3.store import UPLOAD_CONTENT_TYPE
 from shared.usecases import uploads as usecases
-from shared.usecases.uploads import Intake, NoSuchPart, NoSuchUpload, NotAwaitingParts, UploadTooLarge, UploadView
+from shared.usecases.uploads import (
+    CannotRetry,
+    Intake,
+    NoSuchPart,
+    NoSuchUpload,
+    NotAwaitingParts,
+    RetryNotPublished,
+    UploadTooLarge,
+    UploadView,
+)
 from shared.web.guard import caller_or_refusal
 from shared.web.problems import problem_response
 
@@ -104,6 +114,9 @@ def quota_exceeded(refusal: QuotaRefusal, owner: str) -> HTTPException:
 def _refusal(refused: usecases.Refused) -> HTTPException:
     if isinstance(refused, NoSuchUpload):  # the code of a route that does not exist: nothing told apart
         return HTTPException(status.HTTP_404_NOT_FOUND, {"code": "not_found", "message": refused.message})
+    if isinstance(refused, CannotRetry):  # the state too: a client sees what it is waiting for
+        body = {"code": refused.code, "message": refused.message, "state": refused.state.value}
+        return HTTPException(status.HTTP_409_CONFLICT, body)
     statuses = {
         UploadTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
         NotAwaitingParts: status.HTTP_409_CONFLICT,
@@ -223,6 +236,8 @@ def status_answer(view: UploadView) -> UploadStatus:
             sha256=upload.source_sha256,
         ),
         collection_digest=view.collection_digest,
+        mode=Mode(upload.mode),
+        validation=ValidationReport(**report.to_json()) if (report := upload.report) is not None else None,
         created_at=upload.created_at,
         updated_at=upload.updated_at,
     )
@@ -245,6 +260,7 @@ def create_upload(body: UploadRequest, deps: DepsDep, caller: CallerDep) -> Uplo
         declared_format=body.format.value if body.format is not None else None,
         alphabet=body.alphabet.value,
         circular=body.circular,
+        mode=body.mode,
     )
     try:
         ticket = usecases.register_upload(deps.intake, caller, wanted)
@@ -349,3 +365,42 @@ def healthz(deps: DepsDep) -> Any:
         f"unavailable: {', '.join(unavailable)}",
         extensions={"checks": checks},
     )
+
+
+# --- retry ----------------------------------------------------------------------------------------
+
+_RETRY_REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such upload (or another owner's)"},
+    409: {"description": "not retried: not_failed (the body names the upload's state), object_gone (the object is "
+          "no longer in the store), object_changed (another object under the key: its own event makes it a new "
+          "generation)"},
+    429: {"description": "beyond the owner's uploads in flight (too_many_uploads_in_flight); see Retry-After"},
+}  # fmt: skip
+
+
+@router.post(
+    "/uploads/{upload_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadStatus,
+    responses=_RETRY_REFUSALS,
+)
+def retry_upload(upload_id: uuid.UUID, deps: DepsDep, caller: CallerDep) -> UploadStatus:
+    """Drive a failed upload again from its object, as a new generation (late messages of the failed
+    one are ignored); the answer is its status, ``queued``, with the new generation."""
+    try:
+        retried = usecases.retry_upload(deps.intake, caller, upload_id)
+    except QuotaExceeded as exc:
+        raise quota_exceeded(exc.refusal, caller.name) from None
+    except RetryNotPublished as exc:
+        # Committed: the upload is queued, and the watchdog re-issues its message when it stalls.
+        log.warning(
+            "retry committed, its parse message not published: left to the watchdog",
+            upload_id=str(exc.upload.id),
+            generation=exc.upload.generation,
+            error=repr(exc.__cause__),
+        )
+        retried = exc.upload
+    except usecases.Refused as refused:
+        raise _refusal(refused) from None
+    log.info("upload retried", upload_id=str(retried.id), generation=retried.generation)
+    return status_answer(usecases.upload_view(deps.intake, retried))

@@ -1,8 +1,8 @@
 """The intake's wiring: the app with its middleware, its routes and its page, over real or given ports.
 
 ``create_app(settings)`` plugs in the real adapters (Postgres through a request pool, the object
-store, the broker for the health check); ``build_app`` takes them ready-made, which is how the
-route tests run the same app over the fakes of ``tests/unit/fakes.py``.
+store, the broker for the health check and for a retry's parse message); ``build_app`` takes them
+ready-made, which is how the route tests run the same app over the fakes of ``tests/unit/fakes.py``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from services.intake.schemas import MAX_JSON_DEPTH, MAX_REQUEST_BYTES
 from shared.postgres.connection import request_pool
 from shared.postgres.keys import PostgresKeys
 from shared.postgres.uploads import PostgresUploads
+from shared.rabbitmq.broker import RequestEventPublisher
 from shared.rabbitmq.broker import connect as amqp_connect
 from shared.runtime import metrics
 from shared.runtime.settings import Settings
@@ -81,9 +82,11 @@ def create_app(settings: Settings) -> FastAPI:
     pool = request_pool(settings)
     store = ObjectStore(settings)
     broker = BrokerProbe(settings)
+    # Its broker user may publish to the events exchange and nothing else (genobase/stack.py).
+    events = RequestEventPublisher(settings)
     uploads = PostgresUploads(pool)
     deps = IntakeDeps(
-        intake=Intake(settings, uploads, store),
+        intake=Intake(settings, uploads, store, events),
         authenticate=functools.partial(api_key_caller, PostgresKeys.from_pool(pool)),
         probes={
             "postgres": uploads.ping,
@@ -99,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             broker.close()
+            events.close()
             pool.close()
 
     return build_app(deps, lifespan)

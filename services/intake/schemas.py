@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from shared.domain.multipart import MAX_PARTS
-from shared.domain.uploads import ERROR_CODES, ErrorCode, State
+from shared.domain.uploads import ERROR_CODES, ErrorCode, Mode, State
 from shared.parsing.alphabet import AlphabetName
 from shared.parsing.formats import Format
 
@@ -53,6 +53,12 @@ class UploadRequest(BaseModel):
         default=False,
         description="the file's sequences are circular (a plasmid, a mitochondrion): the refget API then "
         "serves a slice whose start is after its end across the origin",
+    )
+    mode: Mode = Field(
+        default=Mode.STORE,
+        description="store: parse and store the records and a result document; validate: parse with the same "
+        "engine and limits, report the records, format and digests (or the first error with its line and "
+        "column), store nothing, and remove the object afterwards",
     )
 
     @field_validator("filename")
@@ -174,6 +180,17 @@ class Source(BaseModel):
     sha256: str | None
 
 
+class ValidationReport(BaseModel):
+    """What the parse of a validated upload (``mode: validate``) found; nothing of it was stored."""
+
+    records: int
+    format: str = Field(description="the detected format, with .gz when compressed")
+    bytes: int = Field(description="bytes of the object read")
+    source_md5: str
+    source_sha256: str
+    collection_digest: str = Field(description="the GA4GH sequence collection digest the records would have")
+
+
 class UploadStatus(BaseModel):
     id: uuid.UUID
     bucket: str
@@ -193,6 +210,10 @@ class UploadStatus(BaseModel):
     source: Source
     collection_digest: str | None = Field(
         default=None, description="the GA4GH sequence collection digest of the upload's records, once done"
+    )
+    mode: Mode = Mode.STORE
+    validation: ValidationReport | None = Field(
+        default=None, description="a validated upload's report, once done (its result is null)"
     )
     created_at: datetime
     updated_at: datetime

@@ -4,6 +4,11 @@ Reads the object in ranged GETs pinned to the event's etag, drives the parsing e
 publishes bounded batches (with confirms) to the persist queue, then ``ParseCompleted``. Bad
 input fails the upload with the engine's code and position; it is never retried.
 
+An upload registered to be validated only (``Mode.VALIDATE``) is parsed whole by the same code with
+the same limits, but its batches go to a ``ValidationReport`` instead of the persister: the parser
+records the report (records, format, the source's digests, the collection digest) and the upload
+is done, or fails with the engine's code and position as any other. The watchdog removes its object.
+
 A FASTA, plain or bgzip, larger than ``shard_bytes`` is parsed in shards, by as many parsers as
 there are: the parser that takes the notification reads the object once to find the record starts
 that cut it (``shared/parsing/shards.py``, computing the object's digests on the way), saves that plan and
@@ -28,6 +33,7 @@ from services.parser.batching import Batcher
 from services.parser.source_digests import SourceDigests
 from shared.domain.messages import ParseCompleted, SequenceBatch, ShardRequested
 from shared.domain.ports import ObjectChanged, ObjectReader, ParseUploads, PipelinedPublisher
+from shared.domain.seqcol import CollectionDigester
 from shared.domain.stages import GiveUp
 from shared.domain.uploads import (
     Claim,
@@ -37,6 +43,7 @@ from shared.domain.uploads import (
     PipelineErrorCode,
     Shard,
     Upload,
+    Validation,
     decide_claim,
     direct_write_refusal,
     needs_object_check,
@@ -128,11 +135,16 @@ def _split(event: ObjectCreated, upload: Upload, deps: ParserDeps) -> bool:
     """Request the generation's shards, planning them first if it is to be split; False: it is
     parsed whole, as any other.
 
+    A validation is parsed whole: it stores nothing, so a parse in shards, each by another parser,
+    would have nothing to join its reports in.
+
     Whole or in shards is decided once per generation, by the store: a saved plan is followed
     whatever this parser's own setting says, and a generation whose parse began before without a
     plan (``upload`` is as claimed, before this attempt started) stays whole. Batches of the two
     modes are numbered differently; mixing them in one generation would collide.
     """
+    if upload.validates:
+        return False
     plan = deps.uploads.shard_plan(upload.id, upload.generation)
     if not plan:
         if upload.parsing_started_at is not None or not _may_split(upload, deps.settings):
@@ -378,6 +390,35 @@ class InflationDraw:
             self.drawn = inflated
 
 
+class ValidationReport:
+    """Where a validation's batches go instead of the persister: counted and digested, then dropped.
+
+    The collection digest needs each record's name, length and refget digest in file order, which
+    the batches carry; ``CollectionDigester`` hashes them as they stream by (bounded memory).
+    """
+
+    def __init__(self) -> None:
+        self._digester = CollectionDigester()
+        self.records = 0
+
+    def add(self, batch: SequenceBatch) -> None:
+        records = batch.records
+        if not len(records):
+            return
+        self._digester.add_many(records.column("seq_id"), records.column("length"), records.column("refget"))
+        self.records += len(records)
+
+    def finish(self, source_format: str, source_bytes: int, source_md5: str, source_sha256: str) -> Validation:
+        return Validation(
+            records=self.records,
+            format=source_format,
+            bytes=source_bytes,
+            source_md5=source_md5,
+            source_sha256=source_sha256,
+            collection_digest=self._digester.digest(),
+        )
+
+
 @dataclass(frozen=True)
 class Source:
     """The object a parse reads, pinned to the generation's etag."""
@@ -426,9 +467,15 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
     )
     log.info("parsing", bucket=source.bucket, key=source.key, start=start, end=end)
 
+    # A validation (always whole: ``_split``) keeps its batches to itself.
+    report = ValidationReport() if upload.validates and shard is None else None
+
     def publish(batches: Iterable[SequenceBatch]) -> None:
         for batch in batches:
-            deps.publisher.publish(batch)
+            if report is not None:
+                report.add(batch)
+            else:
+                deps.publisher.publish(batch)
             budget.progress()
             failpoint("parser.after_batch")  # batches out, the file half read
 
@@ -496,6 +543,16 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
     source_md5, source_sha256 = digests.finish() if digests is not None else (None, None)
     if inflation is not None:
         inflation.settle(stream.inflated_bytes)
+    source_format = stream.format + (".gz" if stream.compressed or content is not None else "")
+    if report is not None:
+        assert source_md5 is not None and source_sha256 is not None
+        validation = report.finish(source_format, offset - start, source_md5, source_sha256)
+        if deps.uploads.finish_validation(upload.id, upload.generation, validation):
+            log.info("validated", records=validation.records, format=source_format, bytes=validation.bytes)
+        else:
+            log.info("validated, but the generation ended or was replaced meanwhile")
+        metrics.BYTES.labels("parse").inc(offset - start)
+        return
     deps.publisher.publish(
         ParseCompleted(
             upload_id=upload.id,
@@ -505,7 +562,7 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
             batch_count=batcher.batch_count,
             record_count=batcher.record_count,
             source_bytes=offset - start,
-            format=stream.format + (".gz" if stream.compressed or content is not None else ""),
+            format=source_format,
             source_md5=source_md5,
             source_sha256=source_sha256,
         )

@@ -1,9 +1,11 @@
 """Watchdog: find uploads whose stage stopped moving and issue that stage's message again.
 
-It also ends registered uploads whose ticket ran out with no object written (``expired``), so
-that an abandoned registration does not wait in ``awaiting_upload`` forever, and those of an owner
-whose keys were revoked (``revoked``): their multipart uploads are aborted, so that no part of a
-revoked ticket can still be completed into an object.
+It also removes the objects of validated uploads (``mode: validate``) once their parse ended: the
+parser, which reads untrusted input, may delete nothing. And it ends registered uploads whose
+ticket ran out with no object written (``expired``), so that an abandoned registration does not
+wait in ``awaiting_upload`` forever, and those of an owner whose keys were revoked (``revoked``):
+their multipart uploads are aborted, so that no part of a revoked ticket can still be completed
+into an object.
 
 Messages are not lost by design (confirms, acks after commit, quorum queues), but a message can
 still go missing outside the pipeline's control -- a purged queue, an operator's mistake, a
@@ -21,7 +23,7 @@ import structlog
 
 from shared.domain.events import replay_event
 from shared.domain.messages import AssembleRequested
-from shared.domain.ports import EventPublisher, MultipartAborter, SweepUploads
+from shared.domain.ports import EventPublisher, MultipartAborter, SweepUploads, WatchdogObjects
 from shared.domain.uploads import State, Upload
 from shared.runtime import metrics
 from shared.runtime.settings import Settings
@@ -34,7 +36,7 @@ class WatchdogDeps:
     settings: Settings
     uploads: SweepUploads
     publisher: EventPublisher
-    store: MultipartAborter
+    store: WatchdogObjects
 
 
 def reissue(upload: Upload, publisher: EventPublisher) -> None:
@@ -59,8 +61,8 @@ def _abort_multipart(upload: Upload, store: MultipartAborter) -> bool | None:
 
 
 def sweep(deps: WatchdogDeps) -> list[Upload]:
-    """One pass: end the tickets that ran out or whose owner was revoked, then re-issue the message
-    of every stalled upload.
+    """One pass: end the tickets that ran out or whose owner was revoked, remove the objects of ended
+    validations, then re-issue the message of every stalled upload.
 
     Returns the uploads picked up.
     """
@@ -79,6 +81,15 @@ def sweep(deps: WatchdogDeps) -> list[Upload]:
             owner=upload.owner,
             error_id=upload.error_id,
             multipart_aborted=_abort_multipart(upload, deps.store),
+        )
+    for upload in deps.uploads.remove_validated_objects(
+        lambda upload: deps.store.delete_object(upload.bucket, upload.key)
+    ):
+        log.info(
+            "validated upload's object removed",
+            upload_id=str(upload.id),
+            generation=upload.generation,
+            state=upload.state.value,
         )
     after = timedelta(seconds=deps.settings.stall_after_seconds)
     picked = deps.uploads.pick_up_stalled(after, lambda upload: reissue(upload, deps.publisher))

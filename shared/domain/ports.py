@@ -32,6 +32,7 @@ from shared.domain.uploads import (
     Shard,
     ShardToParse,
     Upload,
+    Validation,
 )
 
 # --- the upload store, one interface per stage -------------------------------------------------
@@ -82,6 +83,11 @@ class ParseUploads(Failing, Protocol):
 
     def settle_inflation(self, upload_id: uuid.UUID, generation: int, inflated: int) -> None:
         """The parse ended having inflated ``inflated`` bytes: what it drew beyond that goes back."""
+        ...
+
+    def finish_validation(self, upload_id: uuid.UUID, generation: int, validation: Validation) -> bool:
+        """A validated generation (``Mode.VALIDATE``, still parsing) is done with its report; False if
+        it was replaced or ended meanwhile."""
         ...
 
 
@@ -154,8 +160,23 @@ class MultipartAborter(Protocol):
         ...
 
 
+class ObjectRemover(Protocol):
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Remove the object; nothing happens if there is none."""
+        ...
+
+
+class WatchdogObjects(MultipartAborter, ObjectRemover, Protocol):
+    """The watchdog's side of the object store: ended tickets' multipart uploads, validated objects."""
+
+
 class SweepUploads(Protocol):
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None]) -> list[Upload]: ...
+
+    def remove_validated_objects(self, remove: Callable[[Upload], None]) -> list[Upload]:
+        """Run ``remove`` for each ended validation whose object is still in the store, and record
+        that it is gone; an upload whose ``remove`` raised is left for the next sweep."""
+        ...
 
     def expire_tickets(self, grace: timedelta) -> list[Upload]: ...
 
@@ -180,6 +201,12 @@ class IntakeUploads(Protocol):
     def get(self, upload_id: uuid.UUID) -> Upload | None: ...
 
     def find(self, bucket: str, key: str) -> Upload | None: ...
+
+    def retry(self, upload_id: uuid.UUID, etag: str, quotas: Quotas | None = None) -> Upload | None:
+        """A failed upload whose object has ``etag`` started again as a new generation (``RETRY``),
+        in state ``queued``; None if it is no longer failed with that etag. With ``quotas``, only if
+        the owner has room for one more upload in flight (``QuotaExceeded`` if not)."""
+        ...
 
     def collection_digest(self, upload_id: uuid.UUID, generation: int) -> str | None:
         """The generation's sequence collection digest, once its assembly stored the collection."""
@@ -216,6 +243,11 @@ class UploadTickets(MultipartAborter, Protocol):
 
     def presign_get(self, bucket: str, key: str, ttl: int) -> str:
         """A GET URL for a result document."""
+        ...
+
+    def listed(self, bucket: str, key: str) -> ObjectStat | None:
+        """The object as a listing shows it (etag and size; no unsigned attributes), or None if the
+        store has no such object. The intake's S3 user reads no object, so it looks by listing."""
         ...
 
 
@@ -282,7 +314,12 @@ class PipelinedPublisher(Publisher, Protocol):
         ...
 
 
-class EventPublisher(Publisher, Protocol):
+class NotificationPublisher(Protocol):
     def publish_event(self, body: bytes) -> None:
-        """A bucket notification body onto the events exchange, as the object store would send it."""
+        """A bucket notification body onto the events exchange, as the object store would send it
+        (persistent, confirmed by the broker before it returns)."""
         ...
+
+
+class EventPublisher(Publisher, NotificationPublisher, Protocol):
+    """The watchdog's: notifications and assembly requests."""

@@ -192,6 +192,12 @@ class CollectionDigester:
             self._sequences.add_canonical(canonical(sequence))
             self._pairs.add_canonical(canonical_pair(encoded_name, encoded_length))
 
+    def digest(self) -> str:
+        """The collection's own digest from the records added so far: it is made of the inherent
+        attributes alone (names and sequences), so it needs no sort (a validation reports it)."""
+        level1 = {name: array.digest() for name, array in self._arrays.items()}
+        return level1_dict_to_seqcol_digest(level1, list(INHERENT))  # type: ignore[no-any-return]
+
     def finish(self, sorted_pair_digests: Iterable[str], sorted_sequences: Iterable[str]) -> Collection:
         return self.complete(sorted_arrays(sorted_pair_digests, sorted_sequences))
 

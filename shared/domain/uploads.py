@@ -83,6 +83,14 @@ FINISH = Transition("finish", frozenset({State.ASSEMBLING}), State.DONE)
 FAIL = Transition("fail", ALL_STATES - TERMINAL, State.FAILED)
 # ``genobase dead-letters --replay``: the same generation once more, from its object.
 REQUEUE = Transition("requeue", frozenset({State.FAILED}), State.QUEUED)
+# ``POST /uploads/{id}/retry``: a failed upload whose object is still in the store (same etag), driven
+# again as a NEW generation (unlike ``REQUEUE``), so that every late message of the failed one --
+# a batch, a shard request, an assembly request -- names a generation that no longer exists and is
+# ignored. Only from ``failed``: two retries at once make one generation; the second is refused.
+RETRY = Transition("retry", frozenset({State.FAILED}), State.QUEUED)
+# A validation (``Mode.VALIDATE``): the parser parsed the object whole, stored no rows, and records
+# its report; the upload is done without a result document.
+FINISH_VALIDATION = Transition("finish_validation", frozenset({State.PARSING}), State.DONE)
 # The watchdog re-issues a live stage's message; a stalled ``persisting`` lost a batch, so the
 # re-parse must be accepted again (the persister skips the batches it has).
 PICK_UP_STALLED = Transition("pick_up_stalled", LIVE, None)
@@ -109,6 +117,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     FINISH,
     FAIL,
     REQUEUE,
+    RETRY,
+    FINISH_VALIDATION,
     PICK_UP_STALLED,
     RETRY_LOST_BATCH,
     EXPIRE,
@@ -120,6 +130,62 @@ TRANSITIONS: tuple[Transition, ...] = (
 def next_states(state: State) -> frozenset[State]:
     """Every state an upload in ``state`` can move to (the state diagram, derived from the moves)."""
     return frozenset(t.target or state for t in TRANSITIONS if t.allows(state))
+
+
+class Mode(StrEnum):
+    """What an upload is for, chosen at registration (an object written straight to the bucket is
+    always ``store``)."""
+
+    STORE = "store"  # parse, store the rows, write the result document
+    # Parse with the same engine and limits, report what was found (``Validation``) or the first
+    # error with its line and column; store no rows and no result; the object is removed afterwards.
+    VALIDATE = "validate"
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What the parse of a validated upload found (stored on the upload as ``validation``).
+
+    ``collection_digest``: the GA4GH seqcol digest of the records (its inherent attributes, names
+    and sequences, streamed as the records go by: bounded memory); the same digest the upload would
+    have had if it had been stored.
+    """
+
+    records: int
+    format: str
+    bytes: int
+    source_md5: str
+    source_sha256: str
+    collection_digest: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Validation:
+        return cls(**{f.name: value[f.name] for f in fields(cls)})
+
+
+class RetryRefusal(StrEnum):
+    """Why ``POST /uploads/{id}/retry`` refuses (each a 409)."""
+
+    NOT_FAILED = "not_failed"  # only a failed upload is retried; the current state is named
+    OBJECT_GONE = "object_gone"  # the object is no longer in the store
+    # The store holds another object under the key: its own event starts a new generation.
+    OBJECT_CHANGED = "object_changed"
+
+
+def retry_refusal(upload: Upload, stored_etag: str | None) -> RetryRefusal | None:
+    """Whether a failed upload may be retried, given the etag the store shows for its key now (None:
+    no object). A different etag is a different object: its own event makes it a new generation
+    through the normal event path, so a retry would only race it."""
+    if not RETRY.allows(upload.state) or upload.etag is None:
+        return RetryRefusal.NOT_FAILED
+    if stored_etag is None:
+        return RetryRefusal.OBJECT_GONE
+    if stored_etag != upload.etag:
+        return RetryRefusal.OBJECT_CHANGED
+    return None
 
 
 class PipelineErrorCode(StrEnum):
@@ -223,6 +289,7 @@ class Upload:
     ticket_expires_at: datetime | None = None  # when the presigned URL stops working (registered only)
     circular: bool = False  # declared at registration: its sequences are circular (refget)
     multipart_upload_id: str | None = None  # registered above the multipart threshold: the store's id
+    mode: str = "store"  # ``Mode``: chosen at registration
     # --- one generation's work: reset when the object is replaced
     format: str | None = _per_generation()
     bytes_done: int = _per_generation(0)
@@ -254,6 +321,17 @@ class Upload:
     # ``PostgresUploads.draw_inflation``, shared/postgres/uploads.py); the owner's total is the sum
     # over its uploads.
     inflated_bytes: int = _per_generation(0)
+    # A validated generation's report (``Validation.to_json``), and when its object was removed.
+    validation: dict[str, Any] | None = _per_generation()
+    object_removed_at: datetime | None = _per_generation()
+
+    @property
+    def validates(self) -> bool:
+        return self.mode == Mode.VALIDATE.value
+
+    @property
+    def report(self) -> Validation | None:
+        return Validation.from_json(self.validation) if self.validation is not None else None
 
     def idle(self, now: datetime) -> timedelta:
         """How long a live stage has not moved (zero once the upload waits for nobody but the user)."""
@@ -477,6 +555,18 @@ def quota_refusal(usage: OwnerUsage, quotas: Quotas, size: int, *, multipart: bo
     return None
 
 
+def retry_quota_refusal(usage: OwnerUsage, quotas: Quotas) -> QuotaRefusal | None:
+    """Whether a retry is refused: it puts an upload back in flight (its bytes are counted already,
+    and it is no registration), so only the uploads in flight apply."""
+    if usage.in_flight >= quotas.uploads_in_flight:
+        return QuotaRefusal(
+            QuotaCode.IN_FLIGHT,
+            f"at most {quotas.uploads_in_flight} uploads waiting for their file or being processed",
+            BUSY_RETRY_AFTER,
+        )
+    return None
+
+
 class QuotaExceeded(Exception):
     """A registration the owner's quotas refuse (nothing was written)."""
 
@@ -505,6 +595,7 @@ class Registration:
     ticket_expires_at: datetime | None = None
     circular: bool = False
     multipart_upload_id: str | None = None
+    mode: Mode = Mode.STORE
 
 
 # How far ahead of our clock an event's time may be. Beyond it the event is dated by its arrival:

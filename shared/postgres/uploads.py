@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from shared.domain.access import owner_of_object
@@ -33,6 +34,7 @@ from shared.domain.uploads import (
     FAIL,
     FINISH,
     FINISH_PARSING,
+    FINISH_VALIDATION,
     GENERATION_RESET,
     LIVE,
     NEW_GENERATION,
@@ -43,6 +45,7 @@ from shared.domain.uploads import (
     RECORD_ASSEMBLY_PROGRESS,
     REFUSE_OBJECT,
     REQUEUE,
+    RETRY,
     RETRY_LOST_BATCH,
     REVOKE_TICKET,
     START_ASSEMBLY,
@@ -54,6 +57,7 @@ from shared.domain.uploads import (
     ClaimDecision,
     CommittedBatch,
     Failure,
+    Mode,
     NameCounts,
     ObjectCreated,
     OwnerUsage,
@@ -68,10 +72,12 @@ from shared.domain.uploads import (
     State,
     Transition,
     Upload,
+    Validation,
     decide_claim,
     decide_locked_claim,
     needs_object_check,
     quota_refusal,
+    retry_quota_refusal,
 )
 from shared.postgres import keys, refget, sequences
 from shared.postgres.connection import Connection, Database, connect, ping
@@ -91,6 +97,13 @@ _SHARD_COLUMN_NAMES = tuple(
     for f in dataclasses.fields(Shard)
 )
 _SHARD_COLUMNS = ", ".join(_SHARD_COLUMN_NAMES)
+
+# Validations that ended with their object still in the store, as the partial index of migration 0022
+# states it (spelled out, so that the planner matches the index).
+_VALIDATED_OBJECTS = (
+    f"mode = '{Mode.VALIDATE.value}' AND object_removed_at IS NULL AND etag IS NOT NULL "
+    f"AND state IN ('{State.DONE.value}', '{State.FAILED.value}')"
+)
 
 # A place to run statements: borrowed for a call (a pool's) or kept between calls (a worker's).
 Sessions = Callable[[], AbstractContextManager[Connection]]
@@ -144,8 +157,11 @@ def _lock_owner(conn: Connection, owner: str) -> None:
 
 def _owner_usage(conn: Connection, owner: str) -> OwnerUsage:
     """The owner's uploads as ``shared/domain/uploads.py:OwnerUsage`` counts them (one pass over its rows)."""
+    # A validation's bytes are not stored (its object is removed once it is parsed): it counts in
+    # flight only.
     row = conn.execute(
-        "SELECT COALESCE(sum(bytes_total) FILTER (WHERE state = %(awaiting)s OR etag IS NOT NULL), 0) AS stored, "
+        "SELECT COALESCE(sum(bytes_total) FILTER (WHERE (state = %(awaiting)s OR etag IS NOT NULL) "
+        "AND mode = %(store)s), 0) AS stored, "
         "count(*) FILTER (WHERE state = ANY(%(in_flight)s)) AS in_flight, "
         "count(*) FILTER (WHERE state = %(awaiting)s AND multipart_upload_id IS NOT NULL) AS multipart, "
         "count(*) FILTER (WHERE registered AND created_at > now() - %(window)s) AS registrations, "
@@ -154,6 +170,7 @@ def _owner_usage(conn: Connection, owner: str) -> OwnerUsage:
         {
             "owner": owner,
             "awaiting": State.AWAITING_UPLOAD.value,
+            "store": Mode.STORE.value,
             "in_flight": sorted({State.AWAITING_UPLOAD.value, *(s.value for s in LIVE)}),
             "window": RATE_WINDOW,
         },
@@ -166,8 +183,8 @@ def _insert_registration(conn: Connection, registration: Registration) -> Upload
     r = registration
     row = conn.execute(
         "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total, "
-        "owner, ticket_expires_at, circular, multipart_upload_id) "
-        "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s, %s) " + _RETURNING,
+        "owner, ticket_expires_at, circular, multipart_upload_id, mode) "
+        "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s, %s, %s) " + _RETURNING,
         (
             r.upload_id,
             r.bucket,
@@ -181,6 +198,7 @@ def _insert_registration(conn: Connection, registration: Registration) -> Upload
             r.ticket_expires_at,
             r.circular,
             r.multipart_upload_id,
+            r.mode.value,
         ),
     ).fetchone()
     assert row is not None
@@ -604,6 +622,67 @@ class PostgresUploads:
             ).fetchone()
         return Upload.from_row(row) if row else None
 
+    def retry(self, upload_id: uuid.UUID, etag: str, quotas: Quotas | None = None) -> Upload | None:
+        """Start a failed upload again as a new generation of the same object (``RETRY``), if it is
+        still failed and its etag is ``etag`` (the one the store shows); None otherwise: of two
+        retries at once, one makes the generation and the other finds it no longer failed.
+
+        With ``quotas`` (not an admin's upload), only while the owner has room for one more upload in
+        flight (``QuotaExceeded`` if not), decided under the owner's lock as a registration is.
+        """
+        values = {**GENERATION_RESET, "state": _target(RETRY)}
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(
+                f"{_SELECT} WHERE id = %s AND state = ANY(%s) AND etag = %s FOR UPDATE",
+                (upload_id, _sources(RETRY), etag),
+            ).fetchone()
+            if row is None:
+                return None
+            owner = row["owner"]
+            if quotas is not None and owner is not None and not keys.is_admin(conn, owner):
+                _lock_owner(conn, owner)
+                refusal = retry_quota_refusal(_owner_usage(conn, owner), quotas)
+                if refusal is not None:
+                    raise QuotaExceeded(refusal)
+            _delete_rows(conn, upload_id)  # gone when it failed; a retry starts from none in any case
+            updated = conn.execute(
+                sql.SQL(
+                    "UPDATE uploads SET {}, generation = generation + 1, updated_at = now() WHERE id = %(id)s "
+                    + _RETURNING
+                ).format(_assignments(values)),
+                {**values, "id": upload_id},
+            ).fetchone()
+        assert updated is not None
+        return Upload.from_row(updated)
+
+    def finish_validation(self, upload_id: uuid.UUID, generation: int, validation: Validation) -> bool:
+        """The generation was validated: its report recorded, the upload done (no rows, no result)."""
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(
+                "UPDATE uploads SET state = %s, validation = %s, format = %s, records_done = %s, records_total = %s, "
+                "bytes_done = %s, source_md5 = %s, source_sha256 = %s, parsed_at = clock_timestamp(), "
+                "finished_at = clock_timestamp(), updated_at = now() "
+                "WHERE id = %s AND generation = %s AND state = ANY(%s) AND mode = %s RETURNING id",
+                (
+                    _target(FINISH_VALIDATION),
+                    Jsonb(validation.to_json()),
+                    validation.format,
+                    validation.records,
+                    validation.records,
+                    validation.bytes,
+                    validation.source_md5,
+                    validation.source_sha256,
+                    upload_id,
+                    generation,
+                    _sources(FINISH_VALIDATION),
+                    Mode.VALIDATE.value,
+                ),
+            ).fetchone()
+        finished = row is not None
+        if finished:
+            metrics.ended(State.DONE.value)
+        return finished
+
     # --- the persister
 
     def store_batch(self, batch: SequenceBatch) -> PersistOutcome:
@@ -820,6 +899,26 @@ class PostgresUploads:
                 assert updated is not None
                 picked.append(Upload.from_row(updated))
         return picked
+
+    def remove_validated_objects(self, remove: Callable[[Upload], None], *, limit: int = 100) -> list[Upload]:
+        """Remove the object of every validation that ended (done or failed), once: ``remove`` runs
+        under the row lock, before the removal is recorded, so a failed removal is tried again on the
+        next sweep; a new object on the key (a new generation) meanwhile is waited for by the lock."""
+        removed = []
+        with self._session() as conn, conn.transaction():
+            rows = conn.execute(
+                f"{_SELECT} WHERE {_VALIDATED_OBJECTS} ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)
+            ).fetchall()
+            for row in rows:
+                upload = Upload.from_row(row)
+                remove(upload)
+                updated = conn.execute(
+                    f"UPDATE uploads SET object_removed_at = clock_timestamp() WHERE id = %s {_RETURNING}",
+                    (upload.id,),
+                ).fetchone()
+                assert updated is not None
+                removed.append(Upload.from_row(updated))
+        return removed
 
     def expire_tickets(self, grace: timedelta, *, limit: int = 1000) -> list[Upload]:
         """End every registered upload whose ticket is over by more than ``grace`` with no object written.

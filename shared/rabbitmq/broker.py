@@ -140,6 +140,12 @@ class Publisher:
         self, routing_key: str, body: bytes, exchange: str | None = None, content_type: str | None = "application/json"
     ) -> None:
         """Publish an encoded message, persistent, and wait for the broker's confirm."""
+        self.publish_once(routing_key, body, exchange, content_type)
+
+    def publish_once(
+        self, routing_key: str, body: bytes, exchange: str | None = None, content_type: str | None = "application/json"
+    ) -> None:
+        """``publish_body`` without its retries: one attempt, its failure raised."""
         try:
             channel = self._ensure()
             channel.basic_publish(
@@ -168,6 +174,36 @@ class Publisher:
                 self._connection.close()
         self._connection = None
         self._channel = None
+
+
+class RequestEventPublisher:
+    """Notifications published from a request handler (the intake's retry): confirmed, from any
+    thread (one connection behind a lock), and quick to give up.
+
+    A stale connection (the broker restarted since) is replaced and tried once more; beyond that the
+    failure is raised at once rather than retried for minutes while a client waits. The caller has
+    committed its work before publishing, and the watchdog re-issues what it then left unpublished.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._publisher = Publisher(settings)
+        self._lock = threading.Lock()
+
+    def publish_event(self, body: bytes) -> None:
+        key, exchange = self._settings.events_routing_key, self._settings.events_exchange
+        with self._lock:
+            try:
+                self._publisher.publish_once(key, body, exchange, content_type=None)
+            except CONNECTION_ERRORS as exc:
+                if not _retryable(exc):
+                    raise
+                self._publisher.close()
+                self._publisher.publish_once(key, body, exchange, content_type=None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._publisher.close()
 
 
 class PipelinedPublisher:

@@ -179,6 +179,23 @@ class ObjectStore:
             raise
         return True
 
+    def listed(self, bucket: str, key: str) -> ObjectStat | None:
+        """The object as a listing of the bucket shows it (its etag and size), or None if there is none.
+
+        The intake's use: its S3 user may list the uploads bucket but read no object, and a HEAD is
+        a read (``s3:GetObject``). A listing from the key on holds the key itself first, if it exists.
+        """
+        listing = self.client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        for entry in listing.get("Contents", []):
+            if entry["Key"] == key:
+                return ObjectStat(str(entry["ETag"]).strip('"'), int(entry["Size"]))
+        return None
+
+    @_s3_retry
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Remove the object (nothing happens if there is none)."""
+        self.client.delete_object(Bucket=bucket, Key=key)
+
     def iter_ranges(
         self, bucket: str, key: str, size: int, etag: str, range_bytes: int, start: int = 0
     ) -> Iterator[bytes]:

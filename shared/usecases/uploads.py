@@ -1,7 +1,9 @@
-"""The intake's use cases: register an upload, show its status, sign and list the parts of a multipart upload.
+"""The intake's use cases: register an upload, show its status, sign and list the parts of a multipart
+upload, retry a failed one.
 
-Each works over the ports ``IntakeUploads`` (the upload store) and ``UploadTickets`` (the object
-store's signed URLs) and returns domain values; ``services/intake/api.py`` turns requests into
+Each works over the ports ``IntakeUploads`` (the upload store), ``UploadTickets`` (the object
+store's signed URLs and listings) and ``NotificationPublisher`` (the broker, for a retry's parse
+message) and returns domain values; ``services/intake/api.py`` turns requests into
 calls and the answers (or the ``Refused`` exceptions) into HTTP. An upload belongs to the owner of
 the key that registered it: another owner's is refused as if it did not exist (``can_see``).
 """
@@ -16,9 +18,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from shared.domain.access import Caller, can_see, owner_prefix
+from shared.domain.events import replay_event
 from shared.domain.multipart import plan as multipart_plan
-from shared.domain.ports import IntakeUploads, UploadTickets
-from shared.domain.uploads import QuotaExceeded, Registration, State, Upload, quota_refusal, quotas_of
+from shared.domain.ports import IntakeUploads, NotificationPublisher, UploadTickets
+from shared.domain.uploads import (
+    Mode,
+    QuotaExceeded,
+    Registration,
+    RetryRefusal,
+    State,
+    Upload,
+    quota_refusal,
+    quotas_of,
+    retry_refusal,
+)
 from shared.runtime.settings import Settings
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
@@ -26,11 +39,13 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 @dataclass(frozen=True)
 class Intake:
-    """What the intake's use cases work with: its settings and its two ports."""
+    """What the intake's use cases work with: its settings and its ports (``events``: where a retry's
+    parse message goes; None for an intake that may not publish, whose retries are refused)."""
 
     settings: Settings
     uploads: IntakeUploads
     store: UploadTickets
+    events: NotificationPublisher | None = None
 
 
 # --- refusals: each a code and a message safe to show the caller ---------------------------------
@@ -64,6 +79,15 @@ class NoSuchPart(Refused):
     code = "no_such_part"
 
 
+class CannotRetry(Refused):
+    """A retry refused (409): ``code`` is the ``RetryRefusal``; ``state`` the upload's state now."""
+
+    def __init__(self, refusal: RetryRefusal, message: str, state: State) -> None:
+        super().__init__(message)
+        self.code = refusal.value
+        self.state = state
+
+
 # --- register an upload ---------------------------------------------------------------------------
 
 
@@ -76,6 +100,7 @@ class UploadWanted:
     declared_format: str | None
     alphabet: str
     circular: bool = False
+    mode: Mode = Mode.STORE
 
 
 @dataclass(frozen=True)
@@ -125,11 +150,13 @@ def register_upload(intake: Intake, caller: Caller, wanted: UploadWanted) -> Tic
     key = object_key(upload_id, wanted.filename, caller.name)
     multipart = wanted.size > settings.multipart_threshold_bytes
     quotas = None if caller.admin else quotas_of(settings)
+    # A validation's bytes are not stored (its object is removed once parsed): it counts in flight only.
+    stored = 0 if wanted.mode is Mode.VALIDATE else wanted.size
     if quotas is not None:
         # A first look, without the lock: a refused caller costs the store nothing (no multipart
         # upload started and aborted); the decision that counts is taken again in the registration.
         usage = intake.uploads.owner_usage(caller.name)
-        refusal = None if usage is None else quota_refusal(usage, quotas, wanted.size, multipart=multipart)
+        refusal = None if usage is None else quota_refusal(usage, quotas, stored, multipart=multipart)
         if refusal is not None:
             raise QuotaExceeded(refusal)
     ttl = settings.multipart_ttl_seconds if multipart else settings.presign_ttl_seconds
@@ -148,6 +175,7 @@ def register_upload(intake: Intake, caller: Caller, wanted: UploadWanted) -> Tic
         ticket_expires_at=expires_at,
         circular=wanted.circular,
         multipart_upload_id=store_upload_id,
+        mode=wanted.mode,
     )
     try:
         intake.uploads.register(registration, quotas)
@@ -315,3 +343,62 @@ def stored_parts(intake: Intake, caller: Caller, upload_id: uuid.UUID) -> list[S
     return [
         StoredPart(n, etag, size) for n, etag, size in intake.store.parts(upload.bucket, upload.key, store_upload_id)
     ]
+
+
+# --- retry a failed upload -------------------------------------------------------------------------
+
+
+def retry_upload(intake: Intake, caller: Caller, upload_id: uuid.UUID) -> Upload:
+    """Drive a failed upload again, as a new generation of the object still in the store.
+
+    Refused (``CannotRetry``, each a 409) unless the upload is ``failed`` and the store shows its
+    object with the same etag (a listing: ``object_gone`` if none, ``object_changed`` if another
+    object is there now -- that one's own event makes it a new generation). The new generation is
+    committed first (``queued``; of two retries at once only one makes it), then its parse message
+    is published with confirms. Should that publish fail, the upload waits in ``queued``, a live
+    state: the watchdog re-issues its message once it counts as stalled, so nothing is lost; the
+    caller is told the retry was accepted either way. Held to the owner's uploads in flight
+    (``QuotaExceeded``).
+    """
+    upload = visible(caller, intake.uploads.get(upload_id))
+    if upload is None:
+        raise NoSuchUpload(f"no upload {upload_id}")
+    refusal = retry_refusal(upload, upload.etag)  # the state first: no store call for a live upload
+    if refusal is None:
+        assert upload.etag is not None
+        stored = intake.store.listed(upload.bucket, upload.key)
+        refusal = retry_refusal(upload, stored.etag if stored is not None else None)
+    if refusal is not None:
+        raise _cannot_retry(refusal, upload)
+    if intake.events is None:
+        raise RuntimeError("this intake was given no publisher: it cannot retry")
+    assert upload.etag is not None
+    quotas = None if caller.admin else quotas_of(intake.settings)
+    retried = intake.uploads.retry(upload.id, upload.etag, quotas)
+    if retried is None:  # another retry (or a new object) got there first
+        now = intake.uploads.get(upload.id) or upload
+        raise _cannot_retry(RetryRefusal.NOT_FAILED, now)
+    try:
+        intake.events.publish_event(replay_event(retried))
+    except Exception as exc:  # the route logs it; the watchdog re-issues the message
+        raise RetryNotPublished(retried) from exc
+    return retried
+
+
+class RetryNotPublished(Exception):
+    """The retry is committed (``upload``, queued), its parse message not published: the watchdog
+    re-issues it once the upload counts as stalled."""
+
+    def __init__(self, upload: Upload) -> None:
+        super().__init__(f"upload {upload.id} generation {upload.generation}: parse message not published")
+        self.upload = upload
+
+
+def _cannot_retry(refusal: RetryRefusal, upload: Upload) -> CannotRetry:
+    messages = {
+        RetryRefusal.NOT_FAILED: f"only a failed upload can be retried; this one is {upload.state.value}",
+        RetryRefusal.OBJECT_GONE: "the upload's object is no longer in the store: upload the file again",
+        RetryRefusal.OBJECT_CHANGED: "another object was written under the upload's key since: "
+        "it is processed as a new generation of its own",
+    }
+    return CannotRetry(refusal, messages[refusal], upload.state)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from shared.domain.ports import ObjectChanged, ObjectReader, ResultWriter, UploadTickets
+from shared.domain.ports import ObjectChanged, ObjectReader, ObjectRemover, ResultWriter, UploadTickets
 from shared.runtime.settings import Settings
 from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests.unit.fakes import FakeObjects, FakeResults
@@ -31,6 +31,7 @@ class ObjectsSide:
     reader: ObjectReader
     results: ResultWriter
     tickets: UploadTickets
+    remover: ObjectRemover
     bucket: str
     _fake_objects: FakeObjects | None = None
     _fake_results: FakeResults | None = None
@@ -74,11 +75,11 @@ class ObjectsSide:
 def side(request: pytest.FixtureRequest) -> Iterator[ObjectsSide]:
     if request.param == "fake":
         objects, results = FakeObjects(), FakeResults()
-        yield ObjectsSide(objects, results, objects, "results", _fake_objects=objects, _fake_results=results)
+        yield ObjectsSide(objects, results, objects, objects, "results", _fake_objects=objects, _fake_results=results)
         return
     settings: Settings = request.getfixturevalue("settings")
     store = ObjectStore(settings)
-    yield ObjectsSide(store, store, store, settings.results_bucket, _store=store)
+    yield ObjectsSide(store, store, store, store, settings.results_bucket, _store=store)
 
 
 def _key() -> str:
@@ -93,6 +94,21 @@ def test_an_object_absent_is_none_and_one_put_is_shown_with_its_etag_and_size(si
     stat = side.reader.stat(side.bucket, key)
     assert stat is not None and (stat.etag, stat.size, stat.unsigned_attributes) == (etag, 8, ())
     assert side.reader.exists(side.bucket, key)
+
+
+def test_a_listing_shows_an_object_by_its_exact_key_and_a_removal_removes_it(side: ObjectsSide) -> None:
+    key = _key()
+    assert side.tickets.listed(side.bucket, key) is None
+    longer = side.put(key + "-longer", b">b\nAC\n")  # a key the first one is a prefix of
+    assert side.tickets.listed(side.bucket, key) is None
+    etag = side.put(key, b">a\nACGT\n")
+    listed = side.tickets.listed(side.bucket, key)
+    assert listed is not None and (listed.etag, listed.size) == (etag, 8)
+    assert side.reader.stat(side.bucket, key) == listed  # the same etag as a HEAD
+    side.remover.delete_object(side.bucket, key)
+    assert side.tickets.listed(side.bucket, key) is None and not side.reader.exists(side.bucket, key)
+    side.remover.delete_object(side.bucket, key)  # nothing there: nothing happens
+    assert side.tickets.listed(side.bucket, key + "-longer") is not None and longer
 
 
 def test_ranges_give_the_object_back_in_order_from_any_start(side: ObjectsSide) -> None:

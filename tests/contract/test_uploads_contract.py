@@ -16,6 +16,7 @@ from shared.domain.uploads import (
     ClaimAction,
     CommittedBatch,
     Failure,
+    Mode,
     NameCounts,
     ObjectCreated,
     ParseErrorCode,
@@ -29,6 +30,7 @@ from shared.domain.uploads import (
     Shard,
     State,
     Upload,
+    Validation,
 )
 from tests.builders import record, sequence_batch
 from tests.contract.conftest import Side
@@ -350,6 +352,113 @@ def test_a_registered_upload_without_its_object_is_not_requeued(side: Side) -> N
     waiting = side.uploads.register(registration("alice"))
     assert side.uploads.fail(waiting.id, None, Failure(PipelineErrorCode.PROCESSING_FAILED, "x"))
     assert side.uploads.requeue_failed(waiting.id) is None
+
+
+# --- retries ---------------------------------------------------------------------------------------
+
+
+def test_a_retry_starts_one_new_generation_of_the_same_object(side: Side) -> None:
+    upload = parsing(side)
+    assert side.uploads.store_batch(batch(upload, 0, [0, 1])).stored
+    assert side.uploads.fail(upload.id, 1, Failure(PipelineErrorCode.PERSIST_FAILED, "gave up", error_id="e-1"))
+    assert side.uploads.retry(upload.id, "another etag") is None  # not the object it failed on
+    retried = side.uploads.retry(upload.id, "e1")
+    assert retried is not None
+    assert (retried.state, retried.generation, retried.etag, retried.failure) == (State.QUEUED, 2, "e1", None)
+    assert (retried.error_code, retried.finished_at, retried.parsing_started_at) == (None, None, None)
+    assert side.uploads.retry(upload.id, "e1") is None  # a second retry: no longer failed
+    assert side.uploads.get(upload.id).generation == 2  # type: ignore[union-attr]
+    # the failed generation's late messages change nothing; the object's event resumes generation 2
+    assert side.uploads.store_batch(batch(upload, 1, [2])) == PersistOutcome(False, False)
+    late = side.uploads.claim(event(upload.key, "e1"), confirmed=False)
+    assert (late.action, late.upload.generation) == (ClaimAction.PARSE, 2)
+    assert side.uploads.start_parsing(upload.id, 2)
+    assert side.uploads.committed_batches(upload.id, 2, 0, 0)[1] == []
+    again = side.uploads.claim(event(upload.key, "e1"), confirmed=False)
+    assert (again.action, again.upload.generation) == (ClaimAction.PARSE, 2)  # still parsing: the same one
+    stored = side.uploads.store_batch(batch(side.uploads.get(upload.id), 0, [0, 1]))  # type: ignore[arg-type]
+    assert stored == PersistOutcome(True, False, first_batch=True)
+
+
+def test_only_a_failed_upload_is_retried(side: Side) -> None:
+    upload = parsing(side)
+    assert side.uploads.retry(upload.id, "e1") is None
+    assert side.uploads.get(upload.id).state is State.PARSING  # type: ignore[union-attr]
+    assert side.uploads.retry(uuid.uuid4(), "e1") is None
+
+
+def test_a_retry_is_held_to_the_owners_uploads_in_flight(side: Side) -> None:
+    owner = new_owner()
+    side.add_owner(owner)
+    quotas = Quotas(stored_bytes=10**9, uploads_in_flight=1, open_multipart_uploads=1, registrations_per_minute=100)
+    failed = created(side, f"{owner}/{uuid.uuid4()}.fa")
+    assert failed.owner == owner
+    assert side.uploads.fail(failed.id, 1, Failure(PipelineErrorCode.PERSIST_FAILED, "gave up"))
+    busy = side.uploads.register(registration(owner))  # awaiting its object: in flight
+    with pytest.raises(QuotaExceeded) as refused:
+        side.uploads.retry(failed.id, "e1", quotas)
+    assert refused.value.refusal.code is QuotaCode.IN_FLIGHT
+    assert side.uploads.get(failed.id).state is State.FAILED  # type: ignore[union-attr]
+    side.set(busy.id, state=State.EXPIRED)
+    assert side.uploads.retry(failed.id, "e1", quotas) is not None
+
+
+# --- validations ------------------------------------------------------------------------------------
+
+
+def test_a_validation_counts_in_flight_and_stores_no_bytes(side: Side) -> None:
+    owner = new_owner()
+    side.add_owner(owner)
+    validation = side.uploads.register(registration(owner, size=100, mode=Mode.VALIDATE))
+    assert validation.mode == "validate" and side.uploads.get(validation.id) == validation
+    side.uploads.register(registration(owner, size=7))
+    usage = side.uploads.owner_usage(owner)
+    assert usage is not None and (usage.stored_bytes, usage.in_flight) == (7, 2)
+    assert created(side).mode == "store"  # an object nobody registered is stored
+
+
+def test_a_validation_finishes_once_with_its_report(side: Side) -> None:
+    waiting = side.uploads.register(registration("alice", mode=Mode.VALIDATE))
+    claim = side.uploads.claim(event(waiting.key, "e1"), confirmed=True)
+    assert claim.action is ClaimAction.PARSE and claim.upload.mode == "validate"
+    report = Validation(3, "fasta.gz", 10, "m" * 32, "s" * 64, "collection")
+    assert not side.uploads.finish_validation(waiting.id, 1, report)  # queued: its parse has not started
+    assert side.uploads.start_parsing(waiting.id, 1)
+    assert not side.uploads.finish_validation(waiting.id, 2, report)  # another generation
+    assert side.uploads.finish_validation(waiting.id, 1, report)
+    done = side.uploads.get(waiting.id)
+    assert done is not None and (done.state, done.report, done.result_key) == (State.DONE, report, None)
+    assert (done.format, done.records_total, done.bytes_done, done.source_md5) == ("fasta.gz", 3, 10, "m" * 32)
+    assert done.finished_at is not None and done.parsed_at is not None
+    assert not side.uploads.finish_validation(waiting.id, 1, report)  # once
+    stored = parsing(side)
+    assert not side.uploads.finish_validation(stored.id, 1, report)  # a stored upload is assembled instead
+
+
+def test_the_objects_of_ended_validations_are_removed_once(side: Side) -> None:
+    ours = {}
+    for name, mode, state in (
+        ("done", Mode.VALIDATE, State.DONE),
+        ("failed", Mode.VALIDATE, State.FAILED),
+        ("parsing", Mode.VALIDATE, State.PARSING),
+        ("stored", Mode.STORE, State.DONE),
+    ):
+        waiting = side.uploads.register(registration("alice", mode=mode))
+        upload = side.uploads.claim(event(waiting.key, "e1"), confirmed=True).upload
+        side.set(upload.id, state=state)
+        ours[upload.id] = name
+
+    def broken(upload: Upload) -> None:
+        if upload.id in ours:
+            raise ConnectionError("store away")
+
+    with pytest.raises(ConnectionError):  # nothing recorded: tried again on the next sweep
+        side.uploads.remove_validated_objects(broken)
+    removed: list[str] = []
+    found = side.uploads.remove_validated_objects(lambda u: removed.append(ours.get(u.id, "other")))
+    assert sorted(r for r in removed if r != "other") == ["done", "failed"]
+    assert all(u.object_removed_at is not None for u in found)
+    assert [u for u in side.uploads.remove_validated_objects(lambda u: None) if u.id in ours] == []  # once
 
 
 # --- assembly -------------------------------------------------------------------------------------

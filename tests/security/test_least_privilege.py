@@ -116,6 +116,7 @@ def test_each_service_s3_user_reaches_only_its_own_part(
         "downloads writes results": lambda: downloads.put_object(Bucket=results, Key=result_key, Body=b"x"),
         "intake writes results": lambda: intake.put_object(Bucket=results, Key=result_key, Body=b"x"),
         "intake deletes uploads": lambda: intake.delete_object(Bucket=uploads, Key=key),
+        "parser deletes uploads": lambda: parser.delete_object(Bucket=uploads, Key=key),
     }
     allowed = [name for name, call in beyond.items() if not refused(call)]
     assert allowed == []
@@ -123,8 +124,13 @@ def test_each_service_s3_user_reaches_only_its_own_part(
     beyond = {
         "watchdog reads uploads": lambda: watchdog.get_object(Bucket=uploads, Key=key),
         "watchdog writes results": lambda: watchdog.put_object(Bucket=results, Key=result_key, Body=b"x"),
+        "watchdog writes uploads": lambda: watchdog.put_object(Bucket=uploads, Key=key, Body=b"x"),
+        "watchdog deletes results": lambda: watchdog.delete_object(Bucket=results, Key=result_key),
     }
     assert [name for name, call in beyond.items() if not refused(call)] == []
+    # What it does: removes an uploaded object (a validated upload's, once parsed).
+    watchdog.delete_object(Bucket=uploads, Key=key)
+    assert not ObjectStore(settings).exists(uploads, key)
     for service in ("persister", "refget"):  # no S3 at all
         assert "GENOBASE_S3_SECRET_KEY" not in stack.service_settings(service, stack_env)
 

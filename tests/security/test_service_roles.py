@@ -100,3 +100,31 @@ def test_the_persisters_broker_user_reaches_only_its_queue_and_exchanges(
     for service in stack.SERVICES:
         if service != "persister":
             assert stack_env["GENOBASE_PERSISTER_AMQP_URL"] not in stack.service_settings(service, stack_env).values()
+
+
+def test_the_intakes_broker_user_only_publishes_events(pipeline: Pipeline, stack_env: dict[str, str]) -> None:
+    """The intake publishes a retry's parse message (a notification, checked by the parser against
+    the store as any event) to the events exchange; it may do nothing else on the broker."""
+    given = stack.service_settings("intake", stack_env)
+    url = given["GENOBASE_AMQP_URL"]
+    assert url == stack_env["GENOBASE_INTAKE_AMQP_URL"]
+    settings = pipeline.settings
+    assert not _broker_refuses(  # what it does (an event for no object: the parser ignores it)
+        url,
+        lambda ch: ch.basic_publish(settings.events_exchange, settings.events_routing_key, b'{"Records": []}'),
+    )
+    beyond = {
+        "publish a batch": lambda ch: ch.basic_publish(settings.pipeline_exchange, "persist", b"{}"),
+        "publish a dead letter": lambda ch: ch.basic_publish(settings.dead_letter_exchange, "parse", b"{}"),
+        "publish to a queue directly": lambda ch: ch.basic_publish("", settings.queue("parse"), b"{}"),
+        "take parse work": lambda ch: ch.basic_get(settings.queue("parse")),
+        "read the dead letters": lambda ch: ch.basic_get(settings.queue("parse") + ".dead"),
+        "declare a queue": lambda ch: ch.queue_declare("mine"),
+        "bind the events elsewhere": lambda ch: ch.queue_bind(
+            settings.queue("persist"), settings.events_exchange, routing_key="#"
+        ),
+    }
+    assert [name for name, action in beyond.items() if not _broker_refuses(url, action)] == []
+    for service in stack.SERVICES:
+        if service != "intake":
+            assert stack_env["GENOBASE_INTAKE_AMQP_URL"] not in stack.service_settings(service, stack_env).values()

@@ -26,6 +26,7 @@ from shared.domain.uploads import (
     FAIL,
     FINISH,
     FINISH_PARSING,
+    FINISH_VALIDATION,
     GENERATION_RESET,
     LIVE,
     NEW_GENERATION,
@@ -36,6 +37,7 @@ from shared.domain.uploads import (
     RECORD_ASSEMBLY_PROGRESS,
     REFUSE_OBJECT,
     REQUEUE,
+    RETRY,
     RETRY_LOST_BATCH,
     REVOKE_TICKET,
     START_ASSEMBLY,
@@ -58,11 +60,13 @@ from shared.domain.uploads import (
     ShardToParse,
     State,
     Upload,
+    Validation,
     decide_claim,
     decide_locked_claim,
     needs_object_check,
     new_error_id,
     quota_refusal,
+    retry_quota_refusal,
 )
 
 
@@ -181,7 +185,9 @@ class FakeUploads:
         in_flight = {State.AWAITING_UPLOAD, *LIVE}
         recent = [u.created_at for u in mine if u.registered and u.created_at > now - RATE_WINDOW]
         return OwnerUsage(
-            stored_bytes=sum(u.bytes_total or 0 for u in mine if u.state is State.AWAITING_UPLOAD or u.etag),
+            stored_bytes=sum(
+                u.bytes_total or 0 for u in mine if (u.state is State.AWAITING_UPLOAD or u.etag) and not u.validates
+            ),
             in_flight=sum(u.state in in_flight for u in mine),
             open_multipart_uploads=sum(u.state is State.AWAITING_UPLOAD and bool(u.multipart_upload_id) for u in mine),
             registrations=len(recent),
@@ -195,7 +201,8 @@ class FakeUploads:
         r = registration
         if quotas is not None and r.owner is not None:
             multipart = r.multipart_upload_id is not None
-            refusal = quota_refusal(self._usage(r.owner), quotas, r.size or 0, multipart=multipart)
+            stored = 0 if r.mode.value == "validate" else r.size or 0
+            refusal = quota_refusal(self._usage(r.owner), quotas, stored, multipart=multipart)
             if refusal is not None:
                 raise QuotaExceeded(refusal)
         now = datetime.now(UTC)
@@ -205,6 +212,7 @@ class FakeUploads:
                 declared_format=r.declared_format, alphabet=r.alphabet, state=State.AWAITING_UPLOAD, generation=0,
                 etag=None, created_at=now, updated_at=now, bytes_total=r.size, bytes_done=0, owner=r.owner,
                 ticket_expires_at=r.ticket_expires_at, circular=r.circular, multipart_upload_id=r.multipart_upload_id,
+                mode=r.mode.value,
             )
         )  # fmt: skip
 
@@ -303,6 +311,35 @@ class FakeUploads:
             upload, state=REQUEUE.apply(upload.state), error_code=None, error_message=None, error_line=None,
             error_column=None, error_id=None, finished_at=None,
         )  # fmt: skip
+
+    def retry(self, upload_id: uuid.UUID, etag: str, quotas: Quotas | None = None) -> Upload | None:
+        upload = self.uploads.get(upload_id)
+        if upload is None or not RETRY.allows(upload.state) or upload.etag != etag:
+            return None
+        if quotas is not None and upload.owner is not None and upload.owner not in self.admins:
+            refusal = retry_quota_refusal(self._usage(upload.owner), quotas)
+            if refusal is not None:
+                raise QuotaExceeded(refusal)
+        self._drop_rows(upload_id)
+        return self._set(upload, **GENERATION_RESET, state=RETRY.apply(upload.state), generation=upload.generation + 1)
+
+    def finish_validation(self, upload_id: uuid.UUID, generation: int, validation: Validation) -> bool:
+        upload = self.uploads.get(upload_id)
+        if (
+            upload is None
+            or upload.generation != generation
+            or not FINISH_VALIDATION.allows(upload.state)
+            or not upload.validates
+        ):
+            return False
+        now = datetime.now(UTC)
+        self._set(
+            upload, state=FINISH_VALIDATION.apply(upload.state), validation=validation.to_json(),
+            format=validation.format, records_done=validation.records, records_total=validation.records,
+            bytes_done=validation.bytes, source_md5=validation.source_md5, source_sha256=validation.source_sha256,
+            parsed_at=now, finished_at=now,
+        )  # fmt: skip
+        return True
 
     # --- PersistUploads
     def store_batch(self, batch: SequenceBatch) -> PersistOutcome:
@@ -461,6 +498,18 @@ class FakeUploads:
         self.uploads.update((upload.id, upload) for upload in picked)
         return picked
 
+    def remove_validated_objects(self, remove: Callable[[Upload], None]) -> list[Upload]:
+        """As the adapter: ``remove`` first, the removal recorded only if it returned."""
+        removed = []
+        for upload in sorted(self.uploads.values(), key=lambda u: u.updated_at):
+            ended = upload.state in (State.DONE, State.FAILED)
+            if upload.validates and ended and upload.etag and upload.object_removed_at is None:
+                remove(upload)
+                updated = dataclasses.replace(upload, object_removed_at=datetime.now(UTC))
+                self.uploads[upload.id] = updated
+                removed.append(updated)
+        return removed
+
     def expire_tickets(self, grace: timedelta) -> list[Upload]:
         now = datetime.now(UTC)
         expired = []
@@ -543,6 +592,14 @@ class FakeObjects:
 
     def exists(self, bucket: str, key: str) -> bool:
         return (bucket, key) in self.objects
+
+    def listed(self, bucket: str, key: str) -> ObjectStat | None:
+        found = self.objects.get((bucket, key))
+        return None if found is None else ObjectStat(found[1], len(found[0]))
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self.objects.pop((bucket, key), None)
+        self.unsigned.pop((bucket, key), None)
 
     def iter_ranges(
         self, bucket: str, key: str, size: int, etag: str, range_bytes: int, start: int = 0

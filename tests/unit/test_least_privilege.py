@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from genobase import stack
+from shared.runtime.settings import Settings
 from shared.s3.users import OBJECT_ACTIONS, S3_SERVICES, Grant, _sid, _sid_prefix, owner_grants, service_grants
 
 VALUES = {
@@ -65,8 +66,11 @@ def test_service_grants_are_what_each_does() -> None:
     assert ("s3:PutObject", "up/*") in allowed["intake"]
     assert not any(a == "s3:GetObject" for a, _ in allowed["intake"])  # signs tickets, reads nothing
     assert allowed["downloads"] == {("s3:GetObject", "res/*")}  # signs result links, writes nothing
-    assert allowed["watchdog"] == {("s3:AbortMultipartUpload", "up/*")}
-    assert not any(a in ("s3:DeleteObject", "s3:*") for svc in allowed.values() for a, _ in svc)
+    # the watchdog ends tickets' multipart uploads and removes validated objects; it reads nothing
+    assert allowed["watchdog"] == {("s3:AbortMultipartUpload", "up/*"), ("s3:DeleteObject", "up/*")}
+    # no other service deletes anything (the parser, which reads untrusted input, least of all)
+    deleters = {svc for svc, given in allowed.items() for a, _ in given if a in ("s3:DeleteObject", "s3:*")}
+    assert deleters == {"watchdog"}
 
 
 def test_every_user_is_denied_every_object_action_beyond_its_grants() -> None:
@@ -111,3 +115,13 @@ def test_the_object_stores_publisher_can_only_publish_events() -> None:
     configure, write, read = stack.rgw_publisher_permissions("genobase.events")
     assert write == r"^genobase\.events$"
     assert configure == read == r"^amq\.gen-.*"  # its own server-named reply queue, no pipeline queue
+
+
+def test_the_intakes_broker_user_can_only_publish_events() -> None:
+    """Its one publish is a retry's notification; nothing to configure, nothing to consume."""
+    assert stack.intake_permissions(Settings()) == ("^$", r"^genobase\.events$", "^$")
+    values = {**VALUES, "GENOBASE_INTAKE_AMQP_URL": "amqp://genobase-intake:intake-secret@127.0.0.1:5672/genobase"}
+    assert stack.service_settings("intake", values)["GENOBASE_AMQP_URL"] == values["GENOBASE_INTAKE_AMQP_URL"]
+    for service in stack.SERVICES:
+        if service != "intake":
+            assert "intake-secret" not in "\n".join(stack.service_settings(service, values).values()), service

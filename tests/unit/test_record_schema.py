@@ -19,6 +19,7 @@ from shared.domain.uploads import (
     GENERATION_RESET,
     LIVE,
     TERMINAL,
+    TRANSITIONS,
     ClaimAction,
     ObjectCreated,
     ParseErrorCode,
@@ -85,7 +86,8 @@ def test_state_sets_and_moves() -> None:
     assert next_states(State.FAILED) == {State.QUEUED, State.REVOKED}
     assert State.FAILED in next_states(State.AWAITING_UPLOAD)
     assert next_states(State.ASSEMBLING) >= {State.DONE, State.FAILED}
-    assert State.DONE not in next_states(State.PARSING)  # no stage skips the assembly
+    # only a validation (which stores nothing to assemble) goes from parsing to done
+    assert [t.name for t in TRANSITIONS if t.allows(State.PARSING) and t.target is State.DONE] == ["finish_validation"]
 
 
 def test_a_new_generation_resets_exactly_the_per_generation_fields() -> None:

@@ -92,7 +92,8 @@ send.addEventListener("click", async () => {
   const outcome = $("outcome");
   outcome.className = ""; outcome.textContent = "";
   try {
-    const ticket = await api("POST", "/uploads", { filename: file.name, size: file.size });
+    const mode = $("validate").checked ? "validate" : "store";
+    const ticket = await api("POST", "/uploads", { filename: file.name, size: file.size, mode });
     const started = Date.now();
     if (ticket.upload_method === "PUT") {
       await put(ticket.upload_url, file, ticket.upload_headers || {}, (loaded) => showSent(loaded, file.size, started));
@@ -101,7 +102,12 @@ send.addEventListener("click", async () => {
     }
     showSent(file.size, file.size, started);
     const status = await follow(ticket);
-    if (status.state === "done") {
+    if (status.state === "done" && status.mode === "validate") {
+      const v = status.validation;  // text only: nothing from the server is markup
+      outcome.className = "ok";
+      outcome.textContent = `Valid ${v.format}: ${v.records} records, ${v.bytes} bytes; `
+        + `MD5 ${v.source_md5}, SHA-256 ${v.source_sha256}, collection ${v.collection_digest}. Nothing was stored.`;
+    } else if (status.state === "done") {
       outcome.className = "ok";
       const link = document.createElement("a");  // built, not parsed: nothing from the server is markup
       link.id = "download";
