@@ -204,7 +204,7 @@ def test_a_revoked_owner_is_reinstated_with_its_uploads(pipeline: Pipeline, sett
     again = keys_cli(settings, "create", name, "--another", "--s3")
     assert again.returncode == 0, again.stderr
     lines = again.stdout.strip().splitlines()
-    assert f"owner {name!r} reinstated" in lines[0]
+    assert f"owner {name!r} reinstated: its uploads are this key's" in lines
     fields = {line[:15].strip(): line[16:].strip() for line in lines[:-1] if line.startswith("S3 ")}
     new = client(pipeline, lines[-1])
     assert old.get(f"/uploads/{ticket['id']}").status_code == 401  # the revoked key stays revoked
