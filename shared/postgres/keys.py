@@ -36,7 +36,8 @@ class PostgresKeys:
 
     Sessions come from ``connections``: a service's request pool (``from_pool``: a key look-up
     holds a pooled session only while it runs) or a session of its own per call (``from_settings``:
-    the CLI and the stack, which make a key now and then). Every statement is autocommit.
+    the CLI and the stack, which make a key now and then). Every statement is autocommit but for
+    adding and revoking, each one transaction under the owner's lock.
     """
 
     def __init__(self, connections: Callable[[], AbstractContextManager[Connection]]) -> None:
