@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
@@ -16,6 +17,9 @@ import httpx
 from genobase import compose, stack, transfer
 from shared.parsing.formats import FORMAT_NAMES
 from shared.runtime.settings import Settings, load_settings, stack_file
+
+if TYPE_CHECKING:
+    from shared.domain.access import KeyStore
 
 HOME = Path(os.environ.get("GENOBASE_HOME", ".genobase"))
 
@@ -420,36 +424,69 @@ def cmd_keys(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = PostgresKeys.from_settings(settings)
     if args.action == "create":
-        try:
-            key = keys.create_key(store, args.name, admin=args.admin)
-        except keys.KeyRefused as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return 1
-        if args.s3:
-            try:
-                _create_owner_s3_user(settings, args.name)
-            except Exception as exc:
-                keys.revoke_key(store, args.name)
-                print(f"error: could not make the S3 user ({exc.__class__.__name__}); key revoked", file=sys.stderr)
-                return 1
-        print(f"key {args.name!r}{' (admin)' if args.admin else ''}: shown once, only its hash is kept")
-        print(key)
-        return 0
+        return _create_key(settings, store, args)
     if args.action == "revoke":
-        was_active = keys.revoke_key(store, args.name)
-        removed = _remove_owner_s3_user(settings, args.name)
-        if not was_active and not removed:
-            print(f"no active key named {args.name!r}", file=sys.stderr)
-            return 1
-        print(f"revoked {args.name!r}" + (" and its S3 user" if removed else ""))
-        # The watchdog ends its open tickets (and aborts their multipart uploads) on its next
-        # sweep; an object that still arrives through one is recorded as revoked, not parsed.
-        print("its open tickets end as 'revoked' at the watchdog's next sweep")
-        return 0
+        return _revoke(settings, store, args.what)
+    print(f"{'ID':<18} {'OWNER':<24} {'ROLE':<6} {'CREATED':<16}  {'LAST USED':<16}  STATE")
     for listed in keys.list_keys(store):
         state = f"revoked {listed.revoked_at:%Y-%m-%d %H:%M}" if listed.revoked_at else "active"
         role = "admin" if listed.admin else "owner"
-        print(f"{listed.name:<24} {role:<6} created {listed.created_at:%Y-%m-%d %H:%M}  {state}")
+        used = f"{listed.last_used_at:%Y-%m-%d %H:%M}" if listed.last_used_at else "never"
+        print(f"{listed.id:<18} {listed.owner:<24} {role:<6} {listed.created_at:%Y-%m-%d %H:%M}  {used:<16}  {state}")
+    return 0
+
+
+def _create_key(settings: Settings, store: KeyStore, args: argparse.Namespace) -> int:
+    from shared.usecases import keys
+
+    try:
+        issued = keys.issue_key(store, args.name, admin=args.admin, another=args.another)
+    except keys.KeyRefused as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    if args.s3:
+        try:
+            _create_owner_s3_user(settings, args.name)
+        except Exception as exc:
+            # only the key just made: the owner's other keys (a rotation's old one) go on working
+            keys.revoke_key_id(store, issued.id)
+            print(f"error: could not make the S3 user ({exc.__class__.__name__}); key revoked", file=sys.stderr)
+            return 1
+    if issued.reinstated:
+        print(f"owner {args.name!r} reinstated: its uploads are this key's")
+    print(f"key {issued.id} of {args.name!r}{' (admin)' if args.admin else ''}: shown once, only its hash is kept")
+    print(issued.secret)
+    return 0
+
+
+def _revoke(settings: Settings, store: KeyStore, what: str) -> int:
+    """``what`` is a key id (``k_...``: that key) or an owner (every key of it)."""
+    from shared.domain.access import is_key_id
+    from shared.usecases import keys
+
+    if is_key_id(what):
+        revoked = keys.revoke_key_id(store, what)
+        if revoked is None:
+            print(f"no active key with the id {what!r}", file=sys.stderr)
+            return 1
+        print(f"revoked key {what} of {revoked.owner!r}")
+        if not revoked.owner_revoked:
+            print(f"{revoked.owner!r} holds other active keys: its uploads, tickets and S3 user are untouched")
+            return 0
+        owner = revoked.owner
+        was_active = True
+    else:
+        owner = what
+        was_active = keys.revoke_key(store, owner)
+    removed = _remove_owner_s3_user(settings, owner)
+    if not was_active and not removed:
+        print(f"no active key named {owner!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {owner!r}" + (" and its S3 user" if removed else ""))
+    # The watchdog ends its open tickets (and aborts their multipart uploads) on its next
+    # sweep; an object that still arrives through one is recorded as revoked, not parsed.
+    print("its open tickets end as 'revoked' at the watchdog's next sweep")
+    print(f"(to reinstate it, with its uploads: genobase keys create {owner} --another)")
     return 0
 
 
@@ -538,19 +575,29 @@ def build_parser() -> argparse.ArgumentParser:
     dead = sub.add_parser("dead-letters", help="list dead-lettered messages, or replay their uploads")
     dead.add_argument("--replay", action="store_true", help="process the failed uploads again from their objects")
     dead.set_defaults(func=cmd_dead_letters)
-    keys = sub.add_parser("keys", help="API keys: create NAME [--admin] [--s3], list, revoke NAME")
+    keys = sub.add_parser("keys", help="API keys: create NAME [--another] [--admin] [--s3], list, revoke KEY_ID|NAME")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="make a key; prints it once, alone on the last line")
     create.add_argument("name", help="the owner's name, also its prefix in the uploads bucket")
+    create.add_argument(
+        "--another",
+        action="store_true",
+        help="another key of an owner that has keys: a rotation (its keys go on working), "
+        "or an owner whose keys are all revoked reinstated, with its uploads",
+    )
     create.add_argument("--admin", action="store_true", help="sees every upload")
     create.add_argument(
         "--s3", action="store_true", help="also S3 credentials that can write only under NAME/ in the uploads bucket"
     )
-    keys_sub.add_parser("list", help="every key, active or revoked (never the keys themselves)")
-    revoke = keys_sub.add_parser(
-        "revoke", help="the key (and its S3 user) stops working at once; its owner's open tickets end as revoked"
+    keys_sub.add_parser(
+        "list", help="every key: id, owner, role, creation, last use, state (never the keys themselves)"
     )
-    revoke.add_argument("name")
+    revoke = keys_sub.add_parser(
+        "revoke",
+        help="KEY_ID (k_...): that key stops working at once; NAME: every key of the owner (and its S3 user) "
+        "does, and its open tickets end as revoked (as they do when an owner's last key is revoked by id)",
+    )
+    revoke.add_argument("what", metavar="KEY_ID|NAME")
     keys.set_defaults(func=cmd_keys)
     return parser
 

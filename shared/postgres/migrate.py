@@ -34,14 +34,19 @@ class RuntimeRole:
 
 # What each stage with a role of its own may do, table by table; nothing else of the schema is in
 # its reach. refget reads (the key of its caller, the uploads it may see, their records and
-# collections); the persister loads batches and moves its uploads' counters, and never reads a key.
+# collections) and writes one column, the last use of its caller's key (at most once a minute per
+# key: ``PostgresKeys.mark_used``), so that a key only refget's clients use is not listed unused and
+# revoked as idle while in use; the persister loads batches and moves its uploads' counters, and never reads a key.
 # A generation that fails loses its rows (``PostgresUploads.fail``), and the persister fails the generation
 # of a batch it gives up on: so it deletes by upload where rows are kept, and updates no row but
 # an upload's and a shard's.
 SERVICE_PRIVILEGES: dict[str, dict[str, str]] = {
     "refget": {
-        table: "SELECT"
-        for table in ("api_keys", "uploads", "sequence_records", "sequence_parts", "collections", "schema_migrations")
+        "api_keys": "SELECT, UPDATE (last_used_at)",
+        **{
+            table: "SELECT"
+            for table in ("uploads", "sequence_records", "sequence_parts", "collections", "schema_migrations")
+        },
     },
     "persister": {
         "uploads": "SELECT, UPDATE",

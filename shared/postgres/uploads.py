@@ -273,7 +273,7 @@ def _claim(conn: Connection, event: ObjectCreated, confirmed: bool) -> Claim:
 
 def _owner_of_new_object(conn: Connection, key: str) -> str | None:
     first = key.partition("/")[0]
-    named = {r["name"] for r in conn.execute("SELECT name FROM api_keys WHERE name = %s", (first,))}
+    named = {r["owner"] for r in conn.execute("SELECT owner FROM api_keys WHERE owner = %s LIMIT 1", (first,))}
     return owner_of_object(key, named)
 
 

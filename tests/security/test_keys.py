@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from shared.domain.access import key_hash, key_id
 from shared.postgres.connection import connect
 from shared.postgres.keys import PostgresKeys
 from shared.runtime.settings import Settings
@@ -16,7 +19,7 @@ from shared.s3.store import ObjectStore
 from shared.usecases.keys import create_key, revoke_key
 from tests.conftest import Pipeline
 from tests.helpers import upload_via_intake
-from tests.security.helpers import client
+from tests.security.helpers import client, keys_cli
 
 pytestmark = pytest.mark.e2e
 FASTA = b">a\nACGT\n"
@@ -106,10 +109,59 @@ def test_keys_are_made_listed_and_revoked_by_the_cli(pipeline: Pipeline, setting
     assert client(pipeline, key).post("/uploads", json={"filename": "x.fa", "size": 1}).status_code == 201
     assert cli("revoke", name).returncode == 0
     assert client(pipeline, key).post("/uploads", json={"filename": "x.fa", "size": 1}).status_code == 401
-    assert "revoked" in next(line for line in cli("list").stdout.splitlines() if line.startswith(name))
+    line = next(line.split() for line in cli("list").stdout.splitlines() if f" {name} " in line)
+    assert line[0] == key_id(key_hash(key)) and line[-3] == "revoked"
     with connect(settings, autocommit=True) as conn:
-        stored = conn.execute("SELECT key_hash FROM api_keys WHERE name = %s", (name,)).fetchone()
+        stored = conn.execute("SELECT key_hash FROM api_keys WHERE owner = %s", (name,)).fetchone()
     assert stored is not None and key not in str(stored)  # only the hash is kept
+
+
+def _listed(settings: Settings, key_id: str) -> list[str]:
+    """The ``keys list`` line of one key, split: id, owner, role, created (2), last use (1 or 2), state."""
+    listing = keys_cli(settings, "list")
+    assert listing.returncode == 0, listing.stderr
+    return next(line.split() for line in listing.stdout.splitlines() if line.startswith(key_id))
+
+
+def _made(made: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    """The id and the key ``keys create`` printed."""
+    assert made.returncode == 0, made.stderr
+    *_, said, key = made.stdout.strip().splitlines()
+    made_id = said.split()[1]
+    assert made_id == key_id(key_hash(key)), made.stdout
+    return made_id, key
+
+
+def test_a_key_is_rotated_with_no_gap(pipeline: Pipeline, settings: Settings, refget_url: str) -> None:
+    """A second key of the owner works before the first is revoked; the first alone ends; the
+    owner's uploads are the new key's; each key's last use is listed, refget's reads included."""
+    name = f"rot-{uuid.uuid4().hex[:8]}"
+    old_id, old = _made(keys_cli(settings, "create", name))
+    assert _listed(settings, old_id)[5] == "never"
+    ticket = client(pipeline, old).post("/uploads", json={"filename": "x.fa", "size": 1}).raise_for_status().json()
+    assert _listed(settings, old_id)[5] != "never"  # the intake's look-up recorded the use
+    refused = keys_cli(settings, "create", name)  # not a new owner by chance
+    assert refused.returncode == 1 and "--another" in refused.stderr
+    new_id, new = _made(keys_cli(settings, "create", name, "--another"))
+    assert new_id != old_id
+    # both keys work at once: no moment without a valid key
+    for key in (old, new):
+        assert client(pipeline, key).get(f"/uploads/{ticket['id']}").status_code == 200
+    # refget's role writes a key's last use too (and nothing else of a key)
+    assert _listed(settings, new_id)[5] != "never"
+    reader = f"rdr-{uuid.uuid4().hex[:8]}"
+    reader_id, reader_key = _made(keys_cli(settings, "create", reader))
+    listing = httpx.get(f"{refget_url}/list/collection", headers={"Authorization": f"Bearer {reader_key}"}, timeout=30)
+    assert listing.status_code == 200, listing.text
+    assert _listed(settings, reader_id)[5] != "never"
+    revoked = keys_cli(settings, "revoke", old_id)
+    assert revoked.returncode == 0 and "holds other active keys" in revoked.stdout, revoked.stderr
+    assert client(pipeline, old).get(f"/uploads/{ticket['id']}").status_code == 401
+    assert client(pipeline, new).get(f"/uploads/{ticket['id']}").status_code == 200
+    assert client(pipeline, new).post("/uploads", json={"filename": "y.fa", "size": 1}).status_code == 201
+    assert _listed(settings, old_id)[-3] == "revoked" and _listed(settings, new_id)[-1] == "active"
+    time.sleep(2)  # a watchdog sweep or two: the owner is not revoked, its waiting ticket stays
+    assert pipeline.status(ticket["id"])["state"] == "awaiting_upload"
 
 
 def test_upload_via_intake_still_works_for_the_admin(pipeline: Pipeline) -> None:

@@ -3,7 +3,8 @@
 A presigned URL cannot be called back: the store accepts a PUT through it until its lifetime ends.
 What the revocation stops is everything after: the object is not processed (the upload ends
 ``revoked`` with the code ``owner_revoked``), a waiting ticket ends ``revoked`` (the watchdog), and
-its multipart upload is aborted, so that no part can be added or completed.
+its multipart upload is aborted, so that no part can be added or completed. An owner reinstated
+(another key) finds its finished uploads again, and uploads anew.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from shared.postgres.connection import connect
 from shared.postgres.keys import PostgresKeys
@@ -26,11 +28,22 @@ from shared.s3.store import ObjectStore
 from shared.usecases.keys import create_key, revoke_key
 from tests import http
 from tests.conftest import Pipeline, another_process
+from tests.helpers import download
+from tests.security.helpers import client, keys_cli, make_s3_owner, s3_as
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
 FASTA = b">a\nACGT\n"
 OTHER = b">b\nGGCC\n"  # the same size: the same presigned PUT takes it
+
+
+def refused(call: Any) -> bool:
+    """Whether the store refuses ``call`` for its credentials (unknown, or not allowed)."""
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] in ("AccessDenied", "InvalidAccessKeyId", "403", "SignatureDoesNotMatch")
+    return False
 
 
 def new_owner(pipeline: Pipeline) -> tuple[str, httpx.Client]:
@@ -162,3 +175,57 @@ def test_revocation_aborts_the_owners_multipart_upload(
     completed = httpx.post(plan["complete_url"], content=xml, timeout=30)
     assert completed.status_code >= 400, completed.text  # RGW answers 404 NoSuchUpload or a 500
     assert ObjectStore(settings).client.list_objects_v2(Bucket=ticket["bucket"], Prefix=ticket["key"])["KeyCount"] == 0
+
+
+def test_a_revoked_owner_is_reinstated_with_its_uploads(pipeline: Pipeline, settings: Settings) -> None:
+    """An owner with an upload done and a ticket waiting, revoked: the ticket ends, its keys and its
+    S3 user stop. Reinstated by another key (and S3 user): its done upload reads back with the new
+    key, and new uploads, through the intake and with its new S3 credentials, are processed."""
+    owner = make_s3_owner(settings, f"rei-{uuid.uuid4().hex[:8]}")
+    name, old = owner["name"], client(pipeline, owner["key"])
+    ticket = old.post("/uploads", json={"filename": "kept.fa", "size": len(FASTA)}).raise_for_status().json()
+    assert http.put(ticket["upload_url"], content=FASTA, headers=ticket.get("upload_headers") or {}).status_code == 200
+    done = pipeline.wait_for(ticket["id"])
+    assert done["state"] == "done"
+    waiting = old.post("/uploads", json={"filename": "never.fa", "size": len(FASTA)}).raise_for_status().json()
+    old_s3 = s3_as(settings, owner["access"], owner["secret"])
+
+    revoked = keys_cli(settings, "revoke", name)
+    assert revoked.returncode == 0 and "S3 user" in revoked.stdout, revoked.stderr
+    assert_revoked(wait_until(pipeline, waiting["id"], lambda s: s["state"] != "awaiting_upload", timeout=30))
+    assert old.get(f"/uploads/{ticket['id']}").status_code == 401
+    poll_until(
+        lambda: refused(lambda: old_s3.put_object(Bucket=settings.uploads_bucket, Key=f"{name}/x.fa", Body=FASTA)),
+        timeout=10,  # RGW caches users for a moment
+        interval=0.5,
+        what="the revoked S3 credentials refused",
+    )
+
+    again = keys_cli(settings, "create", name, "--another", "--s3")
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.strip().splitlines()
+    assert f"owner {name!r} reinstated: its uploads are this key's" in lines
+    fields = {line[:15].strip(): line[16:].strip() for line in lines[:-1] if line.startswith("S3 ")}
+    new = client(pipeline, lines[-1])
+    assert old.get(f"/uploads/{ticket['id']}").status_code == 401  # the revoked key stays revoked
+
+    kept = new.get(f"/uploads/{ticket['id']}")
+    assert kept.status_code == 200 and kept.json()["state"] == "done", kept.text
+    assert download(kept.json())["records"] == download(done)["records"]
+    assert records_of(settings, ticket["id"]) == 1
+    assert new.get(f"/uploads/{waiting['id']}").json()["state"] == "revoked"  # what ended stays ended
+
+    fresh = new.post("/uploads", json={"filename": "fresh.fa", "size": len(OTHER)}).raise_for_status().json()
+    assert http.put(fresh["upload_url"], content=OTHER, headers=fresh.get("upload_headers") or {}).status_code == 200
+    assert pipeline.wait_for(fresh["id"])["state"] == "done"
+    new_s3 = s3_as(settings, fields["S3 access key"], fields["S3 secret key"])
+    direct = f"{name}/direct/{uuid.uuid4()}.fa"
+    poll_until(  # RGW caches users (and their absence) for a moment
+        lambda: not refused(lambda: new_s3.put_object(Bucket=settings.uploads_bucket, Key=direct, Body=FASTA)),
+        timeout=30,
+        interval=1,
+        what="the reinstated owner's new S3 credentials taken",
+    )
+    assert pipeline.wait_for_object(settings.uploads_bucket, direct)["state"] == "done"
+    seen = new.get("/uploads", params={"bucket": settings.uploads_bucket, "key": direct})
+    assert seen.status_code == 200 and seen.json()["state"] == "done"

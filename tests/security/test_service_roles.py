@@ -31,7 +31,7 @@ def refused_by_postgres(dsn: str, statement: str) -> bool:
     return False
 
 
-def test_refget_reads_and_writes_nothing(pipeline: Pipeline, stack_env: dict[str, str]) -> None:
+def test_refget_reads_and_writes_only_a_keys_last_use(pipeline: Pipeline, stack_env: dict[str, str]) -> None:
     dsn = stack.service_settings("refget", stack_env)["GENOBASE_PG_DSN"]
     assert dsn == stack_env["GENOBASE_REFGET_PG_DSN"]
     for table in ("api_keys", "uploads", "sequence_records", "sequence_parts", "collections"):
@@ -39,12 +39,16 @@ def test_refget_reads_and_writes_nothing(pipeline: Pipeline, stack_env: dict[str
     writes = [
         "UPDATE uploads SET state = state WHERE false",
         "DELETE FROM sequence_records WHERE false",
-        "INSERT INTO api_keys (name, key_hash, admin) VALUES ('x', 'x', true)",
+        "INSERT INTO api_keys (id, owner, key_hash, admin) VALUES ('k_0000000000000000', 'x', 'x', true)",
         "UPDATE api_keys SET admin = true WHERE false",
+        "UPDATE api_keys SET revoked_at = NULL WHERE false",
+        "DELETE FROM api_keys WHERE false",
         "SELECT 1 FROM upload_batches LIMIT 1",
         "CREATE TABLE mine (x int)",
     ]
     assert [w for w in writes if not refused_by_postgres(dsn, w)] == []
+    # one column of a key it may write: the last use of its caller's key
+    assert not refused_by_postgres(dsn, "UPDATE api_keys SET last_used_at = now() WHERE false")
 
 
 def test_the_persister_loads_batches_and_touches_no_key_nor_upload_row(
