@@ -40,6 +40,7 @@ from services.intake.schemas import (
     UploadTicket,
 )
 from shared.domain.access import Caller
+from shared.domain.read_ports import RecordReads
 from shared.domain.uploads import QuotaExceeded, QuotaRefusal, new_error_id
 from shared.s3.store import UPLOAD_CONTENT_TYPE
 from shared.usecases import uploads as usecases
@@ -61,6 +62,7 @@ class IntakeDeps:
     intake: Intake
     authenticate: Callable[[str | None], Caller]
     probes: Mapping[str, Callable[[], object]]
+    records: RecordReads  # a done upload's records, read back by services/intake/records.py
 
 
 def get_deps(request: Request) -> IntakeDeps:

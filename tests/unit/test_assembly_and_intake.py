@@ -23,6 +23,7 @@ from shared.usecases.uploads import Intake, object_key, progress_fraction
 from shared.web.guard import Unauthorized
 from tests.builders import record
 from tests.unit.fakes import STORE, FakeObjects, FakeUploads, make_upload
+from tests.unit.fakes_records import FakeRecords
 
 
 def document(rows: list[ResultPiece], provenance: dict[str, object] | None = None) -> list[bytes]:
@@ -140,7 +141,9 @@ def served(
             raise Unauthorized("the API key is not valid")
         return caller
 
-    deps = IntakeDeps(Intake(settings or Settings(), uploads, objects), authenticate, probes or {})
+    deps = IntakeDeps(
+        Intake(settings or Settings(), uploads, objects), authenticate, probes or {}, records=FakeRecords(uploads)
+    )
     return Served(TestClient(build_app(deps), raise_server_exceptions=False), uploads, objects)
 
 
