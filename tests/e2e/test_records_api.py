@@ -126,10 +126,12 @@ def test_one_record_carries_the_digests_refget_serves_it_by(
             assert got == want
             if want["length"] == 0:
                 continue
-            metadata = httpx.get(
+            answer = httpx.get(
                 f"{refget_url}/sequence/{got['refget']}/metadata",
                 headers={"Authorization": f"Bearer {pipeline.api_key}"},
-            ).json()["metadata"]
+            )
+            assert answer.status_code == 200, (answer.status_code, answer.headers, answer.text)
+            metadata = answer.json()["metadata"]
             assert (metadata["md5"], metadata["ga4gh"], metadata["length"]) == (
                 got["md5"],
                 got["refget"],
