@@ -18,15 +18,18 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import orjson
+import structlog
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from services.intake.api import CallerDep, DepsDep, _refusal
+from shared.domain.reads import RecordsChanged
 from shared.domain.record_schema import QUALITY_KEY, RECORD_KEYS, SEQUENCE_KEY
 from shared.usecases import records as usecases
 from shared.usecases.records import RecordOut
 from shared.usecases.uploads import Refused
 
+log = structlog.get_logger()
 router = APIRouter(tags=["records"])
 
 JSON = "application/json"
@@ -151,7 +154,7 @@ def list_records(
         body = _batched(piece for record in page.records for piece in (*_record_json(record), b"\n"))
     else:
         body = _batched(_page_json(page.records, page.next_cursor))
-    return StreamingResponse(body, media_type=media, headers=headers)
+    return StreamingResponse(_cut_short_on_change(body, page), media_type=media, headers=headers)
 
 
 @router.get(
@@ -244,6 +247,17 @@ def _page_json(records: Iterator[RecordOut], next_cursor: str | None) -> Iterato
         separator = b","
         yield from _record_json(record)
     yield b'],"next_cursor":' + orjson.dumps(next_cursor) + b"}\n"
+
+
+def _cut_short_on_change(body: Iterator[bytes], page: usecases.RecordsPage) -> Iterator[bytes]:
+    """The body, said in the log when it ends short because the upload was processed again (the
+    exception goes on: the server then drops the connection before the body's end, so that no
+    client takes a cut page, NDJSON included, for a whole one)."""
+    try:
+        yield from body
+    except RecordsChanged:
+        log.info("records page cut short", upload_id=str(page.upload_id), generation=page.generation)
+        raise
 
 
 def _batched(pieces: Iterator[bytes]) -> Iterator[bytes]:

@@ -4,12 +4,15 @@ records from Postgres, page by page in JSON and NDJSON, compared with an indepen
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
 import shutil
 import subprocess
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,7 +28,7 @@ from tests.reference import checksums, fasta_records, fastq_records
 
 pytestmark = pytest.mark.e2e
 PART = 1024 * 1024  # the pipeline's part size (GENOBASE_PART_BYTES)
-LONG = 5 * PART + 12345  # residues of the long record: six stored parts
+LONG = 40 * PART + 12345  # residues of the long record: 41 stored parts, more than a socket buffers
 
 
 def fasta_with_a_long_record() -> bytes:
@@ -52,7 +55,7 @@ def fastq(reads: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def uploads(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
-    """A FASTA (one record of six parts among short ones) and a FASTQ, done, with their reference records."""
+    """A FASTA (one record of 41 parts among short ones) and a FASTQ, done, with their reference records."""
     found = {}
     for name, data, reference in (
         ("genes.fa", fasta_with_a_long_record(), fasta_records),
@@ -199,3 +202,34 @@ def test_not_done_is_409_and_another_owner_s_is_404(pipeline: Pipeline, uploads:
         missing = httpx.get(f"{base}/uploads/{uuid.uuid4()}/{path}", headers=headers)
         assert theirs.status_code == missing.status_code == 404, path
         assert "chrLong" not in theirs.text
+
+
+def test_slow_readers_hold_no_database_session(pipeline: Pipeline, uploads: dict[str, dict[str, Any]]) -> None:
+    """More streams than the intake's pool has sessions (8), none of them read past its first bytes
+    (each 40 MiB: the intake is held mid-record by the sockets' buffers): the intake still answers,
+    because a stream holds a session only while a group or span is read; and each stream, read on
+    afterwards, is whole."""
+    upload = uploads["genes.fa"]
+    ordinal = next(r["ordinal"] for r in upload["expected"] if r["id"] == "chrLong")
+    headers = {"Authorization": f"Bearer {pipeline.api_key}"}
+    base = pipeline.settings.status_base_url
+    streams: list[tuple[Iterator[bytes], bytes]] = []
+    with contextlib.ExitStack() as stack:
+        for _ in range(12):
+            client = stack.enter_context(httpx.Client(base_url=base, headers=headers, timeout=30))
+            response = stack.enter_context(client.stream("GET", f"/uploads/{upload['id']}/records/{ordinal}"))
+            assert response.status_code == 200
+            chunks = response.iter_raw()
+            streams.append((chunks, next(chunks)))
+            assert streams[-1][1].startswith(b'{"ordinal":')
+        started = time.monotonic()
+        for _ in range(5):
+            assert pipeline.http.get(f"/uploads/{upload['id']}").status_code == 200
+            assert pipeline.http.get(f"/uploads/{upload['id']}/records", params={"limit": 1}).status_code == 200
+        assert time.monotonic() - started < 10
+        want = orjson.dumps(next(r for r in upload["expected"] if r["id"] == "chrLong"))
+        for chunks, first in streams:
+            digest = hashlib.sha256(first)
+            for chunk in chunks:
+                digest.update(chunk)
+            assert digest.hexdigest() == hashlib.sha256(want).hexdigest()

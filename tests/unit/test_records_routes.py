@@ -317,3 +317,25 @@ def test_a_page_stops_when_the_upload_is_processed_again_as_it_streams() -> None
     at.uploads.uploads[upload_id] = dataclasses.replace(at.uploads.uploads[upload_id], generation=2)
     with pytest.raises(RecordsChanged):
         list(page.records)
+
+
+def test_a_page_cut_short_by_a_new_generation_never_ends_as_a_whole_one() -> None:
+    at = served()
+    stored = [record(n, residues="A" * (RECORD_GROUP_BYTES // 2)) for n in range(4)]
+    upload_id = add_done(at, stored)
+    read_records = at.records.read_records
+
+    def then_processed_again(*args: Any, **kwargs: Any) -> list[Record]:
+        found = read_records(*args, **kwargs)
+        at.uploads.uploads[upload_id] = dataclasses.replace(at.uploads.uploads[upload_id], generation=2)
+        return found
+
+    at.records.read_records = then_processed_again  # type: ignore[method-assign]
+    at.uploads.uploads[upload_id] = dataclasses.replace(at.uploads.uploads[upload_id], generation=1)
+    cut = at.client.get(f"/uploads/{upload_id}/records", params={"fields": "ordinal,sequence"})
+    assert cut.status_code == 200 and cut.content.startswith(b'{"records":[{"ordinal":0,')
+    with pytest.raises(json.JSONDecodeError):  # under uvicorn the connection is dropped before the body's end
+        json.loads(cut.content)
+    at.uploads.uploads[upload_id] = dataclasses.replace(at.uploads.uploads[upload_id], generation=1)
+    lines = at.client.get(f"/uploads/{upload_id}/records", headers={"Accept": "application/x-ndjson"}).content
+    assert lines.count(b"\n") == 1  # the first group (one record) only: not a page that looks whole
