@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from shared.domain.record_schema import DOCUMENT_FIELDS, Record, ResultPiece
+from shared.domain.record_schema import DOCUMENT_FIELDS, QUALITY_KEY, SEQUENCE_KEY, Record, ResultPiece
 
 FLUSH_BYTES = 1024 * 1024
 
@@ -25,8 +25,6 @@ def _needs_escaping(data: bytes) -> bool:
 
 _QUALITY = Record._fields.index("quality")
 _PART_COUNT = Record._fields.index("part_count")
-# The keys the writer places itself, after the schema's fields (their ``Column.document`` is None).
-SEQUENCE_KEY, QUALITY_KEY = "sequence", "quality"
 _OPEN_SEQUENCE = b"," + orjson.dumps(SEQUENCE_KEY) + b':"'
 _QUALITY_AFTER_SEQUENCE = b'",' + orjson.dumps(QUALITY_KEY) + b":"
 

@@ -40,6 +40,7 @@ from services.intake.schemas import (
     ValidationReport,
 )
 from shared.domain.access import Caller
+from shared.domain.read_ports import RecordReads
 from shared.domain.uploads import Mode, QuotaExceeded, QuotaRefusal, new_error_id
 from shared.s3.store import UPLOAD_CONTENT_TYPE
 from shared.usecases import uploads as usecases
@@ -71,6 +72,7 @@ class IntakeDeps:
     intake: Intake
     authenticate: Callable[[str | None], Caller]
     probes: Mapping[str, Callable[[], object]]
+    records: RecordReads  # a done upload's records, read back by services/intake/records.py
 
 
 def get_deps(request: Request) -> IntakeDeps:

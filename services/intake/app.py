@@ -20,10 +20,12 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from services.intake import records
 from services.intake.api import IntakeDeps, health, router
 from services.intake.schemas import MAX_JSON_DEPTH, MAX_REQUEST_BYTES
 from shared.postgres.connection import request_pool
 from shared.postgres.keys import PostgresKeys
+from shared.postgres.records import PostgresRecords
 from shared.postgres.uploads import PostgresUploads
 from shared.rabbitmq.broker import RequestEventPublisher
 from shared.rabbitmq.broker import connect as amqp_connect
@@ -93,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
             "rabbitmq": broker.ping,
             "s3": lambda: store.client.head_bucket(Bucket=settings.uploads_bucket),
         },
+        records=PostgresRecords(pool),
     )
 
     @contextlib.asynccontextmanager
@@ -133,6 +136,7 @@ def build_app(
     app.add_middleware(RequestId)  # outermost: every answer, refusals included, carries its id
     app.include_router(router)
     app.include_router(health)
+    app.include_router(records.router)
     # The upload page: static, public (it holds nothing; every call it makes needs the user's key).
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -8,15 +8,21 @@ tests in-memory ones (``tests/unit/fakes_reads.py``); both pass the same contrac
 Every read takes ``owner``: the name of the owner whose finished uploads the reader sees, or None
 for all of them (an admin key, or public reading). Another owner's sequence or collection is not
 found, as one that does not exist.
+
+``RecordReads`` is the intake's (``shared/usecases/records.py``): an upload's records read back a
+group at a time, its adapter ``PostgresRecords`` (``shared/postgres/records.py``), its fake
+``tests/unit/fakes_records.py``, their contract ``tests/contract/test_records_contract.py``. Who
+may read an upload is the use case's to decide, before it asks.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from shared.domain.reads import ReadSpan, StoredCollection, StoredSequence
+from shared.domain.reads import ReadSpan, RecordSize, StoredCollection, StoredSequence
+from shared.domain.record_schema import Record
 
 
 class SequenceIndex(Protocol):
@@ -84,4 +90,43 @@ class CollectionReads(CollectionIndex, CollectionArrays, Protocol):
 class StoreHealth(Protocol):
     def ping(self) -> None:
         """Raises if the store cannot answer a query now."""
+        ...
+
+
+class RecordReads(Protocol):
+    """An upload's records as stored, read at one generation while the upload is ``done`` at it.
+
+    Every call is one read on a session taken for it alone, and raises ``RecordsChanged`` when the
+    upload is not done at ``generation`` (then or any more): a page read group by group never
+    mixes two generations' records, and never holds a session while its client reads.
+    """
+
+    def record_sizes(
+        self,
+        upload_id: uuid.UUID,
+        generation: int,
+        first: int,
+        limit: int,
+        name_prefix: str | None,
+        *,
+        residues: bool,
+        quality: bool,
+    ) -> list[RecordSize]:
+        """The first ``limit`` records with ordinal at least ``first`` (and, given ``name_prefix``,
+        whose ``seq_id`` starts with it), in ordinal order; each one's bytes count its inline
+        residues and its qualities only when they are to be read (``residues``, ``quality``)."""
+        ...
+
+    def read_records(
+        self, upload_id: uuid.UUID, generation: int, ordinals: Sequence[int], *, residues: bool, quality: bool
+    ) -> list[Record]:
+        """These records (ascending ordinals the upload holds), in order, every field as stored;
+        ``residues``: a record's inline residues (None when stored in parts, or not asked for);
+        ``quality``: its qualities (None when it has none, or not asked for)."""
+        ...
+
+    def read_parts(
+        self, upload_id: uuid.UUID, generation: int, ordinal: int, first_part: int, last_part: int
+    ) -> list[bytes]:
+        """Whole parts ``first_part..last_part`` of a record stored in parts, raw ASCII, in order."""
         ...

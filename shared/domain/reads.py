@@ -67,3 +67,41 @@ class StoredCollection(NamedTuple):
 
     upload_id: uuid.UUID
     collection: Collection
+
+
+# --- an upload's records, read back a page at a time --------------------------------------------------
+
+# The most a page's read holds at once besides one long record's span: records are read in groups of
+# about this many bytes (their fields, and their inline residues and qualities when those are shown),
+# each group one query on a session taken for it alone.
+RECORD_GROUP_BYTES = 4 * 1024 * 1024
+
+
+class RecordSize(NamedTuple):
+    """A record of a page before it is read: where it is, whether its residues are in parts, and
+    the bytes reading its row holds (fields, plus the inline residues and qualities asked for)."""
+
+    ordinal: int
+    part_count: int
+    bytes: int
+
+
+class RecordsChanged(Exception):
+    """The upload is no longer done at the generation being read (processed again, or gone): its
+    records are not the ones a page began with."""
+
+
+def record_groups(sizes: list[RecordSize], max_bytes: int = RECORD_GROUP_BYTES) -> list[list[RecordSize]]:
+    """Consecutive records cut into groups of at most ``max_bytes`` each (a larger record alone)."""
+    groups: list[list[RecordSize]] = []
+    current: list[RecordSize] = []
+    held = 0
+    for size in sizes:
+        if current and held + size.bytes > max_bytes:
+            groups.append(current)
+            current, held = [], 0
+        current.append(size)
+        held += size.bytes
+    if current:
+        groups.append(current)
+    return groups

@@ -95,6 +95,11 @@ DOCUMENT_FIELDS: tuple[tuple[int, str, bool], ...] = tuple(
     for i, column in enumerate(RECORD.columns.values())
     if column.document is not None
 )
+# The keys a document's writer places itself, after ``DOCUMENT_FIELDS``: the residues (streamed
+# part by part, so last but for what follows them) and a FASTQ record's qualities.
+SEQUENCE_KEY, QUALITY_KEY = "sequence", "quality"
+# Every key a record shows, in the order it shows them (the result document, the records API).
+RECORD_KEYS: tuple[str, ...] = (*(key for _, key, _ in DOCUMENT_FIELDS), SEQUENCE_KEY, QUALITY_KEY)
 
 
 class ResultPiece(NamedTuple):

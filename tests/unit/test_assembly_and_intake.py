@@ -24,6 +24,7 @@ from shared.web.guard import Unauthorized
 from tests.builders import record
 from tests.problems import problem
 from tests.unit.fakes import STORE, FakeObjects, FakeUploads, make_upload
+from tests.unit.fakes_records import FakeRecords
 
 
 def document(rows: list[ResultPiece], provenance: dict[str, object] | None = None) -> list[bytes]:
@@ -141,7 +142,9 @@ def served(
             raise Unauthorized("the API key is not valid")
         return caller
 
-    deps = IntakeDeps(Intake(settings or Settings(), uploads, objects), authenticate, probes or {})
+    deps = IntakeDeps(
+        Intake(settings or Settings(), uploads, objects), authenticate, probes or {}, records=FakeRecords(uploads)
+    )
     return Served(TestClient(build_app(deps), raise_server_exceptions=False), uploads, objects)
 
 

@@ -29,6 +29,7 @@ from shared.web.problems import Problem
 from tests.problems import check_openapi, problem
 from tests.unit.fakes import FakeObjects, FakeUploads
 from tests.unit.fakes_reads import FakeReads, FakeRecord, collection_of, md5_of
+from tests.unit.fakes_records import FakeRecords
 
 KEY = {"Authorization": "Bearer k"}
 
@@ -39,8 +40,9 @@ def intake_app(settings: Settings | None = None, refuse: Unauthorized | None = N
             raise refuse or Unauthorized("an API key is required: Authorization: Bearer KEY")
         return Caller("tester", admin=False)
 
-    intake = Intake(settings or Settings(), FakeUploads(), FakeObjects())
-    return build_intake(IntakeDeps(intake, authenticate, {"postgres": lambda: None}))
+    uploads = FakeUploads()
+    intake = Intake(settings or Settings(), uploads, FakeObjects())
+    return build_intake(IntakeDeps(intake, authenticate, {"postgres": lambda: None}, FakeRecords(uploads)))
 
 
 def refget_app(fake: FakeReads | None = None) -> FastAPI:
@@ -193,7 +195,9 @@ def test_an_unhandled_error_is_a_500_problem_without_its_text() -> None:
     uploads = FakeUploads()
     uploads.fail_on_register = RuntimeError("password=hunter2 at 10.1.2.3")  # the database, failing
     admin = Caller("root", admin=True)  # no quota to look up first: the registration itself fails
-    app = build_intake(IntakeDeps(Intake(Settings(), uploads, FakeObjects()), lambda _header: admin, {}))
+    app = build_intake(
+        IntakeDeps(Intake(Settings(), uploads, FakeObjects()), lambda _header: admin, {}, FakeRecords(uploads))
+    )
     with structlog.testing.capture_logs() as logs:
         answer = TestClient(app, raise_server_exceptions=False).post("/uploads", json={"filename": "x", "size": 1})
     assert answer.status_code == 500 and "hunter2" not in answer.text and "10.1.2.3" not in answer.text
@@ -226,10 +230,10 @@ def test_an_unhealthy_intake_is_a_503_problem_with_its_checks() -> None:
     def away() -> None:
         raise OSError("no route to 10.9.9.9")
 
-    intake = Intake(Settings(), FakeUploads(), FakeObjects())
-    app = build_intake(
-        IntakeDeps(intake, lambda _h: Caller("tester", admin=False), {"postgres": lambda: None, "s3": away})
-    )
+    uploads = FakeUploads()
+    intake = Intake(Settings(), uploads, FakeObjects())
+    probes = {"postgres": lambda: None, "s3": away}
+    app = build_intake(IntakeDeps(intake, lambda _h: Caller("tester", admin=False), probes, FakeRecords(uploads)))
     answer = TestClient(app).get("/healthz")
     assert answer.status_code == 503 and "10.9.9.9" not in answer.text
     body = problem(answer)

@@ -56,6 +56,7 @@ from tests.builders import record, sequence_batch
 from tests.problems import problem
 from tests.reference import fasta_records
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeUploads, make_upload
+from tests.unit.fakes_records import FakeRecords
 
 SETTINGS = Settings(read_range_bytes=64, part_bytes=1024, batch_bytes=4096)
 BUCKET = SETTINGS.uploads_bucket
@@ -276,7 +277,7 @@ def test_a_validation_counts_in_flight_but_not_its_bytes(uploads: FakeUploads, o
 
 
 def served(uploads: FakeUploads, objects: FakeObjects, events: FakePublisher) -> TestClient:
-    deps = IntakeDeps(Intake(SETTINGS, uploads, objects, events), lambda header: ALICE, {})
+    deps = IntakeDeps(Intake(SETTINGS, uploads, objects, events), lambda header: ALICE, {}, FakeRecords(uploads))
     return TestClient(build_app(deps), raise_server_exceptions=False)
 
 
