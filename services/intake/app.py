@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.intake.api import IntakeDeps, router
+from services.intake.listing import listing_router
 from services.intake.schemas import MAX_JSON_DEPTH, MAX_REQUEST_BYTES
 from shared.postgres.connection import request_pool
 from shared.postgres.keys import PostgresKeys
@@ -124,6 +125,7 @@ def build_app(
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(PageHeaders, store_origin=settings.presign_endpoint)
     app.add_middleware(RequestId)  # outermost: every answer, refusals included, carries its id
+    app.include_router(listing_router)  # first: /uploads/lookup before /uploads/{upload_id}
     app.include_router(router)
     # The upload page: static, public (it holds nothing; every call it makes needs the user's key).
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -223,6 +223,8 @@ class Upload:
     ticket_expires_at: datetime | None = None  # when the presigned URL stops working (registered only)
     circular: bool = False  # declared at registration: its sequences are circular (refget)
     multipart_upload_id: str | None = None  # registered above the multipart threshold: the store's id
+    # What the owner says the upload is (sample, run, project): shared/domain/listing.py bounds them.
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
     # --- one generation's work: reset when the object is replaced
     format: str | None = _per_generation()
     bytes_done: int = _per_generation(0)
@@ -505,6 +507,11 @@ class Registration:
     ticket_expires_at: datetime | None = None
     circular: bool = False
     multipart_upload_id: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # The owner's idempotency key (``Idempotency-Key``) and its request's fingerprint, if it sent one:
+    # the same key registers once (shared/domain/listing.py).
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
 # How far ahead of our clock an event's time may be. Beyond it the event is dated by its arrival:
