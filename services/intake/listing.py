@@ -32,8 +32,8 @@ listing_router = APIRouter()
 
 _LISTING_REFUSALS: dict[int | str, dict[str, Any]] = {
     403: {"description": "admin_only: a key that is not an admin's named another owner"},
-    422: {"description": "invalid_cursor, invalid_state, invalid_name, invalid_label_filter, use_lookup, "
-          "or a parameter out of bounds"},
+    422: {"description": "invalid_cursor, invalid_state, invalid_name, invalid_label_filter, invalid_owner, "
+          "use_lookup, or a parameter out of bounds"},
 }  # fmt: skip
 
 
@@ -64,11 +64,12 @@ def list_uploads(
     deps: DepsDep,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="uploads a page")] = DEFAULT_PAGE,
-    cursor: Annotated[str | None, Query(max_length=128, description="the previous page's next_cursor (opaque)")] = None,
-    state: Annotated[list[str], Query(max_length=16, description="only these states (repeatable)")] = [],  # noqa: B006 -- FastAPI copies defaults
-    name: Annotated[str | None, Query(max_length=512, description="the file name starts with this")] = None,
+    # Bounded by the use case, which answers with a code (invalid_cursor, invalid_name, ...).
+    cursor: Annotated[str | None, Query(description="the previous page's next_cursor (opaque)")] = None,
+    state: Annotated[list[str], Query(description="only these states (repeatable)")] = [],  # noqa: B006
+    name: Annotated[str | None, Query(description="the file name starts with this (a plain prefix)")] = None,
     label: Annotated[
-        list[str], Query(max_length=MAX_LABEL_FILTERS, description="key=value, repeatable: all must match")
+        list[str], Query(description=f"key=value, repeatable (at most {MAX_LABEL_FILTERS}): all must match")
     ] = [],  # noqa: B006
     created_after: datetime | None = None,
     created_before: datetime | None = None,

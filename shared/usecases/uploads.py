@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.access import Caller, can_see, owner_prefix
+from shared.domain.access import KEY_NAME, Caller, can_see, owner_prefix
 from shared.domain.listing import (
     DEFAULT_PAGE,
     IDEMPOTENCY_KEY,
@@ -397,6 +397,8 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def listing_filter(caller: Caller, wanted: ListWanted) -> UploadFilter:
     """What the caller may list: its own uploads; an admin, everyone's or one owner's."""
+    if wanted.owner is not None and not KEY_NAME.match(wanted.owner):
+        raise InvalidListing("invalid_owner", "an owner is a key name: lower-case letters, digits and '-'")
     if wanted.owner is not None and not caller.admin and wanted.owner != caller.name:
         raise NotAdmin("only an admin key may list another owner's uploads")
     owner = wanted.owner if caller.admin else caller.name

@@ -200,6 +200,9 @@ def test_the_listing_filters_by_state_name_label_and_time() -> None:
         ({"limit": 0}, None),
         ({"limit": 1001}, None),
         ({"bucket": "uploads", "key": "k"}, "use_lookup"),
+        ({"owner": "ali\x00ce"}, "invalid_owner"),
+        ({"cursor": "Zm9v" * 40}, "invalid_cursor"),
+        ({"name": "n" * 513}, "invalid_name"),
     ],
 )
 def test_an_impossible_listing_is_422_with_a_code(params: dict[str, object], code: str | None) -> None:
