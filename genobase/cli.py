@@ -391,7 +391,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_lookup(args: argparse.Namespace) -> int:
     settings = load_settings()
-    url = f"{settings.status_base_url}/uploads?bucket={quote(args.bucket)}&key={quote(args.key)}"
+    url = f"{settings.status_base_url}/uploads/lookup?bucket={quote(args.bucket)}&key={quote(args.key)}"
     response = httpx.get(url, timeout=30, headers=_auth(settings))
     print(json.dumps(response.json(), indent=2))
     return 0 if response.status_code == 200 else 1

@@ -104,7 +104,7 @@ class Pipeline:
         started = time.monotonic()  # RGW persistent topics occasionally hold an event a minute
 
         def registered() -> str | None:
-            response = self.http.get("/uploads", params={"bucket": bucket, "key": key})
+            response = self.http.get("/uploads/lookup", params={"bucket": bucket, "key": key})
             if response.status_code == 404:
                 return None
             assert response.status_code == 200, response.text

@@ -78,6 +78,8 @@ def provenance(upload: Upload) -> dict[str, Any]:
         "upload_id": str(upload.id),
         "generation": upload.generation,
         "filename": upload.filename,
+        # as they were when the assembly started: a later change shows in the status, not here
+        "labels": dict(upload.labels),
     }
 
 

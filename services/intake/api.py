@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.intake.schemas import (
-    BUCKET_NAME,
-    MAX_KEY_BYTES,
-    OBJECT_KEY,
     Health,
     MultipartTicket,
     PartsAnswer,
@@ -123,6 +120,11 @@ def _refusal(refused: usecases.Refused) -> HTTPException:
         UploadTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
         NotAwaitingParts: status.HTTP_409_CONFLICT,
         NoSuchPart: status.HTTP_422_UNPROCESSABLE_CONTENT,
+        usecases.LabelsRefused: status.HTTP_422_UNPROCESSABLE_CONTENT,
+        usecases.InvalidIdempotencyKey: status.HTTP_422_UNPROCESSABLE_CONTENT,
+        usecases.IdempotencyKeyConflict: status.HTTP_409_CONFLICT,
+        usecases.InvalidListing: status.HTTP_422_UNPROCESSABLE_CONTENT,
+        usecases.NotAdmin: status.HTTP_403_FORBIDDEN,
     }
     # A refusal without a status of its own is the caller's request refused, never a 500.
     code = next((code for kind, code in statuses.items() if isinstance(refused, kind)), status.HTTP_400_BAD_REQUEST)
@@ -240,6 +242,7 @@ def status_answer(view: UploadView) -> UploadStatus:
         collection_digest=view.collection_digest,
         mode=Mode(upload.mode),
         validation=ValidationReport(**report.to_json()) if (report := upload.report) is not None else None,
+        labels=dict(upload.labels),
         created_at=upload.created_at,
         updated_at=upload.updated_at,
     )
@@ -248,8 +251,32 @@ def status_answer(view: UploadView) -> UploadStatus:
 # --- the routes ------------------------------------------------------------------------------------
 
 
-@router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=UploadTicket, responses=_REFUSALS)
-def create_upload(body: UploadRequest, deps: DepsDep, caller: CallerDep) -> UploadTicket:
+_REGISTRATION_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **_REFUSALS,
+    200: {"model": UploadTicket, "description": "a replay: the upload registered before under the same "
+          "Idempotency-Key and the same request, signed afresh until its ticket's end"},
+    409: {"description": "idempotency_key_reused: the Idempotency-Key was used with another request"},
+    422: {"description": "an invalid request: invalid_labels, invalid_idempotency_key, or a field out of bounds"},
+}  # fmt: skip
+
+
+@router.post(
+    "/uploads", status_code=status.HTTP_201_CREATED, response_model=UploadTicket, responses=_REGISTRATION_ANSWERS
+)
+def create_upload(
+    body: UploadRequest,
+    deps: DepsDep,
+    caller: CallerDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="1 to 255 printable ASCII characters, per owner: the same key with the same request "
+            "registers once (200 with the same upload), with another request 409; kept with the upload",
+        ),
+    ] = None,
+) -> UploadTicket:
     """Register an upload and get a presigned PUT URL for one object key of exactly the declared size.
 
     The key is under the caller's prefix. A ticket not used within its lifetime (plus
@@ -263,6 +290,8 @@ def create_upload(body: UploadRequest, deps: DepsDep, caller: CallerDep) -> Uplo
         alphabet=body.alphabet.value,
         circular=body.circular,
         mode=body.mode,
+        labels=body.labels,
+        idempotency_key=idempotency_key,
     )
     try:
         ticket = usecases.register_upload(deps.intake, caller, wanted)
@@ -270,6 +299,8 @@ def create_upload(body: UploadRequest, deps: DepsDep, caller: CallerDep) -> Uplo
         raise quota_exceeded(exc.refusal, caller.name) from None
     except usecases.Refused as refused:
         raise _refusal(refused) from None
+    if ticket.replayed:
+        response.status_code = status.HTTP_200_OK
     return ticket_answer(ticket, deps.intake.settings.status_base_url)
 
 
@@ -313,29 +344,6 @@ def stored_parts(upload_id: uuid.UUID, deps: DepsDep, caller: CallerDep) -> Part
 def upload_status(upload_id: uuid.UUID, deps: DepsDep, caller: CallerDep) -> UploadStatus:
     try:
         return status_answer(usecases.show_upload(deps.intake, caller, upload_id))
-    except usecases.Refused as refused:
-        raise _refusal(refused) from None
-
-
-@router.get(
-    "/uploads",
-    response_model=UploadStatus,
-    responses={404: {"description": "no upload the caller may see has this object (not_found)"}},
-)
-def find_upload(
-    deps: DepsDep,
-    caller: CallerDep,
-    bucket: Annotated[str, Query(min_length=3, max_length=63, pattern=BUCKET_NAME)],
-    key: Annotated[str, Query(min_length=1, max_length=MAX_KEY_BYTES, pattern=OBJECT_KEY)],
-) -> UploadStatus:
-    """Look an upload up by its object, e.g. one written straight to the bucket without registering."""
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            {"code": "key_too_long", "message": f"an object key is at most {MAX_KEY_BYTES} bytes of UTF-8"},
-        )
-    try:
-        return status_answer(usecases.find_upload(deps.intake, caller, bucket, key))
     except usecases.Refused as refused:
         raise _refusal(refused) from None
 

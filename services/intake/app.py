@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.intake import records
 from services.intake.api import IntakeDeps, health, router
+from services.intake.listing import listing_router
 from services.intake.schemas import MAX_JSON_DEPTH, MAX_REQUEST_BYTES
 from shared.postgres.connection import request_pool
 from shared.postgres.keys import PostgresKeys
@@ -134,6 +135,7 @@ def build_app(
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(PageHeaders, store_origin=settings.presign_endpoint)
     app.add_middleware(RequestId)  # outermost: every answer, refusals included, carries its id
+    app.include_router(listing_router)  # first: /uploads/lookup before /uploads/{upload_id}
     app.include_router(router)
     app.include_router(health)
     app.include_router(records.router)

@@ -11,8 +11,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.domain.listing import LABEL_KEY, MAX_LABEL_VALUE_BYTES, MAX_LABELS, MAX_LABELS_BYTES
 from shared.domain.multipart import MAX_PARTS
 from shared.domain.uploads import ERROR_CODES, ErrorCode, Mode, State
 from shared.parsing.alphabet import AlphabetName
@@ -32,6 +33,13 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 # and nothing Postgres cannot hold in text (NUL), so that no query string reaches it unchecked.
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 OBJECT_KEY = r"^[^\x00-\x1f\x7f]+$"
+
+
+LABELS_DESCRIPTION = (
+    f"what the upload is (sample, run, project): at most {MAX_LABELS} labels, each key matching "
+    f"{LABEL_KEY.pattern}, each value at most {MAX_LABEL_VALUE_BYTES} bytes of UTF-8 without control "
+    f"characters, {MAX_LABELS_BYTES} bytes in all (beyond: 422 invalid_labels)"
+)
 
 
 class UploadRequest(BaseModel):
@@ -60,6 +68,7 @@ class UploadRequest(BaseModel):
         "engine and limits, report the records, format and digests (or the first error with its line and "
         "column), store nothing, and remove the object afterwards",
     )
+    labels: dict[str, str] = Field(default_factory=dict, description=LABELS_DESCRIPTION)
 
     @field_validator("filename")
     @classmethod
@@ -215,8 +224,45 @@ class UploadStatus(BaseModel):
     validation: ValidationReport | None = Field(
         default=None, description="a validated upload's report, once done (its result is null)"
     )
+    labels: dict[str, str] = Field(default_factory=dict, description=LABELS_DESCRIPTION)
+    created_at: datetime
+    updated_at: datetime = Field(description="when the pipeline last moved the upload (a labels change does not)")
+
+
+class UploadSummary(BaseModel):
+    """An upload in a listing: what it is and where it stands, without signed URLs (the status has them)."""
+
+    id: uuid.UUID
+    owner: str | None
+    filename: str
+    bucket: str
+    key: str
+    state: State
+    format: str | None
+    generation: int
+    mode: Mode
+    size: int | None = Field(description="the object's size in bytes (declared, until it is written)")
+    records: int | None = Field(description="records parsed (every one, once the parse ended)")
+    result_size: int | None = Field(description="the result document's size in bytes, once done")
+    labels: dict[str, str]
+    error_code: ErrorCode | None = Field(description="why it failed (or was refused), when it did")
     created_at: datetime
     updated_at: datetime
+    status_url: str
+
+
+class UploadList(BaseModel):
+    uploads: list[UploadSummary]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
+
+
+class LabelsPatch(BaseModel):
+    """A JSON merge patch (RFC 7396) of an upload: only ``labels`` may change. A key set to a string
+    is set, to null removed; ``"labels": null`` removes every label."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: dict[str, str | None] | None = Field(default_factory=dict)
 
 
 class Health(BaseModel):

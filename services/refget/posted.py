@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.refget.ranges import Refused
+from shared.usecases.refget import LABELS
 
 MAX_DEPTH = 3  # {"name_length_pairs": [{"name": …, "length": …}]}
 STRING_ARRAYS = frozenset({"names", "sequences", "sorted_sequences", "accessions"})
 INTEGER_ARRAYS = frozenset({"lengths"})
 PAIR_ARRAYS = frozenset({"name_length_pairs", "sorted_name_length_pairs"})
+# Attributes served with a collection but never digested nor compared (the seqcol schema's
+# ``passthru``): a client that posts back a collection it read sends them; they are dropped.
+PASSTHRU = frozenset({LABELS})
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_NAME = 64
 _LARGEST_LENGTH = 2**63  # a length is a bigint, as stored
@@ -90,6 +94,8 @@ def parse_collection(body: bytes, limits: PostLimits) -> dict[str, list[Any]]:
     for attribute, values in document.items():
         if len(attribute) > MAX_ATTRIBUTE_NAME:
             raise _bad(f"attribute names are at most {MAX_ATTRIBUTE_NAME} characters")
+        if attribute in PASSTHRU:
+            continue
         if not isinstance(values, list):
             raise _bad(f"{attribute}: must be an array")
         if len(values) > limits.max_elements:

@@ -77,8 +77,9 @@ class SequenceMetadata(BaseModel):
     metadata: Metadata
 
 
-class Collection(RootModel[dict[str, list[Any] | str]]):
-    """A sequence collection: at level 2 each attribute's array; at level 1 each attribute's digest."""
+class Collection(RootModel[dict[str, list[Any] | str | dict[str, str]]]):
+    """A sequence collection: at level 2 each attribute's array; at level 1 each attribute's digest;
+    and the upload's ``labels`` (a passthru attribute, never digested), at either level."""
 
 
 class AttributeValue(RootModel[list[Any]]):

@@ -9,12 +9,13 @@ that keep the same rules (``tests/contract/`` holds both to the same behaviour).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from shared.domain.listing import Cursor, UploadFilter
 from shared.domain.messages import Message, ParseCompleted, SequenceBatch
 from shared.domain.record_schema import ResultPiece
 from shared.domain.seqcol import Collection, SortedArrays
@@ -195,7 +196,23 @@ class IntakeUploads(Protocol):
     def register(self, registration: Registration, quotas: Quotas | None = None) -> Upload:
         """Write the registration (state ``awaiting_upload``). With ``quotas``, only if the owner's
         quotas leave room for it, decided under the owner's lock: ``QuotaExceeded`` if not, and
-        nothing is written."""
+        nothing is written. With an idempotency key the owner already registered: that upload
+        (another id than the registration's), quotas unasked, or ``IdempotencyKeyReused`` if its
+        request differs; race-safe (one upload for two concurrent requests)."""
+        ...
+
+    def registered_with(self, owner: str, idempotency_key: str, request_hash: str) -> Upload | None:
+        """The owner's upload registered under the key; ``IdempotencyKeyReused`` if from another request."""
+        ...
+
+    def list_uploads(self, query: UploadFilter, after: Cursor | None, limit: int) -> list[Upload]:
+        """At most ``limit`` uploads matching ``query``, newest first by ``(created_at, id)``, all
+        strictly before ``after``; each page in time independent of where it starts."""
+        ...
+
+    def merge_labels(self, upload_id: uuid.UUID, patch: Mapping[str, str | None] | None) -> Upload | None:
+        """The upload with its labels merge-patched (``shared/domain/listing.py:merge_labels``,
+        ``InvalidLabels`` beyond the bounds and nothing written); None if there is no such upload."""
         ...
 
     def get(self, upload_id: uuid.UUID) -> Upload | None: ...

@@ -10,6 +10,7 @@ produces them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -63,10 +64,12 @@ def read_spans(sequence: StoredSequence, start: int, end: int) -> list[ReadSpan]
 
 
 class StoredCollection(NamedTuple):
-    """A finished upload's collection: the upload whose records are its arrays, and its digests."""
+    """A finished upload's collection: the upload whose records are its arrays, and its digests;
+    and that upload's labels (served as the collection's passthru attribute ``labels``)."""
 
     upload_id: uuid.UUID
     collection: Collection
+    labels: Mapping[str, str]
 
 
 # --- an upload's records, read back a page at a time --------------------------------------------------

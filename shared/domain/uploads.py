@@ -290,6 +290,8 @@ class Upload:
     circular: bool = False  # declared at registration: its sequences are circular (refget)
     multipart_upload_id: str | None = None  # registered above the multipart threshold: the store's id
     mode: str = "store"  # ``Mode``: chosen at registration
+    # What the owner says the upload is (sample, run, project): shared/domain/listing.py bounds them.
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
     # --- one generation's work: reset when the object is replaced
     format: str | None = _per_generation()
     bytes_done: int = _per_generation(0)
@@ -596,6 +598,11 @@ class Registration:
     circular: bool = False
     multipart_upload_id: str | None = None
     mode: Mode = Mode.STORE
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # The owner's idempotency key (``Idempotency-Key``) and its request's fingerprint, if it sent one:
+    # the same key registers once (shared/domain/listing.py).
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
 # How far ahead of our clock an event's time may be. Beyond it the event is dated by its arrival:

@@ -235,12 +235,12 @@ class PostgresReads:
         with self.pool.connection() as conn:
             row = conn.execute(
                 sql.SQL(
-                    f"SELECT {_COLLECTION_COLUMNS} FROM collections c {_FINISHED} "
+                    f"SELECT {_COLLECTION_COLUMNS}, u.labels FROM collections c {_FINISHED} "
                     f"WHERE c.{{}} = %(digest)s AND {_VISIBLE} LIMIT 1"
                 ).format(sql.Identifier(attribute)),
                 {"digest": digest, "owner": owner, "done": _DONE},
             ).fetchone()
-        return StoredCollection(row["upload_id"], _collection(row)) if row else None
+        return StoredCollection(row["upload_id"], _collection(row), row["labels"]) if row else None
 
     def names_bytes(self, upload_id: uuid.UUID) -> int:
         with self.pool.connection() as conn:

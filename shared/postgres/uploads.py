@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from shared.domain.access import owner_of_object
+from shared.domain.listing import Cursor, IdempotencyKeyReused, UploadFilter, merge_labels
 from shared.domain.messages import ParseCompleted, SequenceBatch
 from shared.domain.record_schema import ResultPiece
 from shared.domain.seqcol import Collection, SortedArrays
@@ -179,12 +180,15 @@ def _owner_usage(conn: Connection, owner: str) -> OwnerUsage:
     return OwnerUsage(int(row["stored"]), row["in_flight"], row["multipart"], row["registrations"], row["oldest"])
 
 
-def _insert_registration(conn: Connection, registration: Registration) -> Upload:
+def _insert_registration(conn: Connection, registration: Registration) -> Upload | None:
+    """The registration's row; None when the owner's idempotency key is already taken (by a
+    concurrent request: the caller looked for it first)."""
     r = registration
     row = conn.execute(
         "INSERT INTO uploads (id, bucket, key, filename, registered, declared_format, alphabet, state, bytes_total, "
-        "owner, ticket_expires_at, circular, multipart_upload_id, mode) "
-        "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s, %s, %s) " + _RETURNING,
+        "owner, ticket_expires_at, circular, multipart_upload_id, mode, labels, idempotency_key, request_hash) "
+        "VALUES (%s, %s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING " + _RETURNING,
         (
             r.upload_id,
             r.bucket,
@@ -199,10 +203,57 @@ def _insert_registration(conn: Connection, registration: Registration) -> Upload
             r.circular,
             r.multipart_upload_id,
             r.mode.value,
+            Jsonb(dict(r.labels)),
+            r.idempotency_key,
+            r.request_hash,
         ),
     ).fetchone()
-    assert row is not None
+    return Upload.from_row(row) if row else None
+
+
+def _registered_with(conn: Connection, owner: str | None, key: str, request_hash: str | None) -> Upload | None:
+    """The owner's upload registered under the idempotency key; ``IdempotencyKeyReused`` if it was
+    registered from another request."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS}, request_hash FROM uploads WHERE owner = %s AND idempotency_key = %s", (owner, key)
+    ).fetchone()
+    if row is None:
+        return None
+    if row["request_hash"] != request_hash:
+        raise IdempotencyKeyReused(key)
     return Upload.from_row(row)
+
+
+def listing_query(query: UploadFilter, after: Cursor | None, limit: int) -> tuple[sql.Composed, dict[str, Any]]:
+    """``PostgresUploads.list_uploads``'s statement: newest first, from ``after`` on (keyset), so that
+    every page is an index range scan -- ``uploads_by_owner_listing`` for an owner's uploads,
+    ``uploads_listing`` for everyone's -- with no sort; the other filters apply to the rows it reads."""
+    where = ["true"]
+    params: dict[str, Any] = {"limit": limit}
+    shown = query.shown_states()
+    if shown != frozenset(State):
+        where.append("state = ANY(%(states)s)")
+        params["states"] = sorted(s.value for s in shown)
+    if query.owner is not None:
+        where.append("owner = %(owner)s")
+        params["owner"] = query.owner
+    if after is not None:
+        where.append("(created_at, id) < (%(after_created_at)s, %(after_id)s)")
+        params.update(after_created_at=after.created_at, after_id=after.id)
+    if query.name_prefix:
+        where.append("starts_with(filename, %(prefix)s)")  # a plain prefix: no LIKE wildcards to escape
+        params["prefix"] = query.name_prefix
+    if query.labels:
+        where.append("labels @> %(labels)s")
+        params["labels"] = Jsonb(dict(query.labels))
+    if query.created_after is not None:
+        where.append("created_at > %(created_after)s")
+        params["created_after"] = query.created_after
+    if query.created_before is not None:
+        where.append("created_at < %(created_before)s")
+        params["created_before"] = query.created_before
+    statement = sql.SQL(f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT %(limit)s")
+    return sql.Composed([statement]), params
 
 
 def _claim(conn: Connection, event: ObjectCreated, confirmed: bool) -> Claim:
@@ -416,16 +467,52 @@ class PostgresUploads:
 
     def register(self, registration: Registration, quotas: Quotas | None = None) -> Upload:
         """Register an upload; with ``quotas``, only if the owner's quotas leave room for it
-        (``QuotaExceeded`` if not), decided and written under the owner's lock in one transaction."""
-        owner = registration.owner
+        (``QuotaExceeded`` if not), decided and written under the owner's lock in one transaction.
+
+        With an idempotency key, the upload already registered under it comes back instead (no
+        quota counts it twice), or ``IdempotencyKeyReused`` for another request; two concurrent
+        requests meet at the unique index, and the loser reads the winner's row."""
+        r = registration
+        owner = r.owner
         with self._session() as conn, conn.transaction():
+            if r.idempotency_key is not None:
+                existing = _registered_with(conn, owner, r.idempotency_key, r.request_hash)
+                if existing is not None:
+                    return existing
             if quotas is not None and owner is not None:
                 _lock_owner(conn, owner)
-                multipart = registration.multipart_upload_id is not None
-                refusal = quota_refusal(_owner_usage(conn, owner), quotas, registration.size or 0, multipart=multipart)
+                multipart = r.multipart_upload_id is not None
+                refusal = quota_refusal(_owner_usage(conn, owner), quotas, r.size or 0, multipart=multipart)
                 if refusal is not None:
                     raise QuotaExceeded(refusal)
-            return _insert_registration(conn, registration)
+            upload = _insert_registration(conn, r)
+            if upload is None:  # a concurrent request with the same key committed first
+                assert r.idempotency_key is not None
+                upload = _registered_with(conn, owner, r.idempotency_key, r.request_hash)
+                assert upload is not None
+            return upload
+
+    def registered_with(self, owner: str, idempotency_key: str, request_hash: str) -> Upload | None:
+        with self._session() as conn:
+            return _registered_with(conn, owner, idempotency_key, request_hash)
+
+    def list_uploads(self, query: UploadFilter, after: Cursor | None, limit: int) -> list[Upload]:
+        statement, params = listing_query(query, after, limit)
+        with self._session() as conn:
+            return [Upload.from_row(row) for row in conn.execute(statement, params).fetchall()]
+
+    def merge_labels(self, upload_id: uuid.UUID, patch: Mapping[str, str | None] | None) -> Upload | None:
+        """Merge-patch the upload's labels under its row lock (``InvalidLabels`` beyond the bounds,
+        nothing written). ``updated_at`` stays: it says when the pipeline last moved (stalls)."""
+        with self._session() as conn, conn.transaction():
+            row = conn.execute("SELECT labels FROM uploads WHERE id = %s FOR UPDATE", (upload_id,)).fetchone()
+            if row is None:
+                return None
+            labels = merge_labels(row["labels"], patch)
+            updated = conn.execute(
+                f"UPDATE uploads SET labels = %s WHERE id = %s {_RETURNING}", (Jsonb(labels), upload_id)
+            ).fetchone()
+        return Upload.from_row(updated) if updated else None
 
     def get(self, upload_id: uuid.UUID) -> Upload | None:
         with self._session() as conn:

@@ -161,8 +161,20 @@ def sequence_metadata(sequences: SequenceIndex, found: StoredSequence, reader: R
 # --- sequence collections ---------------------------------------------------------------------------
 
 
+# The passthru attribute that carries an upload's labels (shared/domain/listing.py).
+LABELS = "labels"
+
+
 def seqcol_service_info() -> dict[str, Any]:
     schema: dict[str, Any] = json.loads((resources.files("refget") / "schemas" / "seqcol.json").read_text())
+    # The upload's labels: a passthru attribute (served as is at every level, digested nowhere).
+    schema["properties"][LABELS] = {
+        "type": "object",
+        "collated": False,
+        "description": "what the owner says the upload holding the collection is (sample, run, project)",
+        "additionalProperties": {"type": "string"},
+    }
+    schema.setdefault("ga4gh", {}).setdefault("passthru", []).append(LABELS)
     return {
         "id": "org.genobase.seqcol",
         "name": "Genobase sequence collections",
@@ -197,11 +209,12 @@ def _arrays(collections: CollectionReads, stored: StoredCollection, limits: Coll
 def collection(
     collections: CollectionReads, digest: str, reader: Reader, level: int, limits: CollectionLimits
 ) -> dict[str, Any]:
-    """A collection at level 1 (its attributes' digests) or 2 (its arrays)."""
+    """A collection at level 1 (its attributes' digests) or 2 (its arrays), with the passthru
+    attribute ``labels``: those of the upload whose records are the arrays served (when several
+    uploads the reader sees hold the same collection, one of them)."""
     stored = _stored(collections, digest, reader)
-    if level == 1:
-        return stored.collection.level1()
-    return _arrays(collections, stored, limits)
+    served = stored.collection.level1() if level == 1 else _arrays(collections, stored, limits)
+    return {**served, LABELS: dict(stored.labels)}
 
 
 def attribute(

@@ -11,14 +11,30 @@ the key that registered it: another owner's is refused as if it did not exist (`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.access import Caller, can_see, owner_prefix
+from shared.domain.access import KEY_NAME, Caller, can_see, owner_prefix
 from shared.domain.events import replay_event
+from shared.domain.listing import (
+    DEFAULT_PAGE,
+    IDEMPOTENCY_KEY,
+    MAX_LABEL_FILTERS,
+    MAX_NAME_PREFIX_BYTES,
+    MAX_PAGE,
+    Cursor,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    InvalidLabels,
+    UploadFilter,
+    check_labels,
+    parse_label_filter,
+    request_fingerprint,
+)
 from shared.domain.multipart import plan as multipart_plan
 from shared.domain.ports import IntakeUploads, NotificationPublisher, UploadTickets
 from shared.domain.uploads import (
@@ -88,6 +104,36 @@ class CannotRetry(Refused):
         self.state = state
 
 
+class LabelsRefused(Refused):
+    """Labels beyond their bounds (shared/domain/listing.py), at registration or in a change."""
+
+    code = "invalid_labels"
+
+
+class IdempotencyKeyConflict(Refused):
+    """The owner's idempotency key was used for another request."""
+
+    code = "idempotency_key_reused"
+
+
+class InvalidIdempotencyKey(Refused):
+    code = "invalid_idempotency_key"
+
+
+class InvalidListing(Refused):
+    """A listing's parameter that cannot be honoured (a cursor not handed out, an unknown state)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NotAdmin(Refused):
+    """Only an admin key may list another owner's uploads."""
+
+    code = "admin_only"
+
+
 # --- register an upload ---------------------------------------------------------------------------
 
 
@@ -101,6 +147,14 @@ class UploadWanted:
     alphabet: str
     circular: bool = False
     mode: Mode = Mode.STORE
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # The client's Idempotency-Key: the same key and the same request register once.
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """What the idempotency key stands for: every field of the request but the key itself."""
+        request = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "idempotency_key"}
+        return request_fingerprint({**request, "labels": dict(self.labels)})
 
 
 @dataclass(frozen=True)
@@ -123,8 +177,9 @@ class Ticket:
     bucket: str
     key: str
     expires_at: datetime
-    upload_url: str | None  # one PUT of the whole file (None: multipart)
+    upload_url: str | None  # one PUT of the whole file (None: multipart, or a replay of an upload past its ticket)
     multipart: MultipartLinks | None
+    replayed: bool = False  # the upload an earlier request with the same idempotency key registered
 
 
 def object_key(upload_id: uuid.UUID, filename: str, owner: str | None = None) -> str:
@@ -142,8 +197,28 @@ def register_upload(intake: Intake, caller: Caller, wanted: UploadWanted) -> Tic
     the owner's quotas; admin keys have none. Above the multipart threshold a multipart upload is
     started at the store first; if its registration then fails, it is aborted here: no row would
     ever let the watchdog find it.
+
+    With an idempotency key the owner already used for the same request, the upload registered
+    then comes back (``replayed``), with fresh signed URLs valid until its ticket's end, and
+    nothing is counted again; for another request, ``IdempotencyKeyConflict``.
     """
     settings = intake.settings
+    try:
+        labels = check_labels(wanted.labels)
+    except InvalidLabels as exc:
+        raise LabelsRefused(str(exc)) from None
+    idempotency_key = wanted.idempotency_key
+    request_hash = None
+    if idempotency_key is not None:
+        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise InvalidIdempotencyKey("an Idempotency-Key is 1 to 255 printable ASCII characters")
+        request_hash = wanted.fingerprint()
+        try:
+            earlier = intake.uploads.registered_with(caller.name, idempotency_key, request_hash)
+        except IdempotencyKeyReused:
+            raise _key_reused() from None
+        if earlier is not None:
+            return _replayed_ticket(intake, earlier)
     if wanted.size > settings.max_upload_bytes:
         raise UploadTooLarge(f"uploads are limited to {settings.max_upload_bytes} bytes")
     upload_id = uuid.uuid4()
@@ -176,23 +251,42 @@ def register_upload(intake: Intake, caller: Caller, wanted: UploadWanted) -> Tic
         circular=wanted.circular,
         multipart_upload_id=store_upload_id,
         mode=wanted.mode,
+        labels=labels,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
     )
+    abort = store_upload_id is not None
     try:
-        intake.uploads.register(registration, quotas)
-    except BaseException:
-        if store_upload_id is not None:  # no row: nothing else would ever abort it
+        registered = intake.uploads.register(registration, quotas)
+        abort = abort and registered.id != upload_id  # a concurrent request with the same key won
+    except IdempotencyKeyReused:
+        raise _key_reused() from None
+    finally:
+        if abort:  # no row holds it: nothing else would ever abort it
             with contextlib.suppress(Exception):
-                intake.store.abort_multipart(bucket, key, store_upload_id)
-        raise
+                intake.store.abort_multipart(bucket, key, store_upload_id or "")
+    if registered.id != upload_id:
+        return _replayed_ticket(intake, registered)
     if store_upload_id is None:
         url = intake.store.presign_put(bucket, key, ttl, wanted.size)
         return Ticket(upload_id, bucket, key, expires_at, upload_url=url, multipart=None)
-    parts = multipart_plan(wanted.size, settings.multipart_min_part_bytes)
+    links = _multipart_links(intake, bucket, key, store_upload_id, wanted.size, ttl)
+    return Ticket(upload_id, bucket, key, expires_at, upload_url=None, multipart=links)
+
+
+def _key_reused() -> IdempotencyKeyConflict:
+    return IdempotencyKeyConflict("this Idempotency-Key was used with another request")
+
+
+def _multipart_links(
+    intake: Intake, bucket: str, key: str, store_upload_id: str, size: int, ttl: int
+) -> MultipartLinks:
+    parts = multipart_plan(size, intake.settings.multipart_min_part_bytes)
 
     def sign(operation: str) -> str:
         return intake.store.presign_multipart(operation, bucket=bucket, key=key, upload_id=store_upload_id, ttl=ttl)
 
-    links = MultipartLinks(
+    return MultipartLinks(
         upload_id=store_upload_id,
         part_size=parts.part_size,
         part_count=parts.count,
@@ -200,7 +294,23 @@ def register_upload(intake: Intake, caller: Caller, wanted: UploadWanted) -> Tic
         abort_url=sign("abort_multipart_upload"),
         list_parts_url=sign("list_parts"),
     )
-    return Ticket(upload_id, bucket, key, expires_at, upload_url=None, multipart=links)
+
+
+def _replayed_ticket(intake: Intake, upload: Upload) -> Ticket:
+    """The ticket of an upload registered before under the same idempotency key: signed afresh,
+    valid until the first ticket's end (never longer); no URL once the upload waits for no object."""
+    now = datetime.now(UTC)
+    expires_at = upload.ticket_expires_at or now
+    ttl = max(int((expires_at - now).total_seconds()), 1)
+    awaiting = upload.state is State.AWAITING_UPLOAD
+    ticket = Ticket(upload.id, upload.bucket, upload.key, expires_at, upload_url=None, multipart=None, replayed=True)
+    if not awaiting:
+        return ticket
+    size = upload.bytes_total or 0
+    if upload.multipart_upload_id is None:
+        return dataclasses.replace(ticket, upload_url=intake.store.presign_put(upload.bucket, upload.key, ttl, size))
+    links = _multipart_links(intake, upload.bucket, upload.key, upload.multipart_upload_id, size, ttl)
+    return dataclasses.replace(ticket, multipart=links)
 
 
 # --- an upload's status ---------------------------------------------------------------------------
@@ -282,6 +392,103 @@ def find_upload(intake: Intake, caller: Caller, bucket: str, key: str) -> Upload
     upload = visible(caller, intake.uploads.find(bucket, key))
     if upload is None:
         raise NoSuchUpload(f"no upload for s3://{bucket}/{key}")
+    return upload_view(intake, upload)
+
+
+# --- the listing, and labels changed --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListWanted:
+    """A listing's parameters as the caller sent them (checked here: ``InvalidListing``)."""
+
+    states: Sequence[str] = ()
+    name_prefix: str | None = None
+    labels: Sequence[str] = ()  # key=value, each must match
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    owner: str | None = None  # an admin's: one owner's uploads only
+    cursor: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class UploadPage:
+    uploads: list[Upload]
+    next_cursor: str | None  # None: this was the last page
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without a zone is UTC (the API's times are)."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def listing_filter(caller: Caller, wanted: ListWanted) -> UploadFilter:
+    """What the caller may list: its own uploads; an admin, everyone's or one owner's."""
+    if wanted.owner is not None and not KEY_NAME.match(wanted.owner):
+        raise InvalidListing("invalid_owner", "an owner is a key name: lower-case letters, digits and '-'")
+    if wanted.owner is not None and not caller.admin and wanted.owner != caller.name:
+        raise NotAdmin("only an admin key may list another owner's uploads")
+    owner = wanted.owner if caller.admin else caller.name
+    try:
+        states = frozenset(State(s) for s in wanted.states)
+    except ValueError:
+        raise InvalidListing("invalid_state", f"a state is one of: {', '.join(s.value for s in State)}") from None
+    prefix = wanted.name_prefix or None
+    if prefix is not None and (_UNSAFE.search(prefix) or len(prefix.encode("utf-8")) > MAX_NAME_PREFIX_BYTES):
+        raise InvalidListing(
+            "invalid_name", f"a name prefix is at most {MAX_NAME_PREFIX_BYTES} bytes, no control characters"
+        )
+    if len(wanted.labels) > MAX_LABEL_FILTERS:
+        raise InvalidListing("invalid_label_filter", f"at most {MAX_LABEL_FILTERS} label filters")
+    labels: dict[str, str] = {}
+    for text in wanted.labels:
+        try:
+            key, value = parse_label_filter(text)
+        except InvalidLabels as exc:
+            raise InvalidListing("invalid_label_filter", str(exc)) from None
+        if labels.get(key, value) != value:  # two values for one key: nothing can match
+            raise InvalidListing("invalid_label_filter", f"label {key} is filtered on two values")
+        labels[key] = value
+    return UploadFilter(
+        owner=owner,
+        states=states,
+        name_prefix=prefix,
+        labels=labels,
+        created_after=_aware(wanted.created_after),
+        created_before=_aware(wanted.created_before),
+    )
+
+
+def list_uploads(intake: Intake, caller: Caller, wanted: ListWanted) -> UploadPage:
+    """The caller's uploads (an admin's: everyone's, or ``owner``'s), newest first, one page of at
+    most ``limit`` (clamped to 1..``MAX_PAGE``) after ``cursor``; the next page's cursor, if any."""
+    query = listing_filter(caller, wanted)
+    limit = min(max(wanted.limit if wanted.limit is not None else DEFAULT_PAGE, 1), MAX_PAGE)
+    try:
+        after = Cursor.decode(wanted.cursor) if wanted.cursor is not None else None
+    except InvalidCursor as exc:
+        raise InvalidListing("invalid_cursor", str(exc)) from None
+    found = intake.uploads.list_uploads(query, after, limit + 1)
+    page = found[:limit]
+    more = len(found) > limit
+    return UploadPage(page, Cursor(page[-1].created_at, page[-1].id).encode() if more else None)
+
+
+def change_labels(
+    intake: Intake, caller: Caller, upload_id: uuid.UUID, patch: Mapping[str, str | None] | None
+) -> UploadView:
+    """Merge-patch an upload's labels (RFC 7396: a key set to null is removed, ``labels: null``
+    removes all); its owner's keys or an admin's. A result document already written keeps the
+    labels it was written with."""
+    if visible(caller, intake.uploads.get(upload_id)) is None:
+        raise NoSuchUpload(f"no upload {upload_id}")
+    try:
+        upload = intake.uploads.merge_labels(upload_id, patch)
+    except InvalidLabels as exc:
+        raise LabelsRefused(str(exc)) from None
+    if upload is None:
+        raise NoSuchUpload(f"no upload {upload_id}")
     return upload_view(intake, upload)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from shared.postgres.connection import Database, connect, request_pool
@@ -109,7 +110,9 @@ class PostgresSide:
         assignments = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)) for column in columns
         )
-        values = {k: v.value if isinstance(v, Enum) else v for k, v in columns.items()}
+        values = {
+            k: v.value if isinstance(v, Enum) else Jsonb(v) if isinstance(v, dict) else v for k, v in columns.items()
+        }
         self._owner.execute(
             sql.SQL("UPDATE uploads SET {} WHERE id = %(id)s").format(assignments), {**values, "id": upload_id}
         )

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import pytest
+from psycopg.types.json import Jsonb
 
 from shared.domain.messages import ParseCompleted
 from shared.domain.read_ports import CollectionReads, SequenceReads, StoreHealth
@@ -51,6 +52,7 @@ class World(Protocol):
         circular: bool = False,
         part_size: int = 0,
         done: bool = True,
+        labels: dict[str, str] | None = None,
     ) -> uuid.UUID: ...
 
     def reprocess(self, upload_id: uuid.UUID) -> None:
@@ -94,12 +96,16 @@ class PostgresWorld:
         circular: bool = False,
         part_size: int = 0,
         done: bool = True,
+        labels: dict[str, str] | None = None,
     ) -> uuid.UUID:
         key = f"reads/{uuid.uuid4()}.fa"
         upload = self.uploads.claim(self._event(key, "e1", datetime.now(UTC)), confirmed=True).upload
         self.keys[upload.id] = key
         with connect(self.settings, autocommit=True) as conn:  # what a registration would have set
-            conn.execute("UPDATE uploads SET owner = %s, circular = %s WHERE id = %s", (owner, circular, upload.id))
+            conn.execute(
+                "UPDATE uploads SET owner = %s, circular = %s, labels = %s WHERE id = %s",
+                (owner, circular, Jsonb(labels or {}), upload.id),
+            )
         assert self.uploads.start_parsing(upload.id, upload.generation)
         rows, parts = [], []
         for ordinal, (name, residues) in enumerate(records):
@@ -275,13 +281,14 @@ def test_a_sequence_whose_upload_was_processed_again_is_changed(world: World) ->
 def test_a_collection_is_found_by_its_digest_and_by_each_attributes(world: World) -> None:
     alice, bob = owner(), owner()
     records = [("chr1", residues(5)), ("chr2", residues(3))]
-    upload = world.add_upload(records, owner=alice)
+    labels = {"sample": "s1"}
+    upload = world.add_upload(records, owner=alice, labels=labels)
     collection = collection_of([FakeRecord(*r) for r in records])
-    assert world.reads.find_collection(collection.digest, alice) == (upload, collection)
-    assert world.reads.find_collection(collection.digest, None) == (upload, collection)
+    assert world.reads.find_collection(collection.digest, alice) == (upload, collection, labels)
+    assert world.reads.find_collection(collection.digest, None) == (upload, collection, labels)
     assert world.reads.find_collection(collection.digest, bob) is None
     for name, digest in collection.level1().items():
-        assert world.reads.find_collection(digest, alice, attribute=name) == (upload, collection)
+        assert world.reads.find_collection(digest, alice, attribute=name) == (upload, collection, labels)
     assert world.reads.find_collection(collection.names, alice, attribute="lengths") is None
     unfinished = collection_of([FakeRecord("x", residues(4))])
     world.add_upload([("x", "ACGT")], owner=alice, done=False)

@@ -124,7 +124,7 @@ def test_unregistered_object_written_straight_to_the_bucket(pipeline: Pipeline, 
     ObjectStore(settings).client.put_object(Bucket=settings.uploads_bucket, Key=key, Body=data)
 
     def registered() -> dict[str, Any] | None:
-        response = pipeline.http.get("/uploads", params={"bucket": settings.uploads_bucket, "key": key})
+        response = pipeline.http.get("/uploads/lookup", params={"bucket": settings.uploads_bucket, "key": key})
         if response.status_code == 404:
             return None
         assert response.status_code == 200, response.text

@@ -100,7 +100,7 @@ def test_forged_and_outdated_notifications_change_nothing(
     _unchanged(pipeline, settings, done, record_count(data), before)
     assert (
         pipeline.http.get(
-            "/uploads", params={"bucket": f"{settings.uploads_bucket}-other", "key": ticket["key"]}
+            "/uploads/lookup", params={"bucket": f"{settings.uploads_bucket}-other", "key": ticket["key"]}
         ).status_code
         == 404
     )

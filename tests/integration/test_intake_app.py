@@ -36,7 +36,7 @@ def test_the_wired_intake_registers_an_upload_and_shows_it_to_its_owner_only(set
         assert (shown["state"], shown["registered"], shown["generation"], shown["source"]["size"]) == (
             "awaiting_upload", True, 0, 8
         )  # fmt: skip
-        found = client.get("/uploads", params={"bucket": ticket["bucket"], "key": ticket["key"]}, headers=mine)
+        found = client.get("/uploads/lookup", params={"bucket": ticket["bucket"], "key": ticket["key"]}, headers=mine)
         assert found.status_code == 200 and found.json()["id"] == ticket["id"]
         assert client.get(f"/uploads/{ticket['id']}", headers=theirs).status_code == 404  # not theirs to see
         assert client.get(f"/uploads/{uuid.uuid4()}", headers=mine).status_code == 404

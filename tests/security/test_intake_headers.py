@@ -119,7 +119,7 @@ def test_a_number_out_of_bounds_in_a_registration_is_422(pipeline: Pipeline, bod
     ],
 )
 def test_an_impossible_object_in_a_look_up_is_422(pipeline: Pipeline, params: dict[str, str]) -> None:
-    answer = pipeline.http.get("/uploads", params=params)
+    answer = pipeline.http.get("/uploads/lookup", params=params)
     assert answer.status_code == 422, answer.text
 
 

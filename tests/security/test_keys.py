@@ -38,7 +38,7 @@ def owners(settings: Settings) -> Iterator[dict[str, str]]:
 
 
 ROUTES = [("POST", "/uploads", {"json": {"filename": "x.fa", "size": 1}}), ("GET", f"/uploads/{uuid.uuid4()}", {}),
-          ("GET", "/uploads", {"params": {"bucket": "uploads", "key": "k"}})]  # fmt: skip
+          ("GET", "/uploads/lookup", {"params": {"bucket": "uploads", "key": "k"}})]  # fmt: skip
 
 
 @pytest.mark.parametrize(("method", "path", "extra"), ROUTES)
@@ -68,7 +68,7 @@ def test_an_owner_sees_only_its_own_uploads(pipeline: Pipeline, owners: dict[str
     missing = bob.get(f"/uploads/{uuid.uuid4()}")
     hidden = bob.get(f"/uploads/{ticket['id']}")
     assert hidden.status_code == missing.status_code == 404
-    by_object = bob.get("/uploads", params={"bucket": ticket["bucket"], "key": ticket["key"]})
+    by_object = bob.get("/uploads/lookup", params={"bucket": ticket["bucket"], "key": ticket["key"]})
     assert by_object.status_code == 404
     assert pipeline.http.get(f"/uploads/{ticket['id']}").status_code == 200  # admin keys see all
 
@@ -85,7 +85,7 @@ def test_an_object_written_under_a_prefix_belongs_to_that_owner(
     for key, alice_sees in ((mine, True), (nobodys, False)):
         status = pipeline.wait_for_object(settings.uploads_bucket, key)
         assert status["state"] == "done"
-        seen = alice.get("/uploads", params={"bucket": settings.uploads_bucket, "key": key})
+        seen = alice.get("/uploads/lookup", params={"bucket": settings.uploads_bucket, "key": key})
         assert seen.status_code == (200 if alice_sees else 404)
 
 

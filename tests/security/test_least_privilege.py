@@ -56,7 +56,7 @@ def test_owner_s3_credentials_write_only_under_their_prefix(
     s3.put_object(Bucket=bucket, Key=mine, Body=FASTA)
     status = pipeline.wait_for_object(bucket, mine)
     assert status["state"] == "done", pipeline.logs()
-    seen = client(pipeline, s3_owner["key"]).get("/uploads", params={"bucket": bucket, "key": mine})
+    seen = client(pipeline, s3_owner["key"]).get("/uploads/lookup", params={"bucket": bucket, "key": mine})
     assert seen.status_code == 200 and seen.json()["state"] == "done"  # the object is the owner's
     outside = [
         lambda: s3.put_object(Bucket=bucket, Key=f"someone-else/{uuid.uuid4()}.fa", Body=FASTA),

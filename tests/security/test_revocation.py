@@ -135,7 +135,7 @@ def test_an_object_written_under_a_revoked_owners_prefix_is_not_processed(
     ObjectStore(settings).client.put_object(Bucket=settings.uploads_bucket, Key=key, Body=FASTA)
 
     def registered() -> httpx.Response | None:
-        found = pipeline.http.get("/uploads", params={"bucket": settings.uploads_bucket, "key": key})
+        found = pipeline.http.get("/uploads/lookup", params={"bucket": settings.uploads_bucket, "key": key})
         return None if found.status_code == 404 else found
 
     assert_revoked(poll_until(registered, timeout=240, what="an upload made by the object's event").json())

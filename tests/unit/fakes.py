@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.domain.listing import Cursor, IdempotencyKeyReused, UploadFilter, merge_labels
 from shared.domain.messages import Message, ParseCompleted, SequenceBatch
 from shared.domain.ports import ObjectChanged, ObjectStat
 from shared.domain.record_schema import Part, Record, ResultPiece
@@ -104,6 +105,8 @@ class FakeUploads:
         self.owners: set[str] = set()  # key names: an object under "<name>/" is that owner's
         self.revoked_owners: set[str] = set()  # of them, those whose keys are all revoked
         self.admins: set[str] = set()  # owners with an admin key (not held to the quotas)
+        # (owner, idempotency key) -> (upload id, request fingerprint)
+        self.idempotency: dict[tuple[str, str], tuple[uuid.UUID, str]] = {}
 
     # --- helpers for tests
     def add(self, upload: Upload) -> Upload:
@@ -199,6 +202,10 @@ class FakeUploads:
         if self.fail_on_register is not None:
             raise self.fail_on_register
         r = registration
+        if r.idempotency_key is not None and r.owner is not None:
+            existing = self.registered_with(r.owner, r.idempotency_key, r.request_hash or "")
+            if existing is not None:
+                return existing
         if quotas is not None and r.owner is not None:
             multipart = r.multipart_upload_id is not None
             stored = 0 if r.mode.value == "validate" else r.size or 0
@@ -206,6 +213,8 @@ class FakeUploads:
             if refusal is not None:
                 raise QuotaExceeded(refusal)
         now = datetime.now(UTC)
+        if r.idempotency_key is not None and r.owner is not None:
+            self.idempotency[(r.owner, r.idempotency_key)] = (r.upload_id, r.request_hash or "")
         return self.add(
             make_upload(
                 id=r.upload_id, bucket=r.bucket, key=r.key, filename=r.filename, registered=True,
@@ -213,8 +222,33 @@ class FakeUploads:
                 etag=None, created_at=now, updated_at=now, bytes_total=r.size, bytes_done=0, owner=r.owner,
                 ticket_expires_at=r.ticket_expires_at, circular=r.circular, multipart_upload_id=r.multipart_upload_id,
                 mode=r.mode.value,
+                labels=dict(r.labels),
             )
         )  # fmt: skip
+
+    def registered_with(self, owner: str, idempotency_key: str, request_hash: str) -> Upload | None:
+        found = self.idempotency.get((owner, idempotency_key))
+        if found is None or found[0] not in self.uploads:
+            return None
+        if found[1] != request_hash:
+            raise IdempotencyKeyReused(idempotency_key)
+        return self.uploads[found[0]]
+
+    def list_uploads(self, query: UploadFilter, after: Cursor | None, limit: int) -> list[Upload]:
+        shown = [
+            u for u in self.uploads.values()
+            if query.matches(u.owner, u.state, u.filename, u.labels, u.created_at)
+            and (after is None or (u.created_at, u.id) < (after.created_at, after.id))
+        ]  # fmt: skip
+        return sorted(shown, key=lambda u: (u.created_at, u.id), reverse=True)[:limit]
+
+    def merge_labels(self, upload_id: uuid.UUID, patch: Mapping[str, str | None] | None) -> Upload | None:
+        upload = self.uploads.get(upload_id)
+        if upload is None:
+            return None
+        updated = dataclasses.replace(upload, labels=merge_labels(upload.labels, patch))  # updated_at kept
+        self.uploads[upload_id] = updated
+        return updated
 
     def get(self, upload_id: uuid.UUID) -> Upload | None:
         return self.uploads.get(upload_id)

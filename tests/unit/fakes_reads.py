@@ -66,6 +66,7 @@ class FakeUpload:
     part_size: int  # 0: every record inline; else records longer than this are stored in parts of it
     done: bool
     collection: Collection | None
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,12 +93,13 @@ class FakeReads:
         circular: bool = False,
         part_size: int = 0,
         done: bool = True,
+        labels: dict[str, str] | None = None,
     ) -> uuid.UUID:
         """A finished (or, ``done`` False, still running) upload of ``(name, residues)`` records."""
         stored = [FakeRecord(name, residues) for name, residues in records]
         upload_id = uuid.uuid4()
         self.uploads[upload_id] = FakeUpload(
-            upload_id, stored, owner, circular, part_size, done, collection_of(stored) if done else None
+            upload_id, stored, owner, circular, part_size, done, collection_of(stored) if done else None, labels or {}
         )
         return upload_id
 
@@ -177,7 +179,7 @@ class FakeReads:
         self.finds.append(digest)
         for upload in self._visible(owner):
             if upload.collection is not None and getattr(upload.collection, attribute) == digest:
-                return StoredCollection(upload.id, upload.collection)
+                return StoredCollection(upload.id, upload.collection, dict(upload.labels))
         return None
 
     def list_collections(

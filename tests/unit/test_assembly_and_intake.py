@@ -311,7 +311,7 @@ def test_the_status_of_a_done_upload_links_its_result_and_names_its_collection()
     assert (result["bucket"], result["key"], result["size"], result["records"]) == ("results", "x.json", 40, 2)
     assert datetime.fromisoformat(result["expires_at"]) <= datetime.now(UTC) + timedelta(seconds=60)
     assert status["empty_sequences"] == 1 and status["error"] is None and status["stall"]["stalled"] is False
-    found = intake.client.get("/uploads", params={"bucket": "uploads", "key": "tester/x.fa"})
+    found = intake.client.get("/uploads/lookup", params={"bucket": "uploads", "key": "tester/x.fa"})
     assert found.status_code == 200 and found.json()["id"] == str(upload_id)
 
 
@@ -320,7 +320,7 @@ def test_another_owner_s_upload_is_as_if_it_did_not_exist() -> None:
     theirs = done_upload(intake.uploads, "someone-else")
     absent = intake.client.get(f"/uploads/{theirs}")
     assert absent.status_code == 404 and problem(absent) == {"code": "not_found", "detail": f"no upload {theirs}"}
-    by_object = intake.client.get("/uploads", params={"bucket": "uploads", "key": "someone-else/x.fa"})
+    by_object = intake.client.get("/uploads/lookup", params={"bucket": "uploads", "key": "someone-else/x.fa"})
     assert by_object.status_code == 404 and problem(by_object) == {
         "code": "not_found",
         "detail": "no upload for s3://uploads/someone-else/x.fa",

@@ -59,3 +59,9 @@ def test_not_json_and_huge_integers_are_bad_requests() -> None:
         with pytest.raises(Refused) as refused:
             parse_collection(body, LIMITS)
         assert refused.value.status == 400
+
+
+def test_a_collection_read_back_with_its_labels_is_taken_without_them() -> None:
+    """``labels`` is a passthru attribute: served with a collection, never compared."""
+    parsed = _parse({"names": ["chr1"], "lengths": [10], "sequences": ["SQ.a"], "labels": {"sample": "s1"}})
+    assert parsed == {"names": ["chr1"], "lengths": [10], "sequences": ["SQ.a"]}

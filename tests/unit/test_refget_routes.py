@@ -61,7 +61,7 @@ ALICE, BOB, ROOT = as_("alice-key"), as_("bob-key"), as_("root-key")
 @pytest.fixture
 def fake() -> FakeReads:
     store = FakeReads()
-    store.add_upload([("chr1", RESIDUES), ("chr2", "ACGT")], owner="alice", part_size=4)
+    store.add_upload([("chr1", RESIDUES), ("chr2", "ACGT")], owner="alice", part_size=4, labels={"sample": "s1"})
     store.add_upload([("ring", RING)], owner="alice", circular=True)
     store.add_upload([("theirs", "TTTTGGGG")], owner="bob")
     return store
@@ -273,17 +273,22 @@ LEVEL2 = {
     "names": ["chr1", "chr2"],
     "sequences": [r.refget for r in FIRST],
     "sorted_sequences": sorted(r.refget for r in FIRST),
+    "labels": {"sample": "s1"},  # passthru: the upload's labels, at every level
 }
 
 
 def test_seqcol_service_info_carries_the_schema(fake: FakeReads) -> None:
     body = client(fake).get("/service-info", headers=ALICE).json()
     assert body["seqcol"]["sorted_name_length_pairs"] is True and "properties" in body["seqcol"]["schema"]
+    schema = body["seqcol"]["schema"]
+    assert schema["properties"]["labels"]["type"] == "object" and schema["ga4gh"]["passthru"] == ["labels"]
+    assert "labels" not in schema["ga4gh"]["inherent"]  # never digested
 
 
 def test_a_collection_at_level_1_and_2(fake: FakeReads) -> None:
     http = client(fake)
-    assert http.get(f"/collection/{COLLECTION.digest}?level=1", headers=ALICE).json() == COLLECTION.level1()
+    level1 = {**COLLECTION.level1(), "labels": {"sample": "s1"}}
+    assert http.get(f"/collection/{COLLECTION.digest}?level=1", headers=ALICE).json() == level1
     assert http.get(f"/collection/{COLLECTION.digest}", headers=ALICE).json() == LEVEL2
     assert http.get(f"/collection/{COLLECTION.digest}?level=2", headers=ALICE).json() == LEVEL2
     refused = http.get(f"/collection/{COLLECTION.digest}?level=3", headers=ALICE)
