@@ -117,7 +117,11 @@ def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
     result = ResultLocation(bucket, key, size, document.records_written)
     metrics.BYTES.labels("assemble").inc(size)
     metrics.RECORDS.labels("assemble").inc(document.records_written)
-    deps.uploads.finish_assembly(upload.id, upload.generation, result, follower.counts(), follower.collection())
+    if not deps.uploads.finish_assembly(upload.id, upload.generation, result, follower.counts(), follower.collection()):
+        # Deleted meanwhile (the finish asked for its purge again, which removes this document),
+        # or failed or replaced.
+        log.info("result written but the generation may no longer finish", key=key)
+        return
     log.info(
         "result written",
         key=key,

@@ -23,6 +23,7 @@ from services.intake.schemas import (
     BUCKET_NAME,
     MAX_KEY_BYTES,
     OBJECT_KEY,
+    Deletion,
     Health,
     MultipartTicket,
     PartsAnswer,
@@ -222,6 +223,9 @@ def status_answer(view: UploadView) -> UploadStatus:
             sha256=upload.source_sha256,
         ),
         collection_digest=view.collection_digest,
+        deletion=None
+        if upload.deleted_at is None
+        else Deletion(deleted_at=upload.deleted_at, purged=upload.purged_at is not None, purged_at=upload.purged_at),
         created_at=upload.created_at,
         updated_at=upload.updated_at,
     )
@@ -320,3 +324,25 @@ def healthz(deps: DepsDep) -> Any:
     if healthy:
         return body
     return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+# --- deleting an upload ----------------------------------------------------------------------------
+
+
+@router.delete(
+    "/uploads/{upload_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadStatus,
+    responses={404: {"description": "no such upload, or another owner's (no_such_upload)"}},
+)
+def delete_upload(upload_id: uuid.UUID, deps: DepsDep, caller: CallerDep) -> UploadStatus:
+    """Delete an upload wherever it is: its rows at once (refget stops serving what no other upload
+    holds), its object, multipart upload and result documents at the watchdog's next sweep
+    (``deletion.purged``). The status then reads ``deleted``, a tombstone with no data; deleting
+    again answers the same. 202: the store's part is still to come when this answers."""
+    try:
+        view = usecases.delete_upload(deps.intake, caller, upload_id)
+    except usecases.Refused as refused:
+        raise _refusal(refused) from None
+    log.info("upload deleted", upload_id=str(upload_id), generation=view.upload.generation, owner=caller.name)
+    return status_answer(view)

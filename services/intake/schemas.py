@@ -163,6 +163,15 @@ class Stall(BaseModel):
     last_pickup_at: datetime | None
 
 
+class Deletion(BaseModel):
+    """A deleted upload (state ``deleted``): its rows went when it was deleted; its object and result
+    documents go at the watchdog's next sweep (``purged``)."""
+
+    deleted_at: datetime
+    purged: bool = Field(description="the object, any multipart upload and the result documents are removed")
+    purged_at: datetime | None
+
+
 class Source(BaseModel):
     """The object this generation was made from; its digests once the parser has read it whole."""
 
@@ -194,6 +203,7 @@ class UploadStatus(BaseModel):
     collection_digest: str | None = Field(
         default=None, description="the GA4GH sequence collection digest of the upload's records, once done"
     )
+    deletion: Deletion | None = Field(default=None, description="set once the upload is deleted")
     created_at: datetime
     updated_at: datetime
 

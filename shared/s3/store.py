@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -315,6 +315,21 @@ class ObjectStore:
         for upload in stale:
             self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
         return len(stale)
+
+    def remove(self, bucket: str, keys: Sequence[str]) -> None:
+        """Delete the objects, up to 1000 a request (``DeleteObjects``); one already gone is no error.
+
+        Only the watchdog's S3 user may (``shared/s3/users.py``): it purges deleted uploads.
+        """
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            answer = self.client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
+            )
+            errors = [e for e in answer.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                first = errors[0]
+                raise RuntimeError(f"could not delete {len(errors)} objects of {bucket}: {first.get('Code')}")
 
     def multipart_writer(self, bucket: str, key: str, part_bytes: int, content_type: str) -> MultipartWriter:
         return MultipartWriter(self.client, bucket, key, part_bytes, content_type)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from shared.domain.ports import ObjectChanged, ObjectReader, ResultWriter, UploadTickets
+from shared.domain.ports import ObjectChanged, ObjectReader, ObjectRemover, ResultWriter, UploadTickets
 from shared.runtime.settings import Settings
 from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests.unit.fakes import FakeObjects, FakeResults
@@ -31,6 +31,7 @@ class ObjectsSide:
     reader: ObjectReader
     results: ResultWriter
     tickets: UploadTickets
+    remover: ObjectRemover
     bucket: str
     _fake_objects: FakeObjects | None = None
     _fake_results: FakeResults | None = None
@@ -74,11 +75,11 @@ class ObjectsSide:
 def side(request: pytest.FixtureRequest) -> Iterator[ObjectsSide]:
     if request.param == "fake":
         objects, results = FakeObjects(), FakeResults()
-        yield ObjectsSide(objects, results, objects, "results", _fake_objects=objects, _fake_results=results)
+        yield ObjectsSide(objects, results, objects, objects, "results", _fake_objects=objects, _fake_results=results)
         return
     settings: Settings = request.getfixturevalue("settings")
     store = ObjectStore(settings)
-    yield ObjectsSide(store, store, store, settings.results_bucket, _store=store)
+    yield ObjectsSide(store, store, store, store, settings.results_bucket, _store=store)
 
 
 def _key() -> str:
@@ -153,6 +154,27 @@ def test_a_clients_multipart_upload_starts_empty_and_is_aborted_once(side: Objec
     assert upload_id
     assert side.tickets.parts(side.bucket, key, upload_id) == []
     assert side.tickets.abort_multipart(side.bucket, key, upload_id) is True
+    assert side.tickets.abort_multipart(side.bucket, key, upload_id) is False
+
+
+def test_removed_objects_are_gone_and_removing_again_or_a_missing_one_is_no_error(side: ObjectsSide) -> None:
+    kept, gone = _key(), _key()
+    side.put(kept, b"kept")
+    side.put(gone, b"gone")
+    side.remover.remove(side.bucket, [gone, _key()])
+    assert side.reader.stat(side.bucket, gone) is None
+    assert side.reader.stat(side.bucket, kept) is not None
+    side.remover.remove(side.bucket, [gone])
+    side.remover.remove(side.bucket, [])
+    side.remover.remove(side.bucket, [kept])
+    assert not side.reader.exists(side.bucket, kept)
+
+
+def test_every_unfinished_multipart_upload_of_a_key_is_aborted_by_the_remover(side: ObjectsSide) -> None:
+    key = _key()
+    upload_id = side.tickets.start_multipart(side.bucket, key)
+    assert side.remover.abort_stale_multipart(side.bucket, key) == 1
+    assert side.remover.abort_stale_multipart(side.bucket, key) == 0
     assert side.tickets.abort_multipart(side.bucket, key, upload_id) is False
 
 
