@@ -5,8 +5,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from fastapi.testclient import TestClient
 
 from services.assembler.handler import AssemblerDeps, handle_assemble
+from services.intake.api import IntakeDeps
+from services.intake.app import build_app
 from services.parser.handler import ParserDeps, handle_parse
 from services.watchdog.handler import WatchdogDeps, sweep
 from shared.domain.access import Caller
@@ -25,6 +28,7 @@ from shared.domain.uploads import (
 )
 from shared.runtime.settings import Settings
 from shared.usecases.uploads import Intake, NoSuchUpload, delete_upload
+from shared.web.guard import Unauthorized
 from tests.builders import record, sequence_batch
 from tests.unit.fakes import FakeObjects, FakePublisher, FakeResults, FakeUploads, make_upload
 
@@ -156,3 +160,29 @@ def test_a_purge_asked_for_again_meanwhile_is_not_marked_done() -> None:
     assert uploads.reopen_purge(upload_id)
     assert not uploads.mark_purged(upload_id, requested)  # the sweep that read the first request
     assert uploads.purges_owed() == [uploads.uploads[upload_id]]
+
+
+def test_the_route_answers_202_with_the_tombstone_again_and_404_for_another_owner() -> None:
+    uploads, objects = FakeUploads(), FakeObjects()
+    upload = uploads.add(make_upload(id=uuid.uuid4(), owner="alice", state=State.PARSING))
+
+    def client(caller: Caller) -> TestClient:
+        def authenticate(header: str | None) -> Caller:
+            if header is None:
+                raise Unauthorized("no key")
+            return caller
+
+        deps = IntakeDeps(Intake(SETTINGS, uploads, objects), authenticate, {})
+        return TestClient(build_app(deps), headers={"Authorization": "Bearer k"})
+
+    assert client(Caller("bob", admin=False)).delete(f"/uploads/{upload.id}").status_code == 404
+    alice = client(ALICE)
+    first = alice.delete(f"/uploads/{upload.id}")
+    assert first.status_code == 202, first.text
+    body = first.json()
+    assert body["state"] == "deleted" and body["deletion"]["purged"] is False and body["result"] is None
+    again = alice.delete(f"/uploads/{upload.id}")
+    assert again.status_code == 202 and again.json()["deletion"] == body["deletion"]
+    assert alice.get(f"/uploads/{upload.id}").json()["state"] == "deleted"
+    missing = alice.delete(f"/uploads/{uuid.uuid4()}")
+    assert missing.status_code == 404
