@@ -316,20 +316,17 @@ class ObjectStore:
             self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
         return len(stale)
 
+    @_s3_retry
     def remove(self, bucket: str, keys: Sequence[str]) -> None:
-        """Delete the objects, up to 1000 a request (``DeleteObjects``); one already gone is no error.
+        """Delete the objects, one request each; one already gone is no error (S3 answers 204).
 
-        Only the watchdog's S3 user may (``shared/s3/users.py``): it purges deleted uploads.
+        One ``DeleteObject`` per key rather than a ``DeleteObjects`` of many: RGW (16.2) checks a
+        multi-object delete against the bucket, which the watchdog's grant (objects only) does not
+        cover. Only the watchdog's S3 user may delete (``shared/s3/users.py``): it purges deleted
+        uploads, a handful of keys each (the object, one result document per generation).
         """
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
-            answer = self.client.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
-            )
-            errors = [e for e in answer.get("Errors", []) if e.get("Code") != "NoSuchKey"]
-            if errors:
-                first = errors[0]
-                raise RuntimeError(f"could not delete {len(errors)} objects of {bucket}: {first.get('Code')}")
+        for key in keys:
+            self.client.delete_object(Bucket=bucket, Key=key)
 
     def multipart_writer(self, bucket: str, key: str, part_bytes: int, content_type: str) -> MultipartWriter:
         return MultipartWriter(self.client, bucket, key, part_bytes, content_type)

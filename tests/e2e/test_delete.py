@@ -170,7 +170,7 @@ def test_parsing_with_a_parser_killed_mid_file(
     pipeline.processes.stop("parser")
     pipeline.processes.start("parser", extra_env={"GENOBASE_FAILPOINT": "parser.after_batch:3"})
     try:
-        upload_id = _upload(owners["alice"], "parsing.fa", SHARED + many_records(8, seed=5))
+        upload_id = _upload(owners["alice"], "parsing.fa", SHARED + many_records(16, seed=5))
         poll_until(lambda: pipeline.processes.pid("parser") is None, timeout=240, what="the parser at its failpoint")
         assert _status(owners["alice"], upload_id)["state"] == "parsing"
         delete_and_find_nothing(pipeline, settings, owners, bobs_copy, upload_id)
