@@ -104,9 +104,15 @@ def _parsed(pipeline: Pipeline, upload_id: str) -> bool:
 
 
 def delete_and_find_nothing(
-    pipeline: Pipeline, settings: Settings, owners: dict[str, httpx.Client], bobs_copy: str, upload_id: str
+    pipeline: Pipeline,
+    settings: Settings,
+    owners: dict[str, httpx.Client],
+    bobs_copy: str,
+    upload_id: str,
+    only_here: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Delete alice's upload (twice), then look everywhere for what it held."""
+    """Delete alice's upload (twice), then look everywhere for what it held; ``only_here``: the
+    MD5s of sequences no other upload holds."""
     alice, bob = owners["alice"], owners["bob"]
     before = _status(alice, upload_id)
     assert bob.delete(f"/uploads/{upload_id}").status_code == 404  # another owner's: as if absent
@@ -128,9 +134,13 @@ def delete_and_find_nothing(
         assert httpx.get(f"{refget}/sequence/{md5}", headers=alice.headers, timeout=30).status_code == 404
         kept = httpx.get(f"{refget}/sequence/{md5}", headers=bob.headers, timeout=30)
         assert kept.status_code == 200 and kept.text == residues
+    admin = {"Authorization": f"Bearer {pipeline.api_key}"}  # sees every owner's sequences
+    for md5 in only_here:  # held by no other upload: served to nobody any more
+        assert httpx.get(f"{refget}/sequence/{md5}", headers=admin, timeout=30).status_code == 404
     if before.get("collection_digest"):
-        gone = httpx.get(f"{refget}/collection/{before['collection_digest']}", headers=alice.headers, timeout=30)
-        assert gone.status_code == 404
+        for headers in (alice.headers, admin):
+            gone = httpx.get(f"{refget}/collection/{before['collection_digest']}", headers=headers, timeout=30)
+            assert gone.status_code == 404
     assert _status(bob, bobs_copy)["state"] == "done"
     return status
 
@@ -213,9 +223,17 @@ def test_with_its_next_stage_stopped(
 @pytest.mark.e2e
 @pytest.mark.parametrize(("data", "state"), [(SHARED, "done"), (b"this is not a sequence file\n", "failed")])
 def test_finished(pipeline: Pipeline, settings: Settings, owners: Any, bobs_copy: str, data: bytes, state: str) -> None:
+    unique = uuid.uuid4().hex.upper().translate(str.maketrans("0123456789ABCDEF", "ACGTACGTACGTACGT"))
+    if state == "done":  # a sequence of its own beside the shared ones
+        data += f">only-here\n{unique}\n".encode()
     upload_id = _upload(owners["alice"], f"{state}.fa", data)
     assert pipeline.wait_for(upload_id)["state"] == state
-    delete_and_find_nothing(pipeline, settings, owners, bobs_copy, upload_id)
+    md5 = hashlib.md5(unique.encode()).hexdigest()
+    if state == "done":
+        refget = f"http://127.0.0.1:{pipeline.settings.refget_port}/sequence/{md5}"
+        admin = {"Authorization": f"Bearer {pipeline.api_key}"}
+        assert httpx.get(refget, headers=admin, timeout=30).text == unique  # served until the delete
+    delete_and_find_nothing(pipeline, settings, owners, bobs_copy, upload_id, only_here=(md5,))
 
 
 @pytest.mark.e2e

@@ -141,6 +141,7 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0016_pair_digests",
         "0017_batch_records_from",
         "0018_quotas_and_revocation",
+        "0021_deletion",
     ]
 
 

@@ -126,8 +126,11 @@ def test_a_result_finished_after_the_delete_is_left_to_a_new_purge() -> None:
     location = ResultLocation(RESULTS, "k", 1, 0)
     assert not uploads.finish_assembly(upload.id, 1, location, NameCounts(0, 0), collection)
     assert uploads.uploads[upload.id].purged_at is None and uploads.purges_owed() == [uploads.uploads[upload.id]]
+    uploads.mark_purged(upload.id, uploads.uploads[upload.id].purge_requested_at)  # type: ignore[arg-type]
+    # a redelivered request (its first delivery died between its document and its finish)
     handle_assemble(AssembleRequested(upload_id=upload.id, generation=1), AssemblerDeps(SETTINGS, uploads, results))
     assert results.documents == {}  # nothing assembled for a deleted upload
+    assert uploads.purges_owed() == [uploads.uploads[upload.id]]  # and what it may have left is purged
 
 
 def test_the_watchdog_purges_the_object_the_multipart_upload_and_every_result_once() -> None:
