@@ -334,7 +334,7 @@ def _wait_for(client: httpx.Client, url: str, timeout: float) -> dict[str, objec
         if line != shown:
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
             shown = line
-        if status["state"] in ("done", "failed", "expired", "revoked"):
+        if status["state"] in ("done", "failed", "expired", "revoked", "deleted"):
             print(file=sys.stderr)
             return status
         if time.monotonic() > deadline:

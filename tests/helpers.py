@@ -145,6 +145,29 @@ def assert_no_orphaned_multipart(pipeline: Pipeline, settings: Settings, upload_
     assert ObjectStore(settings).multipart_uploads(settings.results_bucket, key) == []
 
 
+# Every table that holds rows of an upload (its ``uploads`` row stays when it is deleted, as the tombstone).
+UPLOAD_TABLES = ("upload_batches", "upload_shards", "sequence_records", "sequence_parts", "collections")
+
+
+def assert_nothing_left(settings: Settings, status: dict[str, Any]) -> None:
+    """Nothing of a deleted upload (its status, once purged) is left: no row in any table that holds
+    an upload id, no object nor multipart upload at its key, no result document of any generation
+    nor an unfinished one."""
+    assert status["state"] == "deleted" and status["deletion"]["purged"], status
+    upload_id = status["id"]
+    with psycopg.connect(settings.pg_dsn.get_secret_value()) as conn:
+        for table in UPLOAD_TABLES:
+            row = conn.execute(f"SELECT count(*) FROM {table} WHERE upload_id = %s", (upload_id,)).fetchone()
+            assert row == (0,), table
+    store = ObjectStore(settings)
+    assert not store.exists(status["bucket"], status["key"])
+    assert store.multipart_uploads(status["bucket"], status["key"]) == []
+    for generation in range(1, status["generation"] + 1):
+        result = f"{upload_id}/generation-{generation}.json"
+        assert not store.exists(settings.results_bucket, result)
+        assert store.multipart_uploads(settings.results_bucket, result) == []
+
+
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 

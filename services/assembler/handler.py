@@ -54,6 +54,11 @@ def handle_assemble(request: AssembleRequested, deps: AssemblerDeps) -> None:
     bind_upload(request.upload_id, request.generation)
     try:
         if deps.uploads.assembling(request.upload_id, request.generation) is None:
+            # Deleted? Then a document this request's earlier delivery may have completed before it
+            # died (after the purge, before its finish) is removed by another purge.
+            if deps.uploads.reopen_purge(request.upload_id):
+                log.info("nothing to assemble: the upload was deleted; its purge asked for again")
+                return
             log.info("nothing to assemble (already done, failed or replaced)")
             return
         with deps.uploads.generation_lock(request.upload_id, "assemble") as locked:
@@ -119,7 +124,11 @@ def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
     result = ResultLocation(bucket, key, size, document.records_written)
     metrics.BYTES.labels("assemble").inc(size)
     metrics.RECORDS.labels("assemble").inc(document.records_written)
-    deps.uploads.finish_assembly(upload.id, upload.generation, result, follower.counts(), follower.collection())
+    if not deps.uploads.finish_assembly(upload.id, upload.generation, result, follower.counts(), follower.collection()):
+        # Deleted meanwhile (the finish asked for its purge again, which removes this document),
+        # or failed or replaced.
+        log.info("result written but the generation may no longer finish", key=key)
+        return
     log.info(
         "result written",
         key=key,

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.intake.schemas import (
+    Deletion,
     Health,
     MultipartTicket,
     PartsAnswer,
@@ -243,6 +244,9 @@ def status_answer(view: UploadView) -> UploadStatus:
         mode=Mode(upload.mode),
         validation=ValidationReport(**report.to_json()) if (report := upload.report) is not None else None,
         labels=dict(upload.labels),
+        deletion=None
+        if upload.deleted_at is None
+        else Deletion(deleted_at=upload.deleted_at, purged=upload.purged_at is not None, purged_at=upload.purged_at),
         created_at=upload.created_at,
         updated_at=upload.updated_at,
     )
@@ -414,3 +418,25 @@ def retry_upload(upload_id: uuid.UUID, deps: DepsDep, caller: CallerDep) -> Uplo
         raise _refusal(refused) from None
     log.info("upload retried", upload_id=str(retried.id), generation=retried.generation)
     return status_answer(usecases.upload_view(deps.intake, retried))
+
+
+# --- deleting an upload ----------------------------------------------------------------------------
+
+
+@router.delete(
+    "/uploads/{upload_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadStatus,
+    responses={404: {"description": "no such upload, or another owner's (not_found)"}},
+)
+def delete_upload(upload_id: uuid.UUID, deps: DepsDep, caller: CallerDep) -> UploadStatus:
+    """Delete an upload wherever it is: its rows at once (refget stops serving what no other upload
+    holds), its object, multipart upload and result documents at the watchdog's next sweep
+    (``deletion.purged``). The status then reads ``deleted``, a tombstone with no data; deleting
+    again answers the same. 202: the store's part is still to come when this answers."""
+    try:
+        view = usecases.delete_upload(deps.intake, caller, upload_id)
+    except usecases.Refused as refused:
+        raise _refusal(refused) from None
+    log.info("upload deleted", upload_id=str(upload_id), generation=view.upload.generation, owner=caller.name)
+    return status_answer(view)

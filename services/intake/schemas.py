@@ -178,6 +178,15 @@ class Stall(BaseModel):
     last_pickup_at: datetime | None
 
 
+class Deletion(BaseModel):
+    """A deleted upload (state ``deleted``): its rows went when it was deleted; its object and result
+    documents go at the watchdog's next sweep (``purged``)."""
+
+    deleted_at: datetime
+    purged: bool = Field(description="the object, any multipart upload and the result documents are removed")
+    purged_at: datetime | None
+
+
 class Source(BaseModel):
     """The object this generation was made from; its digests once the parser has read it whole."""
 
@@ -225,6 +234,7 @@ class UploadStatus(BaseModel):
         default=None, description="a validated upload's report, once done (its result is null)"
     )
     labels: dict[str, str] = Field(default_factory=dict, description=LABELS_DESCRIPTION)
+    deletion: Deletion | None = Field(default=None, description="set once the upload is deleted")
     created_at: datetime
     updated_at: datetime = Field(description="when the pipeline last moved the upload (a labels change does not)")
 

@@ -472,6 +472,10 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
 
     def publish(batches: Iterable[SequenceBatch]) -> None:
         for batch in batches:
+            # Asked before each batch (a lookup by key per batch of up to GENOBASE_BATCH_BYTES): a
+            # generation deleted, failed or replaced meanwhile gets nothing more.
+            if not deps.uploads.parsing(upload.id, upload.generation):
+                raise GenerationEnded("the generation is no longer being parsed")
             if report is not None:
                 report.add(batch)
             else:
@@ -530,6 +534,12 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
         deps.publisher.flush()
         _object_changed(source, upload, exc, deps)
         return
+    except GenerationEnded:
+        deps.publisher.flush()  # what went out before is dropped by the persister
+        if inflation is not None:
+            inflation.settle(stream.inflated_bytes)
+        log.info("parse stopped: the generation was deleted, failed or replaced meanwhile", offset=offset)
+        return
     except BaseException:
         # Let what was already handed over go out (the persister dedups a retry's batches), and keep
         # a publishing error of this attempt from surfacing in the next upload's.
@@ -571,6 +581,10 @@ def _parse(source: Source, upload: Upload, deps: ParserDeps, shard: Shard | None
     metrics.BYTES.labels("parse").inc(offset - start)
     metrics.RECORDS.labels("parse").inc(batcher.record_count)
     log.info("parsed", records=batcher.record_count, batches=batcher.batch_count, bytes=offset - start)
+
+
+class GenerationEnded(Exception):
+    """The generation being parsed was deleted, failed or replaced: the parse stops, publishing nothing more."""
 
 
 def _over_quota(upload: Upload, deps: ParserDeps) -> bool:

@@ -12,6 +12,12 @@ still go missing outside the pipeline's control -- a purged queue, an operator's
 notification the object store dropped -- and then an upload would wait forever. The status
 endpoint reports such an upload as stalled; this sweep picks it up. Every consumer is idempotent,
 so a re-issued message for work that was only slow costs a little time and changes no result.
+
+Last, it purges deleted uploads: ``DELETE /uploads/{id}`` removed their rows in the commit that
+made them tombstones, and the store's part -- the multipart upload, the object, the result
+documents -- is done here, by the one S3 user that may delete (shared/s3/users.py). The purge is
+idempotent and marked done only after it, so a watchdog killed mid-purge does it again after its
+restart; an object or a result written after a purge asks for another (``reopen_purge``).
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ import structlog
 
 from shared.domain.events import replay_event
 from shared.domain.messages import AssembleRequested
-from shared.domain.ports import EventPublisher, MultipartAborter, SweepUploads, WatchdogObjects
-from shared.domain.uploads import State, Upload
+from shared.domain.ports import EventPublisher, MultipartAborter, ObjectRemover, SweepUploads
+from shared.domain.uploads import State, Upload, result_key, result_keys
 from shared.runtime import metrics
+from shared.runtime.failpoints import failpoint
 from shared.runtime.settings import Settings
 
 log = structlog.get_logger()
@@ -36,7 +43,7 @@ class WatchdogDeps:
     settings: Settings
     uploads: SweepUploads
     publisher: EventPublisher
-    store: WatchdogObjects
+    store: ObjectRemover
 
 
 def reissue(upload: Upload, publisher: EventPublisher) -> None:
@@ -60,9 +67,47 @@ def _abort_multipart(upload: Upload, store: MultipartAborter) -> bool | None:
         return False
 
 
+def purge(upload: Upload, store: ObjectRemover, results_bucket: str) -> None:
+    """Remove what a deleted upload left in the store; each step is a no-op when already done.
+
+    The multipart upload is aborted before the object is removed: a CompleteMultipartUpload racing
+    the delete either lands first (and its object is removed) or finds no upload to complete.
+    """
+    if upload.multipart_upload_id is not None:
+        store.abort_multipart(upload.bucket, upload.key, upload.multipart_upload_id)
+    store.remove(upload.bucket, [upload.key])
+    failpoint("watchdog.mid_purge")  # the object removed, the results not yet, nothing marked
+    # An assembler killed mid-write leaves its unfinished multipart upload (only the current
+    # generation's can be in flight: an older one's assembler abandons it).
+    store.abort_stale_multipart(results_bucket, result_key(upload))
+    store.remove(results_bucket, result_keys(upload))
+
+
+def purge_deleted(deps: WatchdogDeps) -> list[Upload]:
+    """Purge every deleted upload whose purge is owed; returns those purged. One that fails is
+    logged and left to the next sweep."""
+    purged = []
+    for upload in deps.uploads.purges_owed():
+        assert upload.purge_requested_at is not None  # set by the delete itself
+        try:
+            purge(upload, deps.store, deps.settings.results_bucket)
+        except Exception:
+            log.exception("could not purge a deleted upload; the next sweep tries again", upload_id=str(upload.id))
+            continue
+        marked = deps.uploads.mark_purged(upload.id, upload.purge_requested_at)
+        log.info(
+            "deleted upload purged",
+            upload_id=str(upload.id),
+            generation=upload.generation,
+            again_owed=not marked,  # asked for again meanwhile: the next sweep purges once more
+        )
+        purged.append(upload)
+    return purged
+
+
 def sweep(deps: WatchdogDeps) -> list[Upload]:
     """One pass: end the tickets that ran out or whose owner was revoked, remove the objects of ended
-    validations, then re-issue the message of every stalled upload.
+    validations, re-issue the message of every stalled upload, then purge the deleted uploads.
 
     Returns the uploads picked up.
     """
@@ -82,9 +127,7 @@ def sweep(deps: WatchdogDeps) -> list[Upload]:
             error_id=upload.error_id,
             multipart_aborted=_abort_multipart(upload, deps.store),
         )
-    for upload in deps.uploads.remove_validated_objects(
-        lambda upload: deps.store.delete_object(upload.bucket, upload.key)
-    ):
+    for upload in deps.uploads.remove_validated_objects(lambda upload: deps.store.remove(upload.bucket, [upload.key])):
         log.info(
             "validated upload's object removed",
             upload_id=str(upload.id),
@@ -103,4 +146,5 @@ def sweep(deps: WatchdogDeps) -> list[Upload]:
             pickups=upload.pickups,
             idle_since=upload.updated_at.isoformat(),
         )
+    purge_deleted(deps)
     return picked

@@ -9,10 +9,10 @@ that keep the same rules (``tests/contract/`` holds both to the same behaviour).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.domain.listing import Cursor, UploadFilter
@@ -47,7 +47,13 @@ class Failing(Protocol):
 
 class ParseUploads(Failing, Protocol):
     def claim(self, event: ObjectCreated, confirmed: bool) -> Claim:
-        """``confirmed``: the store showed the event's object (a HEAD) just before."""
+        """``confirmed``: the store showed the event's object (a HEAD) just before. An event at the
+        key of a deleted upload changes nothing but asks for its purge again (``ClaimAction.DELETED``)."""
+
+    def parsing(self, upload_id: uuid.UUID, generation: int) -> bool:
+        """Whether the generation is still being parsed (not deleted, failed or replaced meanwhile):
+        a parse asks between batches and stops when it is not."""
+        ...
 
     def find(self, bucket: str, key: str) -> Upload | None: ...
 
@@ -150,7 +156,15 @@ class AssemblyUploads(Failing, Protocol):
         result: ResultLocation,
         counts: NameCounts,
         collection: Collection,
-    ) -> bool: ...
+    ) -> bool:
+        """Done, in one commit; False if the generation may no longer finish. For a deleted upload,
+        its purge is asked for again in the same commit: the document just written is removed."""
+        ...
+
+    def reopen_purge(self, upload_id: uuid.UUID) -> bool:
+        """Ask again for the purge of a deleted upload (a result was written after it); False if
+        the upload is not deleted."""
+        ...
 
     def reset(self) -> None: ...
 
@@ -159,16 +173,6 @@ class MultipartAborter(Protocol):
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
         """Abort a multipart upload (its parts are deleted); False if the store no longer has it."""
         ...
-
-
-class ObjectRemover(Protocol):
-    def delete_object(self, bucket: str, key: str) -> None:
-        """Remove the object; nothing happens if there is none."""
-        ...
-
-
-class WatchdogObjects(MultipartAborter, ObjectRemover, Protocol):
-    """The watchdog's side of the object store: ended tickets' multipart uploads, validated objects."""
 
 
 class SweepUploads(Protocol):
@@ -183,6 +187,15 @@ class SweepUploads(Protocol):
 
     def revoke_tickets(self) -> list[Upload]:
         """End the registered uploads still waiting for their object whose owner's keys are revoked."""
+        ...
+
+    def purges_owed(self, limit: int = 100) -> list[Upload]:
+        """Deleted uploads whose store part is to be done (again), the oldest request first."""
+        ...
+
+    def mark_purged(self, upload_id: uuid.UUID, requested_at: datetime) -> bool:
+        """The purge asked for at ``requested_at`` is done; False (nothing changes) if another was
+        asked for since: the next sweep does that one."""
         ...
 
 
@@ -227,6 +240,12 @@ class IntakeUploads(Protocol):
 
     def collection_digest(self, upload_id: uuid.UUID, generation: int) -> str | None:
         """The generation's sequence collection digest, once its assembly stored the collection."""
+        ...
+
+    def delete(self, upload_id: uuid.UUID) -> Upload | None:
+        """Make the upload a tombstone (state ``deleted``) and remove its rows -- records, parts,
+        batches, shards, collection -- in one commit, under its row lock, and ask for its purge;
+        a deleted upload is returned as it is. None: no such upload."""
         ...
 
 
@@ -306,6 +325,20 @@ class ResultUpload(Protocol):
     size: int
 
     def write(self, data: bytes) -> None: ...
+
+
+class ObjectRemover(MultipartAborter, Protocol):
+    """The watchdog's side of the object store: the purge of a deleted upload, a validated upload's
+    object, an ended ticket's multipart upload (the watchdog's S3 user alone may delete:
+    ``shared/s3/users.py``)."""
+
+    def remove(self, bucket: str, keys: Sequence[str]) -> None:
+        """Delete the objects; one already gone is no error."""
+        ...
+
+    def abort_stale_multipart(self, bucket: str, key: str) -> int:
+        """Abort every unfinished multipart upload of exactly ``key``; returns how many."""
+        ...
 
 
 class ResultWriter(Protocol):

@@ -29,10 +29,13 @@ class State(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"  # registered, but no object came within the ticket's lifetime and grace
     REVOKED = "revoked"  # its owner's keys were revoked: the ticket ended, or the object that came is not processed
+    # Deleted through the API: a tombstone with no data (no rows, no object, no result). Nothing
+    # brings it back: every other move's sources leave it out.
+    DELETED = "deleted"
 
 
 ALL_STATES = frozenset(State)
-TERMINAL = frozenset({State.DONE, State.FAILED, State.EXPIRED, State.REVOKED})
+TERMINAL = frozenset({State.DONE, State.FAILED, State.EXPIRED, State.REVOKED, State.DELETED})
 # States in which some stage owes the upload work (awaiting_upload waits for the user instead).
 LIVE = frozenset({State.QUEUED, State.PARSING, State.PERSISTING, State.ASSEMBLING})
 
@@ -61,8 +64,9 @@ class Transition:
 
 
 # An object event with a new etag: a new generation from whatever the upload was doing (an
-# expired ticket's object that still came, late, is processed like any other).
-NEW_GENERATION = Transition("new_generation", ALL_STATES, State.QUEUED)
+# expired ticket's object that still came, late, is processed like any other) -- but a deleted
+# upload stays deleted: an object written at its key afterwards is removed (``decide_claim``).
+NEW_GENERATION = Transition("new_generation", ALL_STATES - {State.DELETED}, State.QUEUED)
 START_PARSING = Transition("start_parsing", frozenset({State.QUEUED, State.PARSING}), State.PARSING)
 # A large FASTA is parsed in shards (services/parser): the plan is written, and each shard parsed,
 # only while the generation is parsing; the last shard's end recorded finishes the parse.
@@ -103,6 +107,10 @@ EXPIRE = Transition("expire", frozenset({State.AWAITING_UPLOAD}), State.EXPIRED)
 # of its own that is never parsed (``decide_claim``: wherever it would have started one).
 REVOKE_TICKET = Transition("revoke_ticket", frozenset({State.AWAITING_UPLOAD}), State.REVOKED)
 REFUSE_OBJECT = Transition("refuse_object", NEW_GENERATION.sources, State.REVOKED)
+# ``DELETE /uploads/{id}``: from anywhere, once. The rows go in the same commit; the store's part
+# (the object, a multipart upload, the result documents) is the watchdog's purge, which a late
+# object or result reopens (``PostgresUploads.reopen_purge``).
+DELETE = Transition("delete", ALL_STATES - {State.DELETED}, State.DELETED)
 
 TRANSITIONS: tuple[Transition, ...] = (
     NEW_GENERATION,
@@ -124,6 +132,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     EXPIRE,
     REVOKE_TICKET,
     REFUSE_OBJECT,
+    DELETE,
 )
 
 
@@ -327,6 +336,13 @@ class Upload:
     validation: dict[str, Any] | None = _per_generation()
     object_removed_at: datetime | None = _per_generation()
 
+    # --- a deleted upload (state ``deleted``): when it was deleted, when its purge (the store's part)
+    # was last asked for -- by the delete, or by an object or a result that arrived afterwards -- and
+    # when a purge last finished; purged once ``purged_at`` is set.
+    deleted_at: datetime | None = None
+    purge_requested_at: datetime | None = None
+    purged_at: datetime | None = None
+
     @property
     def validates(self) -> bool:
         return self.mode == Mode.VALIDATE.value
@@ -393,6 +409,7 @@ class ClaimAction(StrEnum):
     # generation the store was not asked about: look again (HEAD) before anything changes.
     UNCONFIRMED = "unconfirmed"
     REVOKED = "revoked"  # a new object of a revoked owner: recorded as ``revoked``, never parsed
+    DELETED = "deleted"  # an object at the key of a deleted upload: not processed, removed by the purge
 
 
 class ClaimDecision(StrEnum):
@@ -407,9 +424,14 @@ class ClaimDecision(StrEnum):
     # What would have been CREATE or NEW_GENERATION, for an owner whose keys are revoked: the object
     # becomes a generation of its own, in state ``revoked`` (``REFUSE_OBJECT``), and is not parsed.
     REFUSE_OBJECT = "refuse_object"
+    # The key's upload was deleted: whatever the event (a late one, or an object written at the key
+    # again), the upload stays deleted and its purge is asked for again, which removes the object.
+    DELETED = "deleted"
 
     @property
     def action(self) -> ClaimAction:
+        if self is ClaimDecision.DELETED:
+            return ClaimAction.DELETED
         if self is ClaimDecision.REFUSE_OBJECT:
             return ClaimAction.REVOKED
         if self is ClaimDecision.DUPLICATE:
@@ -430,6 +452,8 @@ def decide_claim(upload: Upload | None, event: ObjectCreated, *, owner_revoked: 
     """
     if upload is None:
         return ClaimDecision.REFUSE_OBJECT if owner_revoked else ClaimDecision.CREATE
+    if upload.state is State.DELETED:
+        return ClaimDecision.DELETED
     if upload.etag == event.etag:
         return ClaimDecision.RESUME if START_PARSING.allows(upload.state) else ClaimDecision.DUPLICATE
     if upload.etag is not None and _is_older(event, upload):
@@ -725,3 +749,9 @@ class ResultLocation:
 
 def result_key(upload: Upload) -> str:
     return f"{upload.id}/generation-{upload.generation}.json"
+
+
+def result_keys(upload: Upload) -> list[str]:
+    """The keys every generation of the upload may have written its result document under (a new
+    generation does not remove the previous one's): what the purge of a deleted upload removes."""
+    return [f"{upload.id}/generation-{generation}.json" for generation in range(1, upload.generation + 1)]

@@ -31,6 +31,7 @@ from shared.domain.record_schema import ResultPiece
 from shared.domain.seqcol import Collection, SortedArrays
 from shared.domain.uploads import (
     ASSEMBLE,
+    DELETE,
     EXPIRE,
     FAIL,
     FINISH,
@@ -161,8 +162,8 @@ def _owner_usage(conn: Connection, owner: str) -> OwnerUsage:
     # A validation's bytes are not stored (its object is removed once it is parsed): it counts in
     # flight only.
     row = conn.execute(
-        "SELECT COALESCE(sum(bytes_total) FILTER (WHERE (state = %(awaiting)s OR etag IS NOT NULL) "
-        "AND mode = %(store)s), 0) AS stored, "
+        "SELECT COALESCE(sum(bytes_total) FILTER (WHERE (state = %(awaiting)s "
+        "OR (etag IS NOT NULL AND state <> %(deleted)s)) AND mode = %(store)s), 0) AS stored, "
         "count(*) FILTER (WHERE state = ANY(%(in_flight)s)) AS in_flight, "
         "count(*) FILTER (WHERE state = %(awaiting)s AND multipart_upload_id IS NOT NULL) AS multipart, "
         "count(*) FILTER (WHERE registered AND created_at > now() - %(window)s) AS registrations, "
@@ -172,6 +173,7 @@ def _owner_usage(conn: Connection, owner: str) -> OwnerUsage:
             "owner": owner,
             "awaiting": State.AWAITING_UPLOAD.value,
             "store": Mode.STORE.value,
+            "deleted": State.DELETED.value,
             "in_flight": sorted({State.AWAITING_UPLOAD.value, *(s.value for s in LIVE)}),
             "window": RATE_WINDOW,
         },
@@ -265,8 +267,12 @@ def _claim(conn: Connection, event: ObjectCreated, confirmed: bool) -> Claim:
         # Asked only where the answer matters: where the event would start a generation.
         revoked = needs_object_check(decide_claim(current, event)) and keys.owner_revoked(conn, owner)
         decision = decide_locked_claim(current, event, confirmed, owner_revoked=revoked)
+        if decision is ClaimDecision.DELETED:
+            assert current is not None
+            _reopen_purge(conn, current.id)
+            return Claim(decision.action, current)
         if decision is ClaimDecision.UNCONFIRMED:
-            if current is None:  # uploads are never deleted: the caller looked, saw one, and it is gone
+            if current is None:  # upload rows are never removed: the caller looked, saw one, and it is gone
                 raise RuntimeError(f"the upload of {event.key!r} vanished between look and lock")
             return Claim(decision.action, current)
         if decision in (ClaimDecision.CREATE, ClaimDecision.REFUSE_OBJECT) and current is None:
@@ -334,6 +340,17 @@ def _delete_rows(conn: Connection, upload_id: uuid.UUID) -> None:
     conn.execute("DELETE FROM sequence_records WHERE upload_id = %s", (upload_id,))
     conn.execute("DELETE FROM upload_batches WHERE upload_id = %s", (upload_id,))
     conn.execute("DELETE FROM upload_shards WHERE upload_id = %s", (upload_id,))
+
+
+def _reopen_purge(conn: Connection, upload_id: uuid.UUID) -> bool:
+    """Ask again for the purge of a deleted upload (inside the caller's transaction): something was
+    written to the store after it was deleted."""
+    row = conn.execute(
+        "UPDATE uploads SET purge_requested_at = clock_timestamp(), purged_at = NULL "
+        "WHERE id = %s AND state = %s RETURNING id",
+        (upload_id, State.DELETED.value),
+    ).fetchone()
+    return row is not None
 
 
 def _shard_plan(conn: Connection, upload_id: uuid.UUID, generation: int) -> list[Shard]:
@@ -530,6 +547,34 @@ class PostgresUploads:
             collection = refget.collection_of_upload(conn, upload_id, generation)
         return collection.digest if collection else None
 
+    def delete(self, upload_id: uuid.UUID) -> Upload | None:
+        """The upload made a tombstone and its rows removed, in one commit under its row lock.
+
+        A stage that holds the lock waits for this commit (the persister's batch, the assembler's
+        finish), then finds the upload no longer in a state it works on and changes nothing. The
+        generation's fields are cleared (no progress, no error, no result link); the purge of its
+        object and result documents is asked for (the watchdog's sweep does it).
+        """
+        values = {**GENERATION_RESET, "state": _target(DELETE)}
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(f"{_SELECT} WHERE id = %s FOR UPDATE", (upload_id,)).fetchone()
+            if row is None:
+                return None
+            current = Upload.from_row(row)
+            if not DELETE.allows(current.state):
+                return current  # deleted already: the same answer again
+            _delete_rows(conn, upload_id)
+            row = conn.execute(
+                sql.SQL(
+                    "UPDATE uploads SET {}, deleted_at = clock_timestamp(), purge_requested_at = clock_timestamp(), "
+                    "purged_at = NULL, updated_at = now() WHERE id = %(id)s " + _RETURNING
+                ).format(_assignments(values)),
+                {**values, "id": upload_id},
+            ).fetchone()
+        assert row is not None
+        metrics.ended(State.DELETED.value)
+        return Upload.from_row(row)
+
     def in_flight(self, stall_after: timedelta) -> tuple[dict[str, int], int]:
         """Uploads some stage owes work, by state, and how many of them are stalled (``genobase status``)."""
         with self._session() as conn:
@@ -555,6 +600,15 @@ class PostgresUploads:
         if claim.action is ClaimAction.REVOKED:
             metrics.ended(State.REVOKED.value, claim.upload.error_code)
         return claim
+
+    def parsing(self, upload_id: uuid.UUID, generation: int) -> bool:
+        """Whether the generation is still being parsed (a parse asks between batches)."""
+        with self._session() as conn:
+            row = conn.execute(
+                "SELECT 1 AS ok FROM uploads WHERE id = %s AND generation = %s AND state = ANY(%s)",
+                (upload_id, generation, _sources(PARSE_SHARD)),
+            ).fetchone()
+        return row is not None
 
     def draw_inflation(self, upload_id: uuid.UUID, generation: int, upto: int, quota: int) -> bool:
         """Let the generation's parse inflate up to ``upto`` bytes of gzip content, if its owner's quota
@@ -951,12 +1005,39 @@ class PostgresUploads:
             ).fetchone()
             if row is not None:
                 refget.store_collection(conn, upload_id, generation, collection)
+            else:  # deleted while its document was written: the purge removes the document too
+                _reopen_purge(conn, upload_id)
         finished = row is not None
         if finished:
             metrics.ended(State.DONE.value)
         return finished
 
+    def reopen_purge(self, upload_id: uuid.UUID) -> bool:
+        """Ask again for the purge of a deleted upload; False for one that is not deleted."""
+        with self._session() as conn, conn.transaction():
+            return _reopen_purge(conn, upload_id)
+
     # --- the watchdog
+
+    def purges_owed(self, limit: int = 100) -> list[Upload]:
+        """Deleted uploads whose purge was asked for and not done since, the oldest request first
+        (through the partial index of migration 0021: the tombstones themselves are not read)."""
+        with self._session() as conn:
+            rows = conn.execute(
+                f"{_SELECT} WHERE state = %s AND purged_at IS NULL ORDER BY purge_requested_at LIMIT %s",
+                (State.DELETED.value, limit),
+            ).fetchall()
+        return [Upload.from_row(row) for row in rows]
+
+    def mark_purged(self, upload_id: uuid.UUID, requested_at: datetime) -> bool:
+        """The purge asked for at ``requested_at`` is done: unless another was asked for since."""
+        with self._session() as conn, conn.transaction():
+            row = conn.execute(
+                "UPDATE uploads SET purged_at = clock_timestamp() WHERE id = %s AND state = %s "
+                "AND purged_at IS NULL AND purge_requested_at = %s RETURNING id",
+                (upload_id, State.DELETED.value, requested_at),
+            ).fetchone()
+        return row is not None
 
     def pick_up_stalled(self, after: timedelta, reissue: Callable[[Upload], None], *, limit: int = 100) -> list[Upload]:
         """Issue the stage message of every upload that made no progress for ``after``, once per period.

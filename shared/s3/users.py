@@ -30,7 +30,13 @@ from shared.runtime.settings import Settings
 # results (multipart, and aborts its own unfinished attempts); the intake signs the clients' uploads
 # and checks that the uploads bucket answers; "downloads" is the intake's second user, which signs
 # the links to results and nothing else; the watchdog aborts the multipart uploads of expired
-# tickets and removes the objects of validated uploads once they are parsed. The persister uses no S3.
+# tickets, removes the objects of validated uploads once they are parsed, and purges deleted
+# uploads: it is the one user that may delete objects, in both buckets (an upload's object, its
+# result documents and their unfinished multipart uploads). The intake, which answers
+# ``DELETE /uploads/{id}``, only records the delete: its users sign what clients send to the
+# store, and a signer's rights are what a client's request may reach, so they stay without any
+# delete right. The parser, which reads untrusted input, keeps no right to delete anything either.
+# The persister uses no S3.
 #
 # The intake's two users keep a ticket from reading anything: a presigned PUT carries its signer's
 # rights, and a client may add headers the signature does not cover. With ``x-amz-copy-source`` a
@@ -109,9 +115,11 @@ def service_grants(uploads_bucket: str, results_bucket: str) -> dict[str, tuple[
             Grant(_WRITE_OBJECTS, (f"{results_bucket}/*",)),
             Grant(("s3:ListBucketMultipartUploads",), (results_bucket,)),
         ),
-        # Removing validated objects (mode validate) falls to the watchdog, not to the parser: the
-        # service that reads untrusted input keeps no right to delete anything.
-        "watchdog": (Grant(("s3:AbortMultipartUpload", "s3:DeleteObject"), (f"{uploads_bucket}/*",)),),
+        "watchdog": (
+            Grant(("s3:AbortMultipartUpload", "s3:DeleteObject"), (f"{uploads_bucket}/*",)),
+            Grant(("s3:AbortMultipartUpload", "s3:DeleteObject"), (f"{results_bucket}/*",)),
+            Grant(("s3:ListBucketMultipartUploads",), (results_bucket,)),
+        ),
         "intake": (
             Grant(_WRITE_OBJECTS, (f"{uploads_bucket}/*",)),
             Grant(("s3:ListBucket",), (uploads_bucket,)),

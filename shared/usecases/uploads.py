@@ -609,3 +609,25 @@ def _cannot_retry(refusal: RetryRefusal, upload: Upload) -> CannotRetry:
         "it is processed as a new generation of its own",
     }
     return CannotRetry(refusal, messages[refusal], upload.state)
+
+
+# --- delete an upload ------------------------------------------------------------------------------
+
+
+def delete_upload(intake: Intake, caller: Caller, upload_id: uuid.UUID) -> UploadView:
+    """End the caller's upload wherever it is, and remove what it holds.
+
+    In one commit the upload becomes a tombstone (state ``deleted``) and its rows go -- records,
+    parts, batches, shards, its sequence collection -- so that refget stops serving what no other
+    upload holds and no late message of a stage can bring it back (each stage's move excludes
+    ``deleted``). The store's part, which the intake's S3 users have no right to do, is the
+    watchdog's: it aborts the multipart upload and removes the object and the result documents
+    at its next sweep (``services/watchdog/handler.py:purge_deleted``). Deleting again answers the
+    same; another owner's upload is ``NoSuchUpload``, as for any upload.
+    """
+    if visible(caller, intake.uploads.get(upload_id)) is None:
+        raise NoSuchUpload(f"no upload {upload_id}")
+    deleted = intake.uploads.delete(upload_id)
+    if deleted is None:  # cannot happen (rows of uploads are never removed); answered as not found
+        raise NoSuchUpload(f"no upload {upload_id}")
+    return upload_view(intake, deleted)

@@ -105,9 +105,9 @@ def test_a_listing_shows_an_object_by_its_exact_key_and_a_removal_removes_it(sid
     listed = side.tickets.listed(side.bucket, key)
     assert listed is not None and (listed.etag, listed.size) == (etag, 8)
     assert side.reader.stat(side.bucket, key) == listed  # the same etag as a HEAD
-    side.remover.delete_object(side.bucket, key)
+    side.remover.remove(side.bucket, [key])
     assert side.tickets.listed(side.bucket, key) is None and not side.reader.exists(side.bucket, key)
-    side.remover.delete_object(side.bucket, key)  # nothing there: nothing happens
+    side.remover.remove(side.bucket, [key])  # nothing there: nothing happens
     assert side.tickets.listed(side.bucket, key + "-longer") is not None and longer
 
 
@@ -169,6 +169,27 @@ def test_a_clients_multipart_upload_starts_empty_and_is_aborted_once(side: Objec
     assert upload_id
     assert side.tickets.parts(side.bucket, key, upload_id) == []
     assert side.tickets.abort_multipart(side.bucket, key, upload_id) is True
+    assert side.tickets.abort_multipart(side.bucket, key, upload_id) is False
+
+
+def test_removed_objects_are_gone_and_removing_again_or_a_missing_one_is_no_error(side: ObjectsSide) -> None:
+    kept, gone = _key(), _key()
+    side.put(kept, b"kept")
+    side.put(gone, b"gone")
+    side.remover.remove(side.bucket, [gone, _key()])
+    assert side.reader.stat(side.bucket, gone) is None
+    assert side.reader.stat(side.bucket, kept) is not None
+    side.remover.remove(side.bucket, [gone])
+    side.remover.remove(side.bucket, [])
+    side.remover.remove(side.bucket, [kept])
+    assert not side.reader.exists(side.bucket, kept)
+
+
+def test_every_unfinished_multipart_upload_of_a_key_is_aborted_by_the_remover(side: ObjectsSide) -> None:
+    key = _key()
+    upload_id = side.tickets.start_multipart(side.bucket, key)
+    assert side.remover.abort_stale_multipart(side.bucket, key) == 1
+    assert side.remover.abort_stale_multipart(side.bucket, key) == 0
     assert side.tickets.abort_multipart(side.bucket, key, upload_id) is False
 
 

@@ -623,3 +623,69 @@ def test_the_tickets_of_a_revoked_owner_end(side: Side) -> None:
     assert ended.error_id and ended.error_message and ended.finished_at is not None
     assert waiting.id not in {u.id for u in side.uploads.revoke_tickets()}  # once
     assert side.uploads.get(kept.id).state is State.AWAITING_UPLOAD  # type: ignore[union-attr]
+
+
+def test_a_delete_leaves_a_tombstone_without_rows_that_no_late_message_changes(side: Side) -> None:
+    upload = assembling(side)
+    records = list(batch(upload, 0, [0, 1, 2]).records.rows())
+    digester = CollectionDigester()
+    for r in records:
+        digester.add(r.seq_id, r.length, r.refget)
+    collection = digester.finish(
+        sorted(pair_digest(r.seq_id, r.length) for r in records), sorted(r.refget for r in records)
+    )
+    other = assembling(side)
+    deleted = side.uploads.delete(upload.id)
+    assert deleted is not None and deleted.state is State.DELETED and deleted.generation == upload.generation
+    assert deleted.deleted_at is not None and deleted.purge_requested_at is not None and deleted.purged_at is None
+    assert deleted.records_done == 0 and deleted.result_key is None and deleted.error_code is None
+    assert side.uploads.delete(upload.id) == deleted  # again: the same
+    assert side.uploads.delete(uuid.uuid4()) is None
+    assert list(side.uploads.result_pieces(upload.id, 0, 1000, one_batch=False)) == []  # records and parts gone
+    assert side.uploads.shard_plan(upload.id, 1) == [] and side.uploads.committed_batches(upload.id, 1, 0, 0)[0] is None
+    assert list(side.uploads.result_pieces(other.id, 0, 1000, one_batch=False))  # another upload's stay
+    # every stage's late message changes nothing
+    assert side.uploads.store_batch(batch(upload, 5, [9])) == PersistOutcome(False, False)
+    late = ParseCompleted(upload_id=upload.id, generation=1, batch_count=1, record_count=1, source_bytes=1, format="x")
+    assert side.uploads.record_parse_completed(late) == PersistOutcome(False, False)
+    assert not side.uploads.parsing(upload.id, 1) and not side.uploads.start_parsing(upload.id, 1)
+    assert not side.uploads.fail(upload.id, 1, Failure(PipelineErrorCode.PERSIST_FAILED, "late"))
+    location = ResultLocation("results", f"{upload.id}.json", 1, 3)
+    assert not side.uploads.finish_assembly(upload.id, 1, location, NameCounts(0, 0), collection)
+    assert side.uploads.collection_digest(upload.id, 1) is None
+    claim = side.uploads.claim(event(upload.key, "e9", datetime.now(UTC) + timedelta(seconds=5)), confirmed=True)
+    assert claim.action is ClaimAction.DELETED
+    after = side.uploads.get(upload.id)
+    assert after is not None and after.state is State.DELETED and after.generation == 1 and after.etag == upload.etag
+
+
+def test_a_purge_is_owed_until_marked_and_owed_again_when_asked_again(side: Side) -> None:
+    upload = parsing(side)
+    assert not side.uploads.reopen_purge(upload.id)  # not deleted
+    deleted = side.uploads.delete(upload.id)
+    assert deleted is not None and deleted.purge_requested_at is not None
+
+    def owed() -> set[uuid.UUID]:
+        return {u.id for u in side.uploads.purges_owed(limit=10_000)}
+
+    assert upload.id in owed()
+    assert side.uploads.reopen_purge(upload.id)  # asked again while the first purge runs
+    assert not side.uploads.mark_purged(upload.id, deleted.purge_requested_at)  # that purge is stale
+    assert upload.id in owed()
+    again = side.uploads.get(upload.id)
+    assert again is not None and again.purge_requested_at is not None
+    assert side.uploads.mark_purged(upload.id, again.purge_requested_at)
+    assert upload.id not in owed() and side.uploads.get(upload.id).purged_at is not None  # type: ignore[union-attr]
+    assert side.uploads.reopen_purge(upload.id)  # a result written late: owed again
+    assert upload.id in owed()
+
+
+def test_a_deleted_upload_counts_no_stored_bytes(side: Side) -> None:
+    owner = new_owner()
+    side.add_owner(owner)
+    upload = created(side, new_key(owner))
+    before = side.uploads.owner_usage(owner)
+    assert before is not None and before.stored_bytes == 10
+    side.uploads.delete(upload.id)
+    after = side.uploads.owner_usage(owner)
+    assert after is not None and after.stored_bytes == 0 and after.in_flight == 0

@@ -142,6 +142,9 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0017_batch_records_from",
         "0018_quotas_and_revocation",
         "0019_keys_per_owner",
+        "0020_labels_listing_idempotency",
+        "0021_deletion",
+        "0022_retry_and_validate",
     ]
 
 

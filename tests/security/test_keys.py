@@ -38,7 +38,8 @@ def owners(settings: Settings) -> Iterator[dict[str, str]]:
 
 
 ROUTES = [("POST", "/uploads", {"json": {"filename": "x.fa", "size": 1}}), ("GET", f"/uploads/{uuid.uuid4()}", {}),
-          ("GET", "/uploads/lookup", {"params": {"bucket": "uploads", "key": "k"}})]  # fmt: skip
+          ("GET", "/uploads/lookup", {"params": {"bucket": "uploads", "key": "k"}}),
+          ("DELETE", f"/uploads/{uuid.uuid4()}", {})]  # fmt: skip
 
 
 @pytest.mark.parametrize(("method", "path", "extra"), ROUTES)
@@ -70,6 +71,10 @@ def test_an_owner_sees_only_its_own_uploads(pipeline: Pipeline, owners: dict[str
     assert hidden.status_code == missing.status_code == 404
     by_object = bob.get("/uploads/lookup", params={"bucket": ticket["bucket"], "key": ticket["key"]})
     assert by_object.status_code == 404
+    # nor delete it: the same 404, and nothing changes
+    not_deleted, absent = bob.delete(f"/uploads/{ticket['id']}"), bob.delete(f"/uploads/{uuid.uuid4()}")
+    assert not_deleted.status_code == absent.status_code == 404
+    assert alice.get(f"/uploads/{ticket['id']}").json()["state"] == "awaiting_upload"
     assert pipeline.http.get(f"/uploads/{ticket['id']}").status_code == 200  # admin keys see all
 
 

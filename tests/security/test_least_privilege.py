@@ -116,7 +116,9 @@ def test_each_service_s3_user_reaches_only_its_own_part(
         "downloads writes results": lambda: downloads.put_object(Bucket=results, Key=result_key, Body=b"x"),
         "intake writes results": lambda: intake.put_object(Bucket=results, Key=result_key, Body=b"x"),
         "intake deletes uploads": lambda: intake.delete_object(Bucket=uploads, Key=key),
+        "intake deletes results": lambda: intake.delete_object(Bucket=results, Key=result_key),
         "parser deletes uploads": lambda: parser.delete_object(Bucket=uploads, Key=key),
+        "downloads deletes results": lambda: downloads.delete_object(Bucket=results, Key=result_key),
     }
     allowed = [name for name, call in beyond.items() if not refused(call)]
     assert allowed == []
@@ -124,13 +126,17 @@ def test_each_service_s3_user_reaches_only_its_own_part(
     beyond = {
         "watchdog reads uploads": lambda: watchdog.get_object(Bucket=uploads, Key=key),
         "watchdog writes results": lambda: watchdog.put_object(Bucket=results, Key=result_key, Body=b"x"),
+        "watchdog reads results": lambda: watchdog.get_object(Bucket=results, Key=result_key),
         "watchdog writes uploads": lambda: watchdog.put_object(Bucket=uploads, Key=key, Body=b"x"),
-        "watchdog deletes results": lambda: watchdog.delete_object(Bucket=results, Key=result_key),
+        "watchdog lists uploads": lambda: watchdog.list_objects_v2(Bucket=uploads),
     }
     assert [name for name, call in beyond.items() if not refused(call)] == []
-    # What it does: removes an uploaded object (a validated upload's, once parsed).
+    # What it may do beyond aborting multipart uploads: delete, in both buckets (the purge of a
+    # deleted upload, a validated upload's object; the only user that may).
+    watchdog.delete_object(Bucket=results, Key=result_key)
     watchdog.delete_object(Bucket=uploads, Key=key)
-    assert not ObjectStore(settings).exists(uploads, key)
+    store = ObjectStore(settings)
+    assert not store.exists(results, result_key) and not store.exists(uploads, key)
     for service in ("persister", "refget"):  # no S3 at all
         assert "GENOBASE_S3_SECRET_KEY" not in stack.service_settings(service, stack_env)
 

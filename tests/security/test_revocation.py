@@ -227,5 +227,5 @@ def test_a_revoked_owner_is_reinstated_with_its_uploads(pipeline: Pipeline, sett
         what="the reinstated owner's new S3 credentials taken",
     )
     assert pipeline.wait_for_object(settings.uploads_bucket, direct)["state"] == "done"
-    seen = new.get("/uploads", params={"bucket": settings.uploads_bucket, "key": direct})
+    seen = new.get("/uploads/lookup", params={"bucket": settings.uploads_bucket, "key": direct})
     assert seen.status_code == 200 and seen.json()["state"] == "done"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from shared.domain.record_schema import Part, Record, ResultPiece
 from shared.domain.seqcol import Collection, CollectionDigester, SortedArrays, pair_digest, sorted_arrays
 from shared.domain.uploads import (
     ASSEMBLE,
+    DELETE,
     EXPIRE,
     FAIL,
     FINISH,
@@ -147,6 +148,10 @@ class FakeUploads:
         owner = current.owner if current is not None else (first if slash and first in self.owners else None)
         revoked = needs_object_check(decide_claim(current, event)) and owner in self.revoked_owners
         decision = decide_locked_claim(current, event, confirmed, owner_revoked=revoked)
+        if decision is ClaimDecision.DELETED:
+            assert current is not None
+            self.reopen_purge(current.id)
+            return Claim(decision.action, current)
         if decision is ClaimDecision.UNCONFIRMED:
             assert current is not None
             return Claim(decision.action, current)
@@ -189,7 +194,9 @@ class FakeUploads:
         recent = [u.created_at for u in mine if u.registered and u.created_at > now - RATE_WINDOW]
         return OwnerUsage(
             stored_bytes=sum(
-                u.bytes_total or 0 for u in mine if (u.state is State.AWAITING_UPLOAD or u.etag) and not u.validates
+                u.bytes_total or 0
+                for u in mine
+                if (u.state is State.AWAITING_UPLOAD or (u.etag and u.state is not State.DELETED)) and not u.validates
             ),
             in_flight=sum(u.state in in_flight for u in mine),
             open_multipart_uploads=sum(u.state is State.AWAITING_UPLOAD and bool(u.multipart_upload_id) for u in mine),
@@ -256,6 +263,46 @@ class FakeUploads:
     def collection_digest(self, upload_id: uuid.UUID, generation: int) -> str | None:
         collection = self.collections.get((upload_id, generation))
         return collection.digest if collection else None
+
+    def delete(self, upload_id: uuid.UUID) -> Upload | None:
+        upload = self.uploads.get(upload_id)
+        if upload is None or not DELETE.allows(upload.state):
+            return upload
+        self._drop_rows(upload_id)
+        now = datetime.now(UTC)
+        return self._set(
+            upload, **GENERATION_RESET, state=DELETE.apply(upload.state), deleted_at=now, purge_requested_at=now,
+            purged_at=None,
+        )  # fmt: skip
+
+    def parsing(self, upload_id: uuid.UUID, generation: int) -> bool:
+        upload = self.uploads.get(upload_id)
+        return upload is not None and upload.generation == generation and PARSE_SHARD.allows(upload.state)
+
+    def reopen_purge(self, upload_id: uuid.UUID) -> bool:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload.state is not State.DELETED:
+            return False
+        # strictly later than the request it replaces, as the adapter's clock_timestamp()
+        later = max(
+            datetime.now(UTC),
+            (upload.purge_requested_at or datetime.min.replace(tzinfo=UTC)) + timedelta(microseconds=1),
+        )
+        self.uploads[upload_id] = dataclasses.replace(upload, purge_requested_at=later, purged_at=None)
+        return True
+
+    def purges_owed(self, limit: int = 100) -> list[Upload]:
+        owed = [u for u in self.uploads.values() if u.state is State.DELETED and u.purged_at is None]
+        return sorted(owed, key=lambda u: u.purge_requested_at or u.updated_at)[:limit]
+
+    def mark_purged(self, upload_id: uuid.UUID, requested_at: datetime) -> bool:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload.state is not State.DELETED or upload.purged_at is not None:
+            return False
+        if upload.purge_requested_at != requested_at:
+            return False
+        self.uploads[upload_id] = dataclasses.replace(upload, purged_at=datetime.now(UTC))
+        return True
 
     def in_flight(self, stall_after: timedelta) -> tuple[dict[str, int], int]:
         now = datetime.now(UTC)
@@ -508,6 +555,7 @@ class FakeUploads:
     ) -> bool:
         upload = self.uploads.get(upload_id)
         if upload is None or upload.generation != generation or not FINISH.allows(upload.state):
+            self.reopen_purge(upload_id)  # a no-op unless it was deleted
             return False
         self.collections[(upload_id, generation)] = collection
         self._set(
@@ -631,9 +679,18 @@ class FakeObjects:
         found = self.objects.get((bucket, key))
         return None if found is None else ObjectStat(found[1], len(found[0]))
 
-    def delete_object(self, bucket: str, key: str) -> None:
-        self.objects.pop((bucket, key), None)
-        self.unsigned.pop((bucket, key), None)
+    # --- ObjectRemover: the watchdog's purge
+    def remove(self, bucket: str, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.objects.pop((bucket, key), None)
+            self.unsigned.pop((bucket, key), None)
+
+    def abort_stale_multipart(self, bucket: str, key: str) -> int:
+        stale = [m for m in self.multipart if m[:2] == (bucket, key)]
+        for found in stale:
+            self.multipart.remove(found)
+            self.aborted.append(found[2])
+        return len(stale)
 
     def iter_ranges(
         self, bucket: str, key: str, size: int, etag: str, range_bytes: int, start: int = 0

@@ -66,11 +66,19 @@ def test_service_grants_are_what_each_does() -> None:
     assert ("s3:PutObject", "up/*") in allowed["intake"]
     assert not any(a == "s3:GetObject" for a, _ in allowed["intake"])  # signs tickets, reads nothing
     assert allowed["downloads"] == {("s3:GetObject", "res/*")}  # signs result links, writes nothing
-    # the watchdog ends tickets' multipart uploads and removes validated objects; it reads nothing
-    assert allowed["watchdog"] == {("s3:AbortMultipartUpload", "up/*"), ("s3:DeleteObject", "up/*")}
-    # no other service deletes anything (the parser, which reads untrusted input, least of all)
+    # The one user that deletes: the watchdog purges deleted uploads (objects, results, their
+    # unfinished multipart uploads), removes validated objects and aborts the multipart uploads of ended tickets.
+    assert allowed["watchdog"] == {
+        ("s3:AbortMultipartUpload", "up/*"),
+        ("s3:DeleteObject", "up/*"),
+        ("s3:AbortMultipartUpload", "res/*"),
+        ("s3:DeleteObject", "res/*"),
+        ("s3:ListBucketMultipartUploads", "res"),
+    }
     deleters = {svc for svc, given in allowed.items() for a, _ in given if a in ("s3:DeleteObject", "s3:*")}
     assert deleters == {"watchdog"}
+    owner_allowed = {a for a, _, e in _actions(owner_grants("al", "up", "res")) if e == "Allow"}
+    assert not any(a.startswith("s3:DeleteObject") for a in owner_allowed)
 
 
 def test_every_user_is_denied_every_object_action_beyond_its_grants() -> None:

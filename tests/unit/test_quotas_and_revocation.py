@@ -51,7 +51,7 @@ def test_revoked_is_terminal_and_reached_from_a_waiting_ticket_or_a_new_object()
     assert State.REVOKED in next_states(State.AWAITING_UPLOAD)
     assert State.REVOKED in next_states(State.DONE)  # an object written again through a live URL
     # only a new object moves it (processed again if its owner holds a valid key by then)
-    assert next_states(State.REVOKED) == {State.QUEUED, State.REVOKED}
+    assert next_states(State.REVOKED) == {State.QUEUED, State.REVOKED, State.DELETED}
 
 
 @pytest.mark.parametrize(

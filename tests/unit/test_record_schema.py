@@ -80,10 +80,15 @@ def test_the_states_of_the_schema_are_the_enum() -> None:
 def test_state_sets_and_moves() -> None:
     assert LIVE | TERMINAL | {State.AWAITING_UPLOAD} == ALL_STATES and not LIVE & TERMINAL
     # only a new object changes a finished upload (refused, ``revoked``, if its owner's keys are)
-    assert next_states(State.DONE) == {State.QUEUED, State.REVOKED}
-    assert next_states(State.EXPIRED) == {State.QUEUED, State.REVOKED}  # a late object is still processed
+    assert next_states(State.DONE) == {State.QUEUED, State.REVOKED, State.DELETED}
+    # a late object is still processed
+    assert next_states(State.EXPIRED) == {State.QUEUED, State.REVOKED, State.DELETED}
     assert State.EXPIRED in next_states(State.AWAITING_UPLOAD)
-    assert next_states(State.FAILED) == {State.QUEUED, State.REVOKED}
+    assert next_states(State.FAILED) == {State.QUEUED, State.REVOKED, State.DELETED}
+    # a delete ends an upload from anywhere, and nothing moves a deleted one: no late message of any
+    # stage, no object written at its key again
+    assert all(State.DELETED in next_states(state) for state in ALL_STATES - {State.DELETED})
+    assert next_states(State.DELETED) == frozenset()
     assert State.FAILED in next_states(State.AWAITING_UPLOAD)
     assert next_states(State.ASSEMBLING) >= {State.DONE, State.FAILED}
     # only a validation (which stores nothing to assemble) goes from parsing to done

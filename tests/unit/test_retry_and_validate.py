@@ -210,7 +210,7 @@ def test_a_retry_is_refused_when_the_object_is_gone_or_changed(
     with pytest.raises(CannotRetry) as changed:
         retry_upload(intake, ALICE, failed.id)
     assert changed.value.code == "object_changed"
-    objects.delete_object(BUCKET, "k.fa")
+    objects.remove(BUCKET, ["k.fa"])
     with pytest.raises(CannotRetry) as gone:
         retry_upload(intake, ALICE, failed.id)
     assert (gone.value.code, gone.value.state) == ("object_gone", State.FAILED)

@@ -79,7 +79,7 @@ async function follow(ticket) {
     const status = await api("GET", `/uploads/${ticket.id}`);
     $("state").textContent = `Pipeline: ${status.state} — ${status.progress.records_done} records`;
     $("processed").value = status.progress.fraction;
-    if (["done", "failed", "expired", "revoked"].includes(status.state)) return status;
+    if (["done", "failed", "expired", "revoked", "deleted"].includes(status.state)) return status;
     await new Promise((r) => setTimeout(r, 700));
   }
 }
@@ -119,6 +119,9 @@ send.addEventListener("click", async () => {
       const where = e.line ? ` at line ${e.line}` + (e.column ? `, column ${e.column}` : "") : "";
       outcome.className = "error";
       outcome.textContent = `${status.state === "revoked" ? "Not processed" : "Failed"}: ${e.code}${where}: ${e.message}`;
+    } else if (status.state === "deleted") {
+      outcome.className = "error";
+      outcome.textContent = "The upload was deleted.";
     } else {
       outcome.className = "error";
       outcome.textContent = "The upload expired before the file arrived.";
