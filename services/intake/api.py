@@ -126,6 +126,7 @@ def _refusal(refused: usecases.Refused) -> HTTPException:
         usecases.IdempotencyKeyConflict: status.HTTP_409_CONFLICT,
         usecases.InvalidListing: status.HTTP_422_UNPROCESSABLE_CONTENT,
         usecases.NotAdmin: status.HTTP_403_FORBIDDEN,
+        usecases.UploadDeleted: status.HTTP_409_CONFLICT,
     }
     # A refusal without a status of its own is the caller's request refused, never a 500.
     code = next((code for kind, code in statuses.items() if isinstance(refused, kind)), status.HTTP_400_BAD_REQUEST)

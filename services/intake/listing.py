@@ -140,7 +140,10 @@ _MERGE_PATCH = {
     "/uploads/{upload_id}",
     response_model=UploadStatus,
     openapi_extra=_MERGE_PATCH,
-    responses={422: {"description": "invalid_labels: the labels after the patch are beyond their bounds"}},
+    responses={
+        409: {"description": "upload_deleted: a deleted upload's tombstone holds no labels"},
+        422: {"description": "invalid_labels: the labels after the patch are beyond their bounds"},
+    },
 )
 def patch_upload(
     upload_id: uuid.UUID, body: Annotated[LabelsPatch, Body()], deps: DepsDep, caller: CallerDep

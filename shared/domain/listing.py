@@ -34,8 +34,8 @@ MAX_NAME_PREFIX_BYTES = 512  # a file name's own bound (services/intake/schemas.
 MAX_LABEL_FILTERS = 32
 
 # States an upload can be in that a listing leaves out unless asked for by name (``state=``): a
-# deleted upload's tombstone, where the state machine has one. Defined once, here.
-HIDDEN_FROM_LISTING: frozenset[State] = frozenset(s for s in State if s.value in {"deleted"})
+# deleted upload's tombstone. Defined once, here.
+HIDDEN_FROM_LISTING: frozenset[State] = frozenset({State.DELETED})
 
 
 class InvalidCursor(ValueError):

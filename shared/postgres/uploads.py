@@ -522,10 +522,13 @@ class PostgresUploads:
         """Merge-patch the upload's labels under its row lock (``InvalidLabels`` beyond the bounds,
         nothing written). ``updated_at`` stays: it says when the pipeline last moved (stalls)."""
         with self._session() as conn, conn.transaction():
-            row = conn.execute("SELECT labels FROM uploads WHERE id = %s FOR UPDATE", (upload_id,)).fetchone()
+            row = conn.execute(f"{_SELECT} WHERE id = %s FOR UPDATE", (upload_id,)).fetchone()
             if row is None:
                 return None
-            labels = merge_labels(row["labels"], patch)
+            current = Upload.from_row(row)
+            if current.state is State.DELETED:
+                return current  # a tombstone holds no labels, and gets none
+            labels = merge_labels(current.labels, patch)
             updated = conn.execute(
                 f"UPDATE uploads SET labels = %s WHERE id = %s {_RETURNING}", (Jsonb(labels), upload_id)
             ).fetchone()
@@ -552,7 +555,8 @@ class PostgresUploads:
 
         A stage that holds the lock waits for this commit (the persister's batch, the assembler's
         finish), then finds the upload no longer in a state it works on and changes nothing. The
-        generation's fields are cleared (no progress, no error, no result link); the purge of its
+        generation's fields and the labels are cleared (no progress, no error, no result link, no
+        description of what it was); the purge of its
         object and result documents is asked for (the watchdog's sweep does it).
         """
         values = {**GENERATION_RESET, "state": _target(DELETE)}
@@ -566,8 +570,9 @@ class PostgresUploads:
             _delete_rows(conn, upload_id)
             row = conn.execute(
                 sql.SQL(
-                    "UPDATE uploads SET {}, deleted_at = clock_timestamp(), purge_requested_at = clock_timestamp(), "
-                    "purged_at = NULL, updated_at = now() WHERE id = %(id)s " + _RETURNING
+                    "UPDATE uploads SET {}, labels = '{{}}'::jsonb, deleted_at = clock_timestamp(), "
+                    "purge_requested_at = clock_timestamp(), purged_at = NULL, updated_at = now() "
+                    "WHERE id = %(id)s " + _RETURNING
                 ).format(_assignments(values)),
                 {**values, "id": upload_id},
             ).fetchone()

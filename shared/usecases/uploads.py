@@ -128,6 +128,12 @@ class InvalidListing(Refused):
         self.code = code
 
 
+class UploadDeleted(Refused):
+    """The upload is a tombstone (state ``deleted``): nothing of it may change any more."""
+
+    code = "upload_deleted"
+
+
 class NotAdmin(Refused):
     """Only an admin key may list another owner's uploads."""
 
@@ -489,6 +495,8 @@ def change_labels(
         raise LabelsRefused(str(exc)) from None
     if upload is None:
         raise NoSuchUpload(f"no upload {upload_id}")
+    if upload.state is State.DELETED:
+        raise UploadDeleted(f"upload {upload_id} is deleted: a tombstone holds no labels")
     return upload_view(intake, upload)
 
 

@@ -114,6 +114,21 @@ def test_labels_are_stored_and_merge_patched(side: Side) -> None:
     assert side.uploads.merge_labels(uuid.uuid4(), {"a": "b"}) is None
 
 
+def test_a_deleted_upload_keeps_no_labels_gets_none_and_is_listed_only_by_name(side: Side) -> None:
+    owner = new_owner()
+    upload = side.uploads.register(registration(owner, labels={"sample": "s1"}))
+    kept = side.uploads.register(registration(owner, labels={"sample": "s1"}))
+    deleted = side.uploads.delete(upload.id)
+    assert deleted is not None and deleted.state is State.DELETED and deleted.labels == {}
+    unchanged = side.uploads.merge_labels(upload.id, {"sample": "s2"})
+    assert unchanged is not None and unchanged.state is State.DELETED and unchanged.labels == {}
+    assert side.uploads.get(upload.id).labels == {}  # type: ignore[union-attr]
+    listed = side.uploads.list_uploads(UploadFilter(owner=owner), None, 100)
+    assert [u.id for u in listed] == [kept.id]  # the tombstone is left out
+    asked = side.uploads.list_uploads(UploadFilter(owner=owner, states=frozenset({State.DELETED})), None, 100)
+    assert [u.id for u in asked] == [upload.id]
+
+
 def test_an_idempotency_key_registers_once_per_owner_and_refuses_another_request(side: Side) -> None:
     owner, other = new_owner(), new_owner()
     first = side.uploads.register(registration(owner, idempotency_key="k", request_hash="h1"))

@@ -251,8 +251,8 @@ class FakeUploads:
 
     def merge_labels(self, upload_id: uuid.UUID, patch: Mapping[str, str | None] | None) -> Upload | None:
         upload = self.uploads.get(upload_id)
-        if upload is None:
-            return None
+        if upload is None or upload.state is State.DELETED:
+            return upload
         updated = dataclasses.replace(upload, labels=merge_labels(upload.labels, patch))  # updated_at kept
         self.uploads[upload_id] = updated
         return updated
@@ -271,8 +271,8 @@ class FakeUploads:
         self._drop_rows(upload_id)
         now = datetime.now(UTC)
         return self._set(
-            upload, **GENERATION_RESET, state=DELETE.apply(upload.state), deleted_at=now, purge_requested_at=now,
-            purged_at=None,
+            upload, **GENERATION_RESET, state=DELETE.apply(upload.state), labels={}, deleted_at=now,
+            purge_requested_at=now, purged_at=None,
         )  # fmt: skip
 
     def parsing(self, upload_id: uuid.UUID, generation: int) -> bool:

@@ -257,6 +257,10 @@ def test_labels_are_registered_shown_and_patched() -> None:
     assert app_for(BOB, uploads).patch(f"/uploads/{upload_id}", json={"labels": {"x": "y"}}).status_code == 404
     assert app_for(ROOT, uploads).patch(f"/uploads/{upload_id}", json={"labels": {"x": "y"}}).status_code == 200
     assert uploads.uploads[uuid.UUID(upload_id)].labels == {"x": "y"}
+    assert client.delete(f"/uploads/{upload_id}").status_code == 202
+    refused = client.patch(f"/uploads/{upload_id}", json={"labels": {"x": "z"}})
+    assert refused.status_code == 409 and problem(refused)["code"] == "upload_deleted"
+    assert client.get(f"/uploads/{upload_id}").json()["labels"] == {}  # a tombstone holds none
 
 
 def test_labels_beyond_their_bounds_are_refused_at_registration() -> None:
