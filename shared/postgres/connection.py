@@ -31,13 +31,16 @@ def connect(settings: Settings, autocommit: bool = False, owner: bool = False) -
 def request_pool(settings: Settings, max_size: int = 8) -> ConnectionPool[Connection]:
     """Sessions for an HTTP service's requests (the caller opens it at start-up, closes it at the end).
 
-    A connection broken by a Postgres restart is replaced before a request gets it.
+    A connection broken by a Postgres restart is replaced before a request gets it. Each statement
+    is bounded by ``GENOBASE_REQUEST_STATEMENT_TIMEOUT_SECONDS``, so that no request keeps a
+    session, which the next request's key check may be waiting for, beyond it.
     """
+    timeout_ms = max(1, round(settings.request_statement_timeout_seconds * 1000))
     return ConnectionPool(
         settings.pg_dsn.get_secret_value(),
         min_size=1,
         max_size=max_size,
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        kwargs={"autocommit": True, "row_factory": dict_row, "options": f"-c statement_timeout={timeout_ms}"},
         check=ConnectionPool.check_connection,
         open=False,
     )

@@ -35,11 +35,13 @@ _COLUMNS = sql.SQL(", ").join(
     for name in RECORD.fields
 )
 # What reading a row holds, from the row's headers: octet_length of an out-of-line value reads its
-# TOAST pointer, not the value.
+# TOAST pointer, not the value. The attributes (jsonb) are measured as the text they are sent as:
+# their stored size is compressed, and a highly compressible row would be counted a hundredth of
+# what it holds once read.
 _SIZES = (
     "SELECT r.ordinal, r.part_count, "
     "  octet_length(r.gene_name) + octet_length(r.seq_id) + octet_length(r.description) "
-    "  + coalesce(pg_column_size(r.attributes), 0) "
+    "  + coalesce(octet_length(r.attributes::text), 0) "
     "  + CASE WHEN %(residues)s THEN coalesce(octet_length(r.residues), 0) ELSE 0 END "
     "  + CASE WHEN %(quality)s THEN coalesce(octet_length(r.quality), 0) ELSE 0 END AS bytes "
     "FROM uploads u LEFT JOIN LATERAL ("

@@ -159,11 +159,11 @@ def _lock_owner(conn: Connection, owner: str) -> None:
 
 def _owner_usage(conn: Connection, owner: str) -> OwnerUsage:
     """The owner's uploads as ``shared/domain/uploads.py:OwnerUsage`` counts them (one pass over its rows)."""
-    # A validation's bytes are not stored (its object is removed once it is parsed): it counts in
-    # flight only.
+    # An object counts while the store may hold it: a ticket's (its parts may be there), a written
+    # one until its upload is deleted, or, for a validation, until the watchdog removed it.
     row = conn.execute(
         "SELECT COALESCE(sum(bytes_total) FILTER (WHERE (state = %(awaiting)s "
-        "OR (etag IS NOT NULL AND state <> %(deleted)s)) AND mode = %(store)s), 0) AS stored, "
+        "OR (etag IS NOT NULL AND state <> %(deleted)s)) AND object_removed_at IS NULL), 0) AS stored, "
         "count(*) FILTER (WHERE state = ANY(%(in_flight)s)) AS in_flight, "
         "count(*) FILTER (WHERE state = %(awaiting)s AND multipart_upload_id IS NOT NULL) AS multipart, "
         "count(*) FILTER (WHERE registered AND created_at > now() - %(window)s) AS registrations, "
@@ -172,7 +172,6 @@ def _owner_usage(conn: Connection, owner: str) -> OwnerUsage:
         {
             "owner": owner,
             "awaiting": State.AWAITING_UPLOAD.value,
-            "store": Mode.STORE.value,
             "deleted": State.DELETED.value,
             "in_flight": sorted({State.AWAITING_UPLOAD.value, *(s.value for s in LIVE)}),
             "window": RATE_WINDOW,

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     uploads_bucket: str = "uploads"
     results_bucket: str = "results"
     presign_ttl_seconds: int = 900
+    # The longest one statement of an HTTP request may run (the intake's and refget's pools): a
+    # request whose query would scan without bound (a prefix no record has in a huge upload) ends
+    # with a 500 rather than hold one of the pool's few sessions, which every key check needs too.
+    request_statement_timeout_seconds: float = 30
     # A registered upload with no object this long after its ticket ended is 'expired' (watchdog).
     ticket_grace_seconds: float = 300
     # The largest object a ticket is issued for (S3's own limit: 5 TiB). Up to the multipart

@@ -211,10 +211,12 @@ def collection(
 ) -> dict[str, Any]:
     """A collection at level 1 (its attributes' digests) or 2 (its arrays), with the passthru
     attribute ``labels``: those of the upload whose records are the arrays served (when several
-    uploads the reader sees hold the same collection, one of them)."""
+    uploads the reader sees hold the same collection, one of them). A reader without a key (refget
+    made public) gets none: labels describe an owner's samples and runs, which public reading of
+    sequences does not make public."""
     stored = _stored(collections, digest, reader)
     served = stored.collection.level1() if level == 1 else _arrays(collections, stored, limits)
-    return {**served, LABELS: dict(stored.labels)}
+    return {**served, LABELS: dict(stored.labels) if reader is not None else {}}
 
 
 def attribute(

@@ -231,8 +231,8 @@ def register_upload(intake: Intake, caller: Caller, wanted: UploadWanted) -> Tic
     key = object_key(upload_id, wanted.filename, caller.name)
     multipart = wanted.size > settings.multipart_threshold_bytes
     quotas = None if caller.admin else quotas_of(settings)
-    # A validation's bytes are not stored (its object is removed once parsed): it counts in flight only.
-    stored = 0 if wanted.mode is Mode.VALIDATE else wanted.size
+    # A validation's object holds the store's space until the watchdog removes it: it counts like any.
+    stored = wanted.size
     if quotas is not None:
         # A first look, without the lock: a refused caller costs the store nothing (no multipart
         # upload started and aborted); the decision that counts is taken again in the registration.

@@ -128,7 +128,12 @@ def problem_response(
     detail = detail[:MAX_DETAIL_CHARS]
     if error_id is None:
         error_id = new_error_id()
-        log.info("request refused", status=status, code=code, error_id=error_id, detail=detail)
+        # A refusal a caller without a valid key can cause at will (401, 404, 405, 429) is logged at
+        # debug: at info, anyone could fill the log at the rate the failed-key limiter allows.
+        quiet = status in (401, 404, 405, 429)
+        (log.debug if quiet else log.info)(
+            "request refused", status=status, code=code, error_id=error_id, detail=detail
+        )
     problem = Problem(
         type=problem_type(code),
         title=title_of(code),

@@ -26,7 +26,7 @@ from shared.domain.uploads import (
     Upload,
 )
 from shared.postgres import binary_copy
-from shared.postgres.connection import Connection, Database, connect
+from shared.postgres.connection import Connection, Database, connect, request_pool
 from shared.postgres.migrate import (
     BULK_LOAD_SETTINGS,
     autovacuum_is_off,
@@ -116,6 +116,21 @@ def test_bench_raises_the_reloadable_settings_for_its_run_and_puts_them_back(set
         assert inside.get("shared_buffers") == below.get("shared_buffers")
     assert server_settings(settings) == before
     assert settings_below_bulk_load(settings) == below
+
+
+def test_an_http_request_s_statement_is_bounded_in_time(settings: Settings) -> None:
+    bounded = settings.model_copy(update={"request_statement_timeout_seconds": 0.2})
+    pool = request_pool(bounded, max_size=1)
+    pool.open(wait=True)
+    try:
+        with pool.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == {"statement_timeout": "200ms"}
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(5)")
+        with pool.connection() as conn:  # the session goes on serving
+            assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+    finally:
+        pool.close()
 
 
 def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None:

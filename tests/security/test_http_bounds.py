@@ -349,7 +349,8 @@ def test_the_running_services_answer_every_kind_of_error_as_a_problem(pipeline: 
         assert answer.status_code == status and problem(answer)["code"] == code, (status, code, answer.text)
     assert cases[0][0].headers["www-authenticate"].startswith("Bearer") and cases[3][0].headers["allow"] == "GET"
     assert "9" * 50 not in cases[4][0].text
-    error_id = missing.json()["error_id"]
+    invalid = cases[4][0]  # logged at info (a refusal anyone can cause at will, a 401 or 404, at debug)
+    error_id = invalid.json()["error_id"]
     log = pipeline.processes.log_file("intake")
     logged = poll_until(
         lambda: [json.loads(line) for line in log.read_text().splitlines() if error_id in line] or None,
@@ -357,6 +358,6 @@ def test_the_running_services_answer_every_kind_of_error_as_a_problem(pipeline: 
         interval=0.2,
         what="the intake's log line of the error",
     )
-    assert logged[0]["detail"] == missing.json()["detail"] and logged[0]["code"] == "not_found"
+    assert logged[0]["detail"] == invalid.json()["detail"] and logged[0]["code"] == "invalid_request"
     for url in (base, refget_url):
         check_openapi(httpx.get(f"{url}/openapi.json", timeout=10).raise_for_status().json())

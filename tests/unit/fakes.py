@@ -196,7 +196,8 @@ class FakeUploads:
             stored_bytes=sum(
                 u.bytes_total or 0
                 for u in mine
-                if (u.state is State.AWAITING_UPLOAD or (u.etag and u.state is not State.DELETED)) and not u.validates
+                if (u.state is State.AWAITING_UPLOAD or (u.etag and u.state is not State.DELETED))
+                and u.object_removed_at is None
             ),
             in_flight=sum(u.state in in_flight for u in mine),
             open_multipart_uploads=sum(u.state is State.AWAITING_UPLOAD and bool(u.multipart_upload_id) for u in mine),

@@ -295,6 +295,11 @@ def test_a_collection_at_level_1_and_2(fake: FakeReads) -> None:
     assert refused.status_code == 422 and refused.json()["code"] == "invalid_request"
 
 
+def test_public_reading_serves_a_collection_without_its_owner_s_labels(fake: FakeReads) -> None:
+    body = client(fake, public_reading=True).get(f"/collection/{COLLECTION.digest}").json()
+    assert body == {**LEVEL2, "labels": {}}  # the sequences are public; what the owner says of them is not
+
+
 @pytest.mark.parametrize(("digest", "asked"), [(THEIRS.digest, 1), ("A" * 32, 1), ("short", 0), ("*" * 32, 0)])
 def test_a_collection_not_seen_is_404(fake: FakeReads, digest: str, asked: int) -> None:
     response = client(fake).get(f"/collection/{digest}", headers=ALICE)

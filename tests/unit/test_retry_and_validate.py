@@ -262,15 +262,27 @@ def test_a_retry_is_held_to_the_owners_uploads_in_flight(
     assert retry_upload(intake, Caller("root", admin=True), failed.id).generation == 2  # admins: no quotas
 
 
-def test_a_validation_counts_in_flight_but_not_its_bytes(uploads: FakeUploads, objects: FakeObjects) -> None:
+def test_a_validation_counts_in_flight_and_its_bytes_until_its_object_is_removed(
+    uploads: FakeUploads, objects: FakeObjects
+) -> None:
     intake = Intake(Settings(quota_stored_bytes=100, quota_uploads_in_flight=2), uploads, objects)
     big = UploadWanted("big.fa", 1000, None, "nucleotide", mode=Mode.VALIDATE)
-    ticket = register_upload(intake, ALICE, big)  # beyond the stored bytes: allowed, nothing is stored
-    assert uploads.uploads[ticket.upload_id].mode == "validate"
-    register_upload(intake, ALICE, big)
-    with pytest.raises(QuotaExceeded) as refused:
+    with pytest.raises(QuotaExceeded) as refused:  # its object would hold the store's space meanwhile
         register_upload(intake, ALICE, big)
+    assert refused.value.refusal.code is QuotaCode.STORAGE
+    small = UploadWanted("small.fa", 40, None, "nucleotide", mode=Mode.VALIDATE)
+    first = register_upload(intake, ALICE, small)
+    assert uploads.uploads[first.upload_id].mode == "validate"
+    register_upload(intake, ALICE, small)
+    with pytest.raises(QuotaExceeded) as refused:
+        register_upload(intake, ALICE, small)
     assert refused.value.refusal.code is QuotaCode.IN_FLIGHT
+    # ended and its object removed by the watchdog: neither its bytes nor its place count any more
+    removed = datetime.now(UTC)
+    uploads.uploads[first.upload_id] = dataclasses.replace(
+        uploads.uploads[first.upload_id], state=State.DONE, etag="e", object_removed_at=removed
+    )
+    register_upload(intake, ALICE, small)
 
 
 # --- the routes -----------------------------------------------------------------------------------
