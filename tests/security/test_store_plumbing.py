@@ -252,6 +252,8 @@ def test_no_service_reads_what_owners_uploaded_through_tickets(
             ),
             "delete": lambda s3=s3: s3.delete_object(Bucket=bucket, Key=key),
         }
+        if service == "watchdog":  # it may delete (validations, deleted uploads: test_least_privilege.py)
+            del attempts["delete"]
         went_through = [name for name, call in attempts.items() if outcome(call) == "ok"]
         assert went_through == [], service
     assert ObjectStore(settings).client.get_object(Bucket=bucket, Key=key)["Body"].read() == FASTA
