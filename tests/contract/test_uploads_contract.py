@@ -406,14 +406,23 @@ def test_a_retry_is_held_to_the_owners_uploads_in_flight(side: Side) -> None:
 # --- validations ------------------------------------------------------------------------------------
 
 
-def test_a_validation_counts_in_flight_and_stores_no_bytes(side: Side) -> None:
+def test_a_validation_counts_in_flight_and_its_bytes_until_its_object_is_removed(side: Side) -> None:
     owner = new_owner()
     side.add_owner(owner)
     validation = side.uploads.register(registration(owner, size=100, mode=Mode.VALIDATE))
     assert validation.mode == "validate" and side.uploads.get(validation.id) == validation
     side.uploads.register(registration(owner, size=7))
     usage = side.uploads.owner_usage(owner)
-    assert usage is not None and (usage.stored_bytes, usage.in_flight) == (7, 2)
+    assert usage is not None and (usage.stored_bytes, usage.in_flight) == (107, 2)
+    claimed = side.uploads.claim(event(validation.key, "e1"), confirmed=True).upload
+    assert side.uploads.start_parsing(validation.id, 1)
+    assert side.uploads.finish_validation(validation.id, 1, Validation(1, "fasta", 10, "m" * 32, "s" * 64, "c"))
+    usage = side.uploads.owner_usage(owner)
+    assert usage is not None and (usage.stored_bytes, usage.in_flight) == (7 + (claimed.bytes_total or 0), 1)
+    removed = side.uploads.remove_validated_objects(lambda upload: None)
+    assert validation.id in {u.id for u in removed}
+    usage = side.uploads.owner_usage(owner)
+    assert usage is not None and (usage.stored_bytes, usage.in_flight) == (7, 1)  # its object is gone
     assert created(side).mode == "store"  # an object nobody registered is stored
 
 
