@@ -62,8 +62,8 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
     409: {"description": "the upload is not done (records_not_ready), or was processed again since the "
           "cursor was given (records_changed)"},
     406: {"description": "an Accept that admits neither application/json nor application/x-ndjson (not_acceptable)"},
-    422: {"description": "a malformed cursor (bad_cursor), an unknown field (unknown_field, naming the fields), "
-          "a limit out of 1..1000, a name prefix with control characters or over 1024 bytes (bad_name)"},
+    422: {"description": "a malformed cursor (invalid_cursor), an unknown field (unknown_field, naming the fields), "
+          "a limit out of 1..1000, a name prefix with control characters or over 1024 bytes (invalid_name)"},
 }  # fmt: skip
 
 LimitQuery = Annotated[int, Query(ge=1, le=usecases.MAX_LIMIT, description="records on the page")]

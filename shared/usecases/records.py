@@ -64,11 +64,11 @@ class RecordsMoved(Refused):
 
 
 class BadCursor(Refused):
-    code = "bad_cursor"
+    code = "invalid_cursor"
 
 
 class BadLimit(Refused):
-    code = "bad_limit"
+    code = "invalid_limit"
 
 
 class UnknownField(Refused):
@@ -76,7 +76,7 @@ class UnknownField(Refused):
 
 
 class BadNamePrefix(Refused):
-    code = "bad_name"
+    code = "invalid_name"
 
 
 class NoSuchRecord(Refused):

@@ -115,7 +115,7 @@ def test_name_prefix_and_fields(pipeline: Pipeline, uploads: dict[str, dict[str,
     unknown = pipeline.http.get(f"/uploads/{upload['id']}/records", params={"fields": "id,nope"})
     assert unknown.status_code == 422 and "sequence" in unknown.text
     bad = pipeline.http.get(f"/uploads/{upload['id']}/records", params={"cursor": "x" * 20})
-    assert bad.status_code == 422 and "bad_cursor" in bad.text
+    assert bad.status_code == 422 and "invalid_cursor" in bad.text
 
 
 def test_one_record_carries_the_digests_refget_serves_it_by(

@@ -198,10 +198,10 @@ def test_unknown_fields_are_422_naming_the_allowed_ones() -> None:
 @pytest.mark.parametrize(
     ("params", "code"),
     [
-        ({"cursor": "not-a-cursor"}, "bad_cursor"),
-        ({"cursor": "djEuMS4x!"}, "bad_cursor"),
-        ({"cursor": encode_cursor(1, 0)[:-2]}, "bad_cursor"),
-        ({"name": "a\x00b"}, "bad_name"),
+        ({"cursor": "not-a-cursor"}, "invalid_cursor"),
+        ({"cursor": "djEuMS4x!"}, "invalid_cursor"),
+        ({"cursor": encode_cursor(1, 0)[:-2]}, "invalid_cursor"),
+        ({"name": "a\x00b"}, "invalid_name"),
     ],
 )
 def test_malformed_cursors_and_names_are_422_with_a_code(params: dict[str, Any], code: str) -> None:
