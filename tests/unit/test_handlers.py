@@ -31,16 +31,6 @@ FASTA = b">a first\nACGT\n>b\nGGCC\n>a again\n\n>long\n" + b"ACGT" * 3000 + b"\n
 
 
 @pytest.fixture
-def uploads() -> FakeUploads:
-    return FakeUploads()
-
-
-@pytest.fixture
-def objects() -> FakeObjects:
-    return FakeObjects()
-
-
-@pytest.fixture
 def publisher() -> FakePublisher:
     return FakePublisher()
 

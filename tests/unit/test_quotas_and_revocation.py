@@ -134,11 +134,6 @@ def uploads() -> FakeUploads:
     return fake
 
 
-@pytest.fixture
-def objects() -> FakeObjects:
-    return FakeObjects()
-
-
 def parser(uploads: FakeUploads, objects: FakeObjects, settings: Settings = SETTINGS) -> ParserDeps:
     return ParserDeps(settings, uploads, objects, FakePublisher())
 

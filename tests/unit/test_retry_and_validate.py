@@ -153,16 +153,6 @@ def _event_body(etag: str, key: str = "k.fa", size: int = len(FASTA)) -> bytes:
 
 
 @pytest.fixture
-def uploads() -> FakeUploads:
-    return FakeUploads()
-
-
-@pytest.fixture
-def objects() -> FakeObjects:
-    return FakeObjects()
-
-
-@pytest.fixture
 def events() -> FakePublisher:
     return FakePublisher()
 
