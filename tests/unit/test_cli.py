@@ -327,3 +327,16 @@ def test_ctrl_c_in_a_real_process_ends_it_at_once_with_130(silent_port: int, tmp
     assert time.monotonic() - started < 5
     assert err == "genobase: interrupted -- run the same command again to resume\n"
     assert out == ""
+
+
+def test_on_a_terminal_the_progress_is_rich(
+    intake: FakeIntake, clean_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from genobase import console
+
+    monkeypatch.setattr(console, "stderr_is_terminal", lambda: True)
+    fasta(clean_environment / "one.fa")
+    assert cli.main(["upload", "one.fa", "--wait"]) == 0
+    captured = capsys.readouterr()
+    assert "one.fa" in captured.err and "done" in captured.err  # the bar's last frame
+    assert captured.out.splitlines()[1].split()[1:3] == ["done", "one.fa"]
