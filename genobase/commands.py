@@ -227,7 +227,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             target = Path(args.target) if args.target else result_name(upload)
             _refuse_overwrite(target, force=args.force)
             key = str(upload.id)
-            progress.start(key, f"{target.name}")
+            progress.start(key, target.name, receiving=True)
             written = client.download(upload.id, target, on_bytes=lambda p: progress.sent(key, p))
     finally:
         progress.close()
@@ -267,7 +267,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 if upload.state == "done" and args.output:
                     target = Path(args.output)
                     _refuse_overwrite(target, force=args.force)
-                    client.download(upload.id, target, on_bytes=lambda p: progress.sent(key, p))
+                    progress.start(f"{key}.result", target.name, receiving=True)
+                    client.download(upload.id, target, on_bytes=lambda p: progress.sent(f"{key}.result", p))
     finally:
         progress.close()
     _show(args, upload)

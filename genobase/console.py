@@ -63,7 +63,7 @@ def stage_text(upload: Upload) -> str:
 
 
 class Reporter(Protocol):
-    def start(self, key: str, label: str) -> None: ...
+    def start(self, key: str, label: str, *, receiving: bool = False) -> None: ...
     def sent(self, key: str, progress: TransferProgress) -> None: ...
     def status(self, key: str, upload: Upload) -> None: ...
     def message(self, text: str) -> None: ...
@@ -73,7 +73,7 @@ class Reporter(Protocol):
 class QuietReporter:
     """``--quiet``: no progress, no messages (errors are printed by ``main`` all the same)."""
 
-    def start(self, key: str, label: str) -> None:
+    def start(self, key: str, label: str, *, receiving: bool = False) -> None:
         pass
 
     def sent(self, key: str, progress: TransferProgress) -> None:
@@ -103,13 +103,16 @@ class PlainReporter:
         self._finished: set[str] = set()
         self._last_stage: dict[str, str] = {}
         self._resumed: set[str] = set()
+        self._receiving: set[str] = set()
 
     def _line(self, text: str) -> None:
         print(text, file=self._stream or sys.stderr, flush=True)
 
-    def start(self, key: str, label: str) -> None:
+    def start(self, key: str, label: str, *, receiving: bool = False) -> None:
         with self._lock:
             self._labels[key] = label
+            if receiving:
+                self._receiving.add(key)
 
     def sent(self, key: str, progress: TransferProgress) -> None:
         with self._lock:
@@ -125,7 +128,8 @@ class PlainReporter:
             if done:
                 self._finished.add(key)
             fraction = progress.sent / progress.total if progress.total else 1.0
-            self._line(f"{label}: sent {_size(progress.sent)} of {_size(progress.total)} ({100 * fraction:.0f}%)")
+            verb = "received" if key in self._receiving else "sent"
+            self._line(f"{label}: {verb} {_size(progress.sent)} of {_size(progress.total)} ({100 * fraction:.0f}%)")
 
     def status(self, key: str, upload: Upload) -> None:
         with self._lock:
@@ -179,7 +183,7 @@ class RichReporter:
                 self._tasks[key] = self._progress.add_task(label or key, total=None, stage="")
             return self._tasks[key]
 
-    def start(self, key: str, label: str) -> None:
+    def start(self, key: str, label: str, *, receiving: bool = False) -> None:
         self._task(key, label)
 
     def sent(self, key: str, progress: TransferProgress) -> None:

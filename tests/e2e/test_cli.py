@@ -151,10 +151,10 @@ def test_a_failed_upload_exits_1_and_retry_makes_a_new_generation(alice: User) -
     assert again.returncode == 1, again.stderr  # the same object fails the same way
     retried = json.loads(again.stdout)
     assert (retried["state"], retried["generation"]) == ("failed", 2)
-    done = json.loads(alice.ok("ls", "--json", "--state", "done", "--limit", "1").stdout)
-    if done:  # a done upload cannot be retried: refused by the API
-        refused = alice.run("retry", done[0]["id"])
-        assert refused.returncode == 7 and "not_failed" in one_line(refused)
+    (alice.work / "fine.fa").write_bytes(generated_fasta(2, seed=31))
+    [fine] = json.loads(alice.ok("upload", "fine.fa", "--wait", "--json").stdout)
+    refused = alice.run("retry", fine["id"])  # a done upload cannot be retried: refused by the API
+    assert refused.returncode == 7 and "not_failed" in one_line(refused)
 
 
 def test_a_wrong_key_is_exit_3_in_one_line(alice: User) -> None:
