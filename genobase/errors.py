@@ -83,6 +83,10 @@ def explain(exc: BaseException, *, endpoint: str | None = None, endpoint_from: s
         return Failure(ExitCode.INTERRUPTED, "interrupted", "run the same command again to resume")
     if isinstance(exc, ClientError):
         text = _client_message(exc)
+        if isinstance(exc, AuthenticationError) and exc.status == 403:
+            return Failure(
+                ExitCode.AUTHENTICATION, f"not allowed: {text}", "this key may not do that (e.g. --owner: admin keys)"
+            )
         if isinstance(exc, AuthenticationError):
             return Failure(
                 ExitCode.AUTHENTICATION,

@@ -282,6 +282,7 @@ def test_every_exit_code_is_documented_in_help_and_docs() -> None:
     ("error", "code"),
     [
         (AuthenticationError("unauthorized", "no"), ExitCode.AUTHENTICATION),
+        (AuthenticationError("admin_only", "no", status=403), ExitCode.AUTHENTICATION),
         (NotFoundError("not_found", "no"), ExitCode.NOT_FOUND),
         (ConflictError("not_failed", "no"), ExitCode.CONFLICT),
         (RefusedError("invalid_labels", "no"), ExitCode.CONFLICT),
