@@ -143,6 +143,13 @@ def send_parts(
     def send(number: int) -> None:
         if stop.is_set():
             return
+        try:
+            send_part(number)
+        except BaseException:
+            stop.set()  # no part starts after a failure, even on this thread's next turn
+            raise
+
+    def send_part(number: int) -> None:
         with path.open("rb") as source:
             source.seek((number - 1) * part_size)
             data = source.read(part_size)
