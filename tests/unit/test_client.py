@@ -506,6 +506,7 @@ def test_an_interrupted_multipart_upload_resumes_with_only_the_missing_parts(tmp
     assert b"".join(store.stored[n] for n in range(1, count + 1)) == path.read_bytes()
     assert store.completed and upload.state == "queued" and not state_file.exists()
     assert seen[0].resumed == 2 * part_size and seen[-1].sent == seen[-1].total == path.stat().st_size
+    assert (seen[0].parts, seen[0].parts_resumed, seen[-1].parts_done) == (count, 2, count)
 
 
 def test_the_state_is_keyed_by_mode_and_endpoint(tmp_path: Path) -> None:
