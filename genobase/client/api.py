@@ -379,11 +379,48 @@ class Client:
                 "result_not_ready", f"upload {upload.id} is {upload.state}: it has no result document", status=409
             )
         expected_size, expected_sha256 = upload.result.size, upload.result.sha256
-        link = self._send("GET", f"/uploads/{upload.id}/result", idempotent=True, follow_redirects=False)
+        partial = path.with_name(path.name + ".part")
+        attempt = 0
+        while True:  # a body cut short is read again from the start, on a freshly signed link
+            attempt += 1
+            try:
+                written, digest = self._fetch_result(upload.id, partial, path, expected_size, on_bytes)
+                break
+            except httpx.TransportError as exc:
+                partial.unlink(missing_ok=True)
+                if attempt > self.retries:
+                    raise UnreachableError(
+                        "incomplete_download", "the store's answer ended short", hint="download again"
+                    ) from exc
+                self._sleep(_backoff(self.backoff, attempt))
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+        mismatch = None
+        if written != expected_size:
+            mismatch = f"{written} bytes received, {expected_size} expected"
+        elif expected_sha256 is not None and digest != expected_sha256:
+            mismatch = f"SHA-256 {digest} received, {expected_sha256} expected"
+        if mismatch is not None:
+            partial.unlink(missing_ok=True)
+            raise ClientError("checksum_mismatch", f"the result document of {upload.id} differs: {mismatch}")
+        os.replace(partial, path)
+        return path
+
+    def _fetch_result(
+        self,
+        upload_id: uuid.UUID,
+        partial: Path,
+        path: Path,
+        expected_size: int,
+        on_bytes: Callable[[TransferProgress], None] | None,
+    ) -> tuple[int, str]:
+        """Stream the result document from a freshly signed link into ``partial``; its size and
+        SHA-256 (hex). A transport error in the body is raised as it is (``download`` retries)."""
+        link = self._send("GET", f"/uploads/{upload_id}/result", idempotent=True, follow_redirects=False)
         location = link.headers.get("location")
         if link.status_code not in (301, 302, 303, 307) or not location:
             raise ClientError("unexpected_answer", f"the result link answered HTTP {link.status_code}")
-        partial = path.with_name(path.name + ".part")
         digest = hashlib.sha256()
         written = 0
         response = self._send("GET", location, idempotent=True, stream=True, store=True)
@@ -395,26 +432,9 @@ class Client:
                     written += len(chunk)
                     if on_bytes is not None:
                         on_bytes(TransferProgress(path, written, expected_size, 0))
-        except httpx.TransportError as exc:
-            partial.unlink(missing_ok=True)
-            raise UnreachableError(
-                "incomplete_download", "the store's answer ended short", hint="download again"
-            ) from exc
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
         finally:
             response.close()
-        mismatch = None
-        if written != expected_size:
-            mismatch = f"{written} bytes received, {expected_size} expected"
-        elif expected_sha256 is not None and digest.hexdigest() != expected_sha256:
-            mismatch = f"SHA-256 {digest.hexdigest()} received, {expected_sha256} expected"
-        if mismatch is not None:
-            partial.unlink(missing_ok=True)
-            raise ClientError("checksum_mismatch", f"the result document of {upload.id} differs: {mismatch}")
-        os.replace(partial, path)
-        return path
+        return written, digest.hexdigest()
 
     # --- the service -------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -527,3 +527,48 @@ def test_the_state_lives_in_the_user_s_data_directory(monkeypatch: pytest.Monkey
     monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")  # the spec: a relative path is ignored
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_state_dir() == tmp_path / "home" / ".local" / "share" / "genobase" / "transfers"
+
+
+class CutStream(httpx.SyncByteStream):
+    """A body that stops half way with the connection's error."""
+
+    def __init__(self, head: bytes) -> None:
+        self._head = head
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._head
+        raise httpx.ReadError("connection reset")
+
+
+def test_a_download_cut_short_is_read_again_from_the_start(tmp_path: Path) -> None:
+    document = b'{"records": [1, 2, 3]}'
+    whole = download_handler(document, hashlib.sha256(document).hexdigest())
+    cuts = [CutStream(document[:5])]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "store" and cuts:
+            return httpx.Response(200, stream=cuts.pop())
+        return whole(request)
+
+    client, recorder, _ = client_for(handler, tmp_path)
+    assert client.download(UPLOAD_ID, tmp_path / "out.json").read_bytes() == document
+    assert recorder.paths().count(f"/uploads/{UPLOAD_ID}/result") == 2  # a fresh link each time
+    cuts.extend(CutStream(b"{") for _ in range(3))
+    client, _, _ = client_for(handler, tmp_path, retries=2)
+    with pytest.raises(UnreachableError) as caught:
+        client.download(UPLOAD_ID, tmp_path / "again.json")
+    assert caught.value.code == "incomplete_download" and not (tmp_path / "again.json.part").exists()
+
+
+def test_labels_are_a_merge_patch_and_delete_answers_the_status(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            assert request.headers["content-type"] == "application/merge-patch+json"
+            assert json.loads(request.content) == {"labels": {"run": "8", "old": None}}
+            return httpx.Response(200, json=status_body(labels={"run": "8"}))
+        assert request.method == "DELETE"
+        return httpx.Response(202, json=status_body("deleted"))
+
+    client, _, _ = client_for(handler, tmp_path)
+    assert client.set_labels(UPLOAD_ID, {"run": "8", "old": None}).labels == {"run": "8"}
+    assert client.delete(UPLOAD_ID).state == "deleted"
