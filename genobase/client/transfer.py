@@ -173,16 +173,20 @@ def send_parts(
         meter.add(len(data), part=True)
         failpoint("cli.after_part")
 
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+    try:
         futures: list[Future[None]] = [pool.submit(send, n) for n in todo]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in done if f.exception() is not None), None)
         if failed is not None:
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
             exc = failed.exception()
             assert exc is not None
             raise exc
+    except BaseException:
+        stop.set()  # Ctrl-C included: the parts in flight end, no other starts
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     parts = calls.call("GET", plan.parts_url, idempotent=True).json()["parts"]
     if sorted(p["number"] for p in parts) != list(range(1, count + 1)):
         raise ClientError(
