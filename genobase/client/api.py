@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,8 +25,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
-from tenacity.wait import wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from genobase.client.errors import ClientError, ConflictError, NotFoundError, TimedOutError, UnreachableError, error_for
 from genobase.client.models import Record, TransferProgress, Upload, UploadPage, UploadSummary, UploadTicket
@@ -91,7 +91,7 @@ class Client:
         self.retries = max(0, retries)
         self.retry_budget = retry_budget
         self.max_retry_after = max_retry_after
-        self._backoff = wait_exponential_jitter(initial=backoff, max=max(backoff, 30.0), jitter=backoff)
+        self.backoff = backoff
         self._sleep = sleep
         headers = {"User-Agent": "genobase-client"}
         if api_key:
@@ -379,11 +379,48 @@ class Client:
                 "result_not_ready", f"upload {upload.id} is {upload.state}: it has no result document", status=409
             )
         expected_size, expected_sha256 = upload.result.size, upload.result.sha256
-        link = self._send("GET", f"/uploads/{upload.id}/result", idempotent=True, follow_redirects=False)
+        partial = path.with_name(path.name + ".part")
+        attempt = 0
+        while True:  # a body cut short is read again from the start, on a freshly signed link
+            attempt += 1
+            try:
+                written, digest = self._fetch_result(upload.id, partial, path, expected_size, on_bytes)
+                break
+            except httpx.TransportError as exc:
+                partial.unlink(missing_ok=True)
+                if attempt > self.retries:
+                    raise UnreachableError(
+                        "incomplete_download", "the store's answer ended short", hint="download again"
+                    ) from exc
+                self._sleep(_backoff(self.backoff, attempt))
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+        mismatch = None
+        if written != expected_size:
+            mismatch = f"{written} bytes received, {expected_size} expected"
+        elif expected_sha256 is not None and digest != expected_sha256:
+            mismatch = f"SHA-256 {digest} received, {expected_sha256} expected"
+        if mismatch is not None:
+            partial.unlink(missing_ok=True)
+            raise ClientError("checksum_mismatch", f"the result document of {upload.id} differs: {mismatch}")
+        os.replace(partial, path)
+        return path
+
+    def _fetch_result(
+        self,
+        upload_id: uuid.UUID,
+        partial: Path,
+        path: Path,
+        expected_size: int,
+        on_bytes: Callable[[TransferProgress], None] | None,
+    ) -> tuple[int, str]:
+        """Stream the result document from a freshly signed link into ``partial``; its size and
+        SHA-256 (hex). A transport error in the body is raised as it is (``download`` retries)."""
+        link = self._send("GET", f"/uploads/{upload_id}/result", idempotent=True, follow_redirects=False)
         location = link.headers.get("location")
         if link.status_code not in (301, 302, 303, 307) or not location:
             raise ClientError("unexpected_answer", f"the result link answered HTTP {link.status_code}")
-        partial = path.with_name(path.name + ".part")
         digest = hashlib.sha256()
         written = 0
         response = self._send("GET", location, idempotent=True, stream=True, store=True)
@@ -395,26 +432,9 @@ class Client:
                     written += len(chunk)
                     if on_bytes is not None:
                         on_bytes(TransferProgress(path, written, expected_size, 0))
-        except httpx.TransportError as exc:
-            partial.unlink(missing_ok=True)
-            raise UnreachableError(
-                "incomplete_download", "the store's answer ended short", hint="download again"
-            ) from exc
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
         finally:
             response.close()
-        mismatch = None
-        if written != expected_size:
-            mismatch = f"{written} bytes received, {expected_size} expected"
-        elif expected_sha256 is not None and digest.hexdigest() != expected_sha256:
-            mismatch = f"SHA-256 {digest.hexdigest()} received, {expected_sha256} expected"
-        if mismatch is not None:
-            partial.unlink(missing_ok=True)
-            raise ClientError("checksum_mismatch", f"the result document of {upload.id} differs: {mismatch}")
-        os.replace(partial, path)
-        return path
+        return written, digest.hexdigest()
 
     # --- the service -------------------------------------------------------------------------------
 
@@ -467,17 +487,26 @@ class Client:
                 raise _Transient(response=response)
             return response
 
+        attempts = self.retries + 1 if idempotent else 1
+
+        def spent(state: RetryCallState) -> float:
+            # The waits count in full even when ``sleep`` does not really sleep (the tests').
+            return max(time.monotonic() - started, state.idle_for)
+
+        def stop(state: RetryCallState) -> bool:
+            return state.attempt_number >= attempts or spent(state) >= self.retry_budget
+
         def pause(state: RetryCallState) -> float:
             failure = state.outcome.exception() if state.outcome is not None else None
-            left = max(0.0, self.retry_budget - (time.monotonic() - started))
+            left = max(0.0, self.retry_budget - spent(state))
             if isinstance(failure, _Transient) and failure.response is not None:
                 after = _retry_after(failure.response)
                 if after is not None:
                     return min(after, self.max_retry_after, left)
-            return min(self._backoff(state), left)
+            return min(_backoff(self.backoff, state.attempt_number), left)
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.retries + 1 if idempotent else 1) | stop_after_delay(self.retry_budget),
+            stop=stop,
             wait=pause,
             retry=retry_if_exception_type(_Transient),
             sleep=self._sleep,
@@ -537,3 +566,10 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def _backoff(base: float, attempt: int) -> float:
+    """Exponential backoff with jitter: ``base``, twice that, ... up to 30 s, plus up to ``base``
+    at random (clients failed together do not come back together)."""
+    grown: float = base * 2.0 ** (attempt - 1)
+    return min(30.0, grown) + random.uniform(0, base)

@@ -224,9 +224,15 @@ class UploadTicket(_Answer):
 
 @dataclass(frozen=True)
 class TransferProgress:
-    """Bytes of ``path`` the store has: ``sent`` of ``total``, ``resumed`` of them by an earlier run."""
+    """Bytes of ``path`` the store has: ``sent`` of ``total``, ``resumed`` of them by an earlier run.
+
+    A multipart upload also counts its parts: ``parts_done`` of ``parts`` (``parts_resumed`` of them
+    stored before this run); both are 0 for a single PUT and a download."""
 
     path: Path
     sent: int
     total: int
     resumed: int
+    parts: int = 0
+    parts_done: int = 0
+    parts_resumed: int = 0

@@ -88,17 +88,29 @@ class _Meter:
     """Bytes the store has so far, told to ``on_bytes`` one call at a time."""
 
     def __init__(
-        self, path: Path, total: int, resumed: int, on_bytes: Callable[[TransferProgress], None] | None
+        self,
+        path: Path,
+        total: int,
+        resumed: int,
+        on_bytes: Callable[[TransferProgress], None] | None,
+        parts: int = 0,
+        parts_resumed: int = 0,
     ) -> None:
         self.path, self.total, self.resumed, self.sent = path, total, resumed, resumed
+        self.parts, self.parts_resumed, self.parts_done = parts, parts_resumed, parts_resumed
         self._on_bytes = on_bytes
         self._lock = threading.Lock()
 
-    def add(self, count: int) -> None:
+    def add(self, count: int, *, part: bool = False) -> None:
         with self._lock:
             self.sent += count
+            self.parts_done += int(part)
             if self._on_bytes is not None:
-                self._on_bytes(TransferProgress(self.path, self.sent, self.total, self.resumed))
+                self._on_bytes(
+                    TransferProgress(
+                        self.path, self.sent, self.total, self.resumed, self.parts, self.parts_done, self.parts_resumed
+                    )
+                )
 
 
 def put_whole(
@@ -137,12 +149,19 @@ def send_parts(
     stored = {p["number"] for p in calls.call("GET", plan.parts_url, idempotent=True).json()["parts"]}
     todo = [n for n in range(1, count + 1) if n not in stored]
     resumed = sum(min(part_size, size - (n - 1) * part_size) for n in stored)
-    meter = _Meter(path, size, resumed, on_bytes)
+    meter = _Meter(path, size, resumed, on_bytes, count, len(stored))
     stop = threading.Event()
 
     def send(number: int) -> None:
         if stop.is_set():
             return
+        try:
+            send_part(number)
+        except BaseException:
+            stop.set()  # no part starts after a failure, even on this thread's next turn
+            raise
+
+    def send_part(number: int) -> None:
         with path.open("rb") as source:
             source.seek((number - 1) * part_size)
             data = source.read(part_size)
@@ -151,19 +170,23 @@ def send_parts(
         signed = calls.call("POST", plan.parts_url, idempotent=True, json={"parts": [{"number": number, "md5": md5}]})
         url = signed.json()["parts"][0]["url"]
         calls.store_call("PUT", url, content=data, headers={"Content-MD5": md5})
-        meter.add(len(data))
+        meter.add(len(data), part=True)
         failpoint("cli.after_part")
 
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+    try:
         futures: list[Future[None]] = [pool.submit(send, n) for n in todo]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in done if f.exception() is not None), None)
         if failed is not None:
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
             exc = failed.exception()
             assert exc is not None
             raise exc
+    except BaseException:
+        stop.set()  # Ctrl-C included: the parts in flight end, no other starts
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     parts = calls.call("GET", plan.parts_url, idempotent=True).json()["parts"]
     if sorted(p["number"] for p in parts) != list(range(1, count + 1)):
         raise ClientError(
