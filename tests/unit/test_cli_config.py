@@ -164,3 +164,14 @@ def test_a_profile_readable_by_others_is_warned_about(intake: FakeIntake, capsys
     path.chmod(0o644)
     assert cli.main(["ls"]) == 0
     assert f"is mode 644, readable by others: chmod 600 {path}" in capsys.readouterr().err
+
+
+def test_the_stack_file_is_read_from_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GENOBASE_STACK_FILE")
+    checkout = tmp_path / "checkout"
+    (checkout / ".genobase").mkdir(parents=True)
+    (checkout / ".genobase" / "stack.env").write_text("GENOBASE_INTAKE_PORT=8555\nGENOBASE_API_KEY=gbk_here\n")
+    monkeypatch.chdir(checkout)
+    assert (config.resolve().endpoint, config.resolve().api_key) == ("http://127.0.0.1:8555", "gbk_here")
+    monkeypatch.chdir(tmp_path)  # elsewhere: no stack file, no key
+    assert (config.resolve().endpoint, config.resolve().api_key) == ("http://127.0.0.1:8000", None)
