@@ -62,6 +62,14 @@ def stage_text(upload: Upload) -> str:
     return text
 
 
+def resumed_text(progress: TransferProgress) -> str:
+    """What an earlier run of the same command had already sent."""
+    if progress.parts:
+        left = progress.parts - progress.parts_resumed
+        return f"resuming: {progress.parts_resumed} of {progress.parts} parts already stored; sending {left}"
+    return f"resuming: {_size(progress.resumed)} of {_size(progress.total)} already stored"
+
+
 class Reporter(Protocol):
     def start(self, key: str, label: str, *, receiving: bool = False) -> None: ...
     def sent(self, key: str, progress: TransferProgress) -> None: ...
@@ -119,7 +127,7 @@ class PlainReporter:
             label = self._labels.get(key, key)
             if progress.resumed and key not in self._resumed:
                 self._resumed.add(key)
-                self._line(f"{label}: resuming, {_size(progress.resumed)} of {_size(progress.total)} already stored")
+                self._line(f"{label}: {resumed_text(progress)}")
             now = time.monotonic()
             done = progress.sent >= progress.total
             if key in self._finished or (not done and now - self._last_bytes.get(key, 0.0) < self.BYTES_EVERY_SECONDS):
@@ -174,12 +182,15 @@ class RichReporter:
             transient=False,
         )
         self._tasks: dict[str, TaskID] = {}
+        self._resumed: set[str] = set()
+        self._labels: dict[str, str] = {}
         self._lock = threading.Lock()
         self._progress.start()
 
     def _task(self, key: str, label: str | None = None) -> Any:
         with self._lock:
             if key not in self._tasks:
+                self._labels[key] = label or key
                 self._tasks[key] = self._progress.add_task(label or key, total=None, stage="")
             return self._tasks[key]
 
@@ -187,6 +198,12 @@ class RichReporter:
         self._task(key, label)
 
     def sent(self, key: str, progress: TransferProgress) -> None:
+        with self._lock:
+            first_resumed = progress.resumed > 0 and key not in self._resumed
+            self._resumed.add(key)
+        if first_resumed:
+            label = self._labels.get(key, key)
+            self._progress.console.print(f"{label}: {resumed_text(progress)}", markup=False, highlight=False)
         self._progress.update(self._task(key), completed=progress.sent, total=progress.total, stage="sending")
 
     def status(self, key: str, upload: Upload) -> None:

@@ -236,7 +236,7 @@ def test_ctrl_c_during_a_multipart_upload_then_the_same_command_resumes(
 
     again = subprocess.run(command, env=alice.env(), cwd=alice.work, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "big.fa: resuming," in again.stderr
+    assert "big.fa: resuming: " in again.stderr and "parts already stored; sending" in again.stderr
     assert str(ticket["id"]) in again.stdout  # the same upload, resumed (not registered afresh)
     document = json.loads((alice.work / "big.json").read_text())
     assert len(document["records"]) == records

@@ -341,3 +341,21 @@ def test_on_a_terminal_the_progress_is_rich(
     captured = capsys.readouterr()
     assert "one.fa" in captured.err and "done" in captured.err  # the bar's last frame
     assert captured.out.splitlines()[1].split()[1:3] == ["done", "one.fa"]
+
+
+def test_a_resumed_upload_says_what_was_already_stored() -> None:
+    import io
+
+    from genobase import console
+    from genobase.client import TransferProgress
+
+    stream = io.StringIO()
+    plain = console.PlainReporter(stream)
+    plain.start("k", "big.fa")
+    part = 5 * 1024 * 1024
+    plain.sent("k", TransferProgress(Path("big.fa"), 3 * part, 4 * part, 2 * part, 4, 3, 2))
+    plain.sent("k", TransferProgress(Path("big.fa"), 4 * part, 4 * part, 2 * part, 4, 4, 2))
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "big.fa: resuming: 2 of 4 parts already stored; sending 2"
+    assert lines[-1] == "big.fa: sent 21.0 MB of 21.0 MB (100%)"
+    assert len(lines) == 3 and "\x1b" not in stream.getvalue()
