@@ -1,20 +1,25 @@
-"""``genobase``: bring the stack up or down, see what runs, and upload a file end to end."""
+"""``genobase``: upload genome files and follow them through the pipeline; bring the stack up or down."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
 
-from genobase import compose, stack, transfer
+from genobase import commands, completion, compose, stack
+from genobase.errors import ExitCode, exit_codes_epilog, explain
+from shared.domain.uploads import State
 from shared.parsing.formats import FORMAT_NAMES
 from shared.runtime.settings import Settings, load_settings, stack_file
 
@@ -215,6 +220,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """``status ID``: an upload's status; ``status``: what of the stack runs (operators)."""
+    if getattr(args, "id", None):
+        return commands.cmd_status(args)
     known = stack.read_env_file(stack_file())
     if not known:
         print("no stack file: run 'genobase up'")
@@ -298,95 +306,6 @@ def _compose_restarts() -> None:
         name, _, count = line.strip().lstrip("/").partition(" ")
         if count.isdigit() and int(count):
             print(f"{name}: restarted {count} time(s) by Docker")
-
-
-def cmd_upload(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    base = args.intake or settings.status_base_url
-    path = Path(args.file)
-    registration = {
-        "filename": path.name,
-        "size": path.stat().st_size,
-        "format": args.format,
-        "alphabet": args.alphabet,
-        "circular": args.circular,
-    }
-    if args.validate:  # parsed and reported, nothing stored: there is nothing to come back for
-        registration["mode"] = "validate"
-    with httpx.Client(base_url=base, timeout=60, headers=_auth(settings)) as client:
-        # One signed PUT, or parallel parts that a second run of the same command resumes.
-        ticket = transfer.upload(client, path, registration, HOME, workers=args.parallel)
-        if not (args.wait or args.validate):
-            print(ticket["status_url"])
-            return 0
-        status = _wait_for(client, f"/uploads/{ticket['id']}", args.timeout)
-    return _report(status, args.output)
-
-
-def _wait_for(client: httpx.Client, url: str, timeout: float) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    shown = ""
-    while True:
-        status: dict[str, object] = client.get(url).json()
-        progress = status["progress"]
-        assert isinstance(progress, dict)
-        line = f"{status['state']:<11} {100 * progress['fraction']:5.1f}%  records {progress['records_done']}"
-        if line != shown:
-            print(f"\r{line}", end="", file=sys.stderr, flush=True)
-            shown = line
-        if status["state"] in ("done", "failed", "expired", "revoked", "deleted"):
-            print(file=sys.stderr)
-            return status
-        if time.monotonic() > deadline:
-            print(file=sys.stderr)
-            raise SystemExit(f"timed out after {timeout:.0f} s in state {status['state']}")
-        time.sleep(0.5)
-
-
-def _report(status: dict[str, object], output: str | None) -> int:
-    if status["state"] == "expired":
-        print("expired: no object was written before the upload URL ran out", file=sys.stderr)
-        return 1
-    if status["state"] in ("failed", "revoked"):  # revoked: the owner's keys were, with its code
-        error = status["error"]
-        assert isinstance(error, dict)
-        where = ""
-        if error.get("line") is not None:
-            where = f" at line {error['line']}" + (f", column {error['column']}" if error.get("column") else "")
-        print(f"failed: {error['code']}: {error['message']}{where}", file=sys.stderr)
-        return 1
-    if status.get("mode") == "validate":  # a validation's report is all there is: no result
-        print(json.dumps({"valid": True, **dict(status["validation"] or {})}))  # type: ignore[call-overload]
-        return 0
-    result = status["result"]
-    assert isinstance(result, dict)
-    if output:
-        with httpx.stream("GET", str(result["url"]), timeout=None) as response, open(output, "wb") as out:
-            response.raise_for_status()
-            for data in response.iter_bytes(1024 * 1024):
-                out.write(data)
-        print(f"{result['records']} records, {result['size']} bytes -> {Path(output).resolve()}")
-    else:
-        print(json.dumps({"result_url": result["url"], "records": result["records"]}))
-    return 0
-
-
-def cmd_retry(args: argparse.Namespace) -> int:
-    """``POST /uploads/{id}/retry``: a refusal is printed with its code (and the upload's state)."""
-    settings = load_settings()
-    base = args.intake or settings.status_base_url
-    with httpx.Client(base_url=base, timeout=60, headers=_auth(settings)) as client:
-        response = client.post(f"/uploads/{quote(args.id)}/retry")
-        if response.status_code != 202:
-            print(f"not retried: HTTP {response.status_code} {response.text[:500]}", file=sys.stderr)
-            return 1
-        retried = response.json()
-        print(f"upload {retried['id']}: generation {retried['generation']} {retried['state']}", file=sys.stderr)
-        if not args.wait:
-            print(f"{base}/uploads/{retried['id']}")
-            return 0
-        status = _wait_for(client, f"/uploads/{retried['id']}", args.timeout)
-    return _report(status, args.output)
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
@@ -512,9 +431,147 @@ def _remove_owner_s3_user(settings: Settings, owner: str) -> bool:
     return s3_users(settings).remove_user(owner_user(owner))
 
 
+# --- the command line ----------------------------------------------------------------------------
+
+USER_EPILOG = """configuration (for each of the endpoint and the key, the first that is set):
+  --endpoint / --api-key  >  GENOBASE_ENDPOINT / GENOBASE_API_KEY  >  the profile (--profile,
+  GENOBASE_PROFILE, else "default", in $XDG_CONFIG_HOME/genobase/config.toml, made by
+  `genobase login`)  >  the stack file of the current directory (what `genobase up` wrote)
+
+"""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("genobase")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The options every user command takes (where to connect, how loud) and ``--json``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress, no notes")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an unexpected error"
+    )
+    connection = argparse.ArgumentParser(add_help=False, parents=[common])
+    where = connection.add_argument_group("connection (flag > environment > profile > stack file)")
+    where.add_argument("--endpoint", metavar="URL", help="the intake, e.g. http://127.0.0.1:8000 (GENOBASE_ENDPOINT)")
+    where.add_argument("--intake", dest="endpoint", help=argparse.SUPPRESS)  # the former name
+    where.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the API key (GENOBASE_API_KEY; a flag is visible to other local users in the process list)",
+    )
+    where.add_argument("--profile", metavar="NAME", help="a profile of `genobase login` (GENOBASE_PROFILE; 'default')")
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--json", action="store_true", help="print the data as JSON (the client's models)")
+    return common, connection, data
+
+
+def _add_sending_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("files", nargs="+", metavar="FILE", help="files or globs (expanded here too)")
+    command.add_argument("--format", choices=FORMAT_NAMES, help="skip format detection")
+    command.add_argument("--alphabet", choices=["nucleotide", "protein", "any"], default="nucleotide")
+    command.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the pipeline (3600)")
+    command.add_argument("--parallel", type=int, default=4, help="parts of one file sent at once (multipart: 4)")
+    command.add_argument("-j", "--jobs", type=int, default=4, help="files sent at once (4)")
+
+
+def _add_user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common, connection, data = _parents()
+    login = sub.add_parser(
+        "login",
+        parents=[connection],
+        help="check an API key against an endpoint and keep both as a profile",
+        description="Keep an endpoint and its key as a profile (mode 600) once the key is checked. The key comes "
+        "from --api-key, else GENOBASE_API_KEY, else a prompt (not echoed).",
+    )
+    login.set_defaults(func=commands.cmd_login)
+    ls = sub.add_parser("ls", parents=[connection, data], help="list your uploads, newest first")
+    ls.add_argument("--state", choices=[state.value for state in State], help="only uploads in this state")
+    ls.add_argument("--name", help="only file names starting with this")
+    ls.add_argument("--label", action="append", metavar="KEY=VALUE", help="only uploads with this label (repeatable)")
+    ls.add_argument("--owner", help="only this owner's uploads (admin keys)")
+    ls.add_argument("--limit", type=int, default=100, help="at most this many (100; 0: all)")
+    ls.set_defaults(func=commands.cmd_ls)
+    status = sub.add_parser(
+        "status", parents=[connection, data], help="an upload's status (status ID), or what of the stack runs (status)"
+    )
+    status.add_argument("id", nargs="?", help="the upload's id; without it, the stack's processes and queues")
+    status.set_defaults(func=cmd_status)
+    wait = sub.add_parser("wait", parents=[connection, data], help="follow an upload until it is done or failed")
+    wait.add_argument("id", help="the upload's id")
+    wait.add_argument("--timeout", type=float, default=3600, help="seconds (3600; then exit 5)")
+    wait.set_defaults(func=commands.cmd_wait)
+    get = sub.add_parser("get", parents=[connection, data], help="download a done upload's result document")
+    get.add_argument("id", help="the upload's id")
+    get.add_argument("-o", "--output", dest="target", metavar="FILE", help="where (default: <filename>.json here)")
+    get.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    get.set_defaults(func=commands.cmd_get)
+    rm = sub.add_parser("rm", parents=[connection, data], help="delete an upload: its rows, object and results")
+    rm.add_argument("id", help="the upload's id")
+    rm.set_defaults(func=commands.cmd_rm)
+    retry = sub.add_parser(
+        "retry", parents=[connection, data], help="process a failed upload again from its object (a new generation)"
+    )
+    retry.add_argument("id", help="the upload's id")
+    retry.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
+    retry.add_argument("-o", "--output", metavar="FILE", help="with --wait: write the result document there")
+    retry.add_argument("--force", action="store_true", help="overwrite the --output file")
+    retry.add_argument("--timeout", type=float, default=3600)
+    retry.set_defaults(func=commands.cmd_retry, usage_error=retry.error, validate=False)
+    upload = sub.add_parser(
+        "upload", parents=[connection, data], help="upload files (several in parallel) and, with --wait, follow them"
+    )
+    _add_sending_options(upload)
+    upload.add_argument("--label", action="append", metavar="KEY=VALUE", help="label every file (repeatable)")
+    upload.add_argument("--wait", action="store_true", help="wait for the results, showing progress")
+    upload.add_argument(
+        "-o", "--output", metavar="PATH", help="with --wait: the result document (a directory for several files)"
+    )
+    upload.add_argument("--force", action="store_true", help="overwrite --output files")
+    upload.add_argument(
+        "--circular", action="store_true", help="the sequences are circular (refget serves slices across the origin)"
+    )
+    upload.add_argument(
+        "--validate",
+        action="store_true",
+        help="only check the files: parse them and report records, format and digests (or the first error with its "
+        "line and column); nothing is stored and the object is removed afterwards (implies --wait)",
+    )
+    upload.set_defaults(func=commands.cmd_upload, usage_error=upload.error)
+    validate = sub.add_parser(
+        "validate", parents=[connection, data], help="check files without storing them (upload --validate)"
+    )
+    _add_sending_options(validate)
+    validate.set_defaults(
+        func=commands.cmd_upload, validate=True, wait=True, output=None, circular=False, label=None, force=False
+    )
+    shells = sub.add_parser("completion", parents=[common], help="print a shell completion script")
+    shells.add_argument("shell", choices=completion.SHELLS)
+    shells.set_defaults(func=cmd_completion)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(completion.script(build_parser(), args.shell))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genobase", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="genobase",
+        description=__doc__,
+        epilog=USER_EPILOG + exit_codes_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_user_commands(sub)
     up = sub.add_parser("up", help="bring up the stack and the services (idempotent)")
     up.add_argument(
         "--store",
@@ -533,41 +590,6 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop what 'up' started")
     down.add_argument("--wipe", action="store_true", help="also delete the Ceph cluster's data")
     down.set_defaults(func=cmd_down)
-    sub.add_parser("status", help="show what runs").set_defaults(func=cmd_status)
-    upload = sub.add_parser("upload", help="register, upload and (with --wait) follow a file")
-    upload.add_argument("file")
-    upload.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
-    upload.add_argument("--output", help="where to write the result JSON (with --wait)")
-    upload.add_argument("--format", choices=FORMAT_NAMES, help="skip format detection")
-    upload.add_argument("--alphabet", choices=["nucleotide", "protein", "any"], default="nucleotide")
-    upload.add_argument(
-        "--circular", action="store_true", help="the sequences are circular (refget serves slices across the origin)"
-    )
-    upload.add_argument("--timeout", type=float, default=3600)
-    upload.add_argument("--parallel", type=int, default=4, help="parts sent at once (multipart uploads)")
-    upload.add_argument("--intake", help="intake base URL (default: from the stack file)")
-    upload.add_argument(
-        "--validate",
-        action="store_true",
-        help="only check the file: parse it and report records, format and digests (or the first error with its "
-        "line and column); nothing is stored and the object is removed afterwards (implies --wait)",
-    )
-    upload.set_defaults(func=cmd_upload)
-    validate = sub.add_parser("validate", help="check a file without storing it (upload --validate)")
-    validate.add_argument("file")
-    validate.add_argument("--format", choices=FORMAT_NAMES, help="skip format detection")
-    validate.add_argument("--alphabet", choices=["nucleotide", "protein", "any"], default="nucleotide")
-    validate.add_argument("--timeout", type=float, default=3600)
-    validate.add_argument("--parallel", type=int, default=4, help="parts sent at once (multipart uploads)")
-    validate.add_argument("--intake", help="intake base URL (default: from the stack file)")
-    validate.set_defaults(func=cmd_upload, validate=True, wait=True, output=None, circular=False)
-    retry = sub.add_parser("retry", help="process a failed upload again from its object (a new generation)")
-    retry.add_argument("id", help="the upload's id")
-    retry.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
-    retry.add_argument("--output", help="where to write the result JSON (with --wait)")
-    retry.add_argument("--timeout", type=float, default=3600)
-    retry.add_argument("--intake", help="intake base URL (default: from the stack file)")
-    retry.set_defaults(func=cmd_retry)
     lookup = sub.add_parser("lookup", help="status of an object written straight to the bucket")
     lookup.add_argument("bucket")
     lookup.add_argument("key")
@@ -602,10 +624,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_combinations(args: argparse.Namespace) -> None:
+    """What argparse cannot say alone: ``--output`` means something only with ``--wait`` (exit 2)."""
+    usage_error = getattr(args, "usage_error", None)
+    if usage_error is None or not getattr(args, "output", None):
+        return
+    if getattr(args, "validate", False):
+        usage_error("--output with --validate: a validation stores no result document to write")
+    if not args.wait:
+        usage_error("--output needs --wait (the result document exists once the upload is done)")
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C in a user command: end now, with the resume hint. Threads sending parts would
+    otherwise finish every queued part first; what the store has is resumed by the next run."""
+    try:
+        if sys.stderr.isatty():
+            sys.stderr.write("\x1b[?25h\n")  # the progress display hides the cursor
+        sys.stderr.write("genobase: interrupted -- run the same command again to resume\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+    finally:
+        os._exit(ExitCode.INTERRUPTED)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code (``genobase.errors.ExitCode``). Every everyday mistake ends
+    with one line on stderr and its code, never a traceback (``--debug`` shows an unexpected one's)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    _check_combinations(args)
+    user_command = getattr(args, "func", None) in USER_COMMANDS or bool(getattr(args, "id", None))
+    previous = None
+    if argv is None and user_command:
+        previous = signal.signal(signal.SIGINT, _interrupted)
+    args.quiet = getattr(args, "quiet", False)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt as exc:
+        return _fail(args, exc)
+    except Exception as exc:
+        return _fail(args, exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+USER_COMMANDS = {
+    commands.cmd_login,
+    commands.cmd_ls,
+    commands.cmd_wait,
+    commands.cmd_get,
+    commands.cmd_rm,
+    commands.cmd_retry,
+    commands.cmd_upload,
+}
+
+
+def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+    connection = getattr(args, "connection", None)
+    failure = explain(
+        exc,
+        endpoint=connection.endpoint if connection is not None else None,
+        endpoint_from=connection.endpoint_from if connection is not None else None,
+    )
+    if getattr(args, "debug", False) and not isinstance(exc, KeyboardInterrupt):
+        traceback.print_exception(exc, file=sys.stderr)
+    hint = f" -- {failure.hint}" if failure.hint else ""
+    print(f"genobase: {failure.message}{hint}", file=sys.stderr, flush=True)
+    return int(failure.code)
 
 
 if __name__ == "__main__":

@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/genobase up
-.venv/bin/genobase upload samples/sample.fasta --wait --output sample-result.json
+.venv/bin/genobase upload samples/sample.fasta --wait --output sample-result.json --force  # a rerun replaces it

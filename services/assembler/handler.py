@@ -13,6 +13,7 @@ that fails or is replaced while it is followed is abandoned, its multipart uploa
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -113,7 +114,7 @@ def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
     follower = CommittedRecords(upload, deps)
     document = ResultDocument(provenance(upload), escape_residues=upload.alphabet == "any")
     try:
-        size = _write(upload, document, bucket, key, follower, deps)
+        size, sha256 = _write(upload, document, bucket, key, follower, deps)
     except Abandoned as why:
         log.info("generation no longer to be assembled; its result abandoned", why=str(why))
         return
@@ -121,7 +122,7 @@ def assemble_upload(upload: Upload, deps: AssemblerDeps) -> None:
     assert final is not None
     if document.records_written != final.records_total:
         raise RuntimeError(f"wrote {document.records_written} records, expected {final.records_total}")
-    result = ResultLocation(bucket, key, size, document.records_written)
+    result = ResultLocation(bucket, key, size, document.records_written, sha256)
     metrics.BYTES.labels("assemble").inc(size)
     metrics.RECORDS.labels("assemble").inc(document.records_written)
     if not deps.uploads.finish_assembly(upload.id, upload.generation, result, follower.counts(), follower.collection()):
@@ -263,8 +264,9 @@ def _write(
     key: str,
     records: CommittedRecords,
     deps: AssemblerDeps,
-) -> int:
-    """Stream the records through the document into a multipart upload; returns the document's size."""
+) -> tuple[int, str]:
+    """Stream the records through the document into a multipart upload; returns the document's size
+    and SHA-256 (hex), hashed piece by piece as it is written: no second read of the document."""
 
     def trailer() -> dict[str, Any]:
         assert records.final is not None
@@ -279,12 +281,14 @@ def _write(
     progress = _Progress(
         lambda: deps.uploads.record_assembly_progress(upload.id, upload.generation, document.records_written)
     )
+    digest = hashlib.sha256()
     with deps.store.multipart_writer(bucket, key, deps.settings.result_part_bytes, "application/json") as out:
         for piece in document.pieces(records, trailer):
+            digest.update(piece)
             out.write(piece)
             if progress.due(document.records_written):
                 failpoint("assembler.mid_upload")  # parts uploaded, the multipart upload open
-    return out.size
+    return out.size, digest.hexdigest()
 
 
 class _Progress:

@@ -199,6 +199,7 @@ def status_answer(view: UploadView) -> UploadStatus:
             key=link.key,
             size=link.size,
             records=link.records,
+            sha256=link.sha256,
         )
     return UploadStatus(
         id=upload.id,

@@ -158,6 +158,11 @@ class UploadResult(BaseModel):
     key: str
     size: int
     records: int
+    sha256: str | None = Field(
+        default=None,
+        description="the document's SHA-256 (hex), computed as it was written; null for a document written "
+        "before digests were recorded (check its size only)",
+    )
 
 
 class StageTimes(BaseModel):

@@ -322,6 +322,7 @@ class Upload:
     result_key: str | None = _per_generation()
     result_size: int | None = _per_generation()
     result_records: int | None = _per_generation()
+    result_sha256: str | None = _per_generation()  # of the result document, as the assembler wrote it
     parsing_started_at: datetime | None = _per_generation()
     parsed_at: datetime | None = _per_generation()
     assembly_started_at: datetime | None = _per_generation()
@@ -745,6 +746,7 @@ class ResultLocation:
     key: str
     size: int
     records: int
+    sha256: str | None = None  # the document's, hex; computed as it was written
 
 
 def result_key(upload: Upload) -> str:

@@ -990,7 +990,8 @@ class PostgresUploads:
         with self._session() as conn, conn.transaction():
             row = conn.execute(
                 "UPDATE uploads SET state = %s, result_bucket = %s, result_key = %s, result_size = %s, "
-                "result_records = %s, records_assembled = %s, duplicate_names = %s, empty_sequences = %s, "
+                "result_sha256 = %s, result_records = %s, records_assembled = %s, duplicate_names = %s, "
+                "empty_sequences = %s, "
                 "finished_at = clock_timestamp(), updated_at = now() "
                 "WHERE id = %s AND generation = %s AND state = ANY(%s) RETURNING id",
                 (
@@ -998,6 +999,7 @@ class PostgresUploads:
                     result.bucket,
                     result.key,
                     result.size,
+                    result.sha256,
                     result.records,
                     result.records,
                     counts.duplicate_names,

@@ -100,6 +100,7 @@ def result_link(intake: Intake, caller: Caller, upload_id: uuid.UUID) -> ResultL
         key=upload.result_key,
         size=upload.result_size or 0,
         records=upload.result_records or 0,
+        sha256=upload.result_sha256,
     )
 
 

@@ -332,6 +332,7 @@ class ResultLink:
     key: str
     size: int
     records: int
+    sha256: str | None = None  # the document's SHA-256 (hex); None for one written before it was recorded
 
 
 @dataclass(frozen=True)
@@ -374,6 +375,7 @@ def upload_view(intake: Intake, upload: Upload) -> UploadView:
             key=upload.result_key,
             size=upload.result_size or 0,
             records=upload.result_records or 0,
+            sha256=upload.result_sha256,
         )
     digest = intake.uploads.collection_digest(upload.id, upload.generation) if upload.state is State.DONE else None
     return UploadView(

@@ -513,7 +513,7 @@ def test_an_assembly_records_its_progress_and_finishes_once(side: Side) -> None:
         sorted(pair_digest(r.seq_id, r.length) for r in records), sorted(r.refget for r in records)
     )
     assert side.uploads.collection_digest(upload.id, 1) is None
-    location = ResultLocation("results", f"{upload.id}.json", 123, 3)
+    location = ResultLocation("results", f"{upload.id}.json", 123, 3, "ab" * 32)
     assert side.uploads.finish_assembly(upload.id, 1, location, NameCounts(1, 2), collection)
     assert not side.uploads.finish_assembly(upload.id, 1, location, NameCounts(1, 2), collection)  # once
     done = side.uploads.get(upload.id)
@@ -522,6 +522,7 @@ def test_an_assembly_records_its_progress_and_finishes_once(side: Side) -> None:
         "results", f"{upload.id}.json", 123, 3
     )  # fmt: skip
     assert (done.records_assembled, done.duplicate_names, done.empty_sequences) == (3, 1, 2)
+    assert done.result_sha256 == "ab" * 32
     assert side.uploads.collection_digest(upload.id, 1) == collection.digest
     assert side.uploads.collection_digest(upload.id, 2) is None
     assert (
@@ -529,6 +530,7 @@ def test_an_assembly_records_its_progress_and_finishes_once(side: Side) -> None:
     )
     newer = side.uploads.claim(event(upload.key, "e2", datetime.now(UTC) + timedelta(seconds=5)), confirmed=True)
     assert newer.upload.generation == 2 and side.uploads.collection_digest(upload.id, 1) is None  # dropped
+    assert newer.upload.result_sha256 is None  # a new generation's document is yet to be written
 
 
 def test_a_reset_store_goes_on_working_on_new_sessions(side: Side) -> None:

@@ -561,7 +561,8 @@ class FakeUploads:
         self.collections[(upload_id, generation)] = collection
         self._set(
             upload, state=FINISH.apply(upload.state), result_bucket=result.bucket, result_key=result.key,
-            result_size=result.size, result_records=result.records, records_assembled=result.records,
+            result_size=result.size, result_sha256=result.sha256, result_records=result.records,
+            records_assembled=result.records,
             duplicate_names=counts.duplicate_names, empty_sequences=counts.empty_sequences,
             finished_at=datetime.now(UTC),
         )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -296,7 +297,9 @@ def test_assembler_writes_the_document_and_finishes(uploads: FakeUploads) -> Non
     assert (document["duplicate_names"], document["empty_sequences"]) == (1, 1)
     done = uploads.uploads[upload.id]
     assert (done.state, done.result_records, done.duplicate_names) == (State.DONE, 3, 1)
-    assert done.result_size == len(results.documents[(SETTINGS.results_bucket, result_key(upload))])
+    written = results.documents[(SETTINGS.results_bucket, result_key(upload))]
+    assert done.result_size == len(written)
+    assert done.result_sha256 == hashlib.sha256(written).hexdigest()  # hashed as written, never read back
 
 
 class CommitLater:
