@@ -29,6 +29,11 @@ function announce(text) { $("status").textContent = text; }
 function alertError(text) { $("alert").textContent = text; }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const megabytes = (n) => (n / 1e6).toFixed(1);
+const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+function size(bytes) {
+  if (bytes < 1e3) return plural(bytes, "byte");
+  return bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} kB` : `${megabytes(bytes)} MB`;
+}
 
 class ApiError extends Error {
   constructor(status, problem) {
@@ -159,7 +164,7 @@ function showSent(ui, done, total, started) {
   ui.sent.value = total ? done / total : 1;
   const rate = done / Math.max((Date.now() - started) / 1000, 0.001);
   const left = rate > 0 ? Math.round((total - done) / rate) : 0;
-  ui.sending.textContent = `Sending ${megabytes(done)} of ${megabytes(total)} MB, ${megabytes(rate)} MB/s, ${left} s left`;
+  ui.sending.textContent = `Sending ${size(done)} of ${size(total)}, ${megabytes(rate)} MB/s, ${left} s left`;
 }
 
 function stopIfStopped(transfer) {
@@ -278,7 +283,7 @@ async function follow(transfer) {
   const { ui } = transfer;
   for (;;) {
     const status = await api("GET", `/uploads/${transfer.ticket.id}`);
-    ui.stage.textContent = `Pipeline: ${status.state} — ${status.progress.records_done} records`;
+    ui.stage.textContent = `Pipeline: ${status.state} — ${plural(status.progress.records_done, "record")}`;
     ui.processed.value = status.progress.fraction;
     if (FINAL_STATES.includes(status.state)) return status;
     await sleep(POLL_MS);
@@ -292,17 +297,17 @@ function showOutcome(transfer, status) {
   if (status.state === "done" && status.mode === "validate") {
     const v = status.validation;
     outcome.className = "outcome ok";
-    outcome.textContent = `Valid ${v.format}: ${v.records} records, ${v.bytes} bytes; `
+    outcome.textContent = `Valid ${v.format}: ${plural(v.records, "record")}, ${plural(v.bytes, "byte")}; `
       + `MD5 ${v.source_md5}, SHA-256 ${v.source_sha256}, collection ${v.collection_digest}. Nothing was stored.`;
-    announce(`${file.name}: valid, ${v.records} records.`);
+    announce(`${file.name}: valid, ${plural(v.records, "record")}.`);
   } else if (status.state === "done") {
     outcome.className = "outcome ok";
     const link = element("a", "Download the result", "download");  // built, not parsed
     link.href = status.result.url;
     link.target = "_blank";
     link.rel = "noopener";
-    outcome.replaceChildren(`Done: ${status.result.records} records. `, link);
-    announce(`${file.name}: done, ${status.result.records} records.`);
+    outcome.replaceChildren(`Done: ${plural(status.result.records, "record")}. `, link);
+    announce(`${file.name}: done, ${plural(status.result.records, "record")}.`);
   } else if (status.state === "failed" || status.state === "revoked") {
     const e = status.error;
     const where = e.line ? ` at line ${e.line}` + (e.column ? `, column ${e.column}` : "") : "";
@@ -371,7 +376,8 @@ async function runTransfer(file) {
       await sendParts(transfer, started);
       forget(file);
     }
-    showSent(ui, file.size, file.size, started);
+    ui.sent.value = 1;
+    ui.sending.textContent = `Sent ${size(file.size)} in ${((Date.now() - started) / 1000).toFixed(1)} s.`;
     ui.cancel.hidden = true;
     showOutcome(transfer, await follow(transfer));
   } catch (err) {
