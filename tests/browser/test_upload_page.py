@@ -102,7 +102,8 @@ def store(settings: Settings) -> ObjectStore:
 def shoot(driver: webdriver.Chrome, where: Path, name: str) -> None:
     """A screenshot of the whole page (the window made as tall as the page, then put back)."""
     width, height = driver.get_window_size()["width"], driver.get_window_size()["height"]
-    driver.set_window_size(width, max(height, driver.execute_script("return document.body.scrollHeight;") + 150))
+    page_height = driver.execute_script("return document.documentElement.scrollHeight;")
+    driver.set_window_size(width, max(height, page_height + 200))
     driver.save_screenshot(str(where / f"{name}.png"))
     driver.set_window_size(width, height)
 
@@ -333,6 +334,41 @@ def test_a_reload_mid_upload_resumes_with_the_missing_parts_only(
     assert transfer(browser, path.name).get_attribute("data-id") == ticket["id"]  # the same upload
     assert store.multipart_uploads(bucket, key) == []
     assert remembered_ticket(browser, path.name) is None
+
+
+def test_a_lost_connection_ends_nothing_and_the_same_file_resumes(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, store: ObjectStore, tmp_path: Path
+) -> None:
+    """Offline mid-upload: the parts fail, and so does the delete that would end the upload, so the
+    ticket is kept; back online, the same file chosen again continues the same upload."""
+    path = tmp_path / "page-offline.fa"
+    records = fasta(path, 26)
+    count = multipart_plan(path.stat().st_size, PART_BYTES).count
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    throttle(browser, 2 * MIB)
+    send_files(browser, path)
+    ticket = wait_for_ticket(browser, path.name)
+    bucket, key, store_upload = ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"]
+    poll_until(lambda: len(store.parts(bucket, key, store_upload)) >= 1, timeout=90, interval=0.2, what="a part stored")
+    browser.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    shown = outcome(browser, path.name, timeout=90)
+    assert "The intake could not be reached: choose the file again to resume." in shown, shown
+    assert remembered_ticket(browser, path.name) == ticket
+    throttle(browser, None)
+    stored_before = len(store.parts(bucket, key, store_upload))
+    assert 1 <= stored_before < count, (stored_before, count)
+
+    send_files(browser, path)
+    WebDriverWait(browser, 30, poll_frequency=0.2).until(
+        lambda d: f"{stored_before} of {count} parts already stored" in d.find_element(By.ID, "status").text
+    )
+    shown = outcome(browser, path.name)
+    assert shown.startswith(f"Done: {records} records"), shown
+    assert transfer(browser, path.name).get_attribute("data-id") == ticket["id"]
+    assert store.multipart_uploads(bucket, key) == []
 
 
 def test_cancel_leaves_no_multipart_upload(
