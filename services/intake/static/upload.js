@@ -324,11 +324,12 @@ function showOutcome(transfer, status) {
 
 async function runTransfer(file) {
   const ui = transferItem(file);
-  const transfer = { file, ui, ticket: null, stopped: null, requests: new Set() };
+  const transfer = { file, ui, ticket: null, stopped: null, delivered: false, requests: new Set() };
   ui.cancel.addEventListener("click", async () => {
     ui.cancel.disabled = true;
     transfer.stopped = "cancelled";
     const ended = await abandon(transfer);
+    ui.sending.textContent = "Sending stopped.";
     ui.outcome.className = "outcome";
     ui.outcome.textContent = ended ? "Cancelled: the upload was ended and nothing is kept."
       : "Cancelled here, but the intake could not be reached: choose the file again to resume or cancel it.";
@@ -376,6 +377,7 @@ async function runTransfer(file) {
       await sendParts(transfer, started);
       forget(file);
     }
+    transfer.delivered = true;
     ui.sent.value = 1;
     ui.sending.textContent = `Sent ${size(file.size)} in ${((Date.now() - started) / 1000).toFixed(1)} s.`;
     ui.cancel.hidden = true;
@@ -385,7 +387,8 @@ async function runTransfer(file) {
     ui.cancel.hidden = true;
     const ended = transfer.ticket ? await abandon(transfer) : true;
     ui.outcome.className = "outcome error";
-    ui.outcome.textContent = `Failed: ${err.message}` + (transfer.ticket
+    if (!transfer.delivered) ui.sending.textContent = "Sending stopped.";
+    ui.outcome.textContent = `Failed: ${err.message.replace(/[.\s]*$/, ".")}` + (transfer.ticket
       ? (ended ? " The upload was ended; nothing is kept." : " The intake could not be reached: choose the file again to resume.")
       : "");
     alertError(`${file.name}: ${ui.outcome.textContent}`);
