@@ -47,6 +47,10 @@ class ApiError extends Error {
 }
 
 class Stopped extends Error {}  // a transfer cancelled, or stopped by another part's failure
+// The file may be in the store already (a completion whose answer was lost, a resumed upload the
+// store has completed but whose event the intake has not had yet): such an upload is never ended
+// by the page; its ticket stays remembered, so choosing the file again resumes or follows it.
+class Unconfirmed extends Error {}
 
 async function api(method, path, body) {
   const headers = { "Authorization": `Bearer ${keyInput.value.trim()}` };
@@ -213,7 +217,13 @@ async function sendParts(transfer, started) {
   const plan = transfer.ticket.multipart;
   // The parts the store already has (a resumed upload): each is kept if its ETag is the MD5 of
   // the same bytes of this file, else sent again.
-  const stored = new Map((await api("GET", plan.parts_url)).parts.map((p) => [p.number, p]));
+  let listing;
+  try {
+    listing = await api("GET", plan.parts_url);
+  } catch (err) {
+    throw new Unconfirmed(`the stored parts could not be listed (${err.message}); the upload may be complete already`);
+  }
+  const stored = new Map(listing.parts.map((p) => [p.number, p]));
   if (stored.size) announce(`${file.name}: ${stored.size} of ${plan.part_count} parts already stored; sending the others.`);
   const sent = new Array(plan.part_count + 1).fill(0);
   const report = () => showSent(ui, sent.reduce((a, b) => a + b, 0), file.size, started);
@@ -259,7 +269,7 @@ async function complete(transfer, plan) {
       return;
     } catch (err) {
       if (err instanceof ApiError && err.code === "not_awaiting_parts") return;  // a completion whose answer was lost
-      if (attempt >= PART_ATTEMPTS) throw err;
+      if (attempt >= PART_ATTEMPTS) throw new Unconfirmed(`completing the upload failed: ${err.message}`);
       await sleep(500 * 2 ** (attempt - 1));
     }
   }
@@ -279,10 +289,20 @@ async function abandon(transfer) {
   }
 }
 
+// Polls the status until a final state; a lost answer or a 5xx (an intake restarting) is "not
+// yet" a few times over, a refusal (4xx) is an error at once.
 async function follow(transfer) {
   const { ui } = transfer;
-  for (;;) {
-    const status = await api("GET", `/uploads/${transfer.ticket.id}`);
+  for (let misses = 0; ;) {
+    let status;
+    try {
+      status = await api("GET", `/uploads/${transfer.ticket.id}`);
+      misses = 0;
+    } catch (err) {
+      if ((err instanceof ApiError && err.status < 500) || ++misses > 10) throw err;
+      await sleep(POLL_MS * 2);
+      continue;
+    }
     ui.stage.textContent = `Pipeline: ${status.state} — ${plural(status.progress.records_done, "record")}`;
     ui.processed.value = status.progress.fraction;
     if (FINAL_STATES.includes(status.state)) return status;
@@ -385,12 +405,21 @@ async function runTransfer(file) {
   } catch (err) {
     if (transfer.stopped === "cancelled") return;  // the cancel button has said so
     ui.cancel.hidden = true;
-    const ended = transfer.ticket ? await abandon(transfer) : true;
     ui.outcome.className = "outcome error";
-    if (!transfer.delivered) ui.sending.textContent = "Sending stopped.";
-    ui.outcome.textContent = `Failed: ${err.message.replace(/[.\s]*$/, ".")}` + (transfer.ticket
-      ? (ended ? " The upload was ended; nothing is kept." : " The intake could not be reached: choose the file again to resume.")
-      : "");
+    const reason = err.message.replace(/[.\s]*$/, ".");
+    if (err instanceof Unconfirmed) {
+      ui.sending.textContent = "Sending stopped.";
+      ui.outcome.textContent = `Not finished: ${reason} Choose the file again to resume it or follow it; its state is in the list below.`;
+    } else if (transfer.delivered) {
+      // the file is in the store and the pipeline has it: only following it failed; never delete it
+      ui.outcome.textContent = `Could not follow the upload: ${reason} Its state is in the list below.`;
+    } else {
+      const ended = transfer.ticket ? await abandon(transfer) : true;
+      ui.sending.textContent = "Sending stopped.";
+      ui.outcome.textContent = `Failed: ${reason}` + (transfer.ticket
+        ? (ended ? " The upload was ended; nothing is kept." : " The intake could not be reached: choose the file again to resume.")
+        : "");
+    }
     alertError(`${file.name}: ${ui.outcome.textContent}`);
   } finally {
     refreshList();
