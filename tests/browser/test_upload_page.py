@@ -373,6 +373,38 @@ def test_a_lost_connection_ends_nothing_and_the_same_file_resumes(
     assert store.multipart_uploads(bucket, key) == []
 
 
+def test_a_failed_completion_keeps_the_upload_and_the_same_file_completes_it(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, store: ObjectStore, tmp_path: Path
+) -> None:
+    """Every part sent but the completion refused (its URL blocked: the store may have completed it
+    and the answer been lost): the page ends nothing; chosen again, the file completes, no part sent."""
+    path = tmp_path / "page-completion.fa"
+    records = fasta(path, 12)
+    count = multipart_plan(path.stat().st_size, PART_BYTES).count
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    throttle(browser, 4 * MIB)  # the parts take seconds: time to block the completion once its URL is known
+    send_files(browser, path)
+    ticket = wait_for_ticket(browser, path.name)
+    # ?uploadId=…&X-Amz-Algorithm=… (completion) but not ?uploadId=…&partNumber=… (parts)
+    upload_param, signature_param = ticket["multipart"]["complete_url"].split("?", 1)[1].split("&")[:2]
+    completion = f"*?{upload_param}&{signature_param.split('=')[0]}=*"
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [completion]})
+    throttle(browser, None)
+    shown = outcome(browser, path.name, timeout=90)
+    assert shown.startswith("Not finished: completing the upload failed"), shown
+    assert remembered_ticket(browser, path.name) == ticket
+    assert pipeline.status(ticket["id"])["state"] == "awaiting_upload"
+    assert len(store.parts(ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"])) == count
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+
+    sent_before = len(part_puts(browser))
+    send_files(browser, path)
+    shown = outcome(browser, path.name)
+    assert shown.startswith(f"Done: {records} records"), shown
+    assert len(part_puts(browser)) == sent_before  # every part was kept
+    assert transfer(browser, path.name).get_attribute("data-id") == ticket["id"]
+
+
 def test_cancel_leaves_no_multipart_upload(
     browser: webdriver.Chrome,
     pages: dict[str, str],
