@@ -1,29 +1,57 @@
 """The upload page (intake, ``GET /``) in headless Chromium (Debian's, driven by Selenium; nothing
-downloads a browser): a small file, a file above a low multipart threshold, and an invalid file
-whose line and column the page shows. Screenshots go to ``tests/browser/screenshots/``."""
+downloads a browser), against the running stack: one file, two at once, the list and its delete,
+a file in parts, a reload mid-upload then the resume, a cancel, a part that keeps failing, an
+invalid file and its retry; axe-core (``tests/browser/vendor/``) on the page idle and busy.
+
+Slow networks are Chrome's own DevTools throttling (``Network.emulateNetworkConditions``) and a
+failing part is a blocked URL (``Network.setBlockedURLs``): the page and the store are unchanged.
+Screenshots (test artifacts) go to ``$GENOBASE_SCREENSHOTS`` if set, else to
+``tests/browser/screenshots/`` (ignored by git); the path is printed.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import re
 import shutil
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from genobase import stack
+from shared.domain.multipart import plan as multipart_plan
+from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings
 from shared.s3.store import ObjectStore
-from tests.conftest import Pipeline
+from tests.conftest import MIB, Pipeline
 
 pytestmark = pytest.mark.e2e
-SCREENSHOTS = Path(__file__).parent / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+PART_BYTES = 5 * MIB  # the multipart intake's parts (tests/conftest.py: multipart_intake)
+
+
+@pytest.fixture(scope="module")
+def screenshots() -> Path:
+    configured = os.environ.get("GENOBASE_SCREENSHOTS")
+    where = Path(configured) if configured else Path(__file__).parent / "screenshots"
+    where.mkdir(parents=True, exist_ok=True)
+    print(f"\nupload page screenshots: {where}", file=sys.stderr)
+    return where
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +64,26 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
     for flag in (
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--window-size=1100,900", f"--user-data-dir={profile}",
+        "--window-size=1100,1300", f"--user-data-dir={profile}",
     ):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    SCREENSHOTS.mkdir(exist_ok=True)
+    driver.set_script_timeout(120)
+    driver.execute_cdp_cmd("Network.enable", {})
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(autouse=True)
+def full_speed(browser: webdriver.Chrome) -> Iterator[None]:
+    """Each test starts and ends with the network unthrottled and nothing blocked."""
+    throttle(browser, None)
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    yield
+    throttle(browser, None)
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
 
 
 @pytest.fixture(scope="module")
@@ -56,46 +95,412 @@ def pages(pipeline: Pipeline, settings: Settings, multipart_intake: str) -> dict
     return {"put": base, "multipart": multipart_intake}
 
 
-def send_through_the_page(driver: webdriver.Chrome, page: str, key: str, path: Path, shot: str) -> str:
+@pytest.fixture(scope="module")
+def store(settings: Settings) -> ObjectStore:
+    return ObjectStore(settings)  # the stack's admin S3 user: it sees every multipart upload
+
+
+def shoot(driver: webdriver.Chrome, where: Path, name: str) -> None:
+    """A screenshot of the whole page (the window made as tall as the page, then put back)."""
+    width, height = driver.get_window_size()["width"], driver.get_window_size()["height"]
+    page_height = driver.execute_script("return document.documentElement.scrollHeight;")
+    driver.set_window_size(width, max(height, page_height + 200))
+    driver.save_screenshot(str(where / f"{name}.png"))
+    driver.set_window_size(width, height)
+
+
+def throttle(driver: webdriver.Chrome, upload_bytes_per_second: int | None) -> None:
+    """Chrome's DevTools throttling of what the page sends (None: full speed)."""
+    conditions = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    if upload_bytes_per_second is not None:
+        conditions["uploadThroughput"] = upload_bytes_per_second
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", conditions)
+
+
+def fasta(path: Path, megabytes: int) -> int:
+    """A FASTA file of about ``megabytes`` MiB of random bases (records of 1 Mbp); returns its record count."""
+    rng = random.Random(megabytes)
+    records = written = 0
+    with path.open("w") as out:
+        while written < megabytes * MIB:
+            seq = "".join(rng.choices("ACGT", k=1_000_000))
+            text = f">r{records}\n" + "\n".join(seq[j : j + 80] for j in range(0, len(seq), 80)) + "\n"
+            out.write(text)
+            written += len(text)
+            records += 1
+    return records
+
+
+def open_page(driver: webdriver.Chrome, page: str, key: str) -> None:
     driver.get(f"{page}/")
     field = driver.find_element(By.ID, "key")
     field.clear()
-    field.send_keys(key)
-    driver.find_element(By.ID, "file").send_keys(str(path))
+    field.send_keys(key, Keys.TAB)  # the change event: the key is kept and the list is read
+
+
+def send_files(driver: webdriver.Chrome, *paths: Path) -> None:
+    driver.find_element(By.ID, "file").send_keys("\n".join(str(p) for p in paths))
     driver.find_element(By.ID, "send").click()
-    WebDriverWait(driver, 180, poll_frequency=0.5).until(lambda d: d.find_element(By.ID, "outcome").text.strip())
-    driver.save_screenshot(str(SCREENSHOTS / f"{shot}.png"))
-    return str(driver.find_element(By.ID, "outcome").text)
+
+
+def transfer(driver: webdriver.Chrome, name: str) -> WebElement:
+    """The newest progress item of file ``name``."""
+    return driver.find_element(By.CSS_SELECTOR, f'li.transfer[data-file="{name}"]')
+
+
+def outcome(driver: webdriver.Chrome, name: str, timeout: float = 240) -> str:
+    """The outcome line of file ``name`` once it has one."""
+    found: list[str] = []
+
+    def shown(d: webdriver.Chrome) -> bool:
+        found[:] = [transfer(d, name).find_element(By.CLASS_NAME, "outcome").text.strip()]
+        return bool(found[0])
+
+    WebDriverWait(driver, timeout, poll_frequency=0.5).until(shown)
+    return found[0]
+
+
+def remembered_ticket(driver: webdriver.Chrome, name: str) -> dict[str, Any] | None:
+    """The multipart ticket the page keeps in localStorage for file ``name`` (to resume)."""
+    text = driver.execute_script(
+        "const key = Object.keys(localStorage).find((k) => k.startsWith(`genobase-transfer:${arguments[0]}:`));"
+        "return key ? localStorage.getItem(key) : null;",
+        name,
+    )
+    return json.loads(text)["ticket"] if text else None
+
+
+def wait_for_ticket(driver: webdriver.Chrome, name: str) -> dict[str, Any]:
+    tickets: list[dict[str, Any]] = []
+
+    def kept(d: webdriver.Chrome) -> bool:
+        ticket = remembered_ticket(d, name)
+        tickets[:] = [ticket] if ticket else []
+        return bool(tickets)
+
+    WebDriverWait(driver, 60, poll_frequency=0.2).until(kept)
+    return tickets[0]
+
+
+def part_puts(driver: webdriver.Chrome) -> list[str]:
+    """The part PUTs this page has made since it loaded (Resource Timing keeps each request's URL)."""
+    entries: list[str] = driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter((e) => e.initiatorType === 'xmlhttprequest' && e.name.includes('partNumber='))"
+        ".map((e) => e.name);"
+    )
+    return entries
+
+
+def no_serious_violations(driver: webdriver.Chrome, state: str) -> None:
+    """axe-core on the page as it is now: no violation of serious or critical impact."""
+    if not driver.execute_script("return typeof axe !== 'undefined';"):
+        driver.execute_script(AXE.read_text())  # WebDriver's scripts are not held to the page's CSP
+    violations: Any = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document).then((r) => done(r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map((n) => n.target.join(' '))})))).catch((e) => done(String(e)));"
+    )
+    assert isinstance(violations, list), violations
+    serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+    assert serious == [], f"axe-core on the {state} page: {serious}"
 
 
 def test_a_small_file_goes_through_the_page(
-    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path, screenshots: Path
 ) -> None:
+    open_page(browser, pages["put"], pipeline.api_key)
+    no_serious_violations(browser, "idle")
+    shoot(browser, screenshots, "idle")
     path = tmp_path / "page-small.fa"
     path.write_text(">a first\nACGTACGT\n>b\nGGCC\n")
-    outcome = send_through_the_page(browser, pages["put"], pipeline.api_key, path, "small-file-done")
-    assert outcome.startswith("Done: 2 records"), outcome
-    link = browser.find_element(By.ID, "download").get_attribute("href")
+    send_files(browser, path)
+    shown = outcome(browser, path.name)
+    shoot(browser, screenshots, "small-file-done")
+    assert shown.startswith("Done: 2 records"), shown
+    link = transfer(browser, path.name).find_element(By.CLASS_NAME, "download").get_attribute("href")
     assert link and "generation-1.json" in link
 
 
+def test_the_drop_zone_opens_the_chooser_from_the_keyboard(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline
+) -> None:
+    open_page(browser, pages["put"], pipeline.api_key)
+    browser.execute_script(
+        "window.chooserOpened = 0; document.getElementById('file')"
+        ".addEventListener('click', (e) => { e.preventDefault(); window.chooserOpened++; });"
+    )
+    drop = browser.find_element(By.ID, "drop")
+    assert drop.get_attribute("tabindex") == "0" and drop.get_attribute("role") == "button"
+    drop.send_keys(Keys.ENTER)
+    drop.send_keys(Keys.SPACE)
+    assert browser.execute_script("return window.chooserOpened;") == 2
+
+
+def test_two_files_at_once_then_the_list_and_a_delete(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path, screenshots: Path
+) -> None:
+    first, second = tmp_path / "page-two-a.fa", tmp_path / "page-two-b.fq"
+    first.write_text(">x\nACGT\n>y\nGG\n>z\nTTTA\n")
+    second.write_text("@read1\nACGT\n+\nIIII\n")
+    open_page(browser, pages["put"], pipeline.api_key)
+    browser.find_element(By.ID, "labels").send_keys("sample=NA12878\nrun=7")
+    send_files(browser, first, second)
+    assert outcome(browser, first.name).startswith("Done: 3 records")
+    assert outcome(browser, second.name).startswith("Done: 1 record.")
+
+    def row(name: str) -> WebElement | None:
+        rows = browser.find_elements(By.CSS_SELECTOR, f'#recent-rows tr[data-file="{name}"]')
+        return rows[0] if rows else None
+
+    def listed_done(d: webdriver.Chrome) -> bool:
+        found = [row(first.name), row(second.name)]
+        return all(r is not None and r.find_element(By.CLASS_NAME, "state").text == "done" for r in found)
+
+    WebDriverWait(browser, 30, poll_frequency=0.3).until(listed_done)
+    WebDriverWait(browser, 30, poll_frequency=0.3).until(
+        lambda d: row(first.name).find_elements(By.CLASS_NAME, "download")  # type: ignore[union-attr]
+    )
+    first_row = row(first.name)
+    assert first_row is not None
+    assert first_row.find_element(By.CLASS_NAME, "records").text == "3"
+    assert sorted(first_row.find_element(By.CLASS_NAME, "labels").text.split(", ")) == ["run=7", "sample=NA12878"]
+    shoot(browser, screenshots, "two-files-and-the-list")
+    link = first_row.find_element(By.CLASS_NAME, "download").get_attribute("href")
+    assert link
+    document = httpx.get(link, timeout=30).json()  # the presigned result URL, no key needed
+    assert len(document["records"]) == 3
+    assert document["labels"] == {"sample": "NA12878", "run": "7"}
+
+    upload_id = first_row.get_attribute("data-id")
+    delete = first_row.find_element(By.CLASS_NAME, "delete")
+    delete.click()  # the first press asks again: nothing is deleted yet
+    assert pipeline.status(str(upload_id))["state"] == "done"
+    delete.click()
+    WebDriverWait(browser, 30, poll_frequency=0.3).until(lambda d: row(first.name) is None)
+    assert row(second.name) is not None
+    assert pipeline.status(str(upload_id))["state"] == "deleted"
+
+
 def test_a_file_above_the_threshold_goes_in_parts(
-    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path, screenshots: Path
 ) -> None:
     path = tmp_path / "page-large.fa"
-    rng = random.Random(9)
-    with path.open("w") as out:
-        for i in range(6):  # ~12 MiB: 3 parts of 5 MiB
-            seq = "".join(rng.choices("ACGT", k=2_000_000))
-            out.write(f">big{i}\n" + "\n".join(seq[j : j + 80] for j in range(0, len(seq), 80)) + "\n")
-    outcome = send_through_the_page(browser, pages["multipart"], pipeline.api_key, path, "multipart-done")
-    assert outcome.startswith("Done: 6 records"), outcome
+    records = fasta(path, 12)  # 3 parts of 5 MiB
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    send_files(browser, path)
+    shown = outcome(browser, path.name)
+    shoot(browser, screenshots, "multipart-done")
+    assert shown.startswith(f"Done: {records} records"), shown
+    assert len(part_puts(browser)) == multipart_plan(path.stat().st_size, PART_BYTES).count
+    worker = "return performance.getEntriesByType('resource').some((e) => e.name.endsWith('/static/md5-worker.js'));"
+    assert browser.execute_script(worker)  # the parts' MD5 is computed off the page's thread
+    assert remembered_ticket(browser, path.name) is None  # forgotten once sent
 
 
-def test_an_invalid_file_shows_its_line_and_column(
-    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path
+def test_a_reload_mid_upload_resumes_with_the_missing_parts_only(
+    browser: webdriver.Chrome,
+    pages: dict[str, str],
+    pipeline: Pipeline,
+    store: ObjectStore,
+    tmp_path: Path,
+    screenshots: Path,
+) -> None:
+    path = tmp_path / "page-resume.fa"
+    records = fasta(path, 21)
+    count = multipart_plan(path.stat().st_size, PART_BYTES).count
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    throttle(browser, 2 * MIB)
+    send_files(browser, path)
+    ticket = wait_for_ticket(browser, path.name)
+    bucket, key, store_upload = ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"]
+    poll_until(lambda: len(store.parts(bucket, key, store_upload)) >= 1, timeout=90, interval=0.2, what="a part stored")
+    browser.refresh()  # mid-upload: the parts in flight are lost
+    throttle(browser, None)
+    time.sleep(1)
+    stored_before = len(store.parts(bucket, key, store_upload))
+    assert 1 <= stored_before < count, (stored_before, count)
+    assert remembered_ticket(browser, path.name) == ticket
+
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    send_files(browser, path)
+    WebDriverWait(browser, 30, poll_frequency=0.2).until(
+        lambda d: f"{stored_before} of {count} parts already stored" in d.find_element(By.ID, "status").text
+    )
+    shown = outcome(browser, path.name)
+    shoot(browser, screenshots, "resumed-done")
+    assert shown.startswith(f"Done: {records} records"), shown
+    sent = part_puts(browser)
+    assert len(sent) == count - stored_before, sent  # only the missing parts
+    assert transfer(browser, path.name).get_attribute("data-id") == ticket["id"]  # the same upload
+    assert store.multipart_uploads(bucket, key) == []
+    assert remembered_ticket(browser, path.name) is None
+
+
+def test_a_lost_connection_ends_nothing_and_the_same_file_resumes(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, store: ObjectStore, tmp_path: Path
+) -> None:
+    """Offline mid-upload: the parts fail, and so does the delete that would end the upload, so the
+    ticket is kept; back online, the same file chosen again continues the same upload."""
+    path = tmp_path / "page-offline.fa"
+    records = fasta(path, 26)
+    count = multipart_plan(path.stat().st_size, PART_BYTES).count
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    throttle(browser, 2 * MIB)
+    send_files(browser, path)
+    ticket = wait_for_ticket(browser, path.name)
+    bucket, key, store_upload = ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"]
+    poll_until(lambda: len(store.parts(bucket, key, store_upload)) >= 1, timeout=90, interval=0.2, what="a part stored")
+    browser.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    shown = outcome(browser, path.name, timeout=90)
+    assert "The intake could not be reached: choose the file again to resume." in shown, shown
+    assert remembered_ticket(browser, path.name) == ticket
+    throttle(browser, None)
+    time.sleep(1)  # a part whose body had gone before the connection did may still be stored
+    assert 1 <= len(store.parts(bucket, key, store_upload)) < count
+
+    send_files(browser, path)
+    announced = re.compile(rf"(\d+) of {count} parts already stored")
+    WebDriverWait(browser, 30, poll_frequency=0.2).until(
+        lambda d: announced.search(d.find_element(By.ID, "status").text)
+    )
+    shown = outcome(browser, path.name)
+    assert shown.startswith(f"Done: {records} records"), shown
+    assert transfer(browser, path.name).get_attribute("data-id") == ticket["id"]
+    assert store.multipart_uploads(bucket, key) == []
+
+
+def test_a_failed_completion_keeps_the_upload_and_the_same_file_completes_it(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, store: ObjectStore, tmp_path: Path
+) -> None:
+    """Every part sent but the completion refused (its URL blocked: the store may have completed it
+    and the answer been lost): the page ends nothing; chosen again, the file completes, no part sent."""
+    path = tmp_path / "page-completion.fa"
+    records = fasta(path, 12)
+    count = multipart_plan(path.stat().st_size, PART_BYTES).count
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    throttle(browser, 4 * MIB)  # the parts take seconds: time to block the completion once its URL is known
+    send_files(browser, path)
+    ticket = wait_for_ticket(browser, path.name)
+    # ?uploadId=…&X-Amz-Algorithm=… (completion) but not ?uploadId=…&partNumber=… (parts)
+    upload_param, signature_param = ticket["multipart"]["complete_url"].split("?", 1)[1].split("&")[:2]
+    completion = f"*?{upload_param}&{signature_param.split('=')[0]}=*"
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [completion]})
+    throttle(browser, None)
+    shown = outcome(browser, path.name, timeout=90)
+    assert shown.startswith("Not finished: completing the upload failed"), shown
+    assert remembered_ticket(browser, path.name) == ticket
+    assert pipeline.status(ticket["id"])["state"] == "awaiting_upload"
+    assert len(store.parts(ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"])) == count
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+
+    sent_before = len(part_puts(browser))
+    send_files(browser, path)
+    shown = outcome(browser, path.name)
+    assert shown.startswith(f"Done: {records} records"), shown
+    assert len(part_puts(browser)) == sent_before  # every part was kept
+    assert transfer(browser, path.name).get_attribute("data-id") == ticket["id"]
+
+
+def test_cancel_leaves_no_multipart_upload(
+    browser: webdriver.Chrome,
+    pages: dict[str, str],
+    pipeline: Pipeline,
+    store: ObjectStore,
+    tmp_path: Path,
+    screenshots: Path,
+) -> None:
+    path = tmp_path / "page-cancel.fa"
+    fasta(path, 16)
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    throttle(browser, MIB // 2)
+    send_files(browser, path)
+    ticket = wait_for_ticket(browser, path.name)
+    bucket, key = ticket["bucket"], ticket["key"]
+    assert store.multipart_uploads(bucket, key) != []
+    no_serious_violations(browser, "busy")
+    shoot(browser, screenshots, "busy")
+    transfer(browser, path.name).find_element(By.CLASS_NAME, "cancel").click()
+    shown = outcome(browser, path.name, timeout=60)
+    assert shown.startswith("Cancelled: the upload was ended"), shown
+    poll_until(lambda: store.multipart_uploads(bucket, key) == [], timeout=60, what="the multipart upload aborted")
+    assert pipeline.status(ticket["id"])["state"] == "deleted"
+    assert remembered_ticket(browser, path.name) is None
+
+
+def test_a_part_that_keeps_failing_ends_the_upload(
+    browser: webdriver.Chrome,
+    pages: dict[str, str],
+    pipeline: Pipeline,
+    store: ObjectStore,
+    tmp_path: Path,
+    screenshots: Path,
+) -> None:
+    path = tmp_path / "page-failing-part.fa"
+    fasta(path, 12)
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    blocked = ["*?partNumber=2&*", "*&partNumber=2&*", "*&partNumber=2"]
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": blocked})
+    send_files(browser, path)
+    ticket = wait_for_ticket(browser, path.name)
+    shown = outcome(browser, path.name, timeout=90)
+    shoot(browser, screenshots, "failing-part")
+    assert shown.startswith("Failed: part 2 of 3 failed after 4 attempts"), shown
+    assert shown.endswith("The upload was ended; nothing is kept."), shown
+    assert browser.find_element(By.ID, "alert").text.startswith(f"{path.name}: Failed: part 2")
+    poll_until(
+        lambda: store.multipart_uploads(ticket["bucket"], ticket["key"]) == [],
+        timeout=60,
+        what="the multipart upload aborted",
+    )
+    assert pipeline.status(ticket["id"])["state"] == "deleted"
+
+
+def test_an_invalid_file_shows_its_line_and_column_and_can_be_retried(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path, screenshots: Path
 ) -> None:
     path = tmp_path / "page-bad.fa"
     path.write_text(">ok\nACGT\n>bad\nACGT\nAC!GT\n")
-    outcome = send_through_the_page(browser, pages["put"], pipeline.api_key, path, "invalid-file")
-    assert outcome.startswith("Failed: invalid_character at line 5, column 3"), outcome
+    open_page(browser, pages["put"], pipeline.api_key)
+    send_files(browser, path)
+    shown = outcome(browser, path.name)
+    shoot(browser, screenshots, "invalid-file")
+    assert shown.startswith("Failed: invalid_character at line 5, column 3"), shown
+    assert browser.find_element(By.ID, "alert").text == f"{path.name}: {shown}"
+    item = transfer(browser, path.name)
+    upload_id = str(item.get_attribute("data-id"))
+    item.find_element(By.CLASS_NAME, "retry").click()  # POST /uploads/{id}/retry: a new generation
+    poll_until(lambda: pipeline.status(upload_id)["generation"] == 2, timeout=60, what="the retry's generation")
+    assert pipeline.wait_for(upload_id)["state"] == "failed"  # the same file fails the same way
+
+
+def test_a_2_gb_file_leaves_the_page_responsive(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, store: ObjectStore, tmp_path: Path
+) -> None:
+    """A 2 GiB file (sparse: it costs no disk) is registered, hashed and sent part by part while the
+    page's thread keeps answering and its heap stays small (the file is never read whole), then
+    cancelled, leaving nothing."""
+    path = tmp_path / "page-2gb.fa"
+    with path.open("wb") as out:
+        out.truncate(2 * 1024**3)
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    browser.execute_script(
+        "window.maxLag = 0; let last = performance.now();"
+        "setInterval(() => { const now = performance.now(); window.maxLag = Math.max(window.maxLag, now - last - 50);"
+        " last = now; }, 50);"
+    )
+    throttle(browser, 8 * MIB)
+    send_files(browser, path)
+    ticket = wait_for_ticket(browser, path.name)
+    assert ticket["multipart"]["part_count"] == multipart_plan(path.stat().st_size, PART_BYTES).count
+    bucket, key, store_upload = ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"]
+    poll_until(lambda: len(store.parts(bucket, key, store_upload)) >= 3, timeout=90, interval=0.2, what="parts stored")
+    lag, heap = browser.execute_script("return [window.maxLag, performance.memory.usedJSHeapSize];")
+    assert lag < 250, f"the page's thread was blocked {lag:.0f} ms"
+    assert heap < 64 * MIB, f"the page's heap holds {heap} bytes"
+    transfer(browser, path.name).find_element(By.CLASS_NAME, "cancel").click()
+    assert outcome(browser, path.name, timeout=60).startswith("Cancelled: the upload was ended")
+    poll_until(lambda: store.multipart_uploads(bucket, key) == [], timeout=60, what="the multipart upload aborted")

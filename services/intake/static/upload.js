@@ -1,135 +1,551 @@
-// The upload page: register with the intake, send the file straight to the store (one signed PUT,
-// or signed parts, each with its MD5), then follow the pipeline's stages. No build step.
+// The upload page: register each chosen file with the intake, send it straight to the store (one
+// signed PUT, or signed parts each with its MD5, computed in a worker), follow the pipeline's
+// stages, and list the owner's recent uploads. No build step, no framework. Nothing the server
+// sends is ever parsed as markup: every text goes in through textContent or an attribute.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const keyInput = $("key"), fileInput = $("file"), send = $("send");
-keyInput.value = sessionStorage.getItem("genobase-key") || "";
-let chosen = null;
+const PARALLEL_PARTS = 3;      // parts in flight per file
+const PART_ATTEMPTS = 4;       // a part is tried this many times (backoff 0.5, 1, 2 s) before the upload is given up
+const POLL_MS = 700;
+const LIST_LIMIT = 20;
+const FINAL_STATES = ["done", "failed", "expired", "revoked", "deleted"];
 
-function choose(file) { chosen = file; send.disabled = !file; }
-fileInput.addEventListener("change", () => choose(fileInput.files[0] || null));
-const drop = $("drop");
-drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); choose(e.dataTransfer.files[0]); });
+const $ = (id) => document.getElementById(id);
+const keyInput = $("key"), fileInput = $("file"), send = $("send"), drop = $("drop");
+keyInput.value = sessionStorage.getItem("genobase-key") || "";
+let chosen = [];
+let listCursor = null;
+
+// ---- small helpers -------------------------------------------------------------------------
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function announce(text) { $("status").textContent = text; }
+function alertError(text) { $("alert").textContent = text; }
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const megabytes = (n) => (n / 1e6).toFixed(1);
+const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+function size(bytes) {
+  if (bytes < 1e3) return plural(bytes, "byte");
+  return bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} kB` : `${megabytes(bytes)} MB`;
+}
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    // every error is an RFC 9457 problem: a code, a message safe to show, and an error id
+    const detail = typeof problem.detail === "string"
+      ? `${problem.detail} (${problem.code}, error id ${problem.error_id})` : `HTTP ${status}`;
+    super(detail);
+    this.status = status;
+    this.code = problem.code;
+  }
+}
+
+class Stopped extends Error {}  // a transfer cancelled, or stopped by another part's failure
+// The file may be in the store already (a completion whose answer was lost, a resumed upload the
+// store has completed but whose event the intake has not had yet): such an upload is never ended
+// by the page; its ticket stays remembered, so choosing the file again resumes or follows it.
+class Unconfirmed extends Error {}
 
 async function api(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    headers: { "Authorization": `Bearer ${keyInput.value.trim()}`, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const headers = { "Authorization": `Bearer ${keyInput.value.trim()}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    // every error is an RFC 9457 problem: a code, a message safe to show, and an error id
-    const detail = typeof data.detail === "string" ? `${data.detail} (${data.code}, error id ${data.error_id})` : JSON.stringify(data);
-    throw new Error(`HTTP ${response.status}: ${detail}`);
-  }
+  if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
 
-function put(url, blob, headers, onProgress) {  // XMLHttpRequest: fetch has no upload progress
+// ---- choosing files ------------------------------------------------------------------------
+
+function choose(files) {
+  chosen = Array.from(files || []);
+  send.disabled = chosen.length === 0;
+  $("chosen").textContent = chosen.length === 0 ? "No file chosen."
+    : `${chosen.length} file${chosen.length > 1 ? "s" : ""} chosen: ${chosen.map((f) => f.name).join(", ")}`;
+}
+fileInput.addEventListener("change", () => choose(fileInput.files));
+drop.addEventListener("click", () => fileInput.click());
+drop.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" || e.key === " ") { e.preventDefault(); fileInput.click(); }
+});
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); choose(e.dataTransfer.files); });
+
+// The options of `genobase upload`: format, alphabet, circular, labels, validate only.
+function registration(file) {
+  const request = { filename: file.name, size: file.size, mode: $("validate").checked ? "validate" : "store" };
+  if ($("format").value) request.format = $("format").value;
+  if ($("alphabet").value) request.alphabet = $("alphabet").value;
+  if ($("circular").checked) request.circular = true;
+  const labels = parseLabels($("labels").value);
+  if (Object.keys(labels).length) request.labels = labels;
+  return request;
+}
+
+function parseLabels(text) {
+  const labels = {};
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const line = raw.trim();
+    if (!line) return;
+    const at = line.indexOf("=");
+    if (at < 1) throw new Error(`Labels, line ${index + 1}: write key=value (one label a line).`);
+    labels[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  });
+  return labels;
+}
+
+// ---- remembering multipart tickets (to resume) ---------------------------------------------
+// Per file (name, size, last modified), in localStorage: the ticket only (its store links, valid
+// as long as the ticket), never the API key, which stays in sessionStorage.
+
+const rememberedName = (file) => `genobase-transfer:${file.name}:${file.size}:${file.lastModified}`;
+function remembered(file) {
+  try { return JSON.parse(localStorage.getItem(rememberedName(file)) || "null"); } catch { return null; }
+}
+const remember = (file, ticket) => localStorage.setItem(rememberedName(file), JSON.stringify({ ticket }));
+const forget = (file) => localStorage.removeItem(rememberedName(file));
+
+// ---- MD5 in a worker -----------------------------------------------------------------------
+
+let hasher = null;
+const hashing = new Map();
+let hashId = 0;
+function md5(blob) {
+  if (!hasher) {
+    hasher = new Worker("/static/md5-worker.js");
+    hasher.onmessage = ({ data }) => {
+      const waiting = hashing.get(data.id);
+      hashing.delete(data.id);
+      if (data.error) waiting.reject(new Error(`MD5: ${data.error}`)); else waiting.resolve(data);
+    };
+  }
+  return new Promise((resolve, reject) => {
+    const id = hashId++;
+    hashing.set(id, { resolve, reject });
+    hasher.postMessage({ id, blob });
+  });
+}
+
+// ---- one file's transfer -------------------------------------------------------------------
+
+function transferItem(file) {
+  const item = element("li", undefined, "transfer");
+  item.dataset.file = file.name;
+  const sent = element("progress");
+  sent.max = 1; sent.value = 0; sent.className = "sent";
+  sent.setAttribute("aria-label", `${file.name}: sent`);
+  const processed = element("progress");
+  processed.max = 1; processed.value = 0; processed.className = "processed";
+  processed.setAttribute("aria-label", `${file.name}: processed`);
+  const cancel = element("button", "Cancel", "cancel");
+  cancel.type = "button";
+  cancel.setAttribute("aria-label", `Cancel ${file.name}`);
+  const retry = element("button", "Retry", "retry");
+  retry.type = "button"; retry.hidden = true;
+  retry.setAttribute("aria-label", `Retry ${file.name}`);
+  const parts = {
+    item, sent, processed, cancel, retry,
+    sending: element("p", "Registering…", "stage sending"),
+    stage: element("p", "", "stage pipeline"),
+    outcome: element("p", "", "outcome"),
+  };
+  const actions = element("div", undefined, "actions");
+  actions.append(cancel, retry);
+  item.append(element("p", file.name, "name"), parts.sending, sent, parts.stage, processed, parts.outcome, actions);
+  $("transfers").prepend(item);
+  $("transfers-section").hidden = false;
+  return parts;
+}
+
+function showSent(ui, done, total, started) {
+  ui.sent.value = total ? done / total : 1;
+  const rate = done / Math.max((Date.now() - started) / 1000, 0.001);
+  const left = rate > 0 ? Math.round((total - done) / rate) : 0;
+  ui.sending.textContent = `Sending ${size(done)} of ${size(total)}, ${megabytes(rate)} MB/s, ${left} s left`;
+}
+
+function stopIfStopped(transfer) {
+  if (transfer.stopped) throw new Stopped(transfer.stopped);
+}
+
+function put(transfer, url, blob, headers, onProgress) {  // XMLHttpRequest: fetch has no upload progress
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
+    transfer.requests.add(xhr);
+    const settle = (then, value) => { transfer.requests.delete(xhr); then(value); };
     xhr.open("PUT", url);
     for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => onProgress(e.loaded);
-    xhr.onload = () => (xhr.status < 300 ? resolve(xhr) : reject(new Error(`the store answered ${xhr.status}: ${xhr.responseText.slice(0, 200)}`)));
-    xhr.onerror = () => reject(new Error("the store could not be reached"));
+    xhr.onload = () => (xhr.status < 300 ? settle(resolve, xhr)
+      : settle(reject, new Error(`the store answered ${xhr.status}: ${xhr.responseText.slice(0, 200)}`)));
+    xhr.onerror = () => settle(reject, new Error("the store could not be reached"));
+    xhr.onabort = () => settle(reject, new Stopped("stopped"));
     xhr.send(blob);
   });
 }
 
-function showSent(done, total, started) {
-  $("sent").value = total ? done / total : 1;
-  const rate = done / Math.max((Date.now() - started) / 1000, 0.001);
-  const left = rate > 0 ? Math.round((total - done) / rate) : 0;
-  $("sending").textContent = `Sending ${(done / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB, ${(rate / 1e6).toFixed(1)} MB/s, ${left} s left`;
-}
-
-async function sendParts(ticket, file, started) {
-  const plan = ticket.multipart;
-  const sent = new Array(plan.part_count + 1).fill(0);
-  const report = () => showSent(sent.reduce((a, b) => a + b, 0), file.size, started);
-  let next = 1;
-  async function worker() {
-    while (next <= plan.part_count) {
-      const number = next++;
-      const blob = file.slice((number - 1) * plan.part_size, number * plan.part_size);
-      const md5 = btoa(String.fromCharCode(...hexBytes(SparkMD5.ArrayBuffer.hash(await blob.arrayBuffer()))));
-      const signed = await api("POST", plan.parts_url, { parts: [{ number, md5 }] });
-      await put(signed.parts[0].url, blob, { "Content-MD5": md5 }, (loaded) => { sent[number] = loaded; report(); });
-      sent[number] = blob.size; report();
+// A part is signed and sent, and tried again with backoff when that fails; after PART_ATTEMPTS
+// the error stops the whole transfer. An API refusal (4xx) is not tried again.
+async function sendPart(transfer, plan, number, blob, digest, onProgress) {
+  for (let attempt = 1; ; attempt++) {
+    stopIfStopped(transfer);
+    try {
+      const signed = await api("POST", plan.parts_url, { parts: [{ number, md5: digest.base64 }] });
+      await put(transfer, signed.parts[0].url, blob, { "Content-MD5": digest.base64 }, onProgress);
+      return;
+    } catch (err) {
+      stopIfStopped(transfer);
+      const refused = err instanceof ApiError && err.status < 500 && err.status !== 429;
+      if (refused || attempt >= PART_ATTEMPTS) {
+        throw new Error(`part ${number} of ${plan.part_count} failed after ${attempt} attempt${attempt > 1 ? "s" : ""}: ${err.message}`);
+      }
+      onProgress(0);
+      await sleep(500 * 2 ** (attempt - 1));
     }
   }
-  await Promise.all([worker(), worker(), worker()]);
-  const parts = (await api("GET", plan.parts_url)).parts.sort((a, b) => a.number - b.number);
-  const xml = "<CompleteMultipartUpload>" + parts.map((p) =>
-    `<Part><PartNumber>${p.number}</PartNumber><ETag>${p.etag}</ETag></Part>`).join("") + "</CompleteMultipartUpload>";
-  const done = await fetch(plan.complete_url, { method: "POST", body: xml });
-  const text = await done.text();
-  if (!done.ok || text.includes("<Error>")) throw new Error(`completing the upload failed: ${text.slice(0, 200)}`);
 }
 
-function hexBytes(hex) { const out = []; for (let i = 0; i < hex.length; i += 2) out.push(parseInt(hex.slice(i, i + 2), 16)); return out; }
-
-async function follow(ticket) {
-  for (;;) {
-    const status = await api("GET", `/uploads/${ticket.id}`);
-    $("state").textContent = `Pipeline: ${status.state} — ${status.progress.records_done} records`;
-    $("processed").value = status.progress.fraction;
-    if (["done", "failed", "expired", "revoked", "deleted"].includes(status.state)) return status;
-    await new Promise((r) => setTimeout(r, 700));
-  }
-}
-
-send.addEventListener("click", async () => {
-  const file = chosen;
-  sessionStorage.setItem("genobase-key", keyInput.value.trim());
-  send.disabled = true;
-  $("progress").hidden = false;
-  const outcome = $("outcome");
-  outcome.className = ""; outcome.textContent = "";
+async function sendParts(transfer, started) {
+  const { file, ui } = transfer;
+  const plan = transfer.ticket.multipart;
+  // The parts the store already has (a resumed upload): each is kept if its ETag is the MD5 of
+  // the same bytes of this file, else sent again.
+  let listing;
   try {
-    const mode = $("validate").checked ? "validate" : "store";
-    const ticket = await api("POST", "/uploads", { filename: file.name, size: file.size, mode });
-    const started = Date.now();
-    if (ticket.upload_method === "PUT") {
-      await put(ticket.upload_url, file, ticket.upload_headers || {}, (loaded) => showSent(loaded, file.size, started));
-    } else {
-      await sendParts(ticket, file, started);
-    }
-    showSent(file.size, file.size, started);
-    const status = await follow(ticket);
-    if (status.state === "done" && status.mode === "validate") {
-      const v = status.validation;  // text only: nothing from the server is markup
-      outcome.className = "ok";
-      outcome.textContent = `Valid ${v.format}: ${v.records} records, ${v.bytes} bytes; `
-        + `MD5 ${v.source_md5}, SHA-256 ${v.source_sha256}, collection ${v.collection_digest}. Nothing was stored.`;
-    } else if (status.state === "done") {
-      outcome.className = "ok";
-      const link = document.createElement("a");  // built, not parsed: nothing from the server is markup
-      link.id = "download";
-      link.href = status.result.url;
-      link.textContent = "Download the result";
-      outcome.replaceChildren(`Done: ${status.result.records} records. `, link);
-    } else if (status.state === "failed" || status.state === "revoked") {
-      const e = status.error;
-      const where = e.line ? ` at line ${e.line}` + (e.column ? `, column ${e.column}` : "") : "";
-      outcome.className = "error";
-      outcome.textContent = `${status.state === "revoked" ? "Not processed" : "Failed"}: ${e.code}${where}: ${e.message}`;
-    } else if (status.state === "deleted") {
-      outcome.className = "error";
-      outcome.textContent = "The upload was deleted.";
-    } else {
-      outcome.className = "error";
-      outcome.textContent = "The upload expired before the file arrived.";
-    }
+    listing = await api("GET", plan.parts_url);
   } catch (err) {
-    outcome.className = "error";
-    outcome.textContent = err.message;
-  } finally {
-    send.disabled = false;
+    throw new Unconfirmed(`the stored parts could not be listed (${err.message}); the upload may be complete already`);
   }
+  const stored = new Map(listing.parts.map((p) => [p.number, p]));
+  if (stored.size) announce(`${file.name}: ${stored.size} of ${plan.part_count} parts already stored; sending the others.`);
+  const sent = new Array(plan.part_count + 1).fill(0);
+  const report = () => showSent(ui, sent.reduce((a, b) => a + b, 0), file.size, started);
+  let next = 1;
+  async function lane() {
+    while (next <= plan.part_count) {
+      stopIfStopped(transfer);
+      const number = next++;
+      const blob = file.slice((number - 1) * plan.part_size, Math.min(number * plan.part_size, file.size));
+      const digest = await md5(blob);
+      const have = stored.get(number);
+      if (!(have && have.size === blob.size && have.etag.replace(/"/g, "") === digest.hex)) {
+        await sendPart(transfer, plan, number, blob, digest, (loaded) => { sent[number] = loaded; report(); });
+      }
+      sent[number] = blob.size;
+      report();
+    }
+  }
+  const lanes = Array.from({ length: PARALLEL_PARTS }, () => lane().catch((err) => {
+    // the first failure stops the other lanes at once: their requests in flight are aborted
+    if (!transfer.stopped) transfer.stopped = err.message;
+    for (const xhr of transfer.requests) xhr.abort();
+    throw err;
+  }));
+  const outcomes = await Promise.allSettled(lanes);
+  const failed = outcomes.find((o) => o.status === "rejected" && !(o.reason instanceof Stopped))
+    || outcomes.find((o) => o.status === "rejected");
+  if (failed) throw failed.reason;
+  await complete(transfer, plan);
+}
+
+async function complete(transfer, plan) {
+  for (let attempt = 1; ; attempt++) {
+    stopIfStopped(transfer);
+    try {
+      const parts = (await api("GET", plan.parts_url)).parts.sort((a, b) => a.number - b.number);
+      if (parts.length !== plan.part_count) throw new Error(`the store holds ${parts.length} of ${plan.part_count} parts`);
+      const xml = "<CompleteMultipartUpload>" + parts.map((p) =>
+        `<Part><PartNumber>${p.number}</PartNumber><ETag>${p.etag}</ETag></Part>`).join("") + "</CompleteMultipartUpload>";
+      const done = await fetch(plan.complete_url, { method: "POST", body: xml });
+      const text = await done.text();
+      if (!done.ok || text.includes("<Error>")) throw new Error(`completing the upload failed: ${text.slice(0, 200)}`);
+      return;
+    } catch (err) {
+      if (err instanceof ApiError && err.code === "not_awaiting_parts") return;  // a completion whose answer was lost
+      if (attempt >= PART_ATTEMPTS) throw new Unconfirmed(`completing the upload failed: ${err.message}`);
+      await sleep(500 * 2 ** (attempt - 1));
+    }
+  }
+}
+
+// Ends an upload that will not be finished: DELETE /uploads/{id} ends it and has the store's
+// multipart upload aborted (by the watchdog, at its next sweep), so no part stays behind.
+async function abandon(transfer) {
+  for (const xhr of transfer.requests) xhr.abort();
+  if (!transfer.ticket) return true;
+  try {
+    await api("DELETE", `/uploads/${transfer.ticket.id}`);
+    forget(transfer.file);
+    return true;
+  } catch {
+    return false;  // unreachable: the ticket stays remembered, so choosing the file again resumes or ends it
+  }
+}
+
+// Polls the status until a final state; a lost answer or a 5xx (an intake restarting) is "not
+// yet" a few times over, a refusal (4xx) is an error at once.
+async function follow(transfer) {
+  const { ui } = transfer;
+  for (let misses = 0; ;) {
+    let status;
+    try {
+      status = await api("GET", `/uploads/${transfer.ticket.id}`);
+      misses = 0;
+    } catch (err) {
+      if ((err instanceof ApiError && err.status < 500) || ++misses > 10) throw err;
+      await sleep(POLL_MS * 2);
+      continue;
+    }
+    ui.stage.textContent = `Pipeline: ${status.state} — ${plural(status.progress.records_done, "record")}`;
+    ui.processed.value = status.progress.fraction;
+    if (FINAL_STATES.includes(status.state)) return status;
+    await sleep(POLL_MS);
+  }
+}
+
+function showOutcome(transfer, status) {
+  const { ui, file } = transfer;
+  const outcome = ui.outcome;
+  ui.retry.hidden = true;
+  if (status.state === "done" && status.mode === "validate") {
+    const v = status.validation;
+    outcome.className = "outcome ok";
+    outcome.textContent = `Valid ${v.format}: ${plural(v.records, "record")}, ${plural(v.bytes, "byte")}; `
+      + `MD5 ${v.source_md5}, SHA-256 ${v.source_sha256}, collection ${v.collection_digest}. Nothing was stored.`;
+    announce(`${file.name}: valid, ${plural(v.records, "record")}.`);
+  } else if (status.state === "done") {
+    outcome.className = "outcome ok";
+    const link = element("a", "Download the result", "download");  // built, not parsed
+    link.href = status.result.url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    outcome.replaceChildren(`Done: ${plural(status.result.records, "record")}. `, link);
+    announce(`${file.name}: done, ${plural(status.result.records, "record")}.`);
+  } else if (status.state === "failed" || status.state === "revoked") {
+    const e = status.error;
+    const where = e.line ? ` at line ${e.line}` + (e.column ? `, column ${e.column}` : "") : "";
+    outcome.className = "outcome error";
+    outcome.textContent = `${status.state === "revoked" ? "Not processed" : "Failed"}: ${e.code}${where}: ${e.message}`;
+    alertError(`${file.name}: ${outcome.textContent}`);
+    ui.retry.hidden = status.state !== "failed";
+  } else {
+    outcome.className = "outcome error";
+    outcome.textContent = status.state === "deleted" ? "The upload was deleted." : "The upload expired before the file arrived.";
+    alertError(`${file.name}: ${outcome.textContent}`);
+  }
+}
+
+async function runTransfer(file) {
+  const ui = transferItem(file);
+  const transfer = { file, ui, ticket: null, stopped: null, delivered: false, requests: new Set() };
+  ui.cancel.addEventListener("click", async () => {
+    ui.cancel.disabled = true;
+    transfer.stopped = "cancelled";
+    const ended = await abandon(transfer);
+    ui.sending.textContent = "Sending stopped.";
+    ui.outcome.className = "outcome";
+    ui.outcome.textContent = ended ? "Cancelled: the upload was ended and nothing is kept."
+      : "Cancelled here, but the intake could not be reached: choose the file again to resume or cancel it.";
+    announce(`${file.name}: cancelled.`);
+  });
+  ui.retry.addEventListener("click", async () => {
+    ui.retry.hidden = true;
+    try {
+      await api("POST", `/uploads/${transfer.ticket.id}/retry`);
+      ui.outcome.className = "outcome"; ui.outcome.textContent = "Processing again…";
+      announce(`${file.name}: processing again.`);
+      showOutcome(transfer, await follow(transfer));
+    } catch (err) {
+      ui.outcome.className = "outcome error"; ui.outcome.textContent = err.message;
+      alertError(`${file.name}: ${err.message}`);
+    }
+    refreshList();
+  });
+  try {
+    const started = Date.now();
+    let alreadySent = false;
+    const saved = remembered(file);
+    if (saved) {
+      // the same file chosen before (a reload, a lost connection): continue where it stopped
+      try {
+        const status = await api("GET", `/uploads/${saved.ticket.id}`);
+        if (status.state === "awaiting_upload") transfer.ticket = saved.ticket;
+        else if (!FINAL_STATES.includes(status.state)) { transfer.ticket = saved.ticket; alreadySent = true; }
+        forget(file);  // kept again below while parts are still to send
+      } catch (err) {
+        if (!(err instanceof ApiError && err.status === 404)) throw err;
+        forget(file);  // another key's, or gone
+      }
+    }
+    if (!transfer.ticket) {
+      transfer.ticket = await api("POST", "/uploads", registration(file));
+      if (transfer.stopped) { await abandon(transfer); return; }
+    }
+    const ticket = transfer.ticket;
+    ui.item.dataset.id = ticket.id;
+    if (!alreadySent && ticket.upload_method === "PUT") {
+      await put(transfer, ticket.upload_url, file, ticket.upload_headers || {}, (loaded) => showSent(ui, loaded, file.size, started));
+    } else if (!alreadySent) {
+      remember(file, ticket);
+      await sendParts(transfer, started);
+      forget(file);
+    }
+    transfer.delivered = true;
+    ui.sent.value = 1;
+    ui.sending.textContent = `Sent ${size(file.size)} in ${((Date.now() - started) / 1000).toFixed(1)} s.`;
+    ui.cancel.hidden = true;
+    showOutcome(transfer, await follow(transfer));
+  } catch (err) {
+    if (transfer.stopped === "cancelled") return;  // the cancel button has said so
+    ui.cancel.hidden = true;
+    ui.outcome.className = "outcome error";
+    const reason = err.message.replace(/[.\s]*$/, ".");
+    if (err instanceof Unconfirmed) {
+      ui.sending.textContent = "Sending stopped.";
+      ui.outcome.textContent = `Not finished: ${reason} Choose the file again to resume it or follow it; its state is in the list below.`;
+    } else if (transfer.delivered) {
+      // the file is in the store and the pipeline has it: only following it failed; never delete it
+      ui.outcome.textContent = `Could not follow the upload: ${reason} Its state is in the list below.`;
+    } else {
+      const ended = transfer.ticket ? await abandon(transfer) : true;
+      ui.sending.textContent = "Sending stopped.";
+      ui.outcome.textContent = `Failed: ${reason}` + (transfer.ticket
+        ? (ended ? " The upload was ended; nothing is kept." : " The intake could not be reached: choose the file again to resume.")
+        : "");
+    }
+    alertError(`${file.name}: ${ui.outcome.textContent}`);
+  } finally {
+    refreshList();
+  }
+}
+
+send.addEventListener("click", () => {
+  alertError("");
+  if (!keyInput.value.trim()) { alertError("Enter your API key first."); keyInput.focus(); return; }
+  sessionStorage.setItem("genobase-key", keyInput.value.trim());
+  try { parseLabels($("labels").value); } catch (err) { alertError(err.message); $("labels").focus(); return; }
+  const files = chosen;
+  choose([]);
+  fileInput.value = "";
+  announce(`Sending ${files.length} file${files.length > 1 ? "s" : ""}.`);
+  for (const file of files) runTransfer(file);
 });
+
+// ---- the owner's recent uploads ------------------------------------------------------------
+
+function listPath(cursor) {
+  const query = new URLSearchParams({ limit: String(LIST_LIMIT) });
+  if ($("filter-name").value.trim()) query.set("name", $("filter-name").value.trim());
+  if ($("filter-state").value) query.set("state", $("filter-state").value);
+  if (cursor) query.set("cursor", cursor);
+  return `/uploads?${query}`;
+}
+
+// A plain link cannot send the key, and the result route answers with a redirect whose target a
+// script cannot read; the status carries the presigned result URL itself, so the link is that.
+async function resultLink(upload) {
+  const status = await api("GET", `/uploads/${upload.id}`);
+  if (!status.result || !status.result.url) return element("span", "—");
+  const link = element("a", "Download", "download");
+  link.href = status.result.url;
+  link.target = "_blank";
+  link.rel = "noopener";
+  link.setAttribute("aria-label", `Download the result of ${upload.filename}`);
+  return link;
+}
+
+function uploadRow(upload) {
+  const row = element("tr");
+  row.dataset.id = upload.id;
+  row.dataset.file = upload.filename;
+  const labels = Object.entries(upload.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+  const result = element("td");
+  result.className = "result";
+  const actions = element("td");
+  row.append(element("td", upload.filename, "file"), element("td", upload.state, "state"),
+    element("td", upload.records === null || upload.records === undefined ? "—" : String(upload.records), "records"),
+    element("td", labels || "—", "labels"), result, actions);
+  if (upload.state === "done") {
+    resultLink(upload).then((link) => result.replaceChildren(link), () => result.replaceChildren(element("span", "—")));
+  } else {
+    result.textContent = upload.state === "failed" && upload.error_code ? upload.error_code : "—";
+  }
+  if (upload.state === "failed") {
+    const retry = element("button", "Retry", "retry");
+    retry.type = "button";
+    retry.setAttribute("aria-label", `Retry ${upload.filename}`);
+    retry.addEventListener("click", async () => {
+      try {
+        await api("POST", `/uploads/${upload.id}/retry`);
+        announce(`${upload.filename}: processing again.`);
+      } catch (err) { alertError(`${upload.filename}: ${err.message}`); }
+      refreshList();
+    });
+    actions.append(retry);
+  }
+  const remove = element("button", "Delete", "delete");
+  remove.type = "button";
+  remove.setAttribute("aria-label", `Delete ${upload.filename}`);
+  remove.addEventListener("click", async () => {
+    if (!remove.classList.contains("armed")) {  // two presses: a delete cannot be undone
+      remove.classList.add("armed");
+      remove.textContent = "Confirm delete";
+      remove.setAttribute("aria-label", `Confirm: delete ${upload.filename}`);
+      announce(`Press again to delete ${upload.filename}; this cannot be undone.`);
+      return;
+    }
+    remove.disabled = true;
+    try {
+      await api("DELETE", `/uploads/${upload.id}`);
+      announce(`${upload.filename}: deleted.`);
+    } catch (err) { alertError(`${upload.filename}: ${err.message}`); }
+    refreshList();
+  });
+  actions.append(remove);
+  return row;
+}
+
+let listing = Promise.resolve();
+function refreshList(more = false) {
+  listing = listing.then(() => loadList(more), () => loadList(more));
+  return listing;
+}
+
+async function loadList(more) {
+  const empty = $("recent-empty"), table = $("recent"), rows = $("recent-rows");
+  if (!keyInput.value.trim()) {
+    table.hidden = true; $("more").hidden = true; empty.hidden = false;
+    empty.textContent = "Enter your API key to see your uploads.";
+    return;
+  }
+  try {
+    const page = await api("GET", listPath(more ? listCursor : null));
+    listCursor = page.next_cursor;
+    const built = page.uploads.map(uploadRow);
+    if (more) rows.append(...built); else rows.replaceChildren(...built);
+    table.hidden = rows.children.length === 0;
+    empty.hidden = rows.children.length !== 0;
+    empty.textContent = "No uploads yet.";
+    $("more").hidden = !listCursor;
+  } catch (err) {
+    table.hidden = true; empty.hidden = false;
+    empty.textContent = `The list could not be read: ${err.message}`;
+  }
+}
+
+$("refresh").addEventListener("click", () => refreshList());
+$("more").addEventListener("click", () => refreshList(true));
+$("filter-state").addEventListener("change", () => refreshList());
+$("filter-name").addEventListener("change", () => refreshList());
+keyInput.addEventListener("change", () => {
+  sessionStorage.setItem("genobase-key", keyInput.value.trim());
+  refreshList();
+});
+refreshList();
