@@ -143,7 +143,14 @@ class Client:
         if path.is_dir():
             raise IsADirectoryError(f"a directory, not a file: {path}")
         state_file = state_path(self.state_dir, path, self.endpoint, mode)
-        ticket = self._resumable(state_file)
+        left = self._left_off(state_file)
+        if isinstance(left, Upload):  # an earlier run completed it, and lost the answer
+            if wait:
+                return self.wait(left.id, timeout=timeout, on_status=on_status)
+            if on_status is not None:
+                on_status(left)
+            return left
+        ticket = left
         if ticket is None:
             registration: dict[str, Any] = {
                 "filename": path.name,
@@ -174,18 +181,24 @@ class Client:
             on_status(upload)
         return upload
 
-    def _resumable(self, state_file: Path) -> UploadTicket | None:
-        """The multipart upload this file was left in, if it still waits for its parts."""
+    def _left_off(self, state_file: Path) -> UploadTicket | Upload | None:
+        """Where an earlier run left this file's multipart upload: its ticket if it still waits for
+        parts; the upload itself if its object arrived (the run completed it, but ended before it
+        removed its state: uploading again would make a second upload); None if there is none to
+        go on with (never started, expired, deleted, revoked, or unknown to this key)."""
         ticket = load_state(state_file)
         if ticket is None:
             return None
         try:
-            if self.get(ticket.id).state == "awaiting_upload":
-                return ticket
+            upload = self.get(ticket.id)
         except NotFoundError:
-            pass
-        state_file.unlink(missing_ok=True)  # finished, expired or gone: start afresh
-        return None
+            upload = None
+        if upload is not None and upload.state == "awaiting_upload":
+            return ticket
+        state_file.unlink(missing_ok=True)
+        if upload is None or upload.state in ("expired", "deleted", "revoked"):
+            return None
+        return upload
 
     def get(self, upload_id: str | uuid.UUID) -> Upload:
         """The upload's status (``GET /uploads/{id}``)."""

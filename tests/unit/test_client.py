@@ -32,7 +32,8 @@ from genobase.client import (
     TransferProgress,
     UnreachableError,
 )
-from genobase.client.transfer import default_state_dir
+from genobase.client.models import UploadTicket
+from genobase.client.transfer import default_state_dir, save_state, state_path
 
 UPLOAD_ID = uuid.UUID("0b6f2c7e-1111-4222-8333-444455556666")
 NOW = datetime(2026, 1, 2, tzinfo=UTC).isoformat()
@@ -510,8 +511,6 @@ def test_an_interrupted_multipart_upload_resumes_with_only_the_missing_parts(tmp
 
 
 def test_the_state_is_keyed_by_mode_and_endpoint(tmp_path: Path) -> None:
-    from genobase.client.transfer import state_path
-
     path = tmp_path / "a.fa"
     path.write_bytes(b">a\nACGT\n")
     stored = state_path(tmp_path, path, "http://intake", "store")
@@ -572,3 +571,32 @@ def test_labels_are_a_merge_patch_and_delete_answers_the_status(tmp_path: Path) 
     client, _, _ = client_for(handler, tmp_path)
     assert client.set_labels(UPLOAD_ID, {"run": "8", "old": None}).labels == {"run": "8"}
     assert client.delete(UPLOAD_ID).state == "deleted"
+
+
+def test_an_upload_whose_completion_answer_was_lost_is_not_uploaded_twice(tmp_path: Path) -> None:
+    """The store completed the upload, the client never heard: the next upload() of the file finds
+    its state file, asks, and answers the upload the object arrived for instead of a second one."""
+    path = tmp_path / "big.fa"
+    path.write_bytes(bytes(3000))
+    store = FakeMultipart(1000, 3)
+    lost = [httpx.ReadError("connection reset")]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = store(request)
+        if request.url.path.endswith("/complete") and lost:
+            raise lost.pop()
+        return answer
+
+    client, recorder, _ = client_for(handler, tmp_path)
+    with pytest.raises(UnreachableError):
+        client.upload(path)
+    assert store.completed and len(list((tmp_path / "state").glob("*.json"))) == 1
+    again, recorder, _ = client_for(handler, tmp_path)
+    assert again.upload(path).state == "queued"
+    assert recorder.paths("POST") == [] and recorder.paths("PUT") == []  # nothing registered or sent
+    assert list((tmp_path / "state").glob("*.json")) == []
+    save_state(again.state_dir / "left.json", UploadTicket.model_validate(store.ticket()))
+    (again.state_dir / "left.json").rename(state_path(again.state_dir, path, "http://intake", "store"))
+    store.state = "expired"  # a state file whose upload expired: registered afresh
+    again.upload(path)
+    assert recorder.paths("POST").count("/uploads") == 1

@@ -7,6 +7,8 @@ client imports nothing of the intake, so this test is what ties the two together
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,3 +77,18 @@ def _refs(node: Any) -> list[str]:
     if isinstance(node, list):
         return [ref for value in node for ref in _refs(value)]
     return []
+
+
+def test_the_client_imports_no_service_and_no_adapter() -> None:
+    """It talks to the intake over HTTP only: a service's or an adapter's module would tie it to
+    the server's code (and its dependencies) instead of to the interface."""
+    allowed = {"shared.runtime.failpoints"}
+    package = Path(models.__file__).parent
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in ("services", "shared", "tests"):
+                    assert name in allowed, f"{source.name} imports {name}"
