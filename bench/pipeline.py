@@ -48,7 +48,8 @@ import psycopg
 from bench import naive
 from bench.generate import generate
 from bench.report import Figure, Target, run_name, write_figures
-from genobase import stack, transfer
+from genobase import stack
+from genobase.client import Client
 from shared.postgres.migrate import BULK_LOAD_SETTINGS, settings_below_bulk_load
 from shared.runtime.polling import poll_until
 from shared.runtime.settings import Settings, get_settings, stack_file
@@ -363,7 +364,10 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         checkpoint(settings)
         rgw_before = radosgw_pids()
         t_put = time.monotonic()
-        ticket = transfer.upload(http, path, {"filename": path.name, "size": size}, Path(home), workers=4)
+        with Client(settings.status_base_url, key or None, state_dir=Path(home)) as client:
+            uploaded = client.upload(path, parallel=4)
+        method = "multipart" if size > settings.multipart_threshold_bytes else "PUT"
+        ticket = {"id": str(uploaded.id), "upload_method": method}
         t_event = time.monotonic()  # the object exists: the store raises its event now
         cpu_before = cpu_seconds()
         wal_before = wal_counters(settings)

@@ -21,6 +21,10 @@ if [ "$native" = 1 ]; then
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
   fi
+  # zsh and fish: the CLI's completion scripts are checked by the shells they are for (tests/unit/test_cli_completion.py)
+  if ! command -v zsh >/dev/null || ! command -v fish >/dev/null; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zsh fish
+  fi
   bash genobase/scripts/bootstrap.sh >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi

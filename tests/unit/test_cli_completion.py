@@ -58,9 +58,27 @@ def test_the_other_shells_scripts_parse(shell: str, tmp_path: Path, capsys: pyte
     script = capsys.readouterr().out
     assert "upload" in script
     assert "--wait" in script or "-l wait" in script
-    if shutil.which(shell) is None:
-        pytest.skip(f"{shell} is not installed here: only the script's content is checked")
+    assert shutil.which(shell), f"{shell} is not installed: scripts/setup.sh installs it"
     path = tmp_path / f"genobase.{shell}"
     path.write_text(script)
     checked = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_fish_completes_commands_and_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not only parsed: fish itself completes from the script (``complete -C`` asks it as a user's Tab does)."""
+    assert cli.main(["completion", "fish"]) == 0
+    path = tmp_path / "genobase.fish"
+    path.write_text(capsys.readouterr().out)
+
+    def complete(line: str) -> list[str]:
+        asked = subprocess.run(
+            ["fish", "--no-config", "-c", f"source {path}; complete -C '{line}'"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [row.split("\t")[0] for row in asked.stdout.splitlines()]
+
+    assert "--state" in complete("genobase ls --st")
+    assert {"upload", "ls", "login"} <= set(complete("genobase "))
