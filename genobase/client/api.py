@@ -133,10 +133,11 @@ class Client:
         idempotency_key: str | None = None,
     ) -> Upload:
         """Register ``path``, send it to the store, and return its status (at a final state when
-        ``wait``). A multipart upload interrupted earlier (same file, endpoint and mode) resumes:
-        only the parts the store lacks are sent. The registration carries ``idempotency_key`` (a
-        fresh one per call by default), so a registration retried after a lost answer registers
-        once. ``on_bytes`` follows the bytes the store has; nothing is printed."""
+        ``wait``). An upload interrupted earlier (same file, endpoint and mode) goes on: a multipart
+        upload sends only the parts the store lacks, a single PUT is sent again to the same upload.
+        The registration carries ``idempotency_key`` (a fresh one per call by default), so a
+        registration retried after a lost answer registers once. ``on_bytes`` follows the bytes the
+        store has; nothing is printed."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such file: {path}")
@@ -167,13 +168,15 @@ class Client:
                 "POST", "/uploads", idempotent=True, json=registration, headers={"Idempotency-Key": key}
             )
             ticket = UploadTicket.model_validate(answer.json())
-            if ticket.upload_method == "multipart":
-                save_state(state_file, ticket)
+            # Remembered until the store has the object, whichever way it goes: a run that ends
+            # before then goes on with this upload (its signed PUT lives as long as its ticket)
+            # instead of registering a second one.
+            save_state(state_file, ticket)
         if ticket.upload_method == "multipart":
             send_parts(_Calls(self, ticket.id), path, ticket, parallel, on_bytes)
-            state_file.unlink(missing_ok=True)
         else:
             put_whole(_Calls(self, ticket.id), path, ticket, on_bytes)
+        state_file.unlink(missing_ok=True)
         if wait:
             return self.wait(ticket.id, timeout=timeout, on_status=on_status)
         upload = self.get(ticket.id)
@@ -182,7 +185,7 @@ class Client:
         return upload
 
     def _left_off(self, state_file: Path) -> UploadTicket | Upload | None:
-        """Where an earlier run left this file's multipart upload: its ticket if it still waits for
+        """Where an earlier run left this file's upload: its ticket if it still waits for
         parts; the upload itself if its object arrived (the run completed it, but ended before it
         removed its state: uploading again would make a second upload); None if there is none to
         go on with (never started, expired, deleted, revoked, or unknown to this key)."""

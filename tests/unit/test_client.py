@@ -283,6 +283,45 @@ def test_a_registration_is_retried_with_the_same_idempotency_key(tmp_path: Path)
     assert later not in keys  # each upload() call registers anew
 
 
+def test_an_interrupted_single_put_goes_on_with_the_same_upload(tmp_path: Path) -> None:
+    """The run ends mid-PUT; the next upload() of the file sends it again to the same upload."""
+    path = tmp_path / "a.fa"
+    path.write_bytes(b">a\nACGT\n" * 100)
+    ticket = {
+        "id": str(UPLOAD_ID),
+        "bucket": "uploads",
+        "key": "k",
+        "upload_method": "PUT",
+        "upload_url": "http://store/uploads/k?sig=1",
+        "upload_headers": {},
+        "expires_at": NOW,
+        "status_url": f"http://intake/uploads/{UPLOAD_ID}",
+    }
+    state = {"now": "awaiting_upload"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/uploads" and request.method == "POST":
+            return httpx.Response(201, json=ticket)
+        if request.url.host == "store":
+            assert request.read() == path.read_bytes()
+            state["now"] = "queued"
+            return httpx.Response(200)
+        return httpx.Response(200, json=status_body(state["now"]))
+
+    def cut(progress: TransferProgress) -> None:
+        raise Interrupted
+
+    client, recorder, _ = client_for(handler, tmp_path)
+    with pytest.raises(Interrupted):
+        client.upload(path, on_bytes=cut)
+    (state_file,) = (tmp_path / "state").glob("*.json")
+    again, recorder, _ = client_for(handler, tmp_path)
+    upload = again.upload(path)
+    assert recorder.paths("POST") == []  # not registered a second time
+    assert [r.url.host for r in recorder.requests if r.method == "PUT"] == ["store"]
+    assert upload.id == UPLOAD_ID and upload.state == "queued" and not state_file.exists()
+
+
 def test_a_missing_file_or_a_directory_is_refused_before_any_request(tmp_path: Path) -> None:
     client, recorder, _ = client_for(lambda r: httpx.Response(500), tmp_path)
     with pytest.raises(FileNotFoundError):
