@@ -58,9 +58,10 @@ def main() -> None:
             try:
                 due.append(reconciler.run_due())
             except Exception:
-                log.exception("reconciler pass failed; retrying at its next period")
+                log.exception("reconciler pass failed; retrying in a second")
                 uploads.reset()
                 publisher.close()
+                due.append(time.monotonic() + 1)
         stopping.wait(max(min(due) - time.monotonic(), 0.05))
     publisher.close()
     uploads.reset()
