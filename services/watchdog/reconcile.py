@@ -94,6 +94,8 @@ class Reconciler:
         self._next_tickets = 0.0
         self._next_walk = 0.0  # when the next walk starts
         self._next_step = 0.0  # when the walk under way takes its next step
+        # (key, etag) -> when it was announced: not again before ``reconcile_repeat_seconds``.
+        self._announced: dict[tuple[str, str], float] = {}
 
     @property
     def bucket(self) -> str:
@@ -156,9 +158,23 @@ class Reconciler:
             started += self.walk_step()
         return started
 
+    def _not_announced_lately(self, starts: list[ToStart]) -> list[ToStart]:
+        """The starts not announced within the repeat period; the others wait their turn.
+
+        An event that sits in a backed-up parse queue keeps its upload unclaimed: without this,
+        every pass would queue another copy behind it. One that was lost (a purged queue) is
+        announced again after the period. Forgotten entries keep the memory bounded.
+        """
+        now = self._monotonic()
+        repeat = self.deps.settings.reconcile_repeat_seconds
+        self._announced = {k: at for k, at in self._announced.items() if now - at < repeat}
+        return [s for s in starts if (s.listed.key, s.listed.etag) not in self._announced]
+
     def _start(self, starts: list[ToStart]) -> list[ToStart]:
+        starts = self._not_announced_lately(starts)
         for start in starts:
             self.deps.publisher.publish_event(reconcile_event(self.bucket, start.listed))
+            self._announced[(start.listed.key, start.listed.etag)] = self._monotonic()
             metrics.RECONCILER_STARTED.labels(start.kind.value).inc()
             self.cost.started[start.kind.value] = self.cost.started.get(start.kind.value, 0) + 1
             upload = start.upload

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     reconcile_tickets_within_seconds: float = 10
     reconcile_objects_within_seconds: float = 120
     reconcile_grace_seconds: float = 3
+    # An object already announced is announced again only this long after (its event may sit in a
+    # backed-up parse queue: each pass would otherwise queue another copy behind it).
+    reconcile_repeat_seconds: float = 60
     reconcile_ticket_batch: int = 100  # registered uploads looked at per pass (one listing request each)
     reconcile_page_keys: int = 1000  # objects per listing page (S3's maximum)
     # Listing pages read per step of a walk (a step a second while a walk is under way), so that a

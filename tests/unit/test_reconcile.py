@@ -247,3 +247,31 @@ def test_a_walk_costs_one_listing_and_one_query_a_page() -> None:
     recon = reconciler(uploads, objects, clock, reconcile_page_keys=4)
     assert len(recon.walk()) == 10
     assert (recon.cost.store_requests, recon.cost.queries, recon.cost.started) == (3, 3, {"unregistered": 10})
+
+
+def test_an_announced_object_is_announced_again_only_after_the_repeat_period() -> None:
+    """Its event may sit in a backed-up parse queue: each pass must not queue another copy."""
+    uploads, objects, clock = FakeUploads(), FakeObjects(), Clock()
+    waiting = uploads.add(ticket("alice/slow.fa"))
+    put(objects, waiting.key, OLD)
+    put(objects, "erin/direct.fa", OLD)
+    recon = reconciler(uploads, objects, clock, reconcile_repeat_seconds=60)
+    assert len(recon.ticket_pass()) == 1 and len(recon.walk()) == 1  # the ticket's object, and erin's
+    clock.seconds = 59
+    assert recon.ticket_pass() == [] and recon.walk() == []  # still in the queue, perhaps
+    clock.seconds = 61  # never claimed: lost, announced again
+    assert len(recon.ticket_pass()) == 1 and len(recon.walk()) == 1
+    events: list[bytes] = recon.deps.publisher.events  # type: ignore[attr-defined]
+    assert len(events) == 4
+
+
+def test_a_failed_publish_is_not_taken_for_an_announcement() -> None:
+    uploads, objects, clock = FakeUploads(), FakeObjects(), Clock()
+    put(objects, "erin/direct.fa", OLD)
+    recon = reconciler(uploads, objects, clock)
+    publisher: FakePublisher = recon.deps.publisher  # type: ignore[assignment]
+    publisher.fail_with = ConnectionError("broker away")
+    with pytest.raises(ConnectionError):
+        recon.walk()
+    publisher.fail_with = None
+    assert len(recon.walk()) == 1  # at once, not after the repeat period
