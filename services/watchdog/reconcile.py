@@ -17,8 +17,11 @@ must show the etag, the generation rules apply, the claim dedupes bucket + key +
 synthetic event gives no right a real one does not, and the real one arriving later does nothing
 twice. The reconciler's S3 user lists the uploads bucket and reads no object (shared/s3/users.py).
 
-Its place in a walk is kept in memory: a walk at the defaults takes a second or two up to ~10,000
-objects a step, and a restarted watchdog starts a new walk at once, which costs one walk.
+Its place in a walk is kept in memory, not in Postgres: a step reads up to 10,000 objects (about a
+second on these machines), a walk of a 10,000-object bucket is one step, and a restarted watchdog
+starts a new walk at once, which costs one walk and keeps the bound for buckets up to ~580,000
+objects at the defaults. What it announced lately is kept in memory too (a restart may announce an
+object once more: the parser's claim makes that harmless).
 """
 
 from __future__ import annotations
