@@ -12,6 +12,7 @@ them afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -334,6 +336,14 @@ class NativeProvider:
         """This run's Ceph cluster directory (its keyrings, ceph.conf and the S3 admin's user.json)."""
         assert self._ceph is not None
         return self._ceph.base
+
+    @contextlib.contextmanager
+    def wiring_gateway(self) -> Iterator[str]:
+        """This run's wiring gateway, up for the block: the one that changes bucket notifications
+        (tests/faults/test_lost_notifications.py removes the uploads bucket's and puts it back)."""
+        assert self._ceph is not None
+        with self._ceph.wiring_gateway() as endpoint:
+            yield endpoint
 
     def stop_broker(self) -> None:
         _rabbitmqctl("stop_app")

@@ -21,6 +21,7 @@ from urllib.parse import quote_plus, unquote_plus
 
 import orjson
 
+from shared.domain.reconcile import ListedObject
 from shared.domain.uploads import ObjectCreated, Upload
 
 CREATION_EVENTS = frozenset({"Put", "Post", "Copy", "CompleteMultipartUpload"})
@@ -104,11 +105,24 @@ def replay_event(upload: Upload) -> bytes:
     """
     if upload.etag is None:
         raise ValueError(f"upload {upload.id} has no object yet")
-    bucket, key, size, etag = upload.bucket, upload.key, upload.bytes_total or 0, upload.etag
+    return _event_body("genobase:replay", upload.bucket, upload.key, upload.bytes_total or 0, upload.etag, None)
+
+
+def reconcile_event(bucket: str, listed: ListedObject) -> bytes:
+    """A notification for an object the reconciler found in a listing (shared/domain/reconcile.py).
+
+    The same shape as the store's and the replay's, so that the parser checks it as any other: a
+    HEAD must show the etag before a generation starts. Its time is the object's write time, not
+    the time it was found, so that a genuine event of a later overwrite never looks older.
+    """
+    return _event_body("genobase:reconcile", bucket, listed.key, listed.size, listed.etag, listed.last_modified)
+
+
+def _event_body(source: str, bucket: str, key: str, size: int, etag: str, when: datetime | None) -> bytes:
     record = {
-        "eventSource": "genobase:replay",
+        "eventSource": source,
         "eventName": "ObjectCreated:Put",
-        "eventTime": datetime.now(UTC).isoformat(),
+        "eventTime": (when or datetime.now(UTC)).isoformat(),
         "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key, safe=""), "size": size, "eTag": etag}},
     }
     return orjson.dumps({"Records": [record]})

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from shared.domain.listing import Cursor, UploadFilter
 from shared.domain.messages import Message, ParseCompleted, SequenceBatch
+from shared.domain.reconcile import ListedObject
 from shared.domain.record_schema import ResultPiece
 from shared.domain.seqcol import Collection, SortedArrays
 from shared.domain.uploads import (
@@ -199,6 +200,20 @@ class SweepUploads(Protocol):
         ...
 
 
+class ReconcileUploads(Protocol):
+    """What the reconciler reads of the uploads (``services/watchdog/reconcile.py``); it writes nothing:
+    the parser's claim does, from the event the reconciler publishes."""
+
+    def awaiting_objects(self, bucket: str, after: uuid.UUID | None, limit: int) -> list[Upload]:
+        """At most ``limit`` registered uploads in ``bucket`` still awaiting their object (state
+        ``awaiting_upload``, no etag), by id, all after ``after``: one page of a rotation."""
+        ...
+
+    def known_objects(self, bucket: str, keys: Sequence[str]) -> dict[str, Upload]:
+        """The uploads of those keys in ``bucket`` that exist, by key (one query for a listing page)."""
+        ...
+
+
 class IntakeUploads(Protocol):
     """What the intake's use cases read and write of the uploads (``shared/usecases/uploads.py``)."""
 
@@ -284,6 +299,20 @@ class UploadTickets(MultipartAborter, Protocol):
     def listed(self, bucket: str, key: str) -> ObjectStat | None:
         """The object as a listing shows it (etag and size; no unsigned attributes), or None if the
         store has no such object. The intake's S3 user reads no object, so it looks by listing."""
+        ...
+
+
+class ObjectLister(Protocol):
+    """The reconciler's side of the object store: listings only (``s3:ListBucket``), never a read
+    of an object's content."""
+
+    def list_page(self, bucket: str, start_after: str, limit: int) -> tuple[list[ListedObject], bool]:
+        """At most ``limit`` objects whose keys sort after ``start_after``, in key order, and whether
+        more follow (one ListObjectsV2 request)."""
+        ...
+
+    def listed_object(self, bucket: str, key: str) -> ListedObject | None:
+        """The object at exactly ``key`` as a listing shows it, or None (one request)."""
         ...
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -542,6 +542,28 @@ class PostgresUploads:
         with self._session() as conn:
             row = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = %s", (bucket, key)).fetchone()
         return Upload.from_row(row) if row else None
+
+    # --- the reconciler's reads (services/watchdog/reconcile.py)
+    def awaiting_objects(self, bucket: str, after: uuid.UUID | None, limit: int) -> list[Upload]:
+        """Registered uploads still awaiting their object, by id after ``after``: a page of the
+        reconciler's rotation. The partial index of awaiting tickets (migration 0008) holds them."""
+        query = (
+            f"{_SELECT} WHERE state = %(state)s AND etag IS NULL AND registered AND bucket = %(bucket)s"
+            + ("" if after is None else " AND id > %(after)s")
+            + " ORDER BY id LIMIT %(limit)s"
+        )
+        params = {"state": State.AWAITING_UPLOAD.value, "bucket": bucket, "after": after, "limit": limit}
+        with self._session() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return [Upload.from_row(row) for row in rows]
+
+    def known_objects(self, bucket: str, keys: Sequence[str]) -> dict[str, Upload]:
+        """The uploads of ``keys`` (a listing page) by key, in one query on the (bucket, key) index."""
+        if not keys:
+            return {}
+        with self._session() as conn:
+            rows = conn.execute(f"{_SELECT} WHERE bucket = %s AND key = ANY(%s)", (bucket, list(keys))).fetchall()
+        return {upload.key: upload for upload in map(Upload.from_row, rows)}
 
     def collection_digest(self, upload_id: uuid.UUID, generation: int) -> str | None:
         """The sequence collection digest of the generation, once the assembler stored its collection."""

@@ -29,6 +29,15 @@ MESSAGE_BYTES = Counter("genobase_message_bytes", "Bytes of the messages a stage
 RECORDS = Counter("genobase_records", "Records through a stage (parsed, stored, written)", ["stage"])
 UPLOADS_ENDED = Counter("genobase_uploads_ended", "Generations that ended, by state and error code", ["state", "code"])
 STALLS = Counter("genobase_stalls_picked_up", "Stalled uploads whose message the watchdog issued again")
+# Uploads the reconciler started because their notification never came (registered: a ticket's
+# object; unregistered: an object or etag no upload knew): above zero, notifications are being lost.
+RECONCILER_STARTED = Counter(
+    "genobase_reconciler_started", "Uploads the reconciler started without their notification", ["kind"]
+)
+# Its own cost: requests to the object store and queries to Postgres, by pass.
+RECONCILER_REQUESTS = Counter(
+    "genobase_reconciler_requests", "Object store requests and Postgres queries of the reconciler", ["target", "pass"]
+)
 DEAD_LETTERS = Counter("genobase_dead_letters", "Messages a stage sent to its dead-letter queue", ["stage"])
 HTTP_REQUESTS = Counter(
     "genobase_http_requests", "HTTP requests, by route template and status", ["route", "method", "status"]

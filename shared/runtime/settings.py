@@ -146,6 +146,24 @@ class Settings(BaseSettings):
     # its stage's message issued again (consumers are idempotent, so a false alarm costs nothing).
     stall_after_seconds: float = 300
     watchdog_interval_seconds: float = 15
+    # The reconciler (in the watchdog, services/watchdog/reconcile.py): uploads whose notification
+    # was late or lost are started from what the store shows. A registered upload whose object
+    # exists starts within the first bound, an object nobody registered (or an overwrite nobody
+    # knows) within the second; an object younger than the grace is left to its notification.
+    # Its passes' periods follow from these (shared/domain/reconcile.py: ``ReconcileSchedule``).
+    reconcile_enabled: bool = True
+    reconcile_tickets_within_seconds: float = 10
+    reconcile_objects_within_seconds: float = 120
+    reconcile_grace_seconds: float = 3
+    # An object already announced is announced again only this long after (its event may sit in a
+    # backed-up parse queue: each pass would otherwise queue another copy behind it).
+    reconcile_repeat_seconds: float = 60
+    reconcile_ticket_batch: int = 100  # registered uploads looked at per pass (one listing request each)
+    reconcile_page_keys: int = 1000  # objects per listing page (S3's maximum)
+    # Listing pages read per step of a walk (a step a second while a walk is under way), so that a
+    # large bucket never holds up the ticket passes: at the defaults a walk covers ~580,000 objects
+    # within its period.
+    reconcile_pages_per_step: int = 10
 
     # Prometheus metrics (shared/runtime/metrics.py): this process's /metrics port; none: not served.
     metrics_port: int | None = None

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared.domain.ports import ObjectChanged, ObjectStat
+from shared.domain.reconcile import ListedObject
 from shared.runtime.settings import Settings
 
 __all__ = ["ObjectChanged", "ObjectStore", "make_client"]
@@ -90,6 +91,10 @@ def make_client(settings: Settings, endpoint: str | None = None, credentials: tu
             max_pool_connections=16,
         ),
     )
+
+
+def _listed(entry: dict[str, Any]) -> ListedObject:
+    return ListedObject(str(entry["Key"]), str(entry["ETag"]).strip('"'), int(entry["Size"]), entry["LastModified"])
 
 
 class ObjectStore:
@@ -189,6 +194,25 @@ class ObjectStore:
         for entry in listing.get("Contents", []):
             if entry["Key"] == key:
                 return ObjectStat(str(entry["ETag"]).strip('"'), int(entry["Size"]))
+        return None
+
+    def list_page(self, bucket: str, start_after: str, limit: int) -> tuple[list[ListedObject], bool]:
+        """One ListObjectsV2 page from ``start_after`` on (the reconciler's walk: a key, not the
+        store's continuation token, so that a walk resumes anywhere, on any gateway)."""
+        arguments: dict[str, Any] = {"Bucket": bucket, "MaxKeys": limit}
+        if start_after:
+            arguments["StartAfter"] = start_after
+        listing = self.client.list_objects_v2(**arguments)
+        page = [_listed(entry) for entry in listing.get("Contents", [])]
+        return page, bool(listing.get("IsTruncated")) and bool(page)
+
+    def listed_object(self, bucket: str, key: str) -> ListedObject | None:
+        """The object at exactly ``key`` as a listing shows it (the reconciler's look at a ticket's
+        key: its S3 user lists and reads nothing; a listing from the key holds the key first)."""
+        listing = self.client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        for entry in listing.get("Contents", []):
+            if entry["Key"] == key:
+                return _listed(entry)
         return None
 
     def iter_ranges(

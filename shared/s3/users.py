@@ -32,7 +32,9 @@ from shared.runtime.settings import Settings
 # the links to results and nothing else; the watchdog aborts the multipart uploads of expired
 # tickets, removes the objects of validated uploads once they are parsed, and purges deleted
 # uploads: it is the one user that may delete objects, in both buckets (an upload's object, its
-# result documents and their unfinished multipart uploads). The intake, which answers
+# result documents and their unfinished multipart uploads). Its reconciler lists the uploads bucket
+# to find objects whose notification never came (services/watchdog/reconcile.py), and reads none.
+# The intake, which answers
 # ``DELETE /uploads/{id}``, only records the delete: its users sign what clients send to the
 # store, and a signer's rights are what a client's request may reach, so they stay without any
 # delete right. The parser, which reads untrusted input, keeps no right to delete anything either.
@@ -119,6 +121,8 @@ def service_grants(uploads_bucket: str, results_bucket: str) -> dict[str, tuple[
             Grant(("s3:AbortMultipartUpload", "s3:DeleteObject"), (f"{uploads_bucket}/*",)),
             Grant(("s3:AbortMultipartUpload", "s3:DeleteObject"), (f"{results_bucket}/*",)),
             Grant(("s3:ListBucketMultipartUploads",), (results_bucket,)),
+            # The reconciler lists the uploads bucket (etag, size, time): it reads no object.
+            Grant(("s3:ListBucket",), (uploads_bucket,)),
         ),
         "intake": (
             Grant(_WRITE_OBJECTS, (f"{uploads_bucket}/*",)),

@@ -13,12 +13,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from shared.domain.ports import ObjectChanged, ObjectReader, ObjectRemover, ResultWriter, UploadTickets
+from shared.domain.ports import ObjectChanged, ObjectLister, ObjectReader, ObjectRemover, ResultWriter, UploadTickets
 from shared.runtime.settings import Settings
 from shared.s3.store import UPLOAD_CONTENT_TYPE, ObjectStore
 from tests.unit.fakes import FakeObjects, FakeResults
@@ -207,3 +208,24 @@ def test_signed_urls_name_the_object_they_sign_for(side: ObjectsSide) -> None:
         side.tickets.abort_multipart(side.bucket, key, upload_id)
     assert all(f"/{side.bucket}/{key}?" in url for url in urls), urls
     assert all(upload_id in url for url in urls[2:]), urls
+
+
+def test_a_listing_walks_the_bucket_in_key_order_from_any_key(side: ObjectsSide) -> None:
+    """The reconciler's ``ObjectLister``: pages after a key, and one key's entry with its write time."""
+    prefix = _key()
+    etags = {f"{prefix}/{n}": side.put(f"{prefix}/{n}", b">a\nAC\n" * (n + 1)) for n in range(5)}
+    lister: ObjectLister = side._fake_objects or side._store  # type: ignore[assignment]
+    start = f"{prefix}/"
+    seen = []
+    while True:
+        page, more = lister.list_page(side.bucket, start, 2)
+        assert len(page) <= 2
+        seen += [entry for entry in page if entry.key.startswith(prefix)]
+        if not more or not page or not page[-1].key.startswith(prefix):
+            break
+        start = page[-1].key
+    assert [(e.key, e.etag, e.size) for e in seen] == [(k, etags[k], 6 * (n + 1)) for n, k in enumerate(etags)]
+    one = lister.listed_object(side.bucket, f"{prefix}/3")
+    assert one is not None and (one.key, one.etag) == (f"{prefix}/3", etags[f"{prefix}/3"])
+    assert abs((datetime.now(UTC) - one.last_modified).total_seconds()) < 120
+    assert lister.listed_object(side.bucket, f"{prefix}/") is None  # a prefix of keys, no object

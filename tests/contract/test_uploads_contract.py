@@ -700,3 +700,26 @@ def test_a_deleted_upload_counts_no_stored_bytes(side: Side) -> None:
     side.uploads.delete(upload.id)
     after = side.uploads.owner_usage(owner)
     assert after is not None and after.stored_bytes == 0 and after.in_flight == 0
+
+
+# --- the reconciler's reads -----------------------------------------------------------------------
+
+
+def test_the_reconciler_reads_awaiting_tickets_in_turn_and_the_uploads_of_a_listing_page(side: Side) -> None:
+    bucket = f"recon-{uuid.uuid4().hex[:12]}"  # a bucket of this test's own: no other test's tickets
+    waiting = sorted(
+        (side.uploads.register(registration("alice", bucket=bucket)) for _ in range(3)), key=lambda u: u.id
+    )
+    written = side.uploads.register(registration("alice", bucket=bucket))
+    side.uploads.claim(event(written.key).model_copy(update={"bucket": bucket}), confirmed=True)  # its object came
+    side.uploads.register(registration("alice"))  # another bucket's ticket
+    first = side.uploads.awaiting_objects(bucket, None, 2)
+    assert [u.id for u in first] == [u.id for u in waiting[:2]] and first[0] == side.uploads.get(waiting[0].id)
+    assert [u.id for u in side.uploads.awaiting_objects(bucket, first[-1].id, 2)] == [waiting[2].id]
+    assert side.uploads.awaiting_objects(bucket, waiting[2].id, 2) == []
+    keys = [waiting[0].key, written.key, f"{bucket}/nobody.fa"]
+    known = side.uploads.known_objects(bucket, keys)
+    assert set(known) == {waiting[0].key, written.key}
+    assert known[written.key].etag == "e1" and known[waiting[0].key].etag is None
+    assert side.uploads.known_objects(bucket, []) == {}
+    assert side.uploads.known_objects(BUCKET, [written.key]) == {}  # keys of another bucket

@@ -128,9 +128,12 @@ def test_each_service_s3_user_reaches_only_its_own_part(
         "watchdog writes results": lambda: watchdog.put_object(Bucket=results, Key=result_key, Body=b"x"),
         "watchdog reads results": lambda: watchdog.get_object(Bucket=results, Key=result_key),
         "watchdog writes uploads": lambda: watchdog.put_object(Bucket=uploads, Key=key, Body=b"x"),
-        "watchdog lists uploads": lambda: watchdog.list_objects_v2(Bucket=uploads),
+        "watchdog heads uploads": lambda: watchdog.head_object(Bucket=uploads, Key=key),
     }
     assert [name for name, call in beyond.items() if not refused(call)] == []
+    # Its reconciler lists the uploads bucket (etags, sizes, times) to find lost notifications.
+    listed = watchdog.list_objects_v2(Bucket=uploads, Prefix=key, MaxKeys=1)["Contents"]
+    assert [entry["Key"] for entry in listed] == [key]
     # What it may do beyond aborting multipart uploads: delete, in both buckets (the purge of a
     # deleted upload, a validated upload's object; the only user that may).
     watchdog.delete_object(Bucket=results, Key=result_key)

@@ -19,6 +19,7 @@ from typing import Any
 from shared.domain.listing import Cursor, IdempotencyKeyReused, UploadFilter, merge_labels
 from shared.domain.messages import Message, ParseCompleted, SequenceBatch
 from shared.domain.ports import ObjectChanged, ObjectStat
+from shared.domain.reconcile import ListedObject
 from shared.domain.record_schema import Part, Record, ResultPiece
 from shared.domain.seqcol import Collection, CollectionDigester, SortedArrays, pair_digest, sorted_arrays
 from shared.domain.uploads import (
@@ -332,6 +333,19 @@ class FakeUploads:
     def find(self, bucket: str, key: str) -> Upload | None:
         return next((u for u in self.uploads.values() if (u.bucket, u.key) == (bucket, key)), None)
 
+    # --- ReconcileUploads: the reconciler's reads
+    def awaiting_objects(self, bucket: str, after: uuid.UUID | None, limit: int) -> list[Upload]:
+        waiting = sorted(
+            (u for u in self.uploads.values() if u.bucket == bucket and u.registered and u.etag is None
+             and u.state is State.AWAITING_UPLOAD and (after is None or u.id > after)),
+            key=lambda u: u.id,
+        )  # fmt: skip
+        return waiting[:limit]
+
+    def known_objects(self, bucket: str, keys: Sequence[str]) -> dict[str, Upload]:
+        wanted = set(keys)
+        return {u.key: u for u in self.uploads.values() if u.bucket == bucket and u.key in wanted}
+
     @contextmanager
     def generation_lock(self, upload_id: uuid.UUID, stage: str) -> Iterator[bool]:
         if (upload_id, stage) in self.locked:
@@ -632,6 +646,8 @@ class FakeObjects:
         self._multipart_ids = itertools.count(1)
         self.stored_parts: dict[str, list[tuple[int, str, int]]] = {}  # (number, etag, size) by upload id
         self.unsigned: dict[tuple[str, str], tuple[str, ...]] = {}  # attributes no ticket signs
+        self.written: dict[tuple[str, str], datetime] = {}  # when each object was put (a listing's LastModified)
+        self.list_requests = 0
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> bool:
         self.aborted.append(upload_id)
@@ -666,6 +682,7 @@ class FakeObjects:
     ) -> ObjectCreated:
         self.objects[(bucket, key)] = (data, etag)
         self.unsigned[(bucket, key)] = unsigned_attributes
+        self.written[(bucket, key)] = datetime.now(UTC)
         return ObjectCreated(bucket=bucket, key=key, size=len(data), etag=etag, event_time=datetime.now(UTC))
 
     def stat(self, bucket: str, key: str) -> ObjectStat | None:
@@ -680,6 +697,20 @@ class FakeObjects:
     def listed(self, bucket: str, key: str) -> ObjectStat | None:
         found = self.objects.get((bucket, key))
         return None if found is None else ObjectStat(found[1], len(found[0]))
+
+    # --- ObjectLister: the reconciler's listings (``written`` holds each object's write time)
+    def _listed_object(self, bucket: str, key: str) -> ListedObject:
+        data, etag = self.objects[(bucket, key)]
+        return ListedObject(key, etag, len(data), self.written.get((bucket, key), datetime.now(UTC)))
+
+    def list_page(self, bucket: str, start_after: str, limit: int) -> tuple[list[ListedObject], bool]:
+        self.list_requests += 1
+        keys = sorted(k for b, k in self.objects if b == bucket and k > start_after)
+        return [self._listed_object(bucket, k) for k in keys[:limit]], len(keys) > limit
+
+    def listed_object(self, bucket: str, key: str) -> ListedObject | None:
+        self.list_requests += 1
+        return self._listed_object(bucket, key) if (bucket, key) in self.objects else None
 
     # --- ObjectRemover: the watchdog's purge
     def remove(self, bucket: str, keys: Sequence[str]) -> None:

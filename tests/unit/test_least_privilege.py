@@ -67,14 +67,17 @@ def test_service_grants_are_what_each_does() -> None:
     assert not any(a == "s3:GetObject" for a, _ in allowed["intake"])  # signs tickets, reads nothing
     assert allowed["downloads"] == {("s3:GetObject", "res/*")}  # signs result links, writes nothing
     # The one user that deletes: the watchdog purges deleted uploads (objects, results, their
-    # unfinished multipart uploads), removes validated objects and aborts the multipart uploads of ended tickets.
+    # unfinished multipart uploads), removes validated objects and aborts the multipart uploads of ended
+    # tickets; its reconciler lists the uploads bucket.
     assert allowed["watchdog"] == {
         ("s3:AbortMultipartUpload", "up/*"),
         ("s3:DeleteObject", "up/*"),
         ("s3:AbortMultipartUpload", "res/*"),
         ("s3:DeleteObject", "res/*"),
         ("s3:ListBucketMultipartUploads", "res"),
+        ("s3:ListBucket", "up"),  # the reconciler's listing: etags and sizes, never an object's bytes
     }
+    assert not any(a == "s3:GetObject" for a, _ in allowed["watchdog"])
     deleters = {svc for svc, given in allowed.items() for a, _ in given if a in ("s3:DeleteObject", "s3:*")}
     assert deleters == {"watchdog"}
     owner_allowed = {a for a, _, e in _actions(owner_grants("al", "up", "res")) if e == "Allow"}
