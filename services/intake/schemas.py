@@ -6,7 +6,6 @@ routes (``api.py``) fill them from the use cases' domain values.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Literal
@@ -15,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.domain.listing import LABEL_KEY, MAX_LABEL_VALUE_BYTES, MAX_LABELS, MAX_LABELS_BYTES
 from shared.domain.multipart import MAX_PARTS
-from shared.domain.uploads import ERROR_CODES, ErrorCode, Mode, State
+from shared.domain.uploads import ERROR_CODES, ErrorCode, Mode, State, unprintable
 from shared.parsing.alphabet import AlphabetName
 from shared.parsing.formats import Format
 
@@ -28,7 +27,6 @@ MAX_OBJECT_BYTES = 5 * 1024**4
 # A registration is a few hundred bytes of JSON: anything much larger is refused unread.
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 3  # the deepest request schema: {"parts": [{"number", "md5", "size"}]}
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 # A look-up by object: what S3 allows (a bucket name is 3-63 characters, a key at most 1,024 bytes)
 # and nothing Postgres cannot hold in text (NUL), so that no query string reaches it unchecked.
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
@@ -73,8 +71,8 @@ class UploadRequest(BaseModel):
     @field_validator("filename")
     @classmethod
     def _plain_name(cls, filename: str) -> str:
-        if _UNSAFE.search(filename):
-            raise ValueError("a file name may not contain control characters")
+        if unprintable(filename):
+            raise ValueError("a file name may not contain control or format characters")
         if len(filename.encode("utf-8")) > MAX_FILENAME_BYTES:
             raise ValueError(f"a file name may be at most {MAX_FILENAME_BYTES} bytes of UTF-8")
         return filename

@@ -7,6 +7,7 @@ lists from ``Upload``'s fields, and the handlers' unit tests run the same rules 
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -757,3 +758,18 @@ def result_keys(upload: Upload) -> list[str]:
     """The keys every generation of the upload may have written its result document under (a new
     generation does not remove the previous one's): what the purge of a deleted upload removes."""
     return [f"{upload.id}/generation-{generation}.json" for generation in range(1, upload.generation + 1)]
+
+
+def unprintable(text: str) -> bool:
+    """Whether ``text`` holds a character a terminal or a page may act on instead of showing:
+    Unicode's "other" categories (C0 and C1 controls, format characters such as the bidirectional
+    overrides, surrogates, private use, unassigned). A file name is shown to people; none belongs in one."""
+    return any(unicodedata.category(character)[0] == "C" for character in text)
+
+
+def filename_of_key(key: str) -> str:
+    """The file name an upload written straight to the bucket is shown under: the key's last
+    segment, each unprintable character (see ``unprintable``) replaced by U+FFFD. The key itself
+    is kept as the store has it; only what people read is made safe."""
+    name = key.rsplit("/", 1)[-1]
+    return "".join("\ufffd" if unicodedata.category(c)[0] == "C" else c for c in name)

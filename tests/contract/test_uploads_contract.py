@@ -109,6 +109,14 @@ def test_a_registration_is_found_by_id_and_by_object(side: Side) -> None:
     assert side.uploads.get(uuid.uuid4()) is None and side.uploads.find(BUCKET, wanted.key + "x") is None
 
 
+def test_an_unregistered_object_is_shown_under_a_printable_name(side: Side) -> None:
+    """The key stays as the store has it; the file name people read loses what a terminal obeys."""
+    key = f"contract/{uuid.uuid4()}/x\x1b]0;title\x07\u202egnp.fa"
+    upload = created(side, key)
+    assert upload.key == key
+    assert upload.filename == "x\ufffd]0;title\ufffd\ufffdgnp.fa"
+
+
 def test_owner_usage_counts_what_the_quotas_limit(side: Side) -> None:
     owner = new_owner()
     side.add_owner(owner)

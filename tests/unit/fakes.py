@@ -66,6 +66,7 @@ from shared.domain.uploads import (
     Validation,
     decide_claim,
     decide_locked_claim,
+    filename_of_key,
     needs_object_check,
     new_error_id,
     quota_refusal,
@@ -166,7 +167,7 @@ class FakeUploads:
             now = datetime.now(UTC)
             target = (REFUSE_OBJECT if refused else NEW_GENERATION).target
             created = make_upload(
-                id=uuid.uuid4(), bucket=event.bucket, key=event.key, filename=event.key.rsplit("/", 1)[-1],
+                id=uuid.uuid4(), bucket=event.bucket, key=event.key, filename=filename_of_key(event.key),
                 registered=False, state=target, generation=1, created_at=now, updated_at=now,
                 bytes_total=event.size, bytes_done=0, owner=owner,
                 **event_fields, **refusal,
