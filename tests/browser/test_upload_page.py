@@ -209,17 +209,87 @@ def no_serious_violations(driver: webdriver.Chrome, state: str) -> None:
 def test_a_small_file_goes_through_the_page(
     browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path, screenshots: Path
 ) -> None:
+    """Also: a remembered entry for this file that is not a ticket the intake gives is dropped, and
+    the file registered anew."""
     open_page(browser, pages["put"], pipeline.api_key)
     no_serious_violations(browser, "idle")
     shoot(browser, screenshots, "idle")
     path = tmp_path / "page-small.fa"
     path.write_text(">a first\nACGTACGT\n>b\nGGCC\n")
+    os.utime(path, (1_700_000_000, 1_700_000_000))  # File.lastModified: 1700000000000
+    remembered_key = f"genobase-transfer:{path.name}:{path.stat().st_size}:1700000000000"
+    forged = {"ticket": None}  # parses, but is no ticket: once read as one (and a TypeError)
+    browser.execute_script("localStorage.setItem(arguments[0], arguments[1]);", remembered_key, json.dumps(forged))
     send_files(browser, path)
     shown = outcome(browser, path.name)
     shoot(browser, screenshots, "small-file-done")
     assert shown.startswith("Done: 2 records"), shown
     link = transfer(browser, path.name).find_element(By.CLASS_NAME, "download").get_attribute("href")
     assert link and "generation-1.json" in link
+    assert browser.execute_script("return localStorage.getItem(arguments[0]);", remembered_key) is None
+
+
+def test_server_strings_are_shown_safely(browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline) -> None:
+    """The page's own functions, in the page: a result URL of another scheme than http(s) gets no
+    link, an ETag cannot change the completion document, a file name with a right-to-left override
+    is isolated in a <bdi> (its item, the alert)."""
+    open_page(browser, pages["put"], pipeline.api_key)
+    checked: dict[str, Any] = browser.execute_script(
+        """
+        const name = "report\u202eaf.exe";
+        const outcomeOf = (url) => {
+          const ui = transferItem({ name, size: 1 });
+          showOutcome({ ui, file: { name } }, { state: "done", mode: "store", result: { url, records: 1 } });
+          const link = ui.outcome.querySelector("a");
+          return { text: ui.outcome.textContent, href: link ? link.getAttribute("href") : null };
+        };
+        const etag = '"abc"</ETag></Part><Part><PartNumber>9</PartNumber><ETag>x';
+        const xml = new DOMParser().parseFromString(completionXml([{ number: 1, etag }]), "application/xml");
+        const item = transferItem({ name, size: 1 });
+        const nameBox = item.item.querySelector(".name").firstChild;
+        alertError(": failed", name);
+        const alerted = document.getElementById("alert").firstChild;
+        return {
+          scripted: outcomeOf("javascript:alert(document.domain)"),
+          data: outcomeOf("data:text/html,<script>alert(1)</script>"),
+          https: outcomeOf("https://store.example/r.json?X-Amz-Signature=1"),
+          parts: xml.getElementsByTagName("Part").length,
+          etag: xml.getElementsByTagName("ETag")[0].textContent,
+          errors: xml.getElementsByTagName("parsererror").length,
+          nameTag: nameBox.tagName, nameText: nameBox.textContent,
+          alertTag: alerted.tagName, alertText: document.getElementById("alert").textContent,
+        };
+        """
+    )
+    assert checked["scripted"] == {"text": "Done: 1 record.", "href": None}
+    assert checked["data"] == {"text": "Done: 1 record.", "href": None}
+    assert checked["https"]["href"] == "https://store.example/r.json?X-Amz-Signature=1"
+    assert (checked["parts"], checked["errors"]) == (1, 0)
+    assert checked["etag"] == '"abc"</ETag></Part><Part><PartNumber>9</PartNumber><ETag>x'
+    assert (checked["nameTag"], checked["nameText"]) == ("BDI", "report\u202eaf.exe")
+    assert (checked["alertTag"], checked["alertText"]) == ("BDI", "report\u202eaf.exe: failed")
+
+
+def test_an_md5_worker_that_fails_ends_the_upload(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The worker's script cannot load (the page's Worker pointed at a missing script): the hashes
+    fail instead of waiting for ever, the error is shown, and the upload is ended as for a part."""
+    path = tmp_path / "page-no-worker.fa"
+    with path.open("wb") as out:
+        out.truncate(9 * MIB)  # above the 8 MiB threshold: parts, each hashed
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    browser.execute_script(
+        "const Real = window.Worker;"
+        "window.Worker = class extends Real { constructor() { super('/static/no-such-worker.js'); } };"
+    )
+    send_files(browser, path)
+    shown = outcome(browser, path.name, timeout=60)
+    assert shown.startswith("Failed: the MD5 worker failed"), shown
+    assert shown.endswith("The upload was ended; nothing is kept."), shown
+    assert browser.find_element(By.ID, "alert").text == f"{path.name}: {shown}"
+    upload_id = str(transfer(browser, path.name).get_attribute("data-id"))
+    assert pipeline.status(upload_id)["state"] == "deleted"
 
 
 def test_the_drop_zone_opens_the_chooser_from_the_keyboard(
@@ -321,6 +391,14 @@ def test_a_reload_mid_upload_resumes_with_the_missing_parts_only(
     stored_before = len(store.parts(bucket, key, store_upload))
     assert 1 <= stored_before < count, (stored_before, count)
     assert remembered_ticket(browser, path.name) == ticket
+    # the remembered parts_url is not trusted (the key goes with it): pointed elsewhere, it is unused
+    browser.execute_script(
+        "const key = Object.keys(localStorage).find((k) => k.startsWith(`genobase-transfer:${arguments[0]}:`));"
+        "const entry = JSON.parse(localStorage.getItem(key));"
+        "entry.ticket.multipart.parts_url = '/not-the-intake/parts';"
+        "localStorage.setItem(key, JSON.stringify(entry));",
+        path.name,
+    )
 
     open_page(browser, pages["multipart"], pipeline.api_key)
     send_files(browser, path)
@@ -333,6 +411,11 @@ def test_a_reload_mid_upload_resumes_with_the_missing_parts_only(
     sent = part_puts(browser)
     assert len(sent) == count - stored_before, sent  # only the missing parts
     assert transfer(browser, path.name).get_attribute("data-id") == ticket["id"]  # the same upload
+    asked = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname)"
+        ".filter((p) => p.endsWith('/parts'));"
+    )
+    assert asked and set(asked) == {f"/uploads/{ticket['id']}/parts"}, asked
     assert store.multipart_uploads(bucket, key) == []
     assert remembered_ticket(browser, path.name) is None
 

@@ -25,8 +25,17 @@ function element(tag, text, className) {
   return node;
 }
 
-function announce(text) { $("status").textContent = text; }
-function alertError(text) { $("alert").textContent = text; }
+// A file name is shown in its own <bdi>: a name with a right-to-left override (U+202E) or other
+// bidi controls cannot reorder the text around it ("report\u202Eaf.exe" stays in its box).
+function named(name, text) {
+  return [element("bdi", name), text];
+}
+function announce(text, name) {
+  $("status").replaceChildren(...(name === undefined ? [text] : named(name, text)));
+}
+function alertError(text, name) {
+  $("alert").replaceChildren(...(name === undefined ? [text] : named(name, text)));
+}
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const megabytes = (n) => (n / 1e6).toFixed(1);
 const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
@@ -52,6 +61,27 @@ class Stopped extends Error {}  // a transfer cancelled, or stopped by another p
 // by the page; its ticket stays remembered, so choosing the file again resumes or follows it.
 class Unconfirmed extends Error {}
 
+// An upload's id is a UUID; anything else (a forged or stale remembered ticket) never reaches a path.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const isUploadId = (id) => typeof id === "string" && UUID.test(id);
+// The intake's own routes: the key is only ever sent to the page's own origin, never to a URL
+// that came with a ticket (a ticket may be read back from localStorage, which is not trusted).
+function uploadPath(id, tail = "") {
+  if (!isUploadId(id)) throw new Error("the upload's id is not valid");
+  return `/uploads/${encodeURIComponent(id)}${tail}`;
+}
+
+// A link from the server is shown only if it is http: or https: (never javascript:, data:, …).
+function safeHref(url) {
+  if (typeof url !== "string") return null;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
 async function api(method, path, body) {
   const headers = { "Authorization": `Bearer ${keyInput.value.trim()}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -66,8 +96,9 @@ async function api(method, path, body) {
 function choose(files) {
   chosen = Array.from(files || []);
   send.disabled = chosen.length === 0;
-  $("chosen").textContent = chosen.length === 0 ? "No file chosen."
-    : `${chosen.length} file${chosen.length > 1 ? "s" : ""} chosen: ${chosen.map((f) => f.name).join(", ")}`;
+  if (chosen.length === 0) { $("chosen").textContent = "No file chosen."; return; }
+  const names = chosen.flatMap((f, i) => (i ? [", ", element("bdi", f.name)] : [element("bdi", f.name)]));
+  $("chosen").replaceChildren(`${plural(chosen.length, "file")} chosen: `, ...names);
 }
 fileInput.addEventListener("change", () => choose(fileInput.files));
 drop.addEventListener("click", () => fileInput.click());
@@ -105,9 +136,28 @@ function parseLabels(text) {
 // Per file (name, size, last modified), in localStorage: the ticket only (its store links, valid
 // as long as the ticket), never the API key, which stays in sessionStorage.
 
+// What is read back is checked, not trusted: an entry that does not parse, or whose ticket is not
+// the shape the intake gives (a UUID id, a plan that fits this file, an http(s) completion URL), is
+// dropped. The ticket's parts_url is never used (the intake's own route is), so it is not checked.
 const rememberedName = (file) => `genobase-transfer:${file.name}:${file.size}:${file.lastModified}`;
+const isCount = (n) => Number.isSafeInteger(n) && n > 0;
+function validTicket(ticket, file) {
+  if (!ticket || typeof ticket !== "object" || !isUploadId(ticket.id)) return false;
+  if (typeof ticket.bucket !== "string" || typeof ticket.key !== "string") return false;
+  if (ticket.upload_method !== "multipart") return false;
+  const plan = ticket.multipart;
+  if (!plan || typeof plan !== "object" || typeof plan.upload_id !== "string") return false;
+  if (!isCount(plan.part_size) || !isCount(plan.part_count)) return false;
+  if (plan.part_count !== Math.ceil(file.size / plan.part_size)) return false;
+  return safeHref(plan.complete_url) !== null;
+}
 function remembered(file) {
-  try { return JSON.parse(localStorage.getItem(rememberedName(file)) || "null"); } catch { return null; }
+  let entry = null;
+  try { entry = JSON.parse(localStorage.getItem(rememberedName(file)) || "null"); } catch { entry = undefined; }
+  if (entry === null) return null;
+  if (entry && typeof entry === "object" && validTicket(entry.ticket, file)) return entry;
+  localStorage.removeItem(rememberedName(file));
+  return null;
 }
 const remember = (file, ticket) => localStorage.setItem(rememberedName(file), JSON.stringify({ ticket }));
 const forget = (file) => localStorage.removeItem(rememberedName(file));
@@ -119,12 +169,28 @@ const hashing = new Map();
 let hashId = 0;
 function md5(blob) {
   if (!hasher) {
-    hasher = new Worker("/static/md5-worker.js");
-    hasher.onmessage = ({ data }) => {
+    const worker = new Worker("/static/md5-worker.js");
+    hasher = worker;
+    worker.onmessage = ({ data }) => {
       const waiting = hashing.get(data.id);
+      if (!waiting) return;
       hashing.delete(data.id);
       if (data.error) waiting.reject(new Error(`MD5: ${data.error}`)); else waiting.resolve(data);
     };
+    // A worker that cannot load (its script or spark-md5 missing) or that throws outside a hash
+    // would leave every part waiting for ever: each pending hash fails instead, which stops the
+    // transfer as a failed part does, and the next hash starts a new worker.
+    const failed = (event) => {
+      if (event && event.preventDefault) event.preventDefault();
+      const why = event && event.message ? event.message : "it could not be loaded";
+      const error = new Error(`the MD5 worker failed (${why}); reload the page and try again`);
+      for (const waiting of hashing.values()) waiting.reject(error);
+      hashing.clear();
+      worker.terminate();
+      if (hasher === worker) hasher = null;
+    };
+    worker.onerror = failed;
+    worker.onmessageerror = failed;
   }
   return new Promise((resolve, reject) => {
     const id = hashId++;
@@ -158,7 +224,9 @@ function transferItem(file) {
   };
   const actions = element("div", undefined, "actions");
   actions.append(cancel, retry);
-  item.append(element("p", file.name, "name"), parts.sending, sent, parts.stage, processed, parts.outcome, actions);
+  const name = element("p", undefined, "name");
+  name.append(element("bdi", file.name));
+  item.append(name, parts.sending, sent, parts.stage, processed, parts.outcome, actions);
   $("transfers").prepend(item);
   $("transfers-section").hidden = false;
   return parts;
@@ -194,10 +262,11 @@ function put(transfer, url, blob, headers, onProgress) {  // XMLHttpRequest: fet
 // A part is signed and sent, and tried again with backoff when that fails; after PART_ATTEMPTS
 // the error stops the whole transfer. An API refusal (4xx) is not tried again.
 async function sendPart(transfer, plan, number, blob, digest, onProgress) {
+  const partsPath = uploadPath(transfer.ticket.id, "/parts");
   for (let attempt = 1; ; attempt++) {
     stopIfStopped(transfer);
     try {
-      const signed = await api("POST", plan.parts_url, { parts: [{ number, md5: digest.base64 }] });
+      const signed = await api("POST", partsPath, { parts: [{ number, md5: digest.base64 }] });
       await put(transfer, signed.parts[0].url, blob, { "Content-MD5": digest.base64 }, onProgress);
       return;
     } catch (err) {
@@ -219,12 +288,12 @@ async function sendParts(transfer, started) {
   // the same bytes of this file, else sent again.
   let listing;
   try {
-    listing = await api("GET", plan.parts_url);
+    listing = await api("GET", uploadPath(transfer.ticket.id, "/parts"));
   } catch (err) {
     throw new Unconfirmed(`the stored parts could not be listed (${err.message}); the upload may be complete already`);
   }
   const stored = new Map(listing.parts.map((p) => [p.number, p]));
-  if (stored.size) announce(`${file.name}: ${stored.size} of ${plan.part_count} parts already stored; sending the others.`);
+  if (stored.size) announce(`: ${stored.size} of ${plan.part_count} parts already stored; sending the others.`, file.name);
   const sent = new Array(plan.part_count + 1).fill(0);
   const report = () => showSent(ui, sent.reduce((a, b) => a + b, 0), file.size, started);
   let next = 1;
@@ -255,14 +324,24 @@ async function sendParts(transfer, started) {
   await complete(transfer, plan);
 }
 
+// The CompleteMultipartUpload body. An ETag is the store's text (quotes and all): escaped, so that
+// no ETag can add or change an element of the document.
+const XML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" };
+const escapeXml = (text) => String(text).replace(/[&<>"']/g, (c) => XML_ESCAPES[c]);
+function completionXml(parts) {
+  return "<CompleteMultipartUpload>" + parts.map((p) => {
+    if (!Number.isSafeInteger(p.number)) throw new Error("a stored part has no valid number");
+    return `<Part><PartNumber>${p.number}</PartNumber><ETag>${escapeXml(p.etag)}</ETag></Part>`;
+  }).join("") + "</CompleteMultipartUpload>";
+}
+
 async function complete(transfer, plan) {
   for (let attempt = 1; ; attempt++) {
     stopIfStopped(transfer);
     try {
-      const parts = (await api("GET", plan.parts_url)).parts.sort((a, b) => a.number - b.number);
+      const parts = (await api("GET", uploadPath(transfer.ticket.id, "/parts"))).parts.sort((a, b) => a.number - b.number);
       if (parts.length !== plan.part_count) throw new Error(`the store holds ${parts.length} of ${plan.part_count} parts`);
-      const xml = "<CompleteMultipartUpload>" + parts.map((p) =>
-        `<Part><PartNumber>${p.number}</PartNumber><ETag>${p.etag}</ETag></Part>`).join("") + "</CompleteMultipartUpload>";
+      const xml = completionXml(parts);
       const done = await fetch(plan.complete_url, { method: "POST", body: xml });
       const text = await done.text();
       if (!done.ok || text.includes("<Error>")) throw new Error(`completing the upload failed: ${text.slice(0, 200)}`);
@@ -281,7 +360,7 @@ async function abandon(transfer) {
   for (const xhr of transfer.requests) xhr.abort();
   if (!transfer.ticket) return true;
   try {
-    await api("DELETE", `/uploads/${transfer.ticket.id}`);
+    await api("DELETE", uploadPath(transfer.ticket.id));
     forget(transfer.file);
     return true;
   } catch {
@@ -296,7 +375,7 @@ async function follow(transfer) {
   for (let misses = 0; ;) {
     let status;
     try {
-      status = await api("GET", `/uploads/${transfer.ticket.id}`);
+      status = await api("GET", uploadPath(transfer.ticket.id));
       misses = 0;
     } catch (err) {
       if ((err instanceof ApiError && err.status < 500) || ++misses > 10) throw err;
@@ -319,26 +398,32 @@ function showOutcome(transfer, status) {
     outcome.className = "outcome ok";
     outcome.textContent = `Valid ${v.format}: ${plural(v.records, "record")}, ${plural(v.bytes, "byte")}; `
       + `MD5 ${v.source_md5}, SHA-256 ${v.source_sha256}, collection ${v.collection_digest}. Nothing was stored.`;
-    announce(`${file.name}: valid, ${plural(v.records, "record")}.`);
+    announce(`: valid, ${plural(v.records, "record")}.`, file.name);
   } else if (status.state === "done") {
     outcome.className = "outcome ok";
-    const link = element("a", "Download the result", "download");  // built, not parsed
-    link.href = status.result.url;
-    link.target = "_blank";
-    link.rel = "noopener";
-    outcome.replaceChildren(`Done: ${plural(status.result.records, "record")}. `, link);
-    announce(`${file.name}: done, ${plural(status.result.records, "record")}.`);
+    const href = safeHref(status.result.url);
+    const done = `Done: ${plural(status.result.records, "record")}.`;
+    if (href) {
+      const link = element("a", "Download the result", "download");  // built, not parsed
+      link.href = href;
+      link.target = "_blank";
+      link.rel = "noopener";
+      outcome.replaceChildren(`${done} `, link);
+    } else {
+      outcome.textContent = done;  // no link rather than a link of another scheme
+    }
+    announce(`: done, ${plural(status.result.records, "record")}.`, file.name);
   } else if (status.state === "failed" || status.state === "revoked") {
     const e = status.error;
     const where = e.line ? ` at line ${e.line}` + (e.column ? `, column ${e.column}` : "") : "";
     outcome.className = "outcome error";
     outcome.textContent = `${status.state === "revoked" ? "Not processed" : "Failed"}: ${e.code}${where}: ${e.message}`;
-    alertError(`${file.name}: ${outcome.textContent}`);
+    alertError(`: ${outcome.textContent}`, file.name);
     ui.retry.hidden = status.state !== "failed";
   } else {
     outcome.className = "outcome error";
     outcome.textContent = status.state === "deleted" ? "The upload was deleted." : "The upload expired before the file arrived.";
-    alertError(`${file.name}: ${outcome.textContent}`);
+    alertError(`: ${outcome.textContent}`, file.name);
   }
 }
 
@@ -353,18 +438,18 @@ async function runTransfer(file) {
     ui.outcome.className = "outcome";
     ui.outcome.textContent = ended ? "Cancelled: the upload was ended and nothing is kept."
       : "Cancelled here, but the intake could not be reached: choose the file again to resume or cancel it.";
-    announce(`${file.name}: cancelled.`);
+    announce(": cancelled.", file.name);
   });
   ui.retry.addEventListener("click", async () => {
     ui.retry.hidden = true;
     try {
-      await api("POST", `/uploads/${transfer.ticket.id}/retry`);
+      await api("POST", uploadPath(transfer.ticket.id, "/retry"));
       ui.outcome.className = "outcome"; ui.outcome.textContent = "Processing again…";
-      announce(`${file.name}: processing again.`);
+      announce(": processing again.", file.name);
       showOutcome(transfer, await follow(transfer));
     } catch (err) {
       ui.outcome.className = "outcome error"; ui.outcome.textContent = err.message;
-      alertError(`${file.name}: ${err.message}`);
+      alertError(`: ${err.message}`, file.name);
     }
     refreshList();
   });
@@ -375,7 +460,7 @@ async function runTransfer(file) {
     if (saved) {
       // the same file chosen before (a reload, a lost connection): continue where it stopped
       try {
-        const status = await api("GET", `/uploads/${saved.ticket.id}`);
+        const status = await api("GET", uploadPath(saved.ticket.id));
         if (status.state === "awaiting_upload") transfer.ticket = saved.ticket;
         else if (!FINAL_STATES.includes(status.state)) { transfer.ticket = saved.ticket; alreadySent = true; }
         forget(file);  // kept again below while parts are still to send
@@ -420,7 +505,7 @@ async function runTransfer(file) {
         ? (ended ? " The upload was ended; nothing is kept." : " The intake could not be reached: choose the file again to resume.")
         : "");
     }
-    alertError(`${file.name}: ${ui.outcome.textContent}`);
+    alertError(`: ${ui.outcome.textContent}`, file.name);
   } finally {
     refreshList();
   }
@@ -451,10 +536,11 @@ function listPath(cursor) {
 // A plain link cannot send the key, and the result route answers with a redirect whose target a
 // script cannot read; the status carries the presigned result URL itself, so the link is that.
 async function resultLink(upload) {
-  const status = await api("GET", `/uploads/${upload.id}`);
-  if (!status.result || !status.result.url) return element("span", "—");
+  const status = await api("GET", uploadPath(upload.id));
+  const href = status.result ? safeHref(status.result.url) : null;
+  if (!href) return element("span", "—");
   const link = element("a", "Download", "download");
-  link.href = status.result.url;
+  link.href = href;
   link.target = "_blank";
   link.rel = "noopener";
   link.setAttribute("aria-label", `Download the result of ${upload.filename}`);
@@ -469,7 +555,9 @@ function uploadRow(upload) {
   const result = element("td");
   result.className = "result";
   const actions = element("td");
-  row.append(element("td", upload.filename, "file"), element("td", upload.state, "state"),
+  const name = element("td", undefined, "file");
+  name.append(element("bdi", upload.filename));
+  row.append(name, element("td", upload.state, "state"),
     element("td", upload.records === null || upload.records === undefined ? "—" : String(upload.records), "records"),
     element("td", labels || "—", "labels"), result, actions);
   if (upload.state === "done") {
@@ -483,9 +571,9 @@ function uploadRow(upload) {
     retry.setAttribute("aria-label", `Retry ${upload.filename}`);
     retry.addEventListener("click", async () => {
       try {
-        await api("POST", `/uploads/${upload.id}/retry`);
-        announce(`${upload.filename}: processing again.`);
-      } catch (err) { alertError(`${upload.filename}: ${err.message}`); }
+        await api("POST", uploadPath(upload.id, "/retry"));
+        announce(": processing again.", upload.filename);
+      } catch (err) { alertError(`: ${err.message}`, upload.filename); }
       refreshList();
     });
     actions.append(retry);
@@ -498,14 +586,14 @@ function uploadRow(upload) {
       remove.classList.add("armed");
       remove.textContent = "Confirm delete";
       remove.setAttribute("aria-label", `Confirm: delete ${upload.filename}`);
-      announce(`Press again to delete ${upload.filename}; this cannot be undone.`);
+      $("status").replaceChildren("Press again to delete ", element("bdi", upload.filename), "; this cannot be undone.");
       return;
     }
     remove.disabled = true;
     try {
-      await api("DELETE", `/uploads/${upload.id}`);
-      announce(`${upload.filename}: deleted.`);
-    } catch (err) { alertError(`${upload.filename}: ${err.message}`); }
+      await api("DELETE", uploadPath(upload.id));
+      announce(": deleted.", upload.filename);
+    } catch (err) { alertError(`: ${err.message}`, upload.filename); }
     refreshList();
   });
   actions.append(remove);
