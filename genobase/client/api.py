@@ -526,8 +526,16 @@ class Client:
             body = content() if callable(content) else content
             try:
                 request = http.build_request(method, url, content=body, **kwargs)
-                # Always streamed: an answer is read here within its bound, never whole at once.
+                # Always streamed: an answer is read here within its bound, never whole at once
+                # (and a body cut short while read is retried as a connection error is).
                 response = http.send(request, stream=True, follow_redirects=follow_redirects)
+                if retry_statuses and (response.status_code >= 500 or response.status_code == 429):
+                    _read_bounded(response, ERROR_BODY_BYTES, refuse=False)
+                    raise _Transient(response=response)
+                if response.status_code >= 400:
+                    _read_bounded(response, ERROR_BODY_BYTES, refuse=False)
+                elif not stream:
+                    _read_bounded(response, ANSWER_BYTES, refuse=True)
             except httpx.LocalProtocolError:
                 # A request that cannot be sent (a header with a CR or a non-ASCII character):
                 # sending it again will not help, and the library's message quotes the header
@@ -539,9 +547,6 @@ class Client:
                 ) from None
             except httpx.TransportError as exc:
                 raise _Transient(error=exc) from exc
-            if retry_statuses and (response.status_code >= 500 or response.status_code == 429):
-                _read_bounded(response, ERROR_BODY_BYTES, refuse=False)
-                raise _Transient(response=response)
             return response
 
         attempts = self.retries + 1 if idempotent else 1
@@ -578,13 +583,8 @@ class Client:
             raise UnreachableError(
                 "unreachable", f"no answer from {where}: {type(failure.error).__name__}"
             ) from failure.error
-        if response.status_code >= 400 and (check or not stream):
-            _read_bounded(response, ERROR_BODY_BYTES, refuse=False)
-            if check:
-                raise error_for(response)
-            return response
-        if not stream:
-            _read_bounded(response, ANSWER_BYTES, refuse=True)
+        if check and response.status_code >= 400:
+            raise error_for(response)
         return response
 
 

@@ -166,3 +166,19 @@ def test_the_state_files_temporary_is_created_exclusively(tmp_path: Path) -> Non
     assert victim.read_text() == "keep"
     assert UploadTicket.model_validate_json((state_dir / "b.json").read_text()) == ticket
     assert sorted(p.name for p in state_dir.iterdir()) == ["b.json", "b.tmp"]
+
+
+class Cut(httpx.SyncByteStream):
+    """A body that ends short with a connection error."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b'{"id": '
+        raise httpx.ReadError("connection reset")
+
+
+def test_a_json_answer_cut_short_while_read_is_retried(tmp_path: Path) -> None:
+    whole = httpx.Response(200, json=status_body())
+    answers = iter([httpx.Response(200, stream=Cut()), whole])
+    client, recorder, _ = client_for(lambda r: next(answers), tmp_path)
+    assert client.get(UPLOAD_ID).id == UPLOAD_ID
+    assert len(recorder.requests) == 2
