@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from genobase import commands, completion, compose, stack
+from genobase import commands, completion, compose, console, stack
 from genobase.errors import ExitCode, exit_codes_epilog, explain
 from shared.domain.uploads import State
 from shared.parsing.formats import FORMAT_NAMES
@@ -687,11 +687,13 @@ def _fail(args: argparse.Namespace, exc: BaseException) -> int:
         exc,
         endpoint=connection.endpoint if connection is not None else None,
         endpoint_from=connection.endpoint_from if connection is not None else None,
+        key_source=connection.key_source if connection is not None else None,
     )
     if getattr(args, "debug", False) and not isinstance(exc, KeyboardInterrupt):
-        traceback.print_exception(exc, file=sys.stderr)
+        for line in "".join(traceback.format_exception(exc)).splitlines():
+            console.err(line)  # an exception's text may hold a server's string
     hint = f" -- {failure.hint}" if failure.hint else ""
-    print(f"genobase: {failure.message}{hint}", file=sys.stderr, flush=True)
+    console.err(f"genobase: {failure.message}{hint}")
     return int(failure.code)
 
 

@@ -38,15 +38,27 @@ def connect(args: argparse.Namespace) -> Client:
     """Resolve the endpoint and key (kept on ``args`` for the error messages) and open a client."""
     connection = config.resolve(args.endpoint, args.api_key, args.profile)
     args.connection = connection
+    _warn_if_plain_http(args, connection)
     path = config.config_path()
     if connection.key_from and connection.key_from.startswith("profile") and (mode := config.loose_mode(path)):
         _note(args, f"warning: {path} is mode {mode:o}, readable by others: chmod 600 {path}")
     return open_client(connection)
 
 
+def _warn_if_plain_http(args: argparse.Namespace, connection: config.Connection) -> None:
+    """One line on stderr (not with ``--quiet``, as every message) when the key would cross the
+    network unencrypted: ``http://`` to a host that is not this machine."""
+    if connection.api_key and config.plain_http_elsewhere(connection.endpoint):
+        _note(
+            args,
+            f"warning: the API key goes to {connection.endpoint} unencrypted (http:// to a host that is not this"
+            " machine): use https://",
+        )
+
+
 def _note(args: argparse.Namespace, text: str) -> None:
     if not getattr(args, "quiet", False):
-        print(text, file=sys.stderr, flush=True)
+        console.err(text)
 
 
 # --- login ----------------------------------------------------------------------------------------
@@ -64,8 +76,10 @@ def cmd_login(args: argparse.Namespace) -> int:
         key = getpass.getpass(f"API key for {endpoint}: ", stream=sys.stderr).strip()
     if not key:
         raise CliError(ExitCode.USAGE, "no API key given", "pass --api-key, set GENOBASE_API_KEY, or type it")
+    key = config.check_api_key(key)
     connection = config.Connection(endpoint, key, "--endpoint", "login")
     args.connection = connection
+    _warn_if_plain_http(args, connection)
     with open_client(connection) as client:
         list(client.list(limit=1))  # the key is refused here (exit 3), before anything is written
     path = config.save_profile(name, config.Profile(endpoint, key))
@@ -172,7 +186,7 @@ def outcome(upload: Upload) -> int:
     """A final upload's exit code: 0 when done, 1 when it ended any other way (said on stderr)."""
     if upload.state == "done":
         return ExitCode.OK
-    print(f"genobase: {upload.filename} ({upload.id}) {upload.state}: {failure_text(upload)}", file=sys.stderr)
+    console.err(f"genobase: {upload.filename} ({upload.id}) {upload.state}: {failure_text(upload)}")
     return ExitCode.FAILED
 
 
@@ -204,11 +218,21 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return outcome(upload)
 
 
+# A file name is at most 255 bytes on the usual file systems; the ".json" goes after it.
+RESULT_NAME_BYTES = 255 - len(".json")
+
+
 def result_name(upload: Upload) -> Path:
-    """``<filename>.json`` in the current directory (only the file name's last component)."""
+    """``<filename>.json`` in the current directory (only the file name's last component),
+    shortened (its stem, keeping its extension) to fit a file system's 255 bytes."""
     name = Path(upload.filename).name
     if name in ("", ".", ".."):
         name = str(upload.id)
+    if len(name.encode()) > RESULT_NAME_BYTES:
+        suffix = Path(name).suffix if len(Path(name).suffix.encode()) <= 16 else ""
+        room = RESULT_NAME_BYTES - len(suffix.encode())
+        stem = name[: len(name) - len(suffix)].encode()[:room].decode("utf-8", errors="ignore")
+        name = (stem + suffix) if stem.strip(".") else str(upload.id)
     return Path(f"{name}.json")
 
 
@@ -323,6 +347,23 @@ def _output_for(args: argparse.Namespace, path: Path, many: bool) -> Path | None
     return output / f"{path.name}.json"
 
 
+def _refuse_shared_targets(targets: dict[Path, Path | None]) -> None:
+    """Two files whose results would go to the same file (``a/x.fa`` and ``b/x.fa`` with
+    ``-o DIR``): refused before anything is sent, or the second result would replace the first."""
+    seen: dict[str, Path] = {}
+    for path, target in targets.items():
+        if target is None:
+            continue
+        where = os.path.normcase(os.path.abspath(target))
+        if where in seen:
+            raise CliError(
+                ExitCode.USAGE,
+                f"{seen[where]} and {path} would both write their result to {target}",
+                "upload them in separate commands, each with its own --output",
+            )
+        seen[where] = path
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
     files = expand_files(args.files)
     labels = parse_labels(args.label)
@@ -332,6 +373,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     if args.output and many and Path(args.output).exists() and not Path(args.output).is_dir():
         raise CliError(ExitCode.USAGE, f"{args.output}: not a directory", "with several files, --output is a directory")
     targets = {path: _output_for(args, path, many) for path in files}
+    _refuse_shared_targets(targets)
     for target in targets.values():
         if target is not None:
             _refuse_overwrite(target, force=args.force)
@@ -397,9 +439,15 @@ def _report_uploads(args: argparse.Namespace, outcomes: list[Sent], *, wait: boo
             console.out(line)
     for sent in outcomes:
         if sent.error is not None:
-            failure = explain(sent.error, endpoint=_endpoint(args), endpoint_from=_endpoint_from(args))
+            connection: Any = getattr(args, "connection", None)
+            failure = explain(
+                sent.error,
+                endpoint=_endpoint(args),
+                endpoint_from=_endpoint_from(args),
+                key_source=connection.key_source if connection is not None else None,
+            )
             hint = f" -- {failure.hint}" if failure.hint else ""
-            print(f"genobase: {sent.path}: {failure.message}{hint}", file=sys.stderr)
+            console.err(f"genobase: {sent.path}: {failure.message}{hint}")
             codes.append(failure.code)
         elif sent.upload is not None and wait:
             codes.append(outcome(sent.upload))

@@ -6,8 +6,14 @@ Precedence, for each of the endpoint and the key: a flag (``--endpoint``, ``--ap
 environment (``GENOBASE_ENDPOINT``, ``GENOBASE_API_KEY``), then the profile (``--profile``, else
 ``GENOBASE_PROFILE``, else ``default``), then the stack file of the current directory (what
 ``genobase up`` wrote: the local intake and its admin key). A key read from a profile or the stack
-file goes only to that source's own endpoint, unless the profile was named explicitly: an
-``--endpoint`` given on the command line never receives the stack's admin key by accident.
+file goes only to that source's own endpoint. The one exception: a profile named explicitly
+(``--profile``, or ``GENOBASE_PROFILE``) with ``--endpoint`` on the same command line: both were
+typed together. An endpoint from the environment (a ``GENOBASE_ENDPOINT`` left exported for a test
+host) never receives a profile's key, and no endpoint ever receives the stack's admin key but the
+stack's own.
+
+A key is stripped of surrounding whitespace (a key file saved with CRLF) and must be visible
+ASCII: anything else is refused before a request is built, without echoing the key.
 
 The file holds keys, so it is written mode 600 in a directory of mode 700, atomically (a temporary
 file renamed over it). It is TOML read with ``tomllib``; the writer below writes only what the CLI
@@ -16,6 +22,7 @@ itself keeps (tables of strings), quoting with JSON's escapes, which TOML's basi
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -24,12 +31,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from genobase.errors import CliError, ExitCode
 
 DEFAULT_PROFILE = "default"
 # Bare TOML keys (no dots, no quotes needed), short enough to type.
-PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # used with fullmatch ($ passes a final "\n")
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 ENDPOINT_ENV = "GENOBASE_ENDPOINT"
 API_KEY_ENV = "GENOBASE_API_KEY"
 PROFILE_ENV = "GENOBASE_PROFILE"
@@ -50,6 +59,14 @@ class Connection:
     api_key: str | None = field(repr=False)
     endpoint_from: str
     key_from: str | None
+    withheld: str | None = None  # why a profile's or the stack file's key was not sent, if it was not
+
+    @property
+    def key_source(self) -> str:
+        """Where the key came from, for the messages (never the key itself)."""
+        if self.key_from:
+            return f"key from {self.key_from}"
+        return f"no key sent ({self.withheld})" if self.withheld else "no key sent"
 
 
 def config_dir() -> Path:
@@ -71,14 +88,58 @@ def data_dir() -> Path:
 
 
 def normalise_endpoint(url: str) -> str:
+    """The endpoint without surrounding blanks and trailing ``/``; refused (usage error) unless an
+    ``http(s)://host[:port][/path]`` URL with no credentials, query, fragment, whitespace or
+    control character (each would end up in a request line or in the config file)."""
     url = url.strip().rstrip("/")
-    if not re.match(r"^https?://[^\s/]+", url):
-        raise CliError(ExitCode.USAGE, f"not an http(s) URL: {url!r}", "e.g. --endpoint http://127.0.0.1:8000")
+    example = "e.g. --endpoint http://127.0.0.1:8000"
+    if any(character.isspace() or not character.isprintable() for character in url):
+        raise CliError(ExitCode.USAGE, "the endpoint has whitespace or control characters", example)
+    try:
+        parts = urlsplit(url)
+        port_valid = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_valid = urlsplit(""), False
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise CliError(
+            ExitCode.USAGE, "the endpoint has credentials in it (user:password@)", "pass the key with --api-key"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_valid:
+        raise CliError(ExitCode.USAGE, f"not an http(s) URL: {url!r}", example)
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise CliError(ExitCode.USAGE, f"the endpoint has a query or fragment: {url!r}", example)
     return url
 
 
+def plain_http_elsewhere(endpoint: str) -> bool:
+    """True when ``endpoint`` is ``http://`` to a host that is not this machine (127.0.0.0/8, ::1,
+    localhost): a key sent there crosses the network unencrypted."""
+    parts = urlsplit(endpoint)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host in LOOPBACK_NAMES:
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def check_api_key(key: str) -> str:
+    """The key stripped of surrounding whitespace (a key file saved with CRLF, a pasted space);
+    a usage error if what remains has anything but visible ASCII. The key is never echoed: the
+    HTTP library's own error would print the whole header."""
+    key = key.strip()
+    if not key or any(not "\x21" <= character <= "\x7e" for character in key):
+        raise CliError(
+            ExitCode.USAGE, "the API key has invalid characters", "a key is visible ASCII: check how it was copied"
+        )
+    return key
+
+
 def check_profile_name(name: str) -> str:
-    if not PROFILE_NAME.match(name):
+    if not PROFILE_NAME.fullmatch(name):
         raise CliError(ExitCode.USAGE, f"invalid profile name {name!r}", "letters, digits, '-' and '_' (up to 63)")
     return name
 
@@ -144,7 +205,8 @@ def write_profiles(profiles: Mapping[str, Profile], path: Path | None = None) ->
 def save_profile(name: str, profile: Profile, path: Path | None = None) -> Path:
     path = path or config_path()
     profiles = read_profiles(path)
-    profiles[check_profile_name(name)] = Profile(normalise_endpoint(profile.endpoint), profile.api_key)
+    key = check_api_key(profile.api_key) if profile.api_key is not None else None
+    profiles[check_profile_name(name)] = Profile(normalise_endpoint(profile.endpoint), key)
     return write_profiles(profiles, path)
 
 
@@ -173,6 +235,8 @@ def resolve(endpoint: str | None = None, api_key: str | None = None, profile: st
     """The endpoint and key of one command, by the precedence in the module's docstring."""
     endpoint_from: str | None = None
     key_from: str | None = None
+    withheld: str | None = None
+    endpoint_flag = bool(endpoint)
     if endpoint:
         endpoint_from = "--endpoint"
     elif os.environ.get(ENDPOINT_ENV):
@@ -195,13 +259,20 @@ def resolve(endpoint: str | None = None, api_key: str | None = None, profile: st
         if endpoint is None:
             endpoint, endpoint_from = chosen.endpoint, source
         same = normalise_endpoint(endpoint) == normalise_endpoint(chosen.endpoint)
-        if api_key is None and chosen.api_key is not None and (same or named):
-            api_key, key_from = chosen.api_key, source
+        if api_key is None and chosen.api_key is not None:
+            if same or (named and endpoint_flag):
+                api_key, key_from = chosen.api_key, source
+            else:
+                withheld = f"the key of {source} goes only to {normalise_endpoint(chosen.endpoint)}"
     else:
         stack_endpoint, stack_key, source = _stack_defaults()
         if endpoint is None:
             endpoint, endpoint_from = stack_endpoint, source
-        if api_key is None and stack_key is not None and normalise_endpoint(endpoint) == stack_endpoint:
-            api_key, key_from = stack_key, source
+        if api_key is None and stack_key is not None:
+            if normalise_endpoint(endpoint) == stack_endpoint:
+                api_key, key_from = stack_key, source
+            else:
+                withheld = f"the key of {source} goes only to {stack_endpoint}"
     assert endpoint is not None and endpoint_from is not None
-    return Connection(normalise_endpoint(endpoint), api_key, endpoint_from, key_from)
+    key = check_api_key(api_key) if api_key is not None else None
+    return Connection(normalise_endpoint(endpoint), key, endpoint_from, key_from, withheld)

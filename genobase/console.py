@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -21,13 +22,41 @@ from typing import Any, Protocol, TextIO
 from genobase.client import TransferProgress, Upload
 
 
+def safe(text: str) -> str:
+    """``text`` with every control, format (bidi), private-use, surrogate or unassigned character
+    (Unicode category C*) written as a visible escape (ESC as ``\\x1b``, U+202E as ``\\u202e``).
+
+    File names, labels and error messages come from the server (an object written with the
+    owner's own S3 keys names its upload, unfiltered): printed raw, an escape sequence in one
+    could set the clipboard, retitle the window, erase lines or reorder what the user reads."""
+    if text.isprintable():  # the common case (False for every C* character, and for Zl, Zp)
+        return text
+    return "".join(_escaped(character) for character in text)
+
+
+def _escaped(character: str) -> str:
+    if character == " " or not unicodedata.category(character).startswith(("C", "Zl", "Zp")):
+        return character
+    point = ord(character)
+    if point < 0x100:
+        return f"\\x{point:02x}"
+    return f"\\u{point:04x}" if point < 0x10000 else f"\\U{point:08x}"
+
+
 def out(text: str = "") -> None:
-    """A line of data (stdout)."""
-    print(text, file=sys.stdout, flush=True)
+    """A line of data (stdout), made safe for the terminal (``safe``)."""
+    print(safe(text), file=sys.stdout, flush=True)
+
+
+def err(text: str) -> None:
+    """A line of message (stderr), made safe for the terminal (``safe``)."""
+    print(safe(text), file=sys.stderr, flush=True)
 
 
 def emit_json(value: Any) -> None:
-    out(json.dumps(value, indent=2, ensure_ascii=False))
+    """JSON with every non-ASCII character escaped (``ensure_ascii``): no control character of a
+    server's string (C1 included) reaches the terminal raw, and the values read back the same."""
+    print(json.dumps(value, indent=2, ensure_ascii=True), file=sys.stdout, flush=True)
 
 
 def dump(model: Any) -> Any:
@@ -41,6 +70,7 @@ def stderr_is_terminal() -> bool:
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> Iterable[str]:
     """Plain aligned columns (no box drawing: the output is meant for grep and cut too)."""
+    rows = [[safe(str(cell)) for cell in row] for row in rows]
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
     for row in (headers, *rows):
         yield "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
@@ -114,7 +144,7 @@ class PlainReporter:
         self._receiving: set[str] = set()
 
     def _line(self, text: str) -> None:
-        print(text, file=self._stream or sys.stderr, flush=True)
+        print(safe(text), file=self._stream or sys.stderr, flush=True)
 
     def start(self, key: str, label: str, *, receiving: bool = False) -> None:
         with self._lock:
@@ -172,12 +202,14 @@ class RichReporter:
 
         self._console = Console(stderr=True)
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            # markup=False: a file name such as "[link=https://...]x[/link]" is text, not markup
+            # (rich would make it a hyperlink, and "[/x]" would raise MarkupError).
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[stage]}"),
+            TextColumn("{task.fields[stage]}", markup=False),
             console=self._console,
             transient=False,
         )
@@ -191,7 +223,7 @@ class RichReporter:
         with self._lock:
             if key not in self._tasks:
                 self._labels[key] = label or key
-                self._tasks[key] = self._progress.add_task(label or key, total=None, stage="")
+                self._tasks[key] = self._progress.add_task(safe(label or key), total=None, stage="")
             return self._tasks[key]
 
     def start(self, key: str, label: str, *, receiving: bool = False) -> None:
@@ -203,16 +235,16 @@ class RichReporter:
             self._resumed.add(key)
         if first_resumed:
             label = self._labels.get(key, key)
-            self._progress.console.print(f"{label}: {resumed_text(progress)}", markup=False, highlight=False)
+            self._progress.console.print(safe(f"{label}: {resumed_text(progress)}"), markup=False, highlight=False)
         self._progress.update(self._task(key), completed=progress.sent, total=progress.total, stage="sending")
 
     def status(self, key: str, upload: Upload) -> None:
         task = self._task(key)
         if upload.state != "awaiting_upload":
-            self._progress.update(task, stage=stage_text(upload))
+            self._progress.update(task, stage=safe(stage_text(upload)))
 
     def message(self, text: str) -> None:
-        self._console.print(text, markup=False, highlight=False)
+        self._console.print(safe(text), markup=False, highlight=False)
 
     def close(self) -> None:
         self._progress.stop()

@@ -73,9 +73,16 @@ class Failure:
     unexpected: bool = False
 
 
-def explain(exc: BaseException, *, endpoint: str | None = None, endpoint_from: str | None = None) -> Failure:
+def explain(
+    exc: BaseException,
+    *,
+    endpoint: str | None = None,
+    endpoint_from: str | None = None,
+    key_source: str | None = None,
+) -> Failure:
     """The exit code and the one line for ``exc``; ``endpoint`` (and where it came from) name the
-    intake in the hints of the errors a wrong endpoint or key causes."""
+    intake in the hints of the errors a wrong endpoint or key causes, ``key_source`` where the
+    key came from (or why none was sent)."""
     where = f"endpoint {endpoint}" + (f" (from {endpoint_from})" if endpoint_from else "") if endpoint else ""
     if isinstance(exc, CliError):
         return Failure(exc.code, exc.message, exc.hint)
@@ -91,8 +98,9 @@ def explain(exc: BaseException, *, endpoint: str | None = None, endpoint_from: s
             return Failure(
                 ExitCode.AUTHENTICATION,
                 f"the key was refused: {text}",
-                f"wrong, revoked or missing key for {where or 'the endpoint'}: "
-                "run `genobase login --endpoint URL`, or pass --api-key / set GENOBASE_API_KEY",
+                f"wrong, revoked or missing key for {where or 'the endpoint'}"
+                + (f"; {key_source}" if key_source else "")
+                + ": run `genobase login --endpoint URL`, or pass --api-key / set GENOBASE_API_KEY",
             )
         if isinstance(exc, NotFoundError):
             return Failure(
@@ -108,6 +116,8 @@ def explain(exc: BaseException, *, endpoint: str | None = None, endpoint_from: s
                 f"could not reach the intake: {text}",
                 f"is `genobase up` running? {where}".rstrip(),
             )
+        if exc.code == "unexpected_answer":
+            return Failure(ExitCode.UNREACHABLE, f"unexpected answer: {text}", f"{exc.hint} {where}".strip())
         if isinstance(exc, ConflictError | RefusedError):
             return Failure(ExitCode.CONFLICT, f"refused: {text}", exc.hint)
         return Failure(ExitCode.FAILED, text, exc.hint)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from pydantic import BaseModel, ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from genobase.client.errors import ClientError, ConflictError, NotFoundError, TimedOutError, UnreachableError, error_for
@@ -38,10 +40,16 @@ from genobase.client.transfer import (
     state_path,
 )
 
+_M = TypeVar("_M", bound=BaseModel)
+
 NDJSON = "application/x-ndjson"
 MERGE_PATCH = "application/merge-patch+json"
 DOWNLOAD_CHUNK = 1024 * 1024
 RECORDS_PAGE = 1000  # the intake's largest page of records
+ERROR_BODY_BYTES = 64 * 1024  # of an error answer, read for its problem body; the rest is not read
+ANSWER_BYTES = 16 * 1024 * 1024  # a JSON answer (a status, a page of the listing) is far smaller
+RECORD_LINE_BYTES = 1024**3  # one record of the NDJSON records (a chromosome's sequence is in it)
+PART_NAME_BYTES = 200  # of the download's temporary name, so that its suffix fits in 255 bytes
 
 
 class _Transient(Exception):
@@ -94,7 +102,13 @@ class Client:
         self.backoff = backoff
         self._sleep = sleep
         headers = {"User-Agent": "genobase-client"}
+        api_key = api_key.strip() if api_key else None
         if api_key:
+            if any(not "\x21" <= character <= "\x7e" for character in api_key):
+                # Not echoed: the HTTP library's own error would print the whole header.
+                raise ClientError(
+                    "invalid_api_key", "the API key has invalid characters", hint="a key is visible ASCII"
+                )
             headers["Authorization"] = f"Bearer {api_key}"
         self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=timeout, transport=transport)
         # The store's signed URLs: no key, no base URL.
@@ -167,7 +181,7 @@ class Client:
             answer = self._send(
                 "POST", "/uploads", idempotent=True, json=registration, headers={"Idempotency-Key": key}
             )
-            ticket = UploadTicket.model_validate(answer.json())
+            ticket = _model(UploadTicket, answer)
             # Remembered until the store has the object, whichever way it goes: a run that ends
             # before then goes on with this upload (its signed PUT lives as long as its ticket)
             # instead of registering a second one.
@@ -205,7 +219,7 @@ class Client:
 
     def get(self, upload_id: str | uuid.UUID) -> Upload:
         """The upload's status (``GET /uploads/{id}``)."""
-        return Upload.model_validate(self._send("GET", f"/uploads/{_id(upload_id)}", idempotent=True).json())
+        return _model(Upload, self._send("GET", f"/uploads/{_id(upload_id)}", idempotent=True))
 
     def wait(
         self,
@@ -290,12 +304,12 @@ class Client:
                 params.append((key, when.isoformat() if isinstance(when, datetime) else str(when)))
         for label, value in (filters.get("labels") or {}).items():
             params.append(("label", f"{label}={value}"))
-        return UploadPage.model_validate(self._send("GET", "/uploads", idempotent=True, params=params).json())
+        return _model(UploadPage, self._send("GET", "/uploads", idempotent=True, params=params))
 
     def delete(self, upload_id: str | uuid.UUID) -> Upload:
         """Delete the upload (``DELETE /uploads/{id}``): its status then reads ``deleted``; the
         store's copies go at the watchdog's next sweep. Deleting again answers the same."""
-        return Upload.model_validate(self._send("DELETE", f"/uploads/{_id(upload_id)}", idempotent=True).json())
+        return _model(Upload, self._send("DELETE", f"/uploads/{_id(upload_id)}", idempotent=True))
 
     def retry(self, upload_id: str | uuid.UUID) -> Upload:
         """Process a failed upload again (``POST /uploads/{id}/retry``), as a new generation.
@@ -310,7 +324,7 @@ class Client:
             if tally.attempts > 1 and conflict.code == "not_failed":
                 return self.get(upload_id)
             raise
-        return Upload.model_validate(answer.json())
+        return _model(Upload, answer)
 
     def set_labels(self, upload_id: str | uuid.UUID, labels: Mapping[str, str | None]) -> Upload:
         """Merge ``labels`` into the upload's (RFC 7396): a value sets its key, None removes it."""
@@ -321,7 +335,7 @@ class Client:
             json={"labels": dict(labels)},
             headers={"Content-Type": MERGE_PATCH},
         )
-        return Upload.model_validate(answer.json())
+        return _model(Upload, answer)
 
     # --- a done upload's data ----------------------------------------------------------------------
 
@@ -332,10 +346,13 @@ class Client:
         name: str | None = None,
         fields: Sequence[str] | None = None,
         page_size: int = RECORDS_PAGE,
+        max_record_bytes: int = RECORD_LINE_BYTES,
     ) -> Iterator[Record]:
         """The upload's records in file order (``GET /uploads/{id}/records`` as NDJSON), a page
         at a time, each parsed as it arrives: memory holds one record (its sequence included:
-        leave ``sequence`` out of ``fields`` for chromosomes). ``name``: ids starting with it."""
+        leave ``sequence`` out of ``fields`` for chromosomes). ``name``: ids starting with it.
+        ``max_record_bytes`` (1 GiB by default, room for a whole human chromosome): a longer
+        line is refused (``ClientError`` ``answer_too_large``) instead of filling memory."""
         cursor: str | None = None
         while True:
             params: list[tuple[str, str]] = [("limit", str(page_size))]
@@ -354,7 +371,7 @@ class Client:
                 headers={"Accept": NDJSON},
             )
             try:
-                for line in response.iter_lines():
+                for line in _bounded_lines(response, max_record_bytes):
                     if line.strip():
                         yield Record.model_validate_json(line)
                 link = response.links.get("next", {}).get("url")
@@ -374,7 +391,7 @@ class Client:
         """One record of a done upload by its 0-based position in the file."""
         params = {"fields": ",".join(fields)} if fields is not None else None
         answer = self._send("GET", f"/uploads/{_id(upload_id)}/records/{ordinal}", idempotent=True, params=params)
-        return Record.model_validate_json(answer.content)
+        return _model(Record, answer)
 
     def download(
         self,
@@ -384,7 +401,9 @@ class Client:
         on_bytes: Callable[[TransferProgress], None] | None = None,
     ) -> Path:
         """Write the upload's result document to ``path``: streamed (a chunk in memory at a time)
-        from a freshly signed link into ``path.part``, its size and SHA-256 checked against the
+        from a freshly signed link into a new file of its own beside ``path`` (``.NAME.RANDOM.part``,
+        created exclusively: a link or a file already there is never written through or over, and
+        a run cut short leaves nothing in the way of the next), its size and SHA-256 checked against the
         upload's ``result``, then renamed. A document recorded without a digest (written before
         the assembler recorded them: ``result.sha256`` is null) has its size checked only.
         ``ClientError`` ``checksum_mismatch`` when either differs (``path`` is then untouched)."""
@@ -395,12 +414,13 @@ class Client:
                 "result_not_ready", f"upload {upload.id} is {upload.state}: it has no result document", status=409
             )
         expected_size, expected_sha256 = upload.result.size, upload.result.sha256
-        partial = path.with_name(path.name + ".part")
         attempt = 0
         while True:  # a body cut short is read again from the start, on a freshly signed link
             attempt += 1
+            partial, descriptor = _new_partial(path)
             try:
-                written, digest = self._fetch_result(upload.id, partial, path, expected_size, on_bytes)
+                with os.fdopen(descriptor, "wb") as out:
+                    written, digest = self._fetch_result(upload.id, out, path, expected_size, on_bytes)
                 break
             except httpx.TransportError as exc:
                 partial.unlink(missing_ok=True)
@@ -426,28 +446,32 @@ class Client:
     def _fetch_result(
         self,
         upload_id: uuid.UUID,
-        partial: Path,
+        out: BinaryIO,
         path: Path,
         expected_size: int,
         on_bytes: Callable[[TransferProgress], None] | None,
     ) -> tuple[int, str]:
-        """Stream the result document from a freshly signed link into ``partial``; its size and
-        SHA-256 (hex). A transport error in the body is raised as it is (``download`` retries)."""
+        """Stream the result document from a freshly signed link into ``out`` (the empty file
+        ``_new_partial`` made); its size and SHA-256 (hex). A transport error in the body is
+        raised as it is (``download`` retries)."""
         link = self._send("GET", f"/uploads/{upload_id}/result", idempotent=True, follow_redirects=False)
         location = link.headers.get("location")
         if link.status_code not in (301, 302, 303, 307) or not location:
-            raise ClientError("unexpected_answer", f"the result link answered HTTP {link.status_code}")
+            raise ClientError(
+                "unexpected_answer",
+                f"the result link answered HTTP {link.status_code}",
+                hint="is the endpoint a Genobase intake?",
+            )
         digest = hashlib.sha256()
         written = 0
         response = self._send("GET", location, idempotent=True, stream=True, store=True)
         try:
-            with partial.open("wb") as out:
-                for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    written += len(chunk)
-                    if on_bytes is not None:
-                        on_bytes(TransferProgress(path, written, expected_size, 0))
+            for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                written += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(TransferProgress(path, written, expected_size, 0))
         finally:
             response.close()
         return written, digest.hexdigest()
@@ -458,7 +482,15 @@ class Client:
         """``GET /healthz``: ``{"status": "ok", "checks": {...}}``, or ``"unavailable"`` with the
         checks when a dependency is away (a 503). ``UnreachableError`` when nothing answers."""
         answer = self._send("GET", "/healthz", idempotent=True, retry_statuses=False, check=False)
-        body: Any = answer.json() if answer.content else {}
+        try:
+            body: Any = answer.json() if answer.content else {}
+        except ValueError:
+            raise ClientError(
+                "unexpected_answer",
+                f"HTTP {answer.status_code} from {answer.request.url.host} is not the intake's answer",
+                status=answer.status_code,
+                hint="is the endpoint a Genobase intake?",
+            ) from None
         if answer.status_code == 200:
             return dict(body)
         if answer.status_code == 503 and isinstance(body, dict):
@@ -494,13 +526,27 @@ class Client:
             body = content() if callable(content) else content
             try:
                 request = http.build_request(method, url, content=body, **kwargs)
-                response = http.send(request, stream=stream, follow_redirects=follow_redirects)
+                # Always streamed: an answer is read here within its bound, never whole at once
+                # (and a body cut short while read is retried as a connection error is).
+                response = http.send(request, stream=True, follow_redirects=follow_redirects)
+                if retry_statuses and (response.status_code >= 500 or response.status_code == 429):
+                    _read_bounded(response, ERROR_BODY_BYTES, refuse=False)
+                    raise _Transient(response=response)
+                if response.status_code >= 400:
+                    _read_bounded(response, ERROR_BODY_BYTES, refuse=False)
+                elif not stream:
+                    _read_bounded(response, ANSWER_BYTES, refuse=True)
+            except httpx.LocalProtocolError:
+                # A request that cannot be sent (a header with a CR or a non-ASCII character):
+                # sending it again will not help, and the library's message quotes the header
+                # (the key with it), so it is not chained.
+                raise ClientError(
+                    "invalid_request",
+                    "the request could not be sent: a header or the URL has invalid characters",
+                    hint="check the API key and the endpoint",
+                ) from None
             except httpx.TransportError as exc:
                 raise _Transient(error=exc) from exc
-            if retry_statuses and (response.status_code >= 500 or response.status_code == 429):
-                response.read()
-                response.close()
-                raise _Transient(response=response)
             return response
 
         attempts = self.retries + 1 if idempotent else 1
@@ -538,9 +584,6 @@ class Client:
                 "unreachable", f"no answer from {where}: {type(failure.error).__name__}"
             ) from failure.error
         if check and response.status_code >= 400:
-            if stream:
-                response.read()
-                response.close()
             raise error_for(response)
         return response
 
@@ -558,6 +601,93 @@ class _Calls:
 
     def store_call(self, method: str, url: str, *, retry: bool = True, **kwargs: Any) -> httpx.Response:
         return self._client._send(method, url, idempotent=retry, store=True, **kwargs)
+
+
+def _read_bounded(response: httpx.Response, limit: int, *, refuse: bool) -> None:
+    """Read the answer's body, at most ``limit`` bytes, and close it: the body is then
+    ``response.content`` as usual. Beyond ``limit``: ``refuse`` raises ``ClientError``
+    ``answer_too_large``, else the body is cut there (an error body is read for its problem
+    document only: a proxy's 300 MB error page is not kept)."""
+    try:
+        declared = int(response.headers.get("content-length", ""))
+    except ValueError:
+        declared = None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        if refuse and declared is not None and declared > limit:
+            raise _too_large(response, limit)
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                if refuse:
+                    raise _too_large(response, limit)
+                break
+    finally:
+        response.close()
+    # httpx keeps a read body in ``_content``; set here, ``.content`` and ``.json()`` work as usual.
+    response._content = b"".join(chunks)[:limit]
+
+
+def _too_large(response: httpx.Response, limit: int) -> ClientError:
+    return ClientError(
+        "answer_too_large",
+        f"the answer from {response.request.url.host} is larger than {limit:,} bytes",
+        status=response.status_code,
+        hint="is the endpoint a Genobase intake?",
+    )
+
+
+def _bounded_lines(response: httpx.Response, limit: int) -> Iterator[bytes]:
+    """The body's lines (without their ``\\n``), each at most ``limit`` bytes (``ClientError``
+    ``answer_too_large`` beyond: one line of NDJSON is one record, held in memory)."""
+    pending = bytearray()
+    for chunk in response.iter_bytes():
+        pending += chunk
+        while (end := pending.find(b"\n")) >= 0:
+            if end > limit:
+                raise _too_large(response, limit)
+            yield bytes(pending[:end])
+            del pending[: end + 1]
+        if len(pending) > limit:
+            raise _too_large(response, limit)
+    if pending:
+        yield bytes(pending)  # within ``limit``: checked above
+
+
+def _model(kind: type[_M], response: httpx.Response) -> _M:
+    """The answer as ``kind``; an answer that is not one (a redirect, an HTML page of a proxy,
+    another service's JSON) is ``ClientError`` ``unexpected_answer``, not a parser's traceback."""
+    problem = None
+    if 200 <= response.status_code < 300:
+        try:
+            return kind.model_validate_json(response.content)
+        except ValidationError as exc:
+            problem = exc
+    kind_of = response.headers.get("content-type", "no content type").split(";")[0]
+    raise ClientError(
+        "unexpected_answer",
+        f"HTTP {response.status_code} ({kind_of[:60]}) from {response.request.url.host} is not the intake's answer",
+        status=response.status_code,
+        hint="is the endpoint a Genobase intake?",
+    ) from problem
+
+
+def _new_partial(path: Path) -> tuple[Path, int]:
+    """A new empty file beside ``path`` for a download to write into: a random name (a leftover
+    of a run cut short is never in the way), created exclusively and without following a link
+    (``O_EXCL | O_NOFOLLOW``: nothing planted there is written through or over), mode 644 less
+    the umask. Its name is shortened to fit the 255 bytes of a file name."""
+    stem = path.name.encode()[:PART_NAME_BYTES].decode("utf-8", errors="ignore")
+    for _ in range(100):
+        candidate = path.with_name(f".{stem}.{secrets.token_hex(4)}.part")
+        try:
+            descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            continue
+        return candidate, descriptor
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def _id(upload_id: str | uuid.UUID) -> str:

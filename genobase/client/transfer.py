@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -57,12 +58,18 @@ def save_state(state_file: Path, ticket: UploadTicket) -> None:
     """Write the ticket owner-only (it holds signed URLs), atomically (a crash leaves the old one)."""
     state_file.parent.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
     os.chmod(state_file.parent, STATE_DIR_MODE)  # mkdir's mode is masked by the umask
-    tmp = state_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STATE_FILE_MODE)
-    os.fchmod(fd, STATE_FILE_MODE)
-    with os.fdopen(fd, "w") as out:
-        out.write(ticket.model_dump_json())
-    tmp.replace(state_file)
+    # A new temporary name each time, created exclusively (mkstemp: O_EXCL, mode 600): a link or a
+    # leftover planted at a fixed name is never written through, and two runs never share one.
+    fd, name = tempfile.mkstemp(dir=state_file.parent, prefix=f".{state_file.stem}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        os.fchmod(fd, STATE_FILE_MODE)
+        with os.fdopen(fd, "w") as out:
+            out.write(ticket.model_dump_json())
+        tmp.replace(state_file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_state(state_file: Path) -> UploadTicket | None:

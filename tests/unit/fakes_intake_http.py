@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 GOOD_KEY = "gbk_good-key-for-tests"
-ENDPOINT = "http://intake.test"
+ENDPOINT = "http://localhost:8765"  # loopback: no plain-http warning in every test
 STORE = "http://store.test"
 
 
