@@ -15,6 +15,7 @@ import glob
 import os
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -224,8 +225,9 @@ RESULT_NAME_BYTES = 255 - len(".json")
 
 def result_name(upload: Upload) -> Path:
     """``<filename>.json`` in the current directory (only the file name's last component),
-    shortened (its stem, keeping its extension) to fit a file system's 255 bytes."""
-    name = Path(upload.filename).name
+    shortened (its stem, keeping its extension) to fit a file system's 255 bytes. A character a
+    terminal would act on (Unicode's "other" categories) becomes ``_``: the name is the server's."""
+    name = "".join("_" if unicodedata.category(c)[0] == "C" else c for c in Path(upload.filename).name)
     if name in ("", ".", ".."):
         name = str(upload.id)
     if len(name.encode()) > RESULT_NAME_BYTES:

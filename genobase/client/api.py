@@ -530,12 +530,11 @@ class Client:
                 # (and a body cut short while read is retried as a connection error is).
                 response = http.send(request, stream=True, follow_redirects=follow_redirects)
                 if retry_statuses and (response.status_code >= 500 or response.status_code == 429):
-                    _read_bounded(response, ERROR_BODY_BYTES, refuse=False)
-                    raise _Transient(response=response)
+                    raise _Transient(response=_read_bounded(response, ERROR_BODY_BYTES, refuse=False))
                 if response.status_code >= 400:
-                    _read_bounded(response, ERROR_BODY_BYTES, refuse=False)
+                    response = _read_bounded(response, ERROR_BODY_BYTES, refuse=False)
                 elif not stream:
-                    _read_bounded(response, ANSWER_BYTES, refuse=True)
+                    response = _read_bounded(response, ANSWER_BYTES, refuse=True)
             except httpx.LocalProtocolError:
                 # A request that cannot be sent (a header with a CR or a non-ASCII character):
                 # sending it again will not help, and the library's message quotes the header
@@ -603,9 +602,9 @@ class _Calls:
         return self._client._send(method, url, idempotent=retry, store=True, **kwargs)
 
 
-def _read_bounded(response: httpx.Response, limit: int, *, refuse: bool) -> None:
-    """Read the answer's body, at most ``limit`` bytes, and close it: the body is then
-    ``response.content`` as usual. Beyond ``limit``: ``refuse`` raises ``ClientError``
+def _read_bounded(response: httpx.Response, limit: int, *, refuse: bool) -> httpx.Response:
+    """Read the answer's body, at most ``limit`` bytes, and close it; returns the answer with
+    that body (decoded: ``.content``, ``.json()`` as usual). Beyond ``limit``: ``refuse`` raises ``ClientError``
     ``answer_too_large``, else the body is cut there (an error body is read for its problem
     document only: a proxy's 300 MB error page is not kept)."""
     try:
@@ -626,8 +625,14 @@ def _read_bounded(response: httpx.Response, limit: int, *, refuse: bool) -> None
                 break
     finally:
         response.close()
-    # httpx keeps a read body in ``_content``; set here, ``.content`` and ``.json()`` work as usual.
-    response._content = b"".join(chunks)[:limit]
+    # The same answer with the body read so far (already decoded: no content coding applies).
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+    return httpx.Response(
+        response.status_code, headers=headers, content=b"".join(chunks)[:limit], request=response.request
+    )
+
+
+_BODY_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 
 
 def _too_large(response: httpx.Response, limit: int) -> ClientError:

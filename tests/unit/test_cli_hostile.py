@@ -210,6 +210,12 @@ def test_a_long_file_name_still_gets_its_result(intake: FakeIntake, clean_enviro
     assert len(name.encode()) <= 255 and name.endswith(".fa.json")
 
 
+def test_a_result_s_default_name_holds_no_control_character(intake: FakeIntake) -> None:
+    """The server's file name becomes a name on disk: nothing a terminal would act on goes with it."""
+    hostile = Upload.model_validate(intake.uploads[intake.add("x\x1b]0;t\x07\u202e.fa", "done", result=b"{}")])
+    assert commands.result_name(hostile).name == "x_]0;t__.fa.json"
+
+
 @pytest.mark.parametrize(
     "answer",
     [
