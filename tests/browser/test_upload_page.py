@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,26 +161,74 @@ def outcome(driver: webdriver.Chrome, name: str, timeout: float = 240) -> str:
     return found[0]
 
 
-def remembered_ticket(driver: webdriver.Chrome, name: str) -> dict[str, Any] | None:
-    """The multipart ticket the page keeps in localStorage for file ``name`` (to resume)."""
+def remembered_entry(driver: webdriver.Chrome, name: str) -> dict[str, Any] | None:
+    """What the page keeps in localStorage for file ``name`` (to resume): its registration's
+    Idempotency-Key, body and upload id."""
     text = driver.execute_script(
         "const key = Object.keys(localStorage).find((k) => k.startsWith(`genobase-transfer:${arguments[0]}:`));"
         "return key ? localStorage.getItem(key) : null;",
         name,
     )
-    return json.loads(text)["ticket"] if text else None
+    entry: dict[str, Any] | None = json.loads(text) if text else None
+    return entry
 
 
-def wait_for_ticket(driver: webdriver.Chrome, name: str) -> dict[str, Any]:
-    tickets: list[dict[str, Any]] = []
+def wait_for_entry(driver: webdriver.Chrome, name: str) -> dict[str, Any]:
+    entries: list[dict[str, Any]] = []
 
     def kept(d: webdriver.Chrome) -> bool:
-        ticket = remembered_ticket(d, name)
-        tickets[:] = [ticket] if ticket else []
-        return bool(tickets)
+        entry = remembered_entry(d, name)
+        entries[:] = [entry] if entry else []
+        return bool(entries)
 
     WebDriverWait(driver, 60, poll_frequency=0.2).until(kept)
-    return tickets[0]
+    entry = entries[0]
+    assert set(entry) == {"idempotencyKey", "body", "uploadId"}, entry  # no URL, no key
+    no_url_in_local_storage(driver)
+    return entry
+
+
+def replayed_ticket(page: str, api_key: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The ticket of a remembered upload, as the page gets it on a resume: its body registered
+    again with its Idempotency-Key (200, the same upload, its links signed afresh)."""
+    response = httpx.post(
+        f"{page}/uploads",
+        json=entry["body"],
+        headers={"Authorization": f"Bearer {api_key}", "Idempotency-Key": entry["idempotencyKey"]},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    ticket: dict[str, Any] = response.json()
+    assert ticket["id"] == entry["uploadId"]
+    return ticket
+
+
+def no_url_in_local_storage(driver: webdriver.Chrome) -> None:
+    """Nothing in localStorage (keys and values) is a URL the page could be sent to."""
+    stored = driver.execute_script(
+        "return Object.keys(localStorage).map((k) => k + '=' + localStorage.getItem(k)).join('\\n');"
+    )
+    assert "http" not in stored.lower(), stored
+
+
+def record_the_page(driver: webdriver.Chrome) -> None:
+    """From now until the page is left: each fetch the page makes (method, path, Idempotency-Key,
+    body) in ``window.fetched``, each value written to localStorage in ``window.stored``."""
+    driver.execute_script(
+        "window.fetched = []; window.stored = [];"
+        "const realFetch = window.fetch;"
+        "window.fetch = (input, init = {}) => {"
+        "  const headers = init.headers || {};"
+        "  window.fetched.push({method: init.method || 'GET', path: new URL(input, location.href).pathname,"
+        "    idempotencyKey: headers['Idempotency-Key'] || null, body: init.body === undefined ? null : init.body});"
+        "  return realFetch(input, init);"
+        "};"
+        "const realSet = Storage.prototype.setItem;"
+        "Storage.prototype.setItem = function (key, value) {"
+        "  if (this === localStorage) window.stored.push(String(key) + '=' + String(value));"
+        "  return realSet.call(this, key, value);"
+        "};"
+    )
 
 
 def part_puts(driver: webdriver.Chrome) -> list[str]:
@@ -209,8 +258,8 @@ def no_serious_violations(driver: webdriver.Chrome, state: str) -> None:
 def test_a_small_file_goes_through_the_page(
     browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, tmp_path: Path, screenshots: Path
 ) -> None:
-    """Also: a remembered entry for this file that is not a ticket the intake gives is dropped, and
-    the file registered anew."""
+    """Also: a remembered entry for this file of another shape (an older page's: a ticket with a
+    completion URL) is dropped, and the file registered anew."""
     open_page(browser, pages["put"], pipeline.api_key)
     no_serious_violations(browser, "idle")
     shoot(browser, screenshots, "idle")
@@ -218,7 +267,8 @@ def test_a_small_file_goes_through_the_page(
     path.write_text(">a first\nACGTACGT\n>b\nGGCC\n")
     os.utime(path, (1_700_000_000, 1_700_000_000))  # File.lastModified: 1700000000000
     remembered_key = f"genobase-transfer:{path.name}:{path.stat().st_size}:1700000000000"
-    forged = {"ticket": None}  # parses, but is no ticket: once read as one (and a TypeError)
+    forged = {"ticket": {"id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "upload_method": "multipart",
+              "multipart": {"complete_url": "https://attacker.example/complete"}}}  # fmt: skip
     browser.execute_script("localStorage.setItem(arguments[0], arguments[1]);", remembered_key, json.dumps(forged))
     send_files(browser, path)
     shown = outcome(browser, path.name)
@@ -365,7 +415,7 @@ def test_a_file_above_the_threshold_goes_in_parts(
     assert len(part_puts(browser)) == multipart_plan(path.stat().st_size, PART_BYTES).count
     worker = "return performance.getEntriesByType('resource').some((e) => e.name.endsWith('/static/md5-worker.js'));"
     assert browser.execute_script(worker)  # the parts' MD5 is computed off the page's thread
-    assert remembered_ticket(browser, path.name) is None  # forgotten once sent
+    assert remembered_entry(browser, path.name) is None  # forgotten once sent
 
 
 def test_a_reload_mid_upload_resumes_with_the_missing_parts_only(
@@ -376,31 +426,37 @@ def test_a_reload_mid_upload_resumes_with_the_missing_parts_only(
     tmp_path: Path,
     screenshots: Path,
 ) -> None:
+    """The resume registers the remembered body again with the remembered Idempotency-Key (the same
+    upload, its links signed afresh): nothing kept in localStorage is a URL, before the reload,
+    after it, or at the end."""
     path = tmp_path / "page-resume.fa"
     records = fasta(path, 21)
     count = multipart_plan(path.stat().st_size, PART_BYTES).count
     open_page(browser, pages["multipart"], pipeline.api_key)
+    record_the_page(browser)
     throttle(browser, 2 * MIB)
     send_files(browser, path)
-    ticket = wait_for_ticket(browser, path.name)
+    entry = wait_for_entry(browser, path.name)
+    assert entry["body"] == {"filename": path.name, "size": path.stat().st_size, "mode": "store"}
+    first: list[dict[str, Any]] = browser.execute_script("return window.fetched;")
+    assert [c["idempotencyKey"] for c in first if (c["method"], c["path"]) == ("POST", "/uploads")] == [
+        entry["idempotencyKey"]
+    ]
+    ticket = replayed_ticket(pages["multipart"], pipeline.api_key, entry)
     bucket, key, store_upload = ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"]
     poll_until(lambda: len(store.parts(bucket, key, store_upload)) >= 1, timeout=90, interval=0.2, what="a part stored")
+    written_before: list[str] = browser.execute_script("return window.stored;")
     browser.refresh()  # mid-upload: the parts in flight are lost
     throttle(browser, None)
     time.sleep(1)
     stored_before = len(store.parts(bucket, key, store_upload))
     assert 1 <= stored_before < count, (stored_before, count)
-    assert remembered_ticket(browser, path.name) == ticket
-    # the remembered parts_url is not trusted (the key goes with it): pointed elsewhere, it is unused
-    browser.execute_script(
-        "const key = Object.keys(localStorage).find((k) => k.startsWith(`genobase-transfer:${arguments[0]}:`));"
-        "const entry = JSON.parse(localStorage.getItem(key));"
-        "entry.ticket.multipart.parts_url = '/not-the-intake/parts';"
-        "localStorage.setItem(key, JSON.stringify(entry));",
-        path.name,
-    )
+    # nothing to forge: the entry holds no URL (no parts_url, complete_url, abort_url, list_parts_url)
+    assert remembered_entry(browser, path.name) == entry
+    no_url_in_local_storage(browser)
 
     open_page(browser, pages["multipart"], pipeline.api_key)
+    record_the_page(browser)
     send_files(browser, path)
     WebDriverWait(browser, 30, poll_frequency=0.2).until(
         lambda d: f"{stored_before} of {count} parts already stored" in d.find_element(By.ID, "status").text
@@ -410,14 +466,105 @@ def test_a_reload_mid_upload_resumes_with_the_missing_parts_only(
     assert shown.startswith(f"Done: {records} records"), shown
     sent = part_puts(browser)
     assert len(sent) == count - stored_before, sent  # only the missing parts
-    assert transfer(browser, path.name).get_attribute("data-id") == ticket["id"]  # the same upload
+    assert transfer(browser, path.name).get_attribute("data-id") == entry["uploadId"]  # the same upload
+    fetched: list[dict[str, Any]] = browser.execute_script("return window.fetched;")
+    registrations = [c for c in fetched if (c["method"], c["path"]) == ("POST", "/uploads")]
+    assert len(registrations) == 1, registrations  # registered again, with the same key and body
+    assert registrations[0]["idempotencyKey"] == entry["idempotencyKey"]
+    assert json.loads(registrations[0]["body"]) == entry["body"]
     asked = browser.execute_script(
         "return performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname)"
         ".filter((p) => p.endsWith('/parts'));"
     )
-    assert asked and set(asked) == {f"/uploads/{ticket['id']}/parts"}, asked
+    assert asked and set(asked) == {f"/uploads/{entry['uploadId']}/parts"}, asked
     assert store.multipart_uploads(bucket, key) == []
-    assert remembered_ticket(browser, path.name) is None
+    assert remembered_entry(browser, path.name) is None
+    no_url_in_local_storage(browser)
+    written: list[str] = written_before + browser.execute_script("return window.stored;")
+    assert written and not [w for w in written if "http" in w.lower()], written
+
+
+def test_a_remembered_entry_resumes_only_its_own_upload(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline
+) -> None:
+    """The page's own resume, in the page, on entries that must not resume: a key the intake does
+    not know (the upload that request registers is deleted at once), a key used with another body
+    (409), an ended upload's key, and entries of another shape (a URL member, another size, a key
+    that is no UUID) are each dropped, and the file would be registered anew."""
+    page = pages["put"]
+    open_page(browser, page, pipeline.api_key)
+    auth = {"Authorization": f"Bearer {pipeline.api_key}"}
+    body = {"filename": "page-entry.fa", "size": 4, "mode": "store"}
+
+    def registered(key: str, sent: dict[str, Any]) -> str:
+        response = httpx.post(f"{page}/uploads", json=sent, headers={**auth, "Idempotency-Key": key}, timeout=30)
+        assert response.status_code == 201, response.text
+        upload_id: str = response.json()["id"]
+        return upload_id
+
+    reused, ended = str(uuid.uuid4()), str(uuid.uuid4())
+    reused_id = registered(reused, {**body, "labels": {"run": "1"}})
+    ended_id = registered(ended, body)
+    assert httpx.delete(f"{page}/uploads/{ended_id}", headers=auth, timeout=30).status_code == 202
+    unknown = {"idempotencyKey": str(uuid.uuid4()), "body": body, "uploadId": str(uuid.uuid4())}
+    entries = {
+        "unknown": unknown,
+        "reused": {"idempotencyKey": reused, "body": body, "uploadId": reused_id},
+        "ended": {"idempotencyKey": ended, "body": body, "uploadId": ended_id},
+    }
+    checked: dict[str, Any] = browser.execute_async_script(
+        """
+        const [entries, body, done] = arguments;
+        const file = new File(["ACGT"], body.filename, { lastModified: 1 });
+        const name = rememberedName(file);
+        const fetched = [];
+        const realFetch = window.fetch;
+        window.fetch = (input, init = {}) => realFetch(input, init).then((r) => {
+          const path = new URL(input, location.href).pathname;
+          fetched.push({ method: init.method || "GET", path, status: r.status });
+          return r;
+        });
+        const run = async () => {
+          const outcomes = {};
+          for (const [label, entry] of Object.entries(entries)) {
+            localStorage.setItem(name, JSON.stringify(entry));
+            const saved = remembered(file);
+            const resumed = saved ? await resume(file, saved) : "invalid";
+            outcomes[label] = { resumed, kept: localStorage.getItem(name) };
+          }
+          const malformed = {
+            url: { ...entries.unknown, complete_url: "https://attacker.example/complete" },
+            size: { ...entries.unknown, body: { ...body, size: 5 } },
+            key: { ...entries.unknown, idempotencyKey: "not a uuid" },
+            old: { ticket: { id: entries.unknown.uploadId } },
+          };
+          for (const [label, entry] of Object.entries(malformed)) {
+            localStorage.setItem(name, JSON.stringify(entry));
+            outcomes[label] = { valid: remembered(file) !== null, kept: localStorage.getItem(name) };
+          }
+          window.fetch = realFetch;
+          return { outcomes, fetched };
+        };
+        run().then(done, (err) => done({ error: String(err) }));
+        """,
+        entries,
+        body,
+    )
+    assert "error" not in checked, checked
+    outcomes = checked["outcomes"]
+    for label in ("unknown", "reused", "ended"):
+        assert outcomes[label] == {"resumed": None, "kept": None}, (label, outcomes[label])
+    for label in ("url", "size", "key", "old"):
+        assert outcomes[label] == {"valid": False, "kept": None}, (label, outcomes[label])
+    answers = [(c["method"], c["path"], c["status"]) for c in checked["fetched"]]
+    made = [c for c in answers if c[:2] == ("POST", "/uploads") and c[2] == 201]
+    assert len(made) == 1, answers  # the unknown key registered one upload, and it was deleted
+    assert ("POST", "/uploads", 409) in answers and ("POST", "/uploads", 200) in answers, answers
+    assert ("GET", f"/uploads/{ended_id}", 200) in answers, answers
+    deletes = [c for c in answers if c[0] == "DELETE"]
+    assert len(deletes) == 1 and deletes[0][2] == 202, answers
+    assert pipeline.status(deletes[0][1].rsplit("/", 1)[1])["state"] == "deleted"
+    assert pipeline.status(reused_id)["state"] == "awaiting_upload"  # another body's upload: untouched
 
 
 def test_a_lost_connection_ends_nothing_and_the_same_file_resumes(
@@ -431,7 +578,8 @@ def test_a_lost_connection_ends_nothing_and_the_same_file_resumes(
     open_page(browser, pages["multipart"], pipeline.api_key)
     throttle(browser, 2 * MIB)
     send_files(browser, path)
-    ticket = wait_for_ticket(browser, path.name)
+    entry = wait_for_entry(browser, path.name)
+    ticket = replayed_ticket(pages["multipart"], pipeline.api_key, entry)
     bucket, key, store_upload = ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"]
     poll_until(lambda: len(store.parts(bucket, key, store_upload)) >= 1, timeout=90, interval=0.2, what="a part stored")
     browser.execute_cdp_cmd(
@@ -440,7 +588,7 @@ def test_a_lost_connection_ends_nothing_and_the_same_file_resumes(
     )
     shown = outcome(browser, path.name, timeout=90)
     assert "The intake could not be reached: choose the file again to resume." in shown, shown
-    assert remembered_ticket(browser, path.name) == ticket
+    assert remembered_entry(browser, path.name) == entry
     throttle(browser, None)
     time.sleep(1)  # a part whose body had gone before the connection did may still be stored
     assert 1 <= len(store.parts(bucket, key, store_upload)) < count
@@ -467,7 +615,8 @@ def test_a_failed_completion_keeps_the_upload_and_the_same_file_completes_it(
     open_page(browser, pages["multipart"], pipeline.api_key)
     throttle(browser, 4 * MIB)  # the parts take seconds: time to block the completion once its URL is known
     send_files(browser, path)
-    ticket = wait_for_ticket(browser, path.name)
+    entry = wait_for_entry(browser, path.name)
+    ticket = replayed_ticket(pages["multipart"], pipeline.api_key, entry)
     # ?uploadId=…&X-Amz-Algorithm=… (completion) but not ?uploadId=…&partNumber=… (parts)
     upload_param, signature_param = ticket["multipart"]["complete_url"].split("?", 1)[1].split("&")[:2]
     completion = f"*?{upload_param}&{signature_param.split('=')[0]}=*"
@@ -475,7 +624,7 @@ def test_a_failed_completion_keeps_the_upload_and_the_same_file_completes_it(
     throttle(browser, None)
     shown = outcome(browser, path.name, timeout=90)
     assert shown.startswith("Not finished: completing the upload failed"), shown
-    assert remembered_ticket(browser, path.name) == ticket
+    assert remembered_entry(browser, path.name) == entry
     assert pipeline.status(ticket["id"])["state"] == "awaiting_upload"
     assert len(store.parts(ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"])) == count
     browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
@@ -501,7 +650,7 @@ def test_cancel_leaves_no_multipart_upload(
     open_page(browser, pages["multipart"], pipeline.api_key)
     throttle(browser, MIB // 2)
     send_files(browser, path)
-    ticket = wait_for_ticket(browser, path.name)
+    ticket = replayed_ticket(pages["multipart"], pipeline.api_key, wait_for_entry(browser, path.name))
     bucket, key = ticket["bucket"], ticket["key"]
     assert store.multipart_uploads(bucket, key) != []
     no_serious_violations(browser, "busy")
@@ -511,7 +660,7 @@ def test_cancel_leaves_no_multipart_upload(
     assert shown.startswith("Cancelled: the upload was ended"), shown
     poll_until(lambda: store.multipart_uploads(bucket, key) == [], timeout=60, what="the multipart upload aborted")
     assert pipeline.status(ticket["id"])["state"] == "deleted"
-    assert remembered_ticket(browser, path.name) is None
+    assert remembered_entry(browser, path.name) is None
 
 
 def test_a_part_that_keeps_failing_ends_the_upload(
@@ -528,7 +677,7 @@ def test_a_part_that_keeps_failing_ends_the_upload(
     blocked = ["*?partNumber=2&*", "*&partNumber=2&*", "*&partNumber=2"]
     browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": blocked})
     send_files(browser, path)
-    ticket = wait_for_ticket(browser, path.name)
+    ticket = replayed_ticket(pages["multipart"], pipeline.api_key, wait_for_entry(browser, path.name))
     shown = outcome(browser, path.name, timeout=90)
     shoot(browser, screenshots, "failing-part")
     assert shown.startswith("Failed: part 2 of 3 failed after 4 attempts"), shown
@@ -577,7 +726,7 @@ def test_a_2_gb_file_leaves_the_page_responsive(
     )
     throttle(browser, 8 * MIB)
     send_files(browser, path)
-    ticket = wait_for_ticket(browser, path.name)
+    ticket = replayed_ticket(pages["multipart"], pipeline.api_key, wait_for_entry(browser, path.name))
     assert ticket["multipart"]["part_count"] == multipart_plan(path.stat().st_size, PART_BYTES).count
     bucket, key, store_upload = ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"]
     poll_until(lambda: len(store.parts(bucket, key, store_upload)) >= 3, timeout=90, interval=0.2, what="parts stored")

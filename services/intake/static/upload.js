@@ -58,16 +58,16 @@ class ApiError extends Error {
 class Stopped extends Error {}  // a transfer cancelled, or stopped by another part's failure
 // The file may be in the store already (a completion whose answer was lost, a resumed upload the
 // store has completed but whose event the intake has not had yet): such an upload is never ended
-// by the page; its ticket stays remembered, so choosing the file again resumes or follows it.
+// by the page; it stays remembered, so choosing the file again resumes or follows it.
 class Unconfirmed extends Error {}
 
-// An upload's id is a UUID; anything else (a forged or stale remembered ticket) never reaches a path.
+// An upload's id is a UUID; anything else (a forged or stale remembered entry) never reaches a path.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isUploadId = (id) => typeof id === "string" && UUID.test(id);
+const isUuid = (id) => typeof id === "string" && UUID.test(id);
 // The intake's own routes: the key is only ever sent to the page's own origin, never to a URL
-// that came with a ticket (a ticket may be read back from localStorage, which is not trusted).
+// that came with a ticket.
 function uploadPath(id, tail = "") {
-  if (!isUploadId(id)) throw new Error("the upload's id is not valid");
+  if (!isUuid(id)) throw new Error("the upload's id is not valid");
   return `/uploads/${encodeURIComponent(id)}${tail}`;
 }
 
@@ -82,13 +82,33 @@ function safeHref(url) {
   }
 }
 
-async function api(method, path, body) {
-  const headers = { "Authorization": `Bearer ${keyInput.value.trim()}` };
+// A request to the intake (the page's own origin, with the key): its status and its JSON.
+async function call(method, path, body, extraHeaders = {}) {
+  const headers = { ...extraHeaders, "Authorization": `Bearer ${keyInput.value.trim()}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new ApiError(response.status, data);
-  return data;
+  return { status: response.status, data };
+}
+const api = async (method, path, body, extraHeaders) => (await call(method, path, body, extraHeaders)).data;
+
+// Registers a file with an Idempotency-Key: the same key and the same body sent again answer the
+// same upload (200, "replayed") with its links signed afresh; a new upload is 201.
+async function register(body, idempotencyKey) {
+  const answer = await call("POST", "/uploads", body, { "Idempotency-Key": idempotencyKey });
+  return { ticket: answer.data, created: answer.status === 201 };
+}
+
+// A random UUID (v4). crypto.randomUUID needs a secure context (https, or localhost); a page served
+// over plain http elsewhere builds the same from crypto.getRandomValues.
+function newIdempotencyKey() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 // ---- choosing files ------------------------------------------------------------------------
@@ -132,35 +152,91 @@ function parseLabels(text) {
   return labels;
 }
 
-// ---- remembering multipart tickets (to resume) ---------------------------------------------
-// Per file (name, size, last modified), in localStorage: the ticket only (its store links, valid
-// as long as the ticket), never the API key, which stays in sessionStorage.
+// ---- remembering multipart uploads (to resume) ---------------------------------------------
+// Per file (name, size, last modified), in localStorage: the Idempotency-Key the file was
+// registered with, the registration's body, and the upload's id. Nothing the page sends a request
+// to comes from there: no URL is kept (a forged or stale entry's completion URL would receive the
+// parts' ETags and answer a fake completion), and never the API key, which stays in sessionStorage.
+// A resume registers the same body again with the same key, and the intake answers the same upload
+// with links signed afresh.
 
-// What is read back is checked, not trusted: an entry that does not parse, or whose ticket is not
-// the shape the intake gives (a UUID id, a plan that fits this file, an http(s) completion URL), is
-// dropped. The ticket's parts_url is never used (the intake's own route is), so it is not checked.
+// What is read back is checked, not trusted: an entry that does not parse, or that is not exactly
+// {idempotencyKey, body, uploadId} with a UUID key and id and a body that registers this file (its
+// name and size, only the members the page sends), is dropped.
 const rememberedName = (file) => `genobase-transfer:${file.name}:${file.size}:${file.lastModified}`;
-const isCount = (n) => Number.isSafeInteger(n) && n > 0;
-function validTicket(ticket, file) {
-  if (!ticket || typeof ticket !== "object" || !isUploadId(ticket.id)) return false;
-  if (typeof ticket.bucket !== "string" || typeof ticket.key !== "string") return false;
-  if (ticket.upload_method !== "multipart") return false;
-  const plan = ticket.multipart;
-  if (!plan || typeof plan !== "object" || typeof plan.upload_id !== "string") return false;
-  if (!isCount(plan.part_size) || !isCount(plan.part_count)) return false;
-  if (plan.part_count !== Math.ceil(file.size / plan.part_size)) return false;
-  return safeHref(plan.complete_url) !== null;
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+const isText = (v) => typeof v === "string";
+const ENTRY_MEMBERS = ["body", "idempotencyKey", "uploadId"];
+const BODY_MEMBERS = new Set(["filename", "size", "mode", "format", "alphabet", "circular", "labels"]);
+function validBody(body, file) {
+  if (!isObject(body) || !Object.keys(body).every((member) => BODY_MEMBERS.has(member))) return false;
+  if (body.filename !== file.name || body.size !== file.size) return false;
+  if (body.mode !== "store" && body.mode !== "validate") return false;
+  if ("format" in body && !isText(body.format)) return false;
+  if ("alphabet" in body && !isText(body.alphabet)) return false;
+  if ("circular" in body && body.circular !== true) return false;
+  return !("labels" in body) || (isObject(body.labels) && Object.values(body.labels).every(isText));
+}
+function validEntry(entry, file) {
+  if (!isObject(entry) || Object.keys(entry).sort().join() !== ENTRY_MEMBERS.join()) return false;
+  return isUuid(entry.idempotencyKey) && isUuid(entry.uploadId) && validBody(entry.body, file);
 }
 function remembered(file) {
   let entry = null;
   try { entry = JSON.parse(localStorage.getItem(rememberedName(file)) || "null"); } catch { entry = undefined; }
   if (entry === null) return null;
-  if (entry && typeof entry === "object" && validTicket(entry.ticket, file)) return entry;
+  if (validEntry(entry, file)) return entry;
   localStorage.removeItem(rememberedName(file));
   return null;
 }
-const remember = (file, ticket) => localStorage.setItem(rememberedName(file), JSON.stringify({ ticket }));
+const remember = (file, { idempotencyKey, body, uploadId }) =>
+  localStorage.setItem(rememberedName(file), JSON.stringify({ idempotencyKey, body, uploadId }));
 const forget = (file) => localStorage.removeItem(rememberedName(file));
+
+// A multipart ticket whose plan is this file's, with time left to send it: a replay past the
+// ticket's end is signed for a second at most, and an upload about to expire is not worth resuming.
+const RESUME_MARGIN_MS = 60_000;
+function resumable(ticket, file) {
+  const plan = ticket.multipart;
+  if (ticket.upload_method !== "multipart" || !isObject(plan)) return false;
+  if (!Number.isSafeInteger(plan.part_size) || plan.part_size <= 0) return false;
+  if (plan.part_count !== Math.ceil(file.size / plan.part_size)) return false;
+  return Date.parse(ticket.expires_at) - Date.now() > RESUME_MARGIN_MS;
+}
+
+// The intake's refusals that end a remembered entry: the key used with another body (409), or the
+// body refused (another 4xx). An unreachable intake, a 5xx, a rejected API key or a rate limit says
+// nothing about the entry: it is kept, and choosing the file again tries again.
+const keepsEntry = (err) => !(err instanceof ApiError) || err.status >= 500 || [401, 403, 429].includes(err.status);
+
+// Registers the remembered body again with the remembered key. The answer is the same upload with
+// fresh links: still waiting for its parts, { ticket } to continue it; already in the store (no
+// links, and a state that is not final), { ticket, alreadySent } to follow it. Anything else (another
+// upload, an ended one, one past its time) drops the entry: null, and the file is registered anew.
+async function resume(file, saved) {
+  let answer;
+  try {
+    answer = await register(saved.body, saved.idempotencyKey);
+  } catch (err) {
+    if (keepsEntry(err)) throw err;
+    forget(file);
+    return null;
+  }
+  const { ticket, created } = answer;
+  if (!isObject(ticket) || ticket.id !== saved.uploadId) {
+    forget(file);
+    // registered by this very request (the key was unknown): ended, not left waiting for its file
+    if (created && isObject(ticket) && isUuid(ticket.id)) await api("DELETE", uploadPath(ticket.id)).catch(() => {});
+    return null;
+  }
+  if (resumable(ticket, file)) return { ticket, alreadySent: false };
+  if (ticket.upload_method === "multipart") { forget(file); return null; }
+  // no links: the upload waits for its object no more (in the store, or ended)
+  const status = await api("GET", uploadPath(ticket.id));
+  forget(file);
+  if (status.state === "awaiting_upload" || FINAL_STATES.includes(status.state)) return null;
+  return { ticket, alreadySent: true };
+}
 
 // ---- MD5 in a worker -----------------------------------------------------------------------
 
@@ -364,7 +440,7 @@ async function abandon(transfer) {
     forget(transfer.file);
     return true;
   } catch {
-    return false;  // unreachable: the ticket stays remembered, so choosing the file again resumes or ends it
+    return false;  // unreachable: the upload stays remembered, so choosing the file again resumes or ends it
   }
 }
 
@@ -456,29 +532,28 @@ async function runTransfer(file) {
   try {
     const started = Date.now();
     let alreadySent = false;
+    // the same file chosen before (a reload, a lost connection): continue where it stopped
     const saved = remembered(file);
-    if (saved) {
-      // the same file chosen before (a reload, a lost connection): continue where it stopped
-      try {
-        const status = await api("GET", uploadPath(saved.ticket.id));
-        if (status.state === "awaiting_upload") transfer.ticket = saved.ticket;
-        else if (!FINAL_STATES.includes(status.state)) { transfer.ticket = saved.ticket; alreadySent = true; }
-        forget(file);  // kept again below while parts are still to send
-      } catch (err) {
-        if (!(err instanceof ApiError && err.status === 404)) throw err;
-        forget(file);  // another key's, or gone
-      }
+    const resumed = saved ? await resume(file, saved) : null;
+    if (resumed) {
+      transfer.ticket = resumed.ticket;
+      alreadySent = resumed.alreadySent;
+    } else {
+      const body = registration(file);
+      const idempotencyKey = newIdempotencyKey();
+      transfer.ticket = (await register(body, idempotencyKey)).ticket;
+      // a multipart upload is remembered while its parts are sent: how to register it again
+      if (transfer.ticket.upload_method === "multipart") remember(file, { idempotencyKey, body, uploadId: transfer.ticket.id });
     }
-    if (!transfer.ticket) {
-      transfer.ticket = await api("POST", "/uploads", registration(file));
-      if (transfer.stopped) { await abandon(transfer); return; }
+    if (transfer.stopped) {  // cancelled while registering; a file already in the store is never ended
+      if (!alreadySent) await abandon(transfer);
+      return;
     }
     const ticket = transfer.ticket;
     ui.item.dataset.id = ticket.id;
     if (!alreadySent && ticket.upload_method === "PUT") {
       await put(transfer, ticket.upload_url, file, ticket.upload_headers || {}, (loaded) => showSent(ui, loaded, file.size, started));
     } else if (!alreadySent) {
-      remember(file, ticket);
       await sendParts(transfer, started);
       forget(file);
     }
