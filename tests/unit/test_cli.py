@@ -31,44 +31,11 @@ from genobase.client import (
     UploadSummary,
 )
 from genobase.errors import EXIT_CODES, ExitCode, exit_codes_epilog, explain
-from tests.unit.fakes_intake_http import ENDPOINT, GOOD_KEY, FakeIntake
+from tests.unit.fakes_intake_http import GOOD_KEY, FakeIntake
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No profile, no stack file, no GENOBASE_* of the caller; the current directory a fresh one."""
-    for name in list(os.environ):
-        if name.startswith("GENOBASE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("GENOBASE_STACK_FILE", str(tmp_path / "no-stack" / "stack.env"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
-
-
-@pytest.fixture
-def intake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeIntake:
-    fake = FakeIntake()
-
-    def open_client(connection: config.Connection) -> Client:
-        return Client(
-            connection.endpoint,
-            connection.api_key,
-            transport=fake.transport(),
-            state_dir=tmp_path / "transfers",
-            retries=0,
-            sleep=lambda seconds: None,
-        )
-
-    monkeypatch.setattr(commands, "open_client", open_client)
-    monkeypatch.setenv("GENOBASE_ENDPOINT", ENDPOINT)
-    monkeypatch.setenv("GENOBASE_API_KEY", GOOD_KEY)
-    return fake
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def fasta(path: Path, text: str = ">a\nACGT\n>b\nGG\n") -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import httpx
@@ -16,45 +15,13 @@ import pytest
 import rich.console
 
 from genobase import cli, commands, config, console
-from genobase.client import Client, Upload
+from genobase.client import Upload
 from genobase.errors import CliError, ExitCode
 from tests.unit.fakes_intake_http import ENDPOINT, GOOD_KEY, FakeIntake
 
 EVIL = "x.fa\x1b]52;c;Y3VybA==\x07\x1b]0;pwned\x07\x1b[2K\x9b1A\u202egenuine.fa"
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("GENOBASE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("GENOBASE_STACK_FILE", str(tmp_path / "no-stack" / "stack.env"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
-
-
-@pytest.fixture
-def intake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeIntake:
-    fake = FakeIntake()
-
-    def open_client(connection: config.Connection) -> Client:
-        return Client(
-            connection.endpoint,
-            connection.api_key,
-            transport=fake.transport(),
-            state_dir=tmp_path / "transfers",
-            retries=0,
-            sleep=lambda seconds: None,
-        )
-
-    monkeypatch.setattr(commands, "open_client", open_client)
-    monkeypatch.setenv("GENOBASE_ENDPOINT", ENDPOINT)
-    monkeypatch.setenv("GENOBASE_API_KEY", GOOD_KEY)
-    return fake
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture

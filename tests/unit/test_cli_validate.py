@@ -5,41 +5,20 @@ stored upload of the same file (or the other way round)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from genobase import cli, commands, config
-from genobase.client import Client
+from genobase import cli, commands
 from genobase.client.transfer import state_path
 from genobase.errors import ExitCode
-from tests.unit.fakes_intake_http import ENDPOINT, GOOD_KEY, FakeIntake
-
-
-@pytest.fixture
-def intake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeIntake:
-    for name in list(os.environ):
-        if name.startswith("GENOBASE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("GENOBASE_ENDPOINT", ENDPOINT)
-    monkeypatch.setenv("GENOBASE_API_KEY", GOOD_KEY)
-    monkeypatch.chdir(tmp_path)
-    fake = FakeIntake()
-
-    def open_client(connection: config.Connection) -> Client:
-        return Client(connection.endpoint, connection.api_key, transport=fake.transport(), retries=0,
-                      state_dir=tmp_path / "transfers", sleep=lambda seconds: None)  # fmt: skip
-
-    monkeypatch.setattr(commands, "open_client", open_client)
-    return fake
+from tests.unit.fakes_intake_http import FakeIntake
 
 
 def test_a_validations_report_is_printed_and_nothing_is_downloaded(
-    intake: FakeIntake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    intake: FakeIntake, clean_environment: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "my.fa").write_text(">a\nAC\n")
+    (clean_environment / "my.fa").write_text(">a\nAC\n")
     assert cli.main(["validate", "my.fa"]) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[1:] == ["done", "my.fa", "2", "(valid)"]
@@ -51,9 +30,9 @@ def test_a_validations_report_is_printed_and_nothing_is_downloaded(
 
 
 def test_a_failed_validation_shows_its_position_and_exits_1(
-    intake: FakeIntake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    intake: FakeIntake, clean_environment: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "bad.fa").write_text("!not a fasta\n")
+    (clean_environment / "bad.fa").write_text("!not a fasta\n")
     assert cli.main(["upload", "--validate", "bad.fa"]) == ExitCode.FAILED
     assert "failed: invalid_character: bad '!' at line 1, column 1" in capsys.readouterr().err
 
