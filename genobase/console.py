@@ -200,7 +200,8 @@ class RichReporter:
             TransferSpeedColumn,
         )
 
-        self._console = Console(stderr=True)
+        # Server strings go through it: no ":emoji:" codes replaced, no guessing colours.
+        self._console = Console(stderr=True, emoji=False, highlight=False)
         self._progress = Progress(
             # markup=False: a file name such as "[link=https://...]x[/link]" is text, not markup
             # (rich would make it a hyperlink, and "[/x]" would raise MarkupError).

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.domain.uploads import State
+from shared.domain.uploads import State, unprintable
 
 # --- the listing ----------------------------------------------------------------------------------
 
@@ -109,7 +109,6 @@ MAX_LABELS = 32
 MAX_LABEL_VALUE_BYTES = 256
 MAX_LABELS_BYTES = 4096  # keys and values together, UTF-8
 LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,62}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class InvalidLabels(ValueError):
@@ -131,8 +130,8 @@ def check_labels(labels: Mapping[str, Any]) -> dict[str, str]:
         size = len(value.encode("utf-8", errors="surrogatepass"))
         if size > MAX_LABEL_VALUE_BYTES:
             raise InvalidLabels(f"the value of label {key} is over {MAX_LABEL_VALUE_BYTES} bytes of UTF-8")
-        if _CONTROL.search(value) or re.search(r"[\ud800-\udfff]", value):
-            raise InvalidLabels(f"the value of label {key} holds control characters or lone surrogates")
+        if unprintable(value):  # control and format characters, lone surrogates (Unicode category C)
+            raise InvalidLabels(f"the value of label {key} holds control or format characters")
         total += len(key) + size
     if total > MAX_LABELS_BYTES:
         raise InvalidLabels(f"labels are at most {MAX_LABELS_BYTES} bytes of UTF-8 in all")

@@ -763,8 +763,16 @@ def result_keys(upload: Upload) -> list[str]:
 def unprintable(text: str) -> bool:
     """Whether ``text`` holds a character a terminal or a page may act on instead of showing:
     Unicode's "other" categories (C0 and C1 controls, format characters such as the bidirectional
-    overrides, surrogates, private use, unassigned). A file name is shown to people; none belongs in one."""
-    return any(unicodedata.category(character)[0] == "C" for character in text)
+    overrides, surrogates, private use, unassigned) and the line and paragraph separators. A file
+    name or a label is shown to people; none belongs in one."""
+    return any(_unprintable_character(character) for character in text)
+
+
+def _unprintable_character(character: str) -> bool:
+    # C*: controls, format, surrogates, private use, unassigned; Zl/Zp: the line and paragraph
+    # separators, which end a line where a reader expects none.
+    category = unicodedata.category(character)
+    return category[0] == "C" or category in ("Zl", "Zp")
 
 
 def filename_of_key(key: str) -> str:
@@ -772,4 +780,4 @@ def filename_of_key(key: str) -> str:
     segment, each unprintable character (see ``unprintable``) replaced by U+FFFD. The key itself
     is kept as the store has it; only what people read is made safe."""
     name = key.rsplit("/", 1)[-1]
-    return "".join("\ufffd" if unicodedata.category(c)[0] == "C" else c for c in name)
+    return "".join("\ufffd" if _unprintable_character(c) else c for c in name)

@@ -604,6 +604,43 @@ def test_a_lost_connection_ends_nothing_and_the_same_file_resumes(
     assert store.multipart_uploads(bucket, key) == []
 
 
+def test_the_same_file_sent_twice_at_once_is_never_ended_by_the_slower_one(
+    browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, store: ObjectStore, tmp_path: Path
+) -> None:
+    """Chosen again while it is still sending, a file's second transfer goes on with the same upload;
+    when one of the two completes it, the other finds the upload taking no more parts and stops
+    there: it never deletes an upload that may be complete."""
+    path = tmp_path / "page-twice.fa"
+    records = fasta(path, 26)
+    open_page(browser, pages["multipart"], pipeline.api_key)
+    throttle(browser, 4 * MIB)
+    send_files(browser, path)
+    entry = wait_for_entry(browser, path.name)
+    ticket = replayed_ticket(pages["multipart"], pipeline.api_key, entry)
+    poll_until(
+        lambda: len(store.parts(ticket["bucket"], ticket["key"], ticket["multipart"]["upload_id"])) >= 1,
+        timeout=90,
+        interval=0.2,
+        what="a part stored",
+    )
+    send_files(browser, path)
+    items = f'li.transfer[data-file="{path.name}"]'
+    WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, items)) == 2)
+    throttle(browser, None)
+
+    def both_ended(d: webdriver.Chrome) -> list[str] | None:
+        found = d.find_elements(By.CSS_SELECTOR, items)
+        shown = [item.find_element(By.CLASS_NAME, "outcome").text.strip() for item in found]
+        return shown if all(shown) else None
+
+    shown = WebDriverWait(browser, 240, poll_frequency=0.5).until(both_ended)
+    assert any(line.startswith(f"Done: {records} records") for line in shown), shown
+    assert not any("was ended" in line or "deleted" in line for line in shown), shown
+    assert {item.get_attribute("data-id") for item in browser.find_elements(By.CSS_SELECTOR, items)} == {ticket["id"]}
+    assert pipeline.status(ticket["id"])["state"] == "done"
+    assert store.multipart_uploads(ticket["bucket"], ticket["key"]) == []
+
+
 def test_a_failed_completion_keeps_the_upload_and_the_same_file_completes_it(
     browser: webdriver.Chrome, pages: dict[str, str], pipeline: Pipeline, store: ObjectStore, tmp_path: Path
 ) -> None:

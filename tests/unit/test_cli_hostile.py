@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,10 +27,14 @@ pytestmark = pytest.mark.usefixtures("clean_environment")
 
 @pytest.fixture
 def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
-    """A rich display as on a terminal, written to a buffer."""
+    """A rich display as on a terminal, written to a buffer (with the options the CLI gives it)."""
     screen = io.StringIO()
     real = rich.console.Console
-    monkeypatch.setattr(rich.console, "Console", lambda **kw: real(file=screen, force_terminal=True, width=200))
+
+    def on_screen(**options: Any) -> rich.console.Console:
+        return real(**{**options, "stderr": False, "file": screen, "force_terminal": True, "width": 200})
+
+    monkeypatch.setattr(rich.console, "Console", on_screen)
     monkeypatch.setattr(console, "stderr_is_terminal", lambda: True)
     return screen
 
@@ -81,6 +86,13 @@ def test_markup_in_a_file_name_is_shown_as_text_on_a_terminal(
     assert cli.main(["retry", linked, "--wait"]) == 0
     shown = terminal.getvalue()
     assert "\x1b]8;" not in shown and "[link=https://evil.example/]" in shown
+
+
+def test_emoji_codes_in_a_server_string_are_shown_as_text(terminal: io.StringIO) -> None:
+    reporter = console.RichReporter()
+    reporter.message("evil:warning:_:x:.fa: result -> x.json")
+    reporter.close()
+    assert "evil:warning:_:x:.fa" in terminal.getvalue() and "\u26a0" not in terminal.getvalue()
 
 
 def test_a_key_with_a_trailing_cr_is_stripped_and_one_with_controls_refused_unechoed(

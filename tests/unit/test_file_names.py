@@ -11,7 +11,7 @@ from shared.domain.uploads import filename_of_key, unprintable
 
 @pytest.mark.parametrize(
     "name",
-    ["a\x1b[2J.fa", "a\x9b31m.fa", "report\u202egnp.fa", "a\u200b.fa", "a\x07.fa", "a\ue000.fa"],
+    ["a\x1b[2J.fa", "a\x9b31m.fa", "report\u202egnp.fa", "a\u200b.fa", "a\x07.fa", "a\ue000.fa", "a\u2028b.fa"],
 )
 def test_a_registration_refuses_control_and_format_characters(name: str) -> None:
     assert unprintable(name)

@@ -86,6 +86,7 @@ def test_labels_are_bounded() -> None:
         {f"k{i}": "v" for i in range(MAX_LABELS + 1)},
         {"": "v"}, {"-k": "v"}, {"k" * 64: "v"}, {"a b": "v"}, {"k": "v" * 257}, {"k": "é" * 129},
         {"k": "a\nb"}, {"k": "\x00"}, {"k": "\ud800"}, {"k": 1},
+        {"k": "a\x85b"}, {"k": "a\x9b31m"}, {"k": "a\u202eb"}, {"k": "a\u200bb"}, {"k": "a\u2028b"},
         {f"k{i}": "v" * 200 for i in range(21)},  # within each bound, over 4 KiB in all
     ):  # fmt: skip
         with pytest.raises(InvalidLabels):

@@ -60,6 +60,10 @@ class Stopped extends Error {}  // a transfer cancelled, or stopped by another p
 // store has completed but whose event the intake has not had yet): such an upload is never ended
 // by the page; it stays remembered, so choosing the file again resumes or follows it.
 class Unconfirmed extends Error {}
+// A PUT the store refused (status) or whose answer never came (status 0: it may have been stored).
+class StoreError extends Error {
+  constructor(message, status) { super(message); this.status = status; }
+}
 
 // An upload's id is a UUID; anything else (a forged or stale remembered entry) never reaches a path.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -328,8 +332,8 @@ function put(transfer, url, blob, headers, onProgress) {  // XMLHttpRequest: fet
     for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => onProgress(e.loaded);
     xhr.onload = () => (xhr.status < 300 ? settle(resolve, xhr)
-      : settle(reject, new Error(`the store answered ${xhr.status}: ${xhr.responseText.slice(0, 200)}`)));
-    xhr.onerror = () => settle(reject, new Error("the store could not be reached"));
+      : settle(reject, new StoreError(`the store answered ${xhr.status}: ${xhr.responseText.slice(0, 200)}`, xhr.status)));
+    xhr.onerror = () => settle(reject, new StoreError("the store could not be reached", 0));
     xhr.onabort = () => settle(reject, new Stopped("stopped"));
     xhr.send(blob);
   });
@@ -347,6 +351,11 @@ async function sendPart(transfer, plan, number, blob, digest, onProgress) {
       return;
     } catch (err) {
       stopIfStopped(transfer);
+      // The upload no longer takes parts: another transfer of the same file (a second tab, the
+      // file chosen again) completed it, or its multipart upload is gone. Never ended from here.
+      if ((err instanceof ApiError && err.code === "not_awaiting_parts") || (err instanceof StoreError && err.status === 404)) {
+        throw new Unconfirmed(`part ${number} of ${plan.part_count}: the upload no longer takes parts (${err.message}); it may be complete already`);
+      }
       const refused = err instanceof ApiError && err.status < 500 && err.status !== 429;
       if (refused || attempt >= PART_ATTEMPTS) {
         throw new Error(`part ${number} of ${plan.part_count} failed after ${attempt} attempt${attempt > 1 ? "s" : ""}: ${err.message}`);
@@ -552,7 +561,13 @@ async function runTransfer(file) {
     const ticket = transfer.ticket;
     ui.item.dataset.id = ticket.id;
     if (!alreadySent && ticket.upload_method === "PUT") {
-      await put(transfer, ticket.upload_url, file, ticket.upload_headers || {}, (loaded) => showSent(ui, loaded, file.size, started));
+      try {
+        await put(transfer, ticket.upload_url, file, ticket.upload_headers || {}, (loaded) => showSent(ui, loaded, file.size, started));
+      } catch (err) {
+        // The answer was lost, not refused: the store may have the whole file, so it is never ended from here.
+        if (err instanceof StoreError && err.status === 0) throw new Unconfirmed(`${err.message}; the file may be stored already`);
+        throw err;
+      }
     } else if (!alreadySent) {
       await sendParts(transfer, started);
       forget(file);
@@ -626,7 +641,11 @@ function uploadRow(upload) {
   const row = element("tr");
   row.dataset.id = upload.id;
   row.dataset.file = upload.filename;
-  const labels = Object.entries(upload.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+  // Each label in a <bdi> of its own, like file names: one label cannot reorder the others.
+  const labels = element("td", undefined, "labels");
+  const pairs = Object.entries(upload.labels || {});
+  pairs.forEach(([k, v], i) => labels.append(...(i ? [", "] : []), element("bdi", `${k}=${v}`)));
+  if (!pairs.length) labels.textContent = "—";
   const result = element("td");
   result.className = "result";
   const actions = element("td");
@@ -634,7 +653,7 @@ function uploadRow(upload) {
   name.append(element("bdi", upload.filename));
   row.append(name, element("td", upload.state, "state"),
     element("td", upload.records === null || upload.records === undefined ? "—" : String(upload.records), "records"),
-    element("td", labels || "—", "labels"), result, actions);
+    labels, result, actions);
   if (upload.state === "done") {
     resultLink(upload).then((link) => result.replaceChildren(link), () => result.replaceChildren(element("span", "—")));
   } else {
