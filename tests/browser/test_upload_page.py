@@ -576,7 +576,9 @@ def test_a_lost_connection_ends_nothing_and_the_same_file_resumes(
     records = fasta(path, 26)
     count = multipart_plan(path.stat().st_size, PART_BYTES).count
     open_page(browser, pages["multipart"], pipeline.api_key)
-    throttle(browser, 2 * MIB)
+    # 1 MiB/s: after the first parts are stored, the rest take ten seconds more, time enough to
+    # see them stored and go offline on a busy machine.
+    throttle(browser, MIB)
     send_files(browser, path)
     entry = wait_for_entry(browser, path.name)
     ticket = replayed_ticket(pages["multipart"], pipeline.api_key, entry)
@@ -587,11 +589,17 @@ def test_a_lost_connection_ends_nothing_and_the_same_file_resumes(
         {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
     )
     shown = outcome(browser, path.name, timeout=90)
-    assert "The intake could not be reached: choose the file again to resume." in shown, shown
+    # Offline while parts were in flight: they fail and so does the delete; or, when the last part
+    # had gone as the connection did (the page's view of a throttled upload runs ahead of the
+    # store's), the completion fails. Either way the upload is not ended and stays remembered.
+    assert "The intake could not be reached: choose the file again to resume." in shown or shown.startswith(
+        "Not finished: completing the upload failed"
+    ), shown
     assert remembered_entry(browser, path.name) == entry
     throttle(browser, None)
     time.sleep(1)  # a part whose body had gone before the connection did may still be stored
-    assert 1 <= len(store.parts(bucket, key, store_upload)) < count
+    assert len(store.parts(bucket, key, store_upload)) >= 1
+    assert pipeline.status(ticket["id"])["state"] == "awaiting_upload"
 
     send_files(browser, path)
     announced = re.compile(rf"(\d+) of {count} parts already stored")
