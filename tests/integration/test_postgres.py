@@ -160,6 +160,7 @@ def test_migrations_are_idempotent(conn: Connection, settings: Settings) -> None
         "0020_labels_listing_idempotency",
         "0021_deletion",
         "0022_retry_and_validate",
+        "0023_result_sha256",
     ]
 
 
