@@ -367,7 +367,7 @@ def run_pipeline(settings: Settings, path: Path, digest: bool) -> dict[str, Any]
         with Client(settings.status_base_url, key or None, state_dir=Path(home)) as client:
             uploaded = client.upload(path, parallel=4)
         method = "multipart" if size > settings.multipart_threshold_bytes else "PUT"
-        ticket = {"id": str(uploaded.id), "upload_method": method}
+        ticket = {"id": str(uploaded.id), "upload_method": method, "bucket": uploaded.bucket, "key": uploaded.key}
         t_event = time.monotonic()  # the object exists: the store raises its event now
         cpu_before = cpu_seconds()
         wal_before = wal_counters(settings)
