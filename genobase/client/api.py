@@ -648,13 +648,16 @@ def _bounded_lines(response: httpx.Response, limit: int) -> Iterator[bytes]:
     """The body's lines (without their ``\\n``), each at most ``limit`` bytes (``ClientError``
     ``answer_too_large`` beyond: one line of NDJSON is one record, held in memory)."""
     pending = bytearray()
+    scanned = 0  # bytes of ``pending`` known to hold no newline: each byte is searched once
     for chunk in response.iter_bytes():
         pending += chunk
-        while (end := pending.find(b"\n")) >= 0:
+        while (end := pending.find(b"\n", scanned)) >= 0:
             if end > limit:
                 raise _too_large(response, limit)
             yield bytes(pending[:end])
             del pending[: end + 1]
+            scanned = 0
+        scanned = len(pending)
         if len(pending) > limit:
             raise _too_large(response, limit)
     if pending:

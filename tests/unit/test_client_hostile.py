@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from genobase.client import Client, ClientError
+from genobase.client.api import _bounded_lines
 from genobase.client.models import UploadTicket
 from genobase.client.transfer import save_state
 from tests.unit.test_client import UPLOAD_ID, client_for, download_handler, status_body
@@ -65,6 +67,22 @@ def test_a_record_line_longer_than_its_bound_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ClientError) as caught:
         list(client.result(UPLOAD_ID, max_record_bytes=1000))
     assert caught.value.code == "answer_too_large"
+
+
+def test_a_long_record_arriving_in_small_chunks_is_cut_in_linear_time() -> None:
+    """A chromosome-length line in 1 KiB chunks: each byte is searched for the newline once (a
+    search from the line's start at every chunk took tens of seconds at 64 MiB, hours at 1 GiB)."""
+    chunk, chunks = b"A" * 1024, 64 * 1024  # a 64 MiB line
+
+    def body() -> Iterator[bytes]:
+        yield from (chunk for _ in range(chunks))
+        yield b"\nB\n"
+
+    response = httpx.Response(200, content=body(), request=httpx.Request("GET", "http://intake/records"))
+    started = time.monotonic()
+    lines = list(_bounded_lines(response, 128 * MB))
+    assert [len(line) for line in lines] == [len(chunk) * chunks, 1]
+    assert time.monotonic() - started < 2.0
 
 
 @pytest.mark.parametrize(
